@@ -1,0 +1,119 @@
+// Package safefile writes files so that a reader sees either the old content or
+// the complete new content, never a partial file: temp file in the same
+// directory → write → fsync → rename → fsync of the directory. Every durable
+// write in stella (cache blobs and index side files, vault, bundle files,
+// keys, trust store, config) goes through this one helper.
+package safefile
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// TempPrefix starts the name of every temporary file this package creates.
+// Leftovers of a killed process carry it, so cleaners (cache gc) can find them.
+const TempPrefix = ".stella-tmp-"
+
+// Write atomically replaces path with the bytes read from r, with mode perm.
+// It returns the number of bytes written.
+func Write(path string, r io.Reader, perm os.FileMode) (int64, error) {
+	f, err := Create(path, perm)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Abort()
+	n, err := io.Copy(f, r)
+	if err != nil {
+		return n, fmt.Errorf("write %s: %w", path, err)
+	}
+	return n, f.Commit()
+}
+
+// WriteBytes atomically replaces path with b.
+func WriteBytes(path string, b []byte, perm os.FileMode) error {
+	f, err := Create(path, perm)
+	if err != nil {
+		return err
+	}
+	defer f.Abort()
+	if _, err := f.Write(b); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return f.Commit()
+}
+
+// File is a pending atomic write. Write to it, then Commit to make it visible
+// at its final path, or Abort to discard it. Abort after Commit is a no-op, so
+// `defer f.Abort()` is always safe.
+type File struct {
+	*os.File
+	path string
+	done bool
+}
+
+// Create starts an atomic write of path. The directory is created if needed.
+func Create(path string, perm os.FileMode) (*File, error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.CreateTemp(dir, TempPrefix+filepath.Base(path)+"-*")
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Chmod(perm); err != nil {
+		_ = f.Close()
+		_ = os.Remove(f.Name())
+		return nil, err
+	}
+	return &File{File: f, path: path}, nil
+}
+
+// Commit fsyncs the data, renames it over the final path and fsyncs the
+// directory so the rename itself is durable.
+func (f *File) Commit() error {
+	if f.done {
+		return fmt.Errorf("commit %s: already finished", f.path)
+	}
+	f.done = true
+	tmp := f.Name()
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		_ = os.Remove(tmp)
+		return fmt.Errorf("sync %s: %w", f.path, err)
+	}
+	if err := f.Close(); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("close %s: %w", f.path, err)
+	}
+	if err := os.Rename(tmp, f.path); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	return SyncDir(filepath.Dir(f.path))
+}
+
+// Abort discards the pending write. It is a no-op after Commit.
+func (f *File) Abort() {
+	if f.done {
+		return
+	}
+	f.done = true
+	_ = f.Close()
+	_ = os.Remove(f.Name())
+}
+
+// SyncDir fsyncs a directory so that renames and removals in it are durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync dir %s: %w", dir, err)
+	}
+	return nil
+}

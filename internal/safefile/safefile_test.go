@@ -1,0 +1,79 @@
+package safefile
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestWriteReplacesAtomically(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "sub", "f.txt")
+	if err := WriteBytes(p, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Write(p, strings.NewReader("new content"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(p)
+	if err != nil || string(got) != "new content" {
+		t.Fatalf("got %q, %v", got, err)
+	}
+	st, _ := os.Stat(p)
+	if st.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v, want 0600", st.Mode().Perm())
+	}
+	assertNoTemp(t, filepath.Dir(p))
+}
+
+type failReader struct{}
+
+func (failReader) Read([]byte) (int, error) { return 0, errors.New("boom") }
+
+func TestFailedWriteLeavesOldContent(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	if err := WriteBytes(p, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Write(p, failReader{}, 0o644); err == nil {
+		t.Fatal("want error")
+	}
+	got, _ := os.ReadFile(p)
+	if string(got) != "old" {
+		t.Fatalf("content %q, want old", got)
+	}
+	assertNoTemp(t, dir)
+}
+
+func TestAbortAfterCommitIsNoop(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	f, err := Create(p, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = f.Write([]byte("x"))
+	if err := f.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	f.Abort()
+	if got, _ := os.ReadFile(p); string(got) != "x" {
+		t.Fatalf("content %q", got)
+	}
+	if err := f.Commit(); err == nil {
+		t.Fatal("second commit must fail")
+	}
+}
+
+func assertNoTemp(t *testing.T, dir string) {
+	t.Helper()
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), TempPrefix) {
+			t.Fatalf("temp file left behind: %s", e.Name())
+		}
+	}
+}
