@@ -1,0 +1,214 @@
+package bundle
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/gowebpki/jcs"
+	"github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/content"
+
+	"stellaops.io/stella/pack"
+)
+
+// PackConfig is the config blob of a pack artifact: what the pack is, what it
+// needs, and the digest of every file. It is RFC 8785 canonical JSON.
+type PackConfig struct {
+	APIVersion       string            `json:"apiVersion"`
+	Name             string            `json:"name"`
+	Version          string            `json:"version"`
+	Description      string            `json:"description"`
+	Tags             []string          `json:"tags,omitempty"`
+	TenantVisibility []string          `json:"tenantVisibility,omitempty"`
+	Maintainers      []pack.Maintainer `json:"maintainers,omitempty"`
+	License          string            `json:"license,omitempty"`
+	Inputs           []pack.Input      `json:"inputs,omitempty"`
+	Secrets          []pack.Secret     `json:"secrets,omitempty"`
+	Approvals        []pack.Approval   `json:"approvals,omitempty"`
+	Files            []PackFile        `json:"files"`
+}
+
+// PackFile is one file of a pack as recorded in its config.
+type PackFile struct {
+	Path   string        `json:"path"`
+	Size   int64         `json:"size"`
+	Digest digest.Digest `json:"digest"`
+	Mode   string        `json:"mode"`
+}
+
+// BuildOptions tune a pack build.
+type BuildOptions struct {
+	// Created stamps org.opencontainers.image.created. The pack's own
+	// metadata.created wins over it; with neither, no time is recorded, so
+	// the same folder always gives the same digest.
+	Created *time.Time
+}
+
+// Artifact is a pack built in memory: its manifest and config are held as
+// bytes; its files are read from the pack when fetched, and verified against
+// the digests taken when the pack was loaded. It is a content.ReadOnlyStorage,
+// so it can be copied into the cache or a registry like any other store.
+type Artifact struct {
+	// Manifest describes the image manifest, with ArtifactType set.
+	Manifest ocispec.Descriptor
+	// Ref is "<name>:<version>".
+	Ref    string
+	Config PackConfig
+	blobs  map[digest.Digest][]byte
+	files  map[digest.Digest]string // digest → pack path
+	pack   *pack.Pack
+}
+
+var _ content.ReadOnlyStorage = (*Artifact)(nil)
+
+// Build derives the pack's OCI artifact: a config blob describing it and one
+// layer per file, titled with its path so `oras pull` gives back the folder.
+// Building is deterministic: the same pack gives byte-identical manifests.
+func Build(p *pack.Pack, opts BuildOptions) (*Artifact, error) {
+	md := p.Manifest.Metadata
+	cfg := PackConfig{
+		APIVersion:       pack.APIVersion,
+		Name:             md.Name,
+		Version:          md.Version,
+		Description:      md.Description,
+		Tags:             md.Tags,
+		TenantVisibility: md.TenantVisibility,
+		Maintainers:      md.Maintainers,
+		License:          md.License,
+		Inputs:           p.Manifest.Spec.Inputs,
+		Secrets:          p.Manifest.Spec.Secrets,
+		Approvals:        p.Manifest.Spec.Approvals,
+	}
+	a := &Artifact{Ref: p.ID(), blobs: map[digest.Digest][]byte{}, files: map[digest.Digest]string{}, pack: p}
+	layers := make([]ocispec.Descriptor, 0, len(p.Files))
+	for _, f := range p.Files {
+		mode := fmt.Sprintf("%04o", uint32(f.Mode.Perm()))
+		cfg.Files = append(cfg.Files, PackFile{Path: f.Path, Size: f.Size, Digest: f.Digest, Mode: mode})
+		layers = append(layers, ocispec.Descriptor{
+			MediaType: MediaTypePackFile,
+			Digest:    f.Digest,
+			Size:      f.Size,
+			Annotations: map[string]string{
+				AnnotationTitle:    f.Path,
+				AnnotationFileMode: mode,
+			},
+		})
+		a.files[f.Digest] = f.Path
+	}
+	cfgBytes, err := canonicalJSON(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cfgDesc := content.NewDescriptorFromBytes(MediaTypePackConfig, cfgBytes)
+	ann := map[string]string{
+		AnnotationRef:                          a.Ref,
+		"org.opencontainers.image.version":     md.Version,
+		"org.opencontainers.image.description": md.Description,
+		"org.opencontainers.image.ref.name":    md.Version,
+		"io.stellaops.pack.name":               md.Name,
+	}
+	switch {
+	case md.Created != "":
+		t, err := time.Parse(time.RFC3339, md.Created)
+		if err != nil {
+			return nil, fmt.Errorf("metadata.created %q: %w", md.Created, pack.ErrManifestInvalid)
+		}
+		ann[AnnotationCreated] = t.UTC().Format(time.RFC3339)
+	case opts.Created != nil:
+		ann[AnnotationCreated] = opts.Created.UTC().Format(time.RFC3339)
+	}
+	m := ocispec.Manifest{
+		Versioned:    specs.Versioned{SchemaVersion: 2},
+		MediaType:    ocispec.MediaTypeImageManifest,
+		ArtifactType: ArtifactTypePack,
+		Config:       cfgDesc,
+		Layers:       layers,
+		Annotations:  ann,
+	}
+	mBytes, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	a.Config = cfg
+	a.blobs[cfgDesc.Digest] = cfgBytes
+	a.Manifest = content.NewDescriptorFromBytes(ocispec.MediaTypeImageManifest, mBytes)
+	a.Manifest.ArtifactType = ArtifactTypePack
+	a.blobs[a.Manifest.Digest] = mBytes
+	return a, nil
+}
+
+// Digest is the pack's manifest digest: the pack digest plans are bound to.
+func (a *Artifact) Digest() digest.Digest { return a.Manifest.Digest }
+
+// ManifestBytes returns the manifest as stored.
+func (a *Artifact) ManifestBytes() []byte { return a.blobs[a.Manifest.Digest] }
+
+// Fetch returns a blob of the artifact. Pack files are read from the pack and
+// verified while read: a file changed since the pack was loaded fails with
+// ErrDigestMismatch.
+func (a *Artifact) Fetch(_ context.Context, d ocispec.Descriptor) (io.ReadCloser, error) {
+	if b, ok := a.blobs[d.Digest]; ok {
+		return io.NopCloser(bytes.NewReader(b)), nil
+	}
+	p, ok := a.files[d.Digest]
+	if !ok {
+		return nil, fmt.Errorf("blob %s is not part of pack %s: %w", d.Digest, a.Ref, ErrNotInArtifact)
+	}
+	f, err := a.pack.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	return &checkedFile{f: f, vr: content.NewVerifyReader(f, d), path: p, desc: d}, nil
+}
+
+// Exists reports whether the blob is part of the artifact.
+func (a *Artifact) Exists(_ context.Context, d ocispec.Descriptor) (bool, error) {
+	if _, ok := a.blobs[d.Digest]; ok {
+		return true, nil
+	}
+	_, ok := a.files[d.Digest]
+	return ok, nil
+}
+
+// ErrNotInArtifact: a blob asked of an artifact is not part of it.
+var ErrNotInArtifact = errors.New("blob not in artifact")
+
+// ErrFileChanged: a pack file changed between loading and reading it.
+var ErrFileChanged = errors.New("pack file changed while building")
+
+type checkedFile struct {
+	f    io.ReadCloser
+	vr   *content.VerifyReader
+	path string
+	desc ocispec.Descriptor
+}
+
+func (c *checkedFile) Read(b []byte) (int, error) {
+	n, err := c.vr.Read(b)
+	if errors.Is(err, io.EOF) {
+		if verr := c.vr.Verify(); verr != nil {
+			return n, fmt.Errorf("pack file %s (%s): %w", c.path, c.desc.Digest, ErrFileChanged)
+		}
+	} else if err != nil && !errors.Is(err, io.EOF) {
+		return n, fmt.Errorf("pack file %s (%s): %w: %v", c.path, c.desc.Digest, ErrFileChanged, err)
+	}
+	return n, err
+}
+
+func (c *checkedFile) Close() error { return c.f.Close() }
+
+// canonicalJSON marshals v as RFC 8785 canonical JSON.
+func canonicalJSON(v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return jcs.Transform(b)
+}

@@ -1,0 +1,228 @@
+package pack
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// MaxInputsSize bounds an inputs file.
+const MaxInputsSize = 4 << 20
+
+// ResolveInputs checks raw (a JSON object of input values; nil or empty means
+// none) against the pack's declared inputs and returns the resolved values:
+// defaults applied, types and schemas checked. Every problem is reported at
+// once in a *ValidationError wrapping ErrInputInvalid, located in file.
+// Numbers are float64; integers beyond ±2^53 are refused.
+func (p *Pack) ResolveInputs(file string, raw []byte) (map[string]any, error) {
+	ps := &problems{file: file, index: jsonPositions(raw)}
+	given := map[string]any{}
+	if len(bytes.TrimSpace(raw)) > 0 {
+		if len(raw) > MaxInputsSize {
+			ps.at("", "inputs file is larger than %d bytes", MaxInputsSize)
+			return nil, ps.err(ErrInputInvalid)
+		}
+		v, err := decodeJSON(raw)
+		if err != nil {
+			ps.list = append(ps.list, jsonSyntaxProblem(file, raw, err))
+			return nil, ps.err(ErrInputInvalid)
+		}
+		obj, ok := v.(map[string]any)
+		if !ok {
+			ps.at("", "inputs must be a JSON object of input names to values, got %s", jsonTypeName(v))
+			return nil, ps.err(ErrInputInvalid)
+		}
+		given = obj
+	}
+	declared := map[string]bool{}
+	out := map[string]any{}
+	for _, in := range p.Manifest.Spec.Inputs {
+		declared[in.Name] = true
+		v, ok := given[in.Name]
+		if !ok {
+			switch {
+			case in.Default != nil:
+				out[in.Name] = in.Default
+			case in.Required:
+				ps.at("", "required input %q is missing (%s)", in.Name, in.Type)
+			}
+			continue
+		}
+		if msg := CheckType(in.Type, v); msg != "" {
+			ps.at(in.Name, "input %q: %s", in.Name, msg)
+			continue
+		}
+		if sch := p.schemas[in.Name]; sch != nil {
+			if err := sch.Validate(v); err != nil {
+				ps.at(in.Name, "input %q does not match %s: %s", in.Name, in.Schema, schemaErrorText(err))
+				continue
+			}
+		}
+		out[in.Name] = v
+	}
+	var unknown []string
+	for k := range given {
+		if !declared[k] {
+			unknown = append(unknown, k)
+		}
+	}
+	sort.Strings(unknown)
+	for _, k := range unknown {
+		ps.at(k, "unknown input %q (the pack declares: %s)", k, strings.Join(p.inputNames(), ", "))
+	}
+	if err := ps.err(ErrInputInvalid); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (p *Pack) inputNames() []string {
+	var names []string
+	for _, in := range p.Manifest.Spec.Inputs {
+		names = append(names, in.Name)
+	}
+	if len(names) == 0 {
+		return []string{"none"}
+	}
+	return names
+}
+
+// decodeJSON decodes one JSON value, refusing duplicate keys and trailing data,
+// and converts numbers to float64.
+func decodeJSON(raw []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	v, err := decodeValue(dec)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, &jsonError{off: dec.InputOffset(), msg: "unexpected data after the JSON value"}
+	}
+	return v, nil
+}
+
+type jsonError struct {
+	off int64
+	msg string
+}
+
+func (e *jsonError) Error() string { return e.msg }
+
+func decodeValue(dec *json.Decoder) (any, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	switch t := tok.(type) {
+	case json.Delim:
+		switch t {
+		case '{':
+			m := map[string]any{}
+			for dec.More() {
+				kt, err := dec.Token()
+				if err != nil {
+					return nil, err
+				}
+				k := kt.(string)
+				if _, dup := m[k]; dup {
+					return nil, &jsonError{off: dec.InputOffset(), msg: fmt.Sprintf("duplicate key %q", k)}
+				}
+				v, err := decodeValue(dec)
+				if err != nil {
+					return nil, err
+				}
+				m[k] = v
+			}
+			_, err := dec.Token()
+			return m, err
+		case '[':
+			a := []any{}
+			for dec.More() {
+				v, err := decodeValue(dec)
+				if err != nil {
+					return nil, err
+				}
+				a = append(a, v)
+			}
+			_, err := dec.Token()
+			return a, err
+		}
+	case json.Number:
+		f, err := t.Float64()
+		if err != nil || math.IsInf(f, 0) {
+			return nil, &jsonError{off: dec.InputOffset(), msg: fmt.Sprintf("number %s out of range", t)}
+		}
+		if f == math.Trunc(f) && math.Abs(f) > 1<<53 {
+			return nil, &jsonError{off: dec.InputOffset(), msg: fmt.Sprintf("integer %s is beyond ±2^53 and cannot be kept exactly", t)}
+		}
+		return f, nil
+	default:
+		return t, nil
+	}
+	return nil, fmt.Errorf("unexpected token %v", tok)
+}
+
+func jsonSyntaxProblem(file string, raw []byte, err error) Problem {
+	off := int64(-1)
+	var se *json.SyntaxError
+	var je *jsonError
+	switch {
+	case errors.As(err, &se):
+		off = se.Offset
+	case errors.As(err, &je):
+		off = je.off
+	}
+	msg := err.Error()
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		msg = "unexpected end of JSON"
+		off = int64(len(raw))
+	}
+	line, col := 0, 0
+	if off >= 0 {
+		line, col = lineCol(raw, off)
+	}
+	return Problem{File: file, Line: line, Column: col, Message: "JSON: " + msg}
+}
+
+func lineCol(b []byte, off int64) (int, int) {
+	if off > int64(len(b)) {
+		off = int64(len(b))
+	}
+	line, col := 1, 1
+	for _, c := range b[:off] {
+		if c == '\n' {
+			line++
+			col = 1
+		} else {
+			col++
+		}
+	}
+	return line, col
+}
+
+// jsonPositions indexes the top-level keys of a JSON object by line and
+// column (JSON is YAML, so the YAML parser gives positions).
+func jsonPositions(raw []byte) map[string]pos {
+	idx := map[string]pos{"": {1, 1}}
+	var doc yaml.Node
+	if yaml.Unmarshal(raw, &doc) != nil || len(doc.Content) != 1 {
+		return idx
+	}
+	root := doc.Content[0]
+	idx[""] = pos{root.Line, root.Column}
+	if root.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(root.Content); i += 2 {
+			k := root.Content[i]
+			idx[k.Value] = pos{k.Line, k.Column}
+		}
+	}
+	return idx
+}

@@ -1,0 +1,189 @@
+package pack
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"sort"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+)
+
+// Pack is a loaded, validated task pack: its manifest and every file of its
+// folder, with digests. It never carries a host path into anything derived
+// from it; Dir is for reading files only.
+type Pack struct {
+	Manifest *Manifest
+	// Files holds every file of the pack, pack.yaml included, sorted by Path.
+	Files []File
+	fsys  fs.FS
+	// schemas holds the compiled JSON Schema of each input that names one.
+	schemas map[string]*jsonschema.Schema
+}
+
+// File is one regular file of a pack.
+type File struct {
+	Path   string        `json:"path"` // slash-separated, relative to the pack root
+	Size   int64         `json:"size"`
+	Digest digest.Digest `json:"digest"`
+	Mode   fs.FileMode   `json:"mode"` // 0644 or 0755
+}
+
+// Limits on pack contents.
+const (
+	MaxFiles = 10000
+)
+
+// ID returns "<name>:<version>".
+func (p *Pack) ID() string { return p.Manifest.Metadata.Name + ":" + p.Manifest.Metadata.Version }
+
+// Open opens a file of the pack by its slash path.
+func (p *Pack) Open(name string) (fs.File, error) { return p.fsys.Open(name) }
+
+// LoadDir loads and validates the pack in a host folder.
+func LoadDir(dir string) (*Pack, error) {
+	st, err := os.Stat(dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("pack folder %s: %w", dir, ErrNotFound)
+		}
+		return nil, err
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("%s is not a folder: %w", dir, ErrNotFound)
+	}
+	return Load(os.DirFS(dir))
+}
+
+// Load loads and validates the pack whose root is fsys: every problem of
+// pack.yaml, its schemas and its step graph is reported at once in a
+// *ValidationError wrapping ErrManifestInvalid.
+func Load(fsys fs.FS) (*Pack, error) {
+	raw, err := readLimited(fsys, ManifestFile, MaxManifestSize)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%s: %w", ManifestFile, ErrNotFound)
+		}
+		return nil, err
+	}
+	m, index, err := parse(ManifestFile, raw)
+	if err != nil {
+		return nil, err
+	}
+	files, err := walkFiles(fsys)
+	if err != nil {
+		return nil, err
+	}
+	p := &Pack{Manifest: m, Files: files, fsys: fsys, schemas: map[string]*jsonschema.Schema{}}
+	ps := &problems{file: ManifestFile, index: index}
+	validate(p, ps)
+	if err := ps.err(ErrManifestInvalid); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func readLimited(fsys fs.FS, name string, limit int64) ([]byte, error) {
+	f, err := fsys.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s: larger than %d bytes: %w", name, limit, ErrManifestInvalid)
+	}
+	return b, nil
+}
+
+// walkFiles lists and hashes every regular file. Hidden entries (a name
+// starting with ".") are skipped; symlinks and special files are refused.
+func walkFiles(fsys fs.FS) ([]File, error) {
+	var files []File
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p != "." && strings.HasPrefix(d.Name(), ".") {
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if d.IsDir() {
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			return fmt.Errorf("%s is a %s, not a regular file: %w", p, typeName(d.Type()), ErrUnsafePath)
+		}
+		if len(files) >= MaxFiles {
+			return fmt.Errorf("more than %d files: %w", MaxFiles, ErrManifestInvalid)
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		dg, size, err := hashFile(fsys, p)
+		if err != nil {
+			return err
+		}
+		mode := fs.FileMode(0o644)
+		if info.Mode()&0o111 != 0 {
+			mode = 0o755
+		}
+		files = append(files, File{Path: p, Size: size, Digest: dg, Mode: mode})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
+	return files, nil
+}
+
+func typeName(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeSymlink != 0:
+		return "symlink"
+	case m&fs.ModeDevice != 0:
+		return "device"
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	}
+	return "special file"
+}
+
+func hashFile(fsys fs.FS, name string) (digest.Digest, int64, error) {
+	f, err := fsys.Open(name)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", 0, fmt.Errorf("read %s: %w", name, err)
+	}
+	return digest.NewDigestFromBytes(digest.SHA256, h.Sum(nil)), n, nil
+}
+
+// File returns the pack file at slash path name.
+func (p *Pack) File(name string) (File, bool) {
+	name = path.Clean(name)
+	i := sort.Search(len(p.Files), func(i int) bool { return p.Files[i].Path >= name })
+	if i < len(p.Files) && p.Files[i].Path == name {
+		return p.Files[i], true
+	}
+	return File{}, false
+}

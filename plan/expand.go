@@ -1,0 +1,314 @@
+package plan
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"stellaops.io/stella/pack"
+)
+
+type secretUse struct{ secret, step string }
+
+type builder struct {
+	m          *pack.Manifest
+	inputs     map[string]any
+	approvals  map[string]pack.Approval
+	runScope   map[string]bool
+	gates      []Approval
+	secretUses []secretUse
+	count      int
+}
+
+// env is what expressions see at one place of the graph.
+type env struct {
+	vars map[string]any // item, index
+}
+
+func (b *builder) data(e *env) map[string]any {
+	d := map[string]any{"inputs": b.inputs}
+	if e != nil {
+		for k, v := range e.vars {
+			d[k] = v
+		}
+	}
+	return d
+}
+
+// decide evaluates an expression that reads only inputs/item/index. It returns
+// nil when the expression needs run-time values (steps.*).
+func (b *builder) decide(src string, e *env) (*bool, error) {
+	x, err := pack.CompileExpr(src)
+	if err != nil {
+		return nil, err
+	}
+	if x.Reads("steps") {
+		return nil, nil
+	}
+	v, err := x.Eval(b.data(e))
+	if err != nil {
+		return nil, err
+	}
+	t := pack.Truthy(v)
+	return &t, nil
+}
+
+func (b *builder) steps(steps []pack.Step, prefix string, e *env, skipped bool) ([]Step, error) {
+	out := make([]Step, 0, len(steps))
+	for i := range steps {
+		s, err := b.step(&steps[i], prefix, e, skipped)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func (b *builder) step(ps *pack.Step, prefix string, e *env, skipped bool) (Step, error) {
+	b.count++
+	if b.count > MaxExpandedSteps {
+		return Step{}, fmt.Errorf("more than %d steps after expansion: %w", MaxExpandedSteps, ErrExpansion)
+	}
+	s := Step{
+		ID:              prefix + ps.ID,
+		Kind:            ps.Kind(),
+		Name:            ps.Name,
+		When:            ps.When,
+		ContinueOnError: ps.ContinueOnError,
+		Timeout:         ps.Timeout.String(),
+	}
+	if e != nil && len(e.vars) > 0 {
+		if idx, ok := e.vars["index"].(int); ok {
+			s.Index = &idx
+		}
+	}
+	if ps.When != "" && !skipped {
+		r, err := b.decide(ps.When, e)
+		if err != nil {
+			return Step{}, fmt.Errorf("step %s: when: %w", s.ID, err)
+		}
+		s.WhenResult = r
+		if r != nil && !*r {
+			skipped = true
+		}
+	}
+	s.Status = StatusPending
+	if skipped {
+		s.Status = StatusSkipped
+	}
+	var err error
+	switch {
+	case ps.Run != nil:
+		s.Run, err = b.run(ps.Run, s.ID, e, skipped)
+	case ps.Parallel != nil:
+		s.MaxParallel = ps.Parallel.MaxParallel
+		s.Children, err = b.steps(ps.Parallel.Steps, prefix, e, skipped)
+	case ps.Map != nil:
+		s.MaxParallel = ps.Map.MaxParallel
+		s.Items = ps.Map.Items
+		err = b.iterate(&s, ps.Map.Items, 0, ps.Map.Steps, e, skipped)
+	case ps.Loop != nil:
+		s.Items = ps.Loop.Items
+		err = b.iterate(&s, ps.Loop.Items, ps.Loop.Count, ps.Loop.Steps, e, skipped)
+	case ps.Conditional != nil:
+		err = b.conditional(&s, ps.Conditional, prefix, e, skipped)
+	case ps.Gate != nil:
+		err = b.gate(&s, ps.Gate, e, skipped)
+	}
+	if err != nil {
+		return Step{}, err
+	}
+	return s, nil
+}
+
+func (b *builder) run(r *pack.Run, id string, e *env, skipped bool) (*Run, error) {
+	out := &Run{Workdir: r.Workdir, Outputs: r.Outputs}
+	for _, a := range r.Command {
+		v, err := b.render(a, e)
+		if err != nil {
+			return nil, fmt.Errorf("step %s: command: %w", id, err)
+		}
+		out.Command = append(out.Command, v)
+	}
+	if len(r.Env) > 0 {
+		out.Env = map[string]string{}
+		for k, val := range r.Env {
+			v, err := b.render(val, e)
+			if err != nil {
+				return nil, fmt.Errorf("step %s: env %s: %w", id, k, err)
+			}
+			out.Env[k] = v
+		}
+	}
+	secrets := map[string]bool{}
+	for _, s := range r.Secrets {
+		secrets[s] = true
+	}
+	for s := range b.runScope {
+		secrets[s] = true
+	}
+	for s := range secrets {
+		out.Secrets = append(out.Secrets, s)
+	}
+	sort.Strings(out.Secrets)
+	if !skipped {
+		for _, s := range out.Secrets {
+			b.secretUses = append(b.secretUses, secretUse{secret: s, step: id})
+		}
+	}
+	return out, nil
+}
+
+// render resolves ${{ }} placeholders that read only inputs/item/index and
+// keeps the others for the runner.
+func (b *builder) render(src string, e *env) (string, error) {
+	t, err := pack.CompileTemplate(src)
+	if err != nil {
+		return "", err
+	}
+	if !t.HasPlaceholders() || t.Reads("steps") {
+		return src, nil
+	}
+	return t.Render(b.data(e))
+}
+
+func (b *builder) iterate(s *Step, items string, count int, body []pack.Step, e *env, skipped bool) error {
+	var list []any
+	switch {
+	case count > 0:
+		list = make([]any, count)
+		for i := range list {
+			list[i] = float64(i)
+		}
+	default:
+		x, err := pack.CompileExpr(items)
+		if err != nil {
+			return fmt.Errorf("step %s: items: %w", s.ID, err)
+		}
+		if x.Reads("steps") || skipped {
+			// Known only at run time (or never): keep the body as a template.
+			s.Deferred = true
+			t, err := b.steps(body, s.ID+"[*]::", e, true)
+			if err != nil {
+				return err
+			}
+			s.Template = t
+			return nil
+		}
+		v, err := x.Eval(b.data(e))
+		if err != nil {
+			return fmt.Errorf("step %s: items: %w", s.ID, err)
+		}
+		l, ok := v.([]any)
+		if !ok {
+			if v == nil {
+				l = nil
+			} else {
+				return fmt.Errorf("step %s: items %q gave %T, not a list: %w", s.ID, items, v, ErrExpansion)
+			}
+		}
+		list = l
+	}
+	for i, item := range list {
+		vars := map[string]any{"index": i, "item": item}
+		if e != nil {
+			for k, v := range e.vars {
+				if _, ok := vars[k]; !ok {
+					vars[k] = v
+				}
+			}
+		}
+		children, err := b.steps(body, fmt.Sprintf("%s[%d]::", s.ID, i), &env{vars: jsonVars(vars)}, skipped)
+		if err != nil {
+			return err
+		}
+		for ci := range children {
+			idx := i
+			children[ci].Index = &idx
+		}
+		s.Children = append(s.Children, children...)
+	}
+	return nil
+}
+
+// jsonVars converts int index values to float64, as JSON would.
+func jsonVars(vars map[string]any) map[string]any {
+	out := make(map[string]any, len(vars))
+	for k, v := range vars {
+		if i, ok := v.(int); ok {
+			out[k] = float64(i)
+			continue
+		}
+		out[k] = v
+	}
+	return out
+}
+
+func (b *builder) conditional(s *Step, c *pack.Conditional, prefix string, e *env, skipped bool) error {
+	decided := skipped // once a branch is chosen (or all are skipped), the rest are skipped
+	for _, br := range c.Branches {
+		out := Branch{When: br.When}
+		branchSkipped := decided
+		if !decided {
+			r, err := b.decide(br.When, e)
+			if err != nil {
+				return fmt.Errorf("step %s: branch when: %w", s.ID, err)
+			}
+			out.Selected = r
+			if r != nil {
+				if *r {
+					decided = true
+				} else {
+					branchSkipped = true
+				}
+			}
+		}
+		steps, err := b.steps(br.Steps, prefix, e, branchSkipped)
+		if err != nil {
+			return err
+		}
+		out.Steps = steps
+		s.Branches = append(s.Branches, out)
+	}
+	if c.Else != nil {
+		steps, err := b.steps(c.Else, prefix, e, decided)
+		if err != nil {
+			return err
+		}
+		s.Else = steps
+	}
+	return nil
+}
+
+func (b *builder) gate(s *Step, g *pack.Gate, e *env, skipped bool) error {
+	s.Gate = &Gate{Approval: g.Approval}
+	if g.Policy != nil {
+		s.Gate.Policy = g.Policy.Expr
+		s.Gate.Message = g.Policy.Message
+		if !skipped {
+			r, err := b.decide(g.Policy.Expr, e)
+			if err != nil {
+				return fmt.Errorf("step %s: policy: %w", s.ID, err)
+			}
+			s.Gate.PolicyResult = r
+			s.Status = StatusRequiresPolicy
+		}
+		return nil
+	}
+	if skipped {
+		return nil
+	}
+	s.Status = StatusRequiresApproval
+	a := b.approvals[g.Approval]
+	minA := a.MinApprovers
+	if minA == 0 {
+		minA = DefaultMinApprovers
+	}
+	exp := time.Duration(a.ExpiresAfter)
+	if exp == 0 {
+		exp = DefaultExpiry
+	}
+	b.gates = append(b.gates, Approval{Gate: s.ID, Approval: a.ID, Role: a.Role, MinApprovers: minA, ExpiresAfter: exp.String(), Reason: a.Reason})
+	return nil
+}
