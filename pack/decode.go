@@ -22,12 +22,20 @@ const MaxManifestSize = 1 << 20
 // anchors, aliases, merge keys, tags and type mismatches are all reported,
 // each with its line and column. file names the document in problems.
 func Parse(file string, data []byte) (*Manifest, error) {
-	m, _, err := parse(file, data)
-	return m, err
+	m, ps, err := parse(file, data)
+	if err != nil {
+		return nil, err
+	}
+	if err := ps.err(ErrManifestInvalid); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
-// parse is Parse that also returns the position of every document path.
-func parse(file string, data []byte) (*Manifest, map[string]pos, error) {
+// parse decodes as much of the document as it can. A syntax error is
+// returned as err; decoding problems are collected in the returned problems,
+// which also index the position of every document path.
+func parse(file string, data []byte) (*Manifest, *problems, error) {
 	ps := &problems{file: file, index: map[string]pos{}}
 	if len(data) > MaxManifestSize {
 		ps.at("", "file is %d bytes, larger than the %d allowed", len(data), MaxManifestSize)
@@ -57,10 +65,7 @@ func parse(file string, data []byte) (*Manifest, map[string]pos, error) {
 	var m Manifest
 	d := &decoder{ps: ps}
 	d.decode(root, reflect.ValueOf(&m).Elem(), "")
-	if err := ps.err(ErrManifestInvalid); err != nil {
-		return nil, nil, err
-	}
-	return &m, ps.index, nil
+	return &m, ps, nil
 }
 
 func indexPositions(n *yaml.Node, path string, idx map[string]pos) {

@@ -72,7 +72,7 @@ func Load(fsys fs.FS) (*Pack, error) {
 		}
 		return nil, err
 	}
-	m, index, err := parse(ManifestFile, raw)
+	m, decoded, err := parse(ManifestFile, raw)
 	if err != nil {
 		return nil, err
 	}
@@ -81,12 +81,35 @@ func Load(fsys fs.FS) (*Pack, error) {
 		return nil, err
 	}
 	p := &Pack{Manifest: m, Files: files, fsys: fsys, schemas: map[string]*jsonschema.Schema{}}
-	ps := &problems{file: ManifestFile, index: index}
+	// Check the meaning of what decoded too, so every problem is reported
+	// at once; drop findings about values that failed to decode, which
+	// would only repeat the decoding problem.
+	ps := &problems{file: ManifestFile, index: decoded.index}
 	validate(p, ps)
-	if err := ps.err(ErrManifestInvalid); err != nil {
+	all := decoded.list
+	for _, sp := range ps.list {
+		if !underAny(sp.Path, decoded.list) {
+			all = append(all, sp)
+		}
+	}
+	decoded.list = all
+	if err := decoded.err(ErrManifestInvalid); err != nil {
 		return nil, err
 	}
 	return p, nil
+}
+
+// underAny reports whether path is at or below the path of any problem.
+func underAny(path string, list []Problem) bool {
+	for _, p := range list {
+		if p.Path == "" {
+			continue
+		}
+		if path == p.Path || strings.HasPrefix(path, p.Path+".") || strings.HasPrefix(path, p.Path+"[") {
+			return true
+		}
+	}
+	return false
 }
 
 func readLimited(fsys fs.FS, name string, limit int64) ([]byte, error) {

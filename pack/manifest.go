@@ -196,8 +196,8 @@ func (s *Step) Kind() string {
 			kinds = append(kinds, KindGateApproval)
 		case s.Gate.Approval == "" && s.Gate.Policy != nil:
 			kinds = append(kinds, KindGatePolicy)
-		default:
-			kinds = append(kinds, "gate")
+		default: // neither or both: not a valid gate
+			return ""
 		}
 	}
 	if len(kinds) != 1 {

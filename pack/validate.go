@@ -13,6 +13,8 @@ import (
 
 	"github.com/Masterminds/semver/v3"
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
 )
 
 var (
@@ -274,6 +276,8 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
+var englishPrinter = message.NewPrinter(language.English)
+
 func schemaErrorText(err error) string {
 	if ve, ok := err.(*jsonschema.ValidationError); ok {
 		var leaves []string
@@ -281,7 +285,7 @@ func schemaErrorText(err error) string {
 		walk = func(e *jsonschema.ValidationError) {
 			if len(e.Causes) == 0 {
 				loc := "/" + strings.Join(e.InstanceLocation, "/")
-				leaves = append(leaves, fmt.Sprintf("at %s: %s", loc, e.ErrorKind.LocalizedString(nil)))
+				leaves = append(leaves, fmt.Sprintf("at %s: %s", loc, e.ErrorKind.LocalizedString(englishPrinter)))
 				return
 			}
 			for _, c := range e.Causes {
@@ -506,7 +510,7 @@ func (v *stepValidator) step(s *Step, p string, sc scope) {
 	v.count++
 	switch {
 	case s.ID == "":
-		v.ps.at(p, "step without id")
+		v.ps.at(p+".id", "missing step id")
 	case !stepIDRe.MatchString(s.ID):
 		v.ps.at(p+".id", "step id %q: expected a lowercase letter then lowercase letters, digits and '-', at most 63 characters", s.ID)
 	default:

@@ -1,0 +1,289 @@
+package pack
+
+import (
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/rogpeppe/go-internal/txtar"
+)
+
+var update = flag.Bool("update", false, "rewrite the expected problems of testdata/invalid")
+
+func TestSamplePacksAreValid(t *testing.T) {
+	dirs, err := filepath.Glob("../testdata/packs/*")
+	if err != nil || len(dirs) < 5 {
+		t.Fatalf("want at least 5 sample packs, got %d (%v)", len(dirs), err)
+	}
+	for _, dir := range dirs {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			p, err := LoadDir(dir)
+			if err != nil {
+				t.Fatalf("sample pack does not validate: %v", err)
+			}
+			if p.Manifest.Metadata.Name != filepath.Base(dir) {
+				t.Errorf("name %q, want the folder name %q", p.Manifest.Metadata.Name, filepath.Base(dir))
+			}
+			raw, err := os.ReadFile(filepath.Join(dir, "inputs.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := p.ResolveInputs("inputs.json", raw); err != nil {
+				t.Fatalf("sample inputs do not resolve: %v", err)
+			}
+		})
+	}
+}
+
+// TestInvalidManifests loads each testdata/invalid/*.txtar as a pack and
+// compares every reported problem with the archive's comment, which lists the
+// exact expected problems, one per line.
+func TestInvalidManifests(t *testing.T) {
+	files, _ := filepath.Glob("../testdata/invalid/*.txtar")
+	if len(files) < 30 {
+		t.Fatalf("want at least 30 invalid manifests, got %d", len(files))
+	}
+	for _, file := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(file), ".txtar"), func(t *testing.T) {
+			ar, err := txtar.ParseFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fsys := fstest.MapFS{}
+			for _, f := range ar.Files {
+				fsys[f.Name] = &fstest.MapFile{Data: f.Data, Mode: 0o644}
+			}
+			_, err = Load(fsys)
+			var ve *ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("want a *ValidationError, got %v", err)
+			}
+			if !errors.Is(err, ErrManifestInvalid) {
+				t.Fatalf("want ErrManifestInvalid, got %v", err)
+			}
+			var got []string
+			for _, p := range ve.Problems {
+				if p.File == "" || (p.Line == 0 && !strings.Contains(p.Message, "schema")) {
+					t.Errorf("problem without position: %s", p)
+				}
+				got = append(got, p.String())
+			}
+			if *update {
+				ar.Comment = []byte(strings.Join(got, "\n") + "\n")
+				if err := os.WriteFile(file, txtar.Format(ar), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want := strings.Split(strings.TrimSpace(string(ar.Comment)), "\n")
+			if len(want) == 1 && want[0] == "" {
+				t.Fatal("the archive comment lists no expected problem; run with -update and review")
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("problems (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestScaffoldValidates(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "my-pack")
+	files, err := Scaffold(dir, "my-pack")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 4 {
+		t.Fatalf("scaffold wrote %v", files)
+	}
+	p, err := LoadDir(dir)
+	if err != nil {
+		t.Fatalf("scaffolded pack does not validate: %v", err)
+	}
+	if p.ID() != "my-pack:0.1.0" {
+		t.Fatalf("id %q", p.ID())
+	}
+	if _, err := Scaffold(dir, "my-pack"); !errors.Is(err, ErrExists) {
+		t.Fatalf("second scaffold: want ErrExists, got %v", err)
+	}
+	if _, err := Scaffold(filepath.Join(t.TempDir(), "x"), "Bad Name"); !errors.Is(err, ErrManifestInvalid) {
+		t.Fatalf("bad name: want ErrManifestInvalid, got %v", err)
+	}
+	f, ok := p.File("scripts/check.sh")
+	if !ok || f.Mode != 0o755 {
+		t.Fatalf("scripts keep their executable bit: %+v", f)
+	}
+}
+
+func TestLoadRefusesSymlinks(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Scaffold(filepath.Join(dir, "p"), "p"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc/passwd", filepath.Join(dir, "p", "scripts", "link")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := LoadDir(filepath.Join(dir, "p"))
+	if !errors.Is(err, ErrUnsafePath) || !strings.Contains(err.Error(), "scripts/link") {
+		t.Fatalf("want ErrUnsafePath naming scripts/link, got %v", err)
+	}
+}
+
+func TestLoadMissing(t *testing.T) {
+	if _, err := LoadDir(filepath.Join(t.TempDir(), "nope")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("want ErrNotFound, got %v", err)
+	}
+	if _, err := Load(fstest.MapFS{}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("empty folder: want ErrNotFound, got %v", err)
+	}
+}
+
+func TestResolveInputs(t *testing.T) {
+	p, err := LoadDir("../testdata/packs/rotate-registry-credentials")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		raw  string
+		want []string // problems; nil means valid
+	}{
+		{"valid", `{"registry": "r.local:5000"}`, nil},
+		{"missing required", `{}`, []string{`inputs.json:1:1: required input "registry" is missing (string)`}},
+		{"wrong type", `{"registry": 5}`, []string{`inputs.json:1:2: registry: input "registry": expected a string, got a number`}},
+		{"schema violation", `{"registry": "UPPER CASE"}`, []string{`inputs.json:1:2: registry: input "registry" does not match schemas/host.json: at /: 'UPPER CASE' does not match pattern '^[a-z0-9.-]+(:[0-9]{1,5})?$'`}},
+		{"unknown input", "{\"registry\": \"r\",\n \"regsitry\": \"r\"}", []string{`inputs.json:2:2: regsitry: unknown input "regsitry" (the pack declares: registry, account, mirrors)`}},
+		{"not an object", `[1]`, []string{`inputs.json:1:1: inputs must be a JSON object of input names to values, got an array`}},
+		{"syntax", "{\"registry\": }", []string{`inputs.json:1:14: JSON: invalid character '}' looking for beginning of value`}},
+		{"duplicate key", `{"registry": "a", "registry": "b"}`, []string{`inputs.json:1:29: JSON: duplicate key "registry"`}},
+		{"ref schema items", `{"registry": "r", "mirrors": ["ok.local", "BAD"]}`, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			in, err := p.ResolveInputs("inputs.json", []byte(c.raw))
+			if c.name == "ref schema items" {
+				if !errors.Is(err, ErrInputInvalid) || !strings.Contains(err.Error(), "/1") {
+					t.Fatalf("want the $ref'd item schema to refuse mirrors[1], got %v", err)
+				}
+				return
+			}
+			if c.want == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if in["account"] != "stella-robot" {
+					t.Fatalf("default not applied: %v", in)
+				}
+				return
+			}
+			var ve *ValidationError
+			if !errors.As(err, &ve) || !errors.Is(err, ErrInputInvalid) {
+				t.Fatalf("want ErrInputInvalid, got %v", err)
+			}
+			var got []string
+			for _, pr := range ve.Problems {
+				got = append(got, pr.String())
+			}
+			if diff := cmp.Diff(c.want, got); diff != "" {
+				t.Errorf("(-want +got)\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestCompileExpr(t *testing.T) {
+	cases := []struct {
+		src, err string
+		roots    []string
+	}{
+		{"inputs.a", "", []string{"inputs"}},
+		{"inputs.a == steps.b.outputs.c", "", []string{"inputs", "steps"}},
+		{"length(inputs.hosts) > `2`", "", []string{"inputs"}},
+		{"inputs.hosts[?starts_with(@, 'web')]", "", []string{"inputs"}},
+		{"item.name", "", []string{"item"}},
+		{"inputs.a ==", "invalid JMESPath", nil},
+		{"foo.bar", `unknown name "foo"`, nil},
+		{"nope(inputs.a)", "unknown function nope()", nil},
+		{"", "empty expression", nil},
+		{strings.Repeat("a", MaxExprLen+1), "longer than", nil},
+	}
+	for _, c := range cases {
+		e, err := CompileExpr(c.src)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%q: want error containing %q, got %v", c.src, c.err, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", c.src, err)
+			continue
+		}
+		if diff := cmp.Diff(c.roots, e.Roots); diff != "" {
+			t.Errorf("%q roots (-want +got)\n%s", c.src, diff)
+		}
+	}
+}
+
+func TestTemplateRender(t *testing.T) {
+	tp, err := CompileTemplate("host=${{ inputs.h }} n=${{ inputs.n }} l=${{ inputs.l }}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := tp.Render(map[string]any{"inputs": map[string]any{"h": "a.local", "n": float64(3), "l": []any{"x"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `host=a.local n=3 l=["x"]`; got != want {
+		t.Fatalf("got %q want %q", got, want)
+	}
+	if _, err := CompileTemplate("x ${{ inputs.a"); err == nil {
+		t.Fatal("unterminated placeholder must fail")
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	seeds, _ := filepath.Glob("../testdata/packs/*/pack.yaml")
+	for _, s := range seeds {
+		b, _ := os.ReadFile(s)
+		f.Add(b)
+	}
+	inv, _ := filepath.Glob("../testdata/invalid/*.txtar")
+	for _, s := range inv {
+		ar, _ := txtar.ParseFile(s)
+		if ar != nil && len(ar.Files) > 0 {
+			f.Add(ar.Files[0].Data)
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fsys := fstest.MapFS{ManifestFile: &fstest.MapFile{Data: data}}
+		p, err := Load(fsys)
+		if err != nil {
+			if !errors.Is(err, ErrManifestInvalid) {
+				t.Fatalf("unexpected error class: %v", err)
+			}
+			return
+		}
+		if p.Manifest.APIVersion != APIVersion {
+			t.Fatal("accepted a manifest with a wrong apiVersion")
+		}
+	})
+}
+
+func FuzzCompileExpr(f *testing.F) {
+	for _, s := range []string{"inputs.a", "steps.b.outputs.c == `1`", "length(inputs.x[?@ > `1`])", "item", "inputs.a || inputs.b && !(inputs.c)", "let $x = inputs.a in $x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, src string) {
+		e, err := CompileExpr(src)
+		if err != nil {
+			return
+		}
+		// Evaluating a compiled expression must not panic.
+		_, _ = e.Eval(map[string]any{"inputs": map[string]any{"a": []any{float64(1), "x"}}, "item": "i", "index": float64(0)})
+	})
+}

@@ -1,0 +1,4 @@
+#!/bin/sh
+# accounts step of audit-evidence
+set -eu
+echo "accounts $*"

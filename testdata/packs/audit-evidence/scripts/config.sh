@@ -1,0 +1,4 @@
+#!/bin/sh
+# config step of audit-evidence
+set -eu
+echo "config $*"

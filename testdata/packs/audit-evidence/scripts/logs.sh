@@ -1,0 +1,4 @@
+#!/bin/sh
+# logs step of audit-evidence
+set -eu
+echo "logs $*"

@@ -1,0 +1,4 @@
+#!/bin/sh
+# dump step of backup-database
+set -eu
+echo "dump $*"

@@ -1,0 +1,4 @@
+#!/bin/sh
+# prune step of backup-database
+set -eu
+echo "prune $*"

@@ -1,0 +1,4 @@
+#!/bin/sh
+# check step of remediate-cve
+set -eu
+echo "check $*"

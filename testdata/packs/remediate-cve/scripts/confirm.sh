@@ -1,0 +1,4 @@
+#!/bin/sh
+# confirm step of remediate-cve
+set -eu
+echo "confirm $*"

@@ -1,0 +1,4 @@
+#!/bin/sh
+# note step of remediate-cve
+set -eu
+echo "note $*"

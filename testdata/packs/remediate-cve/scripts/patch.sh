@@ -1,0 +1,4 @@
+#!/bin/sh
+# patch step of remediate-cve
+set -eu
+echo "patch $*"

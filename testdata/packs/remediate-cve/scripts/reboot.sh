@@ -1,0 +1,4 @@
+#!/bin/sh
+# reboot step of remediate-cve
+set -eu
+echo "reboot $*"

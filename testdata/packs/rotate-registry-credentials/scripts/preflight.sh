@@ -1,0 +1,4 @@
+#!/bin/sh
+# preflight step of rotate-registry-credentials
+set -eu
+echo "preflight $*"

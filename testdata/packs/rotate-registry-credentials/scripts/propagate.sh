@@ -1,0 +1,4 @@
+#!/bin/sh
+# propagate step of rotate-registry-credentials
+set -eu
+echo "propagate $*"

@@ -1,0 +1,4 @@
+#!/bin/sh
+# rotate step of rotate-registry-credentials
+set -eu
+echo "rotate $*"

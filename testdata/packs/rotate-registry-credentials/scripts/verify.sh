@@ -1,0 +1,4 @@
+#!/bin/sh
+# verify step of rotate-registry-credentials
+set -eu
+echo "verify $*"

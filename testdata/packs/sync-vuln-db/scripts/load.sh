@@ -1,0 +1,4 @@
+#!/bin/sh
+# load step of sync-vuln-db
+set -eu
+echo "load $*"

@@ -1,0 +1,4 @@
+#!/bin/sh
+# smoke step of sync-vuln-db
+set -eu
+echo "smoke $*"

@@ -1,0 +1,4 @@
+#!/bin/sh
+# verify step of sync-vuln-db
+set -eu
+echo "verify $*"
