@@ -8,8 +8,8 @@ import (
 	"sort"
 	"strings"
 
-	jmespath "github.com/jmespath-community/go-jmespath"
 	"github.com/jmespath-community/go-jmespath/pkg/functions"
+	"github.com/jmespath-community/go-jmespath/pkg/interpreter"
 	"github.com/jmespath-community/go-jmespath/pkg/parsing"
 )
 
@@ -21,20 +21,25 @@ var Roots = []string{"inputs", "steps", "item", "index"}
 // MaxExprLen bounds the length of one expression.
 const MaxExprLen = 4096
 
-var knownFunctions = func() map[string]bool {
-	m := map[string]bool{}
-	for _, f := range functions.GetDefaultFunctions() {
-		m[f.Name] = true
-	}
-	return m
-}()
+var (
+	defaultFunctions = functions.GetDefaultFunctions()
+	knownFunctions   = func() map[string]bool {
+		m := map[string]bool{}
+		for _, f := range defaultFunctions {
+			m[f.Name] = true
+		}
+		return m
+	}()
+	// caller is shared by every expression: it only reads its table.
+	caller = interpreter.NewFunctionCaller(defaultFunctions...)
+)
 
 // Expr is a compiled JMESPath expression with what it reads.
 type Expr struct {
 	Source string
 	// Roots lists the root names the expression reads (sorted, unique).
 	Roots []string
-	query jmespath.JMESPath
+	ast   parsing.ASTNode
 }
 
 // CompileExpr parses a JMESPath expression and checks that it reads only
@@ -74,11 +79,7 @@ func CompileExpr(src string) (*Expr, error) {
 		sort.Strings(problems)
 		return nil, errors.New(strings.Join(problems, "; "))
 	}
-	q, err := jmespath.Compile(src)
-	if err != nil {
-		return nil, fmt.Errorf("invalid JMESPath: %v", err)
-	}
-	return &Expr{Source: src, Roots: rs, query: q}, nil
+	return &Expr{Source: src, Roots: rs, ast: ast}, nil
 }
 
 func isRoot(name string) bool {
@@ -102,7 +103,7 @@ func (e *Expr) Reads(root string) bool {
 
 // Eval evaluates the expression against data (a JSON-like value).
 func (e *Expr) Eval(data any) (any, error) {
-	v, err := e.query.Search(data)
+	v, err := interpreter.NewInterpreter(data, caller, nil).Execute(e.ast, data)
 	if err != nil {
 		return nil, fmt.Errorf("evaluate %q: %v", e.Source, err)
 	}

@@ -18,6 +18,33 @@ type builder struct {
 	gates      []Approval
 	secretUses []secretUse
 	count      int
+	// Expanded steps share their template's expressions: compile each once.
+	exprs     map[string]*pack.Expr
+	templates map[string]*pack.Template
+}
+
+func (b *builder) expr(src string) (*pack.Expr, error) {
+	if x, ok := b.exprs[src]; ok {
+		return x, nil
+	}
+	x, err := pack.CompileExpr(src)
+	if err != nil {
+		return nil, err
+	}
+	b.exprs[src] = x
+	return x, nil
+}
+
+func (b *builder) template(src string) (*pack.Template, error) {
+	if t, ok := b.templates[src]; ok {
+		return t, nil
+	}
+	t, err := pack.CompileTemplate(src)
+	if err != nil {
+		return nil, err
+	}
+	b.templates[src] = t
+	return t, nil
 }
 
 // env is what expressions see at one place of the graph.
@@ -38,7 +65,7 @@ func (b *builder) data(e *env) map[string]any {
 // decide evaluates an expression that reads only inputs/item/index. It returns
 // nil when the expression needs run-time values (steps.*).
 func (b *builder) decide(src string, e *env) (*bool, error) {
-	x, err := pack.CompileExpr(src)
+	x, err := b.expr(src)
 	if err != nil {
 		return nil, err
 	}
@@ -163,7 +190,7 @@ func (b *builder) run(r *pack.Run, id string, e *env, skipped bool) (*Run, error
 // render resolves ${{ }} placeholders that read only inputs/item/index and
 // keeps the others for the runner.
 func (b *builder) render(src string, e *env) (string, error) {
-	t, err := pack.CompileTemplate(src)
+	t, err := b.template(src)
 	if err != nil {
 		return "", err
 	}
@@ -182,7 +209,7 @@ func (b *builder) iterate(s *Step, items string, count int, body []pack.Step, e 
 			list[i] = float64(i)
 		}
 	default:
-		x, err := pack.CompileExpr(items)
+		x, err := b.expr(items)
 		if err != nil {
 			return fmt.Errorf("step %s: items: %w", s.ID, err)
 		}

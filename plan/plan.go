@@ -143,7 +143,8 @@ func Build(p *pack.Pack, packDigest digest.Digest, inputs map[string]any) (*Plan
 	if pl.Sandbox.Network.Mode == "" {
 		pl.Sandbox.Network.Mode = pack.NetworkNone
 	}
-	b := &builder{m: m, inputs: pl.Inputs, approvals: map[string]pack.Approval{}, runScope: map[string]bool{}}
+	b := &builder{m: m, inputs: pl.Inputs, approvals: map[string]pack.Approval{}, runScope: map[string]bool{},
+		exprs: map[string]*pack.Expr{}, templates: map[string]*pack.Template{}}
 	for _, a := range m.Spec.Approvals {
 		b.approvals[a.ID] = a
 	}
@@ -157,7 +158,9 @@ func Build(p *pack.Pack, packDigest digest.Digest, inputs map[string]any) (*Plan
 		return nil, err
 	}
 	pl.Steps = steps
-	pl.Approvals = b.gates
+	if b.gates != nil {
+		pl.Approvals = b.gates
+	}
 	uses := map[string][]string{}
 	for _, u := range b.secretUses {
 		uses[u.secret] = append(uses[u.secret], u.step)
