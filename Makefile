@@ -1,0 +1,41 @@
+# stella — a small menu. Everything runs offline once Go modules are downloaded.
+GO       ?= go
+BIN      ?= bin/stella
+FUZZTIME ?= 15s
+BENCHTIME ?= 3x
+
+.PHONY: build test lint fuzz bench demo docs check clean
+
+build: ## build bin/stella
+	$(GO) build -trimpath -o $(BIN) ./cmd/stella
+
+test: ## run every test (unit, CLI scripts, real registries) with the race detector
+	$(GO) test -race -count=1 ./...
+
+lint: ## gofmt, go vet and the generated-docs check
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) test -count=1 -run 'TestGeneratedDocsUpToDate|TestEveryDomainError|TestOfflinePackagesStayOffline' ./cmd/stella
+
+fuzz: ## run every fuzz target for FUZZTIME each
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list 'Fuzz.*' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+bench: ## benchmarks, each figure beside its baseline or target as a ratio
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -benchmem ./... | tee bench.out | grep -E '^(Benchmark|ok|FAIL|---)' ; \
+	  echo; echo "ratios below 1 are within target; see docs/benchmarks.md"
+
+demo: build ## the main job on embedded defaults: author, validate, plan
+	./scripts/demo.sh $(BIN)
+
+docs: ## regenerate docs/errors.md and docs/cli/stella.md
+	$(GO) run ./cmd/stella gen-docs docs
+
+check: lint test ## everything CI checks
+
+clean:
+	rm -rf bin bench.out

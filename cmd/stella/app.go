@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func (s *session) newApp() *cli.App {
+	app := &cli.App{
+		Name:  "stella",
+		Usage: "move, approve, run and account for StellaOps Task Packs across air gaps",
+		Description: `stella builds task packs into OCI artifacts, keeps them in a verified local cache,
+carries them across air gaps as bundle files, mirrors them into sealed registries,
+and binds approvals and evidence to the plan hash of what runs.
+
+Examples:
+   stella pack init rotate-creds            # scaffold a pack that validates and plans
+   stella pack validate ./rotate-creds      # report every problem at once
+   stella pack plan --pack ./rotate-creds --inputs inputs.json`,
+		Version:              version,
+		Reader:               s.stdin,
+		Writer:               s.stdout,
+		ErrWriter:            s.stderr,
+		EnableBashCompletion: true,
+		HideHelpCommand:      true,
+		Suggest:              true,
+		// urfave/cli would call os.Exit itself for errors carrying an exit
+		// code; the session maps errors to codes after deferred cleanup ran.
+		ExitErrHandler: func(*cli.Context, error) {},
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return usageError(err.Error())
+		},
+		CommandNotFound: func(c *cli.Context, name string) {
+			fmt.Fprintf(c.App.ErrWriter, "stella: unknown command %q; see `stella --help`\n", name)
+		},
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "output", Usage: "result format: text or json (stable keys, see docs/cli)", DefaultText: "text"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress or diagnostics on stderr; errors are still reported"},
+			&cli.StringFlag{Name: "home", Usage: "stella home folder (cache, config, trust store)", DefaultText: "$STELLA_HOME, else ~/.stella"},
+			&cli.StringFlag{Name: "tenant", Usage: "tenant to act for", DefaultText: "$STELLA_TENANT, config tenant, else \"default\""},
+			&cli.BoolFlag{Name: "sealed", Usage: "sealed mode: no network except configured sealed registries; secrets only from the sealed vault (also STELLA_SEALED=1 or config)"},
+		},
+		Before: s.before,
+		Commands: []*cli.Command{
+			s.packCommand(),
+			s.completionCommand(),
+			s.docsCommand(),
+		},
+	}
+	setUsageErrors(app.Commands)
+	return app
+}
+
+// setUsageErrors makes every command report flag errors as ERR_PACK_USAGE
+// (exit 1) instead of printing its help on stdout.
+func setUsageErrors(cmds []*cli.Command) {
+	for _, c := range cmds {
+		c.OnUsageError = func(_ *cli.Context, err error, _ bool) error {
+			return usageError(err.Error())
+		}
+		setUsageErrors(c.Subcommands)
+	}
+}
+
+// action adapts a command body to urfave/cli.
+func action(fn func(ctx context.Context, c *cli.Context) error) cli.ActionFunc {
+	return func(c *cli.Context) error { return fn(c.Context, c) }
+}
+
+// argsExactly checks the number of positional arguments.
+func argsExactly(c *cli.Context, n int, what string) error {
+	if c.NArg() != n {
+		return usageError(fmt.Sprintf("%s: expected %s", c.Command.FullName(), what))
+	}
+	return nil
+}

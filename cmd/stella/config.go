@@ -1,0 +1,68 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+const configFile = "config.yaml"
+
+// Config is <home>/config.yaml: defaults for every command. Flags and
+// environment variables override it. Unknown keys are an error, so a typo
+// never silently weakens a policy.
+type Config struct {
+	// Output is the default --output (text or json).
+	Output string `yaml:"output" json:"output,omitempty"`
+	// Tenant is the default --tenant.
+	Tenant string `yaml:"tenant" json:"tenant,omitempty"`
+	// Sealed turns sealed mode on for every command.
+	Sealed bool `yaml:"sealed" json:"sealed,omitempty"`
+	// LockTimeout bounds how long a command waits for the cache lock.
+	LockTimeout time.Duration `yaml:"lockTimeout" json:"lockTimeout,omitempty"`
+	// RequireSignature refuses unsigned or untrusted artifacts on import.
+	RequireSignature bool `yaml:"requireSignature" json:"requireSignature,omitempty"`
+	// Vault is the path of the sealed vault file.
+	Vault string `yaml:"vault" json:"vault,omitempty"`
+	// ClockSkew is the allowance when checking approval expiry.
+	ClockSkew time.Duration `yaml:"clockSkew" json:"clockSkew,omitempty"`
+	// Registries configures registry access; in sealed mode only these hosts
+	// may be contacted.
+	Registries []RegistryConfig `yaml:"registries" json:"registries,omitempty"`
+}
+
+// RegistryConfig is how to reach one registry host.
+type RegistryConfig struct {
+	Host      string `yaml:"host" json:"host"`
+	PlainHTTP bool   `yaml:"plainHTTP" json:"plainHTTP,omitempty"`
+	CAFile    string `yaml:"caFile" json:"caFile,omitempty"`
+	CertFile  string `yaml:"certFile" json:"certFile,omitempty"`
+	KeyFile   string `yaml:"keyFile" json:"keyFile,omitempty"`
+}
+
+// ErrConfigInvalid: the config file cannot be read as a stella config.
+var ErrConfigInvalid = errors.New("config file is invalid")
+
+// LoadConfig reads path; a missing file gives the defaults.
+func LoadConfig(path string) (Config, error) {
+	var c Config
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return c, nil
+	}
+	if err != nil {
+		return c, err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return c, fmt.Errorf("%s: %w: %v", path, ErrConfigInvalid, err)
+	}
+	return c, nil
+}

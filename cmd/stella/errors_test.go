@@ -1,0 +1,138 @@
+package main
+
+import (
+	"errors"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"stellaops.io/stella/bundle"
+	"stellaops.io/stella/pack"
+	"stellaops.io/stella/plan"
+)
+
+// domainErrors lists every exported sentinel error of the domain packages.
+// TestEveryDomainErrorIsListed keeps it complete; TestEveryDomainErrorHasARow
+// checks each has a row in errorTable.
+var domainErrors = map[string]error{
+	"pack.ErrManifestInvalid": pack.ErrManifestInvalid,
+	"pack.ErrInputInvalid":    pack.ErrInputInvalid,
+	"pack.ErrNotFound":        pack.ErrNotFound,
+	"pack.ErrUnsafePath":      pack.ErrUnsafePath,
+	"pack.ErrExists":          pack.ErrExists,
+	"plan.ErrExpansion":       plan.ErrExpansion,
+	"plan.ErrInvalid":         plan.ErrInvalid,
+	"bundle.ErrFileChanged":   bundle.ErrFileChanged,
+	"bundle.ErrNotInArtifact": bundle.ErrNotInArtifact,
+}
+
+// domainPackages are scanned for exported Err* variables.
+var domainPackages = []string{"pack", "plan", "bundle", "cache", "keys", "trust", "vault", "approve", "mirror"}
+
+func exportedErrors(t *testing.T) []string {
+	t.Helper()
+	var names []string
+	for _, dir := range domainPackages {
+		files, _ := filepath.Glob(filepath.Join("../..", dir, "*.go"))
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
+			af, err := parser.ParseFile(token.NewFileSet(), f, nil, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range af.Decls {
+				gd, ok := d.(*ast.GenDecl)
+				if !ok || gd.Tok != token.VAR {
+					continue
+				}
+				for _, spec := range gd.Specs {
+					for _, n := range spec.(*ast.ValueSpec).Names {
+						if strings.HasPrefix(n.Name, "Err") && n.IsExported() {
+							names = append(names, af.Name.Name+"."+n.Name)
+						}
+					}
+				}
+			}
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+func TestEveryDomainErrorIsListed(t *testing.T) {
+	var listed []string
+	for n := range domainErrors {
+		listed = append(listed, n)
+	}
+	sort.Strings(listed)
+	if diff := cmp.Diff(exportedErrors(t), listed); diff != "" {
+		t.Errorf("domainErrors is out of date with the exported Err* variables (-exported +listed):\n%s\nadd each new error to domainErrors and give it a row in errorTable", diff)
+	}
+}
+
+func TestEveryDomainErrorHasARow(t *testing.T) {
+	for name, e := range domainErrors {
+		found := false
+		for _, r := range errorTable {
+			if r.Err == e {
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Errorf("%s has no row in errorTable", name)
+		}
+	}
+}
+
+func TestErrorTableRows(t *testing.T) {
+	for _, r := range errorTable {
+		if !strings.HasPrefix(r.Code, "ERR_PACK_") || strings.ToUpper(r.Code) != r.Code {
+			t.Errorf("code %q: want ERR_PACK_ and upper case", r.Code)
+		}
+		switch r.Exit {
+		case exitGeneric, exitInvalid, exitTrust, exitNotFound, exitSealed, exitTransient:
+		default:
+			t.Errorf("%s: exit code %d is not a documented one", r.Code, r.Exit)
+		}
+		if r.Hint == "" || r.Err == nil {
+			t.Errorf("%s: needs an error and a hint", r.Code)
+		}
+	}
+	// A wrapped error is found through its sentinel.
+	if got := lookupError(errors.Join(errors.New("context"), pack.ErrNotFound)); got.Code != "ERR_PACK_NOT_FOUND" || got.Exit != exitNotFound {
+		t.Errorf("lookup through wrapping: %+v", got)
+	}
+	if got := lookupError(errors.New("mystery")); got.Code != "ERR_PACK_INTERNAL" {
+		t.Errorf("unknown error: %+v", got)
+	}
+}
+
+// TestGeneratedDocsUpToDate fails when docs/errors.md or docs/cli/stella.md
+// differ from what `make docs` would write.
+func TestGeneratedDocsUpToDate(t *testing.T) {
+	s := &session{stdin: strings.NewReader(""), stdout: os.Stdout, stderr: os.Stderr, getenv: func(string) string { return "" }}
+	files, err := generatedDocs(s.newApp())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range files {
+		got, err := os.ReadFile(filepath.Join("../../docs", name))
+		if err != nil {
+			t.Errorf("docs/%s: %v (run `make docs`)", name, err)
+			continue
+		}
+		if string(got) != want {
+			t.Errorf("docs/%s is stale: run `make docs` and commit the result", name)
+		}
+	}
+}

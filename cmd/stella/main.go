@@ -1,0 +1,28 @@
+// Command stella moves, approves, runs and accounts for StellaOps Task Packs
+// across air gaps. This package is the only one that knows urfave/cli, reads
+// the environment, prints, or exits: each command parses its flags into an
+// options struct, makes one library call, and renders the result.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	s := &session{
+		stdin:  os.Stdin,
+		stdout: os.Stdout,
+		stderr: os.Stderr,
+		getenv: os.Getenv,
+	}
+	return s.run(ctx, os.Args)
+}

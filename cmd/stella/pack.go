@@ -1,0 +1,272 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/urfave/cli/v2"
+
+	"stellaops.io/stella/bundle"
+	"stellaops.io/stella/internal/safefile"
+	"stellaops.io/stella/pack"
+	"stellaops.io/stella/plan"
+)
+
+func (s *session) packCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "pack",
+		Usage: "author, plan, move and run task packs",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "init",
+				Usage:     "scaffold a new pack that validates and plans as is",
+				ArgsUsage: "NAME",
+				Description: `Writes a pack folder named NAME (or --dir) with pack.yaml, an input schema,
+scripts and a README.
+
+Examples:
+   stella pack init rotate-registry-credentials
+   stella pack init backup-db --dir packs/backup-db`,
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "dir", Usage: "folder to create", DefaultText: "./NAME"},
+				},
+				Action: action(s.packInit),
+			},
+			{
+				Name:      "validate",
+				Usage:     "check a pack folder and report every problem at once",
+				ArgsUsage: "DIR",
+				Description: `Checks pack.yaml (types, unknown fields, duplicate keys, anchors, semver, step and
+approval ids, expressions) and the schemas it names. Exit 0 only for a valid pack.
+
+Examples:
+   stella pack validate ./rotate-registry-credentials
+   stella --output json pack validate ./my-pack`,
+				Action: action(s.packValidate),
+			},
+			{
+				Name:  "plan",
+				Usage: "compute the plan hash, required approvals and secret summary of a run",
+				Description: `Resolves inputs (defaults, types, schemas), expands map and loop steps, decides
+when-conditions that depend only on inputs, and prints the plan hash that
+approvals and evidence are bound to. Secret values are never read or shown.
+
+Examples:
+   stella pack plan --pack ./rotate-registry-credentials --inputs inputs.json
+   stella pack plan --pack ./backup-db --out plan.json
+   stella --output json pack plan --pack ./backup-db`,
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "pack", Usage: "pack folder", Required: true},
+					&cli.StringFlag{Name: "inputs", Usage: "JSON file of input values (- for stdin)"},
+					&cli.StringFlag{Name: "out", Usage: "write the canonical plan JSON to this file"},
+				},
+				Action: action(s.packPlan),
+			},
+		},
+	}
+}
+
+func (s *session) packInit(_ context.Context, c *cli.Context) error {
+	if err := argsExactly(c, 1, "one pack NAME"); err != nil {
+		return err
+	}
+	name := c.Args().First()
+	dir := c.String("dir")
+	if dir == "" {
+		dir = name
+	}
+	files, err := pack.Scaffold(dir, name)
+	if err != nil {
+		return err
+	}
+	res := struct {
+		Name  string   `json:"name"`
+		Dir   string   `json:"dir"`
+		Files []string `json:"files"`
+	}{name, dir, files}
+	return s.emit(res, func(w io.Writer) {
+		fmt.Fprintf(w, "created pack %s in %s\n", name, dir)
+		for _, f := range files {
+			fmt.Fprintf(w, "  %s\n", f)
+		}
+		fmt.Fprintf(w, "next: stella pack validate %s && stella pack plan --pack %s\n", dir, dir)
+	})
+}
+
+// packSummary is the JSON shape naming a pack.
+type packSummary struct {
+	Name    string        `json:"name"`
+	Version string        `json:"version"`
+	Digest  digest.Digest `json:"digest"`
+	Steps   int           `json:"steps"`
+	Files   int           `json:"files"`
+}
+
+func (s *session) buildOptions() bundle.BuildOptions {
+	var opts bundle.BuildOptions
+	if v := s.getenv("SOURCE_DATE_EPOCH"); v != "" {
+		var secs int64
+		if _, err := fmt.Sscanf(v, "%d", &secs); err == nil {
+			t := time.Unix(secs, 0).UTC()
+			opts.Created = &t
+		}
+	}
+	return opts
+}
+
+// loadPack loads a pack folder and derives its artifact (for the digest).
+func (s *session) loadPack(dir string) (*pack.Pack, *bundle.Artifact, error) {
+	p, err := pack.LoadDir(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := bundle.Build(p, s.buildOptions())
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, a, nil
+}
+
+func summarize(p *pack.Pack, a *bundle.Artifact) packSummary {
+	n := 0
+	var count func([]pack.Step)
+	count = func(steps []pack.Step) {
+		for _, st := range steps {
+			n++
+			switch {
+			case st.Parallel != nil:
+				count(st.Parallel.Steps)
+			case st.Map != nil:
+				count(st.Map.Steps)
+			case st.Loop != nil:
+				count(st.Loop.Steps)
+			case st.Conditional != nil:
+				for _, b := range st.Conditional.Branches {
+					count(b.Steps)
+				}
+				count(st.Conditional.Else)
+			}
+		}
+	}
+	count(p.Manifest.Spec.Steps)
+	return packSummary{Name: p.Manifest.Metadata.Name, Version: p.Manifest.Metadata.Version, Digest: a.Digest(), Steps: n, Files: len(p.Files)}
+}
+
+func (s *session) packValidate(_ context.Context, c *cli.Context) error {
+	if err := argsExactly(c, 1, "one pack folder DIR"); err != nil {
+		return err
+	}
+	dir := c.Args().First()
+	p, a, err := s.loadPack(dir)
+	if err != nil {
+		return err
+	}
+	sum := summarize(p, a)
+	res := struct {
+		Valid    bool           `json:"valid"`
+		Pack     packSummary    `json:"pack"`
+		Problems []pack.Problem `json:"problems"`
+	}{true, sum, []pack.Problem{}}
+	return s.emit(res, func(w io.Writer) {
+		fmt.Fprintf(w, "%s: valid pack %s:%s (%d steps, %d files, digest %s)\n", filepath.Join(dir, pack.ManifestFile), sum.Name, sum.Version, sum.Steps, sum.Files, sum.Digest)
+	})
+}
+
+// planResult is the JSON shape of `stella pack plan`.
+type planResult struct {
+	PlanHash  digest.Digest   `json:"planHash"`
+	Pack      plan.PackRef    `json:"pack"`
+	Approvals []plan.Approval `json:"approvals"`
+	Secrets   []plan.Secret   `json:"secrets"`
+	Steps     []planStep      `json:"steps"`
+	Out       string          `json:"out,omitempty"`
+}
+
+type planStep struct {
+	ID     string `json:"id"`
+	Kind   string `json:"kind"`
+	Status string `json:"status"`
+	Depth  int    `json:"depth"`
+}
+
+func (s *session) packPlan(_ context.Context, c *cli.Context) error {
+	p, a, err := s.loadPack(c.String("pack"))
+	if err != nil {
+		return err
+	}
+	var raw []byte
+	inputsFile := "inputs"
+	if f := c.String("inputs"); f != "" {
+		inputsFile = f
+		if raw, err = s.readFileArg(f, pack.MaxInputsSize); err != nil {
+			return err
+		}
+	}
+	inputs, err := p.ResolveInputs(inputsFile, raw)
+	if err != nil {
+		return err
+	}
+	pl, err := plan.Build(p, a.Digest(), inputs)
+	if err != nil {
+		return err
+	}
+	canon, err := pl.Canonical()
+	if err != nil {
+		return err
+	}
+	hash := plan.HashBytes(canon)
+	if out := c.String("out"); out != "" {
+		if err := safefile.WriteBytes(out, canon, 0o644); err != nil {
+			return err
+		}
+	}
+	res := planResult{PlanHash: hash, Pack: pl.Pack, Approvals: pl.Approvals, Secrets: pl.Secrets, Steps: []planStep{}, Out: c.String("out")}
+	pl.Walk(func(st *plan.Step, depth int) {
+		res.Steps = append(res.Steps, planStep{ID: st.ID, Kind: st.Kind, Status: st.Status, Depth: depth})
+	})
+	return s.emit(res, func(w io.Writer) { renderPlan(w, res) })
+}
+
+func renderPlan(w io.Writer, r planResult) {
+	fmt.Fprintf(w, "plan hash: %s\n", r.PlanHash)
+	fmt.Fprintf(w, "pack:      %s:%s (%s)\n", r.Pack.Name, r.Pack.Version, r.Pack.Digest)
+	if r.Out != "" {
+		fmt.Fprintf(w, "plan file: %s\n", r.Out)
+	}
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "\napprovals required: %d\n", len(r.Approvals))
+	if len(r.Approvals) > 0 {
+		fmt.Fprintln(tw, "  GATE\tAPPROVAL\tROLE\tMIN APPROVERS\tEXPIRES AFTER")
+		for _, ap := range r.Approvals {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\n", ap.Gate, ap.Approval, ap.Role, ap.MinApprovers, ap.ExpiresAfter)
+		}
+		tw.Flush()
+	}
+	fmt.Fprintf(w, "\nsecrets (values are never read by plan): %d\n", len(r.Secrets))
+	if len(r.Secrets) > 0 {
+		fmt.Fprintln(tw, "  NAME\tSOURCE\tREQUIRED\tSCOPE\tUSED BY")
+		for _, sec := range r.Secrets {
+			used := strings.Join(sec.Steps, ",")
+			if used == "" {
+				used = "-"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%t\t%s\t%s\n", sec.Name, sec.Source, sec.Required, sec.Scope, used)
+		}
+		tw.Flush()
+	}
+	fmt.Fprintf(w, "\nsteps: %d\n", len(r.Steps))
+	fmt.Fprintln(tw, "  ID\tKIND\tSTATUS")
+	for _, st := range r.Steps {
+		fmt.Fprintf(tw, "  %s%s\t%s\t%s\n", strings.Repeat("  ", st.Depth), st.ID, st.Kind, st.Status)
+	}
+	tw.Flush()
+}
+
+var _ = os.Stdout

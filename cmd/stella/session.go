@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
+)
+
+// session holds what every command shares: the streams, the environment and
+// the global options after config and flags are merged.
+type session struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+
+	output string // "text" or "json"
+	quiet  bool
+	home   string
+	tenant string
+	sealed bool
+	config Config
+	now    func() time.Time
+}
+
+const (
+	outputText = "text"
+	outputJSON = "json"
+)
+
+func (s *session) run(ctx context.Context, args []string) int {
+	app := s.newApp()
+	err := app.RunContext(ctx, args)
+	if err == nil {
+		return 0
+	}
+	return s.fail(err)
+}
+
+// before merges defaults, the config file, the environment and flags, in
+// that order of increasing precedence.
+func (s *session) before(c *cli.Context) error {
+	if s.now == nil {
+		s.now = func() time.Time { return time.Now().UTC() }
+	}
+	s.home = c.String("home")
+	if s.home == "" {
+		s.home = s.getenv("STELLA_HOME")
+	}
+	if s.home == "" {
+		h, err := os.UserHomeDir()
+		if err != nil {
+			return usageError("cannot find a home folder: set --home or STELLA_HOME")
+		}
+		s.home = filepath.Join(h, ".stella")
+	}
+	cfg, err := LoadConfig(filepath.Join(s.home, configFile))
+	if err != nil {
+		return err
+	}
+	s.config = cfg
+	s.output = firstNonEmpty(c.String("output"), cfg.Output, outputText)
+	if s.output != outputText && s.output != outputJSON {
+		return usageError(fmt.Sprintf("--output %q: expected text or json", s.output))
+	}
+	s.quiet = c.Bool("quiet")
+	s.tenant = firstNonEmpty(c.String("tenant"), s.getenv("STELLA_TENANT"), cfg.Tenant, "default")
+	s.sealed = cfg.Sealed || isTrue(s.getenv("STELLA_SEALED")) || c.Bool("sealed")
+	return nil
+}
+
+func firstNonEmpty(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func isTrue(v string) bool {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "1", "true", "yes", "on":
+		return true
+	}
+	return false
+}
+
+// emit writes a command's result: JSON on --output json, else the text form.
+func (s *session) emit(v any, text func(w io.Writer)) error {
+	if s.output == outputJSON {
+		enc := json.NewEncoder(s.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	text(s.stdout)
+	return nil
+}
+
+// notef writes a diagnostic line on stderr unless --quiet.
+func (s *session) notef(format string, args ...any) {
+	if s.quiet {
+		return
+	}
+	fmt.Fprintf(s.stderr, format+"\n", args...)
+}
+
+// warnf writes a warning on stderr, even with --quiet.
+func (s *session) warnf(format string, args ...any) {
+	fmt.Fprintf(s.stderr, "warning: "+format+"\n", args...)
+}
+
+// interactive reports whether stderr is a terminal (progress bars, prompts).
+func (s *session) interactive() bool {
+	f, ok := s.stderr.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd())) && !s.quiet
+}
+
+// readFileArg reads a file named on the command line; "-" is stdin.
+func (s *session) readFileArg(name string, limit int64) ([]byte, error) {
+	var r io.Reader
+	if name == "-" {
+		r = s.stdin
+	} else {
+		f, err := os.Open(name)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil, &fileError{path: name, err: errFileNotFound}
+			}
+			return nil, err
+		}
+		defer f.Close()
+		r = f
+	}
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, &fileError{path: name, err: errFileTooLarge}
+	}
+	return b, nil
+}
+
+var (
+	errFileNotFound = errors.New("file not found")
+	errFileTooLarge = errors.New("file too large")
+)
+
+type fileError struct {
+	path string
+	err  error
+}
+
+func (e *fileError) Error() string { return e.path + ": " + e.err.Error() }
+func (e *fileError) Unwrap() error { return e.err }
