@@ -1,0 +1,347 @@
+package bundle
+
+import (
+	"archive/tar"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Names of the files of a bundle (an OCI image layout in a tar).
+const (
+	LayoutFile    = "oci-layout"
+	IndexFile     = "index.json"
+	ChecksumsFile = "SHA256SUMS"
+	BlobsDir      = "blobs/sha256/"
+)
+
+// layoutContent is the exact content of the oci-layout file stella writes.
+const layoutContent = `{"imageLayoutVersion":"1.0.0"}`
+
+// Limits of the reader. No allocation is ever sized from an untrusted
+// number larger than these.
+const (
+	// MaxEntries bounds the number of tar entries in a bundle.
+	MaxEntries = 100_000
+	// MaxManifestSize bounds index.json and every manifest (as registries do).
+	MaxManifestSize = 4 << 20
+	// maxLayoutSize bounds the oci-layout file.
+	maxLayoutSize = 64 << 10
+	// maxChecksumsSize bounds SHA256SUMS: one line per entry at most.
+	maxChecksumsSize = MaxEntries * (64 + 2 + len(BlobsDir) + 64 + 1)
+	// maxIndexDepth bounds the nesting of image indexes.
+	maxIndexDepth = 8
+	// maxRefLength bounds a ref annotation.
+	maxRefLength = 255
+)
+
+// limits are the reader's bounds; tests lower them to exercise the checks
+// without large vectors.
+type limits struct {
+	entries   int
+	manifest  int64
+	checksums int64
+	depth     int
+}
+
+var defaultLimits = limits{
+	entries:   MaxEntries,
+	manifest:  MaxManifestSize,
+	checksums: int64(maxChecksumsSize),
+	depth:     maxIndexDepth,
+}
+
+// Entry is one artifact listed in a bundle's index.json: a manifest with its
+// kind and, unless it is a referrer, its ref ("<id>:<version>").
+type Entry struct {
+	Descriptor ocispec.Descriptor
+	Kind       string
+	Ref        string
+}
+
+// kinds are the values AnnotationKind may take.
+var kinds = map[string]bool{
+	KindPack:             true,
+	KindApprovalRequest:  true,
+	KindApprovalResponse: true,
+	KindEvidence:         true,
+	KindSignature:        true,
+}
+
+// stellaMediaTypes are the config and layer media types a strict bundle may
+// hold.
+var stellaMediaTypes = map[string]bool{
+	MediaTypePackConfig:       true,
+	MediaTypePackFile:         true,
+	MediaTypePackFileZstd:     true,
+	MediaTypeApprovalRequest:  true,
+	MediaTypeApprovalResponse: true,
+	MediaTypeEvidence:         true,
+	MediaTypeDSSE:             true,
+	MediaTypeEmptyJSON:        true,
+}
+
+func isManifestType(mt string) bool {
+	return mt == ocispec.MediaTypeImageManifest || mt == ocispec.MediaTypeImageIndex
+}
+
+// checkBlobType checks the media type of a config or layer descriptor.
+func checkBlobType(mt string, allowAny bool) error {
+	if mt == "" {
+		return fmt.Errorf("%w: empty media type", ErrUnsupportedMediaType)
+	}
+	if stellaMediaTypes[mt] || allowAny {
+		return nil
+	}
+	return fmt.Errorf("%w: %q", ErrUnsupportedMediaType, mt)
+}
+
+// checkKind checks that the kind an index.json entry claims agrees with the
+// manifest's artifactType (or, for an OCI 1.0-style artifact without one,
+// its config media type). The writer wraps the error as ErrInvalidEntry,
+// the reader as ErrInvalidIndex.
+func (n *node) checkKind(kind string) error {
+	t := n.desc.ArtifactType
+	if t == "" {
+		t = n.configType
+	}
+	if k := KindOf(t); k != "" && k != kind {
+		return fmt.Errorf("listed as kind %q but its type %q is kind %q", kind, t, k)
+	}
+	return nil
+}
+
+// parseDigest accepts only a valid, lowercase sha256 digest.
+func parseDigest(s digest.Digest) (digest.Digest, error) {
+	d, err := digest.Parse(string(s))
+	if err != nil {
+		return "", fmt.Errorf("digest %q: %v", string(s), err)
+	}
+	if d.Algorithm() != digest.SHA256 {
+		return "", fmt.Errorf("digest %q: only sha256 is supported", string(s))
+	}
+	return d, nil
+}
+
+// blobPath is the layout path of a blob.
+func blobPath(d digest.Digest) string { return BlobsDir + d.Encoded() }
+
+// checkRef validates a ref annotation: "<id>:<version>", printable ASCII
+// without spaces, both parts non-empty.
+func checkRef(ref string) error {
+	if ref == "" || len(ref) > maxRefLength {
+		return fmt.Errorf("ref %q: empty or longer than %d bytes", ref, maxRefLength)
+	}
+	for i := 0; i < len(ref); i++ {
+		if c := ref[i]; c <= ' ' || c >= 0x7f {
+			return fmt.Errorf("ref %q: only printable ASCII without spaces", ref)
+		}
+	}
+	i := strings.LastIndexByte(ref, ':')
+	if i <= 0 || i == len(ref)-1 {
+		return fmt.Errorf("ref %q: want <id>:<version>", ref)
+	}
+	return nil
+}
+
+// entryKind says what a tar entry name is in the layout.
+type entryKind int
+
+const (
+	entryOther entryKind = iota
+	entryLayout
+	entryIndex
+	entryChecksums
+	entryBlob
+	entryDir // "blobs" or "blobs/sha256": tolerated, never written
+)
+
+// cleanName normalises a tar entry name: a leading "./" is dropped, as is
+// the trailing "/" of a directory. It refuses absolute names and names
+// with a ".." component, and reports whether the remainder belongs to the
+// layout.
+func cleanName(name string) (string, entryKind, error) {
+	if strings.HasPrefix(name, "/") || strings.HasPrefix(name, `\`) ||
+		(len(name) >= 2 && name[1] == ':' && (name[0]|0x20) >= 'a' && (name[0]|0x20) <= 'z') {
+		return name, entryOther, ErrAbsolutePath
+	}
+	for _, c := range strings.FieldsFunc(name, func(r rune) bool { return r == '/' || r == '\\' }) {
+		if c == ".." {
+			return name, entryOther, ErrPathTraversal
+		}
+	}
+	if name == "." || name == "./" {
+		return ".", entryDir, nil
+	}
+	n := strings.TrimPrefix(name, "./")
+	n = strings.TrimSuffix(n, "/")
+	switch n {
+	case LayoutFile:
+		return n, entryLayout, nil
+	case IndexFile:
+		return n, entryIndex, nil
+	case ChecksumsFile:
+		return n, entryChecksums, nil
+	case "blobs", "blobs/sha256":
+		return n, entryDir, nil
+	}
+	if hex, ok := strings.CutPrefix(n, BlobsDir); ok && isLowerHex64(hex) {
+		return n, entryBlob, nil
+	}
+	return n, entryOther, nil
+}
+
+func isLowerHex64(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// maxUSTARSize is the largest size a USTAR header can encode (8 GiB - 1).
+const maxUSTARSize = 1<<33 - 1
+
+// fileHeader is the one tar header stella writes: a regular file, mode
+// 0644, owner 0:0 without names, mtime at the Unix epoch, USTAR unless the
+// size needs PAX.
+func fileHeader(name string, size int64) *tar.Header {
+	h := &tar.Header{
+		Typeflag: tar.TypeReg,
+		Name:     name,
+		Mode:     0o644,
+		Size:     size,
+		ModTime:  time.Unix(0, 0),
+		Format:   tar.FormatUSTAR,
+	}
+	if size > maxUSTARSize {
+		h.Format = tar.FormatPAX
+	}
+	return h
+}
+
+// node is what the bundle keeps of a manifest or index: its descriptor (with
+// the manifest's artifactType and annotations, as the referrers API shows
+// them), its subject and its children (config and layers, or the manifests
+// of an index).
+type node struct {
+	desc       ocispec.Descriptor
+	subject    *ocispec.Descriptor
+	children   []ocispec.Descriptor
+	index      bool
+	configType string
+}
+
+// parseManifest parses and checks the verified bytes of the manifest or
+// index desc. It checks the document's structure, the media types of its
+// children and that it does not reference itself; it does not look at the
+// children's content.
+func parseManifest(b []byte, desc ocispec.Descriptor, allowAny bool) (*node, error) {
+	n := &node{desc: ocispec.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: desc.Size}}
+	var (
+		version      int
+		mediaType    string
+		artifactType string
+		configType   string
+		subject      *ocispec.Descriptor
+	)
+	switch desc.MediaType {
+	case ocispec.MediaTypeImageManifest:
+		var m ocispec.Manifest
+		if err := json.Unmarshal(b, &m); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidManifest, err)
+		}
+		version, mediaType, artifactType, subject = m.SchemaVersion, m.MediaType, m.ArtifactType, m.Subject
+		configType = m.Config.MediaType
+		if m.Config.Digest == "" {
+			return nil, fmt.Errorf("%w: no config", ErrInvalidManifest)
+		}
+		blobs := append([]ocispec.Descriptor{m.Config}, m.Layers...)
+		for i, d := range blobs {
+			role := "config"
+			if i > 0 {
+				role = fmt.Sprintf("layer %d", i-1)
+			}
+			if err := checkChild(desc, d, role); err != nil {
+				return nil, err
+			}
+			if err := checkBlobType(d.MediaType, allowAny); err != nil {
+				return nil, fmt.Errorf("%s %s: %w", role, d.Digest, err)
+			}
+			n.children = append(n.children, plain(d))
+		}
+		n.desc.Annotations = m.Annotations
+	case ocispec.MediaTypeImageIndex:
+		var ix ocispec.Index
+		if err := json.Unmarshal(b, &ix); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidManifest, err)
+		}
+		n.index = true
+		version, mediaType, artifactType, subject = ix.SchemaVersion, ix.MediaType, ix.ArtifactType, ix.Subject
+		for i, c := range ix.Manifests {
+			if !isManifestType(c.MediaType) {
+				return nil, fmt.Errorf("%w: manifest %d of index: %q", ErrUnsupportedMediaType, i, c.MediaType)
+			}
+			if err := checkChild(desc, c, fmt.Sprintf("manifest %d", i)); err != nil {
+				return nil, err
+			}
+			n.children = append(n.children, plain(c))
+		}
+		n.desc.Annotations = ix.Annotations
+	default:
+		return nil, fmt.Errorf("%w: manifest media type %q", ErrUnsupportedMediaType, desc.MediaType)
+	}
+	if version != 2 {
+		return nil, fmt.Errorf("%w: schemaVersion %d, want 2", ErrInvalidManifest, version)
+	}
+	if mediaType != "" && mediaType != desc.MediaType {
+		return nil, fmt.Errorf("%w: content says mediaType %q, descriptor says %q", ErrInvalidManifest, mediaType, desc.MediaType)
+	}
+	if KindOf(artifactType) == "" && artifactType != "" && !allowAny {
+		return nil, fmt.Errorf("%w: artifactType %q", ErrUnsupportedMediaType, artifactType)
+	}
+	n.desc.ArtifactType = artifactType
+	n.configType = configType
+	if subject != nil {
+		d, err := parseDigest(subject.Digest)
+		if err != nil {
+			return nil, fmt.Errorf("%w: subject: %v", ErrInvalidManifest, err)
+		}
+		if d == desc.Digest {
+			return nil, fmt.Errorf("%w: as subject", ErrSelfReference)
+		}
+		s := plain(*subject)
+		n.subject = &s
+	}
+	return n, nil
+}
+
+// checkChild checks the digest and size of one descriptor inside the
+// manifest parent, and that it does not point back at parent.
+func checkChild(parent, d ocispec.Descriptor, role string) error {
+	if _, err := parseDigest(d.Digest); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrInvalidManifest, role, err)
+	}
+	if d.Size < 0 {
+		return fmt.Errorf("%w: %s: negative size %d", ErrInvalidManifest, role, d.Size)
+	}
+	if d.Digest == parent.Digest {
+		return fmt.Errorf("%w: as %s", ErrSelfReference, role)
+	}
+	return nil
+}
+
+// plain keeps what identifies content (media type, digest, size) and the
+// annotations Verify needs for compressed layers.
+func plain(d ocispec.Descriptor) ocispec.Descriptor {
+	return ocispec.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size, Annotations: d.Annotations}
+}

@@ -1,0 +1,613 @@
+package bundle
+
+import (
+	"archive/tar"
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/content"
+)
+
+// OpenOptions tune Open.
+type OpenOptions struct {
+	// AllowAnyMediaType accepts foreign OCI content: any config, layer and
+	// artifact type. Manifests must still be OCI image manifests or indexes.
+	AllowAnyMediaType bool
+	// Progress, if set, is called while the parts of a split set are
+	// checked, with the bytes hashed so far and the size of the set.
+	Progress func(done, total int64)
+}
+
+// Reader is an open bundle, read in place (one file or the parts of a
+// split set; never unpacked or copied). It is a read-only graph storage of
+// oras-go: Fetch verifies digest and size while streaming. A Reader is safe
+// for concurrent use.
+type Reader struct {
+	ra       io.ReaderAt
+	closer   io.Closer
+	allowAny bool
+
+	files   map[string]tarEntry // oci-layout, index.json, SHA256SUMS
+	blobs   map[digest.Digest]tarEntry
+	nodes   map[digest.Digest]*node
+	entries []Entry
+	refs    map[string]ocispec.Descriptor
+	preds   map[digest.Digest][]ocispec.Descriptor
+}
+
+// tarEntry locates the data of one regular file of the tar.
+type tarEntry struct {
+	name      string // as written in the tar
+	off, size int64
+}
+
+var (
+	_ content.ReadOnlyGraphStorage = (*Reader)(nil)
+	_ content.Resolver             = (*Reader)(nil)
+)
+
+// Open opens the bundle at path: a bundle file, or a split set named by its
+// parts manifest (path.parts.json), one of its parts (path.001) or the
+// bundle's name when only the parts exist. The parts of a split set are
+// checked first (presence, size, sha256, order). Open then scans the tar
+// headers without reading blob data, checks the layout, SHA256SUMS,
+// index.json and every manifest (hashed before it is parsed), and refuses
+// anything else: see the errors of this package. Blob contents are checked
+// by Fetch as they stream and by Verify.
+func Open(ctx context.Context, path string, opts OpenOptions) (*Reader, error) {
+	base, split, err := locate(path)
+	if err != nil {
+		return nil, fmt.Errorf("open bundle %s: %w", path, err)
+	}
+	var (
+		ra     io.ReaderAt
+		closer io.Closer
+		size   int64
+	)
+	if split {
+		mr, err := openParts(ctx, base, opts.Progress)
+		if err != nil {
+			return nil, fmt.Errorf("open bundle %s: %w", path, err)
+		}
+		ra, closer, size = mr, mr, mr.size
+	} else {
+		fi, err := os.Stat(base)
+		if err != nil {
+			return nil, fmt.Errorf("open bundle %s: %w", path, err)
+		}
+		if !fi.Mode().IsRegular() {
+			return nil, fmt.Errorf("open bundle %s: %w: not a regular file", path, ErrInvalidTar)
+		}
+		f, err := os.Open(base)
+		if err != nil {
+			return nil, fmt.Errorf("open bundle %s: %w", path, err)
+		}
+		ra, closer, size = f, f, fi.Size()
+	}
+	r, err := load(ctx, ra, size, opts.AllowAnyMediaType, defaultLimits)
+	if err != nil {
+		closer.Close()
+		return nil, fmt.Errorf("open bundle %s: %w", path, err)
+	}
+	r.closer = closer
+	return r, nil
+}
+
+// Close releases the bundle's files.
+func (r *Reader) Close() error {
+	if r.closer == nil {
+		return nil
+	}
+	err := r.closer.Close()
+	r.closer = nil
+	return err
+}
+
+// Entries returns the artifacts listed in index.json, in its order.
+func (r *Reader) Entries() []Entry {
+	out := slices.Clone(r.entries)
+	for i := range out {
+		out[i].Descriptor.Annotations = maps.Clone(out[i].Descriptor.Annotations)
+	}
+	return out
+}
+
+// Fetch returns the content of target. The reader hashes what it returns;
+// the read that completes the content fails with ErrDigestMismatch (or
+// ErrSizeMismatch) instead of returning bytes that disagree with target, so
+// a consumer never gets a complete, wrong blob. A digest absent from the
+// bundle gives ErrNotFound.
+func (r *Reader) Fetch(ctx context.Context, target ocispec.Descriptor) (io.ReadCloser, error) {
+	e, ok := r.blobs[target.Digest]
+	if !ok {
+		return nil, fmt.Errorf("%s: %w", target.Digest, ErrNotFound)
+	}
+	if target.Size != e.size {
+		return nil, entryErr(e.name, ErrSizeMismatch, "descriptor says %d bytes, bundle holds %d", target.Size, e.size)
+	}
+	return r.open(e, target.Digest), nil
+}
+
+func (r *Reader) open(e tarEntry, d digest.Digest) *verifyReader {
+	return &verifyReader{r: io.NewSectionReader(r.ra, e.off, e.size), h: sha256.New(), size: e.size, want: d, name: e.name}
+}
+
+// Exists says whether the bundle holds target (same digest and size).
+func (r *Reader) Exists(ctx context.Context, target ocispec.Descriptor) (bool, error) {
+	e, ok := r.blobs[target.Digest]
+	return ok && e.size == target.Size, nil
+}
+
+// Predecessors returns the manifests of the bundle that point at node, as
+// subject (referrers), config, layer or index member, sorted by digest; nil
+// if there are none. The descriptors carry the manifests' artifactType and
+// annotations, as the referrers API shows them.
+func (r *Reader) Predecessors(ctx context.Context, node ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+	return slices.Clone(r.preds[node.Digest]), nil
+}
+
+// Resolve returns the descriptor of an entry by its ref ("<id>:<version>")
+// or of any manifest or blob by its digest. Unknown references give
+// ErrNotFound.
+func (r *Reader) Resolve(ctx context.Context, reference string) (ocispec.Descriptor, error) {
+	if d, ok := r.refs[reference]; ok {
+		return d, nil
+	}
+	d := digest.Digest(reference)
+	if n, ok := r.nodes[d]; ok {
+		return plain(n.desc), nil
+	}
+	if e, ok := r.blobs[d]; ok {
+		return ocispec.Descriptor{MediaType: "application/octet-stream", Digest: d, Size: e.size}, nil
+	}
+	return ocispec.Descriptor{}, fmt.Errorf("%s: %w", reference, ErrNotFound)
+}
+
+// load checks the tar in ra and builds the Reader.
+func load(ctx context.Context, ra io.ReaderAt, size int64, allowAny bool, lim limits) (*Reader, error) {
+	r := &Reader{
+		ra:       ra,
+		allowAny: allowAny,
+		files:    map[string]tarEntry{},
+		blobs:    map[digest.Digest]tarEntry{},
+		nodes:    map[digest.Digest]*node{},
+		refs:     map[string]ocispec.Descriptor{},
+		preds:    map[digest.Digest][]ocispec.Descriptor{},
+	}
+	if err := r.scan(ctx, size, lim); err != nil {
+		return nil, err
+	}
+	if err := r.checkFiles(lim); err != nil {
+		return nil, err
+	}
+	if err := r.loadIndex(); err != nil {
+		return nil, err
+	}
+	g := &graph{r: r, lim: lim, referenced: map[digest.Digest]bool{}, load: r.readManifest}
+	for _, e := range r.entries {
+		n, err := g.walk(e.Descriptor, nil)
+		if err != nil {
+			return nil, err
+		}
+		if err := n.checkKind(e.Kind); err != nil {
+			return nil, entryErr(IndexFile, ErrInvalidIndex, "%s: %v", e.Descriptor.Digest, err)
+		}
+		if e.Ref == "" && n.subject == nil {
+			return nil, entryErr(IndexFile, ErrInvalidIndex, "%s: no ref and no subject", e.Descriptor.Digest)
+		}
+	}
+	for _, d := range slices.Sorted(maps.Keys(r.blobs)) {
+		if !g.referenced[d] {
+			return nil, entryErr(blobPath(d), ErrExtraBlob, "")
+		}
+	}
+	for d, ps := range r.preds {
+		slices.SortFunc(ps, func(a, b ocispec.Descriptor) int { return strings.Compare(string(a.Digest), string(b.Digest)) })
+		r.preds[d] = slices.CompactFunc(ps, func(a, b ocispec.Descriptor) bool { return a.Digest == b.Digest })
+	}
+	return r, nil
+}
+
+// scan reads the tar headers, seeking past the data, and records where each
+// file's data lies. It refuses everything that is not a regular file of the
+// layout.
+func (r *Reader) scan(ctx context.Context, size int64, lim limits) error {
+	sr := io.NewSectionReader(r.ra, 0, size)
+	tr := tar.NewReader(sr)
+	var (
+		count int
+		end   int64  // offset after the last entry's padded data
+		last  string // name of the last entry, for errors
+	)
+	// fail names the last entry read, where the tar went wrong.
+	fail := func(sentinel error, format string, args ...any) error {
+		if last == "" {
+			return fmt.Errorf("%w: at the start: %s", sentinel, fmt.Sprintf(format, args...))
+		}
+		return entryErr(last, sentinel, "after this entry: "+format, args...)
+	}
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			pos, _ := sr.Seek(0, io.SeekCurrent)
+			if pos-end < 1024 {
+				return fail(ErrTruncated, "no end-of-archive marker")
+			}
+			return nil
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return fail(ErrTruncated, "%v", err)
+		}
+		if err != nil && !(hdr != nil && errors.Is(err, tar.ErrInsecurePath)) {
+			return fail(ErrInvalidTar, "%v", err)
+		}
+		if count++; count > lim.entries {
+			return fmt.Errorf("%w: more than %d", ErrTooManyEntries, lim.entries)
+		}
+		if count%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		name, kind, err := cleanName(hdr.Name)
+		if err != nil {
+			return &EntryError{Path: hdr.Name, Err: err}
+		}
+		switch hdr.Typeflag {
+		case tar.TypeReg:
+		case tar.TypeDir:
+			if kind != entryDir || hdr.Size != 0 {
+				return entryErr(hdr.Name, ErrUnexpectedEntry, "directory")
+			}
+			last = hdr.Name
+			continue
+		case tar.TypeSymlink:
+			return entryErr(hdr.Name, ErrSymlink, "to %q", hdr.Linkname)
+		case tar.TypeLink:
+			return entryErr(hdr.Name, ErrHardLink, "to %q", hdr.Linkname)
+		default:
+			return entryErr(hdr.Name, ErrUnsupportedEntryType, "type flag %q", hdr.Typeflag)
+		}
+		for k := range hdr.PAXRecords {
+			if strings.HasPrefix(k, "GNU.sparse.") {
+				return entryErr(hdr.Name, ErrUnsupportedEntryType, "sparse file")
+			}
+		}
+		if kind == entryOther || kind == entryDir {
+			return entryErr(hdr.Name, ErrUnexpectedEntry, "")
+		}
+		pos, err := sr.Seek(0, io.SeekCurrent)
+		if err != nil {
+			return err
+		}
+		switch limit := int64(-1); kind {
+		case entryLayout:
+			limit = maxLayoutSize
+			fallthrough
+		case entryIndex:
+			if limit < 0 {
+				limit = lim.manifest
+			}
+			fallthrough
+		case entryChecksums:
+			if limit < 0 {
+				limit = lim.checksums
+			}
+			if hdr.Size > limit {
+				return entryErr(hdr.Name, ErrTooLarge, "%d bytes, limit %d", hdr.Size, limit)
+			}
+		}
+		if hdr.Size > size-pos {
+			return entryErr(hdr.Name, ErrTruncated, "declares %d bytes, only %d remain", hdr.Size, size-pos)
+		}
+		e := tarEntry{name: hdr.Name, off: pos, size: hdr.Size}
+		if kind == entryBlob {
+			d := digest.NewDigestFromEncoded(digest.SHA256, strings.TrimPrefix(name, BlobsDir))
+			if _, dup := r.blobs[d]; dup {
+				return entryErr(hdr.Name, ErrDuplicateEntry, "")
+			}
+			r.blobs[d] = e
+		} else {
+			if _, dup := r.files[name]; dup {
+				return entryErr(hdr.Name, ErrDuplicateEntry, "")
+			}
+			r.files[name] = e
+		}
+		end = pos + (hdr.Size+511)/512*512
+		last = hdr.Name
+	}
+}
+
+// readFile reads a small file of the tar (its size is already bounded).
+func (r *Reader) readFile(e tarEntry) ([]byte, error) {
+	b := make([]byte, e.size)
+	if _, err := r.ra.ReadAt(b, e.off); err != nil {
+		return nil, entryErr(e.name, ErrTruncated, "%v", err)
+	}
+	return b, nil
+}
+
+// checkFiles checks oci-layout and SHA256SUMS, and index.json against it.
+func (r *Reader) checkFiles(lim limits) error {
+	le, ok := r.files[LayoutFile]
+	if !ok {
+		return entryErr(LayoutFile, ErrBadLayout, "missing")
+	}
+	ie, ok := r.files[IndexFile]
+	if !ok {
+		return entryErr(IndexFile, ErrInvalidIndex, "missing")
+	}
+	se, ok := r.files[ChecksumsFile]
+	if !ok {
+		return entryErr(ChecksumsFile, ErrChecksums, "missing")
+	}
+	sums, err := r.readChecksums(se)
+	if err != nil {
+		return err
+	}
+	for _, e := range []tarEntry{le, ie} {
+		b, err := r.readFile(e)
+		if err != nil {
+			return err
+		}
+		if got := digest.FromBytes(b).Encoded(); got != sums[e.name] {
+			return entryErr(e.name, ErrDigestMismatch, "SHA256SUMS says %s, actual %s", sums[e.name], got)
+		}
+		if e == le {
+			var l ocispec.ImageLayout
+			if err := json.Unmarshal(b, &l); err != nil {
+				return entryErr(e.name, ErrBadLayout, "%v", err)
+			}
+			if l.Version != ocispec.ImageLayoutVersion {
+				return entryErr(e.name, ErrBadLayout, "imageLayoutVersion %q, want %q", l.Version, ocispec.ImageLayoutVersion)
+			}
+		}
+	}
+	return nil
+}
+
+// readChecksums parses SHA256SUMS ("<hex>  <path>" lines) and checks that
+// it lists every other file exactly once, with each blob's own name.
+// It returns the sums of the non-blob files, keyed by their tar names.
+func (r *Reader) readChecksums(se tarEntry) (map[string]string, error) {
+	sc := bufio.NewScanner(io.NewSectionReader(r.ra, se.off, se.size))
+	sc.Buffer(make([]byte, 0, 512), 512)
+	listed := map[string]bool{}
+	out := map[string]string{}
+	for line := 1; sc.Scan(); line++ {
+		sum, p, ok := strings.Cut(sc.Text(), "  ")
+		if !ok || !isLowerHex64(sum) {
+			return nil, entryErr(se.name, ErrChecksums, "line %d is not \"<sha256 hex>  <path>\"", line)
+		}
+		name, kind, err := cleanName(p)
+		if err != nil || kind == entryChecksums || kind == entryOther || kind == entryDir {
+			return nil, entryErr(se.name, ErrChecksums, "line %d lists %q, not a file of the layout", line, p)
+		}
+		if listed[name] {
+			return nil, entryErr(se.name, ErrChecksums, "lists %q twice", p)
+		}
+		listed[name] = true
+		if kind == entryBlob {
+			hex := strings.TrimPrefix(name, BlobsDir)
+			e, ok := r.blobs[digest.NewDigestFromEncoded(digest.SHA256, hex)]
+			if !ok {
+				return nil, entryErr(se.name, ErrChecksums, "lists %q, which is not in the bundle", p)
+			}
+			if sum != hex {
+				return nil, entryErr(e.name, ErrChecksums, "SHA256SUMS says %s", sum)
+			}
+			continue
+		}
+		e, ok := r.files[name]
+		if !ok {
+			return nil, entryErr(se.name, ErrChecksums, "lists %q, which is not in the bundle", p)
+		}
+		out[e.name] = sum
+	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return nil, entryErr(se.name, ErrChecksums, "line longer than 512 bytes")
+		}
+		return nil, entryErr(se.name, ErrTruncated, "%v", err)
+	}
+	for _, name := range []string{LayoutFile, IndexFile} {
+		if !listed[name] {
+			return nil, entryErr(r.files[name].name, ErrChecksums, "not listed in SHA256SUMS")
+		}
+	}
+	for _, d := range slices.Sorted(maps.Keys(r.blobs)) {
+		if !listed[blobPath(d)] {
+			return nil, entryErr(r.blobs[d].name, ErrChecksums, "not listed in SHA256SUMS")
+		}
+	}
+	return out, nil
+}
+
+// loadIndex parses index.json (already checked against SHA256SUMS) into
+// the bundle's entries.
+func (r *Reader) loadIndex() error {
+	ie := r.files[IndexFile]
+	b, err := r.readFile(ie)
+	if err != nil {
+		return err
+	}
+	bad := func(format string, args ...any) error { return entryErr(ie.name, ErrInvalidIndex, format, args...) }
+	var ix ocispec.Index
+	if err := json.Unmarshal(b, &ix); err != nil {
+		return bad("%v", err)
+	}
+	if ix.SchemaVersion != 2 {
+		return bad("schemaVersion %d, want 2", ix.SchemaVersion)
+	}
+	if ix.MediaType != ocispec.MediaTypeImageIndex {
+		return bad("mediaType %q, want %q", ix.MediaType, ocispec.MediaTypeImageIndex)
+	}
+	if len(ix.Manifests) == 0 {
+		return bad("lists no artifacts")
+	}
+	type key struct {
+		d   digest.Digest
+		ref string
+	}
+	seen := map[key]bool{}
+	for i, d := range ix.Manifests {
+		if !isManifestType(d.MediaType) {
+			return entryErr(ie.name, ErrUnsupportedMediaType, "manifest %d: %q", i, d.MediaType)
+		}
+		if _, err := parseDigest(d.Digest); err != nil {
+			return bad("manifest %d: %v", i, err)
+		}
+		kind, ref := d.Annotations[AnnotationKind], d.Annotations[AnnotationRef]
+		if !kinds[kind] {
+			return bad("manifest %d (%s): kind %q", i, d.Digest, kind)
+		}
+		if ref != "" {
+			if err := checkRef(ref); err != nil {
+				return bad("manifest %d (%s): %v", i, d.Digest, err)
+			}
+			if old, ok := r.refs[ref]; ok && old.Digest != d.Digest {
+				return bad("ref %s names both %s and %s", ref, old.Digest, d.Digest)
+			}
+			r.refs[ref] = d
+		}
+		if name := d.Annotations[ocispec.AnnotationRefName]; name != ref {
+			return bad("manifest %d (%s): %s %q differs from %s %q", i, d.Digest, ocispec.AnnotationRefName, name, AnnotationRef, ref)
+		}
+		if seen[key{d.Digest, ref}] {
+			return bad("manifest %s listed twice", d.Digest)
+		}
+		seen[key{d.Digest, ref}] = true
+		r.entries = append(r.entries, Entry{Descriptor: d, Kind: kind, Ref: ref})
+	}
+	return nil
+}
+
+// readManifest reads the manifest d from the tar, bounded by the limits,
+// and checks its digest before anyone parses it.
+func (r *Reader) readManifest(d ocispec.Descriptor, lim limits) ([]byte, error) {
+	e := r.blobs[d.Digest]
+	if e.size > lim.manifest {
+		return nil, entryErr(e.name, ErrTooLarge, "manifest of %d bytes, limit %d", e.size, lim.manifest)
+	}
+	b, err := r.readFile(e)
+	if err != nil {
+		return nil, err
+	}
+	if got := digest.FromBytes(b); got != d.Digest {
+		return nil, entryErr(e.name, ErrDigestMismatch, "expected %s, actual %s", d.Digest, got)
+	}
+	return b, nil
+}
+
+// graph walks the manifests of a bundle from index.json, checking that
+// every referenced blob is present with its declared size.
+type graph struct {
+	r          *Reader
+	lim        limits
+	referenced map[digest.Digest]bool
+	load       func(ocispec.Descriptor, limits) ([]byte, error)
+}
+
+func (g *graph) walk(d ocispec.Descriptor, stack []digest.Digest) (*node, error) {
+	r := g.r
+	p := blobPath(d.Digest)
+	if slices.Contains(stack, d.Digest) {
+		return nil, entryErr(p, ErrCycle, "index %s lists it again", stack[len(stack)-1])
+	}
+	if len(stack) > g.lim.depth {
+		return nil, entryErr(p, ErrInvalidManifest, "indexes nested deeper than %d", g.lim.depth)
+	}
+	if err := g.blob(d, "manifest"); err != nil {
+		return nil, err
+	}
+	if n, ok := r.nodes[d.Digest]; ok {
+		return n, nil
+	}
+	b, err := g.load(d, g.lim)
+	if err != nil {
+		return nil, err
+	}
+	n, err := parseManifest(b, d, r.allowAny)
+	if err != nil {
+		return nil, &EntryError{Path: p, Err: err}
+	}
+	r.nodes[d.Digest] = n
+	for _, c := range n.children {
+		if n.index {
+			if _, err := g.walk(c, append(stack, d.Digest)); err != nil {
+				return nil, err
+			}
+		} else if err := g.blob(c, "blob of manifest "+string(d.Digest)); err != nil {
+			return nil, err
+		}
+		r.preds[c.Digest] = append(r.preds[c.Digest], n.desc)
+	}
+	if n.subject != nil {
+		r.preds[n.subject.Digest] = append(r.preds[n.subject.Digest], n.desc)
+	}
+	return n, nil
+}
+
+// blob checks that d is in the bundle with its declared size.
+func (g *graph) blob(d ocispec.Descriptor, role string) error {
+	e, ok := g.r.blobs[d.Digest]
+	if !ok {
+		return entryErr(blobPath(d.Digest), ErrBlobMissing, "%s", role)
+	}
+	if e.size != d.Size {
+		return entryErr(e.name, ErrSizeMismatch, "%s: descriptor says %d bytes, bundle holds %d", role, d.Size, e.size)
+	}
+	g.referenced[d.Digest] = true
+	return nil
+}
+
+// verifyReader hashes a blob as it streams. The read that completes the
+// blob returns no data and an error if the content disagrees.
+type verifyReader struct {
+	r    io.Reader
+	h    hash.Hash
+	n    int64
+	size int64
+	want digest.Digest
+	name string
+	err  error
+}
+
+func (v *verifyReader) Read(p []byte) (int, error) {
+	if v.err != nil {
+		return 0, v.err
+	}
+	n, err := v.r.Read(p)
+	v.h.Write(p[:n])
+	v.n += int64(n)
+	if v.n == v.size {
+		if got := digest.NewDigest(digest.SHA256, v.h); got != v.want {
+			v.err = entryErr(v.name, ErrDigestMismatch, "expected %s, actual %s", v.want, got)
+			return 0, v.err
+		}
+		v.err = io.EOF
+		if n == 0 {
+			return 0, io.EOF
+		}
+		return n, nil
+	}
+	if errors.Is(err, io.EOF) {
+		v.err = entryErr(v.name, ErrSizeMismatch, "expected %d bytes, read %d", v.size, v.n)
+		return 0, v.err
+	}
+	return n, err
+}
+
+func (v *verifyReader) Close() error { return nil }

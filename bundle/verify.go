@@ -1,0 +1,282 @@
+package bundle
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// DefaultMaxUncompressedSize is the absolute cap on the declared
+// uncompressed size of one compressed layer, whatever its annotation says.
+const DefaultMaxUncompressedSize int64 = 16 << 30
+
+// zstd window bounds: at least what common encoders use for small inputs,
+// at most what a bomb may make the decoder allocate.
+const (
+	minZstdWindow = 8 << 20
+	maxZstdWindow = 128 << 20
+)
+
+// VerifyOptions tune Verify.
+type VerifyOptions struct {
+	// Concurrency is the number of blobs checked at once; 0 means 2.
+	Concurrency int
+	// MaxUncompressedSize caps the uncompressed size of a compressed layer;
+	// 0 means DefaultMaxUncompressedSize.
+	MaxUncompressedSize int64
+	// Progress, if set, is called with the bytes checked so far and the
+	// total to check. It may be called from several goroutines, never at
+	// the same time.
+	Progress func(done, total int64)
+}
+
+// Report says what Verify checked.
+type Report struct {
+	Entries []EntryReport // one per index.json entry, in its order
+	Blobs   int           // distinct blobs hashed (manifests included)
+	Bytes   int64         // bytes hashed
+}
+
+// EntryReport is the result for one artifact: the blobs of its graph
+// (manifest, config, layers, recursively) and the first failure among them.
+type EntryReport struct {
+	Entry
+	Blobs int
+	Bytes int64
+	Err   error // nil when every blob checked out
+}
+
+// Verify re-hashes every blob of the bundle (streaming, bounded memory,
+// Concurrency blobs at once), re-checks each entry's manifest graph, and
+// decompresses every layer whose media type ends in "+zstd", bounded by its
+// io.stellaops.uncompressed.size annotation and MaxUncompressedSize, to
+// check its io.stellaops.uncompressed.digest. A layer that inflates beyond
+// its bound fails as soon as it does, with ErrDecompressionLimit. It checks
+// everything, then returns the report and the first entry's error, if any.
+func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (Report, error) {
+	workers := opts.Concurrency
+	if workers <= 0 {
+		workers = 2
+	}
+	maxSize := opts.MaxUncompressedSize
+	if maxSize <= 0 {
+		maxSize = DefaultMaxUncompressedSize
+	}
+
+	// One task per blob, with the zstd layer descriptors that name it.
+	layers := map[digest.Digest][]ocispec.Descriptor{}
+	for _, n := range r.nodes {
+		if n.index {
+			continue
+		}
+		for _, c := range n.children {
+			if strings.HasSuffix(c.MediaType, "+zstd") {
+				layers[c.Digest] = append(layers[c.Digest], c)
+			}
+		}
+	}
+	digests := slices.Sorted(func(yield func(digest.Digest) bool) {
+		for d := range r.blobs {
+			if !yield(d) {
+				return
+			}
+		}
+	})
+	var total int64
+	for _, d := range digests {
+		total += r.blobs[d].size * int64(max(1, len(layers[d])))
+	}
+
+	results := make(map[digest.Digest]error, len(digests))
+	var (
+		mu   sync.Mutex
+		done atomic.Int64
+		wg   sync.WaitGroup
+	)
+	report := func(k int64) {
+		n := done.Add(k)
+		if opts.Progress != nil {
+			mu.Lock()
+			opts.Progress(n, total)
+			mu.Unlock()
+		}
+	}
+	tasks := make(chan digest.Digest)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for d := range tasks {
+				err := r.checkBlob(ctx, d, layers[d], maxSize, report)
+				mu.Lock()
+				results[d] = err
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, d := range digests {
+		if ctx.Err() != nil {
+			break
+		}
+		tasks <- d
+	}
+	close(tasks)
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return Report{}, err
+	}
+
+	rep := Report{Blobs: len(digests)}
+	for _, d := range digests {
+		rep.Bytes += r.blobs[d].size
+	}
+	var first error
+	for _, e := range r.entries {
+		er := EntryReport{Entry: e}
+		for _, d := range r.closure(e.Descriptor.Digest) {
+			er.Blobs++
+			er.Bytes += r.blobs[d].size
+			if err := results[d]; err != nil && er.Err == nil {
+				er.Err = err
+			}
+		}
+		if er.Err != nil && first == nil {
+			first = fmt.Errorf("%s %s: %w", e.Kind, entryName(e), er.Err)
+		}
+		rep.Entries = append(rep.Entries, er)
+	}
+	return rep, first
+}
+
+func entryName(e Entry) string {
+	if e.Ref != "" {
+		return e.Ref
+	}
+	return string(e.Descriptor.Digest)
+}
+
+// closure lists the blobs of a manifest's graph, sorted by digest.
+func (r *Reader) closure(root digest.Digest) []digest.Digest {
+	seen := map[digest.Digest]bool{}
+	var visit func(d digest.Digest)
+	visit = func(d digest.Digest) {
+		if seen[d] {
+			return
+		}
+		seen[d] = true
+		if n, ok := r.nodes[d]; ok {
+			for _, c := range n.children {
+				visit(c.Digest)
+			}
+		}
+	}
+	visit(root)
+	return slices.Sorted(func(yield func(digest.Digest) bool) {
+		for d := range seen {
+			if !yield(d) {
+				return
+			}
+		}
+	})
+}
+
+// checkBlob hashes one blob, and decompresses it once per zstd layer
+// descriptor naming it.
+func (r *Reader) checkBlob(ctx context.Context, d digest.Digest, layers []ocispec.Descriptor, maxSize int64, report func(int64)) error {
+	e := r.blobs[d]
+	if len(layers) == 0 {
+		_, err := copyBuffer(ctx, io.Discard, r.open(e, d), make([]byte, 256<<10), report)
+		return err
+	}
+	for _, l := range layers {
+		if err := r.checkZstd(ctx, e, l, maxSize, report); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkZstd checks a zstd layer: its compressed digest, and that it
+// decompresses to exactly the size and digest its annotations declare.
+func (r *Reader) checkZstd(ctx context.Context, e tarEntry, l ocispec.Descriptor, maxSize int64, report func(int64)) error {
+	sizeText, hasSize := l.Annotations[AnnotationUncompressedSize]
+	digestText, hasDigest := l.Annotations[AnnotationUncompressedDigest]
+	vr := r.open(e, l.Digest)
+	counted := &reportingReader{r: &ctxReader{ctx: ctx, r: vr}, report: report}
+	if !hasSize && !hasDigest && r.allowAny && !strings.HasPrefix(l.MediaType, "application/vnd.stellaops.") {
+		// Foreign zstd content carries no bound: hash it only.
+		_, err := io.Copy(io.Discard, counted)
+		return err
+	}
+	if !hasSize || !hasDigest {
+		return entryErr(e.name, ErrInvalidManifest, "zstd layer without %s and %s annotations", AnnotationUncompressedSize, AnnotationUncompressedDigest)
+	}
+	usize, err := strconv.ParseInt(sizeText, 10, 64)
+	if err != nil || usize < 0 {
+		return entryErr(e.name, ErrInvalidManifest, "%s %q is not a size", AnnotationUncompressedSize, sizeText)
+	}
+	udigest, err := parseDigest(digest.Digest(digestText))
+	if err != nil {
+		return entryErr(e.name, ErrInvalidManifest, "%s: %v", AnnotationUncompressedDigest, err)
+	}
+	if usize > maxSize {
+		return entryErr(e.name, ErrDecompressionLimit, "declares %d uncompressed bytes, limit %d", usize, maxSize)
+	}
+	window := uint64(min(max(usize, minZstdWindow), maxZstdWindow))
+	dec, err := zstd.NewReader(counted,
+		zstd.WithDecoderConcurrency(1),
+		zstd.WithDecoderLowmem(true),
+		zstd.WithDecoderMaxWindow(window),
+		zstd.WithDecoderMaxMemory(window),
+	)
+	if err != nil {
+		return err
+	}
+	h := sha256.New()
+	n, derr := io.Copy(h, io.LimitReader(dec, usize+1))
+	dec.Close()
+	// The compressed digest comes first: a tampered blob is a digest
+	// mismatch, whatever it decompresses to.
+	if _, err := io.Copy(io.Discard, counted); err != nil {
+		return err
+	}
+	switch {
+	case derr != nil && (errors.Is(derr, zstd.ErrWindowSizeExceeded) || errors.Is(derr, zstd.ErrDecoderSizeExceeded)):
+		return entryErr(e.name, ErrDecompressionLimit, "%v", derr)
+	case derr != nil:
+		return entryErr(e.name, ErrBadCompression, "%v", derr)
+	case n > usize:
+		return entryErr(e.name, ErrDecompressionLimit, "inflates beyond the declared %d bytes", usize)
+	case n < usize:
+		return entryErr(e.name, ErrSizeMismatch, "decompresses to %d bytes, %s says %d", n, AnnotationUncompressedSize, usize)
+	}
+	if got := digest.NewDigest(digest.SHA256, h); got != udigest {
+		return entryErr(e.name, ErrDigestMismatch, "uncompressed content: expected %s, actual %s", udigest, got)
+	}
+	return nil
+}
+
+// reportingReader reports the bytes read.
+type reportingReader struct {
+	r      io.Reader
+	report func(int64)
+}
+
+func (p *reportingReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.report(int64(n))
+	}
+	return n, err
+}
