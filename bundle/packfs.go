@@ -1,0 +1,160 @@
+package bundle
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/content"
+)
+
+// PackFS presents the files of a pack artifact as a read-only file system,
+// so a pack kept in the cache or a bundle is loaded, validated and planned
+// exactly like a folder. manifest is the pack's manifest bytes (already
+// verified against its digest by the caller's store). Files are fetched only
+// when opened, and every Fetch of a verifying store checks them as they stream.
+func PackFS(ctx context.Context, src content.Fetcher, manifest []byte) (fs.FS, error) {
+	var m ocispec.Manifest
+	if err := json.Unmarshal(manifest, &m); err != nil {
+		return nil, fmt.Errorf("pack manifest: %w: %v", ErrInvalidManifest, err)
+	}
+	if m.ArtifactType != ArtifactTypePack {
+		return nil, fmt.Errorf("artifact type %q is not a pack: %w", m.ArtifactType, ErrUnsupportedMediaType)
+	}
+	p := &packFS{ctx: ctx, src: src, files: map[string]ocispec.Descriptor{}, dirs: map[string]map[string]bool{".": {}}}
+	for _, l := range m.Layers {
+		if l.MediaType != MediaTypePackFile {
+			return nil, fmt.Errorf("pack layer %s has media type %q: %w", l.Digest, l.MediaType, ErrUnsupportedMediaType)
+		}
+		name := l.Annotations[AnnotationTitle]
+		if name == "" || !fs.ValidPath(name) || name == "." || strings.HasPrefix(path.Base(name), ".") {
+			return nil, fmt.Errorf("pack layer %s has an unsafe title %q: %w", l.Digest, name, ErrInvalidManifest)
+		}
+		if _, dup := p.files[name]; dup {
+			return nil, fmt.Errorf("pack layer title %q appears twice: %w", name, ErrInvalidManifest)
+		}
+		if _, isDir := p.dirs[name]; isDir {
+			return nil, fmt.Errorf("pack layer title %q is also a folder: %w", name, ErrInvalidManifest)
+		}
+		p.files[name] = l
+		for child, dir := name, path.Dir(name); ; child, dir = dir, path.Dir(dir) {
+			if _, isFile := p.files[dir]; isFile && dir != name {
+				return nil, fmt.Errorf("pack layer title %q is also a folder: %w", dir, ErrInvalidManifest)
+			}
+			if p.dirs[dir] == nil {
+				p.dirs[dir] = map[string]bool{}
+			}
+			p.dirs[dir][path.Base(child)] = true
+			if dir == "." {
+				break
+			}
+		}
+	}
+	return p, nil
+}
+
+type packFS struct {
+	ctx   context.Context
+	src   content.Fetcher
+	files map[string]ocispec.Descriptor
+	dirs  map[string]map[string]bool // folder → names of its entries
+}
+
+func (p *packFS) Open(name string) (fs.File, error) {
+	if !fs.ValidPath(name) {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrInvalid}
+	}
+	if d, ok := p.files[name]; ok {
+		rc, err := p.src.Fetch(p.ctx, d)
+		if err != nil {
+			return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+		}
+		return &packFile{rc: rc, info: p.info(name)}, nil
+	}
+	if _, ok := p.dirs[name]; ok {
+		return &packDir{info: p.info(name), entries: p.entries(name)}, nil
+	}
+	return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+}
+
+func (p *packFS) info(name string) fileInfo {
+	if d, ok := p.files[name]; ok {
+		mode := fs.FileMode(0o644)
+		if m, err := strconv.ParseUint(d.Annotations[AnnotationFileMode], 8, 32); err == nil && m&0o111 != 0 {
+			mode = 0o755
+		}
+		return fileInfo{name: path.Base(name), size: d.Size, mode: mode}
+	}
+	return fileInfo{name: path.Base(name), mode: fs.ModeDir | 0o755}
+}
+
+func (p *packFS) entries(dir string) []fs.DirEntry {
+	names := make([]string, 0, len(p.dirs[dir]))
+	for n := range p.dirs[dir] {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := make([]fs.DirEntry, 0, len(names))
+	for _, n := range names {
+		out = append(out, fs.FileInfoToDirEntry(p.info(path.Join(dir, n))))
+	}
+	return out
+}
+
+type fileInfo struct {
+	name string
+	size int64
+	mode fs.FileMode
+}
+
+func (i fileInfo) Name() string       { return i.name }
+func (i fileInfo) Size() int64        { return i.size }
+func (i fileInfo) Mode() fs.FileMode  { return i.mode }
+func (i fileInfo) ModTime() time.Time { return time.Time{} }
+func (i fileInfo) IsDir() bool        { return i.mode.IsDir() }
+func (i fileInfo) Sys() any           { return nil }
+
+type packFile struct {
+	rc   io.ReadCloser
+	info fileInfo
+}
+
+func (f *packFile) Stat() (fs.FileInfo, error) { return f.info, nil }
+func (f *packFile) Read(b []byte) (int, error) { return f.rc.Read(b) }
+func (f *packFile) Close() error               { return f.rc.Close() }
+
+type packDir struct {
+	info    fileInfo
+	entries []fs.DirEntry
+	off     int
+}
+
+func (d *packDir) Stat() (fs.FileInfo, error) { return d.info, nil }
+func (d *packDir) Read([]byte) (int, error) {
+	return 0, &fs.PathError{Op: "read", Path: d.info.name, Err: fs.ErrInvalid}
+}
+func (d *packDir) Close() error { return nil }
+
+func (d *packDir) ReadDir(n int) ([]fs.DirEntry, error) {
+	rest := d.entries[d.off:]
+	if n <= 0 {
+		d.off = len(d.entries)
+		return rest, nil
+	}
+	if len(rest) == 0 {
+		return nil, io.EOF
+	}
+	if n > len(rest) {
+		n = len(rest)
+	}
+	d.off += n
+	return rest[:n], nil
+}
