@@ -48,6 +48,9 @@ Examples:
 		Before: s.before,
 		Commands: []*cli.Command{
 			s.packCommand(),
+			s.vaultCommand(),
+			s.keyCommand(),
+			s.trustCommand(),
 			s.completionCommand(),
 			s.docsCommand(),
 		},

@@ -8,8 +8,12 @@ import (
 	"strings"
 
 	"stellaops.io/stella/bundle"
+	"stellaops.io/stella/cache"
+	"stellaops.io/stella/keys"
 	"stellaops.io/stella/pack"
 	"stellaops.io/stella/plan"
+	"stellaops.io/stella/trust"
+	"stellaops.io/stella/vault"
 )
 
 // Exit codes. They are part of the CLI contract (docs/errors.md).
@@ -51,7 +55,92 @@ var errorTable = []errorRow{
 	{plan.ErrExpansion, "ERR_PACK_PLAN_EXPANSION", exitInvalid, "a map or loop could not be expanded from the inputs: check that its items expression gives a list"},
 	{plan.ErrInvalid, "ERR_PACK_PLAN_INVALID", exitInvalid, "the plan file is not a stella plan; produce it again with `stella pack plan --out`"},
 
-	// Artifacts.
+	// Keys, trust and vault.
+	{trust.ErrInvalidStore, "ERR_PACK_TRUST_STORE_INVALID", exitInvalid, "<home>/trust.json is damaged or was edited by hand; restore it from a backup or re-add the keys with `stella trust add`"},
+	{errTrustBusy, "ERR_PACK_TRUST_BUSY", exitTransient, "another stella is changing the trust store; run the command again when it has finished"},
+	{trust.ErrSignatureInvalid, "ERR_PACK_SIGNATURE_INVALID", exitTrust, "the signature is forged, corrupted or over other bytes; get the artifact and its signature again from the publisher"},
+	{trust.ErrKeyRevoked, "ERR_PACK_KEY_REVOKED", exitTrust, "the signing key was revoked (`stella trust list`); ask for a signature by a current key"},
+	{trust.ErrUnknownKey, "ERR_PACK_KEY_UNTRUSTED", exitTrust, "the signing key is not in the trust store; if you trust it, add its public key with `stella trust add`"},
+	{trust.ErrRoleMissing, "ERR_PACK_ROLE_MISSING", exitTrust, "the signing key does not hold the role this needs; see `stella trust list`, and re-add the key with the role if it should hold it"},
+	{trust.ErrTenantNotAllowed, "ERR_PACK_TENANT_NOT_ALLOWED", exitTrust, "the signing key may not act for this tenant; see its tenants in `stella trust list`"},
+	{trust.ErrSubjectMismatch, "ERR_PACK_SUBJECT_MISMATCH", exitTrust, "the signature is about another artifact (another digest); it was swapped or belongs to another version"},
+	{trust.ErrPayloadType, "ERR_PACK_PAYLOAD_TYPE_UNEXPECTED", exitTrust, "the envelope does not carry an in-toto statement; it is not a stella signature"},
+	{trust.ErrPredicateType, "ERR_PACK_PREDICATE_TYPE_UNEXPECTED", exitTrust, "the statement is another kind of attestation than required (for example an approval where a pack signature is expected)"},
+	{trust.ErrUnknownRole, "ERR_PACK_ROLE_UNKNOWN", exitInvalid, "roles are publisher (signs packs) and Packs.Approve (signs approvals); spelling and case matter"},
+	{trust.ErrExists, "ERR_PACK_TRUST_KEY_EXISTS", exitGeneric, "that name or that key is already in the trust store (`stella trust list`); a revoked key must be removed with `stella trust rm` before it is added again"},
+	{trust.ErrKeyNotFound, "ERR_PACK_TRUST_KEY_NOT_FOUND", exitNotFound, "no trusted key has that name; see `stella trust list`"},
+	{trust.ErrInvalidEntry, "ERR_PACK_TRUST_ENTRY_INVALID", exitInvalid, "key names are letters, digits and . _ @ + - (at most 128); give at least one --role, and tenants as names or \"*\""},
+	{trust.ErrInvalidRequirement, "ERR_PACK_TRUST_REQUIREMENT_INVALID", exitGeneric, "a verification was asked without a digest, predicate type or role; this is a bug in the calling command"},
+	{keys.ErrBadPassphrase, "ERR_PACK_KEY_BAD_PASSPHRASE", exitTrust, "the passphrase does not open the key file; check STELLA_KEY_PASSPHRASE_FILE (one trailing newline is ignored)"},
+	{keys.ErrKeyFileCorrupt, "ERR_PACK_KEY_CORRUPT", exitInvalid, "the private key file was damaged or altered; restore it from a backup"},
+	{keys.ErrEmptyPassphrase, "ERR_PACK_KEY_PASSPHRASE_EMPTY", exitInvalid, "a private key file needs a non-empty passphrase"},
+	{keys.ErrNotAPublicKey, "ERR_PACK_PUBLIC_KEY_INVALID", exitInvalid, "give the public key as PKIX PEM (BEGIN PUBLIC KEY), such as the NAME.pub written by `stella key generate`"},
+	{keys.ErrNotAKey, "ERR_PACK_KEY_INVALID", exitInvalid, "give a NAME.key written by `stella key generate`, a NAME.pub, or vault:NAME for a key kept in the vault"},
+	{keys.ErrUnsupportedKey, "ERR_PACK_KEY_UNSUPPORTED", exitInvalid, "stella signs and verifies with ECDSA P-256 and Ed25519 keys only"},
+	{keys.ErrUnknownAlgorithm, "ERR_PACK_KEY_ALGORITHM_UNKNOWN", exitInvalid, "use --algorithm ecdsa-p256 (the default) or ed25519"},
+	{keys.ErrInvalidName, "ERR_PACK_KEY_NAME_INVALID", exitInvalid, "a key name is a file name: no / or \\, not . or .."},
+	{keys.ErrExists, "ERR_PACK_KEY_EXISTS", exitGeneric, "a key file of that name exists and is never overwritten; choose another name or --dir"},
+	{keys.ErrMalformedEnvelope, "ERR_PACK_ENVELOPE_MALFORMED", exitInvalid, "the signature file is not a well-formed DSSE envelope; get it again from the signer"},
+	{keys.ErrMalformedStatement, "ERR_PACK_STATEMENT_MALFORMED", exitInvalid, "the signed statement is not a well-formed in-toto v1 statement; get it again from the signer"},
+	{vault.ErrBadPassphrase, "ERR_PACK_VAULT_BAD_PASSPHRASE", exitTrust, "the passphrase or identity does not open the vault; check STELLA_VAULT_PASSPHRASE_FILE or --identity (one trailing newline is ignored)"},
+	{vault.ErrCorrupt, "ERR_PACK_VAULT_CORRUPT", exitInvalid, "the vault file was altered or truncated; nothing was changed: restore it from a backup"},
+	{vault.ErrNotAVault, "ERR_PACK_NOT_A_VAULT", exitInvalid, "the file is not a stella vault; check --vault, TASKRUNNER_SEALED_VAULT_URL and the config's vault"},
+	{vault.ErrVaultNotFound, "ERR_PACK_VAULT_NOT_FOUND", exitNotFound, "create it with `stella vault init`, or point --vault, TASKRUNNER_SEALED_VAULT_URL or the config's vault at it"},
+	{vault.ErrSecretNotFound, "ERR_PACK_SECRET_NOT_FOUND", exitNotFound, "no secret of that name in the vault; see `stella vault list`"},
+	{vault.ErrKeyNotFound, "ERR_PACK_VAULT_KEY_NOT_FOUND", exitNotFound, "no signing key of that name in the vault; see `stella vault keys`"},
+	{vault.ErrExists, "ERR_PACK_VAULT_EXISTS", exitGeneric, "a vault or a key of that name already exists and is never replaced; choose another path or name"},
+	{vault.ErrLocked, "ERR_PACK_VAULT_BUSY", exitTransient, "another stella is changing the vault; run the command again when it has finished"},
+	{vault.ErrInvalidUnlocker, "ERR_PACK_VAULT_UNLOCK_INVALID", exitInvalid, "the passphrase is empty or the identity file holds no age identity (AGE-SECRET-KEY-1…)"},
+	{vault.ErrInvalidName, "ERR_PACK_VAULT_NAME_INVALID", exitInvalid, "names start with a letter or digit, then letters, digits and . _ / - (at most 128)"},
+	{vault.ErrInvalidEntry, "ERR_PACK_VAULT_ENTRY_INVALID", exitInvalid, "values are 1 byte to 1 MiB; scope and metadata values are printable text"},
+	{vault.ErrInvalidRef, "ERR_PACK_VAULT_REF_INVALID", exitInvalid, "a vault reference is vault:NAME"},
+	{vault.ErrUnsupportedURL, "ERR_PACK_VAULT_URL_UNSUPPORTED", exitInvalid, "TASKRUNNER_SEALED_VAULT_URL must be a local file URL: file:///absolute/path"},
+	{vault.ErrClosed, "ERR_PACK_VAULT_CLOSED", exitGeneric, "the vault was used after it was closed; this is a bug in the calling command"},
+
+	// The local cache.
+	{cache.ErrLocked, "ERR_PACK_CACHE_LOCKED", exitTransient, "another stella process holds the cache (named in the message); wait for it to finish and retry"},
+	{cache.ErrDigestMismatch, "ERR_PACK_DIGEST_MISMATCH", exitInvalid, "content does not match its digest: get a fresh copy of the source, or run `stella cache verify`"},
+	{cache.ErrSizeMismatch, "ERR_PACK_SIZE_MISMATCH", exitInvalid, "content has the wrong size (truncated?): get a fresh copy of the source"},
+	{cache.ErrInvalidDigest, "ERR_PACK_INVALID_DIGEST", exitInvalid, "a digest is malformed or uses an unsupported algorithm (stella uses sha256)"},
+	{cache.ErrInvalidArtifact, "ERR_PACK_ARTIFACT_INVALID", exitInvalid, "not a valid OCI manifest, or a malformed <id>:<version> ref"},
+	{cache.ErrRefConflict, "ERR_PACK_REF_CONFLICT", exitInvalid, "the <id>:<version> already names different content in the cache: remove it with `stella pack rm` first if the new one is trusted"},
+	{cache.ErrIndexCorrupt, "ERR_PACK_CACHE_CORRUPT", exitInvalid, "the cache index is inconsistent: run `stella cache verify`, then `stella cache gc` or re-import"},
+	{cache.ErrIndexVersion, "ERR_PACK_CACHE_VERSION", exitGeneric, "the cache was written by a newer stella: use that version or a fresh STELLA_HOME"},
+	{cache.ErrNotFound, "ERR_PACK_NOT_FOUND", exitNotFound, "not in the local cache: import or pull it first (`stella pack list` shows what is there)"},
+
+	// Artifacts and bundle files. Split-set errors first: they name the part.
+	{bundle.ErrPartMissing, "ERR_PACK_PART_MISSING", exitInvalid, "copy the named part next to the others (all NAME.NNN files and NAME.parts.json together)"},
+	{bundle.ErrPartSize, "ERR_PACK_PART_TRUNCATED", exitInvalid, "the named part has the wrong size: copy it again from the source media"},
+	{bundle.ErrPartDigest, "ERR_PACK_PART_STALE", exitInvalid, "the named part is from another export or was damaged: copy the right one again"},
+	{bundle.ErrPartOrder, "ERR_PACK_PART_ORDER", exitInvalid, "parts were renamed or swapped: restore their numbering as in NAME.parts.json"},
+	{bundle.ErrPartsManifest, "ERR_PACK_PARTS_MANIFEST_INVALID", exitInvalid, "copy NAME.parts.json together with its parts; it is written by `stella pack export --split`"},
+	{bundle.ErrInvalidPartSize, "ERR_PACK_PART_SIZE_INVALID", exitGeneric, "use a positive --split size (e.g. 4GiB) that gives at most 999 parts"},
+	{bundle.ErrAbsolutePath, "ERR_PACK_BUNDLE_UNSAFE_ENTRY", exitInvalid, "the bundle holds an absolute path: it is unsafe, do not extract it; get a bundle written by stella"},
+	{bundle.ErrPathTraversal, "ERR_PACK_BUNDLE_UNSAFE_ENTRY", exitInvalid, "the bundle holds a path with '..': it is unsafe, do not extract it; get a bundle written by stella"},
+	{bundle.ErrSymlink, "ERR_PACK_BUNDLE_UNSAFE_ENTRY", exitInvalid, "the bundle holds a symbolic link: it is unsafe, do not extract it; get a bundle written by stella"},
+	{bundle.ErrHardLink, "ERR_PACK_BUNDLE_UNSAFE_ENTRY", exitInvalid, "the bundle holds a hard link: it is unsafe, do not extract it; get a bundle written by stella"},
+	{bundle.ErrUnsupportedEntryType, "ERR_PACK_BUNDLE_UNSAFE_ENTRY", exitInvalid, "the bundle holds a device, FIFO or other special entry: only regular files are allowed"},
+	{bundle.ErrDuplicateEntry, "ERR_PACK_BUNDLE_DUPLICATE_ENTRY", exitInvalid, "the bundle names one file twice, so its content is ambiguous: export it again"},
+	{bundle.ErrUnexpectedEntry, "ERR_PACK_BUNDLE_UNEXPECTED_ENTRY", exitInvalid, "the file holds entries a stella bundle does not have: it is not a stella bundle, or was altered"},
+	{bundle.ErrTruncated, "ERR_PACK_BUNDLE_TRUNCATED", exitInvalid, "the bundle ends early: the copy is incomplete; copy it again and compare its size with the source"},
+	{bundle.ErrInvalidTar, "ERR_PACK_BUNDLE_INVALID", exitInvalid, "the file is not a tar archive: check that it is a bundle written by `stella pack export`"},
+	{bundle.ErrTooManyEntries, "ERR_PACK_BUNDLE_TOO_LARGE", exitInvalid, "the bundle has more entries than stella reads; export fewer artifacts per bundle"},
+	{bundle.ErrTooLarge, "ERR_PACK_BUNDLE_TOO_LARGE", exitInvalid, "an index or manifest is larger than the 4 MiB stella reads into memory; the bundle is not one stella wrote"},
+	{bundle.ErrBadLayout, "ERR_PACK_BUNDLE_LAYOUT", exitInvalid, "oci-layout is missing or not version 1.0.0: the file is not an OCI layout bundle"},
+	{bundle.ErrInvalidIndex, "ERR_PACK_BUNDLE_INDEX_INVALID", exitInvalid, "index.json is malformed or names unknown kinds: export the bundle again"},
+	{bundle.ErrChecksums, "ERR_PACK_CHECKSUMS_MISMATCH", exitInvalid, "SHA256SUMS disagrees with the bundle's files: it was edited or belongs to another bundle"},
+	{bundle.ErrBlobMissing, "ERR_PACK_BLOB_MISSING", exitInvalid, "a blob the artifact needs is not in the bundle: export it again with the full artifact"},
+	{bundle.ErrExtraBlob, "ERR_PACK_BLOB_EXTRA", exitInvalid, "the bundle holds a blob no artifact references: it was altered after export"},
+	{bundle.ErrSizeMismatch, "ERR_PACK_SIZE_MISMATCH", exitInvalid, "content is shorter or longer than its descriptor says: it is corrupt or tampered; get a fresh copy"},
+	{bundle.ErrDigestMismatch, "ERR_PACK_DIGEST_MISMATCH", exitInvalid, "content does not match its digest: it is corrupt or tampered; get a fresh copy from a trusted source"},
+	{bundle.ErrUnsupportedMediaType, "ERR_PACK_MEDIA_TYPE_UNSUPPORTED", exitInvalid, "the bundle holds content of an unknown media type; stella accepts only the types in docs/bundle-format.md"},
+	{bundle.ErrSelfReference, "ERR_PACK_MANIFEST_SELF_REFERENCE", exitInvalid, "a manifest names itself as its own content: the bundle is malformed"},
+	{bundle.ErrCycle, "ERR_PACK_MANIFEST_CYCLE", exitInvalid, "index manifests refer to each other in a cycle: the bundle is malformed"},
+	{bundle.ErrDecompressionLimit, "ERR_PACK_DECOMPRESSION_LIMIT", exitInvalid, "a compressed layer inflates beyond its declared size (possible decompression bomb): do not use this bundle"},
+	{bundle.ErrBadCompression, "ERR_PACK_COMPRESSION_INVALID", exitInvalid, "a compressed layer does not decompress to its declared digest: the bundle is corrupt"},
+	{bundle.ErrInvalidManifest, "ERR_PACK_ARTIFACT_INVALID", exitInvalid, "an artifact manifest is malformed: build or export it again with stella"},
+	{bundle.ErrInvalidEntry, "ERR_PACK_BUNDLE_ENTRY_INVALID", exitGeneric, "every artifact in a bundle needs a known kind and a <id>:<version> ref unless it has a subject"},
+	{bundle.ErrNotFound, "ERR_PACK_NOT_FOUND", exitNotFound, "check the <id>:<version> or digest; `stella pack list` shows what the cache holds"},
 	{bundle.ErrFileChanged, "ERR_PACK_DIGEST_MISMATCH", exitInvalid, "a pack file changed while it was being read; build again when nothing is editing the pack"},
 	{bundle.ErrNotInArtifact, "ERR_PACK_BLOB_UNKNOWN", exitInvalid, "the artifact does not hold the requested blob; this is a bug if it happens during build"},
 }

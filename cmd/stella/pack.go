@@ -33,7 +33,7 @@ scripts and a README.
 
 Examples:
    stella pack init rotate-registry-credentials
-   stella pack init backup-db --dir packs/backup-db`,
+   stella pack init --dir packs/backup-db backup-db`,
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "dir", Usage: "folder to create", DefaultText: "./NAME"},
 				},
@@ -63,7 +63,7 @@ Examples:
    stella pack plan --pack ./backup-db --out plan.json
    stella --output json pack plan --pack ./backup-db`,
 				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "pack", Usage: "pack folder", Required: true},
+					&cli.StringFlag{Name: "pack", Usage: "pack folder (required)"},
 					&cli.StringFlag{Name: "inputs", Usage: "JSON file of input values (- for stdin)"},
 					&cli.StringFlag{Name: "out", Usage: "write the canonical plan JSON to this file"},
 				},
@@ -197,6 +197,9 @@ type planStep struct {
 }
 
 func (s *session) packPlan(_ context.Context, c *cli.Context) error {
+	if c.String("pack") == "" {
+		return usageError("pack plan: --pack is required")
+	}
 	p, a, err := s.loadPack(c.String("pack"))
 	if err != nil {
 		return err

@@ -42,6 +42,10 @@ func (s *session) run(ctx context.Context, args []string) int {
 	if err == nil {
 		return 0
 	}
+	if strings.HasPrefix(err.Error(), "Required flag") {
+		// urfave/cli's own error for a missing required flag has no exported type.
+		err = usageError(err.Error())
+	}
 	return s.fail(err)
 }
 

@@ -1,0 +1,82 @@
+// Package cache is the local store every stella command reads: the
+// artifacts (packs, approval requests and responses, evidence, signatures)
+// under <home>/packs, as content-addressed blobs plus a bbolt index.
+//
+// # Model
+//
+// Content is OCI: an artifact is a manifest with its config and layers (its
+// graph); referrers (signatures, responses, evidence) point at their
+// subject through the manifest's subject field. Content moves in and out
+// through oras-go's content interfaces: the Store is a content.Storage
+// (Fetch, Push, Exists) and a read-only graph storage whose Predecessors
+// are the referrers recorded in the index, and Import copies artifacts
+// from any content.ReadOnlyStorage (an opened bundle, a registry, a pack
+// being built). Import walks and copies the graph itself, the way
+// oras.CopyGraph does (children before parents, a few blobs at a time,
+// blobs already present skipped): oras-go's root package pulls in net/http,
+// which this offline package must not import.
+//
+// An artifact is kept by its refs ("<id>:<version>") or, for a referrer,
+// by its referrer link (subject → referrer), which is recorded whether or
+// not the subject is in the cache. Removing the last ref of an artifact
+// removes it, its links and, in cascade, the referrers nothing else keeps;
+// gc then removes the blobs nothing needs.
+//
+// # Layout
+//
+//	root/index.db              bbolt index
+//	root/index.db.holder       who holds the index lock (while held)
+//	root/gc.lock               gc lock (gofrs/flock)
+//	root/gc.lock.holder        who holds the gc lock exclusively (while held)
+//	root/blobs/<alg>/<hex>     blob files, mode 0444, named by digest
+//	root/ingest/.stella-tmp-*  blobs being written (leftovers after a crash)
+//
+// # Index buckets
+//
+// Every top-level bucket whose name starts with "cache." is reserved to
+// this package. Other packages keep their own records in their own
+// buckets through Store.Update and Store.View, and add their checks to
+// Verify with a VerifyHook.
+//
+//	cache.meta               "version" → index version
+//	cache.refs               ref → {digest}
+//	cache.artifacts          manifest digest → {mediaType, artifactType, size, kind, refs, subject, annotations}
+//	cache.blobs              digest → {size, mediaType, refs}: every node of every recorded graph
+//	cache.children           manifest digest → its children (config and layers, or index manifests)
+//	cache.referrers          subject digest "\x00" referrer digest → referrer descriptor
+//	cache.imports            big-endian id → import record {time, from, verified, artifacts}
+//	cache.imports.by-digest  digest "\x00" big-endian id → empty
+//
+// The refcount of a blob is the number of recorded artifacts whose graph
+// contains it, each counted once.
+//
+// # Invariants
+//
+//   - A blob is visible (its file exists under blobs/) only after its
+//     content was hashed while written to ingest/, checked against the
+//     descriptor's digest and size, fsynced, renamed, and the directory
+//     fsynced. Files are content-addressed: concurrent writers of the same
+//     blob are harmless. Every Fetch verifies again while it streams.
+//   - The index changes only after every blob it will name is durable: an
+//     import copies an artifact's whole graph first, runs the Verify hook,
+//     then records the artifact in one transaction. A killed process leaves
+//     at most unreferenced blob files and ingest leftovers, which gc removes.
+//   - An artifact record exists exactly while a ref or a referrer link keeps
+//     it; refcounts equal a mark from all artifact records.
+//
+// # Locks
+//
+// The bbolt file lock is held only around each transaction (open → txn →
+// close), never while blobs stream, so long imports do not block other
+// processes; bbolt's Options.Timeout bounds each wait. Writes of blob files
+// (Push, Import) and Verify hold root/gc.lock shared for their duration; GC
+// holds it exclusive, so it never removes a blob an in-flight import just
+// wrote. A process that takes an exclusive lock writes its pid, the
+// Options.Holder string and the time to a side file; one that gives up
+// after Options.LockTimeout fails with a *LockError (ErrLocked) naming it.
+// Side files are advisory, replaced by rename but not fsynced, and removed
+// on release; one left by a killed process names no one (its pid is gone).
+// Shared holders are not written down. Waits poll every 50ms, with no
+// queue: a lock released and retaken at once, forever, starves waiters.
+// A Store holds no open file between calls and needs no Close.
+package cache

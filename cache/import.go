@@ -1,0 +1,582 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.etcd.io/bbolt"
+	"golang.org/x/sync/errgroup"
+	"oras.land/oras-go/v2/content"
+
+	"stellaops.io/stella/internal/safefile"
+)
+
+// Artifact is one manifest to import, with the kind and ref the caller
+// gives it. Kind is free-form (pack, approval-request, approval-response,
+// evidence, signature). Ref is "<id>:<version>"; it is empty for referrers,
+// which are kept by their subject link instead.
+type Artifact struct {
+	Descriptor ocispec.Descriptor
+	Kind       string
+	Ref        string
+}
+
+// Status says what an import did with an artifact.
+type Status string
+
+const (
+	// StatusNew: the artifact was recorded by this import.
+	StatusNew Status = "new"
+	// StatusLinked: the artifact was already recorded; this import added
+	// its ref or its referrer link.
+	StatusLinked Status = "linked"
+	// StatusPresent: the artifact and its ref were already recorded;
+	// nothing was written (missing blob files are written back, though).
+	StatusPresent Status = "present"
+	// StatusFailed: the artifact failed and nothing was recorded for it.
+	StatusFailed Status = "failed"
+)
+
+// ImportRecord says when, from where and how an import was verified. The
+// caller fills From and Verified; the cache fills ID, Time and Artifacts.
+type ImportRecord struct {
+	ID        uint64             `json:"id"`
+	Time      time.Time          `json:"time"`     // UTC, whole seconds
+	From      string             `json:"from"`     // bundle file name, registry ref...
+	Verified  []string           `json:"verified"` // checks made, e.g. "sha256 per blob", "signature by key X"
+	Artifacts []ImportedArtifact `json:"artifacts"`
+}
+
+// ImportedArtifact is one artifact of an import record.
+type ImportedArtifact struct {
+	Ref          string        `json:"ref,omitempty"`
+	Kind         string        `json:"kind"`
+	Digest       digest.Digest `json:"digest"`
+	ArtifactType string        `json:"artifactType,omitempty"`
+	Status       Status        `json:"status"`
+}
+
+// ImportOptions tune Import.
+type ImportOptions struct {
+	// Replace lets a ref that points to another digest be moved.
+	Replace bool
+	// Concurrency is the number of blobs copied at once (default 3, at most 4).
+	Concurrency int
+	// Progress, if set, is called (never concurrently) as the import goes.
+	Progress func(Progress)
+	// Verify, if set, is called for each artifact after all its blobs are
+	// durable in the cache and before anything is recorded; fetcher reads
+	// the cache. An error refuses the artifact: nothing is recorded for it.
+	Verify func(ctx context.Context, a Artifact, fetcher content.Fetcher) error
+}
+
+// ProgressEvent is the kind of a Progress report.
+type ProgressEvent int
+
+const (
+	ArtifactStarted ProgressEvent = iota + 1
+	BlobStarted                   // Blob is being copied
+	BlobBytes                     // BlobBytes of Blob copied so far
+	BlobDone                      // Blob is durable in the cache
+	BlobSkipped                   // Blob was already in the cache
+	ArtifactDone                  // Status is final (Err set when failed)
+)
+
+// Progress reports an import's progress.
+type Progress struct {
+	Event         ProgressEvent
+	Index         int // position of the artifact in Import's list
+	Artifact      Artifact
+	Blob          ocispec.Descriptor // for blob events
+	BlobBytes     int64              // bytes of Blob copied so far
+	ArtifactBytes int64              // bytes of the artifact's graph copied or skipped so far
+	ArtifactTotal int64              // bytes of the artifact's graph (0 when already present)
+	Status        Status             // for ArtifactDone
+	Err           error              // for ArtifactDone of a failed artifact
+}
+
+// ImportResult says what an import did, artifact by artifact.
+type ImportResult struct {
+	Record       ImportRecord // as recorded; ID 0 when nothing was recorded
+	Artifacts    []ArtifactResult
+	BlobsWritten int
+	BytesWritten int64
+	BlobsSkipped int
+	BytesSkipped int64
+}
+
+// ArtifactResult is the outcome for one artifact. Artifact.Descriptor has
+// its ArtifactType filled from the manifest.
+type ArtifactResult struct {
+	Artifact     Artifact
+	Status       Status
+	Err          error
+	BlobsWritten int
+	BytesWritten int64
+}
+
+// Import copies artifacts from src into the cache, each all or nothing:
+// its whole graph (manifest, config, layers; blobs already present are
+// skipped) is made durable, then opts.Verify runs, then one index
+// transaction records the ref, blob refcounts, manifest children, the
+// referrer link to its subject and the import record. Import holds the gc
+// lock shared from start to end, so gc cannot remove what it wrote.
+//
+// An artifact that fails is not recorded; the others still are. When any
+// failed, the error joins the failures (each naming its artifact) and the
+// result tells which. ErrRefConflict: the ref names another digest and
+// opts.Replace is false. ErrInvalidArtifact: malformed input (checked
+// before anything is copied).
+func (s *Store) Import(ctx context.Context, src content.ReadOnlyStorage, artifacts []Artifact, rec ImportRecord, opts ImportOptions) (ImportResult, error) {
+	for _, a := range artifacts {
+		if err := checkArtifact(a); err != nil {
+			return ImportResult{}, err
+		}
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 3
+	}
+	opts.Concurrency = min(opts.Concurrency, 4)
+	release, err := s.lockGC(ctx, false)
+	if err != nil {
+		return ImportResult{}, err
+	}
+	defer release()
+
+	rec.ID = 0
+	rec.Time = s.now().Truncate(time.Second)
+	rec.Artifacts = nil
+	rec.Verified = slices.Clone(rec.Verified)
+	im := &importer{s: s, src: src, opts: opts, rec: rec}
+	res := ImportResult{}
+	var errs []error
+	for i, a := range artifacts {
+		ar := im.one(ctx, i, a)
+		res.Artifacts = append(res.Artifacts, ar)
+		res.BlobsWritten += ar.BlobsWritten
+		res.BytesWritten += ar.BytesWritten
+		if ar.Err != nil {
+			errs = append(errs, fmt.Errorf("artifact %s: %w", describe(a), ar.Err))
+		}
+	}
+	res.BlobsSkipped, res.BytesSkipped = im.skipped, im.skippedBytes
+	res.Record = im.rec
+	return res, errors.Join(errs...)
+}
+
+func describe(a Artifact) string {
+	if a.Ref != "" {
+		return fmt.Sprintf("%s %s (%s)", a.Kind, a.Ref, a.Descriptor.Digest)
+	}
+	return fmt.Sprintf("%s %s", a.Kind, a.Descriptor.Digest)
+}
+
+func checkArtifact(a Artifact) error {
+	if err := checkDescriptor(a.Descriptor); err != nil {
+		return fmt.Errorf("artifact %s: %w", describe(a), err)
+	}
+	if !isManifest(a.Descriptor.MediaType) {
+		return fmt.Errorf("artifact %s: %w: media type %q is not a manifest", describe(a), ErrInvalidArtifact, a.Descriptor.MediaType)
+	}
+	if a.Kind == "" || strings.ContainsAny(a.Kind, " \t\r\n\x00") {
+		return fmt.Errorf("artifact %s: %w: kind %q", describe(a), ErrInvalidArtifact, a.Kind)
+	}
+	if a.Ref != "" {
+		if err := checkRef(a.Ref); err != nil {
+			return fmt.Errorf("artifact %s: %w", describe(a), err)
+		}
+	}
+	return nil
+}
+
+// checkRef accepts "<id>:<version>" with no blanks or control characters.
+func checkRef(ref string) error {
+	i := strings.LastIndexByte(ref, ':')
+	if i <= 0 || i == len(ref)-1 || len(ref) > 255 ||
+		strings.ContainsFunc(ref, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return fmt.Errorf("ref %q: %w: want <id>:<version>", ref, ErrInvalidArtifact)
+	}
+	return nil
+}
+
+// importer carries one Import call.
+type importer struct {
+	s    *Store
+	src  content.ReadOnlyStorage
+	opts ImportOptions
+	rec  ImportRecord
+
+	mu           sync.Mutex // serializes Progress and guards the counters
+	skipped      int
+	skippedBytes int64
+}
+
+func (im *importer) emit(p Progress) {
+	if im.opts.Progress == nil {
+		return
+	}
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	im.opts.Progress(p)
+}
+
+func (im *importer) one(ctx context.Context, i int, a Artifact) ArtifactResult {
+	res := ArtifactResult{Artifact: a}
+	im.emit(Progress{Event: ArtifactStarted, Index: i, Artifact: a})
+	st, err := im.copyAndRecord(ctx, i, &res)
+	res.Status = st
+	if err != nil {
+		res.Status, res.Err = StatusFailed, err
+	}
+	im.emit(Progress{Event: ArtifactDone, Index: i, Artifact: res.Artifact, Status: res.Status, Err: res.Err})
+	return res
+}
+
+// precheck says whether the artifact is already recorded with its ref and
+// link and all its blob files are there, and fails early on a ref conflict.
+func (im *importer) precheck(ctx context.Context, a Artifact) (present bool, artifactType string, err error) {
+	var nodes []ocispec.Descriptor
+	var recorded bool
+	err = im.s.View(ctx, func(tx *bbolt.Tx) error {
+		if a.Ref != "" && !im.opts.Replace {
+			var r refRecord
+			ok, err := getJSON(tx, bucketRefs, a.Ref, &r)
+			if err != nil {
+				return err
+			}
+			if ok && r.Digest != a.Descriptor.Digest {
+				return refConflict(a.Ref, r.Digest, a.Descriptor.Digest)
+			}
+		}
+		var ar artifactRecord
+		ok, err := getJSON(tx, bucketArtifacts, string(a.Descriptor.Digest), &ar)
+		if err != nil || !ok {
+			return err
+		}
+		artifactType = ar.ArtifactType
+		if a.Ref != "" && !slices.Contains(ar.Refs, a.Ref) {
+			return nil
+		}
+		if ar.Subject != nil && !hasLink(tx, ar.Subject.Digest, a.Descriptor.Digest) {
+			return nil
+		}
+		ds, err := graphNodes(tx, a.Descriptor.Digest)
+		if err != nil {
+			return err
+		}
+		for _, d := range ds {
+			var br blobRecord
+			if _, err := getJSON(tx, bucketBlobs, string(d), &br); err != nil {
+				return err
+			}
+			nodes = append(nodes, ocispec.Descriptor{Digest: d, Size: br.Size, MediaType: br.MediaType})
+		}
+		recorded = true
+		return nil
+	})
+	if err != nil || !recorded {
+		return false, artifactType, err
+	}
+	for _, n := range nodes {
+		if ok, err := im.s.Exists(ctx, n); err != nil || !ok {
+			return false, artifactType, err // a blob file is gone: copy again
+		}
+	}
+	return true, artifactType, nil
+}
+
+func refConflict(ref string, have, want digest.Digest) error {
+	return fmt.Errorf("ref %s points to %s, not %s: %w", ref, have, want, ErrRefConflict)
+}
+
+func (im *importer) copyAndRecord(ctx context.Context, i int, res *ArtifactResult) (Status, error) {
+	a := res.Artifact
+	present, artifactType, err := im.precheck(ctx, a)
+	if err != nil {
+		return StatusFailed, err
+	}
+	if present {
+		res.Artifact.Descriptor.ArtifactType = artifactType
+		if err := im.verify(ctx, res.Artifact); err != nil {
+			return StatusFailed, err
+		}
+		return StatusPresent, nil
+	}
+
+	g, err := walk(ctx, im.src, a.Descriptor)
+	if err != nil {
+		return StatusFailed, err
+	}
+	res.Artifact.Descriptor.ArtifactType = g.info.artifactType
+	if a.Ref == "" && g.info.subject == nil {
+		return StatusFailed, fmt.Errorf("manifest %s: %w: no ref and no subject would keep it", a.Descriptor.Digest, ErrInvalidArtifact)
+	}
+	if err := im.copy(ctx, i, res, g); err != nil {
+		return StatusFailed, err
+	}
+	if err := im.verify(ctx, res.Artifact); err != nil {
+		return StatusFailed, err
+	}
+	return im.record(ctx, res.Artifact, g)
+}
+
+func (im *importer) verify(ctx context.Context, a Artifact) error {
+	if im.opts.Verify == nil {
+		return nil
+	}
+	if err := im.opts.Verify(ctx, a, im.s); err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	return nil
+}
+
+// copy makes every blob of the graph durable in the cache, as
+// oras.CopyGraph would (children before parents, Concurrency blobs at a
+// time, blobs already present skipped), over the same content interfaces.
+// (The oras root package pulls in net/http, which offline packages must not.)
+func (im *importer) copy(ctx context.Context, i int, res *ArtifactResult, g *graph) error {
+	t := &tracker{im: im, i: i, a: res.Artifact, total: g.size, counted: map[digest.Digest]int64{},
+		lastReport: map[digest.Digest]int64{}}
+	defer func() { res.BlobsWritten, res.BytesWritten = t.written, t.writtenBytes }()
+
+	eg, gctx := errgroup.WithContext(ctx)
+	eg.SetLimit(im.opts.Concurrency)
+	for _, n := range g.nodes {
+		if _, isManifest := g.manifests[n.Digest]; isManifest {
+			continue
+		}
+		eg.Go(func() error { return im.copyNode(gctx, t, g, n) })
+	}
+	if err := eg.Wait(); err != nil {
+		return err
+	}
+	for _, m := range g.postOrder() {
+		if err := im.copyNode(ctx, t, g, m); err != nil {
+			return err
+		}
+	}
+	// A blob skipped as present may have been renamed by a process killed
+	// before its directory fsync: make every rename durable before the
+	// index names the blobs.
+	algs := map[digest.Algorithm]bool{}
+	for _, n := range g.nodes {
+		algs[n.Digest.Algorithm()] = true
+	}
+	for alg := range algs {
+		if err := safefile.SyncDir(im.s.path(blobsDir, alg.String())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copyNode copies one blob from the source unless the cache has it.
+func (im *importer) copyNode(ctx context.Context, t *tracker, g *graph, desc ocispec.Descriptor) error {
+	ok, err := im.s.Exists(ctx, desc)
+	if err != nil {
+		return err
+	}
+	if ok {
+		t.skip(desc)
+		return nil
+	}
+	t.event(BlobStarted, desc, 0)
+	var r io.Reader
+	if b, isManifest := g.manifests[desc.Digest]; isManifest {
+		r = bytes.NewReader(b) // read and verified by walk
+	} else {
+		rc, err := im.src.Fetch(ctx, desc)
+		if err != nil {
+			return fmt.Errorf("blob %s: fetch from source: %w", desc.Digest, err)
+		}
+		defer rc.Close()
+		r = rc
+	}
+	wrote, err := im.s.writeBlob(ctx, desc, r, func(n int64) { t.bytes(desc, n) })
+	if err != nil {
+		return err
+	}
+	if wrote {
+		t.wrote(desc)
+	}
+	t.done(desc)
+	return nil
+}
+
+// record is the one index transaction of an artifact.
+func (im *importer) record(ctx context.Context, a Artifact, g *graph) (Status, error) {
+	d := a.Descriptor.Digest
+	rec := im.rec
+	var status Status
+	err := im.s.Update(ctx, func(tx *bbolt.Tx) error {
+		status = StatusPresent
+		if a.Ref != "" {
+			var r refRecord
+			ok, err := getJSON(tx, bucketRefs, a.Ref, &r)
+			if err != nil {
+				return err
+			}
+			if ok && r.Digest != d {
+				if !im.opts.Replace {
+					return refConflict(a.Ref, r.Digest, d)
+				}
+				if err := tx.Bucket(bucketRefs).Delete([]byte(a.Ref)); err != nil {
+					return err
+				}
+				if err := unref(tx, a.Ref, r.Digest); err != nil {
+					return err
+				}
+			}
+		}
+		var ar artifactRecord
+		ok, err := getJSON(tx, bucketArtifacts, string(d), &ar)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			status = StatusNew
+			ar = artifactRecord{MediaType: g.root.MediaType, ArtifactType: g.info.artifactType,
+				Size: g.root.Size, Kind: a.Kind, Subject: g.info.subject, Annotations: g.info.annotations}
+			for _, n := range g.nodes {
+				var br blobRecord
+				if _, err := getJSON(tx, bucketBlobs, string(n.Digest), &br); err != nil {
+					return err
+				}
+				br.Size, br.MediaType = n.Size, n.MediaType
+				br.Refs++
+				if err := putJSON(tx, bucketBlobs, string(n.Digest), br); err != nil {
+					return err
+				}
+				if cs, isManifest := g.children[n.Digest]; isManifest {
+					if cs == nil {
+						cs = []ocispec.Descriptor{}
+					}
+					if err := putJSON(tx, bucketChildren, string(n.Digest), cs); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		if a.Ref != "" && !slices.Contains(ar.Refs, a.Ref) {
+			ar.Refs = append(ar.Refs, a.Ref)
+			slices.Sort(ar.Refs)
+			if err := putJSON(tx, bucketRefs, a.Ref, refRecord{Digest: d}); err != nil {
+				return err
+			}
+			if status == StatusPresent {
+				status = StatusLinked
+			}
+		}
+		if ar.Subject != nil && !hasLink(tx, ar.Subject.Digest, d) {
+			if err := putJSON(tx, bucketReferrers, string(linkKey(ar.Subject.Digest, d)), ar.descriptor(d)); err != nil {
+				return err
+			}
+			if status == StatusPresent {
+				status = StatusLinked
+			}
+		}
+		if status == StatusPresent {
+			return nil // raced with an identical import: nothing to add
+		}
+		if err := putJSON(tx, bucketArtifacts, string(d), ar); err != nil {
+			return err
+		}
+		imports := tx.Bucket(bucketImports)
+		if rec.ID == 0 {
+			id, err := imports.NextSequence()
+			if err != nil {
+				return err
+			}
+			rec.ID = id
+		}
+		rec.Artifacts = append(slices.Clone(rec.Artifacts), ImportedArtifact{Ref: a.Ref, Kind: a.Kind,
+			Digest: d, ArtifactType: ar.ArtifactType, Status: status})
+		if err := putJSON(tx, bucketImports, string(idKey(rec.ID)), rec); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketImportsBy).Put(append([]byte(string(d)+"\x00"), idKey(rec.ID)...), []byte{})
+	})
+	if err != nil {
+		return StatusFailed, err
+	}
+	if status != StatusPresent {
+		im.rec = rec
+	}
+	return status, nil
+}
+
+// tracker turns the copy's steps into Progress and counters. It shares
+// the importer's mutex, so reports go out one at a time and in order.
+type tracker struct {
+	im    *importer
+	i     int
+	a     Artifact
+	total int64
+
+	counted      map[digest.Digest]int64 // bytes reported per blob
+	lastReport   map[digest.Digest]int64
+	doneBytes    int64
+	written      int
+	writtenBytes int64
+}
+
+const reportEvery = 256 << 10
+
+// emitLocked reports an event; the caller holds im.mu.
+func (t *tracker) emitLocked(ev ProgressEvent, desc ocispec.Descriptor, blobBytes int64) {
+	if t.im.opts.Progress != nil {
+		t.im.opts.Progress(Progress{Event: ev, Index: t.i, Artifact: t.a, Blob: desc, BlobBytes: blobBytes,
+			ArtifactBytes: t.doneBytes, ArtifactTotal: t.total})
+	}
+}
+
+func (t *tracker) event(ev ProgressEvent, desc ocispec.Descriptor, blobBytes int64) {
+	t.im.mu.Lock()
+	defer t.im.mu.Unlock()
+	t.emitLocked(ev, desc, blobBytes)
+}
+
+func (t *tracker) bytes(desc ocispec.Descriptor, n int64) {
+	t.im.mu.Lock()
+	defer t.im.mu.Unlock()
+	t.counted[desc.Digest] += n
+	t.doneBytes += n
+	c := t.counted[desc.Digest]
+	if c-t.lastReport[desc.Digest] >= reportEvery || c == desc.Size {
+		t.lastReport[desc.Digest] = c
+		t.emitLocked(BlobBytes, desc, c)
+	}
+}
+
+func (t *tracker) wrote(desc ocispec.Descriptor) {
+	t.im.mu.Lock()
+	defer t.im.mu.Unlock()
+	t.written++
+	t.writtenBytes += desc.Size
+}
+
+func (t *tracker) done(desc ocispec.Descriptor) {
+	t.im.mu.Lock()
+	defer t.im.mu.Unlock()
+	t.doneBytes += desc.Size - t.counted[desc.Digest]
+	t.counted[desc.Digest] = desc.Size
+	t.emitLocked(BlobDone, desc, desc.Size)
+}
+
+func (t *tracker) skip(desc ocispec.Descriptor) {
+	t.im.mu.Lock()
+	defer t.im.mu.Unlock()
+	t.doneBytes += desc.Size
+	t.im.skipped++
+	t.im.skippedBytes += desc.Size
+	t.emitLocked(BlobSkipped, desc, desc.Size)
+}

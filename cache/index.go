@@ -1,0 +1,292 @@
+package cache
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.etcd.io/bbolt"
+)
+
+// Buckets of the index. Every name starting with "cache." is reserved to
+// this package; other packages keep their own top-level buckets.
+var (
+	bucketMeta      = []byte("cache.meta")              // "version" → decimal index version
+	bucketRefs      = []byte("cache.refs")              // ref → refRecord
+	bucketArtifacts = []byte("cache.artifacts")         // manifest digest → artifactRecord
+	bucketBlobs     = []byte("cache.blobs")             // digest → blobRecord (every node of every graph)
+	bucketChildren  = []byte("cache.children")          // manifest digest → []ocispec.Descriptor
+	bucketReferrers = []byte("cache.referrers")         // subject digest 0x00 referrer digest → ocispec.Descriptor
+	bucketImports   = []byte("cache.imports")           // big-endian uint64 id → ImportRecord
+	bucketImportsBy = []byte("cache.imports.by-digest") // digest 0x00 big-endian id → empty
+
+	allBuckets = [][]byte{bucketMeta, bucketRefs, bucketArtifacts, bucketBlobs,
+		bucketChildren, bucketReferrers, bucketImports, bucketImportsBy}
+)
+
+const indexVersion = 1
+
+type refRecord struct {
+	Digest digest.Digest `json:"digest"`
+}
+
+// artifactRecord is one imported artifact: a manifest kept by its refs or
+// by its referrer link (subject → it). It exists exactly while it is rooted.
+type artifactRecord struct {
+	MediaType    string              `json:"mediaType"`
+	ArtifactType string              `json:"artifactType,omitempty"`
+	Size         int64               `json:"size"`
+	Kind         string              `json:"kind"`
+	Refs         []string            `json:"refs,omitempty"`
+	Subject      *ocispec.Descriptor `json:"subject,omitempty"`
+	Annotations  map[string]string   `json:"annotations,omitempty"`
+}
+
+func (a *artifactRecord) descriptor(d digest.Digest) ocispec.Descriptor {
+	return ocispec.Descriptor{MediaType: a.MediaType, Digest: d, Size: a.Size,
+		ArtifactType: a.ArtifactType, Annotations: a.Annotations}
+}
+
+// blobRecord is one node of some graph. Refs counts the artifact records
+// whose graph contains the node (each artifact once).
+type blobRecord struct {
+	Size      int64  `json:"size"`
+	MediaType string `json:"mediaType,omitempty"`
+	Refs      int64  `json:"refs"`
+}
+
+func initIndex(tx *bbolt.Tx) error {
+	for _, name := range allBuckets {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return fmt.Errorf("cache index: bucket %s: %w", name, err)
+		}
+	}
+	meta := tx.Bucket(bucketMeta)
+	v := meta.Get([]byte("version"))
+	if v == nil {
+		return meta.Put([]byte("version"), []byte(strconv.Itoa(indexVersion)))
+	}
+	n, err := strconv.Atoi(string(v))
+	if err != nil {
+		return fmt.Errorf("cache index version %q: %w", v, ErrIndexCorrupt)
+	}
+	if n > indexVersion {
+		return fmt.Errorf("cache index version %d, this stella reads up to %d: %w", n, indexVersion, ErrIndexVersion)
+	}
+	return nil
+}
+
+// getJSON reads key of bucket into v; it reports false when absent.
+func getJSON(tx *bbolt.Tx, bucket []byte, key string, v any) (bool, error) {
+	b := tx.Bucket(bucket)
+	if b == nil {
+		return false, fmt.Errorf("bucket %s missing: %w", bucket, ErrIndexCorrupt)
+	}
+	raw := b.Get([]byte(key))
+	if raw == nil {
+		return false, nil
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return false, fmt.Errorf("%s %s: %w: %v", bucket, key, ErrIndexCorrupt, err)
+	}
+	return true, nil
+}
+
+func putJSON(tx *bbolt.Tx, bucket []byte, key string, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucket).Put([]byte(key), raw)
+}
+
+func linkKey(subject, referrer digest.Digest) []byte {
+	return []byte(string(subject) + "\x00" + string(referrer))
+}
+
+// links returns the referrer links of subject, sorted by referrer digest.
+func links(tx *bbolt.Tx, subject digest.Digest) ([]ocispec.Descriptor, error) {
+	prefix := []byte(string(subject) + "\x00")
+	var out []ocispec.Descriptor
+	c := tx.Bucket(bucketReferrers).Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		var d ocispec.Descriptor
+		if err := json.Unmarshal(v, &d); err != nil {
+			return nil, fmt.Errorf("referrer link %q: %w: %v", k, ErrIndexCorrupt, err)
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+func hasLink(tx *bbolt.Tx, subject, referrer digest.Digest) bool {
+	return tx.Bucket(bucketReferrers).Get(linkKey(subject, referrer)) != nil
+}
+
+func idKey(id uint64) []byte {
+	return binary.BigEndian.AppendUint64(nil, id)
+}
+
+// graphNodes returns the digests of the nodes of the graph rooted at root
+// (root included), following the recorded children.
+func graphNodes(tx *bbolt.Tx, root digest.Digest) ([]digest.Digest, error) {
+	seen := map[digest.Digest]bool{root: true}
+	queue := []digest.Digest{root}
+	for i := 0; i < len(queue); i++ {
+		d := queue[i]
+		var br blobRecord
+		ok, err := getJSON(tx, bucketBlobs, string(d), &br)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fmt.Errorf("blob record %s (graph of %s) missing: %w", d, root, ErrIndexCorrupt)
+		}
+		if !isManifest(br.MediaType) {
+			continue
+		}
+		var children []ocispec.Descriptor
+		ok, err = getJSON(tx, bucketChildren, string(d), &children)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fmt.Errorf("children of manifest %s missing: %w", d, ErrIndexCorrupt)
+		}
+		for _, c := range children {
+			if !seen[c.Digest] {
+				seen[c.Digest] = true
+				queue = append(queue, c.Digest)
+			}
+		}
+	}
+	return queue, nil
+}
+
+// addRefcounts adds delta to the refcount of every node of the graph.
+func addRefcounts(tx *bbolt.Tx, nodes []digest.Digest, delta int64) error {
+	for _, d := range nodes {
+		var br blobRecord
+		ok, err := getJSON(tx, bucketBlobs, string(d), &br)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("blob record %s missing: %w", d, ErrIndexCorrupt)
+		}
+		br.Refs += delta
+		if br.Refs < 0 {
+			return fmt.Errorf("blob %s refcount below zero: %w", d, ErrIndexCorrupt)
+		}
+		if err := putJSON(tx, bucketBlobs, string(d), br); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unref removes ref from the artifact it names (the ref entry itself is
+// the caller's) and drops the artifact when nothing roots it any more.
+func unref(tx *bbolt.Tx, ref string, d digest.Digest) error {
+	var ar artifactRecord
+	ok, err := getJSON(tx, bucketArtifacts, string(d), &ar)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return nil // a dangling ref: nothing more to undo
+	}
+	ar.Refs = slices.DeleteFunc(ar.Refs, func(r string) bool { return r == ref })
+	if rooted(tx, d, &ar) {
+		return putJSON(tx, bucketArtifacts, string(d), ar)
+	}
+	return drop(tx, d)
+}
+
+// rooted reports whether an artifact is kept by a ref or its referrer link.
+func rooted(tx *bbolt.Tx, d digest.Digest, ar *artifactRecord) bool {
+	return len(ar.Refs) > 0 || (ar.Subject != nil && hasLink(tx, ar.Subject.Digest, d))
+}
+
+// drop removes an artifact record, decrements the refcounts of its graph,
+// removes its referrer links and, in cascade, the referrers no longer
+// rooted. Blobs and blob records stay for gc.
+func drop(tx *bbolt.Tx, d digest.Digest) error {
+	nodes, err := graphNodes(tx, d)
+	if err != nil {
+		return err
+	}
+	if err := addRefcounts(tx, nodes, -1); err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketArtifacts).Delete([]byte(d)); err != nil {
+		return err
+	}
+	refs, err := links(tx, d)
+	if err != nil {
+		return err
+	}
+	for _, r := range refs {
+		if err := tx.Bucket(bucketReferrers).Delete(linkKey(d, r.Digest)); err != nil {
+			return err
+		}
+		var rr artifactRecord
+		ok, err := getJSON(tx, bucketArtifacts, string(r.Digest), &rr)
+		if err != nil {
+			return err
+		}
+		if ok && !rooted(tx, r.Digest, &rr) {
+			if err := drop(tx, r.Digest); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// mark returns every node reachable from the roots: the digests of all
+// refs and all referrer links, following recorded children. Missing
+// records are skipped here (verify reports them).
+func mark(tx *bbolt.Tx) map[digest.Digest]bool {
+	live := map[digest.Digest]bool{}
+	var queue []digest.Digest
+	push := func(d digest.Digest) {
+		if !live[d] {
+			live[d] = true
+			queue = append(queue, d)
+		}
+	}
+	_ = tx.Bucket(bucketRefs).ForEach(func(k, v []byte) error {
+		var r refRecord
+		if json.Unmarshal(v, &r) == nil {
+			push(r.Digest)
+		}
+		return nil
+	})
+	_ = tx.Bucket(bucketReferrers).ForEach(func(k, v []byte) error {
+		if i := bytes.IndexByte(k, 0); i >= 0 {
+			push(digest.Digest(k[i+1:]))
+		}
+		return nil
+	})
+	children := tx.Bucket(bucketChildren)
+	for i := 0; i < len(queue); i++ {
+		raw := children.Get([]byte(queue[i]))
+		if raw == nil {
+			continue
+		}
+		var cs []ocispec.Descriptor
+		if json.Unmarshal(raw, &cs) != nil {
+			continue
+		}
+		for _, c := range cs {
+			push(c.Digest)
+		}
+	}
+	return live
+}

@@ -1,0 +1,180 @@
+package cache
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+	"stellaops.io/stella/internal/safefile"
+)
+
+// DefaultLockTimeout is how long an operation waits for a lock held by
+// another process before it fails with ErrLocked.
+const DefaultLockTimeout = 30 * time.Second
+
+// Options tune a Store. The zero value is usable.
+type Options struct {
+	// LockTimeout bounds every wait for the index lock and the gc lock.
+	// Zero means DefaultLockTimeout.
+	LockTimeout time.Duration
+	// Holder is written next to an exclusive lock while this process holds
+	// it (typically the command line), so that a process waiting on the
+	// lock can name who holds it.
+	Holder string
+	// Now is the clock of import records and holder files; nil means time.Now.
+	Now func() time.Time
+}
+
+// Store is the local cache rooted at one directory. It holds no open file
+// between calls: every index transaction opens index.db, runs, and closes
+// it again, so many processes can share one cache. A Store is safe for
+// concurrent use by several goroutines.
+type Store struct {
+	root string
+	opts Options
+}
+
+// Layout of the root directory.
+const (
+	indexFile  = "index.db"
+	blobsDir   = "blobs"
+	ingestDir  = "ingest"
+	gcLockFile = "gc.lock"
+	holderExt  = ".holder"
+)
+
+// Open opens (creating if needed) the cache rooted at root, usually
+// <home>/packs. It creates the layout and the index buckets, and fails with
+// ErrIndexVersion when the index was written by a newer version.
+func Open(ctx context.Context, root string, opts Options) (*Store, error) {
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = DefaultLockTimeout
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, fmt.Errorf("cache root %s: %w", root, err)
+	}
+	s := &Store{root: abs, opts: opts}
+	for _, dir := range []string{abs, s.path(blobsDir, "sha256"), s.path(ingestDir)} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("cache root %s: %w", abs, err)
+		}
+	}
+	if err := s.Update(ctx, initIndex); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Root returns the absolute root directory of the cache.
+func (s *Store) Root() string { return s.root }
+
+func (s *Store) path(elem ...string) string {
+	return filepath.Join(append([]string{s.root}, elem...)...)
+}
+
+func (s *Store) now() time.Time { return s.opts.Now().UTC() }
+
+// View runs fn in a read-only transaction of the index. Other packages
+// read their own top-level buckets this way; bucket names starting with
+// "cache." are reserved to this package. The index is opened for the
+// transaction only: keep fn short and free of long I/O.
+func (s *Store) View(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	db, err := s.openIndex(true)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.View(fn)
+}
+
+// Update runs fn in a read-write transaction of the index, committed when
+// fn returns nil. Other packages keep their own records in their own
+// top-level buckets this way; bucket names starting with "cache." are
+// reserved to this package and must not be written. While fn runs, other
+// processes wait on the index lock: keep it short and free of long I/O.
+func (s *Store) Update(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	db, err := s.openIndex(false)
+	if err != nil {
+		return err
+	}
+	holder := s.path(indexFile + holderExt)
+	s.writeHolder(holder)
+	defer func() {
+		// Remove the side file while still holding the lock, so a next
+		// holder's file is never removed by us.
+		_ = os.Remove(holder)
+		_ = db.Close()
+	}()
+	return db.Update(fn)
+}
+
+func (s *Store) openIndex(readOnly bool) (*bbolt.DB, error) {
+	path := s.path(indexFile)
+	db, err := bbolt.Open(path, 0o644, &bbolt.Options{Timeout: s.opts.LockTimeout, ReadOnly: readOnly})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, s.lockError("index", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cache index %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// writeHolder records this process as the holder of an exclusive lock. The
+// side file is advisory (it only names the holder in another process's
+// error message), so a failure to write it is not an error, and it is not
+// fsynced: it is replaced atomically by rename, never durable.
+func (s *Store) writeHolder(path string) {
+	args := s.opts.Holder
+	if args == "" {
+		args = "pid " + strconv.Itoa(os.Getpid())
+	}
+	b, err := json.Marshal(Holder{PID: os.Getpid(), Command: args, Since: s.now().Truncate(time.Second)})
+	if err != nil {
+		return
+	}
+	tmp := filepath.Join(filepath.Dir(path), safefile.TempPrefix+filepath.Base(path)+"-"+strconv.Itoa(os.Getpid()))
+	if os.WriteFile(tmp, b, 0o644) != nil || os.Rename(tmp, path) != nil {
+		_ = os.Remove(tmp)
+	}
+}
+
+func (s *Store) lockError(lock, path string) error {
+	e := &LockError{Lock: lock, Path: path, Timeout: s.opts.LockTimeout}
+	if b, err := os.ReadFile(path + holderExt); err == nil {
+		var h Holder
+		if json.Unmarshal(b, &h) == nil && h.PID > 0 && alive(h.PID) {
+			e.Holder = &h
+		}
+	}
+	return e
+}
+
+// alive reports whether a process with this pid exists, so a side file left
+// by a killed process does not name a holder that is gone.
+func alive(pid int) bool {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return false
+	}
+	err = p.Signal(syscall.Signal(0))
+	return err == nil || errors.Is(err, syscall.EPERM)
+}

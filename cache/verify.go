@@ -1,0 +1,461 @@
+package cache
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.etcd.io/bbolt"
+)
+
+// Severity of a problem found by Verify.
+type Severity string
+
+const (
+	// SeverityError: the cache is inconsistent or content is corrupt.
+	SeverityError Severity = "error"
+	// SeverityWarning: something to clean up (gc does), not an inconsistency.
+	SeverityWarning Severity = "warning"
+)
+
+// Problem codes of the cache's own checks. Hooks use their own codes.
+const (
+	ProblemBlobDigest       = "blob-digest-mismatch"  // file content hashes to another digest than its name
+	ProblemBlobSize         = "blob-size-mismatch"    // file size differs from the index
+	ProblemBlobMissing      = "blob-missing"          // the index names a blob whose file is gone
+	ProblemBlobUnreadable   = "blob-unreadable"       // the file cannot be read
+	ProblemBlobRecord       = "blob-record-missing"   // a graph node has no blob record
+	ProblemRefcount         = "refcount-mismatch"     // recorded refcount differs from the mark
+	ProblemRefDangling      = "ref-dangling"          // a ref names an artifact with no record
+	ProblemRefMismatch      = "ref-mismatch"          // an artifact and the ref table disagree
+	ProblemArtifactUnrooted = "artifact-unrooted"     // an artifact record kept by no ref and no link
+	ProblemLinkDangling     = "link-dangling"         // a referrer link names an artifact with no record, or not its subject
+	ProblemGraph            = "graph-mismatch"        // recorded children differ from the manifest, or are missing
+	ProblemManifest         = "manifest-invalid"      // a manifest blob cannot be parsed
+	ProblemRecord           = "record-invalid"        // an index record cannot be decoded
+	ProblemImportRecord     = "import-record-missing" // an import index entry names no record
+	ProblemStrayFile        = "stray-file"            // a file under blobs/ that is not a blob (warning)
+	ProblemLeftover         = "leftover"              // a temp file of an interrupted write (warning)
+)
+
+// Problem is one finding of Verify.
+type Problem struct {
+	Severity Severity `json:"severity"`
+	Source   string   `json:"source"`  // "cache" or the name of the hook
+	Object   string   `json:"object"`  // digest, ref or file the problem is about
+	Problem  string   `json:"problem"` // a code, e.g. ProblemBlobDigest
+	Expected string   `json:"expected,omitempty"`
+	Actual   string   `json:"actual,omitempty"`
+}
+
+// Report is the outcome of Verify.
+type Report struct {
+	Problems          []Problem `json:"problems"` // sorted by source, object, problem
+	Blobs             int       `json:"blobs"`    // blob files hashed
+	Bytes             int64     `json:"bytes"`
+	Artifacts         int       `json:"artifacts"`
+	Refs              int       `json:"refs"`
+	UnreferencedBlobs int       `json:"unreferencedBlobs"` // blob files gc would remove
+	UnreferencedBytes int64     `json:"unreferencedBytes"`
+}
+
+// OK reports whether the report has no error (warnings allowed).
+func (r Report) OK() bool {
+	return !slices.ContainsFunc(r.Problems, func(p Problem) bool { return p.Severity == SeverityError })
+}
+
+// VerifyHook lets another package check its own records (kept in its own
+// buckets through Update) as part of Verify. Check runs in a read-only
+// transaction; it returns problems found, or an error when it could not
+// check at all. Source of the problems is set to Name.
+type VerifyHook struct {
+	Name  string
+	Check func(ctx context.Context, s *Store, tx *bbolt.Tx) ([]Problem, error)
+}
+
+// VerifyOptions tune Verify.
+type VerifyOptions struct {
+	Hooks []VerifyHook
+}
+
+type snapshot struct {
+	refs      map[string]digest.Digest
+	artifacts map[digest.Digest]artifactRecord
+	blobs     map[digest.Digest]blobRecord
+	children  map[digest.Digest][]ocispec.Descriptor
+	links     []link
+	live      map[digest.Digest]bool
+}
+
+type link struct {
+	subject, referrer digest.Digest
+}
+
+// Verify checks the whole cache: re-hashes every blob file, checks sizes
+// against the index, that every artifact's graph is complete and matches
+// its manifests, that refcounts match a mark from all refs and referrers,
+// that no index entry names a missing blob, and lists leftovers as
+// warnings; then runs the hooks. It holds the gc lock shared (so nothing
+// is removed while it runs) and the index only for short snapshots. The
+// error is for a failure to verify; what is wrong is in the report.
+func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (Report, error) {
+	release, err := s.lockGC(ctx, false)
+	if err != nil {
+		return Report{}, err
+	}
+	defer release()
+
+	var r Report
+	add := func(sev Severity, object, problem, expected, actual string) {
+		r.Problems = append(r.Problems, Problem{Severity: sev, Source: "cache", Object: object,
+			Problem: problem, Expected: expected, Actual: actual})
+	}
+	bad := func(object, problem, expected, actual string) { add(SeverityError, object, problem, expected, actual) }
+
+	snap, err := s.snapshot(ctx, bad)
+	if err != nil {
+		return Report{}, err
+	}
+	r.Artifacts, r.Refs = len(snap.artifacts), len(snap.refs)
+
+	// Blob files: hash every one.
+	files, err := s.blobFiles(ctx)
+	if err != nil {
+		return Report{}, err
+	}
+	good := map[digest.Digest]int64{} // files whose content matches their name
+	present := map[digest.Digest]int64{}
+	hashed := s.hashAll(ctx, files)
+	if err := ctx.Err(); err != nil {
+		return Report{}, err
+	}
+	for i, f := range files {
+		if f.digest == "" {
+			add(SeverityWarning, s.rel(f.path), ProblemStrayFile, "", "")
+			continue
+		}
+		r.Blobs++
+		r.Bytes += f.size
+		present[f.digest] = f.size
+		h := hashed[i]
+		switch {
+		case h.err != nil:
+			bad(string(f.digest), ProblemBlobUnreadable, "", h.err.Error())
+		case h.digest != f.digest:
+			bad(string(f.digest), ProblemBlobDigest, string(f.digest), string(h.digest))
+		default:
+			good[f.digest] = f.size
+		}
+		if !snap.live[f.digest] {
+			r.UnreferencedBlobs++
+			r.UnreferencedBytes += f.size
+		}
+	}
+
+	// Blob records against files.
+	for _, d := range sortedKeys(snap.blobs) {
+		br := snap.blobs[d]
+		size, ok := present[d]
+		if !ok {
+			bad(string(d), ProblemBlobMissing, "file "+s.relBlobPath(d), "none")
+			continue
+		}
+		if size != br.Size {
+			bad(string(d), ProblemBlobSize, strconv.FormatInt(br.Size, 10), strconv.FormatInt(size, 10))
+		}
+	}
+
+	// Refs, artifacts and links agree with each other.
+	for _, ref := range sortedKeys(snap.refs) {
+		d := snap.refs[ref]
+		ar, ok := snap.artifacts[d]
+		if !ok {
+			bad(ref, ProblemRefDangling, "artifact "+string(d), "none")
+			continue
+		}
+		if !slices.Contains(ar.Refs, ref) {
+			bad(ref, ProblemRefMismatch, "artifact "+string(d)+" lists the ref", "it does not")
+		}
+	}
+	linked := map[digest.Digest]digest.Digest{}
+	for _, l := range snap.links {
+		linked[l.referrer] = l.subject
+		ar, ok := snap.artifacts[l.referrer]
+		if !ok {
+			bad(string(l.referrer), ProblemLinkDangling, "artifact record", "none")
+			continue
+		}
+		if ar.Subject == nil || ar.Subject.Digest != l.subject {
+			bad(string(l.referrer), ProblemLinkDangling, "subject "+string(l.subject), "manifest subject "+subjectOf(ar))
+		}
+	}
+
+	// Graphs: complete, and refcounts as a mark from every artifact says.
+	want := map[digest.Digest]int64{}
+	for _, d := range sortedKeys(snap.artifacts) {
+		ar := snap.artifacts[d]
+		for _, ref := range ar.Refs {
+			if snap.refs[ref] != d {
+				bad(ref, ProblemRefMismatch, string(d), string(snap.refs[ref]))
+			}
+		}
+		if len(ar.Refs) == 0 && (ar.Subject == nil || linked[d] != ar.Subject.Digest) {
+			bad(string(d), ProblemArtifactUnrooted, "a ref or a referrer link", "none")
+		}
+		for _, n := range snap.graph(d, bad) {
+			want[n]++
+		}
+	}
+	for _, d := range sortedKeys(want) {
+		br, ok := snap.blobs[d]
+		if !ok {
+			bad(string(d), ProblemBlobRecord, "blob record", "none")
+			continue
+		}
+		if br.Refs != want[d] {
+			bad(string(d), ProblemRefcount, strconv.FormatInt(want[d], 10), strconv.FormatInt(br.Refs, 10))
+		}
+	}
+	for _, d := range sortedKeys(snap.blobs) {
+		if br := snap.blobs[d]; want[d] == 0 && br.Refs != 0 {
+			bad(string(d), ProblemRefcount, "0", strconv.FormatInt(br.Refs, 10))
+		}
+	}
+
+	// Recorded children and subjects against the manifests themselves.
+	for _, d := range sortedKeys(snap.children) {
+		if _, ok := good[d]; !ok {
+			continue // reported above as missing or corrupt
+		}
+		s.checkManifest(d, snap, bad)
+	}
+
+	left, err := s.leftovers()
+	if err != nil {
+		return Report{}, err
+	}
+	for _, l := range left {
+		add(SeverityWarning, s.rel(l.path), ProblemLeftover, "", strconv.FormatInt(l.size, 10)+" bytes")
+	}
+
+	for _, h := range opts.Hooks {
+		var ps []Problem
+		err := s.View(ctx, func(tx *bbolt.Tx) error {
+			var err error
+			ps, err = h.Check(ctx, s, tx)
+			return err
+		})
+		if err != nil {
+			return Report{}, fmt.Errorf("verify hook %s: %w", h.Name, err)
+		}
+		for _, p := range ps {
+			p.Source = h.Name
+			if p.Severity == "" {
+				p.Severity = SeverityError
+			}
+			r.Problems = append(r.Problems, p)
+		}
+	}
+	slices.SortStableFunc(r.Problems, func(a, b Problem) int {
+		return cmp.Or(cmp.Compare(a.Source, b.Source), cmp.Compare(a.Object, b.Object), cmp.Compare(a.Problem, b.Problem))
+	})
+	return r, nil
+}
+
+func subjectOf(ar artifactRecord) string {
+	if ar.Subject == nil {
+		return "none"
+	}
+	return string(ar.Subject.Digest)
+}
+
+// rel names a file by its path under the root, with slashes.
+func (s *Store) rel(path string) string {
+	if r, err := filepath.Rel(s.root, path); err == nil {
+		return filepath.ToSlash(r)
+	}
+	return path
+}
+
+func (s *Store) relBlobPath(d digest.Digest) string {
+	return blobsDir + "/" + d.Algorithm().String() + "/" + d.Encoded()
+}
+
+// snapshot copies the index into memory in one short read transaction.
+func (s *Store) snapshot(ctx context.Context, bad func(object, problem, expected, actual string)) (*snapshot, error) {
+	snap := &snapshot{refs: map[string]digest.Digest{}, artifacts: map[digest.Digest]artifactRecord{},
+		blobs: map[digest.Digest]blobRecord{}, children: map[digest.Digest][]ocispec.Descriptor{}}
+	decode := func(bucket []byte, k, v []byte, into any) bool {
+		if err := json.Unmarshal(v, into); err != nil {
+			bad(string(bucket)+"/"+string(k), ProblemRecord, "json", err.Error())
+			return false
+		}
+		return true
+	}
+	err := s.View(ctx, func(tx *bbolt.Tx) error {
+		for _, b := range allBuckets {
+			if tx.Bucket(b) == nil {
+				return fmt.Errorf("bucket %s missing: %w", b, ErrIndexCorrupt)
+			}
+		}
+		snap.live = mark(tx)
+		_ = tx.Bucket(bucketRefs).ForEach(func(k, v []byte) error {
+			var r refRecord
+			if decode(bucketRefs, k, v, &r) {
+				snap.refs[string(k)] = r.Digest
+			}
+			return nil
+		})
+		_ = tx.Bucket(bucketArtifacts).ForEach(func(k, v []byte) error {
+			var ar artifactRecord
+			if decode(bucketArtifacts, k, v, &ar) {
+				snap.artifacts[digest.Digest(k)] = ar
+			}
+			return nil
+		})
+		_ = tx.Bucket(bucketBlobs).ForEach(func(k, v []byte) error {
+			var br blobRecord
+			if decode(bucketBlobs, k, v, &br) {
+				snap.blobs[digest.Digest(k)] = br
+			}
+			return nil
+		})
+		_ = tx.Bucket(bucketChildren).ForEach(func(k, v []byte) error {
+			var cs []ocispec.Descriptor
+			if decode(bucketChildren, k, v, &cs) {
+				snap.children[digest.Digest(k)] = cs
+			}
+			return nil
+		})
+		_ = tx.Bucket(bucketReferrers).ForEach(func(k, v []byte) error {
+			i := bytes.IndexByte(k, 0)
+			if i < 0 {
+				bad(string(bucketReferrers)+"/"+string(k), ProblemRecord, "subject\\x00referrer", "no separator")
+				return nil
+			}
+			snap.links = append(snap.links, link{subject: digest.Digest(k[:i]), referrer: digest.Digest(k[i+1:])})
+			return nil
+		})
+		imports := tx.Bucket(bucketImports)
+		return tx.Bucket(bucketImportsBy).ForEach(func(k, v []byte) error {
+			if len(k) < 9 || imports.Get(k[len(k)-8:]) == nil {
+				bad(string(bytes.TrimRight(k, "\x00")), ProblemImportRecord, "import record", "none")
+			}
+			return nil
+		})
+	})
+	return snap, err
+}
+
+// graph returns the nodes of an artifact's graph from the snapshot,
+// reporting holes.
+func (snap *snapshot) graph(root digest.Digest, bad func(object, problem, expected, actual string)) []digest.Digest {
+	seen := map[digest.Digest]bool{root: true}
+	queue := []digest.Digest{root}
+	for i := 0; i < len(queue); i++ {
+		d := queue[i]
+		br, ok := snap.blobs[d]
+		if !ok {
+			continue // reported with the refcounts
+		}
+		if !isManifest(br.MediaType) {
+			continue
+		}
+		cs, ok := snap.children[d]
+		if !ok {
+			bad(string(d), ProblemGraph, "children record of manifest", "none")
+			continue
+		}
+		for _, c := range cs {
+			if !seen[c.Digest] {
+				seen[c.Digest] = true
+				queue = append(queue, c.Digest)
+			}
+		}
+	}
+	return queue
+}
+
+func (s *Store) checkManifest(d digest.Digest, snap *snapshot, bad func(object, problem, expected, actual string)) {
+	br := snap.blobs[d]
+	b, err := os.ReadFile(s.blobPath(d))
+	if err != nil {
+		bad(string(d), ProblemBlobUnreadable, "", err.Error())
+		return
+	}
+	info, err := parseManifest(ocispec.Descriptor{MediaType: br.MediaType, Digest: d, Size: br.Size}, b)
+	if err != nil {
+		bad(string(d), ProblemManifest, br.MediaType, err.Error())
+		return
+	}
+	if got, rec := nodeList(info.children), nodeList(snap.children[d]); got != rec {
+		bad(string(d), ProblemGraph, got, rec)
+	}
+	if ar, ok := snap.artifacts[d]; ok {
+		want := "none"
+		if info.subject != nil {
+			want = string(info.subject.Digest)
+		}
+		if got := subjectOf(ar); got != want {
+			bad(string(d), ProblemLinkDangling, "subject "+want, "recorded subject "+got)
+		}
+	}
+}
+
+func nodeList(ds []ocispec.Descriptor) string {
+	var b bytes.Buffer
+	for _, d := range ds {
+		fmt.Fprintf(&b, "%s(%d) ", d.Digest, d.Size)
+	}
+	return string(bytes.TrimSpace(b.Bytes()))
+}
+
+type hashResult struct {
+	digest digest.Digest
+	err    error
+}
+
+// hashAll re-hashes blob files on two workers (the machine's cores).
+func (s *Store) hashAll(ctx context.Context, files []file) []hashResult {
+	out := make([]hashResult, len(files))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			for i := range next {
+				d, _, err := hashFile(ctx, files[i].path, files[i].digest.Algorithm())
+				out[i] = hashResult{digest: d, err: err}
+			}
+		})
+	}
+	for i, f := range files {
+		if f.digest == "" {
+			continue
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return out
+}
+
+func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
+	keys := make([]K, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
