@@ -48,6 +48,7 @@ Examples:
 		Before: s.before,
 		Commands: []*cli.Command{
 			s.packCommand(),
+			s.cacheCommand(),
 			s.vaultCommand(),
 			s.keyCommand(),
 			s.trustCommand(),

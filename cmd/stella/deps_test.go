@@ -9,7 +9,7 @@ import (
 // TestOfflinePackagesStayOffline keeps the network and the CLI framework out
 // of every package but mirror (network) and cmd/stella (CLI).
 func TestOfflinePackagesStayOffline(t *testing.T) {
-	offline := []string{"pack", "plan", "bundle", "cache", "keys", "trust", "vault", "approve", "internal/safefile"}
+	offline := []string{"pack", "plan", "bundle", "cache", "keys", "trust", "vault", "approve", "signature", "internal/safefile"}
 	forbidden := []string{"net/http", "github.com/urfave/cli/v2", "stellaops.io/stella/mirror"}
 	for _, p := range offline {
 		out, err := exec.Command("go", "list", "-deps", "stellaops.io/stella/"+p).CombinedOutput()

@@ -12,6 +12,7 @@ import (
 	"stellaops.io/stella/keys"
 	"stellaops.io/stella/pack"
 	"stellaops.io/stella/plan"
+	"stellaops.io/stella/signature"
 	"stellaops.io/stella/trust"
 	"stellaops.io/stella/vault"
 )
@@ -54,6 +55,11 @@ var errorTable = []errorRow{
 	{pack.ErrExists, "ERR_PACK_EXISTS", exitGeneric, "choose another folder or remove the existing one"},
 	{plan.ErrExpansion, "ERR_PACK_PLAN_EXPANSION", exitInvalid, "a map or loop could not be expanded from the inputs: check that its items expression gives a list"},
 	{plan.ErrInvalid, "ERR_PACK_PLAN_INVALID", exitInvalid, "the plan file is not a stella plan; produce it again with `stella pack plan --out`"},
+
+	// Signature policy: a refusal names every signature and why, and wraps
+	// the trust error of each, so this row must come before the trust rows.
+	{signature.ErrRejected, "ERR_PACK_SIGNATURE_INVALID", exitTrust, "the artifact has no valid signature by a trusted publisher key for this tenant: check `stella trust list`, or get a correctly signed copy"},
+	{signature.ErrNotSignature, "ERR_PACK_SIGNATURE_INVALID", exitTrust, "an artifact attached as a signature is malformed: get a correctly signed copy"},
 
 	// Keys, trust and vault.
 	{trust.ErrInvalidStore, "ERR_PACK_TRUST_STORE_INVALID", exitInvalid, "<home>/trust.json is damaged or was edited by hand; restore it from a backup or re-add the keys with `stella trust add`"},

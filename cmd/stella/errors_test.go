@@ -18,6 +18,7 @@ import (
 	"stellaops.io/stella/keys"
 	"stellaops.io/stella/pack"
 	"stellaops.io/stella/plan"
+	"stellaops.io/stella/signature"
 	"stellaops.io/stella/trust"
 	"stellaops.io/stella/vault"
 )
@@ -74,6 +75,8 @@ var domainErrors = map[string]error{
 	"cache.ErrIndexCorrupt":          cache.ErrIndexCorrupt,
 	"cache.ErrIndexVersion":          cache.ErrIndexVersion,
 	"cache.ErrNotFound":              cache.ErrNotFound,
+	"signature.ErrRejected":          signature.ErrRejected,
+	"signature.ErrNotSignature":      signature.ErrNotSignature,
 	"bundle.ErrFileChanged":          bundle.ErrFileChanged,
 	"bundle.ErrNotInArtifact":        bundle.ErrNotInArtifact,
 
@@ -120,7 +123,7 @@ var domainErrors = map[string]error{
 }
 
 // domainPackages are scanned for exported Err* variables.
-var domainPackages = []string{"pack", "plan", "bundle", "cache", "keys", "trust", "vault", "approve", "mirror"}
+var domainPackages = []string{"pack", "plan", "bundle", "cache", "keys", "trust", "vault", "approve", "mirror", "signature"}
 
 func exportedErrors(t *testing.T) []string {
 	t.Helper()

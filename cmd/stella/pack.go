@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -23,7 +22,7 @@ func (s *session) packCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "pack",
 		Usage: "author, plan, move and run task packs",
-		Subcommands: []*cli.Command{
+		Subcommands: append([]*cli.Command{
 			{
 				Name:      "init",
 				Usage:     "scaffold a new pack that validates and plans as is",
@@ -41,14 +40,20 @@ Examples:
 			},
 			{
 				Name:      "validate",
-				Usage:     "check a pack folder and report every problem at once",
+				Usage:     "check a pack folder (or every pack of a bundle file) and report every problem at once",
 				ArgsUsage: "DIR",
 				Description: `Checks pack.yaml (types, unknown fields, duplicate keys, anchors, semver, step and
-approval ids, expressions) and the schemas it names. Exit 0 only for a valid pack.
+approval ids, expressions) and the schemas it names. With --bundle, checks the
+bundle file (structure, checksums, digests) and validates every pack in it, which
+must rebuild to its own digest. Exit 0 only when everything is valid.
 
 Examples:
    stella pack validate ./rotate-registry-credentials
+   stella pack validate --bundle /media/usb0/packs.stella.tar
    stella --output json pack validate ./my-pack`,
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "bundle", Usage: "validate the packs of this bundle file instead of a folder"},
+				},
 				Action: action(s.packValidate),
 			},
 			{
@@ -63,13 +68,13 @@ Examples:
    stella pack plan --pack ./backup-db --out plan.json
    stella --output json pack plan --pack ./backup-db`,
 				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "pack", Usage: "pack folder (required)"},
+					&cli.StringFlag{Name: "pack", Usage: "pack folder, or ID:VERSION of a pack in the cache (required)"},
 					&cli.StringFlag{Name: "inputs", Usage: "JSON file of input values (- for stdin)"},
 					&cli.StringFlag{Name: "out", Usage: "write the canonical plan JSON to this file"},
 				},
 				Action: action(s.packPlan),
 			},
-		},
+		}, s.artifactCommands()...),
 	}
 }
 
@@ -159,7 +164,13 @@ func summarize(p *pack.Pack, a *bundle.Artifact) packSummary {
 	return packSummary{Name: p.Manifest.Metadata.Name, Version: p.Manifest.Metadata.Version, Digest: a.Digest(), Steps: n, Files: len(p.Files)}
 }
 
-func (s *session) packValidate(_ context.Context, c *cli.Context) error {
+func (s *session) packValidate(ctx context.Context, c *cli.Context) error {
+	if c.String("bundle") != "" {
+		if err := argsExactly(c, 0, "no folder with --bundle"); err != nil {
+			return err
+		}
+		return s.validateBundle(ctx, c.String("bundle"))
+	}
 	if err := argsExactly(c, 1, "one pack folder DIR"); err != nil {
 		return err
 	}
@@ -196,14 +207,15 @@ type planStep struct {
 	Depth  int    `json:"depth"`
 }
 
-func (s *session) packPlan(_ context.Context, c *cli.Context) error {
+func (s *session) packPlan(ctx context.Context, c *cli.Context) error {
 	if c.String("pack") == "" {
 		return usageError("pack plan: --pack is required")
 	}
-	p, a, err := s.loadPack(c.String("pack"))
+	lp, err := s.resolvePack(ctx, c.String("pack"))
 	if err != nil {
 		return err
 	}
+	p, a := lp.pack, lp.artifact
 	var raw []byte
 	inputsFile := "inputs"
 	if f := c.String("inputs"); f != "" {
@@ -272,4 +284,60 @@ func renderPlan(w io.Writer, r planResult) {
 	tw.Flush()
 }
 
-var _ = os.Stdout
+// validateBundle checks a bundle file and validates every pack in it.
+func (s *session) validateBundle(ctx context.Context, file string) error {
+	r, err := s.openBundle(ctx, file)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	bar := s.newProgress("verifying " + filepath.Base(file))
+	rep, err := r.Verify(ctx, bundle.VerifyOptions{Progress: bar.set})
+	bar.finish()
+	if err != nil {
+		return err
+	}
+	type result struct {
+		Valid bool         `json:"valid"`
+		Pack  *packSummary `json:"pack,omitempty"`
+		Ref   string       `json:"ref"`
+		Error string       `json:"error,omitempty"`
+	}
+	out := struct {
+		Bundle string   `json:"bundle"`
+		Valid  bool     `json:"valid"`
+		Packs  []result `json:"packs"`
+	}{Bundle: filepath.Base(file), Valid: true, Packs: []result{}}
+	var firstErr error
+	for _, e := range rep.Entries {
+		if e.Err != nil {
+			return e.Err
+		}
+		if e.Kind != bundle.KindPack {
+			continue
+		}
+		res := result{Ref: e.Ref, Valid: true}
+		p, a, err := loadArtifactPack(ctx, r, e.Descriptor)
+		if err == nil && a.Digest() != e.Descriptor.Digest {
+			err = fmt.Errorf("pack %s (%s) rebuilds to %s: the artifact is not what stella builds from its files: %w", e.Ref, e.Descriptor.Digest, a.Digest(), bundle.ErrDigestMismatch)
+		}
+		if err != nil {
+			res.Valid, res.Error, out.Valid = false, err.Error(), false
+			if firstErr == nil {
+				firstErr = fmt.Errorf("pack %s in %s: %w", e.Ref, filepath.Base(file), err)
+			}
+		} else {
+			sum := summarize(p, a)
+			res.Pack = &sum
+		}
+		out.Packs = append(out.Packs, res)
+	}
+	if firstErr != nil {
+		return firstErr
+	}
+	return s.emit(out, func(w io.Writer) {
+		for _, pr := range out.Packs {
+			fmt.Fprintf(w, "%s: valid pack %s:%s (%d steps, %d files, digest %s)\n", out.Bundle, pr.Pack.Name, pr.Pack.Version, pr.Pack.Steps, pr.Pack.Files, pr.Pack.Digest)
+		}
+	})
+}

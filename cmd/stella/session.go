@@ -29,6 +29,10 @@ type session struct {
 	sealed bool
 	config Config
 	now    func() time.Time
+	// holder names this command in lock side files ("stella pack import"),
+	// so a process waiting on a lock can say who holds it. Never arguments:
+	// they could name files an operator would rather not show.
+	holder string
 }
 
 const (
@@ -76,6 +80,14 @@ func (s *session) before(c *cli.Context) error {
 		return usageError(fmt.Sprintf("--output %q: expected text or json", s.output))
 	}
 	s.quiet = c.Bool("quiet")
+	words := []string{"stella"}
+	for _, a := range c.Args().Slice() {
+		if strings.HasPrefix(a, "-") || len(words) == 3 {
+			break
+		}
+		words = append(words, a)
+	}
+	s.holder = strings.Join(words, " ")
 	s.tenant = firstNonEmpty(c.String("tenant"), s.getenv("STELLA_TENANT"), cfg.Tenant, "default")
 	s.sealed = cfg.Sealed || isTrue(s.getenv("STELLA_SEALED")) || c.Bool("sealed")
 	return nil

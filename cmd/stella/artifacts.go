@@ -1,0 +1,778 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/urfave/cli/v2"
+	"oras.land/oras-go/v2/content"
+
+	"stellaops.io/stella/bundle"
+	"stellaops.io/stella/cache"
+	"stellaops.io/stella/signature"
+	"stellaops.io/stella/trust"
+)
+
+// artifactCommands are the pack commands that move artifacts between pack
+// folders, bundle files and the cache.
+func (s *session) artifactCommands() []*cli.Command {
+	signFlags := []cli.Flag{
+		&cli.StringFlag{Name: "key", Usage: "signing key: a key file (passphrase from STELLA_KEY_PASSPHRASE_FILE or a prompt) or vault:NAME"},
+	}
+	policyFlags := []cli.Flag{
+		&cli.BoolFlag{Name: "require-signature", Usage: "refuse packs without a valid signature by a trusted publisher key (always on in sealed mode or with config requireSignature)"},
+		&cli.BoolFlag{Name: "insecure-skip-signature", Usage: "import without checking signatures; printed as a warning and recorded in the import record"},
+	}
+	return []*cli.Command{
+		{
+			Name:      "build",
+			Usage:     "build a pack folder into the cache (and a bundle file with -o)",
+			ArgsUsage: "DIR",
+			Description: `Validates the pack, derives its OCI artifact deterministically (the same folder
+gives the same digest on every machine) and imports it into the cache.
+
+Examples:
+   stella pack build ./rotate-registry-credentials
+   stella pack build -o rotate.stella.tar ./rotate-registry-credentials
+   stella pack build --sign --key publisher.key ./rotate-registry-credentials`,
+			Flags: append([]cli.Flag{
+				&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "also write a bundle file"},
+				&cli.StringFlag{Name: "split", Usage: "with -o: split the bundle into volumes of this size (e.g. 4GiB)"},
+				&cli.BoolFlag{Name: "sign", Usage: "sign the built pack with --key"},
+			}, signFlags...),
+			Action: action(s.packBuild),
+		},
+		{
+			Name:  "import",
+			Usage: "import a bundle file (or the first part of a split set) into the cache",
+			Description: `Every blob is hashed while it streams and checked against its digest and size;
+signatures are checked against the trust store. Each artifact is imported all or
+nothing; nothing unverified ever becomes visible in the cache.
+
+Examples:
+   stella pack import --bundle /media/usb0/packs.stella.tar
+   stella pack import --bundle /media/usb0/packs.stella.tar.001 --require-signature`,
+			Flags: append([]cli.Flag{
+				&cli.StringFlag{Name: "bundle", Usage: "bundle file, NAME.001 or NAME.parts.json of a split set (required)"},
+			}, policyFlags...),
+			Action: action(s.packImport),
+		},
+		{
+			Name:  "verify",
+			Usage: "check a bundle file without importing it",
+			Description: `Checks the tar structure, SHA256SUMS, every blob's digest and size, the parts of a
+split set, and the signatures of every pack against the trust store.
+
+Examples:
+   stella pack verify --bundle /media/usb0/packs.stella.tar`,
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "bundle", Usage: "bundle file (required)"},
+			},
+			Action: action(s.packVerify),
+		},
+		{
+			Name:      "export",
+			Usage:     "write packs from the cache to a bundle file, with their signatures",
+			ArgsUsage: "ID:VERSION...",
+			Description: `Examples:
+   stella pack export -o packs.stella.tar rotate-registry-credentials:1.3.0
+   stella pack export -o /media/usb0/packs.stella.tar --split 4GiB backup-database:0.4.2 sync-vuln-db:2.0.1`,
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "bundle file to write (required)"},
+				&cli.StringFlag{Name: "split", Usage: "split into volumes of this size: NAME.001, NAME.002, ... and NAME.parts.json"},
+			},
+			Action: action(s.packExport),
+		},
+		{
+			Name:  "list",
+			Usage: "list the artifacts in the cache",
+			Description: `Examples:
+   stella pack list
+   stella pack list --kind signature`,
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "kind", Usage: "only this kind (pack, signature, approval-request, approval-response, evidence)"},
+			},
+			Action: action(s.packList),
+		},
+		{
+			Name:      "show",
+			Usage:     "show a pack in the cache: files, digests, signatures, where it came from",
+			ArgsUsage: "ID:VERSION",
+			Description: `Examples:
+   stella pack show rotate-registry-credentials:1.3.0`,
+			Action: action(s.packShow),
+		},
+		{
+			Name:      "rm",
+			Usage:     "remove artifacts from the cache (their blobs go with `stella cache gc`)",
+			ArgsUsage: "ID:VERSION...",
+			Action:    action(s.packRemove),
+		},
+		{
+			Name:      "sign",
+			Usage:     "sign a pack in the cache; the signature is stored as a referrer",
+			ArgsUsage: "ID:VERSION",
+			Description: `Examples:
+   stella pack sign --key publisher.key rotate-registry-credentials:1.3.0
+   stella pack sign --key vault:publisher rotate-registry-credentials:1.3.0`,
+			Flags:  signFlags,
+			Action: action(s.packSign),
+		},
+	}
+}
+
+// artifactSummary is the JSON shape of one artifact in command results.
+type artifactSummary struct {
+	Ref          string        `json:"ref,omitempty"`
+	Kind         string        `json:"kind"`
+	Digest       digest.Digest `json:"digest"`
+	ArtifactType string        `json:"artifactType"`
+	Subject      digest.Digest `json:"subject,omitempty"`
+	Status       string        `json:"status,omitempty"` // import: new, linked, present, refused
+	Reason       string        `json:"reason,omitempty"`
+}
+
+func (s *session) packBuild(ctx context.Context, c *cli.Context) error {
+	if err := argsExactly(c, 1, "one pack folder DIR"); err != nil {
+		return err
+	}
+	if c.Bool("sign") && c.String("key") == "" {
+		return usageError("pack build --sign: --key is required")
+	}
+	if c.String("split") != "" && c.String("out") == "" {
+		return usageError("pack build --split: needs -o FILE")
+	}
+	p, a, err := s.loadPack(c.Args().First())
+	if err != nil {
+		return err
+	}
+	st, err := s.openCache(ctx)
+	if err != nil {
+		return err
+	}
+	res, err := st.Import(ctx, a, []cache.Artifact{{Descriptor: a.Manifest, Kind: bundle.KindPack, Ref: a.Ref}},
+		cache.ImportRecord{From: "build of folder " + filepath.Base(filepath.Clean(c.Args().First())), Verified: []string{"pack validated", "sha256 and size of every file"}},
+		cache.ImportOptions{Progress: s.importProgress()})
+	if err != nil {
+		return err
+	}
+	out := struct {
+		Pack      artifactSummary  `json:"pack"`
+		Files     int              `json:"files"`
+		Signature *artifactSummary `json:"signature,omitempty"`
+		Bundle    *bundleSummary   `json:"bundle,omitempty"`
+	}{Pack: summaryOf(res.Artifacts[0]), Files: len(p.Files)}
+	if c.Bool("sign") {
+		sig, err := s.signInto(ctx, st, c.String("key"), a.Manifest, a.Ref)
+		if err != nil {
+			return err
+		}
+		out.Signature = sig
+	}
+	if o := c.String("out"); o != "" {
+		bs, err := s.exportBundle(ctx, st, []string{a.Ref}, o, c.String("split"))
+		if err != nil {
+			return err
+		}
+		out.Bundle = bs
+	}
+	return s.emit(out, func(w io.Writer) {
+		fmt.Fprintf(w, "built %s %s (%s, %d files)\n", out.Pack.Ref, out.Pack.Digest, out.Pack.Status, out.Files)
+		if out.Signature != nil {
+			fmt.Fprintf(w, "signed %s\n", out.Signature.Digest)
+		}
+		if out.Bundle != nil {
+			renderBundle(w, out.Bundle)
+		}
+	})
+}
+
+// signInto signs subject with the key ref and stores the signature in the cache.
+func (s *session) signInto(ctx context.Context, st *cache.Store, keyRef string, subject ocispec.Descriptor, ref string) (*artifactSummary, error) {
+	signer, err := s.loadSigner(ctx, keyRef)
+	if err != nil {
+		return nil, err
+	}
+	sig, err := signature.Sign(ctx, signer, subject, ref)
+	if err != nil {
+		return nil, err
+	}
+	res, err := st.Import(ctx, sig, []cache.Artifact{{Descriptor: sig.Manifest, Kind: bundle.KindSignature}},
+		cache.ImportRecord{From: "signature by key " + signer.ID(), Verified: []string{"signed on this machine"}}, cache.ImportOptions{})
+	if err != nil {
+		return nil, err
+	}
+	sum := summaryOf(res.Artifacts[0])
+	return &sum, nil
+}
+
+func (s *session) packSign(ctx context.Context, c *cli.Context) error {
+	if err := argsExactly(c, 1, "one ID:VERSION"); err != nil {
+		return err
+	}
+	if c.String("key") == "" {
+		return usageError("pack sign: --key is required")
+	}
+	st, err := s.openCache(ctx)
+	if err != nil {
+		return err
+	}
+	art, err := st.Resolve(ctx, c.Args().First())
+	if err != nil {
+		return err
+	}
+	sig, err := s.signInto(ctx, st, c.String("key"), art.Descriptor, art.Ref)
+	if err != nil {
+		return err
+	}
+	return s.emit(sig, func(w io.Writer) { fmt.Fprintf(w, "signed %s: signature %s (%s)\n", art.Ref, sig.Digest, sig.Status) })
+}
+
+func summaryOf(r cache.ArtifactResult) artifactSummary {
+	sum := artifactSummary{Ref: r.Artifact.Ref, Kind: r.Artifact.Kind, Digest: r.Artifact.Descriptor.Digest, ArtifactType: r.Artifact.Descriptor.ArtifactType, Status: string(r.Status)}
+	if r.Err != nil {
+		sum.Reason = r.Err.Error()
+	}
+	return sum
+}
+
+// importProgress draws one progress line per artifact on a terminal.
+func (s *session) importProgress() func(cache.Progress) {
+	if !s.interactive() {
+		return nil
+	}
+	bar := s.newProgress("")
+	return func(p cache.Progress) {
+		switch p.Event {
+		case cache.ArtifactStarted:
+			label := p.Artifact.Ref
+			if label == "" {
+				label = p.Artifact.Kind + " " + p.Artifact.Descriptor.Digest.Encoded()[:12]
+			}
+			bar.relabel(label, p.ArtifactTotal)
+		case cache.BlobBytes, cache.BlobDone, cache.BlobSkipped:
+			bar.set(p.ArtifactBytes, p.ArtifactTotal)
+		case cache.ArtifactDone:
+			bar.finish()
+		}
+	}
+}
+
+// policy is the signature policy of one import.
+type policy struct {
+	require bool
+	skip    bool
+	trust   *trust.Store
+}
+
+func (s *session) signaturePolicy(c *cli.Context) (policy, error) {
+	p := policy{require: c.Bool("require-signature") || s.sealed || s.config.RequireSignature, skip: c.Bool("insecure-skip-signature")}
+	if p.skip {
+		s.warnf("--insecure-skip-signature: signatures are NOT checked; this is recorded in the import record")
+		return p, nil
+	}
+	ts, err := s.trustStore()
+	if err != nil {
+		return p, err
+	}
+	p.trust = ts
+	return p, nil
+}
+
+// admission is the outcome of checking a source's artifacts before import.
+type admission struct {
+	accept   []cache.Artifact
+	refused  []artifactSummary
+	verified []string
+	failure  error // the first refusal, for the exit code
+}
+
+// admit applies the signature policy to every pack of src before anything is
+// written: refused packs (and their referrers) are not imported at all.
+func (s *session) admit(ctx context.Context, src signature.Referrers, entries []cache.Artifact, pol policy) (admission, error) {
+	var ad admission
+	ad.verified = []string{"sha256 and size of every blob while it streamed"}
+	refusedSubjects := map[digest.Digest]bool{}
+	var packs, rest []cache.Artifact
+	for _, e := range entries {
+		if e.Kind == bundle.KindPack {
+			packs = append(packs, e)
+		} else {
+			rest = append(rest, e)
+		}
+	}
+	for _, e := range packs {
+		if pol.skip {
+			ad.accept = append(ad.accept, e)
+			continue
+		}
+		results, err := signature.Verify(ctx, src, e.Descriptor, pol.trust, signature.Requirement{Role: trust.RolePublisher, Tenant: s.tenant})
+		if err != nil {
+			return ad, err
+		}
+		var valid []string
+		for _, r := range results {
+			if r.Valid {
+				valid = append(valid, fmt.Sprintf("%s: signature by %s (%s)", e.Ref, r.KeyName, r.KeyID))
+			}
+		}
+		if pol.require {
+			if err := signature.Require(e.Ref, results); err != nil {
+				refusedSubjects[e.Descriptor.Digest] = true
+				ad.refused = append(ad.refused, artifactSummary{Ref: e.Ref, Kind: e.Kind, Digest: e.Descriptor.Digest, ArtifactType: e.Descriptor.ArtifactType, Status: "refused", Reason: err.Error()})
+				if ad.failure == nil {
+					ad.failure = err
+				}
+				continue
+			}
+		}
+		if len(valid) == 0 {
+			valid = []string{e.Ref + ": no valid signature (not required)"}
+		}
+		ad.verified = append(ad.verified, valid...)
+		ad.accept = append(ad.accept, e)
+	}
+	for _, e := range rest {
+		if e.Descriptor.Digest != "" && subjectRefused(ctx, src, e.Descriptor, refusedSubjects) {
+			ad.refused = append(ad.refused, artifactSummary{Kind: e.Kind, Digest: e.Descriptor.Digest, ArtifactType: e.Descriptor.ArtifactType, Status: "refused", Reason: "its subject was refused"})
+			continue
+		}
+		ad.accept = append(ad.accept, e)
+	}
+	switch {
+	case pol.skip:
+		ad.verified = append(ad.verified, "insecure-skip-signature: signatures not checked")
+	case pol.require:
+		ad.verified = append(ad.verified, "signature policy: required, publisher role, tenant "+s.tenant)
+	}
+	return ad, nil
+}
+
+func subjectRefused(ctx context.Context, src content.Fetcher, d ocispec.Descriptor, refused map[digest.Digest]bool) bool {
+	if len(refused) == 0 {
+		return false
+	}
+	b, err := content.FetchAll(ctx, src, d)
+	if err != nil {
+		return true // cannot tell: keep it out
+	}
+	sub := subjectDigest(b)
+	return sub != "" && refused[sub]
+}
+
+func (s *session) packImport(ctx context.Context, c *cli.Context) error {
+	file := c.String("bundle")
+	if file == "" {
+		return usageError("pack import: --bundle FILE is required")
+	}
+	pol, err := s.signaturePolicy(c)
+	if err != nil {
+		return err
+	}
+	r, err := s.openBundle(ctx, file)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	var entries []cache.Artifact
+	for _, e := range r.Entries() {
+		entries = append(entries, cache.Artifact{Descriptor: e.Descriptor, Kind: e.Kind, Ref: e.Ref})
+	}
+	ad, err := s.admit(ctx, r, entries, pol)
+	if err != nil {
+		return err
+	}
+	out := importReport{From: filepath.Base(file), Artifacts: []artifactSummary{}}
+	if len(ad.accept) > 0 {
+		st, err := s.openCache(ctx)
+		if err != nil {
+			return err
+		}
+		res, err := st.Import(ctx, r, ad.accept, cache.ImportRecord{From: "bundle " + filepath.Base(file), Verified: append([]string{"SHA256SUMS and tar structure"}, ad.verified...)},
+			cache.ImportOptions{Progress: s.importProgress()})
+		if err != nil && len(res.Artifacts) == 0 {
+			return err
+		}
+		for _, a := range res.Artifacts {
+			out.Artifacts = append(out.Artifacts, summaryOf(a))
+			if a.Err != nil && ad.failure == nil {
+				ad.failure = a.Err
+			}
+		}
+		out.BytesWritten, out.BytesSkipped = res.BytesWritten, res.BytesSkipped
+		out.Verified = res.Record.Verified
+		if err != nil && ad.failure == nil {
+			ad.failure = err
+		}
+	}
+	out.Artifacts = append(out.Artifacts, ad.refused...)
+	if err := s.emit(out, func(w io.Writer) { renderImport(w, out) }); err != nil {
+		return err
+	}
+	return ad.failure
+}
+
+type importReport struct {
+	From         string            `json:"from"`
+	Artifacts    []artifactSummary `json:"artifacts"`
+	BytesWritten int64             `json:"bytesWritten"`
+	BytesSkipped int64             `json:"bytesSkipped"`
+	Verified     []string          `json:"verified"`
+}
+
+func renderImport(w io.Writer, r importReport) {
+	fmt.Fprintf(w, "imported from %s: %s written, %s already present\n", r.From, humanBytes(r.BytesWritten), humanBytes(r.BytesSkipped))
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  STATUS\tKIND\tREF\tDIGEST")
+	for _, a := range r.Artifacts {
+		ref := a.Ref
+		if ref == "" {
+			ref = "-"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", a.Status, a.Kind, ref, a.Digest)
+	}
+	tw.Flush()
+	for _, a := range r.Artifacts {
+		if a.Reason != "" {
+			fmt.Fprintf(w, "  %s %s: %s\n", a.Status, a.Digest, a.Reason)
+		}
+	}
+	for _, v := range r.Verified {
+		fmt.Fprintf(w, "  verified: %s\n", v)
+	}
+}
+
+// openBundle opens a bundle file or split set, with progress while parts are checked.
+func (s *session) openBundle(ctx context.Context, file string) (*bundle.Reader, error) {
+	bar := s.newProgress("checking parts of " + filepath.Base(file))
+	defer bar.finish()
+	r, err := bundle.Open(ctx, file, bundle.OpenOptions{Progress: bar.set})
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, &fileError{path: file, err: errFileNotFound}
+	}
+	return r, err
+}
+
+func (s *session) packVerify(ctx context.Context, c *cli.Context) error {
+	file := c.String("bundle")
+	if file == "" {
+		return usageError("pack verify: --bundle FILE is required")
+	}
+	r, err := s.openBundle(ctx, file)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	bar := s.newProgress("verifying " + filepath.Base(file))
+	rep, err := r.Verify(ctx, bundle.VerifyOptions{Progress: bar.set})
+	bar.finish()
+	if err != nil {
+		return err
+	}
+	ts, err := s.trustStore()
+	if err != nil {
+		return err
+	}
+	out := struct {
+		Bundle     string             `json:"bundle"`
+		Blobs      int                `json:"blobs"`
+		Bytes      int64              `json:"bytes"`
+		Artifacts  []artifactSummary  `json:"artifacts"`
+		Signatures []signatureSummary `json:"signatures"`
+	}{Bundle: filepath.Base(file), Blobs: rep.Blobs, Bytes: rep.Bytes, Artifacts: []artifactSummary{}, Signatures: []signatureSummary{}}
+	var firstErr error
+	for _, e := range rep.Entries {
+		a := artifactSummary{Ref: e.Ref, Kind: e.Kind, Digest: e.Descriptor.Digest, ArtifactType: e.Descriptor.ArtifactType, Status: "ok"}
+		if e.Err != nil {
+			a.Status, a.Reason = "failed", e.Err.Error()
+			if firstErr == nil {
+				firstErr = e.Err
+			}
+		}
+		out.Artifacts = append(out.Artifacts, a)
+		if e.Kind == bundle.KindPack && e.Err == nil {
+			res, err := signature.Verify(ctx, r, e.Descriptor, ts, signature.Requirement{Role: trust.RolePublisher, Tenant: s.tenant})
+			if err != nil {
+				return err
+			}
+			out.Signatures = append(out.Signatures, signatureSummaries(e.Ref, res)...)
+		}
+	}
+	if err := s.emit(out, func(w io.Writer) {
+		fmt.Fprintf(w, "%s: %d blobs, %s hashed\n", out.Bundle, out.Blobs, humanBytes(out.Bytes))
+		for _, a := range out.Artifacts {
+			fmt.Fprintf(w, "  %-6s %-17s %s %s\n", a.Status, a.Kind, orDash(a.Ref), a.Digest)
+			if a.Reason != "" {
+				fmt.Fprintf(w, "         %s\n", a.Reason)
+			}
+		}
+		renderSignatures(w, out.Signatures)
+	}); err != nil {
+		return err
+	}
+	return firstErr
+}
+
+type signatureSummary struct {
+	Subject string        `json:"subject"`
+	Digest  digest.Digest `json:"digest"`
+	KeyID   string        `json:"keyId,omitempty"`
+	KeyName string        `json:"keyName,omitempty"`
+	Valid   bool          `json:"valid"`
+	Reason  string        `json:"reason,omitempty"`
+}
+
+func signatureSummaries(subject string, res []signature.Result) []signatureSummary {
+	out := make([]signatureSummary, 0, len(res))
+	for _, r := range res {
+		out = append(out, signatureSummary{Subject: subject, Digest: r.Digest, KeyID: r.KeyID, KeyName: r.KeyName, Valid: r.Valid, Reason: r.Reason})
+	}
+	return out
+}
+
+func renderSignatures(w io.Writer, sigs []signatureSummary) {
+	for _, sg := range sigs {
+		state := "valid"
+		if !sg.Valid {
+			state = "NOT VALID: " + sg.Reason
+		}
+		name := sg.KeyName
+		if name == "" {
+			name = "unknown key"
+		}
+		fmt.Fprintf(w, "  signature %s of %s by %s (%s): %s\n", sg.Digest, sg.Subject, name, orDash(sg.KeyID), state)
+	}
+}
+
+type bundleSummary struct {
+	File   string        `json:"file"`
+	Size   int64         `json:"size"`
+	Digest digest.Digest `json:"digest"`
+	Blobs  int           `json:"blobs"`
+	Parts  []bundle.Part `json:"parts,omitempty"`
+	Refs   []string      `json:"refs"`
+}
+
+func renderBundle(w io.Writer, b *bundleSummary) {
+	fmt.Fprintf(w, "wrote %s: %s, %d blobs, sha256 %s\n", b.File, humanBytes(b.Size), b.Blobs, b.Digest.Encoded())
+	for _, p := range b.Parts {
+		fmt.Fprintf(w, "  part %s  %s  sha256 %s\n", p.Name, humanBytes(p.Size), p.SHA256)
+	}
+}
+
+// exportBundle writes refs and their referrers from the cache to a bundle file.
+func (s *session) exportBundle(ctx context.Context, st *cache.Store, refs []string, out, split string) (*bundleSummary, error) {
+	var entries []bundle.Entry
+	seen := map[digest.Digest]bool{}
+	for _, ref := range refs {
+		art, err := st.Resolve(ctx, ref)
+		if err != nil {
+			return nil, err
+		}
+		if seen[art.Descriptor.Digest] {
+			continue
+		}
+		seen[art.Descriptor.Digest] = true
+		entries = append(entries, bundle.Entry{Descriptor: art.Descriptor, Kind: art.Kind, Ref: art.Ref})
+		refsOf, err := s.referrerEntries(ctx, st, art.Descriptor, seen)
+		if err != nil {
+			return nil, err
+		}
+		entries = append(entries, refsOf...)
+	}
+	bar := s.newProgress("writing " + filepath.Base(out))
+	defer bar.finish()
+	opts := bundle.WriteOptions{Progress: bar.set}
+	var sum bundle.Summary
+	var err error
+	if split != "" {
+		size, perr := parseSize(split)
+		if perr != nil {
+			return nil, perr
+		}
+		sum, err = bundle.WriteSplit(ctx, out, size, st, entries, opts)
+	} else {
+		sum, err = bundle.WriteFile(ctx, out, st, entries, opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	bs := &bundleSummary{File: out, Size: sum.Size, Digest: sum.Digest, Blobs: sum.Blobs, Parts: sum.Parts, Refs: refs}
+	return bs, nil
+}
+
+// referrerEntries lists the referrers of subject in the cache, recursively
+// (a signature of a response of a request...), as bundle entries.
+func (s *session) referrerEntries(ctx context.Context, st *cache.Store, subject ocispec.Descriptor, seen map[digest.Digest]bool) ([]bundle.Entry, error) {
+	refs, err := st.Referrers(ctx, subject.Digest, "")
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(refs, func(i, j int) bool { return refs[i].Digest < refs[j].Digest })
+	var out []bundle.Entry
+	for _, d := range refs {
+		if seen[d.Digest] {
+			continue
+		}
+		seen[d.Digest] = true
+		out = append(out, bundle.Entry{Descriptor: d, Kind: bundle.KindOf(d.ArtifactType)})
+		more, err := s.referrerEntries(ctx, st, d, seen)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, more...)
+	}
+	return out, nil
+}
+
+func (s *session) packExport(ctx context.Context, c *cli.Context) error {
+	if c.NArg() == 0 {
+		return usageError("pack export: expected at least one ID:VERSION")
+	}
+	if c.String("out") == "" {
+		return usageError("pack export: -o FILE is required")
+	}
+	st, err := s.openCache(ctx)
+	if err != nil {
+		return err
+	}
+	bs, err := s.exportBundle(ctx, st, c.Args().Slice(), c.String("out"), c.String("split"))
+	if err != nil {
+		return err
+	}
+	return s.emit(bs, func(w io.Writer) { renderBundle(w, bs) })
+}
+
+func (s *session) packList(ctx context.Context, c *cli.Context) error {
+	st, err := s.openCache(ctx)
+	if err != nil {
+		return err
+	}
+	entries, err := st.List(ctx, c.String("kind"))
+	if err != nil {
+		return err
+	}
+	out := make([]artifactSummary, 0, len(entries))
+	for _, e := range entries {
+		a := artifactSummary{Ref: e.Ref, Kind: e.Kind, Digest: e.Descriptor.Digest, ArtifactType: e.Descriptor.ArtifactType}
+		if e.Subject != nil {
+			a.Subject = e.Subject.Digest
+		}
+		out = append(out, a)
+	}
+	return s.emit(out, func(w io.Writer) {
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "KIND\tREF\tDIGEST\tSUBJECT")
+		for _, a := range out {
+			sub := "-"
+			if a.Subject != "" {
+				sub = a.Subject.Encoded()[:12]
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", a.Kind, orDash(a.Ref), a.Digest, sub)
+		}
+		tw.Flush()
+	})
+}
+
+func (s *session) packShow(ctx context.Context, c *cli.Context) error {
+	if err := argsExactly(c, 1, "one ID:VERSION"); err != nil {
+		return err
+	}
+	st, err := s.openCache(ctx)
+	if err != nil {
+		return err
+	}
+	art, err := st.Resolve(ctx, c.Args().First())
+	if err != nil {
+		return err
+	}
+	if art.Kind != bundle.KindPack {
+		return fmt.Errorf("%s is a %s, not a pack: %w", art.Ref, art.Kind, cache.ErrNotFound)
+	}
+	p, a, err := loadArtifactPack(ctx, st, art.Descriptor)
+	if err != nil {
+		return err
+	}
+	ts, err := s.trustStore()
+	if err != nil {
+		return err
+	}
+	res, err := signature.Verify(ctx, st, art.Descriptor, ts, signature.Requirement{Role: trust.RolePublisher, Tenant: s.tenant})
+	if err != nil {
+		return err
+	}
+	imports, err := st.Imports(ctx, art.Descriptor.Digest)
+	if err != nil {
+		return err
+	}
+	type fileOut struct {
+		Path   string        `json:"path"`
+		Size   int64         `json:"size"`
+		Digest digest.Digest `json:"digest"`
+		Mode   string        `json:"mode"`
+	}
+	out := struct {
+		Ref         string               `json:"ref"`
+		Digest      digest.Digest        `json:"digest"`
+		Description string               `json:"description"`
+		Files       []fileOut            `json:"files"`
+		Size        int64                `json:"size"`
+		Signatures  []signatureSummary   `json:"signatures"`
+		Imports     []cache.ImportRecord `json:"imports"`
+	}{Ref: art.Ref, Digest: art.Descriptor.Digest, Description: p.Manifest.Metadata.Description, Signatures: signatureSummaries(art.Ref, res), Imports: imports}
+	for _, f := range a.Config.Files {
+		out.Files = append(out.Files, fileOut{Path: f.Path, Size: f.Size, Digest: f.Digest, Mode: f.Mode})
+		out.Size += f.Size
+	}
+	if out.Imports == nil {
+		out.Imports = []cache.ImportRecord{}
+	}
+	return s.emit(out, func(w io.Writer) {
+		fmt.Fprintf(w, "pack:        %s\ndigest:      %s\ndescription: %s\n", out.Ref, out.Digest, out.Description)
+		fmt.Fprintf(w, "files:       %d (%s)\n", len(out.Files), humanBytes(out.Size))
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		for _, f := range out.Files {
+			fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\n", f.Mode, f.Path, f.Size, f.Digest)
+		}
+		tw.Flush()
+		fmt.Fprintf(w, "signatures:  %d\n", len(out.Signatures))
+		renderSignatures(w, out.Signatures)
+		fmt.Fprintf(w, "imports:     %d\n", len(out.Imports))
+		for _, im := range out.Imports {
+			fmt.Fprintf(w, "  %s from %s: %s\n", im.Time.UTC().Format("2006-01-02T15:04:05Z"), im.From, strings.Join(im.Verified, "; "))
+		}
+	})
+}
+
+func (s *session) packRemove(ctx context.Context, c *cli.Context) error {
+	if c.NArg() == 0 {
+		return usageError("pack rm: expected at least one ID:VERSION")
+	}
+	st, err := s.openCache(ctx)
+	if err != nil {
+		return err
+	}
+	var removed []string
+	for _, ref := range c.Args().Slice() {
+		if err := st.Remove(ctx, ref); err != nil {
+			return err
+		}
+		removed = append(removed, ref)
+	}
+	return s.emit(struct {
+		Removed []string `json:"removed"`
+	}{removed}, func(w io.Writer) {
+		for _, r := range removed {
+			fmt.Fprintf(w, "removed %s (run `stella cache gc` to free its blobs)\n", r)
+		}
+	})
+}

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+
+	"github.com/urfave/cli/v2"
+
+	"stellaops.io/stella/cache"
+)
+
+// errCacheDamaged: cache verify found problems.
+var errCacheDamaged = fmt.Errorf("cache verification failed: %w", cache.ErrIndexCorrupt)
+
+func (s *session) cacheCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "cache",
+		Usage: "check and maintain the local cache (<home>/packs)",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "verify",
+				Usage: "re-hash every blob and check the index; report what is wrong",
+				Description: `Exit 0 only when nothing is wrong. Leftovers of interrupted imports are reported
+as warnings (remove them with ` + "`stella cache gc`" + `).
+
+Examples:
+   stella cache verify
+   stella --output json cache verify`,
+				Action: action(s.cacheVerify),
+			},
+			{
+				Name:  "gc",
+				Usage: "remove blobs nothing references and leftovers of interrupted imports",
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "dry-run", Usage: "only say what would be removed"},
+				},
+				Action: action(s.cacheGC),
+			},
+			{
+				Name:   "du",
+				Usage:  "show disk use by kind",
+				Action: action(s.cacheDu),
+			},
+		},
+	}
+}
+
+// cacheHooks are the checks other packages add to cache verify.
+func (s *session) cacheHooks() []cache.VerifyHook { return nil }
+
+func (s *session) cacheVerify(ctx context.Context, _ *cli.Context) error {
+	st, err := s.openCache(ctx)
+	if err != nil {
+		return err
+	}
+	rep, err := st.Verify(ctx, cache.VerifyOptions{Hooks: s.cacheHooks()})
+	if err != nil {
+		return err
+	}
+	if rep.Problems == nil {
+		rep.Problems = []cache.Problem{}
+	}
+	errors := 0
+	for _, p := range rep.Problems {
+		if p.Severity == cache.SeverityError {
+			errors++
+		}
+	}
+	if err := s.emit(rep, func(w io.Writer) {
+		fmt.Fprintf(w, "checked %d artifacts, %d refs, %d blobs (%s)\n", rep.Artifacts, rep.Refs, rep.Blobs, humanBytes(rep.Bytes))
+		for _, p := range rep.Problems {
+			fmt.Fprintf(w, "  %s: %s: %s", p.Severity, p.Object, p.Problem)
+			if p.Expected != "" || p.Actual != "" {
+				fmt.Fprintf(w, " (expected %s, actual %s)", orDash(p.Expected), orDash(p.Actual))
+			}
+			fmt.Fprintln(w)
+		}
+		if rep.UnreferencedBlobs > 0 {
+			fmt.Fprintf(w, "  %d unreferenced blobs (%s): `stella cache gc` removes them\n", rep.UnreferencedBlobs, humanBytes(rep.UnreferencedBytes))
+		}
+		if errors == 0 {
+			fmt.Fprintln(w, "cache is consistent")
+		}
+	}); err != nil {
+		return err
+	}
+	if errors > 0 {
+		return fmt.Errorf("%d problem(s) in %s: %w", errors, st.Root(), errCacheDamaged)
+	}
+	return nil
+}
+
+func (s *session) cacheGC(ctx context.Context, c *cli.Context) error {
+	st, err := s.openCache(ctx)
+	if err != nil {
+		return err
+	}
+	res, err := st.GC(ctx, cache.GCOptions{DryRun: c.Bool("dry-run")})
+	if err != nil {
+		return err
+	}
+	return s.emit(res, func(w io.Writer) {
+		verb := "removed"
+		if res.DryRun {
+			verb = "would remove"
+		}
+		fmt.Fprintf(w, "%s %d blobs (%s) and %d leftovers (%s)\n", verb, res.Blobs, humanBytes(res.Bytes), res.Leftovers, humanBytes(res.LeftoverBytes))
+		if len(res.Kept) > 0 {
+			fmt.Fprintf(w, "kept %d unreachable blobs whose index records disagree: run `stella cache verify`\n", len(res.Kept))
+		}
+	})
+}
+
+func (s *session) cacheDu(ctx context.Context, _ *cli.Context) error {
+	st, err := s.openCache(ctx)
+	if err != nil {
+		return err
+	}
+	u, err := st.Du(ctx)
+	if err != nil {
+		return err
+	}
+	return s.emit(u, func(w io.Writer) {
+		fmt.Fprintf(w, "total: %d blobs, %s (index %s)\n", u.Blobs, humanBytes(u.Bytes), humanBytes(u.IndexBytes))
+		kinds := make([]string, 0, len(u.ByKind))
+		for k := range u.ByKind {
+			kinds = append(kinds, k)
+		}
+		sort.Strings(kinds)
+		for _, k := range kinds {
+			ku := u.ByKind[k]
+			fmt.Fprintf(w, "  %-18s %d artifacts, %d blobs, %s\n", k, ku.Artifacts, ku.Blobs, humanBytes(ku.Bytes))
+		}
+		fmt.Fprintf(w, "unreferenced: %d blobs (%s); leftovers: %d files (%s)\n", u.UnreferencedBlobs, humanBytes(u.UnreferencedBytes), u.LeftoverFiles, humanBytes(u.LeftoverBytes))
+	})
+}

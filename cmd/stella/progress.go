@@ -1,0 +1,125 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"sync"
+	"time"
+)
+
+// progress draws one progress line on a terminal: bytes, rate and ETA. It is
+// silent when stderr is not a terminal or with --quiet. Safe for concurrent use.
+type progress struct {
+	mu      sync.Mutex
+	w       io.Writer
+	label   string
+	total   int64
+	done    int64
+	start   time.Time
+	last    time.Time
+	enabled bool
+	drawn   bool
+}
+
+func (s *session) newProgress(label string) *progress {
+	return &progress{w: s.stderr, label: label, start: time.Now(), enabled: s.interactive()}
+}
+
+// relabel starts a new line for another object (e.g. the next artifact).
+func (p *progress) relabel(label string, total int64) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.drawn {
+		p.draw(true)
+		fmt.Fprintln(p.w)
+	}
+	p.label, p.total, p.done, p.start, p.drawn = label, total, 0, time.Now(), false
+}
+
+func (p *progress) set(done, total int64) {
+	if p == nil || !p.enabled {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.done, p.total = done, total
+	if time.Since(p.last) < 100*time.Millisecond && done < total {
+		return
+	}
+	p.draw(false)
+}
+
+func (p *progress) draw(final bool) {
+	if !p.enabled {
+		return
+	}
+	p.last = time.Now()
+	el := time.Since(p.start).Seconds()
+	rate := 0.0
+	if el > 0 {
+		rate = float64(p.done) / el
+	}
+	eta := "--"
+	if rate > 0 && p.total > p.done && !final {
+		eta = (time.Duration(float64(p.total-p.done)/rate) * time.Second / time.Second).Round(time.Second).String()
+	}
+	pct := 100.0
+	if p.total > 0 {
+		pct = 100 * float64(p.done) / float64(p.total)
+	}
+	fmt.Fprintf(p.w, "\r%-40.40s %5.1f%% %10s / %-10s %10s/s  ETA %-6s", p.label, pct, humanBytes(p.done), humanBytes(p.total), humanBytes(int64(rate)), eta)
+	p.drawn = true
+}
+
+// finish ends the line.
+func (p *progress) finish() {
+	if p == nil || !p.enabled {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.drawn {
+		p.draw(true)
+		fmt.Fprintln(p.w)
+		p.drawn = false
+	}
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// parseSize reads sizes such as 4GiB, 700MB, 512m, 1048576.
+func parseSize(s string) (int64, error) {
+	var n float64
+	var unit string
+	if _, err := fmt.Sscanf(s, "%g%s", &n, &unit); err != nil {
+		if _, err2 := fmt.Sscanf(s, "%g", &n); err2 != nil {
+			return 0, usageError(fmt.Sprintf("size %q: expected a number with an optional unit (KiB, MiB, GiB, KB, MB, GB)", s))
+		}
+		unit = ""
+	}
+	mult := map[string]float64{
+		"": 1, "b": 1, "B": 1,
+		"k": 1 << 10, "K": 1 << 10, "KiB": 1 << 10, "KB": 1e3, "kB": 1e3,
+		"m": 1 << 20, "M": 1 << 20, "MiB": 1 << 20, "MB": 1e6,
+		"g": 1 << 30, "G": 1 << 30, "GiB": 1 << 30, "GB": 1e9,
+		"TiB": 1 << 40, "TB": 1e12,
+	}[unit]
+	if mult == 0 || n <= 0 {
+		return 0, usageError(fmt.Sprintf("size %q: expected a positive number with an optional unit (KiB, MiB, GiB, KB, MB, GB)", s))
+	}
+	return int64(n * mult), nil
+}
