@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -279,4 +280,35 @@ func (p *reportingReader) Read(b []byte) (int, error) {
 		p.report(int64(n))
 	}
 	return n, err
+}
+
+// VerifyCompressed checks, as Verify does, only the layers whose media type
+// ends in "+zstd": each decompresses, bounded, to its declared size and
+// digest. Importers call it so that a decompression bomb never enters the
+// cache, without hashing everything twice (Fetch verifies the rest while it
+// streams). maxSize 0 means DefaultMaxUncompressedSize.
+func (r *Reader) VerifyCompressed(ctx context.Context, maxSize int64) error {
+	if maxSize <= 0 {
+		maxSize = DefaultMaxUncompressedSize
+	}
+	nothing := func(int64) {}
+	for _, d := range slices.Sorted(maps.Keys(r.nodes)) {
+		n := r.nodes[d]
+		if n.index {
+			continue
+		}
+		for _, c := range n.children {
+			if !strings.HasSuffix(c.MediaType, "+zstd") {
+				continue
+			}
+			e, ok := r.blobs[c.Digest]
+			if !ok {
+				return entryErr(blobPath(c.Digest), ErrBlobMissing, "zstd layer of %s", d)
+			}
+			if err := r.checkZstd(ctx, e, c, maxSize, nothing); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -320,13 +323,69 @@ func (im *importer) copyAndRecord(ctx context.Context, i int, res *ArtifactResul
 	if a.Ref == "" && g.info.subject == nil {
 		return StatusFailed, fmt.Errorf("manifest %s: %w: no ref and no subject would keep it", a.Descriptor.Digest, ErrInvalidArtifact)
 	}
-	if err := im.copy(ctx, i, res, g); err != nil {
+	// A failed artifact leaves nothing behind: the blob files this import
+	// created for it are removed again unless the index names them.
+	var created []digest.Digest
+	status, err := im.copyVerifyRecord(ctx, i, res, g, &created)
+	if err != nil {
+		if rerr := im.rollback(ctx, created); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
 		return StatusFailed, err
 	}
-	if err := im.verify(ctx, res.Artifact); err != nil {
-		return StatusFailed, err
+	return status, nil
+}
+
+func (im *importer) copyVerifyRecord(ctx context.Context, i int, res *ArtifactResult, g *graph, created *[]digest.Digest) (Status, error) {
+	for attempt := 0; ; attempt++ {
+		if err := im.copy(ctx, i, res, g, created); err != nil {
+			return StatusFailed, err
+		}
+		if err := im.verify(ctx, res.Artifact); err != nil {
+			return StatusFailed, err
+		}
+		st, err := im.record(ctx, res.Artifact, g)
+		if errors.Is(err, errBlobVanished) && attempt < 2 {
+			// Another process rolled back a blob this copy found present:
+			// copy it again.
+			continue
+		}
+		return st, err
 	}
-	return im.record(ctx, res.Artifact, g)
+}
+
+// errBlobVanished: a blob file counted as present disappeared before the
+// index named it (a concurrent import rolled it back).
+var errBlobVanished = errors.New("blob file vanished before it was recorded")
+
+// rollback removes blob files created by a failed import that no index
+// record names. It runs inside an index write transaction, which excludes
+// every other index change, so no concurrent import can record one of these
+// blobs meanwhile; one that counted it as present finds it missing when it
+// records, and copies it again.
+func (im *importer) rollback(ctx context.Context, created []digest.Digest) error {
+	if len(created) == 0 {
+		return nil
+	}
+	return im.s.Update(context.WithoutCancel(ctx), func(tx *bbolt.Tx) error {
+		dirs := map[string]bool{}
+		for _, d := range created {
+			if tx.Bucket(bucketBlobs).Get([]byte(d)) != nil {
+				continue
+			}
+			p := im.s.blobPath(d)
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+			dirs[filepath.Dir(p)] = true
+		}
+		for dir := range dirs {
+			if err := safefile.SyncDir(dir); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 func (im *importer) verify(ctx context.Context, a Artifact) error {
@@ -343,10 +402,13 @@ func (im *importer) verify(ctx context.Context, a Artifact) error {
 // oras.CopyGraph would (children before parents, Concurrency blobs at a
 // time, blobs already present skipped), over the same content interfaces.
 // (The oras root package pulls in net/http, which offline packages must not.)
-func (im *importer) copy(ctx context.Context, i int, res *ArtifactResult, g *graph) error {
+func (im *importer) copy(ctx context.Context, i int, res *ArtifactResult, g *graph, created *[]digest.Digest) error {
 	t := &tracker{im: im, i: i, a: res.Artifact, total: g.size, counted: map[digest.Digest]int64{},
 		lastReport: map[digest.Digest]int64{}}
-	defer func() { res.BlobsWritten, res.BytesWritten = t.written, t.writtenBytes }()
+	defer func() {
+		res.BlobsWritten, res.BytesWritten = t.written, t.writtenBytes
+		*created = append(*created, t.writtenDigests...)
+	}()
 
 	eg, gctx := errgroup.WithContext(ctx)
 	eg.SetLimit(im.opts.Concurrency)
@@ -443,6 +505,16 @@ func (im *importer) record(ctx context.Context, a Artifact, g *graph) (Status, e
 			return err
 		}
 		if !ok {
+			// Under the index lock: every blob the record will name must
+			// still be there (see rollback).
+			for _, n := range g.nodes {
+				if _, err := os.Stat(im.s.blobPath(n.Digest)); err != nil {
+					if errors.Is(err, fs.ErrNotExist) {
+						return fmt.Errorf("blob %s: %w", n.Digest, errBlobVanished)
+					}
+					return err
+				}
+			}
 			status = StatusNew
 			ar = artifactRecord{MediaType: g.root.MediaType, ArtifactType: g.info.artifactType,
 				Size: g.root.Size, Kind: a.Kind, Subject: g.info.subject, Annotations: g.info.annotations}
@@ -522,11 +594,12 @@ type tracker struct {
 	a     Artifact
 	total int64
 
-	counted      map[digest.Digest]int64 // bytes reported per blob
-	lastReport   map[digest.Digest]int64
-	doneBytes    int64
-	written      int
-	writtenBytes int64
+	counted        map[digest.Digest]int64 // bytes reported per blob
+	lastReport     map[digest.Digest]int64
+	doneBytes      int64
+	written        int
+	writtenBytes   int64
+	writtenDigests []digest.Digest // blob files this copy created
 }
 
 const reportEvery = 256 << 10
@@ -562,6 +635,7 @@ func (t *tracker) wrote(desc ocispec.Descriptor) {
 	defer t.im.mu.Unlock()
 	t.written++
 	t.writtenBytes += desc.Size
+	t.writtenDigests = append(t.writtenDigests, desc.Digest)
 }
 
 func (t *tracker) done(desc ocispec.Descriptor) {

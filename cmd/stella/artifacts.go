@@ -383,6 +383,11 @@ func (s *session) packImport(ctx context.Context, c *cli.Context) error {
 		return err
 	}
 	defer r.Close()
+	// Blobs are verified while they stream into the cache; compressed layers
+	// are decompressed (bounded) first so a bomb never enters it.
+	if err := r.VerifyCompressed(ctx, 0); err != nil {
+		return err
+	}
 	var entries []cache.Artifact
 	for _, e := range r.Entries() {
 		entries = append(entries, cache.Artifact{Descriptor: e.Descriptor, Kind: e.Kind, Ref: e.Ref})

@@ -1,0 +1,28 @@
+package bundle
+
+import (
+	"context"
+	"errors"
+	"testing"
+)
+
+func TestVerifyCompressed(t *testing.T) {
+	ctx := context.Background()
+	cases := map[string]error{
+		"../testdata/bundles/valid.stella.tar":               nil,
+		"../testdata/bundles/corrupt/zstd-bomb.tar":          ErrDecompressionLimit,
+		"../testdata/bundles/corrupt/zstd-no-annotation.tar": ErrInvalidManifest,
+		"../testdata/bundles/corrupt/zstd-wrong-digest.tar":  ErrDigestMismatch,
+	}
+	for path, want := range cases {
+		r, err := Open(ctx, path, OpenOptions{})
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		err = r.VerifyCompressed(ctx, 0)
+		r.Close()
+		if (want == nil) != (err == nil) || (want != nil && !errors.Is(err, want)) {
+			t.Errorf("%s: want %v, got %v", path, want, err)
+		}
+	}
+}
