@@ -182,6 +182,10 @@ func (s *Store) Push(ctx context.Context, desc ocispec.Descriptor, r io.Reader) 
 	return err
 }
 
+// writebackChunk is how much of a blob is written before its writeback to
+// disk is started (see startWriteback).
+const writebackChunk = 8 << 20
+
 // writeBlob is Push without the lock; it reports whether it wrote the
 // blob (false: already present). progress, if set, gets the bytes read.
 func (s *Store) writeBlob(ctx context.Context, desc ocispec.Descriptor, r io.Reader, progress func(n int64)) (bool, error) {
@@ -216,7 +220,7 @@ func (s *Store) writeBlob(ctx context.Context, desc ocispec.Descriptor, r io.Rea
 	// Read at most one byte more than expected: enough to know it is too
 	// long, without letting a bad source fill the disk.
 	lr := io.LimitReader(r, desc.Size+1)
-	var n int64
+	var n, flushed int64
 	for {
 		if err := ctx.Err(); err != nil {
 			return false, err
@@ -228,6 +232,10 @@ func (s *Store) writeBlob(ctx context.Context, desc ocispec.Descriptor, r io.Rea
 				return false, fmt.Errorf("blob %s: write %s: %w", desc.Digest, tmp, err)
 			}
 			n += int64(m)
+			if n-flushed >= writebackChunk {
+				startWriteback(f, flushed, n-flushed)
+				flushed = n
+			}
 			if progress != nil {
 				progress(int64(m))
 			}

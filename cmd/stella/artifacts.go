@@ -402,7 +402,7 @@ func (s *session) packImport(ctx context.Context, c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		res, err := st.Import(ctx, r, ad.accept, cache.ImportRecord{From: "bundle " + filepath.Base(file), Verified: append([]string{"SHA256SUMS and tar structure"}, ad.verified...)},
+		res, err := st.Import(ctx, hashedOnce{r}, ad.accept, cache.ImportRecord{From: "bundle " + filepath.Base(file), Verified: append([]string{"SHA256SUMS and tar structure"}, ad.verified...)},
 			cache.ImportOptions{Progress: s.importProgress()})
 		if err != nil && len(res.Artifacts) == 0 {
 			return err
@@ -780,4 +780,13 @@ func (s *session) packRemove(ctx context.Context, c *cli.Context) error {
 			fmt.Fprintf(w, "removed %s (run `stella cache gc` to free its blobs)\n", r)
 		}
 	})
+}
+
+// hashedOnce feeds an import from a bundle without hashing twice: the cache
+// hashes every blob as it writes it and refuses one whose digest or size
+// disagrees, so the bundle's own verifying reader is not needed on this path.
+type hashedOnce struct{ *bundle.Reader }
+
+func (h hashedOnce) Fetch(ctx context.Context, d ocispec.Descriptor) (io.ReadCloser, error) {
+	return h.FetchUnverified(ctx, d)
 }

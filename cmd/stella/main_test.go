@@ -12,6 +12,13 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// Tests that need the real binary as a separate process (killed at
+	// random points, run concurrently) re-execute this test binary with
+	// STELLA_RUN_MAIN=1.
+	if os.Getenv("STELLA_RUN_MAIN") == "1" {
+		os.Args = append([]string{"stella"}, os.Args[1:]...)
+		os.Exit(run())
+	}
 	testscript.Main(m, map[string]func(){
 		"stella": func() { os.Exit(run()) },
 	})

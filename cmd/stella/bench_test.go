@@ -1,0 +1,185 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Targets of the import benchmark (issue 3), as ratios to baselines measured
+// in the same run on the same file.
+const (
+	targetImportVsTar       = 1.3 // import of an empty cache vs tar -xf
+	targetReimportVsOpenSSL = 1.2 // re-import vs hashing the file once
+	targetPeakMiB           = 100.0
+)
+
+func benchBytes() int64 {
+	if v, err := strconv.ParseInt(os.Getenv("STELLA_BENCH_BYTES"), 10, 64); err == nil && v > 0 {
+		return v
+	}
+	return 1 << 30
+}
+
+// timed runs cmd and returns its wall time and peak RSS in MiB.
+func timed(b *testing.B, cmd *exec.Cmd) (time.Duration, float64) {
+	b.Helper()
+	start := time.Now()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("%v: %v\n%s", cmd.Args, err, out)
+	}
+	d := time.Since(start)
+	ru, _ := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	rss := 0.0
+	if ru != nil {
+		rss = float64(ru.Maxrss) / 1024
+	}
+	return d, rss
+}
+
+func syncAll(b *testing.B) {
+	b.Helper()
+	if err := exec.Command("sync").Run(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkBundleImport measures, in one run on one 1 GiB bundle of eight
+// large layers: import into an empty cache against `tar -xf` of the same file
+// (and against `tar -xf` followed by sync, since import fsyncs every blob);
+// re-import when everything is present against `openssl dgst -sha256` of the
+// file; export of the same content against `tar -cf` of the extracted
+// layout; and the peak RSS of the import process. Ratios below the target are
+// within it. STELLA_BENCH_BYTES overrides the size.
+func BenchmarkBundleImport(b *testing.B) {
+	for _, tool := range []string{"tar", "openssl", "sync"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			b.Skipf("%s not installed", tool)
+		}
+	}
+	dir := b.TempDir()
+	size := benchBytes()
+	src := benchPack(b, dir, size)
+	bundleFile := filepath.Join(dir, "bench.stella.tar")
+	{
+		home := filepath.Join(dir, "builder")
+		cmd := exec.Command(os.Args[0], "pack", "build", "-o", bundleFile, src)
+		cmd.Env = append(os.Environ(), "STELLA_RUN_MAIN=1", "STELLA_HOME="+home)
+		timed(b, cmd)
+	}
+	var tarX, tarXSync, openssl, imp, reimp, export, tarC time.Duration
+	var peak float64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		round := filepath.Join(dir, fmt.Sprintf("round-%d", i))
+		x := filepath.Join(round, "x")
+		_ = os.MkdirAll(x, 0o755)
+		syncAll(b)
+
+		d, _ := timed(b, exec.Command("tar", "-xf", bundleFile, "-C", x))
+		tarX += d
+		start := time.Now()
+		syncAll(b)
+		tarXSync += d + time.Since(start)
+
+		d, _ = timed(b, exec.Command("openssl", "dgst", "-sha256", bundleFile))
+		openssl += d
+
+		home := filepath.Join(round, "home")
+		run := func(args ...string) (time.Duration, float64) {
+			cmd := exec.Command(os.Args[0], args...)
+			cmd.Env = append(os.Environ(), "STELLA_RUN_MAIN=1", "STELLA_HOME="+home)
+			return timed(b, cmd)
+		}
+		syncAll(b)
+		d, rss := run("--quiet", "pack", "import", "--bundle", bundleFile)
+		imp += d
+		if rss > peak {
+			peak = rss
+		}
+		d, rss = run("--quiet", "pack", "import", "--bundle", bundleFile)
+		reimp += d
+		if rss > peak {
+			peak = rss
+		}
+		syncAll(b)
+		d, _ = run("--quiet", "pack", "export", "-o", filepath.Join(round, "out.tar"), "bench:1.0.0")
+		export += d
+		syncAll(b)
+		d, _ = timed(b, exec.Command("tar", "-cf", filepath.Join(round, "tarc.tar"), "-C", x, "."))
+		tarC += d
+		_ = os.RemoveAll(round)
+	}
+	b.StopTimer()
+	n := float64(b.N)
+	mb := float64(size) / (1 << 20)
+	b.ReportMetric(mb/(imp.Seconds()/n), "import-MB/s")
+	b.ReportMetric(float64(imp)/float64(tarX), "import/tar-x")
+	b.ReportMetric(float64(imp)/float64(tarXSync), "import/tar-x+sync")
+	b.ReportMetric(float64(reimp)/float64(openssl), "reimport/openssl")
+	b.ReportMetric(float64(export)/float64(tarC), "export/tar-c")
+	b.ReportMetric(peak, "peak-RSS-MiB")
+	b.Logf("size %.0f MiB; per run: tar -xf %v, tar -xf+sync %v, openssl %v, import %v, re-import %v, export %v, tar -cf %v",
+		mb, tarX/time.Duration(b.N), tarXSync/time.Duration(b.N), openssl/time.Duration(b.N), imp/time.Duration(b.N), reimp/time.Duration(b.N), export/time.Duration(b.N), tarC/time.Duration(b.N))
+	b.Logf("targets: import/tar-x <= %.1f, reimport/openssl <= %.1f, peak RSS < %.0f MiB", targetImportVsTar, targetReimportVsOpenSSL, targetPeakMiB)
+}
+
+// benchPack writes a pack of eight large random files totalling size bytes.
+func benchPack(b *testing.B, dir string, size int64) string {
+	b.Helper()
+	p := filepath.Join(dir, "bench")
+	if err := os.MkdirAll(p, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	manifest := `apiVersion: stellaops.io/pack.v1
+kind: TaskPack
+metadata:
+  name: bench
+  version: 1.0.0
+  description: Eight large layers for the import benchmark.
+spec:
+  steps:
+    - id: load
+      run: {command: ["true"]}
+`
+	if err := os.WriteFile(filepath.Join(p, "pack.yaml"), []byte(manifest), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	// Random data from a fast generator: the content must not compress or dedupe.
+	per := size / 8
+	buf := make([]byte, 4<<20)
+	for i := 0; i < 8; i++ {
+		f, err := os.Create(filepath.Join(p, fmt.Sprintf("layer-%d.bin", i)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		seed := uint64(i+1) * 0x9E3779B97F4A7C15
+		for written := int64(0); written < per; {
+			for j := 0; j+8 <= len(buf); j += 8 {
+				seed ^= seed << 13
+				seed ^= seed >> 7
+				seed ^= seed << 17
+				for k := 0; k < 8; k++ {
+					buf[j+k] = byte(seed >> (8 * k))
+				}
+			}
+			n := int64(len(buf))
+			if per-written < n {
+				n = per - written
+			}
+			if _, err := f.Write(buf[:n]); err != nil {
+				b.Fatal(err)
+			}
+			written += n
+		}
+		if err := f.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return p
+}
