@@ -32,4 +32,30 @@ sed -e 's/version: 0.1.0/version: "0.1"/' -e 's/approval: change-approval/approv
 mkdir broken && cp -r rotate-creds/* broken/ && cp broken.yaml broken/pack.yaml
 if "$STELLA" pack validate broken; then echo "unexpected: broken pack validated"; exit 1; else echo "(exit $? as documented in docs/errors.md)"; fi
 
+step "6. connected side: a publisher key, a signed build, a bundle split for small media"
+export STELLA_HOME="$work/connected"
+printf 'demo publisher passphrase\n' > "$work/key.pass"
+export STELLA_KEY_PASSPHRASE_FILE="$work/key.pass"
+"$STELLA" key generate --dir "$work/keys" publisher
+"$STELLA" pack build --sign --key "$work/keys/publisher.key" rotate-creds
+"$STELLA" pack export -o "$work/media/packs.stella.tar" --split 8KiB rotate-creds:0.1.0
+ls "$work/media"
+
+step "7. sealed side: trust the publisher, import from the first part with signatures required"
+export STELLA_HOME="$work/sealed"
+"$STELLA" trust add --key "$work/keys/publisher.pub" --role publisher publisher
+"$STELLA" pack import --require-signature --bundle "$work/media/packs.stella.tar.001"
+"$STELLA" pack show rotate-creds:0.1.0 | sed -n '1,3p;/signatures:/,$p'
+
+step "8. the plan from the sealed cache has the same hash as the plan from the folder"
+"$STELLA" pack plan --pack rotate-creds:0.1.0 --inputs inputs.json | sed -n '1,2p'
+
+step "9. a corrupted transfer is refused and leaves nothing behind"
+export STELLA_HOME="$work/sealed2"
+STELLA_HOME="$work/connected" "$STELLA" pack export -o "$work/whole.tar" rotate-creds:0.1.0 >/dev/null
+size=$(stat -c %s "$work/whole.tar")
+printf 'X' | dd of="$work/whole.tar" bs=1 seek=$((size / 2)) conv=notrunc status=none
+if "$STELLA" pack import --bundle "$work/whole.tar"; then echo "unexpected: corrupt bundle imported"; exit 1; else echo "(exit $?)"; fi
+"$STELLA" pack list
+
 step "demo complete"

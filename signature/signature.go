@@ -213,20 +213,34 @@ func envelope(ctx context.Context, src content.Fetcher, sd ocispec.Descriptor) (
 	return content.FetchAll(ctx, src, m.Layers[0])
 }
 
-// Require returns nil if at least one result is valid, else an error wrapping
-// ErrRejected and the reason of every signature present, naming the subject.
+// Require returns nil if at least one result is valid, else a
+// *RejectedError naming the subject and why each signature failed.
 func Require(subject string, results []Result) error {
-	var reasons []string
-	var errs []error
+	rej := &RejectedError{Subject: subject}
 	for _, r := range results {
 		if r.Valid {
 			return nil
 		}
-		reasons = append(reasons, fmt.Sprintf("signature %s: %s", r.Digest, r.Reason))
-		errs = append(errs, r.err)
+		rej.Reasons = append(rej.Reasons, fmt.Sprintf("signature %s: %s", r.Digest, r.Reason))
+		rej.errs = append(rej.errs, r.err)
 	}
-	if len(results) == 0 {
-		return fmt.Errorf("%s is unsigned: %w", subject, ErrRejected)
-	}
-	return fmt.Errorf("%s: %w (%s): %w", subject, ErrRejected, strings.Join(reasons, "; "), errors.Join(errs...))
+	return rej
 }
+
+// RejectedError says why an artifact has no valid signature. It wraps
+// ErrRejected and the trust error of every signature present, so errors.Is
+// finds, say, trust.ErrKeyRevoked.
+type RejectedError struct {
+	Subject string
+	Reasons []string
+	errs    []error
+}
+
+func (e *RejectedError) Error() string {
+	if len(e.Reasons) == 0 {
+		return e.Subject + " is unsigned: " + ErrRejected.Error()
+	}
+	return fmt.Sprintf("%s: %v (%s)", e.Subject, ErrRejected, strings.Join(e.Reasons, "; "))
+}
+
+func (e *RejectedError) Unwrap() []error { return append([]error{ErrRejected}, e.errs...) }

@@ -402,7 +402,7 @@ func (s *session) packImport(ctx context.Context, c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		res, err := st.Import(ctx, hashedOnce{r}, ad.accept, cache.ImportRecord{From: "bundle " + filepath.Base(file), Verified: append([]string{"SHA256SUMS and tar structure"}, ad.verified...)},
+		res, err := importWithReferrers(ctx, st, hashedOnce{r}, ad.accept, cache.ImportRecord{From: "bundle " + filepath.Base(file), Verified: append([]string{"SHA256SUMS and tar structure"}, ad.verified...)},
 			cache.ImportOptions{Progress: s.importProgress()})
 		if err != nil && len(res.Artifacts) == 0 {
 			return err
@@ -790,3 +790,52 @@ type hashedOnce struct{ *bundle.Reader }
 func (h hashedOnce) Fetch(ctx context.Context, d ocispec.Descriptor) (io.ReadCloser, error) {
 	return h.FetchUnverified(ctx, d)
 }
+
+// importWithReferrers imports the artifacts that have refs first, then the
+// referrers (signatures, responses, evidence) whose subject did not fail in
+// this import, so a failed pack never leaves its signature behind.
+func importWithReferrers(ctx context.Context, st *cache.Store, src content.ReadOnlyStorage, arts []cache.Artifact, rec cache.ImportRecord, opts cache.ImportOptions) (cache.ImportResult, error) {
+	var primary, referrers []cache.Artifact
+	for _, a := range arts {
+		if a.Ref == "" {
+			referrers = append(referrers, a)
+		} else {
+			primary = append(primary, a)
+		}
+	}
+	res, err := st.Import(ctx, src, primary, rec, opts)
+	failed := map[digest.Digest]bool{}
+	for _, a := range res.Artifacts {
+		if a.Status == cache.StatusFailed {
+			failed[a.Artifact.Descriptor.Digest] = true
+		}
+	}
+	var keep []cache.Artifact
+	for _, a := range referrers {
+		if subjectRefused(ctx, src, a.Descriptor, failed) {
+			res.Artifacts = append(res.Artifacts, cache.ArtifactResult{Artifact: a, Status: cache.StatusFailed,
+				Err: fmt.Errorf("%s %s not imported: its subject failed: %w", a.Kind, a.Descriptor.Digest, errSubjectFailed)})
+			continue
+		}
+		keep = append(keep, a)
+	}
+	if len(keep) == 0 {
+		return res, err
+	}
+	if res.Record.ID != 0 {
+		rec = res.Record // one import record for the whole import
+	}
+	res2, err2 := st.Import(ctx, src, keep, rec, opts)
+	res.Artifacts = append(res.Artifacts, res2.Artifacts...)
+	res.BlobsWritten += res2.BlobsWritten
+	res.BytesWritten += res2.BytesWritten
+	res.BlobsSkipped += res2.BlobsSkipped
+	res.BytesSkipped += res2.BytesSkipped
+	if res2.Record.ID != 0 {
+		res.Record = res2.Record
+	}
+	return res, errors.Join(err, err2)
+}
+
+// errSubjectFailed: a referrer was left out because its subject failed.
+var errSubjectFailed = errors.New("subject failed")

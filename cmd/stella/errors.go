@@ -61,6 +61,8 @@ var errorTable = []errorRow{
 	{signature.ErrRejected, "ERR_PACK_SIGNATURE_INVALID", exitTrust, "the artifact has no valid signature by a trusted publisher key for this tenant: check `stella trust list`, or get a correctly signed copy"},
 	{signature.ErrNotSignature, "ERR_PACK_SIGNATURE_INVALID", exitTrust, "an artifact attached as a signature is malformed: get a correctly signed copy"},
 
+	{errSubjectFailed, "ERR_PACK_SUBJECT_FAILED", exitInvalid, "a signature or other referrer was left out because the artifact it belongs to failed; fix that artifact's error first"},
+
 	// Keys, trust and vault.
 	{trust.ErrInvalidStore, "ERR_PACK_TRUST_STORE_INVALID", exitInvalid, "<home>/trust.json is damaged or was edited by hand; restore it from a backup or re-add the keys with `stella trust add`"},
 	{errTrustBusy, "ERR_PACK_TRUST_BUSY", exitTransient, "another stella is changing the trust store; run the command again when it has finished"},
