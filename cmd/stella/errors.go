@@ -53,6 +53,8 @@ var errorTable = []errorRow{
 	{pack.ErrUnsafePath, "ERR_PACK_UNSAFE_PATH", exitInvalid, "packs hold regular files only: replace symlinks and special files with real files"},
 	{pack.ErrNotFound, "ERR_PACK_NOT_FOUND", exitNotFound, "check the pack folder (it must hold pack.yaml) or the <id>:<version> (see `stella pack list`)"},
 	{pack.ErrExists, "ERR_PACK_EXISTS", exitGeneric, "choose another folder or remove the existing one"},
+	{errSealedSecretSource, "ERR_PACK_SEALED_SECRET_SOURCE", exitSealed, "in sealed mode secrets come only from the sealed vault: store them there (`stella vault put`) and point the pack's source at vault:<name>"},
+	{errSecretMissing, "ERR_PACK_SECRET_MISSING", exitNotFound, "put each named secret into the vault (`stella vault put NAME`), or set the named environment variable outside sealed mode"},
 	{plan.ErrExpansion, "ERR_PACK_PLAN_EXPANSION", exitInvalid, "a map or loop could not be expanded from the inputs: check that its items expression gives a list"},
 	{plan.ErrInvalid, "ERR_PACK_PLAN_INVALID", exitInvalid, "the plan file is not a stella plan; produce it again with `stella pack plan --out`"},
 

@@ -195,7 +195,7 @@ type planResult struct {
 	PlanHash  digest.Digest   `json:"planHash"`
 	Pack      plan.PackRef    `json:"pack"`
 	Approvals []plan.Approval `json:"approvals"`
-	Secrets   []plan.Secret   `json:"secrets"`
+	Secrets   []secretStatus  `json:"secrets"`
 	Steps     []planStep      `json:"steps"`
 	Out       string          `json:"out,omitempty"`
 }
@@ -232,6 +232,10 @@ func (s *session) packPlan(ctx context.Context, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	secrets, err := s.resolveSecrets(ctx, pl.Secrets)
+	if err != nil {
+		return err
+	}
 	canon, err := pl.Canonical()
 	if err != nil {
 		return err
@@ -242,7 +246,7 @@ func (s *session) packPlan(ctx context.Context, c *cli.Context) error {
 			return err
 		}
 	}
-	res := planResult{PlanHash: hash, Pack: pl.Pack, Approvals: pl.Approvals, Secrets: pl.Secrets, Steps: []planStep{}, Out: c.String("out")}
+	res := planResult{PlanHash: hash, Pack: pl.Pack, Approvals: pl.Approvals, Secrets: secrets, Steps: []planStep{}, Out: c.String("out")}
 	pl.Walk(func(st *plan.Step, depth int) {
 		res.Steps = append(res.Steps, planStep{ID: st.ID, Kind: st.Kind, Status: st.Status, Depth: depth})
 	})
@@ -264,17 +268,24 @@ func renderPlan(w io.Writer, r planResult) {
 		}
 		tw.Flush()
 	}
-	fmt.Fprintf(w, "\nsecrets (values are never read by plan): %d\n", len(r.Secrets))
+	fmt.Fprintf(w, "\nsecrets (values are never shown): %d\n", len(r.Secrets))
 	if len(r.Secrets) > 0 {
-		fmt.Fprintln(tw, "  NAME\tSOURCE\tREQUIRED\tSCOPE\tUSED BY")
+		fmt.Fprintln(tw, "  NAME\tSOURCE\tREQUIRED\tSCOPE\tRESOLVES\tUSED BY")
+		notes := map[string]bool{}
 		for _, sec := range r.Secrets {
 			used := strings.Join(sec.Steps, ",")
 			if used == "" {
 				used = "-"
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%t\t%s\t%s\n", sec.Name, sec.Source, sec.Required, sec.Scope, used)
+			fmt.Fprintf(tw, "  %s\t%s\t%t\t%s\t%s\t%s\n", sec.Name, sec.Source, sec.Required, sec.Scope, sec.Resolution, used)
+			if sec.Note != "" {
+				notes[sec.Note] = true
+			}
 		}
 		tw.Flush()
+		for n := range notes {
+			fmt.Fprintf(w, "  note: %s\n", n)
+		}
 	}
 	fmt.Fprintf(w, "\nsteps: %d\n", len(r.Steps))
 	fmt.Fprintln(tw, "  ID\tKIND\tSTATUS")
