@@ -78,6 +78,7 @@ var stellaMediaTypes = map[string]bool{
 	MediaTypePackConfig:       true,
 	MediaTypePackFile:         true,
 	MediaTypePackFileZstd:     true,
+	MediaTypePlan:             true,
 	MediaTypeApprovalRequest:  true,
 	MediaTypeApprovalResponse: true,
 	MediaTypeEvidence:         true,

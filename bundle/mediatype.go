@@ -24,6 +24,10 @@ const (
 	// uncompressed size and digest are in annotations.
 	MediaTypePackFileZstd = "application/vnd.stellaops.pack.file.v1+zstd"
 
+	// MediaTypePlan is a canonical plan (RFC 8785 JSON), as carried by an
+	// approval request.
+	MediaTypePlan = "application/vnd.stellaops.plan.v1+json"
+
 	MediaTypeApprovalRequest  = "application/vnd.stellaops.pack.approval-request.v1+json"
 	MediaTypeApprovalResponse = "application/vnd.stellaops.pack.approval-response.v1+json"
 	MediaTypeEvidence         = "application/vnd.stellaops.pack.evidence.v1+json"

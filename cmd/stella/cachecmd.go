@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"stellaops.io/stella/approve"
 	"stellaops.io/stella/cache"
 )
 
@@ -48,7 +49,7 @@ Examples:
 }
 
 // cacheHooks are the checks other packages add to cache verify.
-func (s *session) cacheHooks() []cache.VerifyHook { return nil }
+func (s *session) cacheHooks() []cache.VerifyHook { return []cache.VerifyHook{approve.VerifyHook()} }
 
 func (s *session) cacheVerify(ctx context.Context, _ *cli.Context) error {
 	st, err := s.openCache(ctx)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 
+	"stellaops.io/stella/approve"
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/keys"
@@ -53,6 +54,26 @@ var errorTable = []errorRow{
 	{pack.ErrUnsafePath, "ERR_PACK_UNSAFE_PATH", exitInvalid, "packs hold regular files only: replace symlinks and special files with real files"},
 	{pack.ErrNotFound, "ERR_PACK_NOT_FOUND", exitNotFound, "check the pack folder (it must hold pack.yaml) or the <id>:<version> (see `stella pack list`)"},
 	{pack.ErrExists, "ERR_PACK_EXISTS", exitGeneric, "choose another folder or remove the existing one"},
+	// Approvals. Corrupt records and altered plans before plan.ErrInvalid,
+	// which they may wrap.
+	{approve.ErrRecordCorrupt, "ERR_PACK_APPROVAL_RECORD_CORRUPT", exitInvalid, "an approval record in the cache is damaged: run `stella cache verify`"},
+	{approve.ErrPlanAltered, "ERR_PACK_HASH_MISMATCH", exitInvalid, "the plan in the request does not hash to the plan hash it claims: do not sign it; ask the operator for a new request"},
+	{approve.ErrPlanNotFound, "ERR_PACK_PLAN_NOT_FOUND", exitNotFound, "save the plan with `stella pack plan --save`; `stella pack plans list` shows saved plans (give at least 12 hex digits)"},
+	{approve.ErrPlanAmbiguous, "ERR_PACK_PLAN_AMBIGUOUS", exitInvalid, "several saved plans start with those digits: give more of the plan hash"},
+	{approve.ErrGateNotFound, "ERR_PACK_GATE_NOT_FOUND", exitNotFound, "`stella pack plans show HASH` lists the plan's approval gates (their step ids)"},
+	{approve.ErrPackNotFound, "ERR_PACK_APPROVAL_PACK_UNKNOWN", exitNotFound, "build or import the pack into this cache, or save the plan again from the pack"},
+	{approve.ErrInvalidInput, "ERR_PACK_APPROVAL_INPUT_INVALID", exitGeneric, "fix the named option (tenant, requester, comment or decision)"},
+	{approve.ErrInvalidRequest, "ERR_PACK_APPROVAL_REQUEST_INVALID", exitInvalid, "the file is not a stella approval request: ask the operator for a new request bundle"},
+	{approve.ErrInvalidResponse, "ERR_PACK_APPROVAL_RESPONSE_INVALID", exitInvalid, "the file is not one well-formed approval response: ask the approver to sign again with `stella pack approve sign`"},
+	{approve.ErrMismatch, "ERR_PACK_APPROVAL_MISMATCH", exitTrust, "the response answers another plan, gate, tenant or request (the field is named): import the response that answers this request"},
+	{approve.ErrUnknownRequest, "ERR_PACK_APPROVAL_UNKNOWN_REQUEST", exitTrust, "the response answers a request this cache never issued: import it on the machine that issued the request"},
+	{approve.ErrNotPending, "ERR_PACK_APPROVAL_NOT_PENDING", exitTrust, "the request is no longer pending (its gate is decided): nothing more to import"},
+	{approve.ErrExpired, "ERR_PACK_APPROVAL_TIMEOUT", exitTrust, "the approval window has passed: issue a new request (`stella pack approve --offline-request`) and have it signed before it expires"},
+	{approve.ErrLifetimeTooLong, "ERR_PACK_APPROVAL_LIFETIME", exitTrust, "the decision claims to outlive its request: it was not made by stella, or was altered; have it signed again"},
+	{approve.ErrSigningTime, "ERR_PACK_APPROVAL_CLOCK", exitTrust, "the decision's signing time is out of range: check the approver's clock, or the clockSkew setting"},
+	{approve.ErrAlreadyDecided, "ERR_PACK_APPROVAL_ALREADY_DECIDED", exitTrust, "this key already answered this request; a change of mind needs a new request"},
+	{approve.ErrGateRejected, "ERR_PACK_GATE_REJECTED", exitTrust, "the gate was rejected for this plan; a changed plan (new hash) must be approved anew"},
+
 	{errSealedSecretSource, "ERR_PACK_SEALED_SECRET_SOURCE", exitSealed, "in sealed mode secrets come only from the sealed vault: store them there (`stella vault put`) and point the pack's source at vault:<name>"},
 	{errSecretMissing, "ERR_PACK_SECRET_MISSING", exitNotFound, "put each named secret into the vault (`stella vault put NAME`), or set the named environment variable outside sealed mode"},
 	{plan.ErrExpansion, "ERR_PACK_PLAN_EXPANSION", exitInvalid, "a map or loop could not be expanded from the inputs: check that its items expression gives a list"},

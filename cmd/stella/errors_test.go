@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"stellaops.io/stella/approve"
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/keys"
@@ -75,6 +76,23 @@ var domainErrors = map[string]error{
 	"cache.ErrIndexCorrupt":          cache.ErrIndexCorrupt,
 	"cache.ErrIndexVersion":          cache.ErrIndexVersion,
 	"cache.ErrNotFound":              cache.ErrNotFound,
+	"approve.ErrRecordCorrupt":       approve.ErrRecordCorrupt,
+	"approve.ErrPlanAltered":         approve.ErrPlanAltered,
+	"approve.ErrPlanNotFound":        approve.ErrPlanNotFound,
+	"approve.ErrPlanAmbiguous":       approve.ErrPlanAmbiguous,
+	"approve.ErrGateNotFound":        approve.ErrGateNotFound,
+	"approve.ErrPackNotFound":        approve.ErrPackNotFound,
+	"approve.ErrInvalidInput":        approve.ErrInvalidInput,
+	"approve.ErrInvalidRequest":      approve.ErrInvalidRequest,
+	"approve.ErrInvalidResponse":     approve.ErrInvalidResponse,
+	"approve.ErrMismatch":            approve.ErrMismatch,
+	"approve.ErrUnknownRequest":      approve.ErrUnknownRequest,
+	"approve.ErrNotPending":          approve.ErrNotPending,
+	"approve.ErrExpired":             approve.ErrExpired,
+	"approve.ErrLifetimeTooLong":     approve.ErrLifetimeTooLong,
+	"approve.ErrSigningTime":         approve.ErrSigningTime,
+	"approve.ErrAlreadyDecided":      approve.ErrAlreadyDecided,
+	"approve.ErrGateRejected":        approve.ErrGateRejected,
 	"signature.ErrRejected":          signature.ErrRejected,
 	"signature.ErrNotSignature":      signature.ErrNotSignature,
 	"bundle.ErrFileChanged":          bundle.ErrFileChanged,

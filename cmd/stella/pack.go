@@ -12,6 +12,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/urfave/cli/v2"
 
+	"stellaops.io/stella/approve"
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/internal/safefile"
 	"stellaops.io/stella/pack"
@@ -71,10 +72,11 @@ Examples:
 					&cli.StringFlag{Name: "pack", Usage: "pack folder, or ID:VERSION of a pack in the cache (required)"},
 					&cli.StringFlag{Name: "inputs", Usage: "JSON file of input values (- for stdin)"},
 					&cli.StringFlag{Name: "out", Usage: "write the canonical plan JSON to this file"},
+					&cli.BoolFlag{Name: "save", Usage: "save the plan in the cache under its hash, for approvals (see `stella pack plans`)"},
 				},
 				Action: action(s.packPlan),
 			},
-		}, s.artifactCommands()...),
+		}, append(s.artifactCommands(), s.approveCommands()...)...),
 	}
 }
 
@@ -198,6 +200,7 @@ type planResult struct {
 	Secrets   []secretStatus  `json:"secrets"`
 	Steps     []planStep      `json:"steps"`
 	Out       string          `json:"out,omitempty"`
+	Saved     bool            `json:"saved"`
 }
 
 type planStep struct {
@@ -246,7 +249,16 @@ func (s *session) packPlan(ctx context.Context, c *cli.Context) error {
 			return err
 		}
 	}
-	res := planResult{PlanHash: hash, Pack: pl.Pack, Approvals: pl.Approvals, Secrets: secrets, Steps: []planStep{}, Out: c.String("out")}
+	if c.Bool("save") {
+		st, err := s.openCache(ctx)
+		if err != nil {
+			return err
+		}
+		if _, err := approve.SavePlan(ctx, st, canon, approve.PlanMeta{PackRef: p.ID(), Tenant: s.tenant, SavedAt: s.now(), PackSize: a.Manifest.Size}); err != nil {
+			return err
+		}
+	}
+	res := planResult{PlanHash: hash, Pack: pl.Pack, Approvals: pl.Approvals, Secrets: secrets, Steps: []planStep{}, Out: c.String("out"), Saved: c.Bool("save")}
 	pl.Walk(func(st *plan.Step, depth int) {
 		res.Steps = append(res.Steps, planStep{ID: st.ID, Kind: st.Kind, Status: st.Status, Depth: depth})
 	})
@@ -258,6 +270,9 @@ func renderPlan(w io.Writer, r planResult) {
 	fmt.Fprintf(w, "pack:      %s:%s (%s)\n", r.Pack.Name, r.Pack.Version, r.Pack.Digest)
 	if r.Out != "" {
 		fmt.Fprintf(w, "plan file: %s\n", r.Out)
+	}
+	if r.Saved {
+		fmt.Fprintf(w, "saved:     in the cache (stella pack plans show %s)\n", r.PlanHash.Encoded()[:12])
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "\napprovals required: %d\n", len(r.Approvals))

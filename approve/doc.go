@@ -1,0 +1,94 @@
+// Package approve carries gate approvals across an air gap, bound to a plan
+// hash: saved plans, approval requests and responses, the decisions they
+// record, the gates' states, and a hash-chained ledger of everything that
+// happened. docs/approvals.md describes the flow for users; ADR 0005 the
+// decisions behind it.
+//
+// # Model
+//
+// A plan (package plan) is saved in the cache under its hash (SavePlan). An
+// approval is asked for one gate of one saved plan for one tenant
+// (NewRequest): the request is an artifact stored in the cache and written
+// to a bundle file (WriteRequestBundle) that travels to approvers. An
+// approver, with an empty home, checks the bundle (Review) and signs a
+// decision (Sign) into a response artifact written to another bundle
+// (WriteResponseBundle). Back on the requesting side, Accept imports the
+// response only if every check holds and records the decision. Decide is
+// the same round trip for an approver at the requesting machine, through
+// the same checks.
+//
+// # Artifacts
+//
+// Both are OCI image manifests (image-spec v1.1) with the OCI empty JSON
+// config:
+//
+//	approval-request   artifactType bundle.ArtifactTypeApprovalRequest
+//	                   layers: the request JSON (bundle.MediaTypeApprovalRequest,
+//	                           RFC 8785 canonical, see RequestDoc), then the
+//	                           canonical plan (MediaTypePlan)
+//	                   subject: the pack manifest (digest = plan's pack digest)
+//	                   cache ref: "approval-request:<first 16 hex of the nonce>"
+//	approval-response  artifactType bundle.ArtifactTypeApprovalResponse
+//	                   layer: one DSSE envelope (bundle.MediaTypeDSSE) over an
+//	                          in-toto statement whose subject is the request
+//	                          manifest and predicate type
+//	                          PredicateApprovalDecision (see Predicate)
+//	                   subject: the request manifest; kept in the cache by it
+//
+// The request binds tenant, pack (name, version, digest), plan hash, gate,
+// the gate's rule (id, role, minApprovers, expiresAfter, reason), requester,
+// requestedAt, expiresAt = requestedAt + expiresAfter, and a 32-byte random
+// nonce. The decision binds request digest, plan hash, gate, tenant, nonce,
+// verdict, comment, approver key id, signing time and an expiry never later
+// than the request's.
+//
+// # Checks
+//
+// Review recomputes the plan hash from the plan layer (ErrPlanAltered) and
+// checks the plan against the request. Accept checks, in order, the bundle
+// (package bundle's errors), the artifact's shape (ErrInvalidResponse), that
+// this cache issued the request (ErrUnknownRequest), the signature against
+// the trust store with the gate's role and the request's tenant (package
+// trust's errors), every bound field (*MismatchError), replays (Duplicate,
+// a no-op), a rejected gate (ErrGateRejected), the lifetime
+// (ErrLifetimeTooLong), expiry (ErrExpired), signing time (ErrSigningTime),
+// that the request is pending (ErrNotPending) and that the key did not
+// already answer it otherwise (ErrAlreadyDecided). Every refusal appends a
+// refusal entry to the ledger and records nothing else.
+//
+// # State machine
+//
+// A gate (tenant, plan hash, gate) collects the decisions on all its
+// requests. An approval counts while its expiry has not passed. The gate is
+//
+//	pending    a request is live, no approval counts yet
+//	approved   n of m distinct keys' approvals count (n/m); it is Satisfied,
+//	           and a run may pass it, only when n >= m
+//	rejected   one rejection was accepted: final for this plan
+//	expired    not satisfied and no request is live any more
+//
+// Requests are pending until the gate is satisfied or rejected (they are
+// then closed as approved or rejected) or their expiry passes. A new request
+// may be issued for a pending or expired gate, not for a satisfied or
+// rejected one.
+//
+// # Ledger
+//
+// Every request, decision, refusal and first observed expiry appends an
+// Entry: seq (1, 2, ...), time, event, tenant, plan hash, gate, request and
+// response digests, key id, decision, reason, prev (the previous entry's
+// hash) and hash (sha256 of the entry's canonical JSON without hash). A
+// head record names the last entry. VerifyLedger (and VerifyHook, for
+// cache.Store.Verify) detects an altered, removed or moved entry and a
+// removed tail. A writer able to rewrite every entry and the head is not
+// detected locally: the head hash carried by evidence anchors it.
+//
+// # Storage
+//
+// Records live in the cache index (cache.Store.Update/View) in this
+// package's buckets: approve.plans (plan hash → canonical plan and meta),
+// approve.requests (request digest → request record), approve.gates
+// (tenant 0x00 plan hash 0x00 gate → requests and decisions with their
+// envelopes), approve.ledger (big-endian seq → canonical entry) and
+// approve.meta (the ledger head). Artifacts are stored with cache.Import.
+package approve

@@ -1,0 +1,340 @@
+package approve
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"go.etcd.io/bbolt"
+
+	"stellaops.io/stella/cache"
+)
+
+// State is a gate's (or a request's) state.
+type State string
+
+// States. A gate is pending until its first approval, approved (n of m)
+// from then on, rejected after one rejection (final), and expired when no
+// live request and not enough live approvals remain.
+const (
+	StatePending  State = "pending"
+	StateApproved State = "approved"
+	StateRejected State = "rejected"
+	StateExpired  State = "expired"
+)
+
+// AllTenants makes Gates list the gates of every tenant.
+const AllTenants = "*"
+
+// GateState is the state of one gate of one plan for one tenant.
+type GateState struct {
+	Tenant   string
+	PlanHash digest.Digest
+	Gate     string
+	PackRef  string
+	Approval ApprovalInfo // the gate's rule
+	State    State
+	// Approvals counts the distinct keys whose approval is still live (not
+	// past its expiry); Required is the gate's minApprovers.
+	Approvals int
+	Required  int
+	// Satisfied: the gate is open — approved by Required distinct keys, not
+	// rejected. Only then may a run pass it.
+	Satisfied bool
+	// ExpiresAt is when the state next changes by itself: for a satisfied
+	// gate the earliest expiry of the approvals counted, else the latest
+	// expiry of its pending requests; zero when nothing is live.
+	ExpiresAt time.Time
+	Decisions []DecisionInfo // in the order accepted
+	Requests  []RequestInfo  // in the order issued
+}
+
+// String renders the state as operators read it: "pending 0/2",
+// "approved 1/2", "approved 2/2", "rejected", "expired".
+func (g GateState) String() string {
+	switch g.State {
+	case StatePending, StateApproved:
+		return fmt.Sprintf("%s %d/%d", g.State, g.Approvals, g.Required)
+	}
+	return string(g.State)
+}
+
+// DecisionInfo is one accepted decision.
+type DecisionInfo struct {
+	KeyID      string
+	KeyName    string // the trust store's name for the key when accepted
+	Decision   Verdict
+	Comment    string
+	SignedAt   time.Time
+	ImportedAt time.Time
+	ExpiresAt  time.Time
+	Request    digest.Digest // request manifest
+	Response   digest.Digest // response manifest
+}
+
+// RequestInfo is one request issued for a gate.
+type RequestInfo struct {
+	Digest      digest.Digest
+	Ref         string
+	Status      State // pending, approved, rejected or expired
+	Requester   string
+	RequestedAt time.Time
+	ExpiresAt   time.Time
+	Nonce       string
+}
+
+// gateRecord is what the cache keeps of a gate: its requests and the
+// decisions accepted on them.
+type gateRecord struct {
+	Tenant    string           `json:"tenant"`
+	PlanHash  digest.Digest    `json:"planHash"`
+	Gate      string           `json:"gate"`
+	PackRef   string           `json:"packRef"`
+	Approval  ApprovalInfo     `json:"approval"`
+	Requests  []digest.Digest  `json:"requests"`
+	Decisions []decisionRecord `json:"decisions"`
+}
+
+// decisionRecord is one accepted decision, with its envelope (what
+// evidence carries).
+type decisionRecord struct {
+	Request   digest.Digest `json:"request"`
+	Response  digest.Digest `json:"response"`
+	Payload   digest.Digest `json:"payload"` // sha256 of the signed statement
+	KeyID     string        `json:"keyId"`
+	KeyName   string        `json:"keyName"`
+	Decision  Verdict       `json:"decision"`
+	Comment   string        `json:"comment"`
+	SignedAt  time.Time     `json:"signedAt"`
+	ExpiresAt time.Time     `json:"expiresAt"`
+	Imported  time.Time     `json:"importedAt"`
+	Envelope  []byte        `json:"envelope"`
+}
+
+func gateKey(tenant string, planHash digest.Digest, gate string) string {
+	return tenant + "\x00" + string(planHash) + "\x00" + gate
+}
+
+func loadGate(tx *bbolt.Tx, tenant string, planHash digest.Digest, gate string) (*gateRecord, bool, error) {
+	var g gateRecord
+	ok, err := get(tx, bucketGates, gateKey(tenant, planHash, gate), &g)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	return &g, true, nil
+}
+
+func loadRequests(tx *bbolt.Tx, g *gateRecord) (map[digest.Digest]*requestRecord, error) {
+	out := map[digest.Digest]*requestRecord{}
+	for _, d := range g.Requests {
+		var r requestRecord
+		ok, err := get(tx, bucketRequests, string(d), &r)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fmt.Errorf("gate %s: request %s: %w: record missing", g.Gate, d, ErrRecordCorrupt)
+		}
+		out[d] = &r
+	}
+	return out, nil
+}
+
+// requestStatus is a request's status at now.
+func requestStatus(r *requestRecord, now time.Time) State {
+	switch {
+	case r.Closed != "":
+		return r.Closed
+	case now.After(r.ExpiresAt):
+		return StateExpired
+	}
+	return StatePending
+}
+
+// computeState derives a gate's state at now from its records.
+func computeState(g *gateRecord, reqs map[digest.Digest]*requestRecord, now time.Time) GateState {
+	gs := GateState{Tenant: g.Tenant, PlanHash: g.PlanHash, Gate: g.Gate, PackRef: g.PackRef, Approval: g.Approval,
+		Required: g.Approval.MinApprovers}
+	rejected := false
+	live := map[string]time.Time{} // key id → latest live expiry
+	for _, d := range g.Decisions {
+		gs.Decisions = append(gs.Decisions, DecisionInfo{KeyID: d.KeyID, KeyName: d.KeyName, Decision: d.Decision,
+			Comment: d.Comment, SignedAt: d.SignedAt, ImportedAt: d.Imported, ExpiresAt: d.ExpiresAt,
+			Request: d.Request, Response: d.Response})
+		switch {
+		case d.Decision == Reject:
+			rejected = true
+		case !now.After(d.ExpiresAt) && d.ExpiresAt.After(live[d.KeyID]):
+			live[d.KeyID] = d.ExpiresAt
+		}
+	}
+	var pendingUntil time.Time
+	for _, d := range g.Requests {
+		r := reqs[d]
+		if r == nil {
+			continue
+		}
+		status := requestStatus(r, now)
+		gs.Requests = append(gs.Requests, RequestInfo{Digest: d, Ref: r.Ref, Status: status, Requester: r.Requester,
+			RequestedAt: r.RequestedAt, ExpiresAt: r.ExpiresAt, Nonce: r.Nonce})
+		if status == StatePending && r.ExpiresAt.After(pendingUntil) {
+			pendingUntil = r.ExpiresAt
+		}
+	}
+	gs.Approvals = len(live)
+	gs.Satisfied = !rejected && gs.Approvals >= gs.Required
+	switch {
+	case rejected:
+		gs.State = StateRejected
+	case gs.Satisfied:
+		gs.State = StateApproved
+		exps := make([]time.Time, 0, len(live))
+		for _, t := range live {
+			exps = append(exps, t)
+		}
+		slices.SortFunc(exps, func(a, b time.Time) int { return a.Compare(b) })
+		// The gate stays open while Required approvals live: until the
+		// Required-th latest expiry passes.
+		gs.ExpiresAt = exps[len(exps)-gs.Required]
+	case !pendingUntil.IsZero():
+		gs.State = StatePending
+		if gs.Approvals > 0 {
+			gs.State = StateApproved
+		}
+		gs.ExpiresAt = pendingUntil
+	default:
+		gs.State = StateExpired
+	}
+	return gs
+}
+
+// gateState loads and computes one gate's state inside tx.
+func gateState(tx *bbolt.Tx, tenant string, planHash digest.Digest, gate string, now time.Time) (*GateState, error) {
+	g, ok, err := loadGate(tx, tenant, planHash, gate)
+	if err != nil || !ok {
+		return nil, err
+	}
+	reqs, err := loadRequests(tx, g)
+	if err != nil {
+		return nil, err
+	}
+	gs := computeState(g, reqs, now)
+	return &gs, nil
+}
+
+// checkGateOpen refuses a new request on a rejected (ErrGateRejected) or
+// satisfied (ErrNotPending) gate.
+func checkGateOpen(tx *bbolt.Tx, tenant string, planHash digest.Digest, gate string, now time.Time) error {
+	gs, err := gateState(tx, tenant, planHash, gate, now)
+	if err != nil || gs == nil {
+		return err
+	}
+	switch {
+	case gs.State == StateRejected:
+		return fmt.Errorf("gate %q of plan %s (tenant %q): %w", gate, planHash, tenant, ErrGateRejected)
+	case gs.Satisfied:
+		return fmt.Errorf("gate %q of plan %s (tenant %q) is approved %d/%d until %s: %w", gate, planHash, tenant,
+			gs.Approvals, gs.Required, gs.ExpiresAt.Format(time.RFC3339), ErrNotPending)
+	}
+	return nil
+}
+
+// observeExpiry appends one expiry entry for every request still pending
+// past its expiry that has none yet.
+func observeExpiry(tx *bbolt.Tx, now time.Time) error {
+	b := tx.Bucket(bucketRequests)
+	type hit struct {
+		key string
+		rec requestRecord
+	}
+	var hits []hit
+	err := b.ForEach(func(k, _ []byte) error {
+		var r requestRecord
+		if _, err := get(tx, bucketRequests, string(k), &r); err != nil {
+			return err
+		}
+		if r.Closed == "" && !r.ExpiryLogged && now.After(r.ExpiresAt) {
+			hits = append(hits, hit{string(k), r})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(hits, func(a, b hit) int { return a.rec.ExpiresAt.Compare(b.rec.ExpiresAt) })
+	for _, h := range hits {
+		h.rec.ExpiryLogged = true
+		if err := put(tx, bucketRequests, h.key, h.rec); err != nil {
+			return err
+		}
+		if _, err := appendEntry(tx, Entry{Time: now, Event: EventExpiry, Tenant: h.rec.Tenant, PlanHash: h.rec.PlanHash,
+			Gate: h.rec.Gate, RequestDigest: digest.Digest(h.key), Reason: "expired at " + h.rec.ExpiresAt.Format(time.RFC3339)}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Gates returns the state at now (zero means now) of every gate of tenant
+// ("" for no tenant, AllTenants for all) that had a request, sorted by
+// tenant, plan hash and gate. Requests seen past their expiry for the first
+// time get their expiry entry in the ledger.
+func Gates(ctx context.Context, st *cache.Store, tenant string, now time.Time) ([]GateState, error) {
+	now = nowOr(now)
+	var out []GateState
+	err := update(ctx, st, func(tx *bbolt.Tx) error {
+		out = nil
+		if err := observeExpiry(tx, now); err != nil {
+			return err
+		}
+		var prefix []byte
+		if tenant != AllTenants {
+			prefix = []byte(tenant + "\x00")
+		}
+		c := tx.Bucket(bucketGates).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			var g gateRecord
+			if _, err := get(tx, bucketGates, string(k), &g); err != nil {
+				return err
+			}
+			reqs, err := loadRequests(tx, &g)
+			if err != nil {
+				return err
+			}
+			out = append(out, computeState(&g, reqs, now))
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Gate returns the state at now (zero means now) of one gate. planHash may
+// be a unique prefix (see Plan). ErrGateNotFound: no request was ever made
+// for it here. Like Gates, it records expiries it observes.
+func Gate(ctx context.Context, st *cache.Store, tenant, planHash, gate string, now time.Time) (*GateState, error) {
+	now = nowOr(now)
+	var gs *GateState
+	err := update(ctx, st, func(tx *bbolt.Tx) error {
+		h := digest.Digest(planHash)
+		if checkSHA256(h) != nil {
+			sp, err := lookupPlan(tx, planHash)
+			if err != nil {
+				return err
+			}
+			h = sp.Hash
+		}
+		if err := observeExpiry(tx, now); err != nil {
+			return err
+		}
+		var err error
+		gs, err = gateState(tx, tenant, h, gate, now)
+		if err == nil && gs == nil {
+			err = fmt.Errorf("gate %q of plan %s (tenant %q): no approval was requested: %w", gate, h, tenant, ErrGateNotFound)
+		}
+		return err
+	})
+	return gs, err
+}

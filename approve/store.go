@@ -1,0 +1,261 @@
+package approve
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/gowebpki/jcs"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.etcd.io/bbolt"
+	"oras.land/oras-go/v2/content"
+	"oras.land/oras-go/v2/errdef"
+)
+
+// Buckets of this package in the cache index (see doc.go).
+var (
+	bucketPlans    = []byte("approve.plans")    // plan hash → planRecord
+	bucketRequests = []byte("approve.requests") // request manifest digest → requestRecord
+	bucketGates    = []byte("approve.gates")    // tenant 0x00 plan hash 0x00 gate → gateRecord
+	bucketLedger   = []byte("approve.ledger")   // big-endian seq → canonical Entry
+	bucketMeta     = []byte("approve.meta")     // "ledger.head" → ledgerHead
+
+	allBuckets = [][]byte{bucketPlans, bucketRequests, bucketGates, bucketLedger, bucketMeta}
+)
+
+// Bounds on what this package reads from untrusted sources.
+const (
+	// MaxRequestSize bounds the request JSON layer.
+	MaxRequestSize = 64 << 10
+	// MaxPlanSize bounds a plan (saved, or carried in a request).
+	MaxPlanSize = 32 << 20
+	// MaxCommentSize bounds a decision's comment.
+	MaxCommentSize = 4 << 10
+	// maxManifestSize bounds an artifact manifest, as package bundle does.
+	maxManifestSize = 4 << 20
+	// maxRequester bounds the requester string.
+	maxRequester = 256
+	// maxGateID bounds a gate id.
+	maxGateID = 1024
+	// maxMinApprovers bounds a gate's approver count.
+	maxMinApprovers = 100
+	// maxExpiresAfter mirrors the pack format's bound on expiresAfter.
+	maxExpiresAfter = 90 * 24 * time.Hour
+)
+
+// tenantRE is the tenant syntax of the trust store.
+var tenantRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+func createBuckets(tx *bbolt.Tx) error {
+	for _, b := range allBuckets {
+		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// get reads a JSON record; a missing bucket or key is (false, nil).
+func get(tx *bbolt.Tx, bucket []byte, key string, v any) (bool, error) {
+	b := tx.Bucket(bucket)
+	if b == nil {
+		return false, nil
+	}
+	raw := b.Get([]byte(key))
+	if raw == nil {
+		return false, nil
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return false, fmt.Errorf("record %s/%s: %w: %v", bucket, key, ErrRecordCorrupt, err)
+	}
+	return true, nil
+}
+
+func put(tx *bbolt.Tx, bucket []byte, key string, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucket).Put([]byte(key), raw)
+}
+
+// update runs fn in a write transaction with this package's buckets made.
+func update(ctx context.Context, st storeTx, fn func(tx *bbolt.Tx) error) error {
+	return st.Update(ctx, func(tx *bbolt.Tx) error {
+		if err := createBuckets(tx); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
+}
+
+// storeTx is the part of *cache.Store this package's transactions use.
+type storeTx interface {
+	Update(ctx context.Context, fn func(tx *bbolt.Tx) error) error
+	View(ctx context.Context, fn func(tx *bbolt.Tx) error) error
+}
+
+// canonicalJSON is the RFC 8785 form of v.
+func canonicalJSON(v any) ([]byte, error) {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return jcs.Transform(raw)
+}
+
+// decodeCanonical decodes data into v strictly: data must be RFC 8785
+// canonical JSON (so valid UTF-8, no duplicate names), hold no unknown
+// field, and re-encode to exactly the same bytes (so every field is
+// present, names match exactly and times and numbers are in their one
+// canonical form).
+func decodeCanonical(data []byte, v any) error {
+	canon, err := jcs.Transform(data)
+	if err != nil {
+		return fmt.Errorf("not valid json: %v", err)
+	}
+	if !bytes.Equal(canon, data) {
+		return fmt.Errorf("not RFC 8785 canonical json")
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	again, err := canonicalJSON(v)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(again, data) {
+		return fmt.Errorf("fields missing, misspelt or not in canonical form")
+	}
+	return nil
+}
+
+// utc normalizes a time the way every stored and signed time is kept: UTC,
+// whole seconds.
+func utc(t time.Time) time.Time { return t.UTC().Truncate(time.Second) }
+
+func nowOr(t time.Time) time.Time {
+	if t.IsZero() {
+		t = time.Now()
+	}
+	return utc(t)
+}
+
+// wholeUTC reports whether t is already in stored form.
+func wholeUTC(t time.Time) bool { return t.Location() == time.UTC && t.Nanosecond() == 0 }
+
+// checkText accepts printable UTF-8 of at most max bytes; newlines and tabs
+// only when multiline.
+func checkText(what, s string, max int, multiline bool) error {
+	if len(s) > max {
+		return fmt.Errorf("%s of %d bytes exceeds %d: %w", what, len(s), max, ErrInvalidInput)
+	}
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%s is not valid UTF-8: %w", what, ErrInvalidInput)
+	}
+	for _, r := range s {
+		if multiline && (r == '\n' || r == '\t') {
+			continue
+		}
+		if !unicode.IsPrint(r) && r != ' ' {
+			return fmt.Errorf("%s holds control character %U: %w", what, r, ErrInvalidInput)
+		}
+	}
+	return nil
+}
+
+func checkTenant(tenant string) error {
+	if tenant != "" && !tenantRE.MatchString(tenant) {
+		return fmt.Errorf("tenant %q: %w: letters, digits, '.', '_' and '-', at most 128", tenant, ErrInvalidInput)
+	}
+	return nil
+}
+
+// checkSHA256 accepts a lowercase sha256 digest.
+func checkSHA256(d digest.Digest) error {
+	if err := d.Validate(); err != nil {
+		return err
+	}
+	if d.Algorithm() != digest.SHA256 {
+		return fmt.Errorf("digest %s: only sha256 is accepted", d)
+	}
+	return nil
+}
+
+func isLowerHex(s string) bool {
+	return s != "" && strings.Trim(s, "0123456789abcdef") == ""
+}
+
+// blobs is an in-memory content.ReadOnlyStorage of an artifact being made.
+type blobs map[digest.Digest][]byte
+
+var _ content.ReadOnlyStorage = blobs(nil)
+
+func (m blobs) add(mediaType string, b []byte) ocispec.Descriptor {
+	d := digest.FromBytes(b)
+	m[d] = b
+	return ocispec.Descriptor{MediaType: mediaType, Digest: d, Size: int64(len(b))}
+}
+
+func (m blobs) Fetch(_ context.Context, d ocispec.Descriptor) (io.ReadCloser, error) {
+	b, ok := m[d.Digest]
+	if !ok || int64(len(b)) != d.Size {
+		return nil, fmt.Errorf("%s: %w", d.Digest, errdef.ErrNotFound)
+	}
+	return io.NopCloser(bytes.NewReader(b)), nil
+}
+
+func (m blobs) Exists(_ context.Context, d ocispec.Descriptor) (bool, error) {
+	b, ok := m[d.Digest]
+	return ok && int64(len(b)) == d.Size, nil
+}
+
+// fetchBlob reads the blob d (at most limit bytes) from src and checks its
+// size and digest before returning it.
+func fetchBlob(ctx context.Context, src content.Fetcher, d ocispec.Descriptor, limit int64, invalid error) ([]byte, error) {
+	if d.Size < 0 || d.Size > limit {
+		return nil, fmt.Errorf("blob %s: %w: %d bytes, limit %d", d.Digest, invalid, d.Size, limit)
+	}
+	if err := checkSHA256(d.Digest); err != nil {
+		return nil, fmt.Errorf("blob %q: %w: %v", d.Digest, invalid, err)
+	}
+	rc, err := src.Fetch(ctx, d)
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", d.Digest, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, d.Size+1))
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", d.Digest, err)
+	}
+	if int64(len(b)) != d.Size || digest.FromBytes(b) != d.Digest {
+		return nil, fmt.Errorf("blob %s: %w: content differs from its descriptor", d.Digest, invalid)
+	}
+	return b, nil
+}
+
+// emptyConfig is the OCI empty JSON config, without its inline data.
+func emptyConfig() ocispec.Descriptor {
+	d := ocispec.DescriptorEmptyJSON
+	return ocispec.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size}
+}
+
+func isEmptyConfig(d ocispec.Descriptor) bool {
+	e := emptyConfig()
+	return d.MediaType == e.MediaType && d.Digest == e.Digest && d.Size == e.Size
+}
+
+// plainDesc keeps what identifies content.
+func plainDesc(d ocispec.Descriptor) ocispec.Descriptor {
+	return ocispec.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size}
+}

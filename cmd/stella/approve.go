@@ -1,0 +1,533 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
+
+	"stellaops.io/stella/approve"
+	"stellaops.io/stella/plan"
+)
+
+// defaultClockSkew is the documented default of the config's clockSkew.
+const defaultClockSkew = 5 * time.Minute
+
+func (s *session) clockSkew() time.Duration {
+	if s.config.ClockSkew > 0 {
+		return s.config.ClockSkew
+	}
+	return defaultClockSkew
+}
+
+func (s *session) approveCommands() []*cli.Command {
+	decisionFlags := []cli.Flag{
+		&cli.StringFlag{Name: "key", Usage: "approver key: a key file or vault:NAME"},
+		&cli.StringFlag{Name: "decision", Usage: "approve or reject", Value: "approve"},
+		&cli.StringFlag{Name: "comment", Usage: "why; recorded and signed with the decision"},
+	}
+	return []*cli.Command{
+		{
+			Name:  "approve",
+			Usage: "request, sign and record approvals bound to a plan hash",
+			Description: `Sealed operator, offline: write a request bundle for an approver's machine, then
+import the signed response.
+   stella pack approve --offline-request --plan 3f2a9c1d7e4b --gate change-board -o request.stella.tar
+   stella pack approve --offline-response response.stella.tar
+
+Approver, on their own machine with their own home:
+   stella pack approve review request.stella.tar
+   stella pack approve sign --key approver.key --decision approve --comment "scope checked" -o response.stella.tar request.stella.tar
+
+An approver at this machine decides locally (the same checks apply):
+   stella pack approve --plan 3f2a9c1d7e4b --gate change-board --key vault:alice --comment "ok"`,
+			Flags: append([]cli.Flag{
+				&cli.BoolFlag{Name: "offline-request", Usage: "write a request bundle for --plan and --gate"},
+				&cli.StringFlag{Name: "offline-response", Usage: "import a signed response bundle"},
+				&cli.StringFlag{Name: "plan", Usage: "saved plan hash (or a unique prefix of 12+ hex digits)"},
+				&cli.StringFlag{Name: "gate", Usage: "approval gate (its step id)"},
+				&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "request bundle file to write", DefaultText: "request-<id>.stella.tar"},
+				&cli.StringFlag{Name: "requester", Usage: "who asks", DefaultText: "$USER@host"},
+				&cli.StringFlag{Name: "run", Usage: "run id (runs arrive with the runner; approvals attach to plans today)"},
+			}, decisionFlags...),
+			Action: action(s.packApprove),
+			Subcommands: []*cli.Command{
+				{
+					Name:      "review",
+					Usage:     "check a request bundle and show what would be approved",
+					ArgsUsage: "REQUEST",
+					Action:    action(s.approveReview),
+				},
+				{
+					Name:      "sign",
+					Usage:     "sign a decision on a request bundle into a response bundle",
+					ArgsUsage: "REQUEST",
+					Flags: append([]cli.Flag{
+						&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "response bundle to write", DefaultText: "response-<id>.stella.tar"},
+						&cli.BoolFlag{Name: "yes", Usage: "do not ask for confirmation"},
+					}, decisionFlags...),
+					Action: action(s.approveSign),
+				},
+			},
+		},
+		{
+			Name:  "approvals",
+			Usage: "show the state of approval gates",
+			Subcommands: []*cli.Command{
+				{
+					Name:  "list",
+					Usage: "every gate with requests or decisions: pending, approved n/m, rejected, expired",
+					Flags: []cli.Flag{
+						&cli.BoolFlag{Name: "all-tenants", Usage: "not only the current tenant"},
+					},
+					Action: action(s.approvalsList),
+				},
+				{
+					Name:      "show",
+					Usage:     "one gate: who decided what, when; its requests",
+					ArgsUsage: "PLAN GATE",
+					Action:    action(s.approvalsShow),
+				},
+			},
+		},
+		{
+			Name:  "plans",
+			Usage: "plans saved with `stella pack plan --save`",
+			Subcommands: []*cli.Command{
+				{Name: "list", Usage: "saved plans", Action: action(s.plansList)},
+				{Name: "show", Usage: "one saved plan: canonical JSON with --output json", ArgsUsage: "HASH", Action: action(s.plansShow)},
+			},
+		},
+	}
+}
+
+func (s *session) requester(flag string) string {
+	if flag != "" {
+		return flag
+	}
+	name := "operator"
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		name = u.Username
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		return name
+	}
+	return name + "@" + host
+}
+
+func verdict(v string) (approve.Verdict, error) {
+	switch v {
+	case "approve":
+		return approve.Approve, nil
+	case "reject":
+		return approve.Reject, nil
+	}
+	return "", usageError(fmt.Sprintf("--decision %q: expected approve or reject", v))
+}
+
+func (s *session) packApprove(ctx context.Context, c *cli.Context) error {
+	if c.String("run") != "" {
+		return usageError("pack approve --run: runs arrive with the pack runner; approve a saved plan with --plan and --gate")
+	}
+	if c.NArg() > 0 {
+		return usageError(fmt.Sprintf("pack approve: unexpected argument %q (subcommands: review, sign)", c.Args().First()))
+	}
+	st, err := s.openCache(ctx)
+	if err != nil {
+		return err
+	}
+	switch {
+	case c.Bool("offline-request"):
+		if c.String("plan") == "" || c.String("gate") == "" {
+			return usageError("pack approve --offline-request: --plan and --gate are required")
+		}
+		req, err := approve.NewRequest(ctx, st, approve.RequestOptions{PlanHash: c.String("plan"), Gate: c.String("gate"), Tenant: s.tenant, Requester: s.requester(c.String("requester")), Now: s.now()})
+		if err != nil {
+			return err
+		}
+		out := c.String("out")
+		if out == "" {
+			out = "request-" + req.Doc.Nonce[:12] + ".stella.tar"
+		}
+		sum, err := approve.WriteRequestBundle(ctx, st, req, out)
+		if err != nil {
+			return err
+		}
+		res := struct {
+			Request   digest.Digest `json:"request"`
+			Ref       string        `json:"ref"`
+			File      string        `json:"file"`
+			SHA256    string        `json:"sha256"`
+			PlanHash  digest.Digest `json:"planHash"`
+			Gate      string        `json:"gate"`
+			Tenant    string        `json:"tenant"`
+			ExpiresAt string        `json:"expiresAt"`
+		}{req.Descriptor.Digest, req.Ref, out, sum.Digest.Encoded(), req.Doc.PlanHash, req.Doc.Gate, req.Doc.Tenant, req.Doc.ExpiresAt.UTC().Format(time.RFC3339)}
+		return s.emit(res, func(w io.Writer) {
+			fmt.Fprintf(w, "wrote request %s to %s (sha256 %s)\n", res.Request, res.File, res.SHA256)
+			fmt.Fprintf(w, "plan %s, gate %s, tenant %s, expires %s\n", res.PlanHash, res.Gate, res.Tenant, res.ExpiresAt)
+			fmt.Fprintf(w, "carry it to the approver; import the answer with: stella pack approve --offline-response FILE\n")
+		})
+	case c.String("offline-response") != "":
+		ts, err := s.trustStore()
+		if err != nil {
+			return err
+		}
+		out, err := approve.Accept(ctx, st, c.String("offline-response"), approve.AcceptOptions{Trust: ts, Now: s.now(), ClockSkew: s.clockSkew()})
+		if err != nil {
+			return err
+		}
+		return s.emitOutcome(out)
+	case c.String("plan") != "" || c.String("gate") != "":
+		if c.String("plan") == "" || c.String("gate") == "" || c.String("key") == "" {
+			return usageError("pack approve: a local decision needs --plan, --gate and --key")
+		}
+		v, err := verdict(c.String("decision"))
+		if err != nil {
+			return err
+		}
+		signer, err := s.loadSigner(ctx, c.String("key"))
+		if err != nil {
+			return err
+		}
+		ts, err := s.trustStore()
+		if err != nil {
+			return err
+		}
+		out, err := approve.Decide(ctx, st, approve.LocalDecision{PlanHash: c.String("plan"), Gate: c.String("gate"), Tenant: s.tenant,
+			Signer: signer, Decision: v, Comment: c.String("comment"), Trust: ts, Now: s.now(), ClockSkew: s.clockSkew(), Requester: s.requester(c.String("requester"))})
+		if err != nil {
+			return err
+		}
+		return s.emitOutcome(out)
+	}
+	return usageError("pack approve: give --offline-request, --offline-response FILE, or --plan/--gate/--key for a local decision (see --help)")
+}
+
+// gateView is the JSON shape of a gate's state.
+type gateView struct {
+	Tenant    string                 `json:"tenant"`
+	PlanHash  digest.Digest          `json:"planHash"`
+	Gate      string                 `json:"gate"`
+	Pack      string                 `json:"pack"`
+	State     string                 `json:"state"`
+	Approvals int                    `json:"approvals"`
+	Required  int                    `json:"required"`
+	Satisfied bool                   `json:"satisfied"`
+	ExpiresAt string                 `json:"expiresAt,omitempty"`
+	Decisions []approve.DecisionInfo `json:"decisions"`
+	Requests  []approve.RequestInfo  `json:"requests"`
+}
+
+func viewOf(g approve.GateState) gateView {
+	v := gateView{Tenant: g.Tenant, PlanHash: g.PlanHash, Gate: g.Gate, Pack: g.PackRef, State: g.String(), Approvals: g.Approvals,
+		Required: g.Required, Satisfied: g.Satisfied, Decisions: g.Decisions, Requests: g.Requests}
+	if !g.ExpiresAt.IsZero() {
+		v.ExpiresAt = g.ExpiresAt.UTC().Format(time.RFC3339)
+	}
+	if v.Decisions == nil {
+		v.Decisions = []approve.DecisionInfo{}
+	}
+	if v.Requests == nil {
+		v.Requests = []approve.RequestInfo{}
+	}
+	return v
+}
+
+func (s *session) emitOutcome(o *approve.Outcome) error {
+	res := struct {
+		Duplicate bool          `json:"duplicate"`
+		Request   digest.Digest `json:"request"`
+		Response  digest.Digest `json:"response"`
+		KeyID     string        `json:"keyId"`
+		KeyName   string        `json:"keyName"`
+		Decision  string        `json:"decision"`
+		Gate      gateView      `json:"gate"`
+	}{o.Duplicate, o.Request, o.Response, o.KeyID, o.KeyName, string(o.Decision), viewOf(o.Gate)}
+	return s.emit(res, func(w io.Writer) {
+		if res.Duplicate {
+			fmt.Fprintf(w, "already recorded: response %s (nothing changed)\n", res.Response)
+		} else {
+			fmt.Fprintf(w, "recorded %s by %s (%s) for gate %s\n", res.Decision, orDash(res.KeyName), res.KeyID, res.Gate.Gate)
+		}
+		fmt.Fprintf(w, "gate %s of plan %s: %s\n", res.Gate.Gate, res.Gate.PlanHash, res.Gate.State)
+	})
+}
+
+func (s *session) approveReview(ctx context.Context, c *cli.Context) error {
+	if err := argsExactly(c, 1, "one REQUEST bundle"); err != nil {
+		return err
+	}
+	sum, err := approve.Review(ctx, c.Args().First())
+	if err != nil {
+		return err
+	}
+	res := reviewView(sum)
+	return s.emit(res, func(w io.Writer) { renderReview(w, res) })
+}
+
+type reviewOut struct {
+	Request      digest.Digest         `json:"request"`
+	Pack         plan.PackRef          `json:"pack"`
+	Tenant       string                `json:"tenant"`
+	PlanHash     digest.Digest         `json:"planHash"`
+	PlanVerified bool                  `json:"planVerified"`
+	Gate         string                `json:"gate"`
+	Role         string                `json:"role"`
+	MinApprovers int                   `json:"minApprovers"`
+	Reason       string                `json:"reason,omitempty"`
+	Requester    string                `json:"requester"`
+	RequestedAt  string                `json:"requestedAt"`
+	ExpiresAt    string                `json:"expiresAt"`
+	Inputs       map[string]any        `json:"inputs"`
+	Secrets      []plan.Secret         `json:"secrets"`
+	Steps        []approve.StepSummary `json:"steps"`
+}
+
+func reviewView(sum *approve.Summary) reviewOut {
+	return reviewOut{Request: sum.Request.Digest, Pack: sum.Pack, Tenant: sum.Tenant, PlanHash: sum.PlanHash, PlanVerified: true, Gate: sum.Gate,
+		Role: sum.Role, MinApprovers: sum.MinApprovers, Reason: sum.Reason, Requester: sum.Requester,
+		RequestedAt: sum.RequestedAt.UTC().Format(time.RFC3339), ExpiresAt: sum.ExpiresAt.UTC().Format(time.RFC3339),
+		Inputs: sum.Inputs, Secrets: sum.Secrets, Steps: sum.Steps}
+}
+
+func renderReview(w io.Writer, r reviewOut) {
+	fmt.Fprintf(w, "approval request %s\n", r.Request)
+	fmt.Fprintf(w, "  checksums and signature-free integrity: verified; plan hash recomputed from the plan inside: %s\n", r.PlanHash)
+	fmt.Fprintf(w, "  pack:      %s:%s (%s)\n", r.Pack.Name, r.Pack.Version, r.Pack.Digest)
+	fmt.Fprintf(w, "  tenant:    %s\n  gate:      %s (role %s, %d approver(s))\n", r.Tenant, r.Gate, r.Role, r.MinApprovers)
+	if r.Reason != "" {
+		fmt.Fprintf(w, "  reason:    %s\n", r.Reason)
+	}
+	fmt.Fprintf(w, "  requester: %s at %s\n  expires:   %s\n", r.Requester, r.RequestedAt, r.ExpiresAt)
+	fmt.Fprintln(w, "  inputs:")
+	for _, k := range sortedKeys(r.Inputs) {
+		fmt.Fprintf(w, "    %s = %s\n", k, compactJSON(r.Inputs[k]))
+	}
+	fmt.Fprintln(w, "  secrets (references only):")
+	for _, sec := range r.Secrets {
+		fmt.Fprintf(w, "    %s from %s (used by %s)\n", sec.Name, sec.Source, stepsOrNone(sec.Steps))
+	}
+	fmt.Fprintln(w, "  steps:")
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	for _, st := range r.Steps {
+		cmd := strings.Join(st.Command, " ")
+		fmt.Fprintf(tw, "    %s%s\t%s\t%s\t%s\n", strings.Repeat("  ", st.Depth), st.ID, st.Kind, st.Status, cmd)
+	}
+	tw.Flush()
+}
+
+func (s *session) approveSign(ctx context.Context, c *cli.Context) error {
+	if err := argsExactly(c, 1, "one REQUEST bundle"); err != nil {
+		return err
+	}
+	if c.String("key") == "" {
+		return usageError("pack approve sign: --key is required")
+	}
+	v, err := verdict(c.String("decision"))
+	if err != nil {
+		return err
+	}
+	sum, err := approve.Review(ctx, c.Args().First())
+	if err != nil {
+		return err
+	}
+	if !c.Bool("yes") {
+		if err := s.confirm(reviewView(sum), v); err != nil {
+			return err
+		}
+	}
+	signer, err := s.loadSigner(ctx, c.String("key"))
+	if err != nil {
+		return err
+	}
+	resp, err := approve.Sign(ctx, sum, signer, approve.Decision{Verdict: v, Comment: c.String("comment")}, s.now())
+	if err != nil {
+		return err
+	}
+	out := c.String("out")
+	if out == "" {
+		out = "response-" + resp.Descriptor.Digest.Encoded()[:12] + ".stella.tar"
+	}
+	bs, err := approve.WriteResponseBundle(ctx, resp, out)
+	if err != nil {
+		return err
+	}
+	res := struct {
+		Response digest.Digest `json:"response"`
+		File     string        `json:"file"`
+		SHA256   string        `json:"sha256"`
+		Decision string        `json:"decision"`
+		KeyID    string        `json:"keyId"`
+		PlanHash digest.Digest `json:"planHash"`
+		Gate     string        `json:"gate"`
+	}{resp.Descriptor.Digest, out, bs.Digest.Encoded(), string(v), signer.ID(), sum.PlanHash, sum.Gate}
+	return s.emit(res, func(w io.Writer) {
+		fmt.Fprintf(w, "signed %s of gate %s (plan %s) with key %s\n", res.Decision, res.Gate, res.PlanHash, res.KeyID)
+		fmt.Fprintf(w, "wrote %s (sha256 %s): carry it back to the operator\n", res.File, res.SHA256)
+	})
+}
+
+// confirm shows what is about to be signed and asks on the terminal.
+func (s *session) confirm(r reviewOut, v approve.Verdict) error {
+	tty, err := openTTY()
+	if err != nil || !term.IsTerminal(int(tty.Fd())) {
+		if tty != nil {
+			tty.Close()
+		}
+		return usageError("pack approve sign: no terminal to confirm on; review the request first and pass --yes")
+	}
+	defer tty.Close()
+	renderReview(tty, r)
+	fmt.Fprintf(tty, "\nSign %s for gate %s of plan %s? [y/N] ", strings.ToUpper(string(v)), r.Gate, r.PlanHash)
+	line, _ := bufio.NewReader(tty).ReadString('\n')
+	if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
+		return usageError("pack approve sign: not confirmed; nothing was signed")
+	}
+	return nil
+}
+
+func (s *session) approvalsList(ctx context.Context, c *cli.Context) error {
+	st, err := s.openCache(ctx)
+	if err != nil {
+		return err
+	}
+	tenant := s.tenant
+	if c.Bool("all-tenants") {
+		tenant = approve.AllTenants
+	}
+	gates, err := approve.Gates(ctx, st, tenant, s.now())
+	if err != nil {
+		return err
+	}
+	out := make([]gateView, 0, len(gates))
+	for _, g := range gates {
+		out = append(out, viewOf(g))
+	}
+	return s.emit(out, func(w io.Writer) {
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "TENANT\tPLAN\tGATE\tPACK\tSTATE\tEXPIRES")
+		for _, g := range out {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", g.Tenant, g.PlanHash.Encoded()[:12], g.Gate, g.Pack, g.State, orDash(g.ExpiresAt))
+		}
+		tw.Flush()
+	})
+}
+
+func (s *session) approvalsShow(ctx context.Context, c *cli.Context) error {
+	if err := argsExactly(c, 2, "PLAN and GATE"); err != nil {
+		return err
+	}
+	st, err := s.openCache(ctx)
+	if err != nil {
+		return err
+	}
+	sp, err := approve.Plan(ctx, st, c.Args().Get(0))
+	if err != nil {
+		return err
+	}
+	g, err := approve.Gate(ctx, st, s.tenant, string(sp.Hash), c.Args().Get(1), s.now())
+	if err != nil {
+		return err
+	}
+	v := viewOf(*g)
+	return s.emit(v, func(w io.Writer) {
+		fmt.Fprintf(w, "gate %s of plan %s (%s), tenant %s: %s\n", v.Gate, v.PlanHash, v.Pack, v.Tenant, v.State)
+		for _, d := range v.Decisions {
+			fmt.Fprintf(w, "  %s by %s (%s) signed %s, imported %s: %q\n", d.Decision, orDash(d.KeyName), d.KeyID,
+				d.SignedAt.UTC().Format(time.RFC3339), d.ImportedAt.UTC().Format(time.RFC3339), d.Comment)
+		}
+		for _, r := range v.Requests {
+			fmt.Fprintf(w, "  request %s by %s at %s: %s (expires %s)\n", r.Digest, r.Requester, r.RequestedAt.UTC().Format(time.RFC3339), r.Status, r.ExpiresAt.UTC().Format(time.RFC3339))
+		}
+	})
+}
+
+func (s *session) plansList(ctx context.Context, _ *cli.Context) error {
+	st, err := s.openCache(ctx)
+	if err != nil {
+		return err
+	}
+	plans, err := approve.Plans(ctx, st)
+	if err != nil {
+		return err
+	}
+	type row struct {
+		Hash      digest.Digest `json:"hash"`
+		Pack      string        `json:"pack"`
+		Tenant    string        `json:"tenant"`
+		SavedAt   string        `json:"savedAt"`
+		Approvals []string      `json:"gates"`
+	}
+	out := make([]row, 0, len(plans))
+	for _, p := range plans {
+		r := row{Hash: p.Hash, Pack: p.PackRef, Tenant: p.Tenant, SavedAt: p.SavedAt.UTC().Format(time.RFC3339), Approvals: []string{}}
+		for _, a := range p.Approvals {
+			r.Approvals = append(r.Approvals, a.Gate)
+		}
+		out = append(out, r)
+	}
+	return s.emit(out, func(w io.Writer) {
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "PLAN HASH\tPACK\tTENANT\tSAVED\tGATES")
+		for _, r := range out {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Hash, r.Pack, orDash(r.Tenant), r.SavedAt, orDash(strings.Join(r.Approvals, ",")))
+		}
+		tw.Flush()
+	})
+}
+
+func (s *session) plansShow(ctx context.Context, c *cli.Context) error {
+	if err := argsExactly(c, 1, "one plan HASH"); err != nil {
+		return err
+	}
+	st, err := s.openCache(ctx)
+	if err != nil {
+		return err
+	}
+	p, err := approve.Plan(ctx, st, c.Args().First())
+	if err != nil {
+		return err
+	}
+	if s.output == outputJSON {
+		_, err := s.stdout.Write(append(p.Canonical, '\n'))
+		return err
+	}
+	fmt.Fprintf(s.stdout, "plan %s\npack %s (%s)\ntenant %s\nsaved %s\n", p.Hash, p.PackRef, p.Pack.Digest, orDash(p.Tenant), p.SavedAt.UTC().Format(time.RFC3339))
+	for _, a := range p.Approvals {
+		fmt.Fprintf(s.stdout, "gate %s: approval %s, role %s, %d approver(s), expires after %s\n", a.Gate, a.Approval, a.Role, a.MinApprovers, a.ExpiresAfter)
+	}
+	p.Plan.Walk(func(st *plan.Step, depth int) {
+		fmt.Fprintf(s.stdout, "  %s%s %s %s\n", strings.Repeat("  ", depth), st.ID, st.Kind, st.Status)
+	})
+	return nil
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func compactJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
+}
