@@ -58,4 +58,28 @@ printf 'X' | dd of="$work/whole.tar" bs=1 seek=$((size / 2)) conv=notrunc status
 if "$STELLA" pack import --bundle "$work/whole.tar"; then echo "unexpected: corrupt bundle imported"; exit 1; else echo "(exit $?)"; fi
 "$STELLA" pack list
 
+step "10. offline approval: the sealed operator saves the live plan and writes a request"
+export STELLA_HOME="$work/sealed"
+printf '# throwaway demo identity\n%s\n' "AGE-SECRET-KEY-18K6XQ6TP3UFN4HRDXX554HPT66W659FMNA8U2YCGAX8U4L09PXAS07F66U" > "$work/demo.agekey"
+export STELLA_VAULT_IDENTITY_FILE="$work/demo.agekey"
+plan_hash=$("$STELLA" --output json pack plan --save --pack rotate-creds:0.1.0 --inputs inputs.json | sed -n 's/.*"planHash": "sha256:\([0-9a-f]*\)".*/\1/p')
+echo "saved plan sha256:$plan_hash"
+"$STELLA" pack approve --offline-request --plan "${plan_hash:0:12}" --gate approve -o "$work/media/request.stella.tar"
+
+step "11. the approver, on a machine that never touches a network, reviews and signs"
+export STELLA_HOME="$work/approver"
+"$STELLA" vault init
+"$STELLA" key generate --dir "$work/approver-pub" --vault alice alice
+"$STELLA" pack approve review "$work/media/request.stella.tar"
+"$STELLA" pack approve sign --yes --key vault:alice --comment "change window confirmed" -o "$work/media/response.stella.tar" "$work/media/request.stella.tar"
+
+step "12. back on the sealed side: trust the approver, import the response; the gate opens"
+export STELLA_HOME="$work/sealed"
+"$STELLA" trust add --key "$work/approver-pub/alice.pub" --role Packs.Approve alice
+"$STELLA" pack approve --offline-response "$work/media/response.stella.tar"
+"$STELLA" pack approvals show "${plan_hash:0:12}" approve
+echo "importing the same response again changes nothing:"
+"$STELLA" pack approve --offline-response "$work/media/response.stella.tar"
+"$STELLA" cache verify
+
 step "demo complete"

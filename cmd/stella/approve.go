@@ -305,7 +305,7 @@ func reviewView(sum *approve.Summary) reviewOut {
 
 func renderReview(w io.Writer, r reviewOut) {
 	fmt.Fprintf(w, "approval request %s\n", r.Request)
-	fmt.Fprintf(w, "  checksums and signature-free integrity: verified; plan hash recomputed from the plan inside: %s\n", r.PlanHash)
+	fmt.Fprintf(w, "  bundle checksums and digests: verified; plan hash recomputed from the plan inside: %s\n", r.PlanHash)
 	fmt.Fprintf(w, "  pack:      %s:%s (%s)\n", r.Pack.Name, r.Pack.Version, r.Pack.Digest)
 	fmt.Fprintf(w, "  tenant:    %s\n  gate:      %s (role %s, %d approver(s))\n", r.Tenant, r.Gate, r.Role, r.MinApprovers)
 	if r.Reason != "" {
