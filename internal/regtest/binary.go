@@ -47,31 +47,38 @@ func Binary(t testing.TB) string {
 	if err != nil {
 		t.Fatalf("regtest: %v", err)
 	}
+	return cachedBuild(t, root, "distribution-"+version, "registry", distributionCmd)
+}
+
+// cachedBuild returns os.UserCacheDir()/stella-test/<dirName>/<binName>, building pkg
+// from tools/go.mod into it first unless it is already there.
+func cachedBuild(t testing.TB, root, dirName, binName, pkg string) string {
+	t.Helper()
 	cacheDir, err := os.UserCacheDir()
 	if err != nil {
 		t.Fatalf("regtest: user cache dir: %v", err)
 	}
-	dir := filepath.Join(cacheDir, "stella-test", "distribution-"+version)
-	bin := filepath.Join(dir, "registry")
+	dir := filepath.Join(cacheDir, "stella-test", dirName)
+	bin := filepath.Join(dir, binName)
 	if checkExecutable(bin) == nil {
 		return bin
 	}
 	start := time.Now()
-	built, err := buildLocked(root, dir, bin)
+	built, err := buildLocked(root, dir, bin, pkg)
 	if err != nil {
 		t.Fatalf("regtest: %v", err)
 	}
 	if built {
-		t.Logf("regtest: built distribution %s registry in %s: %s", version, time.Since(start).Round(time.Second), bin)
+		t.Logf("regtest: built %s (%s) in %s: %s", pkg, dirName, time.Since(start).Round(time.Second), bin)
 	}
 	return bin
 }
 
-// buildLocked builds bin under a file lock in dir unless another process built it while
-// this one waited. It reports whether this process did the build.
-func buildLocked(root, dir, bin string) (bool, error) {
+// buildLocked builds pkg as bin under a file lock in dir unless another process built
+// it while this one waited. It reports whether this process did the build.
+func buildLocked(root, dir, bin, pkg string) (bool, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return false, fmt.Errorf("registry cache dir: %w", err)
+		return false, fmt.Errorf("tool cache dir: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
 	defer cancel()
@@ -95,17 +102,17 @@ func buildLocked(root, dir, bin string) (bool, error) {
 	toolsDir := filepath.Join(root, "tools")
 	cmd := exec.CommandContext(ctx, "go", "build",
 		"-modfile="+filepath.Join(toolsDir, "go.mod"),
-		"-o", tmp, distributionCmd)
+		"-o", tmp, pkg)
 	cmd.Dir = toolsDir
 	cmd.Env = append(os.Environ(), "GOWORK=off")
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out
 	if err := cmd.Run(); err != nil {
-		return false, fmt.Errorf("build %s: %w\n%s", distributionCmd, err, out.String())
+		return false, fmt.Errorf("build %s: %w\n%s", pkg, err, out.String())
 	}
 	if err := os.Rename(tmp, bin); err != nil {
-		return false, fmt.Errorf("install registry binary: %w", err)
+		return false, fmt.Errorf("install %s: %w", bin, err)
 	}
 	return true, nil
 }
@@ -159,6 +166,11 @@ func moduleName(path string) string {
 // toolVersion returns the version of the distribution module required by
 // <root>/tools/go.mod, which names the cache directory of the built binary.
 func toolVersion(root string) (string, error) {
+	return requiredVersion(root, distributionModule)
+}
+
+// requiredVersion returns the version of module required by <root>/tools/go.mod.
+func requiredVersion(root, module string) (string, error) {
 	path := filepath.Join(root, "tools", "go.mod")
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -170,9 +182,9 @@ func toolVersion(root string) (string, error) {
 		if len(fields) > 0 && fields[0] == "require" {
 			fields = fields[1:] // single-line form: require mod version
 		}
-		if len(fields) >= 2 && fields[0] == distributionModule {
+		if len(fields) >= 2 && fields[0] == module {
 			return fields[1], nil
 		}
 	}
-	return "", fmt.Errorf("%s: no requirement of %s", path, distributionModule)
+	return "", fmt.Errorf("%s: no requirement of %s", path, module)
 }

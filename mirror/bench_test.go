@@ -1,0 +1,179 @@
+package mirror_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/content"
+	"oras.land/oras-go/v2/content/memory"
+
+	"stellaops.io/stella/bundle"
+	"stellaops.io/stella/internal/regtest"
+	"stellaops.io/stella/mirror"
+)
+
+// benchSizeEnv overrides the size of the benchmark pack, in MiB (default 256).
+const benchSizeEnv = "STELLA_BENCH_MIRROR_MIB"
+
+const benchLayers = 8
+
+// benchBundle writes a bundle file holding one pack of benchLayers random
+// (incompressible) layers of layerSize bytes; layer changed (if >= 0) gets other bytes.
+func benchBundle(b *testing.B, path string, layerSize int, seed uint64, changed int) ocispec.Descriptor {
+	b.Helper()
+	ctx := context.Background()
+	store := memory.New()
+	push := func(mediaType string, data []byte) ocispec.Descriptor {
+		d := content.NewDescriptorFromBytes(mediaType, data)
+		if err := store.Push(ctx, d, bytes.NewReader(data)); err != nil {
+			b.Fatal(err)
+		}
+		return d
+	}
+	var layers []ocispec.Descriptor
+	for i := range benchLayers {
+		s := seed
+		if i == changed {
+			s = seed + 1000
+		}
+		data := make([]byte, layerSize)
+		rng := rand.NewChaCha8([32]byte{byte(s), byte(i)})
+		_, _ = rng.Read(data)
+		l := push(bundle.MediaTypePackFile, data)
+		l.Annotations = map[string]string{bundle.AnnotationTitle: fmt.Sprintf("files/layer-%d.bin", i)}
+		layers = append(layers, l)
+	}
+	m := ocispec.Manifest{
+		Versioned:    specs.Versioned{SchemaVersion: 2},
+		MediaType:    ocispec.MediaTypeImageManifest,
+		ArtifactType: bundle.ArtifactTypePack,
+		Config:       push(bundle.MediaTypePackConfig, []byte(`{"apiVersion":"stellaops.io/pack.v1","files":[],"name":"bench","version":"1.0.0"}`)),
+		Layers:       layers,
+		Annotations:  map[string]string{bundle.AnnotationRef: "bench:1.0.0", bundle.AnnotationCreated: testCreated},
+	}
+	data, err := json.Marshal(m)
+	if err != nil {
+		b.Fatal(err)
+	}
+	md := push(ocispec.MediaTypeImageManifest, data)
+	md.ArtifactType = bundle.ArtifactTypePack
+	if _, err := bundle.WriteFile(ctx, path, store, []bundle.Entry{{Descriptor: md, Kind: bundle.KindPack, Ref: "bench:1.0.0"}}, bundle.WriteOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	return md
+}
+
+func openBundle(b *testing.B, path string) *bundle.Reader {
+	b.Helper()
+	r, err := bundle.Open(context.Background(), path, bundle.OpenOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = r.Close() })
+	return r
+}
+
+// BenchmarkMirrorPush mirrors a pack of 8 random layers (256 MiB by default, see
+// benchSizeEnv) from a bundle file into a local distribution registry, against
+// `oras copy --from-oci-layout` of the same bundle into another registry of the same
+// kind; then re-mirrors after one layer changed.
+func BenchmarkMirrorPush(b *testing.B) {
+	mib := 256
+	if s := os.Getenv(benchSizeEnv); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < benchLayers {
+			b.Fatalf("%s=%q: want a number of MiB, at least %d", benchSizeEnv, s, benchLayers)
+		}
+		mib = n
+	}
+	layerSize := mib << 20 / benchLayers
+	total := float64(layerSize * benchLayers)
+	dir := b.TempDir()
+	path := filepath.Join(dir, "bench.stella.tar")
+	manifest := benchBundle(b, path, layerSize, 1, -1)
+	src := openBundle(b, path)
+	orasBin := regtest.Tool(b, "oras")
+	ctx := context.Background()
+
+	b.Run("vs-oras", func(b *testing.B) {
+		stellaReg, orasReg := regtest.Start(b, regtest.Options{}), regtest.Start(b, regtest.Options{})
+		var stellaTime, orasTime time.Duration
+		for i := 0; i < b.N; i++ {
+			start := time.Now()
+			dst := mustRef(b, fmt.Sprintf("%s/bench/stella-%d:1.0.0", stellaReg.Host, i))
+			rep, err := mirror.Push(ctx, src, []mirror.Artifact{{Descriptor: manifest}}, dst, mirror.Options{PlainHTTP: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			stellaTime += time.Since(start)
+			if rep.BlobsSkipped != 0 {
+				b.Fatalf("stella skipped %d blobs of a fresh repository", rep.BlobsSkipped)
+			}
+
+			start = time.Now()
+			out, err := orasCopy(orasBin, path+"@"+manifest.Digest.String(), fmt.Sprintf("%s/bench/oras-%d:1.0.0", orasReg.Host, i))
+			if err != nil {
+				b.Fatalf("oras copy: %v\n%s", err, out)
+			}
+			orasTime += time.Since(start)
+		}
+		stellaMBps := total * float64(b.N) / 1e6 / stellaTime.Seconds()
+		orasMBps := total * float64(b.N) / 1e6 / orasTime.Seconds()
+		b.ReportMetric(stellaMBps, "stella-MB/s")
+		b.ReportMetric(orasMBps, "oras-MB/s")
+		b.ReportMetric(stellaMBps/orasMBps, "stella/oras-speed")
+	})
+
+	b.Run("one-layer-changed", func(b *testing.B) {
+		changedPath := filepath.Join(dir, "changed.stella.tar")
+		changed := benchBundle(b, changedPath, layerSize, 1, 3)
+		changedSrc := openBundle(b, changedPath)
+		r := regtest.Start(b, regtest.Options{})
+		var sent, seen float64
+		var fullTime, deltaTime time.Duration
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			repo := fmt.Sprintf("%s/bench/delta-%d", r.Host, i)
+			start := time.Now()
+			if _, err := mirror.Push(ctx, src, []mirror.Artifact{{Descriptor: manifest, Tag: "1.0.0"}}, mustRef(b, repo), mirror.Options{PlainHTTP: true}); err != nil {
+				b.Fatal(err)
+			}
+			fullTime += time.Since(start)
+			b.StartTimer()
+			start = time.Now()
+			rep, err := mirror.Push(ctx, changedSrc, []mirror.Artifact{{Descriptor: changed, Tag: "1.0.1"}}, mustRef(b, repo), mirror.Options{PlainHTTP: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			deltaTime += time.Since(start)
+			sent += float64(rep.BytesCopied)
+			seen += float64(rep.BytesCopied + rep.BytesSkipped)
+		}
+		b.ReportMetric(sent/seen, "sent/total-bytes")
+		b.ReportMetric(deltaTime.Seconds()/fullTime.Seconds(), "time/full-push")
+	})
+}
+
+func orasCopy(bin, from, to string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	home, err := os.MkdirTemp("", "oras-home-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(home)
+	cmd := exec.CommandContext(ctx, bin, "copy", "--from-oci-layout", from, "--to-plain-http", to)
+	cmd.Env = append(os.Environ(), "HOME="+home, "DOCKER_CONFIG="+home, "XDG_CONFIG_HOME="+home)
+	return cmd.CombinedOutput()
+}
