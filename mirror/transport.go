@@ -336,6 +336,10 @@ func classify(err error) error {
 	if errors.As(err, &resp) && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) {
 		return fmt.Errorf("%w: %w", ErrUnauthorized, err)
 	}
+	if errors.Is(err, auth.ErrBasicCredentialNotFound) {
+		// The registry asks for basic auth and no credential is stored for it.
+		return fmt.Errorf("%w (no credential stored for this registry): %w", ErrUnauthorized, err)
+	}
 	var cv *tls.CertificateVerificationError
 	var ua x509.UnknownAuthorityError
 	var he x509.HostnameError

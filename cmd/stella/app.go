@@ -49,6 +49,7 @@ Examples:
 		Commands: []*cli.Command{
 			s.packCommand(),
 			s.cacheCommand(),
+			s.registryCommand(),
 			s.vaultCommand(),
 			s.keyCommand(),
 			s.trustCommand(),

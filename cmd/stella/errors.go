@@ -11,6 +11,7 @@ import (
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/keys"
+	"stellaops.io/stella/mirror"
 	"stellaops.io/stella/pack"
 	"stellaops.io/stella/plan"
 	"stellaops.io/stella/signature"
@@ -127,6 +128,17 @@ var errorTable = []errorRow{
 	{vault.ErrInvalidRef, "ERR_PACK_VAULT_REF_INVALID", exitInvalid, "a vault reference is vault:NAME"},
 	{vault.ErrUnsupportedURL, "ERR_PACK_VAULT_URL_UNSUPPORTED", exitInvalid, "TASKRUNNER_SEALED_VAULT_URL must be a local file URL: file:///absolute/path"},
 	{vault.ErrClosed, "ERR_PACK_VAULT_CLOSED", exitGeneric, "the vault was used after it was closed; this is a bug in the calling command"},
+
+	// Registries. Sealed-mode refusals first: they may wrap anything.
+	{mirror.ErrNetworkBlocked, "ERR_PACK_NETWORK_BLOCKED", exitSealed, "sealed mode contacts only the registries named in <home>/config.yaml: add the host there, or carry a bundle file instead"},
+	{mirror.ErrTransient, "ERR_PACK_REGISTRY_UNAVAILABLE", exitTransient, "the registry kept failing: run the same command again later; blobs already copied are not sent again"},
+	{mirror.ErrUnauthorized, "ERR_PACK_REGISTRY_UNAUTHORIZED", exitTrust, "check the credential (`stella registry login`, ~/.docker/config.json or $REGISTRY_AUTH_FILE) and the repository's permissions"},
+	{mirror.ErrUntrustedCertificate, "ERR_PACK_REGISTRY_CERT_UNTRUSTED", exitTrust, "give the registry's CA with --ca-file or the config's caFile"},
+	{mirror.ErrTLSConfig, "ERR_PACK_TLS_CONFIG", exitInvalid, "check --ca-file, --cert-file and --key-file: PEM files, and both of cert and key or neither"},
+	{mirror.ErrInvalidReference, "ERR_PACK_REFERENCE_INVALID", exitInvalid, "write host[:port]/repository[:tag][@digest], with no scheme and no credentials"},
+	{mirror.ErrNotFound, "ERR_PACK_REGISTRY_NOT_FOUND", exitNotFound, "check the repository, tag or digest at the registry"},
+	{mirror.ErrUnsupportedArtifact, "ERR_PACK_ARTIFACT_UNSUPPORTED", exitInvalid, "the reference names something that is not a stella artifact (pack, approval, evidence, signature)"},
+	{mirror.ErrTooManyReferrers, "ERR_PACK_TOO_MANY_REFERRERS", exitInvalid, "the artifact has more referrers than stella follows; clean up the repository"},
 
 	// The local cache.
 	{cache.ErrLocked, "ERR_PACK_CACHE_LOCKED", exitTransient, "another stella process holds the cache (named in the message); wait for it to finish and retry"},

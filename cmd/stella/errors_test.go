@@ -17,6 +17,7 @@ import (
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/keys"
+	"stellaops.io/stella/mirror"
 	"stellaops.io/stella/pack"
 	"stellaops.io/stella/plan"
 	"stellaops.io/stella/signature"
@@ -93,6 +94,15 @@ var domainErrors = map[string]error{
 	"approve.ErrSigningTime":         approve.ErrSigningTime,
 	"approve.ErrAlreadyDecided":      approve.ErrAlreadyDecided,
 	"approve.ErrGateRejected":        approve.ErrGateRejected,
+	"mirror.ErrNetworkBlocked":       mirror.ErrNetworkBlocked,
+	"mirror.ErrTransient":            mirror.ErrTransient,
+	"mirror.ErrUnauthorized":         mirror.ErrUnauthorized,
+	"mirror.ErrUntrustedCertificate": mirror.ErrUntrustedCertificate,
+	"mirror.ErrTLSConfig":            mirror.ErrTLSConfig,
+	"mirror.ErrInvalidReference":     mirror.ErrInvalidReference,
+	"mirror.ErrNotFound":             mirror.ErrNotFound,
+	"mirror.ErrUnsupportedArtifact":  mirror.ErrUnsupportedArtifact,
+	"mirror.ErrTooManyReferrers":     mirror.ErrTooManyReferrers,
 	"signature.ErrRejected":          signature.ErrRejected,
 	"signature.ErrNotSignature":      signature.ErrNotSignature,
 	"bundle.ErrFileChanged":          bundle.ErrFileChanged,

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"stellaops.io/stella/internal/regtest"
 )
 
 func TestMain(m *testing.M) {
@@ -45,6 +47,42 @@ func scriptParams(t *testing.T, dir string) testscript.Params {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			// registry NAME [tls] [auth] [referrers] [debian] starts a real
+			// registry on loopback for the rest of the test run and sets
+			// $NAME (host:port), $NAME_CA, $NAME_USER, $NAME_PASS, $NAME_STORAGE.
+			"registry": func(ts *testscript.TestScript, neg bool, args []string) {
+				if neg || len(args) < 1 {
+					ts.Fatalf("usage: registry NAME [tls] [auth] [referrers] [debian]")
+				}
+				var opts regtest.Options
+				referrers := false
+				for _, a := range args[1:] {
+					switch a {
+					case "tls":
+						opts.TLS = true
+					case "auth":
+						opts.Username, opts.Password = "robot", "s3cret-registry-pass"
+					case "referrers":
+						referrers = true
+					case "debian":
+						opts.Binary = regtest.DebianBinary
+					default:
+						ts.Fatalf("registry: unknown option %q", a)
+					}
+				}
+				var r *regtest.Registry
+				if referrers {
+					r = regtest.StartReferrers(t)
+				} else {
+					r = regtest.Start(t, opts)
+				}
+				name := args[0]
+				ts.Setenv(name, r.Host)
+				ts.Setenv(name+"_CA", r.CAFile)
+				ts.Setenv(name+"_USER", r.Username)
+				ts.Setenv(name+"_PASS", r.Password)
+				ts.Setenv(name+"_STORAGE", r.StorageDir)
+			},
 			// exitcode N cmd args... runs cmd and checks its exact exit code.
 			"exitcode": func(ts *testscript.TestScript, neg bool, args []string) {
 				if neg || len(args) < 2 {

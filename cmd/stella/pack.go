@@ -76,7 +76,7 @@ Examples:
 				},
 				Action: action(s.packPlan),
 			},
-		}, append(s.artifactCommands(), s.approveCommands()...)...),
+		}, append(append(s.artifactCommands(), s.mirrorCommands()...), s.approveCommands()...)...),
 	}
 }
 

@@ -1,0 +1,578 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+	"oras.land/oras-go/v2/content"
+	"oras.land/oras-go/v2/registry/remote/auth"
+	"oras.land/oras-go/v2/registry/remote/credentials"
+
+	"stellaops.io/stella/bundle"
+	"stellaops.io/stella/cache"
+	"stellaops.io/stella/mirror"
+	"stellaops.io/stella/signature"
+	"stellaops.io/stella/trust"
+)
+
+func accessFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "plain-http", Usage: "talk HTTP, not HTTPS (a registry on loopback)"},
+		&cli.StringFlag{Name: "ca-file", Usage: "PEM file of a private CA that signs the registry's certificate"},
+		&cli.StringFlag{Name: "cert-file", Usage: "PEM client certificate, for registries that ask for one"},
+		&cli.StringFlag{Name: "key-file", Usage: "PEM key of --cert-file"},
+	}
+}
+
+func (s *session) mirrorCommands() []*cli.Command {
+	policy := []cli.Flag{
+		&cli.BoolFlag{Name: "require-signature", Usage: "refuse packs without a valid signature by a trusted publisher key (always on in sealed mode or with config requireSignature)"},
+		&cli.BoolFlag{Name: "insecure-skip-signature", Usage: "do not check signatures; printed as a warning and recorded in the import record"},
+	}
+	return []*cli.Command{
+		{
+			Name:      "push",
+			Usage:     "push a pack from the cache, with its signatures, to a registry repository",
+			ArgsUsage: "ID:VERSION REGISTRY/REPOSITORY[:TAG]",
+			Description: `The tag defaults to the pack's version. Blobs the registry has are not sent again.
+
+Examples:
+   stella pack push rotate-registry-credentials:1.3.0 registry.sealed.local:5000/packs/rotate-registry-credentials
+   stella pack push --plain-http backup-database:0.4.2 127.0.0.1:5000/packs/backup-database:stable`,
+			Flags:  accessFlags(),
+			Action: action(s.packPush),
+		},
+		{
+			Name:  "mirror",
+			Usage: "move packs between registries, bundle files and the cache",
+			Subcommands: []*cli.Command{
+				{
+					Name:      "pull",
+					Usage:     "pull from a registry or a bundle file into the cache, and with --to into a registry",
+					ArgsUsage: "SOURCE",
+					Description: `SOURCE is a registry reference (host[:port]/repository[:tag|@digest]) or a bundle file
+(or the first part of a split set). Every blob is verified while it streams; signatures
+travel with their pack and are checked against the trust store. With --to, every pack
+pulled is pushed to <to>/<pack name>:<version>, with its referrers.
+
+Examples:
+   stella pack mirror pull staging.example.org/packs/rotate-registry-credentials:1.3.0
+   stella pack mirror pull --require-signature --to registry.sealed.local:5000/packs /media/usb0/packs.stella.tar.001`,
+					Flags: append(append([]cli.Flag{
+						&cli.StringFlag{Name: "to", Usage: "also push to this registry/repository prefix"},
+					}, policy...), accessFlags()...),
+					Action: action(s.mirrorPull),
+				},
+				{
+					Name:      "push",
+					Usage:     "push packs from the cache, with their referrers, to <to>/<pack name>:<version>",
+					ArgsUsage: "ID:VERSION...",
+					Flags: append([]cli.Flag{
+						&cli.StringFlag{Name: "to", Usage: "registry/repository prefix (required)"},
+					}, accessFlags()...),
+					Action: action(s.mirrorPush),
+				},
+			},
+		},
+	}
+}
+
+func (s *session) registryCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "registry",
+		Usage: "registry credentials",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "login",
+				Usage:     "store a registry credential in the Docker/Podman credential file",
+				ArgsUsage: "HOST",
+				Description: `Stores the credential where docker, podman and oras look for it: $REGISTRY_AUTH_FILE
+if set, else ~/.docker/config.json (in plain text unless a credential helper is
+configured there). The password is read from stdin, never from an argument.
+
+Examples:
+   printf '%s' "$PASSWORD" | stella registry login -u robot --password-stdin registry.sealed.local:5000`,
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "username", Aliases: []string{"u"}, Usage: "user name (required)"},
+					&cli.BoolFlag{Name: "password-stdin", Usage: "read the password from stdin (required)"},
+				},
+				Action: action(s.registryLogin),
+			},
+			{
+				Name:      "logout",
+				Usage:     "remove a stored registry credential",
+				ArgsUsage: "HOST",
+				Action:    action(s.registryLogout),
+			},
+		},
+	}
+}
+
+// credentialStore is $REGISTRY_AUTH_FILE if set, else the Docker config.
+func (s *session) credentialStore() (credentials.Store, string, error) {
+	opts := credentials.StoreOptions{AllowPlaintextPut: true}
+	if p := s.getenv("REGISTRY_AUTH_FILE"); p != "" {
+		st, err := credentials.NewStore(p, opts)
+		return st, p, err
+	}
+	if d := s.getenv("DOCKER_CONFIG"); d != "" {
+		p := filepath.Join(d, "config.json")
+		st, err := credentials.NewStore(p, opts)
+		return st, p, err
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return nil, "", err
+	}
+	p := filepath.Join(home, ".docker", "config.json")
+	st, err := credentials.NewStore(p, opts)
+	return st, p, err
+}
+
+// mirrorOptions merges flags and the config entry of host into mirror options.
+func (s *session) mirrorOptions(c *cli.Context, host string) (mirror.Options, error) {
+	var opts mirror.Options
+	for _, rc := range s.config.Registries {
+		if rc.Host == host {
+			opts.PlainHTTP, opts.CAFile, opts.ClientCertFile, opts.ClientKeyFile = rc.PlainHTTP, rc.CAFile, rc.CertFile, rc.KeyFile
+		}
+	}
+	if c.Bool("plain-http") {
+		opts.PlainHTTP = true
+	}
+	if v := c.String("ca-file"); v != "" {
+		opts.CAFile = v
+	}
+	if v := c.String("cert-file"); v != "" {
+		opts.ClientCertFile = v
+	}
+	if v := c.String("key-file"); v != "" {
+		opts.ClientKeyFile = v
+	}
+	// Credentials: $REGISTRY_AUTH_FILE, then the Docker config.
+	var stores []credentials.Store
+	if p := s.getenv("REGISTRY_AUTH_FILE"); p != "" {
+		if st, err := credentials.NewStore(p, credentials.StoreOptions{}); err == nil {
+			stores = append(stores, st)
+		}
+	}
+	if st, _, err := s.credentialStoreDocker(); err == nil {
+		stores = append(stores, st)
+	}
+	opts.Credential = func(ctx context.Context, hostport string) (auth.Credential, error) {
+		for _, st := range stores {
+			cred, err := st.Get(ctx, credentials.ServerAddressFromHostname(hostport))
+			if err == nil && cred != auth.EmptyCredential {
+				return cred, nil
+			}
+		}
+		return auth.EmptyCredential, nil
+	}
+	opts.Allow = s.allowHost
+	bar := s.newProgress("")
+	opts.Progress = func(e mirror.Event) {
+		switch e.Kind {
+		case mirror.ArtifactStarted:
+			bar.relabel(orDash(e.Ref), 0)
+		case mirror.BlobProgress:
+			bar.set(e.Done, e.Total)
+		case mirror.Retrying:
+			s.notef("retrying after a transient failure (attempt %d, waiting %s): %v", e.Attempt, e.Wait, e.Err)
+		case mirror.ArtifactDone:
+			bar.finish()
+		}
+	}
+	return opts, nil
+}
+
+func (s *session) credentialStoreDocker() (credentials.Store, string, error) {
+	if d := s.getenv("DOCKER_CONFIG"); d != "" {
+		p := filepath.Join(d, "config.json")
+		st, err := credentials.NewStore(p, credentials.StoreOptions{})
+		return st, p, err
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return nil, "", err
+	}
+	p := filepath.Join(home, ".docker", "config.json")
+	st, err := credentials.NewStore(p, credentials.StoreOptions{})
+	return st, p, err
+}
+
+// allowHost is sealed mode's network policy: only registries named in the
+// configuration may be contacted; the refusal happens before any connection.
+func (s *session) allowHost(host string) error {
+	if !s.sealed {
+		return nil
+	}
+	for _, rc := range s.config.Registries {
+		if strings.EqualFold(rc.Host, host) {
+			return nil
+		}
+	}
+	return fmt.Errorf("host %s is not a configured sealed registry: %w", host, mirror.ErrNetworkBlocked)
+}
+
+type mirrorOut struct {
+	Source       string            `json:"source,omitempty"`
+	Destination  string            `json:"destination,omitempty"`
+	Artifacts    []artifactSummary `json:"artifacts"`
+	BlobsCopied  int               `json:"blobsCopied"`
+	BytesCopied  int64             `json:"bytesCopied"`
+	BlobsSkipped int               `json:"blobsSkipped"`
+	BytesSkipped int64             `json:"bytesSkipped"`
+	Retries      int               `json:"retries"`
+	Verified     []string          `json:"verified,omitempty"`
+}
+
+func addReport(out *mirrorOut, rep mirror.Report) error {
+	var first error
+	for _, a := range rep.Artifacts {
+		sum := artifactSummary{Ref: a.Ref, Kind: a.Kind, Digest: a.Descriptor.Digest, ArtifactType: a.Descriptor.ArtifactType, Subject: a.Subject, Status: string(a.Status)}
+		if a.Err != nil {
+			sum.Reason = a.Err.Error()
+			if first == nil {
+				first = a.Err
+			}
+		}
+		out.Artifacts = append(out.Artifacts, sum)
+	}
+	out.BlobsCopied += rep.BlobsCopied
+	out.BytesCopied += rep.BytesCopied
+	out.BlobsSkipped += rep.BlobsSkipped
+	out.BytesSkipped += rep.BytesSkipped
+	out.Retries += rep.Retries
+	return first
+}
+
+func renderMirror(w io.Writer, verb string, out mirrorOut) {
+	where := out.Destination
+	if where == "" {
+		where = out.Source
+	}
+	fmt.Fprintf(w, "%s %s: %d blobs (%s) copied, %d blobs (%s) already there, %d retries\n", verb, where,
+		out.BlobsCopied, humanBytes(out.BytesCopied), out.BlobsSkipped, humanBytes(out.BytesSkipped), out.Retries)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  STATUS\tKIND\tREF\tDIGEST")
+	for _, a := range out.Artifacts {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", a.Status, orDash(a.Kind), orDash(a.Ref), a.Digest)
+	}
+	tw.Flush()
+	for _, a := range out.Artifacts {
+		if a.Reason != "" {
+			fmt.Fprintf(w, "  %s %s: %s\n", a.Status, a.Digest, a.Reason)
+		}
+	}
+	for _, v := range out.Verified {
+		fmt.Fprintf(w, "  verified: %s\n", v)
+	}
+}
+
+func (s *session) packPush(ctx context.Context, c *cli.Context) error {
+	if err := argsExactly(c, 2, "ID:VERSION and REGISTRY/REPOSITORY[:TAG]"); err != nil {
+		return err
+	}
+	dst, err := mirror.ParseRef(c.Args().Get(1))
+	if err != nil {
+		return err
+	}
+	st, err := s.openCache(ctx)
+	if err != nil {
+		return err
+	}
+	art, err := st.Resolve(ctx, c.Args().Get(0))
+	if err != nil {
+		return err
+	}
+	tag := dst.Tag
+	if tag == "" {
+		tag = versionOf(art.Ref)
+	}
+	opts, err := s.mirrorOptions(c, dst.Host)
+	if err != nil {
+		return err
+	}
+	rep, err := mirror.Push(ctx, st, []mirror.Artifact{{Descriptor: art.Descriptor, Tag: tag}}, dst, opts)
+	out := mirrorOut{Destination: dst.Host + "/" + dst.Repository + ":" + tag, Artifacts: []artifactSummary{}}
+	first := addReport(&out, rep)
+	if err != nil && len(rep.Artifacts) == 0 {
+		return err
+	}
+	if e := s.emit(out, func(w io.Writer) { renderMirror(w, "pushed to", out) }); e != nil {
+		return e
+	}
+	if err != nil {
+		return err
+	}
+	return first
+}
+
+func versionOf(ref string) string {
+	if i := strings.LastIndex(ref, ":"); i >= 0 {
+		return ref[i+1:]
+	}
+	return "latest"
+}
+
+func nameOf(ref string) string {
+	if i := strings.LastIndex(ref, ":"); i >= 0 {
+		return ref[:i]
+	}
+	return ref
+}
+
+// pushRefs pushes refs from the cache to <prefix>/<name>:<version> each.
+func (s *session) pushRefs(ctx context.Context, c *cli.Context, st *cache.Store, refs []string, prefix string, out *mirrorOut) error {
+	base, err := mirror.ParseRef(prefix)
+	if err != nil {
+		return err
+	}
+	if base.Tag != "" || base.Digest != "" {
+		return usageError(fmt.Sprintf("--to %s: give a registry/repository prefix without a tag; each pack goes to <prefix>/<name>:<version>", prefix))
+	}
+	opts, err := s.mirrorOptions(c, base.Host)
+	if err != nil {
+		return err
+	}
+	var first error
+	for _, ref := range refs {
+		art, err := st.Resolve(ctx, ref)
+		if err != nil {
+			return err
+		}
+		dst := base
+		dst.Repository = strings.TrimSuffix(base.Repository, "/") + "/" + nameOf(art.Ref)
+		rep, err := mirror.Push(ctx, st, []mirror.Artifact{{Descriptor: art.Descriptor, Tag: versionOf(art.Ref)}}, dst, opts)
+		if e := addReport(out, rep); e != nil && first == nil {
+			first = e
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return first
+}
+
+func (s *session) mirrorPush(ctx context.Context, c *cli.Context) error {
+	if c.NArg() == 0 || c.String("to") == "" {
+		return usageError("pack mirror push: expected ID:VERSION... and --to REGISTRY/PREFIX")
+	}
+	st, err := s.openCache(ctx)
+	if err != nil {
+		return err
+	}
+	out := mirrorOut{Destination: c.String("to"), Artifacts: []artifactSummary{}}
+	perr := s.pushRefs(ctx, c, st, c.Args().Slice(), c.String("to"), &out)
+	if err := s.emit(out, func(w io.Writer) { renderMirror(w, "pushed to", out) }); err != nil {
+		return err
+	}
+	return perr
+}
+
+// isBundleSource tells a bundle file (or split set) from a registry reference.
+func isBundleSource(src string) bool {
+	for _, p := range []string{src, src + bundle.PartsSuffix} {
+		if _, err := os.Stat(p); err == nil {
+			return true
+		}
+	}
+	return strings.HasPrefix(src, "/") || strings.HasPrefix(src, "./") || strings.HasSuffix(src, ".tar") || strings.HasSuffix(src, ".001")
+}
+
+func (s *session) mirrorPull(ctx context.Context, c *cli.Context) error {
+	if err := argsExactly(c, 1, "one SOURCE (registry reference or bundle file)"); err != nil {
+		return err
+	}
+	src := c.Args().First()
+	if isBundleSource(src) {
+		return s.mirrorPullBundle(ctx, c, src)
+	}
+	ref, err := mirror.ParseRef(src)
+	if err != nil {
+		return err
+	}
+	pol, err := s.signaturePolicy(c)
+	if err != nil {
+		return err
+	}
+	st, err := s.openCache(ctx)
+	if err != nil {
+		return err
+	}
+	opts, err := s.mirrorOptions(c, ref.Host)
+	if err != nil {
+		return err
+	}
+	var verified []string
+	popts := mirror.PullOptions{Options: opts, Verify: func(ctx context.Context, a cache.Artifact, f content.Fetcher) error {
+		if a.Kind != bundle.KindPack || pol.skip {
+			return nil
+		}
+		refs, ok := f.(signature.Referrers)
+		if !ok {
+			return fmt.Errorf("pull of %s: no referrer listing to check signatures: %w", a.Ref, signature.ErrRejected)
+		}
+		res, err := signature.Verify(ctx, refs, a.Descriptor, pol.trust, signature.Requirement{Role: trust.RolePublisher, Tenant: s.tenant})
+		if err != nil {
+			return err
+		}
+		for _, r := range res {
+			if r.Valid {
+				verified = append(verified, fmt.Sprintf("%s: signature by %s (%s)", a.Ref, r.KeyName, r.KeyID))
+			}
+		}
+		if pol.require {
+			return signature.Require(a.Ref, res)
+		}
+		return nil
+	}}
+	how := []string{"sha256 and size of every blob while it streamed from the registry"}
+	switch {
+	case pol.skip:
+		how = append(how, "insecure-skip-signature: signatures not checked")
+	case pol.require:
+		how = append(how, "signature policy: required, publisher role, tenant "+s.tenant)
+	}
+	rep, err := mirror.Pull(ctx, ref, st, cache.ImportRecord{From: "registry " + ref.String(), Verified: how}, popts)
+	out := mirrorOut{Source: ref.String(), Artifacts: []artifactSummary{}}
+	first := addReport(&out, rep)
+	out.Verified = append(how, verified...)
+	if err != nil && len(rep.Artifacts) == 0 {
+		return err
+	}
+	if err == nil && first == nil && c.String("to") != "" {
+		var refs []string
+		for _, a := range rep.Artifacts {
+			if a.Ref != "" && a.Kind == bundle.KindPack {
+				refs = append(refs, a.Ref)
+			}
+		}
+		out.Destination = c.String("to")
+		err = s.pushRefs(ctx, c, st, refs, c.String("to"), &out)
+	}
+	if e := s.emit(out, func(w io.Writer) { renderMirror(w, "mirrored", out) }); e != nil {
+		return e
+	}
+	if err != nil {
+		return err
+	}
+	return first
+}
+
+// mirrorPullBundle imports a bundle file into the cache like `pack import`,
+// then pushes its packs with --to.
+func (s *session) mirrorPullBundle(ctx context.Context, c *cli.Context, file string) error {
+	pol, err := s.signaturePolicy(c)
+	if err != nil {
+		return err
+	}
+	r, err := s.openBundle(ctx, file)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if err := r.VerifyCompressed(ctx, 0); err != nil {
+		return err
+	}
+	var entries []cache.Artifact
+	for _, e := range r.Entries() {
+		entries = append(entries, cache.Artifact{Descriptor: e.Descriptor, Kind: e.Kind, Ref: e.Ref})
+	}
+	ad, err := s.admit(ctx, r, entries, pol)
+	if err != nil {
+		return err
+	}
+	st, err := s.openCache(ctx)
+	if err != nil {
+		return err
+	}
+	out := mirrorOut{Source: filepath.Base(file), Artifacts: []artifactSummary{}}
+	var refs []string
+	if len(ad.accept) > 0 {
+		res, err := importWithReferrers(ctx, st, hashedOnce{r}, ad.accept, cache.ImportRecord{From: "bundle " + filepath.Base(file), Verified: append([]string{"SHA256SUMS and tar structure"}, ad.verified...)},
+			cache.ImportOptions{Progress: s.importProgress()})
+		if err != nil && len(res.Artifacts) == 0 {
+			return err
+		}
+		for _, a := range res.Artifacts {
+			out.Artifacts = append(out.Artifacts, summaryOf(a))
+			if a.Err != nil && ad.failure == nil {
+				ad.failure = a.Err
+			}
+			if a.Err == nil && a.Artifact.Kind == bundle.KindPack {
+				refs = append(refs, a.Artifact.Ref)
+			}
+		}
+		out.BlobsCopied, out.BytesCopied, out.BlobsSkipped, out.BytesSkipped = res.BlobsWritten, res.BytesWritten, res.BlobsSkipped, res.BytesSkipped
+		out.Verified = res.Record.Verified
+		if err != nil && ad.failure == nil {
+			ad.failure = err
+		}
+	}
+	out.Artifacts = append(out.Artifacts, ad.refused...)
+	var perr error
+	if to := c.String("to"); to != "" && len(refs) > 0 {
+		out.Destination = to
+		perr = s.pushRefs(ctx, c, st, refs, to, &out)
+	}
+	if err := s.emit(out, func(w io.Writer) { renderMirror(w, "mirrored", out) }); err != nil {
+		return err
+	}
+	return errors.Join(ad.failure, perr)
+}
+
+func (s *session) registryLogin(ctx context.Context, c *cli.Context) error {
+	if err := argsExactly(c, 1, "one registry HOST"); err != nil {
+		return err
+	}
+	if c.String("username") == "" || !c.Bool("password-stdin") {
+		return usageError("registry login: -u USER and --password-stdin are required; a password is never taken from an argument")
+	}
+	host := c.Args().First()
+	if err := s.allowHost(host); err != nil {
+		return err
+	}
+	pw, err := io.ReadAll(io.LimitReader(s.stdin, 64<<10))
+	if err != nil {
+		return err
+	}
+	password := strings.TrimRight(string(pw), "\r\n")
+	if password == "" {
+		return usageError("registry login: empty password on stdin")
+	}
+	store, path, err := s.credentialStore()
+	if err != nil {
+		return err
+	}
+	if err := store.Put(ctx, credentials.ServerAddressFromHostname(host), auth.Credential{Username: c.String("username"), Password: password}); err != nil {
+		return fmt.Errorf("store credential for %s in %s: %w", host, path, err)
+	}
+	res := struct {
+		Host string `json:"host"`
+		File string `json:"file"`
+	}{host, path}
+	return s.emit(res, func(w io.Writer) { fmt.Fprintf(w, "stored credential for %s in %s\n", host, path) })
+}
+
+func (s *session) registryLogout(ctx context.Context, c *cli.Context) error {
+	if err := argsExactly(c, 1, "one registry HOST"); err != nil {
+		return err
+	}
+	store, path, err := s.credentialStore()
+	if err != nil {
+		return err
+	}
+	if err := store.Delete(ctx, credentials.ServerAddressFromHostname(c.Args().First())); err != nil {
+		return err
+	}
+	fmt.Fprintf(s.stdout, "removed credential for %s from %s\n", c.Args().First(), path)
+	return nil
+}
