@@ -10,7 +10,7 @@ build: ## build bin/stella
 	$(GO) build -trimpath -o $(BIN) ./cmd/stella
 
 test: ## run every test (unit, CLI scripts, real registries) with the race detector
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 30m ./...
 
 lint: ## gofmt, go vet and the generated-docs check
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -122,14 +122,18 @@ func TestTransientFailures(t *testing.T) {
 		if !errors.Is(err, mirror.ErrTransient) || !errors.As(err, &resp) || resp.StatusCode != http.StatusServiceUnavailable {
 			t.Errorf("push: %v; want ErrTransient wrapping HTTP 503", err)
 		}
+		// The pull goes through a proxy of its own, so requests the push
+		// still had in flight when it returned are not counted.
+		pullHandle, pullFailed := failFirst(1<<40, anyRequest)
+		pullHost := startProxy(t, r, pullHandle)
+		_ = failed
 		c := cachetest.Open(t)
-		before := failed.Load()
-		_, err = mirror.Pull(ctx, mustRef(t, host+"/stella/retry:1.0.0"), c, cache.ImportRecord{}, mirror.PullOptions{Options: optionsFor(r)})
+		_, err = mirror.Pull(ctx, mustRef(t, pullHost+"/stella/retry:1.0.0"), c, cache.ImportRecord{}, mirror.PullOptions{Options: optionsFor(r)})
 		if !errors.Is(err, mirror.ErrTransient) {
 			t.Errorf("pull: %v; want ErrTransient", err)
 		}
 		// The first request used up its 3 attempts; nothing was tried after it.
-		if n := failed.Load() - before; n != 3 {
+		if n := pullFailed.Load(); n != 3 {
 			t.Errorf("pull made %d requests; want 3 (the attempts of the first)", n)
 		}
 		assertNothingStored(t, c)
