@@ -41,13 +41,13 @@ type Summary struct {
 
 // StepSummary is one step of the plan as a reviewer sees it.
 type StepSummary struct {
-	ID      string
-	Kind    string
-	Name    string
-	Status  string // pending, skipped, requires-approval, requires-policy
-	Depth   int    // nesting under map, loop and conditional steps
-	Command []string
-	Secrets []string
+	ID      string   `json:"id"`
+	Kind    string   `json:"kind"`
+	Name    string   `json:"name,omitempty"`
+	Status  string   `json:"status"` // pending, skipped, requires-approval, requires-policy
+	Depth   int      `json:"depth"`  // nesting under map, loop and conditional steps
+	Command []string `json:"command,omitempty"`
+	Secrets []string `json:"secrets,omitempty"`
 }
 
 // Review opens a request bundle and checks it for an approver, who needs

@@ -64,26 +64,26 @@ func (g GateState) String() string {
 
 // DecisionInfo is one accepted decision.
 type DecisionInfo struct {
-	KeyID      string
-	KeyName    string // the trust store's name for the key when accepted
-	Decision   Verdict
-	Comment    string
-	SignedAt   time.Time
-	ImportedAt time.Time
-	ExpiresAt  time.Time
-	Request    digest.Digest // request manifest
-	Response   digest.Digest // response manifest
+	KeyID      string        `json:"keyId"`
+	KeyName    string        `json:"keyName"` // the trust store's name for the key when accepted
+	Decision   Verdict       `json:"decision"`
+	Comment    string        `json:"comment"`
+	SignedAt   time.Time     `json:"signedAt"`
+	ImportedAt time.Time     `json:"importedAt"`
+	ExpiresAt  time.Time     `json:"expiresAt"`
+	Request    digest.Digest `json:"request"`  // request manifest
+	Response   digest.Digest `json:"response"` // response manifest
 }
 
 // RequestInfo is one request issued for a gate.
 type RequestInfo struct {
-	Digest      digest.Digest
-	Ref         string
-	Status      State // pending, approved, rejected or expired
-	Requester   string
-	RequestedAt time.Time
-	ExpiresAt   time.Time
-	Nonce       string
+	Digest      digest.Digest `json:"digest"`
+	Ref         string        `json:"ref"`
+	Status      State         `json:"status"` // pending, approved, rejected or expired
+	Requester   string        `json:"requester"`
+	RequestedAt time.Time     `json:"requestedAt"`
+	ExpiresAt   time.Time     `json:"expiresAt"`
+	Nonce       string        `json:"nonce"`
 }
 
 // gateRecord is what the cache keeps of a gate: its requests and the

@@ -6,6 +6,7 @@ import (
 	"io"
 	"sort"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/urfave/cli/v2"
 
 	"stellaops.io/stella/approve"
@@ -102,7 +103,22 @@ func (s *session) cacheGC(ctx context.Context, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.emit(res, func(w io.Writer) {
+	out := struct {
+		DryRun        bool            `json:"dryRun"`
+		Removed       []digest.Digest `json:"removed"`
+		Blobs         int             `json:"blobs"`
+		Bytes         int64           `json:"bytes"`
+		Leftovers     int             `json:"leftovers"`
+		LeftoverBytes int64           `json:"leftoverBytes"`
+		Kept          []digest.Digest `json:"kept"`
+	}{res.DryRun, res.Removed, res.Blobs, res.Bytes, res.Leftovers, res.LeftoverBytes, res.Kept}
+	if out.Removed == nil {
+		out.Removed = []digest.Digest{}
+	}
+	if out.Kept == nil {
+		out.Kept = []digest.Digest{}
+	}
+	return s.emit(out, func(w io.Writer) {
 		verb := "removed"
 		if res.DryRun {
 			verb = "would remove"
