@@ -66,11 +66,22 @@ func (f *fixture) zstdLayer(title string, plain []byte, declared int64) ocispec.
 // manifest packs an image manifest with a fixed creation time.
 func (f *fixture) manifest(artifactType string, config *ocispec.Descriptor, subject *ocispec.Descriptor, layers ...ocispec.Descriptor) ocispec.Descriptor {
 	f.t.Helper()
+	return f.manifestAnnotated(artifactType, config, subject, nil, layers...)
+}
+
+// manifestAnnotated is manifest with more manifest annotations (a pack's
+// io.stellaops.ref, which importers check against the bundle's index).
+func (f *fixture) manifestAnnotated(artifactType string, config *ocispec.Descriptor, subject *ocispec.Descriptor, ann map[string]string, layers ...ocispec.Descriptor) ocispec.Descriptor {
+	f.t.Helper()
+	annotations := map[string]string{AnnotationCreated: fixedCreated}
+	for k, v := range ann {
+		annotations[k] = v
+	}
 	d, err := oras.PackManifest(context.Background(), f.store, oras.PackManifestVersion1_1, artifactType, oras.PackManifestOptions{
 		Subject:             subject,
 		Layers:              layers,
 		ConfigDescriptor:    config,
-		ManifestAnnotations: map[string]string{AnnotationCreated: fixedCreated},
+		ManifestAnnotations: annotations,
 	})
 	if err != nil {
 		f.t.Fatal(err)
@@ -84,8 +95,8 @@ func (f *fixture) pack(id, version string) ocispec.Descriptor {
 	f.t.Helper()
 	cfg := f.blob(MediaTypePackConfig, []byte(`{"id":"`+id+`","version":"`+version+`"}`), nil)
 	yaml := f.blob(MediaTypePackFile, []byte("apiVersion: stellaops.io/pack.v1\nkind: TaskPack\nmetadata:\n  name: "+id+"\n"), map[string]string{AnnotationTitle: "pack.yaml"})
-	script := f.zstdLayer("files/run.sh", bytes.Repeat([]byte("echo stella\n"), 40), -1)
-	return f.manifest(ArtifactTypePack, &cfg, nil, yaml, script)
+	script := f.blob(MediaTypePackFile, bytes.Repeat([]byte("echo stella\n"), 40), map[string]string{AnnotationTitle: "files/run.sh"})
+	return f.manifestAnnotated(ArtifactTypePack, &cfg, nil, map[string]string{AnnotationRef: id + ":" + version}, yaml, script)
 }
 
 // signature adds a signature referrer of subject.

@@ -26,7 +26,7 @@ import (
 // benchSizeEnv overrides the size of the benchmark pack, in MiB (default 256).
 const benchSizeEnv = "STELLA_BENCH_MIRROR_MIB"
 
-const benchLayers = 8
+const benchLayers = 10
 
 // benchBundle writes a bundle file holding one pack of benchLayers random
 // (incompressible) layers of layerSize bytes; layer changed (if >= 0) gets other bytes.
@@ -84,7 +84,7 @@ func openBundle(b *testing.B, path string) *bundle.Reader {
 	return r
 }
 
-// BenchmarkMirrorPush mirrors a pack of 8 random layers (256 MiB by default, see
+// BenchmarkMirrorPush mirrors a pack of 10 random layers (256 MiB by default, see
 // benchSizeEnv) from a bundle file into a local distribution registry, against
 // `oras copy --from-oci-layout` of the same bundle into another registry of the same
 // kind; then re-mirrors after one layer changed.

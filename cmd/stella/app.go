@@ -35,8 +35,8 @@ Examples:
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usageError(err.Error())
 		},
-		CommandNotFound: func(c *cli.Context, name string) {
-			fmt.Fprintf(c.App.ErrWriter, "stella: unknown command %q; see `stella --help`\n", name)
+		CommandNotFound: func(_ *cli.Context, name string) {
+			s.usageErr = usageError(fmt.Sprintf("unknown command %q; see `stella --help`", name))
 		},
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "output", Usage: "result format: text or json (stable keys, see docs/cli)", DefaultText: "text"},

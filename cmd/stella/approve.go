@@ -161,6 +161,9 @@ func (s *session) packApprove(ctx context.Context, c *cli.Context) error {
 		if out == "" {
 			out = "request-" + req.Doc.Nonce[:12] + ".stella.tar"
 		}
+		if err := outputPath(out); err != nil {
+			return err
+		}
 		sum, err := approve.WriteRequestBundle(ctx, st, req, out)
 		if err != nil {
 			return err
@@ -360,6 +363,9 @@ func (s *session) approveSign(ctx context.Context, c *cli.Context) error {
 	out := c.String("out")
 	if out == "" {
 		out = "response-" + resp.Descriptor.Digest.Encoded()[:12] + ".stella.tar"
+	}
+	if err := outputPath(out); err != nil {
+		return err
 	}
 	bs, err := approve.WriteResponseBundle(ctx, resp, out)
 	if err != nil {

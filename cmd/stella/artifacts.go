@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -74,9 +75,9 @@ split set, and the signatures of every pack against the trust store.
 
 Examples:
    stella pack verify --bundle /media/usb0/packs.stella.tar`,
-			Flags: []cli.Flag{
+			Flags: append([]cli.Flag{
 				&cli.StringFlag{Name: "bundle", Usage: "bundle file (required)"},
-			},
+			}, policyFlags...),
 			Action: action(s.packVerify),
 		},
 		{
@@ -296,21 +297,28 @@ type admission struct {
 	failure  error // the first refusal, for the exit code
 }
 
-// admit applies the signature policy to every pack of src before anything is
-// written: refused packs (and their referrers) are not imported at all.
+// admit checks every pack of src before anything is written: its ref must
+// be the one its manifest (and so its signature) carries, its layers must be
+// plain pack files, and the signature policy must hold. Refused packs are
+// left out; their referrers are refused by the import (refusedSet).
 func (s *session) admit(ctx context.Context, src signature.Referrers, entries []cache.Artifact, pol policy) (admission, error) {
 	var ad admission
 	ad.verified = []string{"sha256 and size of every blob while it streamed"}
-	refusedSubjects := map[digest.Digest]bool{}
-	var packs, rest []cache.Artifact
-	for _, e := range entries {
-		if e.Kind == bundle.KindPack {
-			packs = append(packs, e)
-		} else {
-			rest = append(rest, e)
+	refuse := func(e cache.Artifact, err error) {
+		ad.refused = append(ad.refused, artifactSummary{Ref: e.Ref, Kind: e.Kind, Digest: e.Descriptor.Digest, ArtifactType: e.Descriptor.ArtifactType, Status: "refused", Reason: err.Error()})
+		if ad.failure == nil {
+			ad.failure = err
 		}
 	}
-	for _, e := range packs {
+	for _, e := range entries {
+		if e.Kind != bundle.KindPack {
+			ad.accept = append(ad.accept, e)
+			continue
+		}
+		if err := checkPackManifest(ctx, src, e); err != nil {
+			refuse(e, err)
+			continue
+		}
 		if pol.skip {
 			ad.accept = append(ad.accept, e)
 			continue
@@ -327,11 +335,7 @@ func (s *session) admit(ctx context.Context, src signature.Referrers, entries []
 		}
 		if pol.require {
 			if err := signature.Require(e.Ref, results); err != nil {
-				refusedSubjects[e.Descriptor.Digest] = true
-				ad.refused = append(ad.refused, artifactSummary{Ref: e.Ref, Kind: e.Kind, Digest: e.Descriptor.Digest, ArtifactType: e.Descriptor.ArtifactType, Status: "refused", Reason: err.Error()})
-				if ad.failure == nil {
-					ad.failure = err
-				}
+				refuse(e, err)
 				continue
 			}
 		}
@@ -339,13 +343,6 @@ func (s *session) admit(ctx context.Context, src signature.Referrers, entries []
 			valid = []string{e.Ref + ": no valid signature (not required)"}
 		}
 		ad.verified = append(ad.verified, valid...)
-		ad.accept = append(ad.accept, e)
-	}
-	for _, e := range rest {
-		if e.Descriptor.Digest != "" && subjectRefused(ctx, src, e.Descriptor, refusedSubjects) {
-			ad.refused = append(ad.refused, artifactSummary{Kind: e.Kind, Digest: e.Descriptor.Digest, ArtifactType: e.Descriptor.ArtifactType, Status: "refused", Reason: "its subject was refused"})
-			continue
-		}
 		ad.accept = append(ad.accept, e)
 	}
 	switch {
@@ -357,16 +354,51 @@ func (s *session) admit(ctx context.Context, src signature.Referrers, entries []
 	return ad, nil
 }
 
-func subjectRefused(ctx context.Context, src content.Fetcher, d ocispec.Descriptor, refused map[digest.Digest]bool) bool {
-	if len(refused) == 0 {
-		return false
+// refusedSet is the digests admit refused.
+func (ad admission) refusedSet() map[digest.Digest]bool {
+	out := map[digest.Digest]bool{}
+	for _, r := range ad.refused {
+		out[r.Digest] = true
 	}
-	b, err := content.FetchAll(ctx, src, d)
+	return out
+}
+
+var (
+	// errRefMismatch: the name a bundle gives a pack is not the one its
+	// manifest carries (and its signature covers).
+	errRefMismatch = errors.New("pack name does not match its manifest")
+	// errPackLayout: a pack artifact holds something other than its config
+	// and plain file layers.
+	errPackLayout = errors.New("pack artifact holds unexpected content")
+)
+
+// checkPackManifest binds a bundle entry to its manifest: the ref index.json
+// gives (only checksummed, not signed) must equal the manifest's own
+// io.stellaops.ref, and the layers must be the plain files stella builds.
+func checkPackManifest(ctx context.Context, src content.Fetcher, e cache.Artifact) error {
+	if e.Descriptor.Size > bundle.MaxManifestSize {
+		return fmt.Errorf("pack %s: manifest of %d bytes: %w", e.Ref, e.Descriptor.Size, bundle.ErrTooLarge)
+	}
+	b, err := content.FetchAll(ctx, src, e.Descriptor)
 	if err != nil {
-		return true // cannot tell: keep it out
+		return err
 	}
-	sub := subjectDigest(b)
-	return sub != "" && refused[sub]
+	var m ocispec.Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return fmt.Errorf("pack %s: %w: %v", e.Ref, bundle.ErrInvalidManifest, err)
+	}
+	if got := m.Annotations[bundle.AnnotationRef]; got != e.Ref {
+		return fmt.Errorf("bundle lists %s as %q, but its manifest names it %q: %w", e.Descriptor.Digest, e.Ref, got, errRefMismatch)
+	}
+	if m.Config.MediaType != bundle.MediaTypePackConfig {
+		return fmt.Errorf("pack %s: config of media type %q: %w", e.Ref, m.Config.MediaType, errPackLayout)
+	}
+	for _, l := range m.Layers {
+		if l.MediaType != bundle.MediaTypePackFile {
+			return fmt.Errorf("pack %s: layer %s of media type %q (packs hold plain file layers): %w", e.Ref, l.Digest, l.MediaType, errPackLayout)
+		}
+	}
+	return nil
 }
 
 func (s *session) packImport(ctx context.Context, c *cli.Context) error {
@@ -402,7 +434,7 @@ func (s *session) packImport(ctx context.Context, c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		res, err := importWithReferrers(ctx, st, hashedOnce{r}, ad.accept, cache.ImportRecord{From: "bundle " + filepath.Base(file), Verified: append([]string{"SHA256SUMS and tar structure"}, ad.verified...)},
+		res, err := importWithReferrers(ctx, st, hashedOnce{r}, ad.accept, ad.refusedSet(), cache.ImportRecord{From: "bundle " + filepath.Base(file), Verified: append([]string{"SHA256SUMS and tar structure"}, ad.verified...)},
 			cache.ImportOptions{Progress: s.importProgress()})
 		if err != nil && len(res.Artifacts) == 0 {
 			return err
@@ -483,7 +515,7 @@ func (s *session) packVerify(ctx context.Context, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	ts, err := s.trustStore()
+	pol, err := s.signaturePolicy(c)
 	if err != nil {
 		return err
 	}
@@ -505,11 +537,30 @@ func (s *session) packVerify(ctx context.Context, c *cli.Context) error {
 		}
 		out.Artifacts = append(out.Artifacts, a)
 		if e.Kind == bundle.KindPack && e.Err == nil {
-			res, err := signature.Verify(ctx, r, e.Descriptor, ts, signature.Requirement{Role: trust.RolePublisher, Tenant: s.tenant})
+			fail := func(err error) {
+				a := &out.Artifacts[len(out.Artifacts)-1]
+				a.Status, a.Reason = "failed", err.Error()
+				if firstErr == nil {
+					firstErr = err
+				}
+			}
+			if err := checkPackManifest(ctx, r, cache.Artifact{Descriptor: e.Descriptor, Kind: e.Kind, Ref: e.Ref}); err != nil {
+				fail(err)
+				continue
+			}
+			if pol.skip {
+				continue
+			}
+			res, err := signature.Verify(ctx, r, e.Descriptor, pol.trust, signature.Requirement{Role: trust.RolePublisher, Tenant: s.tenant})
 			if err != nil {
 				return err
 			}
 			out.Signatures = append(out.Signatures, signatureSummaries(e.Ref, res)...)
+			if pol.require {
+				if err := signature.Require(e.Ref, res); err != nil {
+					fail(err)
+				}
+			}
 		}
 	}
 	if err := s.emit(out, func(w io.Writer) {
@@ -593,6 +644,9 @@ func (s *session) exportBundle(ctx context.Context, st *cache.Store, refs []stri
 			return nil, err
 		}
 		entries = append(entries, refsOf...)
+	}
+	if err := outputPath(out); err != nil {
+		return nil, err
 	}
 	bar := s.newProgress("writing " + filepath.Base(out))
 	defer bar.finish()
@@ -791,50 +845,88 @@ func (h hashedOnce) Fetch(ctx context.Context, d ocispec.Descriptor) (io.ReadClo
 	return h.FetchUnverified(ctx, d)
 }
 
-// importWithReferrers imports the artifacts that have refs first, then the
-// referrers (signatures, responses, evidence) whose subject did not fail in
-// this import, so a failed pack never leaves its signature behind.
-func importWithReferrers(ctx context.Context, st *cache.Store, src content.ReadOnlyStorage, arts []cache.Artifact, rec cache.ImportRecord, opts cache.ImportOptions) (cache.ImportResult, error) {
-	var primary, referrers []cache.Artifact
+// importWithReferrers imports arts in one import (one import record): the
+// artifacts that have refs first, then referrers after their subjects. A
+// referrer whose subject failed or was refused — directly or through another
+// referrer — is refused too, so a failed pack never leaves its signature (or a
+// refused request its response) behind. refused holds digests already
+// refused before the import (signature policy).
+func importWithReferrers(ctx context.Context, st *cache.Store, src content.ReadOnlyStorage, arts []cache.Artifact, refused map[digest.Digest]bool, rec cache.ImportRecord, opts cache.ImportOptions) (cache.ImportResult, error) {
+	bad := map[digest.Digest]bool{}
+	for d := range refused {
+		bad[d] = true
+	}
+	progress := opts.Progress
+	opts.Progress = func(p cache.Progress) {
+		if p.Event == cache.ArtifactDone && p.Status == cache.StatusFailed {
+			bad[p.Artifact.Descriptor.Digest] = true
+		}
+		if progress != nil {
+			progress(p)
+		}
+	}
+	verify := opts.Verify
+	opts.Verify = func(ctx context.Context, a cache.Artifact, f content.Fetcher) error {
+		if sub := subjectOfArtifact(ctx, f, a.Descriptor); sub != "" && bad[sub] {
+			return fmt.Errorf("%s %s not imported: its subject %s failed or was refused: %w", a.Kind, a.Descriptor.Digest, sub, errSubjectFailed)
+		}
+		if verify != nil {
+			return verify(ctx, a, f)
+		}
+		return nil
+	}
+	return st.Import(ctx, src, orderBySubject(ctx, src, arts), rec, opts)
+}
+
+// subjectOfArtifact reads the subject digest of a manifest, or "".
+func subjectOfArtifact(ctx context.Context, f content.Fetcher, d ocispec.Descriptor) digest.Digest {
+	if d.Size > bundle.MaxManifestSize {
+		return ""
+	}
+	b, err := content.FetchAll(ctx, f, d)
+	if err != nil {
+		return ""
+	}
+	return subjectDigest(b)
+}
+
+// orderBySubject puts artifacts with refs first, then each referrer after
+// the referrer it points at, if that is among arts.
+func orderBySubject(ctx context.Context, src content.Fetcher, arts []cache.Artifact) []cache.Artifact {
+	var out, pending []cache.Artifact
 	for _, a := range arts {
-		if a.Ref == "" {
-			referrers = append(referrers, a)
+		if a.Ref != "" {
+			out = append(out, a)
 		} else {
-			primary = append(primary, a)
+			pending = append(pending, a)
 		}
 	}
-	res, err := st.Import(ctx, src, primary, rec, opts)
-	failed := map[digest.Digest]bool{}
-	for _, a := range res.Artifacts {
-		if a.Status == cache.StatusFailed {
-			failed[a.Artifact.Descriptor.Digest] = true
+	subjects := map[digest.Digest]digest.Digest{}
+	for _, a := range pending {
+		subjects[a.Descriptor.Digest] = subjectOfArtifact(ctx, src, a.Descriptor)
+	}
+	for len(pending) > 0 {
+		waiting := map[digest.Digest]bool{}
+		for _, a := range pending {
+			waiting[a.Descriptor.Digest] = true
 		}
-	}
-	var keep []cache.Artifact
-	for _, a := range referrers {
-		if subjectRefused(ctx, src, a.Descriptor, failed) {
-			res.Artifacts = append(res.Artifacts, cache.ArtifactResult{Artifact: a, Status: cache.StatusFailed,
-				Err: fmt.Errorf("%s %s not imported: its subject failed: %w", a.Kind, a.Descriptor.Digest, errSubjectFailed)})
-			continue
+		var next []cache.Artifact
+		progressed := false
+		for _, a := range pending {
+			if waiting[subjects[a.Descriptor.Digest]] {
+				next = append(next, a)
+				continue
+			}
+			out = append(out, a)
+			delete(waiting, a.Descriptor.Digest)
+			progressed = true
 		}
-		keep = append(keep, a)
+		if !progressed { // a cycle cannot hash, but never loop forever
+			return append(out, next...)
+		}
+		pending = next
 	}
-	if len(keep) == 0 {
-		return res, err
-	}
-	if res.Record.ID != 0 {
-		rec = res.Record // one import record for the whole import
-	}
-	res2, err2 := st.Import(ctx, src, keep, rec, opts)
-	res.Artifacts = append(res.Artifacts, res2.Artifacts...)
-	res.BlobsWritten += res2.BlobsWritten
-	res.BytesWritten += res2.BytesWritten
-	res.BlobsSkipped += res2.BlobsSkipped
-	res.BytesSkipped += res2.BytesSkipped
-	if res2.Record.ID != 0 {
-		res.Record = res2.Record
-	}
-	return res, errors.Join(err, err2)
+	return out
 }
 
 // errSubjectFailed: a referrer was left out because its subject failed.

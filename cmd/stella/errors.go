@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 
 	"stellaops.io/stella/approve"
@@ -46,6 +47,8 @@ var errorTable = []errorRow{
 	{errUsage, "ERR_PACK_USAGE", exitGeneric, "run the command with --help to see its flags and examples"},
 	{ErrConfigInvalid, "ERR_PACK_CONFIG_INVALID", exitInvalid, "fix or remove the named key in <home>/config.yaml; unknown keys are refused so a typo never weakens a policy"},
 	{errFileNotFound, "ERR_PACK_FILE_NOT_FOUND", exitNotFound, "check the path; on removable media, check that the volume is mounted"},
+	{fs.ErrNotExist, "ERR_PACK_FILE_NOT_FOUND", exitNotFound, "check the path; on removable media, check that the volume is mounted"},
+	{errFolderMissing, "ERR_PACK_FOLDER_NOT_FOUND", exitNotFound, "the folder to write into does not exist: check the path and that the media is mounted (stella does not create it)"},
 	{errFileTooLarge, "ERR_PACK_FILE_TOO_LARGE", exitInvalid, "the file is larger than stella reads for this purpose; check that it is the right file"},
 	{context.Canceled, "ERR_PACK_INTERRUPTED", exitGeneric, "the command was interrupted; run it again — nothing partial was kept"},
 
@@ -85,6 +88,8 @@ var errorTable = []errorRow{
 	{signature.ErrRejected, "ERR_PACK_SIGNATURE_INVALID", exitTrust, "the artifact has no valid signature by a trusted publisher key for this tenant: check `stella trust list`, or get a correctly signed copy"},
 	{signature.ErrNotSignature, "ERR_PACK_SIGNATURE_INVALID", exitTrust, "an artifact attached as a signature is malformed: get a correctly signed copy"},
 
+	{errRefMismatch, "ERR_PACK_REF_MISMATCH", exitInvalid, "the bundle names a pack differently from its signed manifest: the bundle was altered; get a fresh copy"},
+	{errPackLayout, "ERR_PACK_ARTIFACT_UNSUPPORTED", exitInvalid, "the pack artifact holds content stella does not build (packs are a config plus plain file layers): rebuild it with `stella pack build`"},
 	{errSubjectFailed, "ERR_PACK_SUBJECT_FAILED", exitInvalid, "a signature or other referrer was left out because the artifact it belongs to failed; fix that artifact's error first"},
 
 	// Keys, trust and vault.
@@ -234,7 +239,7 @@ func (s *session) fail(err error) int {
 		}
 	}
 	msg = strings.ReplaceAll(msg, "\n", " ")
-	if s.output == outputJSON {
+	if s.output == outputJSON && !s.emitted {
 		var rep errorReport
 		rep.Error.Code, rep.Error.Message, rep.Error.Hint, rep.Error.ExitCode, rep.Error.Problems = row.Code, msg, row.Hint, row.Exit, problems
 		enc := json.NewEncoder(s.stdout)

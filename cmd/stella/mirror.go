@@ -497,7 +497,7 @@ func (s *session) mirrorPullBundle(ctx context.Context, c *cli.Context, file str
 	out := mirrorOut{Source: filepath.Base(file), Artifacts: []artifactSummary{}}
 	var refs []string
 	if len(ad.accept) > 0 {
-		res, err := importWithReferrers(ctx, st, hashedOnce{r}, ad.accept, cache.ImportRecord{From: "bundle " + filepath.Base(file), Verified: append([]string{"SHA256SUMS and tar structure"}, ad.verified...)},
+		res, err := importWithReferrers(ctx, st, hashedOnce{r}, ad.accept, ad.refusedSet(), cache.ImportRecord{From: "bundle " + filepath.Base(file), Verified: append([]string{"SHA256SUMS and tar structure"}, ad.verified...)},
 			cache.ImportOptions{Progress: s.importProgress()})
 		if err != nil && len(res.Artifacts) == 0 {
 			return err
@@ -570,9 +570,13 @@ func (s *session) registryLogout(ctx context.Context, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := store.Delete(ctx, credentials.ServerAddressFromHostname(c.Args().First())); err != nil {
+	host := c.Args().First()
+	if err := store.Delete(ctx, credentials.ServerAddressFromHostname(host)); err != nil {
 		return err
 	}
-	fmt.Fprintf(s.stdout, "removed credential for %s from %s\n", c.Args().First(), path)
-	return nil
+	res := struct {
+		Host string `json:"host"`
+		File string `json:"file"`
+	}{host, path}
+	return s.emit(res, func(w io.Writer) { fmt.Fprintf(w, "removed credential for %s from %s\n", host, path) })
 }

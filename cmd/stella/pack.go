@@ -245,6 +245,9 @@ func (s *session) packPlan(ctx context.Context, c *cli.Context) error {
 	}
 	hash := plan.HashBytes(canon)
 	if out := c.String("out"); out != "" {
+		if err := outputPath(out); err != nil {
+			return err
+		}
 		if err := safefile.WriteBytes(out, canon, 0o644); err != nil {
 			return err
 		}

@@ -29,6 +29,12 @@ type session struct {
 	sealed bool
 	config Config
 	now    func() time.Time
+	// usageErr is set by handlers urfave/cli calls without a way to return
+	// an error (an unknown command), so the run still fails with exit 1.
+	usageErr error
+	// emitted is set once a result went to stdout: a failure after it then
+	// goes to stderr only, so JSON output stays one document.
+	emitted bool
 	// holder names this command in lock side files ("stella pack import"),
 	// so a process waiting on a lock can say who holds it. Never arguments:
 	// they could name files an operator would rather not show.
@@ -43,6 +49,9 @@ const (
 func (s *session) run(ctx context.Context, args []string) int {
 	app := s.newApp()
 	err := app.RunContext(ctx, args)
+	if err == nil {
+		err = s.usageErr
+	}
 	if err == nil {
 		return 0
 	}
@@ -112,6 +121,7 @@ func isTrue(v string) bool {
 
 // emit writes a command's result: JSON on --output json, else the text form.
 func (s *session) emit(v any, text func(w io.Writer)) error {
+	s.emitted = true
 	if s.output == outputJSON {
 		enc := json.NewEncoder(s.stdout)
 		enc.SetIndent("", "  ")
@@ -166,9 +176,23 @@ func (s *session) readFileArg(name string, limit int64) ([]byte, error) {
 	return b, nil
 }
 
+// outputPath checks that the folder a command writes a file into exists:
+// stella never creates folders for an operator's output, so a mistyped media
+// path fails instead of writing to local disk.
+func outputPath(path string) error {
+	dir := filepath.Dir(path)
+	st, err := os.Stat(dir)
+	if err != nil || !st.IsDir() {
+		return &fileError{path: dir, err: errFolderMissing}
+	}
+	return nil
+}
+
 var (
-	errFileNotFound = errors.New("file not found")
-	errFileTooLarge = errors.New("file too large")
+	// errFolderMissing: the folder an output file goes to does not exist.
+	errFolderMissing = errors.New("folder does not exist")
+	errFileNotFound  = errors.New("file not found")
+	errFileTooLarge  = errors.New("file too large")
 )
 
 type fileError struct {
