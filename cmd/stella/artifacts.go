@@ -410,15 +410,35 @@ func (s *session) packImport(ctx context.Context, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	r, err := s.openBundle(ctx, file)
+	st, err := s.openCache(ctx)
 	if err != nil {
 		return err
 	}
-	defer r.Close()
-	// Blobs are verified while they stream into the cache; compressed layers
-	// are decompressed (bounded) first so a bomb never enters it.
-	if err := r.VerifyCompressed(ctx, 0); err != nil {
+	out, _, failure, err := s.importBundle(ctx, st, file, pol)
+	if err != nil {
 		return err
+	}
+	if err := s.emit(out, func(w io.Writer) { renderImport(w, out) }); err != nil {
+		return err
+	}
+	return failure
+}
+
+// importBundle imports a bundle file (or split set) into the cache: bounded
+// check of compressed layers, admission (names bound to manifests, signature
+// policy), then one import in which every blob is verified as it streams. It
+// returns the report, the refs of the packs now in the cache, and the first
+// per-artifact failure; err is for failures before anything could be judged.
+func (s *session) importBundle(ctx context.Context, st *cache.Store, file string, pol policy) (out importReport, packs []string, failure error, err error) {
+	r, err := s.openBundle(ctx, file)
+	if err != nil {
+		return out, nil, nil, err
+	}
+	defer r.Close()
+	// Compressed layers are decompressed (bounded) first so a bomb never
+	// enters the cache.
+	if err := r.VerifyCompressed(ctx, 0); err != nil {
+		return out, nil, nil, err
 	}
 	var entries []cache.Artifact
 	for _, e := range r.Entries() {
@@ -426,42 +446,41 @@ func (s *session) packImport(ctx context.Context, c *cli.Context) error {
 	}
 	ad, err := s.admit(ctx, r, entries, pol)
 	if err != nil {
-		return err
+		return out, nil, nil, err
 	}
-	out := importReport{From: filepath.Base(file), Artifacts: []artifactSummary{}}
+	out = importReport{From: filepath.Base(file), Artifacts: []artifactSummary{}}
 	if len(ad.accept) > 0 {
-		st, err := s.openCache(ctx)
-		if err != nil {
-			return err
-		}
-		res, err := importWithReferrers(ctx, st, hashedOnce{r}, ad.accept, ad.refusedSet(), cache.ImportRecord{From: "bundle " + filepath.Base(file), Verified: append([]string{"SHA256SUMS and tar structure"}, ad.verified...)},
+		res, err := importWithReferrers(ctx, st, hashedOnce{r}, ad.accept, ad.refusedSet(),
+			cache.ImportRecord{From: "bundle " + filepath.Base(file), Verified: append([]string{"SHA256SUMS and tar structure"}, ad.verified...)},
 			cache.ImportOptions{Progress: s.importProgress()})
 		if err != nil && len(res.Artifacts) == 0 {
-			return err
+			return out, nil, nil, err
 		}
 		for _, a := range res.Artifacts {
 			out.Artifacts = append(out.Artifacts, summaryOf(a))
 			if a.Err != nil && ad.failure == nil {
 				ad.failure = a.Err
 			}
+			if a.Err == nil && a.Artifact.Kind == bundle.KindPack {
+				packs = append(packs, a.Artifact.Ref)
+			}
 		}
-		out.BytesWritten, out.BytesSkipped = res.BytesWritten, res.BytesSkipped
+		out.BlobsWritten, out.BytesWritten, out.BlobsSkipped, out.BytesSkipped = res.BlobsWritten, res.BytesWritten, res.BlobsSkipped, res.BytesSkipped
 		out.Verified = res.Record.Verified
 		if err != nil && ad.failure == nil {
 			ad.failure = err
 		}
 	}
 	out.Artifacts = append(out.Artifacts, ad.refused...)
-	if err := s.emit(out, func(w io.Writer) { renderImport(w, out) }); err != nil {
-		return err
-	}
-	return ad.failure
+	return out, packs, ad.failure, nil
 }
 
 type importReport struct {
 	From         string            `json:"from"`
 	Artifacts    []artifactSummary `json:"artifacts"`
+	BlobsWritten int               `json:"blobsWritten"`
 	BytesWritten int64             `json:"bytesWritten"`
+	BlobsSkipped int               `json:"blobsSkipped"`
 	BytesSkipped int64             `json:"bytesSkipped"`
 	Verified     []string          `json:"verified"`
 }

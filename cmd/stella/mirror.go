@@ -467,26 +467,10 @@ func (s *session) mirrorPull(ctx context.Context, c *cli.Context) error {
 	return first
 }
 
-// mirrorPullBundle imports a bundle file into the cache like `pack import`,
-// then pushes its packs with --to.
+// mirrorPullBundle imports a bundle file into the cache exactly like
+// `pack import`, then pushes its packs with --to.
 func (s *session) mirrorPullBundle(ctx context.Context, c *cli.Context, file string) error {
 	pol, err := s.signaturePolicy(c)
-	if err != nil {
-		return err
-	}
-	r, err := s.openBundle(ctx, file)
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	if err := r.VerifyCompressed(ctx, 0); err != nil {
-		return err
-	}
-	var entries []cache.Artifact
-	for _, e := range r.Entries() {
-		entries = append(entries, cache.Artifact{Descriptor: e.Descriptor, Kind: e.Kind, Ref: e.Ref})
-	}
-	ad, err := s.admit(ctx, r, entries, pol)
 	if err != nil {
 		return err
 	}
@@ -494,39 +478,21 @@ func (s *session) mirrorPullBundle(ctx context.Context, c *cli.Context, file str
 	if err != nil {
 		return err
 	}
-	out := mirrorOut{Source: filepath.Base(file), Artifacts: []artifactSummary{}}
-	var refs []string
-	if len(ad.accept) > 0 {
-		res, err := importWithReferrers(ctx, st, hashedOnce{r}, ad.accept, ad.refusedSet(), cache.ImportRecord{From: "bundle " + filepath.Base(file), Verified: append([]string{"SHA256SUMS and tar structure"}, ad.verified...)},
-			cache.ImportOptions{Progress: s.importProgress()})
-		if err != nil && len(res.Artifacts) == 0 {
-			return err
-		}
-		for _, a := range res.Artifacts {
-			out.Artifacts = append(out.Artifacts, summaryOf(a))
-			if a.Err != nil && ad.failure == nil {
-				ad.failure = a.Err
-			}
-			if a.Err == nil && a.Artifact.Kind == bundle.KindPack {
-				refs = append(refs, a.Artifact.Ref)
-			}
-		}
-		out.BlobsCopied, out.BytesCopied, out.BlobsSkipped, out.BytesSkipped = res.BlobsWritten, res.BytesWritten, res.BlobsSkipped, res.BytesSkipped
-		out.Verified = res.Record.Verified
-		if err != nil && ad.failure == nil {
-			ad.failure = err
-		}
+	imp, packs, failure, err := s.importBundle(ctx, st, file, pol)
+	if err != nil {
+		return err
 	}
-	out.Artifacts = append(out.Artifacts, ad.refused...)
+	out := mirrorOut{Source: imp.From, Artifacts: imp.Artifacts, BlobsCopied: imp.BlobsWritten, BytesCopied: imp.BytesWritten,
+		BlobsSkipped: imp.BlobsSkipped, BytesSkipped: imp.BytesSkipped, Verified: imp.Verified}
 	var perr error
-	if to := c.String("to"); to != "" && len(refs) > 0 {
+	if to := c.String("to"); to != "" && len(packs) > 0 {
 		out.Destination = to
-		perr = s.pushRefs(ctx, c, st, refs, to, &out)
+		perr = s.pushRefs(ctx, c, st, packs, to, &out)
 	}
 	if err := s.emit(out, func(w io.Writer) { renderMirror(w, "mirrored", out) }); err != nil {
 		return err
 	}
-	return errors.Join(ad.failure, perr)
+	return errors.Join(failure, perr)
 }
 
 func (s *session) registryLogin(ctx context.Context, c *cli.Context) error {
