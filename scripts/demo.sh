@@ -38,6 +38,7 @@ printf 'demo publisher passphrase\n' > "$work/key.pass"
 export STELLA_KEY_PASSPHRASE_FILE="$work/key.pass"
 "$STELLA" key generate --dir "$work/keys" publisher
 "$STELLA" pack build --sign --key "$work/keys/publisher.key" rotate-creds
+mkdir -p "$work/media"   # the removable media (stella never creates output folders)
 "$STELLA" pack export -o "$work/media/packs.stella.tar" --split 8KiB rotate-creds:0.1.0
 ls "$work/media"
 
