@@ -14,6 +14,7 @@ import (
 	"go.etcd.io/bbolt"
 	"oras.land/oras-go/v2/content"
 
+	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/keys"
@@ -87,7 +88,7 @@ func Accept(ctx context.Context, st *cache.Store, path string, opts AcceptOption
 		return nil, refuse(ctx, st, now, info, fmt.Errorf("response bundle %s: %w", path, err))
 	}
 	entries := r.Entries()
-	if len(entries) != 1 || entries[0].Kind != bundle.KindApprovalResponse {
+	if len(entries) != 1 || entries[0].Kind != artifact.KindApprovalResponse {
 		return nil, refuse(ctx, st, now, info, fmt.Errorf("response bundle %s: %w: want exactly one approval response, found %d entries",
 			path, ErrInvalidResponse, len(entries)))
 	}
@@ -278,7 +279,7 @@ func acceptArtifact(ctx context.Context, st *cache.Store, src content.ReadOnlySt
 		"request issued by this cache and pending; plan hash, gate, tenant and nonce match",
 		"not expired, not replayed",
 	}
-	if _, err := st.Import(ctx, src, []cache.Artifact{{Descriptor: plainDesc(desc), Kind: bundle.KindApprovalResponse}},
+	if _, err := st.Import(ctx, src, []cache.Artifact{{Descriptor: plainDesc(desc), Kind: artifact.KindApprovalResponse}},
 		cache.ImportRecord{From: from, Verified: verified}, cache.ImportOptions{}); err != nil {
 		return nil, fmt.Errorf("store response %s: %w", desc.Digest, err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/cache/cachetest"
@@ -53,7 +54,7 @@ func TestRoundTripTwoApprovers(t *testing.T) {
 	}
 	entries := r.Entries()
 	r.Close()
-	if len(entries) != 1 || entries[0].Descriptor.Digest != req.Descriptor.Digest || entries[0].Kind != bundle.KindApprovalRequest {
+	if len(entries) != 1 || entries[0].Descriptor.Digest != req.Descriptor.Digest || entries[0].Kind != artifact.KindApprovalRequest {
 		t.Fatalf("request bundle entries: %+v", entries)
 	}
 	ra, err := readRequestArtifact(o.ctx, o.st, req.Descriptor)
@@ -119,7 +120,7 @@ func TestRoundTripTwoApprovers(t *testing.T) {
 	}
 
 	// The responses are in the cache, referrers of the request.
-	refs, err := o.st.Referrers(o.ctx, req.Descriptor.Digest, bundle.ArtifactTypeApprovalResponse)
+	refs, err := o.st.Referrers(o.ctx, req.Descriptor.Digest, artifact.ArtifactTypeApprovalResponse)
 	if err != nil || len(refs) != 2 {
 		t.Fatalf("response referrers of the request: %v %v", refs, err)
 	}
@@ -315,7 +316,7 @@ func TestPackSubjectSize(t *testing.T) {
 	if _, err := NewRequest(ctx, st, opts); !errors.Is(err, ErrPackNotFound) {
 		t.Fatalf("request without a known pack size: %v", err)
 	}
-	if _, err := st.Import(ctx, fx.artifact, []cache.Artifact{{Descriptor: fx.artifact.Manifest, Kind: bundle.KindPack, Ref: sp.PackRef}},
+	if _, err := st.Import(ctx, fx.artifact, []cache.Artifact{{Descriptor: fx.artifact.Manifest, Kind: artifact.KindPack, Ref: sp.PackRef}},
 		cache.ImportRecord{From: "test"}, cache.ImportOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -22,14 +22,14 @@
 // Both are OCI image manifests (image-spec v1.1) with the OCI empty JSON
 // config:
 //
-//	approval-request   artifactType bundle.ArtifactTypeApprovalRequest
-//	                   layers: the request JSON (bundle.MediaTypeApprovalRequest,
+//	approval-request   artifactType artifact.ArtifactTypeApprovalRequest
+//	                   layers: the request JSON (artifact.MediaTypeApprovalRequest,
 //	                           RFC 8785 canonical, see RequestDoc), then the
 //	                           canonical plan (MediaTypePlan)
 //	                   subject: the pack manifest (digest = plan's pack digest)
 //	                   cache ref: "approval-request:<first 16 hex of the nonce>"
-//	approval-response  artifactType bundle.ArtifactTypeApprovalResponse
-//	                   layer: one DSSE envelope (bundle.MediaTypeDSSE) over an
+//	approval-response  artifactType artifact.ArtifactTypeApprovalResponse
+//	                   layer: one DSSE envelope (artifact.MediaTypeDSSE) over an
 //	                          in-toto statement whose subject is the request
 //	                          manifest and predicate type
 //	                          PredicateApprovalDecision (see Predicate)

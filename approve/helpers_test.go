@@ -11,9 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"stellaops.io/stella/artifact"
+
 	"github.com/google/go-cmp/cmp"
 
-	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/cache/cachetest"
 	"stellaops.io/stella/keys"
@@ -33,7 +34,7 @@ var t0 = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 
 // fixture is the built sample pack and its plan.
 type fixture struct {
-	artifact  *bundle.Artifact
+	artifact  *artifact.Pack
 	canonical []byte
 	hash      string
 }
@@ -44,7 +45,7 @@ func loadFixture(t testing.TB) fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := bundle.Build(p, bundle.BuildOptions{})
+	a, err := artifact.Build(p, artifact.BuildOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +228,7 @@ func (o *operator) expectRefused(path string, now time.Time, want error, reason 
 // responses counts the approval responses in the cache.
 func (o *operator) responses() int {
 	o.t.Helper()
-	l, err := o.st.List(o.ctx, bundle.KindApprovalResponse)
+	l, err := o.st.List(o.ctx, artifact.KindApprovalResponse)
 	if err != nil {
 		o.t.Fatal(err)
 	}

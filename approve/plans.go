@@ -30,7 +30,7 @@ type PlanMeta struct {
 	SavedAt time.Time
 	// PackSize is the size of the pack's manifest (the pack digest's
 	// content), which an approval request's subject descriptor needs. The
-	// caller knows it when it derived the digest (bundle.Build); zero means
+	// caller knows it when it derived the digest (artifact.Build); zero means
 	// unknown, and requests then need the pack in the cache.
 	PackSize int64
 }

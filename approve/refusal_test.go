@@ -12,6 +12,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/keys"
 	"stellaops.io/stella/trust"
@@ -261,7 +262,7 @@ func TestPlanAlteredAfterHashing(t *testing.T) {
 			t.Fatal(err)
 		}
 		path := filepath.Join(t.TempDir(), "forged.stella.tar")
-		if _, err := bundle.WriteFile(o.ctx, path, src, []bundle.Entry{{Descriptor: desc, Kind: bundle.KindApprovalRequest, Ref: "forged:1"}},
+		if _, err := bundle.WriteFile(o.ctx, path, src, []bundle.Entry{{Descriptor: desc, Kind: artifact.KindApprovalRequest, Ref: "forged:1"}},
 			bundle.WriteOptions{AllowAnyMediaType: true}); err != nil {
 			t.Fatal(err)
 		}
@@ -304,7 +305,7 @@ func TestReviewRefusesDamage(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "fewer.stella.tar")
-	if _, err := bundle.WriteFile(o.ctx, path, src, []bundle.Entry{{Descriptor: desc, Kind: bundle.KindApprovalRequest, Ref: "fewer:1"}},
+	if _, err := bundle.WriteFile(o.ctx, path, src, []bundle.Entry{{Descriptor: desc, Kind: artifact.KindApprovalRequest, Ref: "fewer:1"}},
 		bundle.WriteOptions{AllowAnyMediaType: true}); err != nil {
 		t.Fatal(err)
 	}

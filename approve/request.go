@@ -14,6 +14,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.etcd.io/bbolt"
 
+	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/plan"
@@ -23,7 +24,7 @@ import (
 const RequestAPIVersion = "stellaops.io/approval-request.v1"
 
 // MediaTypePlan is the media type of the canonical plan layer of a request.
-const MediaTypePlan = bundle.MediaTypePlan
+const MediaTypePlan = artifact.MediaTypePlan
 
 // Layer titles of a request artifact, so `oras pull` gives two files.
 const (
@@ -273,7 +274,7 @@ func NewRequest(ctx context.Context, st *cache.Store, opts RequestOptions) (*Req
 		return nil, err
 	}
 	ref := refPrefix + doc.Nonce[:16]
-	if _, err := st.Import(ctx, src, []cache.Artifact{{Descriptor: desc, Kind: bundle.KindApprovalRequest, Ref: ref}},
+	if _, err := st.Import(ctx, src, []cache.Artifact{{Descriptor: desc, Kind: artifact.KindApprovalRequest, Ref: ref}},
 		cache.ImportRecord{From: "approval request " + ref, Verified: []string{"built by this cache"}},
 		cache.ImportOptions{}); err != nil {
 		return nil, fmt.Errorf("store request %s: %w", ref, err)
@@ -323,7 +324,7 @@ func packDescriptor(ctx context.Context, st *cache.Store, sp *SavedPlan) (ocispe
 		d.Size = a.Descriptor.Size
 		return d, nil
 	}
-	entries, err := st.List(ctx, bundle.KindPack)
+	entries, err := st.List(ctx, artifact.KindPack)
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
@@ -350,25 +351,25 @@ func buildRequestArtifact(doc *RequestDoc, canonicalPlan []byte, subject ocispec
 	src := blobs{}
 	cfg := emptyConfig()
 	src[cfg.Digest] = []byte("{}")
-	l1 := src.add(bundle.MediaTypeApprovalRequest, reqJSON)
-	l1.Annotations = map[string]string{bundle.AnnotationTitle: requestTitle}
+	l1 := src.add(artifact.MediaTypeApprovalRequest, reqJSON)
+	l1.Annotations = map[string]string{artifact.AnnotationTitle: requestTitle}
 	l2 := src.add(MediaTypePlan, canonicalPlan)
-	l2.Annotations = map[string]string{bundle.AnnotationTitle: planTitle}
+	l2.Annotations = map[string]string{artifact.AnnotationTitle: planTitle}
 	m := ocispec.Manifest{
 		Versioned:    specs.Versioned{SchemaVersion: 2},
 		MediaType:    ocispec.MediaTypeImageManifest,
-		ArtifactType: bundle.ArtifactTypeApprovalRequest,
+		ArtifactType: artifact.ArtifactTypeApprovalRequest,
 		Config:       cfg,
 		Layers:       []ocispec.Descriptor{l1, l2},
 		Subject:      &subject,
-		Annotations:  map[string]string{bundle.AnnotationCreated: doc.RequestedAt.Format(time.RFC3339)},
+		Annotations:  map[string]string{artifact.AnnotationCreated: doc.RequestedAt.Format(time.RFC3339)},
 	}
 	mb, err := json.Marshal(m)
 	if err != nil {
 		return nil, ocispec.Descriptor{}, err
 	}
 	desc := src.add(ocispec.MediaTypeImageManifest, mb)
-	desc.ArtifactType = bundle.ArtifactTypeApprovalRequest
+	desc.ArtifactType = artifact.ArtifactTypeApprovalRequest
 	return src, desc, nil
 }
 
@@ -376,7 +377,7 @@ func buildRequestArtifact(doc *RequestDoc, canonicalPlan []byte, subject ocispec
 // artifact (not its subject pack), read from the cache.
 func WriteRequestBundle(ctx context.Context, st *cache.Store, req *Request, path string) (bundle.Summary, error) {
 	d := plainDesc(req.Descriptor)
-	return bundle.WriteFile(ctx, path, st, []bundle.Entry{{Descriptor: d, Kind: bundle.KindApprovalRequest, Ref: req.Ref}},
+	return bundle.WriteFile(ctx, path, st, []bundle.Entry{{Descriptor: d, Kind: artifact.KindApprovalRequest, Ref: req.Ref}},
 		bundle.WriteOptions{AllowAnyMediaType: bundleAllowAny})
 }
 
@@ -403,7 +404,7 @@ func LoadRequest(ctx context.Context, st *cache.Store, digestOrRef string) (*Req
 		return nil, err
 	}
 	desc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: d, Size: rec.Size,
-		ArtifactType: bundle.ArtifactTypeApprovalRequest}
+		ArtifactType: artifact.ArtifactTypeApprovalRequest}
 	ra, err := readRequestArtifact(ctx, st, desc)
 	if err != nil {
 		return nil, fmt.Errorf("request %s in cache: %w", d, err)

@@ -12,6 +12,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
 
+	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/keys"
 )
@@ -202,29 +203,29 @@ func buildResponse(subject ocispec.Descriptor, p Predicate, envelope []byte) (*R
 	src := blobs{}
 	cfg := emptyConfig()
 	src[cfg.Digest] = []byte("{}")
-	layer := src.add(bundle.MediaTypeDSSE, envelope)
+	layer := src.add(artifact.MediaTypeDSSE, envelope)
 	m := ocispec.Manifest{
 		Versioned:    specs.Versioned{SchemaVersion: 2},
 		MediaType:    ocispec.MediaTypeImageManifest,
-		ArtifactType: bundle.ArtifactTypeApprovalResponse,
+		ArtifactType: artifact.ArtifactTypeApprovalResponse,
 		Config:       cfg,
 		Layers:       []ocispec.Descriptor{layer},
 		Subject:      &subject,
-		Annotations:  map[string]string{bundle.AnnotationCreated: p.SignedAt.UTC().Format(time.RFC3339)},
+		Annotations:  map[string]string{artifact.AnnotationCreated: p.SignedAt.UTC().Format(time.RFC3339)},
 	}
 	mb, err := json.Marshal(m)
 	if err != nil {
 		return nil, err
 	}
 	desc := src.add(ocispec.MediaTypeImageManifest, mb)
-	desc.ArtifactType = bundle.ArtifactTypeApprovalResponse
+	desc.ArtifactType = artifact.ArtifactTypeApprovalResponse
 	return &Response{Descriptor: desc, Predicate: p, Envelope: envelope, blobs: src}, nil
 }
 
 // WriteResponseBundle writes a bundle file at path holding only the
 // response artifact: its subject, the request, is in the requesting cache.
 func WriteResponseBundle(ctx context.Context, resp *Response, path string) (bundle.Summary, error) {
-	return bundle.WriteFile(ctx, path, resp, []bundle.Entry{{Descriptor: plainDesc(resp.Descriptor), Kind: bundle.KindApprovalResponse}},
+	return bundle.WriteFile(ctx, path, resp, []bundle.Entry{{Descriptor: plainDesc(resp.Descriptor), Kind: artifact.KindApprovalResponse}},
 		bundle.WriteOptions{})
 }
 
@@ -258,12 +259,12 @@ func readResponseArtifact(ctx context.Context, src content.Fetcher, desc ocispec
 	switch {
 	case m.SchemaVersion != 2 || m.MediaType != ocispec.MediaTypeImageManifest:
 		return nil, bad("not an OCI image manifest")
-	case m.ArtifactType != bundle.ArtifactTypeApprovalResponse:
+	case m.ArtifactType != artifact.ArtifactTypeApprovalResponse:
 		return nil, bad("artifactType %q", m.ArtifactType)
 	case !isEmptyConfig(m.Config):
 		return nil, bad("config is not the OCI empty JSON")
-	case len(m.Layers) != 1 || m.Layers[0].MediaType != bundle.MediaTypeDSSE:
-		return nil, bad("want one %s layer", bundle.MediaTypeDSSE)
+	case len(m.Layers) != 1 || m.Layers[0].MediaType != artifact.MediaTypeDSSE:
+		return nil, bad("want one %s layer", artifact.MediaTypeDSSE)
 	case m.Subject == nil || m.Subject.MediaType != ocispec.MediaTypeImageManifest || checkSHA256(m.Subject.Digest) != nil:
 		return nil, bad("subject must be the request's OCI image manifest")
 	}

@@ -10,6 +10,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
 
+	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/plan"
 )
@@ -68,7 +69,7 @@ func Review(ctx context.Context, path string) (*Summary, error) {
 		return nil, fmt.Errorf("request bundle %s: %w", path, err)
 	}
 	entries := r.Entries()
-	if len(entries) != 1 || entries[0].Kind != bundle.KindApprovalRequest {
+	if len(entries) != 1 || entries[0].Kind != artifact.KindApprovalRequest {
 		return nil, fmt.Errorf("request bundle %s: %w: want exactly one approval request, found %d entries", path, ErrInvalidRequest, len(entries))
 	}
 	rv, err := reviewArtifact(ctx, r, entries[0].Descriptor)
@@ -107,12 +108,12 @@ func readRequestArtifact(ctx context.Context, src content.Fetcher, desc ocispec.
 	switch {
 	case m.SchemaVersion != 2 || m.MediaType != ocispec.MediaTypeImageManifest:
 		return nil, bad("not an OCI image manifest")
-	case m.ArtifactType != bundle.ArtifactTypeApprovalRequest:
+	case m.ArtifactType != artifact.ArtifactTypeApprovalRequest:
 		return nil, bad("artifactType %q", m.ArtifactType)
 	case !isEmptyConfig(m.Config):
 		return nil, bad("config is not the OCI empty JSON")
-	case len(m.Layers) != 2 || m.Layers[0].MediaType != bundle.MediaTypeApprovalRequest || m.Layers[1].MediaType != MediaTypePlan:
-		return nil, bad("want two layers, %s then %s", bundle.MediaTypeApprovalRequest, MediaTypePlan)
+	case len(m.Layers) != 2 || m.Layers[0].MediaType != artifact.MediaTypeApprovalRequest || m.Layers[1].MediaType != MediaTypePlan:
+		return nil, bad("want two layers, %s then %s", artifact.MediaTypeApprovalRequest, MediaTypePlan)
 	case m.Subject == nil || m.Subject.MediaType != ocispec.MediaTypeImageManifest || checkSHA256(m.Subject.Digest) != nil || m.Subject.Size <= 0:
 		return nil, bad("subject must be the pack's OCI image manifest")
 	}

@@ -1,11 +1,11 @@
-// Package bundle is stella's artifact model and its bundle files.
+// Package bundle reads and writes stella's bundle files.
 //
-// An artifact (a pack, an approval request or response, evidence, a
-// signature) is one OCI image manifest with its config and layers; the media
-// types and annotations are in mediatype.go. A bundle file carries
-// artifacts across an air gap: a plain POSIX tar of an OCI image layout
-// (oci-layout, index.json, SHA256SUMS, blobs/sha256/<hex>) that other OCI
-// tools can read and that `sha256sum -c SHA256SUMS` checks once extracted.
+// An artifact (package artifact: a pack, an approval request or response,
+// evidence, a signature) is one OCI image manifest with its config and
+// layers. A bundle file carries artifacts across an air gap: a plain POSIX
+// tar of an OCI image layout (oci-layout, index.json, SHA256SUMS,
+// blobs/sha256/<hex>) that other OCI tools can read and that
+// `sha256sum -c SHA256SUMS` checks once extracted.
 // docs/bundle-format.md is the normative description.
 //
 // Writing (Write, WriteFile, WriteSplit) is deterministic: the same entries

@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"oras.land/oras-go/v2/errdef"
+	"stellaops.io/stella/integrity"
 )
 
 // Errors of bundle files. Every refusal of Open, Fetch, Verify and the
@@ -34,20 +35,20 @@ var (
 	ErrInvalidTar           = errors.New("invalid tar data")
 	ErrTruncated            = errors.New("bundle file is truncated")
 	ErrTooManyEntries       = errors.New("too many entries in bundle")
-	ErrTooLarge             = errors.New("entry exceeds its size limit")
+	ErrTooLarge             = integrity.ErrTooLarge
 
 	// Layout-level refusals.
 	ErrBadLayout       = errors.New("missing or unsupported oci-layout")
 	ErrInvalidIndex    = errors.New("invalid index.json")
-	ErrInvalidManifest = errors.New("invalid manifest")
+	ErrInvalidManifest = integrity.ErrInvalidManifest
 	ErrChecksums       = errors.New("SHA256SUMS disagrees with the bundle")
 	ErrBlobMissing     = errors.New("referenced blob missing from bundle")
 	ErrExtraBlob       = errors.New("blob referenced by nothing")
 	// ErrSizeMismatch: a descriptor's size disagrees with the bytes present.
-	ErrSizeMismatch = errors.New("size mismatch")
+	ErrSizeMismatch = integrity.ErrSizeMismatch
 	// ErrDigestMismatch: content does not hash to the digest that names it.
-	ErrDigestMismatch       = errors.New("digest mismatch")
-	ErrUnsupportedMediaType = errors.New("unsupported media type")
+	ErrDigestMismatch       = integrity.ErrDigestMismatch
+	ErrUnsupportedMediaType = integrity.ErrUnsupportedMediaType
 	ErrSelfReference        = errors.New("manifest references itself")
 	ErrCycle                = errors.New("manifest graph has a cycle")
 

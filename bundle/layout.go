@@ -9,6 +9,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"stellaops.io/stella/artifact"
 )
 
 // Names of the files of a bundle (an OCI image layout in a tar).
@@ -63,27 +64,27 @@ type Entry struct {
 	Ref        string
 }
 
-// kinds are the values AnnotationKind may take.
+// kinds are the values artifact.AnnotationKind may take.
 var kinds = map[string]bool{
-	KindPack:             true,
-	KindApprovalRequest:  true,
-	KindApprovalResponse: true,
-	KindEvidence:         true,
-	KindSignature:        true,
+	artifact.KindPack:             true,
+	artifact.KindApprovalRequest:  true,
+	artifact.KindApprovalResponse: true,
+	artifact.KindEvidence:         true,
+	artifact.KindSignature:        true,
 }
 
 // stellaMediaTypes are the config and layer media types a strict bundle may
 // hold.
 var stellaMediaTypes = map[string]bool{
-	MediaTypePackConfig:       true,
-	MediaTypePackFile:         true,
-	MediaTypePackFileZstd:     true,
-	MediaTypePlan:             true,
-	MediaTypeApprovalRequest:  true,
-	MediaTypeApprovalResponse: true,
-	MediaTypeEvidence:         true,
-	MediaTypeDSSE:             true,
-	MediaTypeEmptyJSON:        true,
+	artifact.MediaTypePackConfig:       true,
+	artifact.MediaTypePackFile:         true,
+	artifact.MediaTypePackFileZstd:     true,
+	artifact.MediaTypePlan:             true,
+	artifact.MediaTypeApprovalRequest:  true,
+	artifact.MediaTypeApprovalResponse: true,
+	artifact.MediaTypeEvidence:         true,
+	artifact.MediaTypeDSSE:             true,
+	artifact.MediaTypeEmptyJSON:        true,
 }
 
 func isManifestType(mt string) bool {
@@ -110,7 +111,7 @@ func (n *node) checkKind(kind string) error {
 	if t == "" {
 		t = n.configType
 	}
-	if k := KindOf(t); k != "" && k != kind {
+	if k := artifact.KindOf(t); k != "" && k != kind {
 		return fmt.Errorf("listed as kind %q but its type %q is kind %q", kind, t, k)
 	}
 	return nil
@@ -307,7 +308,7 @@ func parseManifest(b []byte, desc ocispec.Descriptor, allowAny bool) (*node, err
 	if mediaType != "" && mediaType != desc.MediaType {
 		return nil, fmt.Errorf("%w: content says mediaType %q, descriptor says %q", ErrInvalidManifest, mediaType, desc.MediaType)
 	}
-	if KindOf(artifactType) == "" && artifactType != "" && !allowAny {
+	if artifact.KindOf(artifactType) == "" && artifactType != "" && !allowAny {
 		return nil, fmt.Errorf("%w: artifactType %q", ErrUnsupportedMediaType, artifactType)
 	}
 	n.desc.ArtifactType = artifactType

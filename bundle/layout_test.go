@@ -18,6 +18,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2"
 	"oras.land/oras-go/v2/content/memory"
+	"stellaops.io/stella/artifact"
 )
 
 // fixedCreated keeps oras.PackManifest deterministic.
@@ -56,10 +57,10 @@ func (f *fixture) zstdLayer(title string, plain []byte, declared int64) ocispec.
 	if declared >= 0 {
 		size = declared
 	}
-	return f.blob(MediaTypePackFileZstd, enc.EncodeAll(plain, nil), map[string]string{
-		AnnotationTitle:              title,
-		AnnotationUncompressedSize:   strconv.FormatInt(size, 10),
-		AnnotationUncompressedDigest: digest.FromBytes(plain).String(),
+	return f.blob(artifact.MediaTypePackFileZstd, enc.EncodeAll(plain, nil), map[string]string{
+		artifact.AnnotationTitle:              title,
+		artifact.AnnotationUncompressedSize:   strconv.FormatInt(size, 10),
+		artifact.AnnotationUncompressedDigest: digest.FromBytes(plain).String(),
 	})
 }
 
@@ -73,7 +74,7 @@ func (f *fixture) manifest(artifactType string, config *ocispec.Descriptor, subj
 // io.stellaops.ref, which importers check against the bundle's index).
 func (f *fixture) manifestAnnotated(artifactType string, config *ocispec.Descriptor, subject *ocispec.Descriptor, ann map[string]string, layers ...ocispec.Descriptor) ocispec.Descriptor {
 	f.t.Helper()
-	annotations := map[string]string{AnnotationCreated: fixedCreated}
+	annotations := map[string]string{artifact.AnnotationCreated: fixedCreated}
 	for k, v := range ann {
 		annotations[k] = v
 	}
@@ -93,17 +94,17 @@ func (f *fixture) manifestAnnotated(artifactType string, config *ocispec.Descrip
 // manifest descriptor.
 func (f *fixture) pack(id, version string) ocispec.Descriptor {
 	f.t.Helper()
-	cfg := f.blob(MediaTypePackConfig, []byte(`{"id":"`+id+`","version":"`+version+`"}`), nil)
-	yaml := f.blob(MediaTypePackFile, []byte("apiVersion: stellaops.io/pack.v1\nkind: TaskPack\nmetadata:\n  name: "+id+"\n"), map[string]string{AnnotationTitle: "pack.yaml"})
-	script := f.blob(MediaTypePackFile, bytes.Repeat([]byte("echo stella\n"), 40), map[string]string{AnnotationTitle: "files/run.sh"})
-	return f.manifestAnnotated(ArtifactTypePack, &cfg, nil, map[string]string{AnnotationRef: id + ":" + version}, yaml, script)
+	cfg := f.blob(artifact.MediaTypePackConfig, []byte(`{"id":"`+id+`","version":"`+version+`"}`), nil)
+	yaml := f.blob(artifact.MediaTypePackFile, []byte("apiVersion: stellaops.io/pack.v1\nkind: TaskPack\nmetadata:\n  name: "+id+"\n"), map[string]string{artifact.AnnotationTitle: "pack.yaml"})
+	script := f.blob(artifact.MediaTypePackFile, bytes.Repeat([]byte("echo stella\n"), 40), map[string]string{artifact.AnnotationTitle: "files/run.sh"})
+	return f.manifestAnnotated(artifact.ArtifactTypePack, &cfg, nil, map[string]string{artifact.AnnotationRef: id + ":" + version}, yaml, script)
 }
 
 // signature adds a signature referrer of subject.
 func (f *fixture) signature(subject ocispec.Descriptor) ocispec.Descriptor {
 	f.t.Helper()
-	env := f.blob(MediaTypeDSSE, []byte(`{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[{"keyid":"test","sig":"AAAA"}]}`), nil)
-	return f.manifest(ArtifactTypeSignature, nil, &subject, env)
+	env := f.blob(artifact.MediaTypeDSSE, []byte(`{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[{"keyid":"test","sig":"AAAA"}]}`), nil)
+	return f.manifest(artifact.ArtifactTypeSignature, nil, &subject, env)
 }
 
 // standard is the fixture of the valid vector: a pack and its signature.
@@ -112,8 +113,8 @@ func standard(t testing.TB) (*fixture, []Entry) {
 	p := f.pack("demo", "1.0.0")
 	s := f.signature(p)
 	return f, []Entry{
-		{Descriptor: s, Kind: KindSignature},
-		{Descriptor: p, Kind: KindPack, Ref: "demo:1.0.0"},
+		{Descriptor: s, Kind: artifact.KindSignature},
+		{Descriptor: p, Kind: artifact.KindPack, Ref: "demo:1.0.0"},
 	}
 }
 
@@ -319,9 +320,9 @@ func TestParseManifestSelfReference(t *testing.T) {
 	cfg := ocispec.DescriptorEmptyJSON
 	tests := map[string]any{
 		"config": ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
-			Config: ocispec.Descriptor{MediaType: MediaTypeEmptyJSON, Digest: self.Digest, Size: 2}},
+			Config: ocispec.Descriptor{MediaType: artifact.MediaTypeEmptyJSON, Digest: self.Digest, Size: 2}},
 		"layer": ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
-			Config: cfg, Layers: []ocispec.Descriptor{{MediaType: MediaTypePackFile, Digest: self.Digest, Size: 1}}},
+			Config: cfg, Layers: []ocispec.Descriptor{{MediaType: artifact.MediaTypePackFile, Digest: self.Digest, Size: 1}}},
 		"subject": ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
 			Config: cfg, Subject: &self},
 	}

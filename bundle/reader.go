@@ -18,6 +18,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
+	"stellaops.io/stella/artifact"
 )
 
 // OpenOptions tune Open.
@@ -484,7 +485,7 @@ func (r *Reader) loadIndex() error {
 		if _, err := parseDigest(d.Digest); err != nil {
 			return bad("manifest %d: %v", i, err)
 		}
-		kind, ref := d.Annotations[AnnotationKind], d.Annotations[AnnotationRef]
+		kind, ref := d.Annotations[artifact.AnnotationKind], d.Annotations[artifact.AnnotationRef]
 		if !kinds[kind] {
 			return bad("manifest %d (%s): kind %q", i, d.Digest, kind)
 		}
@@ -498,7 +499,7 @@ func (r *Reader) loadIndex() error {
 			r.refs[ref] = d
 		}
 		if name := d.Annotations[ocispec.AnnotationRefName]; name != ref {
-			return bad("manifest %d (%s): %s %q differs from %s %q", i, d.Digest, ocispec.AnnotationRefName, name, AnnotationRef, ref)
+			return bad("manifest %d (%s): %s %q differs from %s %q", i, d.Digest, ocispec.AnnotationRefName, name, artifact.AnnotationRef, ref)
 		}
 		if seen[key{d.Digest, ref}] {
 			return bad("manifest %s listed twice", d.Digest)

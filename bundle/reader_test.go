@@ -19,6 +19,7 @@ import (
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
+	"stellaops.io/stella/artifact"
 )
 
 var update = flag.Bool("update", false, "rewrite the vectors under testdata/bundles")
@@ -62,7 +63,7 @@ func newKit(t testing.TB) *kit {
 		t.Fatal(err)
 	}
 	k.cfg, k.yaml, k.script = blobs[1], blobs[2], blobs[3]
-	k.base, _ = writeBundle(t, f, []Entry{{Descriptor: k.pack, Kind: KindPack, Ref: "demo:1.0.0"}}, WriteOptions{})
+	k.base, _ = writeBundle(t, f, []Entry{{Descriptor: k.pack, Kind: artifact.KindPack, Ref: "demo:1.0.0"}}, WriteOptions{})
 	return k
 }
 
@@ -72,8 +73,8 @@ func (k *kit) tar(files []tarFile) []byte { return writeTarFiles(k.t, files) }
 
 // bundleOf writes a one-pack bundle of a manifest built from layers.
 func (k *kit) bundleOf(opts WriteOptions, layers ...ocispec.Descriptor) ([]byte, ocispec.Descriptor) {
-	m := k.f.manifest(ArtifactTypePack, &k.cfg, nil, layers...)
-	b, _ := writeBundle(k.t, k.f, []Entry{{Descriptor: m, Kind: KindPack, Ref: "demo:1.0.0"}}, opts)
+	m := k.f.manifest(artifact.ArtifactTypePack, &k.cfg, nil, layers...)
+	b, _ := writeBundle(k.t, k.f, []Entry{{Descriptor: m, Kind: artifact.KindPack, Ref: "demo:1.0.0"}}, opts)
 	return b, m
 }
 
@@ -230,12 +231,12 @@ var vectors = []vector{
 	{"self-reference", "a manifest listing its own digest as a layer (cannot hash to it: digest mismatch)", ErrDigestMismatch, func(k *kit) ([]byte, string) {
 		self := digest.FromString("self")
 		m := ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
-			ArtifactType: ArtifactTypePack, Config: ocispec.DescriptorEmptyJSON}
-		m.Layers = []ocispec.Descriptor{{MediaType: MediaTypePackFile, Digest: self, Size: 300}}
+			ArtifactType: artifact.ArtifactTypePack, Config: ocispec.DescriptorEmptyJSON}
+		m.Layers = []ocispec.Descriptor{{MediaType: artifact.MediaTypePackFile, Digest: self, Size: 300}}
 		data := mustJSON(k.t, m)
 		return k.tar(handmade(k, []tarFile{regular(blobPath(self), data), regular(blobPath(ocispec.DescriptorEmptyJSON.Digest), []byte("{}"))},
 			ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: self, Size: int64(len(data)),
-				Annotations: map[string]string{AnnotationKind: KindPack, AnnotationRef: "demo:1.0.0", ocispec.AnnotationRefName: "demo:1.0.0"}})), blobPath(self)
+				Annotations: map[string]string{artifact.AnnotationKind: artifact.KindPack, artifact.AnnotationRef: "demo:1.0.0", ocispec.AnnotationRefName: "demo:1.0.0"}})), blobPath(self)
 	}},
 	{"index-cycle", "two image indexes listing each other (cannot hash to them: digest mismatch)", ErrDigestMismatch, func(k *kit) ([]byte, string) {
 		a, b := digest.FromString("a"), digest.FromString("b")
@@ -246,7 +247,7 @@ var vectors = []vector{
 		da, db := doc(b), doc(a)
 		return k.tar(handmade(k, []tarFile{regular(blobPath(a), da), regular(blobPath(b), db)},
 			ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: a, Size: int64(len(da)),
-				Annotations: map[string]string{AnnotationKind: KindPack, AnnotationRef: "demo:1.0.0", ocispec.AnnotationRefName: "demo:1.0.0"}})), blobPath(a)
+				Annotations: map[string]string{artifact.AnnotationKind: artifact.KindPack, artifact.AnnotationRef: "demo:1.0.0", ocispec.AnnotationRefName: "demo:1.0.0"}})), blobPath(a)
 	}},
 	{"zstd-bomb", "a zstd layer that inflates 4 MiB of zeros against a declared 1 KiB (found by Verify)", ErrDecompressionLimit, func(k *kit) ([]byte, string) {
 		l := k.f.zstdLayer("bomb", make([]byte, 4<<20), 1024)
@@ -261,7 +262,7 @@ var vectors = []vector{
 	}},
 	{"zstd-wrong-digest", "a zstd layer whose uncompressed digest annotation is wrong (found by Verify)", ErrDigestMismatch, func(k *kit) ([]byte, string) {
 		l := k.f.zstdLayer("plain", []byte("hello\n"), -1)
-		l.Annotations[AnnotationUncompressedDigest] = digest.FromString("other").String()
+		l.Annotations[artifact.AnnotationUncompressedDigest] = digest.FromString("other").String()
 		b, _ := k.bundleOf(WriteOptions{}, l)
 		return b, blobPath(l.Digest)
 	}},
@@ -306,7 +307,7 @@ var vectors = []vector{
 		return k.tar(reseal(k.t, fs)), IndexFile
 	}},
 	{"kind-mismatch", "index.json calls a pack evidence", ErrInvalidIndex, func(k *kit) ([]byte, string) {
-		fs := editIndex(k.t, k.files(), func(ix *ocispec.Index) { ix.Manifests[0].Annotations[AnnotationKind] = KindEvidence })
+		fs := editIndex(k.t, k.files(), func(ix *ocispec.Index) { ix.Manifests[0].Annotations[artifact.AnnotationKind] = artifact.KindEvidence })
 		return k.tar(fs), IndexFile
 	}},
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"stellaops.io/stella/artifact"
 )
 
 // DefaultMaxUncompressedSize is the absolute cap on the declared
@@ -211,8 +212,8 @@ func (r *Reader) checkBlob(ctx context.Context, d digest.Digest, layers []ocispe
 // checkZstd checks a zstd layer: its compressed digest, and that it
 // decompresses to exactly the size and digest its annotations declare.
 func (r *Reader) checkZstd(ctx context.Context, e tarEntry, l ocispec.Descriptor, maxSize int64, report func(int64)) error {
-	sizeText, hasSize := l.Annotations[AnnotationUncompressedSize]
-	digestText, hasDigest := l.Annotations[AnnotationUncompressedDigest]
+	sizeText, hasSize := l.Annotations[artifact.AnnotationUncompressedSize]
+	digestText, hasDigest := l.Annotations[artifact.AnnotationUncompressedDigest]
 	vr := r.open(e, l.Digest)
 	counted := &reportingReader{r: &ctxReader{ctx: ctx, r: vr}, report: report}
 	if !hasSize && !hasDigest && r.allowAny && !strings.HasPrefix(l.MediaType, "application/vnd.stellaops.") {
@@ -221,15 +222,15 @@ func (r *Reader) checkZstd(ctx context.Context, e tarEntry, l ocispec.Descriptor
 		return err
 	}
 	if !hasSize || !hasDigest {
-		return entryErr(e.name, ErrInvalidManifest, "zstd layer without %s and %s annotations", AnnotationUncompressedSize, AnnotationUncompressedDigest)
+		return entryErr(e.name, ErrInvalidManifest, "zstd layer without %s and %s annotations", artifact.AnnotationUncompressedSize, artifact.AnnotationUncompressedDigest)
 	}
 	usize, err := strconv.ParseInt(sizeText, 10, 64)
 	if err != nil || usize < 0 {
-		return entryErr(e.name, ErrInvalidManifest, "%s %q is not a size", AnnotationUncompressedSize, sizeText)
+		return entryErr(e.name, ErrInvalidManifest, "%s %q is not a size", artifact.AnnotationUncompressedSize, sizeText)
 	}
 	udigest, err := parseDigest(digest.Digest(digestText))
 	if err != nil {
-		return entryErr(e.name, ErrInvalidManifest, "%s: %v", AnnotationUncompressedDigest, err)
+		return entryErr(e.name, ErrInvalidManifest, "%s: %v", artifact.AnnotationUncompressedDigest, err)
 	}
 	if usize > maxSize {
 		return entryErr(e.name, ErrDecompressionLimit, "declares %d uncompressed bytes, limit %d", usize, maxSize)
@@ -260,7 +261,7 @@ func (r *Reader) checkZstd(ctx context.Context, e tarEntry, l ocispec.Descriptor
 	case n > usize:
 		return entryErr(e.name, ErrDecompressionLimit, "inflates beyond the declared %d bytes", usize)
 	case n < usize:
-		return entryErr(e.name, ErrSizeMismatch, "decompresses to %d bytes, %s says %d", n, AnnotationUncompressedSize, usize)
+		return entryErr(e.name, ErrSizeMismatch, "decompresses to %d bytes, %s says %d", n, artifact.AnnotationUncompressedSize, usize)
 	}
 	if got := digest.NewDigest(digest.SHA256, h); got != udigest {
 		return entryErr(e.name, ErrDigestMismatch, "uncompressed content: expected %s, actual %s", udigest, got)

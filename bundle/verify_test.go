@@ -14,6 +14,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"stellaops.io/stella/artifact"
 )
 
 // openBytes opens a bundle held in memory through a file.
@@ -75,7 +76,7 @@ func TestVerifyReport(t *testing.T) {
 	if !errors.Is(err, ErrDigestMismatch) {
 		t.Fatalf("err = %v, want ErrDigestMismatch", err)
 	}
-	if rep.Entries[0].Kind != KindPack || !errors.Is(rep.Entries[0].Err, ErrDigestMismatch) || rep.Entries[1].Err != nil {
+	if rep.Entries[0].Kind != artifact.KindPack || !errors.Is(rep.Entries[0].Err, ErrDigestMismatch) || rep.Entries[1].Err != nil {
 		t.Fatalf("entries = %+v", rep.Entries)
 	}
 }
@@ -100,9 +101,9 @@ func TestVerifyZstd(t *testing.T) {
 	ctx := context.Background()
 	k := newKit(t)
 	annotated := func(data []byte, size int64, plain []byte) ocispec.Descriptor {
-		return k.f.blob(MediaTypePackFileZstd, data, map[string]string{
-			AnnotationUncompressedSize:   strconv.FormatInt(size, 10),
-			AnnotationUncompressedDigest: digest.FromBytes(plain).String(),
+		return k.f.blob(artifact.MediaTypePackFileZstd, data, map[string]string{
+			artifact.AnnotationUncompressedSize:   strconv.FormatInt(size, 10),
+			artifact.AnnotationUncompressedDigest: digest.FromBytes(plain).String(),
 		})
 	}
 	tests := map[string]struct {
@@ -116,8 +117,8 @@ func TestVerifyZstd(t *testing.T) {
 		"option cap":  {k.f.zstdLayer("x", make([]byte, 4096), -1), VerifyOptions{MaxUncompressedSize: 1000}, ErrDecompressionLimit},
 		"short":       {k.f.zstdLayer("x", []byte("hello"), 6), VerifyOptions{}, ErrSizeMismatch},
 		"garbage":     {annotated([]byte("not zstd at all"), 5, []byte("hello")), VerifyOptions{}, ErrBadCompression},
-		"bad size":    {k.f.blob(MediaTypePackFileZstd, []byte("x"), map[string]string{AnnotationUncompressedSize: "-1", AnnotationUncompressedDigest: digest.FromString("").String()}), VerifyOptions{}, ErrInvalidManifest},
-		"bad digest":  {k.f.blob(MediaTypePackFileZstd, []byte("y"), map[string]string{AnnotationUncompressedSize: "1", AnnotationUncompressedDigest: "md5:00"}), VerifyOptions{}, ErrInvalidManifest},
+		"bad size":    {k.f.blob(artifact.MediaTypePackFileZstd, []byte("x"), map[string]string{artifact.AnnotationUncompressedSize: "-1", artifact.AnnotationUncompressedDigest: digest.FromString("").String()}), VerifyOptions{}, ErrInvalidManifest},
+		"bad digest":  {k.f.blob(artifact.MediaTypePackFileZstd, []byte("y"), map[string]string{artifact.AnnotationUncompressedSize: "1", artifact.AnnotationUncompressedDigest: "md5:00"}), VerifyOptions{}, ErrInvalidManifest},
 		"fine":        {k.f.zstdLayer("x", bytes.Repeat([]byte("ok "), 1000), -1), VerifyOptions{}, nil},
 		"empty input": {k.f.zstdLayer("x", nil, -1), VerifyOptions{}, nil},
 	}
@@ -161,13 +162,13 @@ func BenchmarkVerify(b *testing.B) {
 		}
 		return p
 	}
-	cfg := f.blob(MediaTypePackConfig, []byte(`{}`), nil)
-	m := f.manifest(ArtifactTypePack, &cfg, nil,
-		f.blob(MediaTypePackFile, random(4<<20), nil),
-		f.blob(MediaTypePackFile, random(4<<20), nil),
+	cfg := f.blob(artifact.MediaTypePackConfig, []byte(`{}`), nil)
+	m := f.manifest(artifact.ArtifactTypePack, &cfg, nil,
+		f.blob(artifact.MediaTypePackFile, random(4<<20), nil),
+		f.blob(artifact.MediaTypePackFile, random(4<<20), nil),
 		f.zstdLayer("z", bytes.Repeat(random(64<<10), 64), -1),
 	)
-	data, sum := writeBundle(b, f, []Entry{{Descriptor: m, Kind: KindPack, Ref: "bench:1"}}, WriteOptions{})
+	data, sum := writeBundle(b, f, []Entry{{Descriptor: m, Kind: artifact.KindPack, Ref: "bench:1"}}, WriteOptions{})
 	r := openBytes(b, data)
 	b.SetBytes(sum.Size)
 	b.ResetTimer()

@@ -20,6 +20,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
 
+	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/internal/safefile"
 )
 
@@ -194,9 +195,9 @@ func checkEntry(e Entry) error {
 // manifest's artifactType, the platform if the caller gave one, and only
 // stella's annotations.
 func indexEntry(e Entry, n *node) Entry {
-	a := map[string]string{AnnotationKind: e.Kind}
+	a := map[string]string{artifact.AnnotationKind: e.Kind}
 	if e.Ref != "" {
-		a[AnnotationRef] = e.Ref
+		a[artifact.AnnotationRef] = e.Ref
 		a[ocispec.AnnotationRefName] = e.Ref
 	}
 	d := ocispec.Descriptor{

@@ -20,6 +20,7 @@ import (
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/content/memory"
 	"oras.land/oras-go/v2/content/oci"
+	"stellaops.io/stella/artifact"
 )
 
 func TestWriteDeterministic(t *testing.T) {
@@ -137,7 +138,7 @@ func TestWriteRoundTrip(t *testing.T) {
 		t.Fatalf("resolve unknown ref: %v", err)
 	}
 	preds, err := r.Predecessors(ctx, entries[1].Descriptor)
-	if err != nil || len(preds) != 1 || preds[0].Digest != entries[0].Descriptor.Digest || preds[0].ArtifactType != ArtifactTypeSignature {
+	if err != nil || len(preds) != 1 || preds[0].Digest != entries[0].Descriptor.Digest || preds[0].ArtifactType != artifact.ArtifactTypeSignature {
 		t.Fatalf("predecessors of the pack = %v, %v; want the signature", preds, err)
 	}
 
@@ -232,12 +233,12 @@ func TestWriteRefusesBadEntries(t *testing.T) {
 	tests := map[string][]Entry{
 		"none":            nil,
 		"unknown kind":    {{Descriptor: pack.Descriptor, Kind: "image", Ref: "demo:1.0.0"}},
-		"wrong kind":      {{Descriptor: pack.Descriptor, Kind: KindEvidence, Ref: "demo:1.0.0"}},
-		"bad ref":         {{Descriptor: pack.Descriptor, Kind: KindPack, Ref: "demo"}},
-		"no ref":          {{Descriptor: pack.Descriptor, Kind: KindPack}},
-		"not a manifest":  {{Descriptor: blobs[1], Kind: KindPack, Ref: "demo:1.0.0"}},
-		"ref on two":      {pack, {Descriptor: other, Kind: KindPack, Ref: "demo:1.0.0"}},
-		"signature alone": {{Descriptor: sig.Descriptor, Kind: KindPack, Ref: "x:1"}},
+		"wrong kind":      {{Descriptor: pack.Descriptor, Kind: artifact.KindEvidence, Ref: "demo:1.0.0"}},
+		"bad ref":         {{Descriptor: pack.Descriptor, Kind: artifact.KindPack, Ref: "demo"}},
+		"no ref":          {{Descriptor: pack.Descriptor, Kind: artifact.KindPack}},
+		"not a manifest":  {{Descriptor: blobs[1], Kind: artifact.KindPack, Ref: "demo:1.0.0"}},
+		"ref on two":      {pack, {Descriptor: other, Kind: artifact.KindPack, Ref: "demo:1.0.0"}},
+		"signature alone": {{Descriptor: sig.Descriptor, Kind: artifact.KindPack, Ref: "x:1"}},
 	}
 	for name, es := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -248,8 +249,8 @@ func TestWriteRefusesBadEntries(t *testing.T) {
 		})
 	}
 	// A foreign layer type needs the option, on both sides.
-	foreign := f.manifest(ArtifactTypePack, nil, nil, f.blob("application/vnd.example.thing", []byte("x"), nil))
-	es := []Entry{{Descriptor: foreign, Kind: KindPack, Ref: "foreign:1"}}
+	foreign := f.manifest(artifact.ArtifactTypePack, nil, nil, f.blob("application/vnd.example.thing", []byte("x"), nil))
+	es := []Entry{{Descriptor: foreign, Kind: artifact.KindPack, Ref: "foreign:1"}}
 	if _, err := Write(ctx, io.Discard, f.store, es, WriteOptions{}); !errors.Is(err, ErrUnsupportedMediaType) {
 		t.Fatalf("foreign layer: err = %v, want ErrUnsupportedMediaType", err)
 	}

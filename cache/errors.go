@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"stellaops.io/stella/integrity"
 )
 
 var (
@@ -13,9 +15,9 @@ var (
 	// timeout. Returned wrapped in a *LockError naming the holder.
 	ErrLocked = errors.New("cache is locked by another process")
 	// ErrDigestMismatch: content hashed to another digest than its descriptor says.
-	ErrDigestMismatch = errors.New("digest mismatch")
+	ErrDigestMismatch = integrity.ErrDigestMismatch
 	// ErrSizeMismatch: content has another size than its descriptor says.
-	ErrSizeMismatch = errors.New("size mismatch")
+	ErrSizeMismatch = integrity.ErrSizeMismatch
 	// ErrInvalidDigest: a descriptor's digest is malformed or of an
 	// unsupported algorithm, or its size is negative.
 	ErrInvalidDigest = errors.New("invalid digest")

@@ -18,6 +18,7 @@ import (
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/content/memory"
 
+	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/internal/regtest"
 	"stellaops.io/stella/mirror"
@@ -50,25 +51,25 @@ func benchBundle(b *testing.B, path string, layerSize int, seed uint64, changed 
 		data := make([]byte, layerSize)
 		rng := rand.NewChaCha8([32]byte{byte(s), byte(i)})
 		_, _ = rng.Read(data)
-		l := push(bundle.MediaTypePackFile, data)
-		l.Annotations = map[string]string{bundle.AnnotationTitle: fmt.Sprintf("files/layer-%d.bin", i)}
+		l := push(artifact.MediaTypePackFile, data)
+		l.Annotations = map[string]string{artifact.AnnotationTitle: fmt.Sprintf("files/layer-%d.bin", i)}
 		layers = append(layers, l)
 	}
 	m := ocispec.Manifest{
 		Versioned:    specs.Versioned{SchemaVersion: 2},
 		MediaType:    ocispec.MediaTypeImageManifest,
-		ArtifactType: bundle.ArtifactTypePack,
-		Config:       push(bundle.MediaTypePackConfig, []byte(`{"apiVersion":"stellaops.io/pack.v1","files":[],"name":"bench","version":"1.0.0"}`)),
+		ArtifactType: artifact.ArtifactTypePack,
+		Config:       push(artifact.MediaTypePackConfig, []byte(`{"apiVersion":"stellaops.io/pack.v1","files":[],"name":"bench","version":"1.0.0"}`)),
 		Layers:       layers,
-		Annotations:  map[string]string{bundle.AnnotationRef: "bench:1.0.0", bundle.AnnotationCreated: testCreated},
+		Annotations:  map[string]string{artifact.AnnotationRef: "bench:1.0.0", artifact.AnnotationCreated: testCreated},
 	}
 	data, err := json.Marshal(m)
 	if err != nil {
 		b.Fatal(err)
 	}
 	md := push(ocispec.MediaTypeImageManifest, data)
-	md.ArtifactType = bundle.ArtifactTypePack
-	if _, err := bundle.WriteFile(ctx, path, store, []bundle.Entry{{Descriptor: md, Kind: bundle.KindPack, Ref: "bench:1.0.0"}}, bundle.WriteOptions{}); err != nil {
+	md.ArtifactType = artifact.ArtifactTypePack
+	if _, err := bundle.WriteFile(ctx, path, store, []bundle.Entry{{Descriptor: md, Kind: artifact.KindPack, Ref: "bench:1.0.0"}}, bundle.WriteOptions{}); err != nil {
 		b.Fatal(err)
 	}
 	return md

@@ -20,7 +20,7 @@ import (
 	"oras.land/oras-go/v2/registry"
 	"oras.land/oras-go/v2/registry/remote/auth"
 
-	"stellaops.io/stella/bundle"
+	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/internal/regtest"
 	"stellaops.io/stella/mirror"
 )
@@ -66,32 +66,32 @@ func newFixture(t testing.TB, layerSizes ...int) *fixture {
 		f.blobs[d.Digest] = data
 		return d
 	}
-	f.config = push(bundle.MediaTypePackConfig, []byte(`{"apiVersion":"stellaops.io/pack.v1","files":[],"name":"demo","version":"1.0.0"}`))
+	f.config = push(artifact.MediaTypePackConfig, []byte(`{"apiVersion":"stellaops.io/pack.v1","files":[],"name":"demo","version":"1.0.0"}`))
 	f.packBytes = f.config.Size
 	for i, n := range layerSizes {
 		data := make([]byte, n)
 		_, _ = rand.Read(data)
-		l := push(bundle.MediaTypePackFile, data)
-		l.Annotations = map[string]string{bundle.AnnotationTitle: "files/layer-" + string(rune('a'+i))}
+		l := push(artifact.MediaTypePackFile, data)
+		l.Annotations = map[string]string{artifact.AnnotationTitle: "files/layer-" + string(rune('a'+i))}
 		f.layers = append(f.layers, l)
 		f.packBytes += l.Size
 	}
 	f.pack = f.pushManifest(t, push, ocispec.Manifest{
-		ArtifactType: bundle.ArtifactTypePack,
+		ArtifactType: artifact.ArtifactTypePack,
 		Config:       f.config,
 		Layers:       f.layers,
-		Annotations:  map[string]string{bundle.AnnotationRef: testRef, bundle.AnnotationCreated: testCreated},
+		Annotations:  map[string]string{artifact.AnnotationRef: testRef, artifact.AnnotationCreated: testCreated},
 	})
 	f.packBytes += f.pack.Size
-	empty := push(bundle.MediaTypeEmptyJSON, []byte("{}"))
-	f.dsse = push(bundle.MediaTypeDSSE, []byte(`{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[{"keyid":"test","sig":"c2ln"}]}`))
+	empty := push(artifact.MediaTypeEmptyJSON, []byte("{}"))
+	f.dsse = push(artifact.MediaTypeDSSE, []byte(`{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[{"keyid":"test","sig":"c2ln"}]}`))
 	subject := plainDesc(f.pack)
 	f.sig = f.pushManifest(t, push, ocispec.Manifest{
-		ArtifactType: bundle.ArtifactTypeSignature,
+		ArtifactType: artifact.ArtifactTypeSignature,
 		Config:       empty,
 		Layers:       []ocispec.Descriptor{f.dsse},
 		Subject:      &subject,
-		Annotations:  map[string]string{bundle.AnnotationCreated: testCreated},
+		Annotations:  map[string]string{artifact.AnnotationCreated: testCreated},
 	})
 	f.sigBytes = f.sig.Size + empty.Size + f.dsse.Size
 	return f

@@ -16,7 +16,7 @@ import (
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/content/memory"
 
-	"stellaops.io/stella/bundle"
+	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/internal/regtest"
 	"stellaops.io/stella/mirror"
 	"stellaops.io/stella/pack"
@@ -42,14 +42,14 @@ func runTool(t *testing.T, bin string, args ...string) string {
 }
 
 // packSource builds the sample pack as mirror.Push gets it from `stella pack build`:
-// the bundle.Artifact (a read-only storage) plus a signature referrer.
+// the artifact.Pack (a read-only storage) plus a signature referrer.
 func packSource(t *testing.T) (*pack.Pack, content.ReadOnlyGraphStorage, ocispec.Descriptor, ocispec.Descriptor) {
 	t.Helper()
 	p, err := pack.LoadDir(packDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := bundle.Build(p, bundle.BuildOptions{})
+	a, err := artifact.Build(p, artifact.BuildOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,11 +64,11 @@ func packSource(t *testing.T) (*pack.Pack, content.ReadOnlyGraphStorage, ocispec
 	}
 	subject := plainDesc(a.Manifest)
 	sig := (&fixture{}).pushManifest(t, push, ocispec.Manifest{
-		ArtifactType: bundle.ArtifactTypeSignature,
-		Config:       push(bundle.MediaTypeEmptyJSON, []byte("{}")),
-		Layers:       []ocispec.Descriptor{push(bundle.MediaTypeDSSE, []byte(`{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[]}`))},
+		ArtifactType: artifact.ArtifactTypeSignature,
+		Config:       push(artifact.MediaTypeEmptyJSON, []byte("{}")),
+		Layers:       []ocispec.Descriptor{push(artifact.MediaTypeDSSE, []byte(`{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[]}`))},
 		Subject:      &subject,
-		Annotations:  map[string]string{bundle.AnnotationCreated: testCreated},
+		Annotations:  map[string]string{artifact.AnnotationCreated: testCreated},
 	})
 	return p, &graphStorage{ReadOnlyStorage: a, extra: extra}, a.Manifest, sig
 }
@@ -127,7 +127,7 @@ func TestInteropWithOrasAndCrane(t *testing.T) {
 			}
 
 			discovered := runTool(t, orasBin, "discover", "--plain-http", "--format", "json", ref+"@"+manifest.Digest.String())
-			if !strings.Contains(discovered, sig.Digest.String()) || !strings.Contains(discovered, bundle.ArtifactTypeSignature) {
+			if !strings.Contains(discovered, sig.Digest.String()) || !strings.Contains(discovered, artifact.ArtifactTypeSignature) {
 				t.Errorf("oras discover does not list the signature %s:\n%s", sig.Digest, discovered)
 			}
 			if !tc.native {

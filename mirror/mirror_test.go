@@ -12,7 +12,7 @@ import (
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/errdef"
 
-	"stellaops.io/stella/bundle"
+	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/cache/cachetest"
 	"stellaops.io/stella/internal/regtest"
@@ -57,8 +57,8 @@ func TestRoundTrip(t *testing.T) {
 					rep.BlobsCopied, rep.BytesCopied, rep.BlobsSkipped, f.packBytes+f.sigBytes)
 			}
 			wantArtifacts := []mirror.ArtifactReport{
-				{Descriptor: f.pack, Kind: bundle.KindPack, Ref: "1.0.0", Status: mirror.StatusCopied},
-				{Descriptor: f.sig, Kind: bundle.KindSignature, Subject: f.pack.Digest, Status: mirror.StatusCopied},
+				{Descriptor: f.pack, Kind: artifact.KindPack, Ref: "1.0.0", Status: mirror.StatusCopied},
+				{Descriptor: f.sig, Kind: artifact.KindSignature, Subject: f.pack.Digest, Status: mirror.StatusCopied},
 			}
 			if diff := cmp.Diff(wantArtifacts, rep.Artifacts); diff != "" {
 				t.Errorf("push report artifacts (-want +got):\n%s", diff)
@@ -144,10 +144,10 @@ func checkPulled(t *testing.T, c *cache.Store, rep mirror.Report, f *fixture) {
 	t.Helper()
 	ctx := testContext(t)
 	a, err := c.Resolve(ctx, testRef)
-	if err != nil || a.Descriptor.Digest != f.pack.Digest || a.Kind != bundle.KindPack {
+	if err != nil || a.Descriptor.Digest != f.pack.Digest || a.Kind != artifact.KindPack {
 		t.Fatalf("cache ref %s = %+v, %v; want pack %s", testRef, a, err, f.pack.Digest)
 	}
-	sigs, err := c.Referrers(ctx, f.pack.Digest, bundle.ArtifactTypeSignature)
+	sigs, err := c.Referrers(ctx, f.pack.Digest, artifact.ArtifactTypeSignature)
 	if err != nil || len(sigs) != 1 || sigs[0].Digest != f.sig.Digest {
 		t.Fatalf("cache signatures of the pack = %v, %v; want [%s]", sigs, err, f.sig.Digest)
 	}
@@ -159,7 +159,7 @@ func checkPulled(t *testing.T, c *cache.Store, rep mirror.Report, f *fixture) {
 	}
 	if len(rep.Artifacts) != 2 || rep.Artifacts[0].Descriptor.Digest != f.pack.Digest || rep.Artifacts[0].Ref != testRef ||
 		rep.Artifacts[1].Descriptor.Digest != f.sig.Digest || rep.Artifacts[1].Subject != f.pack.Digest ||
-		rep.Artifacts[1].Kind != bundle.KindSignature {
+		rep.Artifacts[1].Kind != artifact.KindSignature {
 		t.Errorf("pull report artifacts = %+v", rep.Artifacts)
 	}
 	if len(rep.Ignored) != 0 {

@@ -14,7 +14,7 @@ import (
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/errdef"
 
-	"stellaops.io/stella/bundle"
+	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/cache"
 )
 
@@ -47,7 +47,7 @@ type PullOptions struct {
 // approvals, evidence; recursively) from a registry into dst, through
 // cache.Import, so each artifact is stored whole and verified or not at
 // all. The tag or digest is resolved, the manifest fetched to learn its
-// artifactType (its kind, bundle.KindOf; anything else is
+// artifactType (its kind, artifact.KindOf; anything else is
 // ErrUnsupportedArtifact), and the referrers listed through the registry's
 // referrers API or, where it has none, the sha256-<hex> tag schema.
 // Referrers that are not stella artifacts are listed in Report.Ignored.
@@ -123,11 +123,11 @@ func (pl *puller) pull(ctx context.Context, rec cache.ImportRecord) error {
 		return err
 	}
 	root.ArtifactType = info.artifactType
-	kind := bundle.KindOf(info.artifactType)
+	kind := artifact.KindOf(info.artifactType)
 	if kind == "" || root.MediaType != ocispec.MediaTypeImageManifest {
 		return fmt.Errorf("manifest %s (%s, artifactType %q): %w", root.Digest, root.MediaType, info.artifactType, ErrUnsupportedArtifact)
 	}
-	ref := info.annotations[bundle.AnnotationRef]
+	ref := info.annotations[artifact.AnnotationRef]
 	switch {
 	case ref != "":
 	case pl.src.Tag != "":
@@ -246,7 +246,7 @@ func (pl *puller) findReferrers(ctx context.Context, root ocispec.Descriptor) ([
 					return nil, fmt.Errorf("referrer %s of %s: %w", d.Digest, node.Digest, err)
 				}
 				d.ArtifactType = info.artifactType
-				kind := bundle.KindOf(info.artifactType)
+				kind := artifact.KindOf(info.artifactType)
 				if kind == "" || info.subject == nil || info.subject.Digest != node.Digest {
 					delete(pl.rs.manifests, d.Digest)
 					pl.rep.Ignored = append(pl.rep.Ignored, d)

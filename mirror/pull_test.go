@@ -12,7 +12,7 @@ import (
 	"oras.land/oras-go/v2"
 	"oras.land/oras-go/v2/content"
 
-	"stellaops.io/stella/bundle"
+	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/cache/cachetest"
 	"stellaops.io/stella/internal/regtest"
@@ -59,7 +59,7 @@ func TestPullVerifyHook(t *testing.T) {
 		c := cachetest.Open(t)
 		_, err := mirror.Pull(testContext(t), src, c, cache.ImportRecord{}, mirror.PullOptions{Options: optionsFor(r),
 			Verify: func(ctx context.Context, a cache.Artifact, _ content.Fetcher) error {
-				if a.Kind == bundle.KindSignature {
+				if a.Kind == artifact.KindSignature {
 					return errPolicy
 				}
 				return nil
@@ -79,7 +79,7 @@ func TestPullVerifyHook(t *testing.T) {
 		var envelope []byte
 		rep, err := mirror.Pull(testContext(t), src, c, cache.ImportRecord{Verified: []string{"signature policy"}}, mirror.PullOptions{Options: optionsFor(r),
 			Verify: func(ctx context.Context, a cache.Artifact, fetcher content.Fetcher) error {
-				if a.Kind != bundle.KindPack {
+				if a.Kind != artifact.KindPack {
 					return nil
 				}
 				// The pack's own blobs are in the cache already.
@@ -91,7 +91,7 @@ func TestPullVerifyHook(t *testing.T) {
 					return errors.New("fetcher lists no referrers")
 				}
 				sigs, err := g.Predecessors(ctx, a.Descriptor)
-				if err != nil || len(sigs) != 1 || sigs[0].ArtifactType != bundle.ArtifactTypeSignature {
+				if err != nil || len(sigs) != 1 || sigs[0].ArtifactType != artifact.ArtifactTypeSignature {
 					return errors.New("signature not listed")
 				}
 				m, err := content.FetchAll(ctx, fetcher, sigs[0])
@@ -133,10 +133,10 @@ func TestPullSelection(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	bare, err := oras.PackManifest(ctx, repo, oras.PackManifestVersion1_1, bundle.ArtifactTypePack, oras.PackManifestOptions{
+	bare, err := oras.PackManifest(ctx, repo, oras.PackManifestVersion1_1, artifact.ArtifactTypePack, oras.PackManifestOptions{
 		ConfigDescriptor:    &f.config,
 		Layers:              f.layers,
-		ManifestAnnotations: map[string]string{bundle.AnnotationCreated: testCreated},
+		ManifestAnnotations: map[string]string{artifact.AnnotationCreated: testCreated},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +145,7 @@ func TestPullSelection(t *testing.T) {
 		t.Fatal(err)
 	}
 	sbom, err := oras.PackManifest(ctx, repo, oras.PackManifestVersion1_1, "application/vnd.example.sbom", oras.PackManifestOptions{
-		Subject: &bare, ManifestAnnotations: map[string]string{bundle.AnnotationCreated: testCreated}})
+		Subject: &bare, ManifestAnnotations: map[string]string{artifact.AnnotationCreated: testCreated}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,8 +16,7 @@ import (
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/errdef"
 	"oras.land/oras-go/v2/registry/remote"
-
-	"stellaops.io/stella/bundle"
+	"stellaops.io/stella/artifact"
 )
 
 // maxReferrers bounds the referrers followed from one artifact, recursively.
@@ -144,7 +143,7 @@ func (p *pusher) push(ctx context.Context, a Artifact) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err != nil {
-		p.rep.Artifacts = append(p.rep.Artifacts, ArtifactReport{Descriptor: root, Kind: bundle.KindOf(root.ArtifactType),
+		p.rep.Artifacts = append(p.rep.Artifacts, ArtifactReport{Descriptor: root, Kind: artifact.KindOf(root.ArtifactType),
 			Ref: a.Tag, Subject: subjectDigest(info.subject), Status: StatusFailed, Err: err})
 		return err
 	}
@@ -154,10 +153,10 @@ func (p *pusher) push(ctx context.Context, a Artifact) error {
 		}
 		return StatusPresent
 	}
-	p.rep.Artifacts = append(p.rep.Artifacts, ArtifactReport{Descriptor: root, Kind: bundle.KindOf(root.ArtifactType),
+	p.rep.Artifacts = append(p.rep.Artifacts, ArtifactReport{Descriptor: root, Kind: artifact.KindOf(root.ArtifactType),
 		Ref: a.Tag, Subject: subjectDigest(info.subject), Status: status(root.Digest)})
 	for _, r := range p.sortedReferrers() {
-		p.rep.Artifacts = append(p.rep.Artifacts, ArtifactReport{Descriptor: r.desc, Kind: bundle.KindOf(r.desc.ArtifactType),
+		p.rep.Artifacts = append(p.rep.Artifacts, ArtifactReport{Descriptor: r.desc, Kind: artifact.KindOf(r.desc.ArtifactType),
 			Subject: r.subject.Digest, Status: status(r.desc.Digest)})
 	}
 	return nil

@@ -20,6 +20,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
 
+	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/cache/cachetest"
@@ -233,7 +234,7 @@ func TestPushRefusesAlteredBundle(t *testing.T) {
 	ctx := testContext(t)
 	f := newFixture(t)
 	path := filepath.Join(t.TempDir(), "media.stella.tar")
-	entries := []bundle.Entry{{Descriptor: f.pack, Kind: bundle.KindPack, Ref: testRef}, {Descriptor: f.sig, Kind: bundle.KindSignature}}
+	entries := []bundle.Entry{{Descriptor: f.pack, Kind: artifact.KindPack, Ref: testRef}, {Descriptor: f.sig, Kind: artifact.KindSignature}}
 	if _, err := bundle.WriteFile(ctx, path, f.store, entries, bundle.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}

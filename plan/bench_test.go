@@ -10,7 +10,7 @@ import (
 	"testing/fstest"
 	"time"
 
-	"stellaops.io/stella/bundle"
+	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/pack"
 )
 
@@ -67,7 +67,7 @@ func planMap(tb testing.TB, raw []byte) string {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	a, err := bundle.Build(p, bundle.BuildOptions{})
+	a, err := artifact.Build(p, artifact.BuildOptions{})
 	if err != nil {
 		tb.Fatal(err)
 	}

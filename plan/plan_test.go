@@ -15,7 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/opencontainers/go-digest"
 
-	"stellaops.io/stella/bundle"
+	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/pack"
 )
 
@@ -27,7 +27,7 @@ func loadDir(t testing.TB, dir string) (*pack.Pack, digest.Digest) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := bundle.Build(p, bundle.BuildOptions{})
+	a, err := artifact.Build(p, artifact.BuildOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func hashOf(t *testing.T, fsys fstest.MapFS, inputs string) digest.Digest {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := bundle.Build(p, bundle.BuildOptions{})
+	a, err := artifact.Build(p, artifact.BuildOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,6 @@
 // Package signature attaches and checks artifact signatures. A signature is
 // its own artifact: an OCI manifest of artifactType
-// bundle.ArtifactTypeSignature whose subject is the signed manifest and whose
+// artifact.ArtifactTypeSignature whose subject is the signed manifest and whose
 // one layer is a DSSE envelope over an in-toto statement naming that
 // manifest's digest. It travels with its subject as a referrer on every copy
 // (cache, bundle, registry), and is checked against the trust store by Check,
@@ -23,6 +23,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
 
+	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/keys"
 	"stellaops.io/stella/trust"
@@ -53,7 +54,7 @@ type Artifact struct {
 func (a *Artifact) Fetch(_ context.Context, d ocispec.Descriptor) (io.ReadCloser, error) {
 	b, ok := a.blobs[d.Digest]
 	if !ok {
-		return nil, fmt.Errorf("blob %s: %w", d.Digest, bundle.ErrNotInArtifact)
+		return nil, fmt.Errorf("blob %s: %w", d.Digest, artifact.ErrNotInArtifact)
 	}
 	return io.NopCloser(bytes.NewReader(b)), nil
 }
@@ -79,13 +80,13 @@ func Sign(ctx context.Context, signer *keys.Pair, subject ocispec.Descriptor, re
 	if err != nil {
 		return nil, err
 	}
-	cfg := content.NewDescriptorFromBytes(bundle.MediaTypeEmptyJSON, emptyConfig)
-	layer := content.NewDescriptorFromBytes(bundle.MediaTypeDSSE, env)
+	cfg := content.NewDescriptorFromBytes(artifact.MediaTypeEmptyJSON, emptyConfig)
+	layer := content.NewDescriptorFromBytes(artifact.MediaTypeDSSE, env)
 	subj := ocispec.Descriptor{MediaType: subject.MediaType, Digest: subject.Digest, Size: subject.Size}
 	m := ocispec.Manifest{
 		Versioned:    specs.Versioned{SchemaVersion: 2},
 		MediaType:    ocispec.MediaTypeImageManifest,
-		ArtifactType: bundle.ArtifactTypeSignature,
+		ArtifactType: artifact.ArtifactTypeSignature,
 		Config:       cfg,
 		Layers:       []ocispec.Descriptor{layer},
 		Subject:      &subj,
@@ -96,7 +97,7 @@ func Sign(ctx context.Context, signer *keys.Pair, subject ocispec.Descriptor, re
 		return nil, err
 	}
 	md := content.NewDescriptorFromBytes(ocispec.MediaTypeImageManifest, mb)
-	md.ArtifactType = bundle.ArtifactTypeSignature
+	md.ArtifactType = artifact.ArtifactTypeSignature
 	return &Artifact{Manifest: md, blobs: map[digest.Digest][]byte{md.Digest: mb, cfg.Digest: emptyConfig, layer.Digest: env}}, nil
 }
 
@@ -123,7 +124,7 @@ func Find(ctx context.Context, src Referrers, subject ocispec.Descriptor) ([]oci
 		if err != nil {
 			return nil, err
 		}
-		if m.ArtifactType != bundle.ArtifactTypeSignature || m.Subject == nil || m.Subject.Digest != subject.Digest {
+		if m.ArtifactType != artifact.ArtifactTypeSignature || m.Subject == nil || m.Subject.Digest != subject.Digest {
 			continue
 		}
 		seen[p.Digest] = true
@@ -204,8 +205,8 @@ func envelope(ctx context.Context, src content.Fetcher, sd ocispec.Descriptor) (
 	if err != nil {
 		return nil, err
 	}
-	if len(m.Layers) != 1 || m.Layers[0].MediaType != bundle.MediaTypeDSSE {
-		return nil, fmt.Errorf("signature %s: expected one %s layer: %w", sd.Digest, bundle.MediaTypeDSSE, ErrNotSignature)
+	if len(m.Layers) != 1 || m.Layers[0].MediaType != artifact.MediaTypeDSSE {
+		return nil, fmt.Errorf("signature %s: expected one %s layer: %w", sd.Digest, artifact.MediaTypeDSSE, ErrNotSignature)
 	}
 	if m.Layers[0].Size > MaxEnvelopeSize {
 		return nil, fmt.Errorf("signature %s: envelope of %d bytes: %w", sd.Digest, m.Layers[0].Size, ErrNotSignature)

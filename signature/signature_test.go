@@ -7,11 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"stellaops.io/stella/artifact"
+
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
 
-	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/cache/cachetest"
 	"stellaops.io/stella/keys"
@@ -19,17 +20,17 @@ import (
 	"stellaops.io/stella/trust"
 )
 
-func buildPack(t *testing.T, st *cache.Store, dir string) *bundle.Artifact {
+func buildPack(t *testing.T, st *cache.Store, dir string) *artifact.Pack {
 	t.Helper()
 	p, err := pack.LoadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := bundle.Build(p, bundle.BuildOptions{})
+	a, err := artifact.Build(p, artifact.BuildOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Import(context.Background(), a, []cache.Artifact{{Descriptor: a.Manifest, Kind: bundle.KindPack, Ref: a.Ref}}, cache.ImportRecord{From: "test"}, cache.ImportOptions{}); err != nil {
+	if _, err := st.Import(context.Background(), a, []cache.Artifact{{Descriptor: a.Manifest, Kind: artifact.KindPack, Ref: a.Ref}}, cache.ImportRecord{From: "test"}, cache.ImportOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return a
@@ -41,7 +42,7 @@ func attach(t *testing.T, st *cache.Store, signer *keys.Pair, subject ocispec.De
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Import(context.Background(), sig, []cache.Artifact{{Descriptor: sig.Manifest, Kind: bundle.KindSignature}}, cache.ImportRecord{From: "test"}, cache.ImportOptions{}); err != nil {
+	if _, err := st.Import(context.Background(), sig, []cache.Artifact{{Descriptor: sig.Manifest, Kind: artifact.KindSignature}}, cache.ImportRecord{From: "test"}, cache.ImportOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return sig.Manifest
@@ -96,7 +97,7 @@ func TestVerifyPolicy(t *testing.T) {
 				must(err)
 				// Attach the other pack's envelope to this pack: a swapped signature.
 				forged := reSubject(t, sig, a.Manifest)
-				if _, err := st.Import(ctx, forged, []cache.Artifact{{Descriptor: forged.Manifest, Kind: bundle.KindSignature}}, cache.ImportRecord{From: "test"}, cache.ImportOptions{}); err != nil {
+				if _, err := st.Import(ctx, forged, []cache.Artifact{{Descriptor: forged.Manifest, Kind: artifact.KindSignature}}, cache.ImportRecord{From: "test"}, cache.ImportOptions{}); err != nil {
 					t.Fatal(err)
 				}
 			} else {
@@ -153,7 +154,7 @@ func reSubject(t *testing.T, sig *Artifact, subject ocispec.Descriptor) *Artifac
 	m.Subject = &ocispec.Descriptor{MediaType: subject.MediaType, Digest: subject.Digest, Size: subject.Size}
 	mb, _ := json.Marshal(m)
 	md := content.NewDescriptorFromBytes(ocispec.MediaTypeImageManifest, mb)
-	md.ArtifactType = bundle.ArtifactTypeSignature
+	md.ArtifactType = artifact.ArtifactTypeSignature
 	blobs := map[digest.Digest][]byte{md.Digest: mb}
 	for d, b := range sig.blobs {
 		if d != sig.Manifest.Digest {

@@ -17,6 +17,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"oras.land/oras-go/v2/content"
 
+	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/signature"
@@ -160,7 +161,7 @@ func (s *session) packBuild(ctx context.Context, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := st.Import(ctx, a, []cache.Artifact{{Descriptor: a.Manifest, Kind: bundle.KindPack, Ref: a.Ref}},
+	res, err := st.Import(ctx, a, []cache.Artifact{{Descriptor: a.Manifest, Kind: artifact.KindPack, Ref: a.Ref}},
 		cache.ImportRecord{From: "build of folder " + filepath.Base(filepath.Clean(c.Args().First())), Verified: []string{"pack validated", "sha256 and size of every file"}},
 		cache.ImportOptions{Progress: s.importProgress()})
 	if err != nil {
@@ -207,7 +208,7 @@ func (s *session) signInto(ctx context.Context, st *cache.Store, keyRef string, 
 	if err != nil {
 		return nil, err
 	}
-	res, err := st.Import(ctx, sig, []cache.Artifact{{Descriptor: sig.Manifest, Kind: bundle.KindSignature}},
+	res, err := st.Import(ctx, sig, []cache.Artifact{{Descriptor: sig.Manifest, Kind: artifact.KindSignature}},
 		cache.ImportRecord{From: "signature by key " + signer.ID(), Verified: []string{"signed on this machine"}}, cache.ImportOptions{})
 	if err != nil {
 		return nil, err
@@ -311,7 +312,7 @@ func (s *session) admit(ctx context.Context, src signature.Referrers, entries []
 		}
 	}
 	for _, e := range entries {
-		if e.Kind != bundle.KindPack {
+		if e.Kind != artifact.KindPack {
 			ad.accept = append(ad.accept, e)
 			continue
 		}
@@ -387,14 +388,14 @@ func checkPackManifest(ctx context.Context, src content.Fetcher, e cache.Artifac
 	if err := json.Unmarshal(b, &m); err != nil {
 		return fmt.Errorf("pack %s: %w: %v", e.Ref, bundle.ErrInvalidManifest, err)
 	}
-	if got := m.Annotations[bundle.AnnotationRef]; got != e.Ref {
+	if got := m.Annotations[artifact.AnnotationRef]; got != e.Ref {
 		return fmt.Errorf("bundle lists %s as %q, but its manifest names it %q: %w", e.Descriptor.Digest, e.Ref, got, errRefMismatch)
 	}
-	if m.Config.MediaType != bundle.MediaTypePackConfig {
+	if m.Config.MediaType != artifact.MediaTypePackConfig {
 		return fmt.Errorf("pack %s: config of media type %q: %w", e.Ref, m.Config.MediaType, errPackLayout)
 	}
 	for _, l := range m.Layers {
-		if l.MediaType != bundle.MediaTypePackFile {
+		if l.MediaType != artifact.MediaTypePackFile {
 			return fmt.Errorf("pack %s: layer %s of media type %q (packs hold plain file layers): %w", e.Ref, l.Digest, l.MediaType, errPackLayout)
 		}
 	}
@@ -461,7 +462,7 @@ func (s *session) importBundle(ctx context.Context, st *cache.Store, file string
 			if a.Err != nil && ad.failure == nil {
 				ad.failure = a.Err
 			}
-			if a.Err == nil && a.Artifact.Kind == bundle.KindPack {
+			if a.Err == nil && a.Artifact.Kind == artifact.KindPack {
 				packs = append(packs, a.Artifact.Ref)
 			}
 		}
@@ -555,7 +556,7 @@ func (s *session) packVerify(ctx context.Context, c *cli.Context) error {
 			}
 		}
 		out.Artifacts = append(out.Artifacts, a)
-		if e.Kind == bundle.KindPack && e.Err == nil {
+		if e.Kind == artifact.KindPack && e.Err == nil {
 			fail := func(err error) {
 				a := &out.Artifacts[len(out.Artifacts)-1]
 				a.Status, a.Reason = "failed", err.Error()
@@ -702,7 +703,7 @@ func (s *session) referrerEntries(ctx context.Context, st *cache.Store, subject 
 			continue
 		}
 		seen[d.Digest] = true
-		out = append(out, bundle.Entry{Descriptor: d, Kind: bundle.KindOf(d.ArtifactType)})
+		out = append(out, bundle.Entry{Descriptor: d, Kind: artifact.KindOf(d.ArtifactType)})
 		more, err := s.referrerEntries(ctx, st, d, seen)
 		if err != nil {
 			return nil, err
@@ -773,7 +774,7 @@ func (s *session) packShow(ctx context.Context, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if art.Kind != bundle.KindPack {
+	if art.Kind != artifact.KindPack {
 		return fmt.Errorf("%s is a %s, not a pack: %w", art.Ref, art.Kind, cache.ErrNotFound)
 	}
 	p, a, err := loadArtifactPack(ctx, st, art.Descriptor)

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"stellaops.io/stella/approve"
+	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/keys"
@@ -189,8 +190,8 @@ var errorTable = []errorRow{
 	{bundle.ErrInvalidManifest, "ERR_PACK_ARTIFACT_INVALID", exitInvalid, "an artifact manifest is malformed: build or export it again with stella"},
 	{bundle.ErrInvalidEntry, "ERR_PACK_BUNDLE_ENTRY_INVALID", exitGeneric, "every artifact in a bundle needs a known kind and a <id>:<version> ref unless it has a subject"},
 	{bundle.ErrNotFound, "ERR_PACK_NOT_FOUND", exitNotFound, "check the <id>:<version> or digest; `stella pack list` shows what the cache holds"},
-	{bundle.ErrFileChanged, "ERR_PACK_DIGEST_MISMATCH", exitInvalid, "a pack file changed while it was being read; build again when nothing is editing the pack"},
-	{bundle.ErrNotInArtifact, "ERR_PACK_BLOB_UNKNOWN", exitInvalid, "the artifact does not hold the requested blob; this is a bug if it happens during build"},
+	{artifact.ErrFileChanged, "ERR_PACK_DIGEST_MISMATCH", exitInvalid, "a pack file changed while it was being read; build again when nothing is editing the pack"},
+	{artifact.ErrNotInArtifact, "ERR_PACK_BLOB_UNKNOWN", exitInvalid, "the artifact does not hold the requested blob; this is a bug if it happens during build"},
 }
 
 // errUsage marks a command line that cannot be run as given.

@@ -12,7 +12,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
 
-	"stellaops.io/stella/bundle"
+	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/internal/regtest"
 	"stellaops.io/stella/keys"
 	"stellaops.io/stella/pack"
@@ -34,7 +34,7 @@ func TestOrasReadsBundleFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := bundle.Build(p, bundle.BuildOptions{})
+	a, err := artifact.Build(p, artifact.BuildOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func TestCosignVerifiesSignature(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := bundle.Build(p, bundle.BuildOptions{})
+	a, err := artifact.Build(p, artifact.BuildOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/credentials"
 
+	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/mirror"
@@ -413,7 +414,7 @@ func (s *session) mirrorPull(ctx context.Context, c *cli.Context) error {
 	}
 	var verified []string
 	popts := mirror.PullOptions{Options: opts, Verify: func(ctx context.Context, a cache.Artifact, f content.Fetcher) error {
-		if a.Kind != bundle.KindPack || pol.skip {
+		if a.Kind != artifact.KindPack || pol.skip {
 			return nil
 		}
 		refs, ok := f.(signature.Referrers)
@@ -451,7 +452,7 @@ func (s *session) mirrorPull(ctx context.Context, c *cli.Context) error {
 	if err == nil && first == nil && c.String("to") != "" {
 		var refs []string
 		for _, a := range rep.Artifacts {
-			if a.Ref != "" && a.Kind == bundle.KindPack {
+			if a.Ref != "" && a.Kind == artifact.KindPack {
 				refs = append(refs, a.Ref)
 			}
 		}

@@ -9,6 +9,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"stellaops.io/stella/artifact"
+
 	"github.com/opencontainers/go-digest"
 	"github.com/urfave/cli/v2"
 
@@ -116,8 +118,8 @@ type packSummary struct {
 	Files   int           `json:"files"`
 }
 
-func (s *session) buildOptions() bundle.BuildOptions {
-	var opts bundle.BuildOptions
+func (s *session) buildOptions() artifact.BuildOptions {
+	var opts artifact.BuildOptions
 	if v := s.getenv("SOURCE_DATE_EPOCH"); v != "" {
 		var secs int64
 		if _, err := fmt.Sscanf(v, "%d", &secs); err == nil {
@@ -129,19 +131,19 @@ func (s *session) buildOptions() bundle.BuildOptions {
 }
 
 // loadPack loads a pack folder and derives its artifact (for the digest).
-func (s *session) loadPack(dir string) (*pack.Pack, *bundle.Artifact, error) {
+func (s *session) loadPack(dir string) (*pack.Pack, *artifact.Pack, error) {
 	p, err := pack.LoadDir(dir)
 	if err != nil {
 		return nil, nil, err
 	}
-	a, err := bundle.Build(p, s.buildOptions())
+	a, err := artifact.Build(p, s.buildOptions())
 	if err != nil {
 		return nil, nil, err
 	}
 	return p, a, nil
 }
 
-func summarize(p *pack.Pack, a *bundle.Artifact) packSummary {
+func summarize(p *pack.Pack, a *artifact.Pack) packSummary {
 	n := 0
 	var count func([]pack.Step)
 	count = func(steps []pack.Step) {
@@ -342,7 +344,7 @@ func (s *session) validateBundle(ctx context.Context, file string) error {
 		if e.Err != nil {
 			return e.Err
 		}
-		if e.Kind != bundle.KindPack {
+		if e.Kind != artifact.KindPack {
 			continue
 		}
 		res := result{Ref: e.Ref, Valid: true}

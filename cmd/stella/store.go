@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/opencontainers/go-digest"
 	"os"
 	"path/filepath"
 	"time"
+
+	"stellaops.io/stella/artifact"
+
+	"github.com/opencontainers/go-digest"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
@@ -30,7 +33,7 @@ func (s *session) openCache(ctx context.Context) (*cache.Store, error) {
 // packRef names where a pack comes from: a folder, or the cache.
 type loadedPack struct {
 	pack     *pack.Pack
-	artifact *bundle.Artifact
+	artifact *artifact.Pack
 	from     string // "folder DIR" or "cache REF"
 }
 
@@ -55,7 +58,7 @@ func (s *session) resolvePack(ctx context.Context, ref string) (*loadedPack, err
 		}
 		return nil, err
 	}
-	if art.Kind != bundle.KindPack {
+	if art.Kind != artifact.KindPack {
 		return nil, fmt.Errorf("%s is a %s, not a pack: %w", ref, art.Kind, pack.ErrNotFound)
 	}
 	p, a, err := loadArtifactPack(ctx, st, art.Descriptor)
@@ -70,7 +73,7 @@ func (s *session) resolvePack(ctx context.Context, ref string) (*loadedPack, err
 
 // loadArtifactPack loads a pack from its artifact in src and derives its
 // artifact again, which must give the same digest.
-func loadArtifactPack(ctx context.Context, src content.Fetcher, desc ocispec.Descriptor) (*pack.Pack, *bundle.Artifact, error) {
+func loadArtifactPack(ctx context.Context, src content.Fetcher, desc ocispec.Descriptor) (*pack.Pack, *artifact.Pack, error) {
 	if desc.Size > bundle.MaxManifestSize {
 		return nil, nil, fmt.Errorf("manifest %s: %w", desc.Digest, bundle.ErrTooLarge)
 	}
@@ -78,7 +81,7 @@ func loadArtifactPack(ctx context.Context, src content.Fetcher, desc ocispec.Des
 	if err != nil {
 		return nil, nil, err
 	}
-	fsys, err := bundle.PackFS(ctx, src, mb)
+	fsys, err := artifact.PackFS(ctx, src, mb)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -86,8 +89,8 @@ func loadArtifactPack(ctx context.Context, src content.Fetcher, desc ocispec.Des
 	if err != nil {
 		return nil, nil, err
 	}
-	var opts bundle.BuildOptions
-	a, err := bundle.Build(p, opts)
+	var opts artifact.BuildOptions
+	a, err := artifact.Build(p, opts)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -96,7 +99,7 @@ func loadArtifactPack(ctx context.Context, src content.Fetcher, desc ocispec.Des
 		// files do not carry: take it from the manifest and try again.
 		if t := createdOf(mb); t != nil {
 			opts.Created = t
-			if a, err = bundle.Build(p, opts); err != nil {
+			if a, err = artifact.Build(p, opts); err != nil {
 				return nil, nil, err
 			}
 		}
@@ -109,7 +112,7 @@ func createdOf(manifest []byte) *time.Time {
 	if json.Unmarshal(manifest, &m) != nil {
 		return nil
 	}
-	v, ok := m.Annotations[bundle.AnnotationCreated]
+	v, ok := m.Annotations[artifact.AnnotationCreated]
 	if !ok {
 		return nil
 	}

@@ -1,4 +1,4 @@
-package bundle
+package artifact
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
+	"stellaops.io/stella/integrity"
 )
 
 // PackFS presents the files of a pack artifact as a read-only file system,
@@ -24,30 +25,30 @@ import (
 func PackFS(ctx context.Context, src content.Fetcher, manifest []byte) (fs.FS, error) {
 	var m ocispec.Manifest
 	if err := json.Unmarshal(manifest, &m); err != nil {
-		return nil, fmt.Errorf("pack manifest: %w: %v", ErrInvalidManifest, err)
+		return nil, fmt.Errorf("pack manifest: %w: %v", integrity.ErrInvalidManifest, err)
 	}
 	if m.ArtifactType != ArtifactTypePack {
-		return nil, fmt.Errorf("artifact type %q is not a pack: %w", m.ArtifactType, ErrUnsupportedMediaType)
+		return nil, fmt.Errorf("artifact type %q is not a pack: %w", m.ArtifactType, integrity.ErrUnsupportedMediaType)
 	}
 	p := &packFS{ctx: ctx, src: src, files: map[string]ocispec.Descriptor{}, dirs: map[string]map[string]bool{".": {}}}
 	for _, l := range m.Layers {
 		if l.MediaType != MediaTypePackFile {
-			return nil, fmt.Errorf("pack layer %s has media type %q: %w", l.Digest, l.MediaType, ErrUnsupportedMediaType)
+			return nil, fmt.Errorf("pack layer %s has media type %q: %w", l.Digest, l.MediaType, integrity.ErrUnsupportedMediaType)
 		}
 		name := l.Annotations[AnnotationTitle]
 		if name == "" || !fs.ValidPath(name) || name == "." || strings.HasPrefix(path.Base(name), ".") {
-			return nil, fmt.Errorf("pack layer %s has an unsafe title %q: %w", l.Digest, name, ErrInvalidManifest)
+			return nil, fmt.Errorf("pack layer %s has an unsafe title %q: %w", l.Digest, name, integrity.ErrInvalidManifest)
 		}
 		if _, dup := p.files[name]; dup {
-			return nil, fmt.Errorf("pack layer title %q appears twice: %w", name, ErrInvalidManifest)
+			return nil, fmt.Errorf("pack layer title %q appears twice: %w", name, integrity.ErrInvalidManifest)
 		}
 		if _, isDir := p.dirs[name]; isDir {
-			return nil, fmt.Errorf("pack layer title %q is also a folder: %w", name, ErrInvalidManifest)
+			return nil, fmt.Errorf("pack layer title %q is also a folder: %w", name, integrity.ErrInvalidManifest)
 		}
 		p.files[name] = l
 		for child, dir := name, path.Dir(name); ; child, dir = dir, path.Dir(dir) {
 			if _, isFile := p.files[dir]; isFile && dir != name {
-				return nil, fmt.Errorf("pack layer title %q is also a folder: %w", dir, ErrInvalidManifest)
+				return nil, fmt.Errorf("pack layer title %q is also a folder: %w", dir, integrity.ErrInvalidManifest)
 			}
 			if p.dirs[dir] == nil {
 				p.dirs[dir] = map[string]bool{}

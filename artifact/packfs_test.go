@@ -1,4 +1,4 @@
-package bundle
+package artifact
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"stellaops.io/stella/integrity"
 	"stellaops.io/stella/pack"
 )
 
@@ -45,8 +46,8 @@ func TestPackFSRoundTrip(t *testing.T) {
 func TestPackFSRefusesUnsafeTitles(t *testing.T) {
 	for _, title := range []string{"../x", "/etc/passwd", "a/../../b", ".hidden", ""} {
 		m := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"` + ArtifactTypePack + `","config":{"mediaType":"` + MediaTypePackConfig + `","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[{"mediaType":"` + MediaTypePackFile + `","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2,"annotations":{"org.opencontainers.image.title":"` + title + `"}}]}`)
-		if _, err := PackFS(context.Background(), nil, m); !errors.Is(err, ErrInvalidManifest) {
-			t.Errorf("title %q: want ErrInvalidManifest, got %v", title, err)
+		if _, err := PackFS(context.Background(), nil, m); !errors.Is(err, integrity.ErrInvalidManifest) {
+			t.Errorf("title %q: want integrity.ErrInvalidManifest, got %v", title, err)
 		}
 	}
 }

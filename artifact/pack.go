@@ -1,4 +1,4 @@
-package bundle
+package artifact
 
 import (
 	"bytes"
@@ -51,11 +51,11 @@ type BuildOptions struct {
 	Created *time.Time
 }
 
-// Artifact is a pack built in memory: its manifest and config are held as
+// Pack is a pack built in memory: its manifest and config are held as
 // bytes; its files are read from the pack when fetched, and verified against
 // the digests taken when the pack was loaded. It is a content.ReadOnlyStorage,
 // so it can be copied into the cache or a registry like any other store.
-type Artifact struct {
+type Pack struct {
 	// Manifest describes the image manifest, with ArtifactType set.
 	Manifest ocispec.Descriptor
 	// Ref is "<name>:<version>".
@@ -66,12 +66,12 @@ type Artifact struct {
 	pack   *pack.Pack
 }
 
-var _ content.ReadOnlyStorage = (*Artifact)(nil)
+var _ content.ReadOnlyStorage = (*Pack)(nil)
 
 // Build derives the pack's OCI artifact: a config blob describing it and one
 // layer per file, titled with its path so `oras pull` gives back the folder.
 // Building is deterministic: the same pack gives byte-identical manifests.
-func Build(p *pack.Pack, opts BuildOptions) (*Artifact, error) {
+func Build(p *pack.Pack, opts BuildOptions) (*Pack, error) {
 	md := p.Manifest.Metadata
 	cfg := PackConfig{
 		APIVersion:       pack.APIVersion,
@@ -86,7 +86,7 @@ func Build(p *pack.Pack, opts BuildOptions) (*Artifact, error) {
 		Secrets:          p.Manifest.Spec.Secrets,
 		Approvals:        p.Manifest.Spec.Approvals,
 	}
-	a := &Artifact{Ref: p.ID(), blobs: map[digest.Digest][]byte{}, files: map[digest.Digest]string{}, pack: p}
+	a := &Pack{Ref: p.ID(), blobs: map[digest.Digest][]byte{}, files: map[digest.Digest]string{}, pack: p}
 	layers := make([]ocispec.Descriptor, 0, len(p.Files))
 	for _, f := range p.Files {
 		mode := fmt.Sprintf("%04o", uint32(f.Mode.Perm()))
@@ -145,15 +145,15 @@ func Build(p *pack.Pack, opts BuildOptions) (*Artifact, error) {
 }
 
 // Digest is the pack's manifest digest: the pack digest plans are bound to.
-func (a *Artifact) Digest() digest.Digest { return a.Manifest.Digest }
+func (a *Pack) Digest() digest.Digest { return a.Manifest.Digest }
 
 // ManifestBytes returns the manifest as stored.
-func (a *Artifact) ManifestBytes() []byte { return a.blobs[a.Manifest.Digest] }
+func (a *Pack) ManifestBytes() []byte { return a.blobs[a.Manifest.Digest] }
 
 // Fetch returns a blob of the artifact. Pack files are read from the pack and
 // verified while read: a file changed since the pack was loaded fails with
 // ErrDigestMismatch.
-func (a *Artifact) Fetch(_ context.Context, d ocispec.Descriptor) (io.ReadCloser, error) {
+func (a *Pack) Fetch(_ context.Context, d ocispec.Descriptor) (io.ReadCloser, error) {
 	if b, ok := a.blobs[d.Digest]; ok {
 		return io.NopCloser(bytes.NewReader(b)), nil
 	}
@@ -169,7 +169,7 @@ func (a *Artifact) Fetch(_ context.Context, d ocispec.Descriptor) (io.ReadCloser
 }
 
 // Exists reports whether the blob is part of the artifact.
-func (a *Artifact) Exists(_ context.Context, d ocispec.Descriptor) (bool, error) {
+func (a *Pack) Exists(_ context.Context, d ocispec.Descriptor) (bool, error) {
 	if _, ok := a.blobs[d.Digest]; ok {
 		return true, nil
 	}

@@ -1,4 +1,4 @@
-package bundle
+package artifact
 
 // Artifact types (the manifest's artifactType) of every stella artifact kind.
 // They are part of the bundle format; docs/bundle-format.md is normative.
