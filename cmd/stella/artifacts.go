@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,13 +14,12 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/urfave/cli/v2"
-	"oras.land/oras-go/v2/content"
 
+	"stellaops.io/stella/admission"
 	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/signature"
-	"stellaops.io/stella/trust"
 )
 
 // artifactCommands are the pack commands that move artifacts between pack
@@ -32,7 +30,7 @@ func (s *session) artifactCommands() []*cli.Command {
 	}
 	policyFlags := []cli.Flag{
 		&cli.BoolFlag{Name: "require-signature", Usage: "refuse packs without a valid signature by a trusted publisher key (always on in sealed mode or with config requireSignature)"},
-		&cli.BoolFlag{Name: "insecure-skip-signature", Usage: "import without checking signatures; printed as a warning and recorded in the import record"},
+		&cli.BoolFlag{Name: "insecure-skip-signature", Usage: "do not check signatures (not allowed in sealed mode, with config requireSignature, or with --require-signature); printed and recorded in the import record"},
 	}
 	return []*cli.Command{
 		{
@@ -269,137 +267,33 @@ func (s *session) importProgress() func(cache.Progress) {
 	}
 }
 
-// policy is the signature policy of one import.
-type policy struct {
-	require bool
-	skip    bool
-	trust   *trust.Store
-}
-
-func (s *session) signaturePolicy(c *cli.Context) (policy, error) {
-	p := policy{require: c.Bool("require-signature") || s.sealed || s.config.RequireSignature, skip: c.Bool("insecure-skip-signature")}
-	if p.skip {
+// admissionPolicy is the signature policy of a command that lets content
+// in: decided once by package admission from sealed mode, the configuration
+// and the command's flags. A relaxation is printed, and recorded by the
+// import it governs.
+func (s *session) admissionPolicy(c *cli.Context) (admission.Policy, error) {
+	pol, err := admission.New(admission.Settings{
+		Sealed:        s.sealed,
+		ConfigRequire: s.config.RequireSignature,
+		Require:       c.Bool("require-signature"),
+		SkipSignature: c.Bool("insecure-skip-signature"),
+	}, nil, s.tenant)
+	if err != nil {
+		return pol, err
+	}
+	if pol.Mode == admission.Skip {
 		s.warnf("--insecure-skip-signature: signatures are NOT checked; this is recorded in the import record")
-		return p, nil
+		return pol, nil
 	}
+	pol.Trust, err = s.trustStore()
+	return pol, err
+}
+
+// inspectionPolicy checks and reports signatures without requiring them:
+// for commands that show what is already in the cache.
+func (s *session) inspectionPolicy() (admission.Policy, error) {
 	ts, err := s.trustStore()
-	if err != nil {
-		return p, err
-	}
-	p.trust = ts
-	return p, nil
-}
-
-// admission is the outcome of checking a source's artifacts before import.
-type admission struct {
-	accept   []cache.Artifact
-	refused  []artifactSummary
-	verified []string
-	failure  error // the first refusal, for the exit code
-}
-
-// admit checks every pack of src before anything is written: its ref must
-// be the one its manifest (and so its signature) carries, its layers must be
-// plain pack files, and the signature policy must hold. Refused packs are
-// left out; their referrers are refused by the import (refusedSet).
-func (s *session) admit(ctx context.Context, src signature.Referrers, entries []cache.Artifact, pol policy) (admission, error) {
-	var ad admission
-	ad.verified = []string{"sha256 and size of every blob while it streamed"}
-	refuse := func(e cache.Artifact, err error) {
-		ad.refused = append(ad.refused, artifactSummary{Ref: e.Ref, Kind: e.Kind, Digest: e.Descriptor.Digest, ArtifactType: e.Descriptor.ArtifactType, Status: "refused", Reason: err.Error()})
-		if ad.failure == nil {
-			ad.failure = err
-		}
-	}
-	for _, e := range entries {
-		if e.Kind != artifact.KindPack {
-			ad.accept = append(ad.accept, e)
-			continue
-		}
-		if err := checkPackManifest(ctx, src, e); err != nil {
-			refuse(e, err)
-			continue
-		}
-		if pol.skip {
-			ad.accept = append(ad.accept, e)
-			continue
-		}
-		results, err := signature.Verify(ctx, src, e.Descriptor, pol.trust, signature.Requirement{Role: trust.RolePublisher, Tenant: s.tenant})
-		if err != nil {
-			return ad, err
-		}
-		var valid []string
-		for _, r := range results {
-			if r.Valid {
-				valid = append(valid, fmt.Sprintf("%s: signature by %s (%s)", e.Ref, r.KeyName, r.KeyID))
-			}
-		}
-		if pol.require {
-			if err := signature.Require(e.Ref, results); err != nil {
-				refuse(e, err)
-				continue
-			}
-		}
-		if len(valid) == 0 {
-			valid = []string{e.Ref + ": no valid signature (not required)"}
-		}
-		ad.verified = append(ad.verified, valid...)
-		ad.accept = append(ad.accept, e)
-	}
-	switch {
-	case pol.skip:
-		ad.verified = append(ad.verified, "insecure-skip-signature: signatures not checked")
-	case pol.require:
-		ad.verified = append(ad.verified, "signature policy: required, publisher role, tenant "+s.tenant)
-	}
-	return ad, nil
-}
-
-// refusedSet is the digests admit refused.
-func (ad admission) refusedSet() map[digest.Digest]bool {
-	out := map[digest.Digest]bool{}
-	for _, r := range ad.refused {
-		out[r.Digest] = true
-	}
-	return out
-}
-
-var (
-	// errRefMismatch: the name a bundle gives a pack is not the one its
-	// manifest carries (and its signature covers).
-	errRefMismatch = errors.New("pack name does not match its manifest")
-	// errPackLayout: a pack artifact holds something other than its config
-	// and plain file layers.
-	errPackLayout = errors.New("pack artifact holds unexpected content")
-)
-
-// checkPackManifest binds a bundle entry to its manifest: the ref index.json
-// gives (only checksummed, not signed) must equal the manifest's own
-// io.stellaops.ref, and the layers must be the plain files stella builds.
-func checkPackManifest(ctx context.Context, src content.Fetcher, e cache.Artifact) error {
-	if e.Descriptor.Size > bundle.MaxManifestSize {
-		return fmt.Errorf("pack %s: manifest of %d bytes: %w", e.Ref, e.Descriptor.Size, bundle.ErrTooLarge)
-	}
-	b, err := content.FetchAll(ctx, src, e.Descriptor)
-	if err != nil {
-		return err
-	}
-	var m ocispec.Manifest
-	if err := json.Unmarshal(b, &m); err != nil {
-		return fmt.Errorf("pack %s: %w: %v", e.Ref, bundle.ErrInvalidManifest, err)
-	}
-	if got := m.Annotations[artifact.AnnotationRef]; got != e.Ref {
-		return fmt.Errorf("bundle lists %s as %q, but its manifest names it %q: %w", e.Descriptor.Digest, e.Ref, got, errRefMismatch)
-	}
-	if m.Config.MediaType != artifact.MediaTypePackConfig {
-		return fmt.Errorf("pack %s: config of media type %q: %w", e.Ref, m.Config.MediaType, errPackLayout)
-	}
-	for _, l := range m.Layers {
-		if l.MediaType != artifact.MediaTypePackFile {
-			return fmt.Errorf("pack %s: layer %s of media type %q (packs hold plain file layers): %w", e.Ref, l.Digest, l.MediaType, errPackLayout)
-		}
-	}
-	return nil
+	return admission.Policy{Mode: admission.Check, Trust: ts, Tenant: s.tenant}, err
 }
 
 func (s *session) packImport(ctx context.Context, c *cli.Context) error {
@@ -407,7 +301,7 @@ func (s *session) packImport(ctx context.Context, c *cli.Context) error {
 	if file == "" {
 		return usageError("pack import: --bundle FILE is required")
 	}
-	pol, err := s.signaturePolicy(c)
+	pol, err := s.admissionPolicy(c)
 	if err != nil {
 		return err
 	}
@@ -425,55 +319,40 @@ func (s *session) packImport(ctx context.Context, c *cli.Context) error {
 	return failure
 }
 
-// importBundle imports a bundle file (or split set) into the cache: bounded
-// check of compressed layers, admission (names bound to manifests, signature
-// policy), then one import in which every blob is verified as it streams. It
-// returns the report, the refs of the packs now in the cache, and the first
-// per-artifact failure; err is for failures before anything could be judged.
-func (s *session) importBundle(ctx context.Context, st *cache.Store, file string, pol policy) (out importReport, packs []string, failure error, err error) {
+// importBundle imports a bundle file (or split set) into the cache under
+// pol (admission.ImportBundle). It returns the report, the refs of the packs
+// now in the cache, and the first per-artifact failure; err is for failures
+// before anything could be judged.
+func (s *session) importBundle(ctx context.Context, st *cache.Store, file string, pol admission.Policy) (out importReport, packs []string, failure error, err error) {
 	r, err := s.openBundle(ctx, file)
 	if err != nil {
 		return out, nil, nil, err
 	}
 	defer r.Close()
-	// Compressed layers are decompressed (bounded) first so a bomb never
-	// enters the cache.
-	if err := r.VerifyCompressed(ctx, 0); err != nil {
-		return out, nil, nil, err
-	}
-	var entries []cache.Artifact
-	for _, e := range r.Entries() {
-		entries = append(entries, cache.Artifact{Descriptor: e.Descriptor, Kind: e.Kind, Ref: e.Ref})
-	}
-	ad, err := s.admit(ctx, r, entries, pol)
-	if err != nil {
+	rep, err := admission.ImportBundle(ctx, st, r, pol, "bundle "+filepath.Base(file), cache.ImportOptions{Progress: s.importProgress()})
+	if err != nil && len(rep.Import.Artifacts) == 0 {
 		return out, nil, nil, err
 	}
 	out = importReport{From: filepath.Base(file), Artifacts: []artifactSummary{}}
-	if len(ad.accept) > 0 {
-		res, err := importWithReferrers(ctx, st, hashedOnce{r}, ad.accept, ad.refusedSet(),
-			cache.ImportRecord{From: "bundle " + filepath.Base(file), Verified: append([]string{"SHA256SUMS and tar structure"}, ad.verified...)},
-			cache.ImportOptions{Progress: s.importProgress()})
-		if err != nil && len(res.Artifacts) == 0 {
-			return out, nil, nil, err
-		}
-		for _, a := range res.Artifacts {
-			out.Artifacts = append(out.Artifacts, summaryOf(a))
-			if a.Err != nil && ad.failure == nil {
-				ad.failure = a.Err
-			}
-			if a.Err == nil && a.Artifact.Kind == artifact.KindPack {
-				packs = append(packs, a.Artifact.Ref)
-			}
-		}
-		out.BlobsWritten, out.BytesWritten, out.BlobsSkipped, out.BytesSkipped = res.BlobsWritten, res.BytesWritten, res.BlobsSkipped, res.BytesSkipped
-		out.Verified = res.Record.Verified
-		if err != nil && ad.failure == nil {
-			ad.failure = err
-		}
+	for _, a := range rep.Import.Artifacts {
+		out.Artifacts = append(out.Artifacts, summaryOf(a))
 	}
-	out.Artifacts = append(out.Artifacts, ad.refused...)
-	return out, packs, ad.failure, nil
+	res := rep.Import
+	out.BlobsWritten, out.BytesWritten, out.BlobsSkipped, out.BytesSkipped = res.BlobsWritten, res.BytesWritten, res.BlobsSkipped, res.BytesSkipped
+	out.Verified = res.Record.Verified
+	for _, v := range rep.Admission.Refused() {
+		out.Artifacts = append(out.Artifacts, refusedSummary(v))
+	}
+	failure = rep.Failure()
+	if failure == nil {
+		failure = err
+	}
+	return out, rep.Packs, failure, nil
+}
+
+func refusedSummary(v admission.Verdict) artifactSummary {
+	a := v.Artifact
+	return artifactSummary{Ref: a.Ref, Kind: a.Kind, Digest: a.Descriptor.Digest, ArtifactType: a.Descriptor.ArtifactType, Status: "refused", Reason: v.Err.Error()}
 }
 
 type importReport struct {
@@ -491,11 +370,7 @@ func renderImport(w io.Writer, r importReport) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  STATUS\tKIND\tREF\tDIGEST")
 	for _, a := range r.Artifacts {
-		ref := a.Ref
-		if ref == "" {
-			ref = "-"
-		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", a.Status, a.Kind, ref, a.Digest)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", a.Status, a.Kind, orDash(a.Ref), a.Digest)
 	}
 	tw.Flush()
 	for _, a := range r.Artifacts {
@@ -524,6 +399,10 @@ func (s *session) packVerify(ctx context.Context, c *cli.Context) error {
 	if file == "" {
 		return usageError("pack verify: --bundle FILE is required")
 	}
+	pol, err := s.admissionPolicy(c)
+	if err != nil {
+		return err
+	}
 	r, err := s.openBundle(ctx, file)
 	if err != nil {
 		return err
@@ -532,10 +411,6 @@ func (s *session) packVerify(ctx context.Context, c *cli.Context) error {
 	bar := s.newProgress("verifying " + filepath.Base(file))
 	rep, err := r.Verify(ctx, bundle.VerifyOptions{Progress: bar.set})
 	bar.finish()
-	if err != nil {
-		return err
-	}
-	pol, err := s.signaturePolicy(c)
 	if err != nil {
 		return err
 	}
@@ -549,39 +424,22 @@ func (s *session) packVerify(ctx context.Context, c *cli.Context) error {
 	var firstErr error
 	for _, e := range rep.Entries {
 		a := artifactSummary{Ref: e.Ref, Kind: e.Kind, Digest: e.Descriptor.Digest, ArtifactType: e.Descriptor.ArtifactType, Status: "ok"}
-		if e.Err != nil {
-			a.Status, a.Reason = "failed", e.Err.Error()
+		err := e.Err
+		if err == nil {
+			v, cerr := pol.Check(ctx, r, cache.Artifact{Descriptor: e.Descriptor, Kind: e.Kind, Ref: e.Ref}, admission.Claim{})
+			if cerr != nil {
+				return cerr
+			}
+			out.Signatures = append(out.Signatures, signatureSummaries(e.Ref, v.Signatures)...)
+			err = v.Err
+		}
+		if err != nil {
+			a.Status, a.Reason = "failed", err.Error()
 			if firstErr == nil {
-				firstErr = e.Err
+				firstErr = err
 			}
 		}
 		out.Artifacts = append(out.Artifacts, a)
-		if e.Kind == artifact.KindPack && e.Err == nil {
-			fail := func(err error) {
-				a := &out.Artifacts[len(out.Artifacts)-1]
-				a.Status, a.Reason = "failed", err.Error()
-				if firstErr == nil {
-					firstErr = err
-				}
-			}
-			if err := checkPackManifest(ctx, r, cache.Artifact{Descriptor: e.Descriptor, Kind: e.Kind, Ref: e.Ref}); err != nil {
-				fail(err)
-				continue
-			}
-			if pol.skip {
-				continue
-			}
-			res, err := signature.Verify(ctx, r, e.Descriptor, pol.trust, signature.Requirement{Role: trust.RolePublisher, Tenant: s.tenant})
-			if err != nil {
-				return err
-			}
-			out.Signatures = append(out.Signatures, signatureSummaries(e.Ref, res)...)
-			if pol.require {
-				if err := signature.Require(e.Ref, res); err != nil {
-					fail(err)
-				}
-			}
-		}
 	}
 	if err := s.emit(out, func(w io.Writer) {
 		fmt.Fprintf(w, "%s: %d blobs, %s hashed\n", out.Bundle, out.Blobs, humanBytes(out.Bytes))
@@ -770,25 +628,16 @@ func (s *session) packShow(ctx context.Context, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	art, err := st.Resolve(ctx, c.Args().First())
+	pol, err := s.inspectionPolicy()
 	if err != nil {
 		return err
 	}
-	if art.Kind != artifact.KindPack {
-		return fmt.Errorf("%s is a %s, not a pack: %w", art.Ref, art.Kind, cache.ErrNotFound)
-	}
-	p, a, err := loadArtifactPack(ctx, st, art.Descriptor)
+	lp, err := pol.LoadPack(ctx, st, c.Args().First())
 	if err != nil {
 		return err
 	}
-	ts, err := s.trustStore()
-	if err != nil {
-		return err
-	}
-	res, err := signature.Verify(ctx, st, art.Descriptor, ts, signature.Requirement{Role: trust.RolePublisher, Tenant: s.tenant})
-	if err != nil {
-		return err
-	}
+	art, p, a := lp.Verdict.Artifact, lp.Pack, lp.Artifact
+	res := lp.Verdict.Signatures
 	imports, err := st.Imports(ctx, art.Descriptor.Digest)
 	if err != nil {
 		return err
@@ -855,99 +704,3 @@ func (s *session) packRemove(ctx context.Context, c *cli.Context) error {
 		}
 	})
 }
-
-// hashedOnce feeds an import from a bundle without hashing twice: the cache
-// hashes every blob as it writes it and refuses one whose digest or size
-// disagrees, so the bundle's own verifying reader is not needed on this path.
-type hashedOnce struct{ *bundle.Reader }
-
-func (h hashedOnce) Fetch(ctx context.Context, d ocispec.Descriptor) (io.ReadCloser, error) {
-	return h.FetchUnverified(ctx, d)
-}
-
-// importWithReferrers imports arts in one import (one import record): the
-// artifacts that have refs first, then referrers after their subjects. A
-// referrer whose subject failed or was refused — directly or through another
-// referrer — is refused too, so a failed pack never leaves its signature (or a
-// refused request its response) behind. refused holds digests already
-// refused before the import (signature policy).
-func importWithReferrers(ctx context.Context, st *cache.Store, src content.ReadOnlyStorage, arts []cache.Artifact, refused map[digest.Digest]bool, rec cache.ImportRecord, opts cache.ImportOptions) (cache.ImportResult, error) {
-	bad := map[digest.Digest]bool{}
-	for d := range refused {
-		bad[d] = true
-	}
-	progress := opts.Progress
-	opts.Progress = func(p cache.Progress) {
-		if p.Event == cache.ArtifactDone && p.Status == cache.StatusFailed {
-			bad[p.Artifact.Descriptor.Digest] = true
-		}
-		if progress != nil {
-			progress(p)
-		}
-	}
-	verify := opts.Verify
-	opts.Verify = func(ctx context.Context, a cache.Artifact, f content.Fetcher) error {
-		if sub := subjectOfArtifact(ctx, f, a.Descriptor); sub != "" && bad[sub] {
-			return fmt.Errorf("%s %s not imported: its subject %s failed or was refused: %w", a.Kind, a.Descriptor.Digest, sub, errSubjectFailed)
-		}
-		if verify != nil {
-			return verify(ctx, a, f)
-		}
-		return nil
-	}
-	return st.Import(ctx, src, orderBySubject(ctx, src, arts), rec, opts)
-}
-
-// subjectOfArtifact reads the subject digest of a manifest, or "".
-func subjectOfArtifact(ctx context.Context, f content.Fetcher, d ocispec.Descriptor) digest.Digest {
-	if d.Size > bundle.MaxManifestSize {
-		return ""
-	}
-	b, err := content.FetchAll(ctx, f, d)
-	if err != nil {
-		return ""
-	}
-	return subjectDigest(b)
-}
-
-// orderBySubject puts artifacts with refs first, then each referrer after
-// the referrer it points at, if that is among arts.
-func orderBySubject(ctx context.Context, src content.Fetcher, arts []cache.Artifact) []cache.Artifact {
-	var out, pending []cache.Artifact
-	for _, a := range arts {
-		if a.Ref != "" {
-			out = append(out, a)
-		} else {
-			pending = append(pending, a)
-		}
-	}
-	subjects := map[digest.Digest]digest.Digest{}
-	for _, a := range pending {
-		subjects[a.Descriptor.Digest] = subjectOfArtifact(ctx, src, a.Descriptor)
-	}
-	for len(pending) > 0 {
-		waiting := map[digest.Digest]bool{}
-		for _, a := range pending {
-			waiting[a.Descriptor.Digest] = true
-		}
-		var next []cache.Artifact
-		progressed := false
-		for _, a := range pending {
-			if waiting[subjects[a.Descriptor.Digest]] {
-				next = append(next, a)
-				continue
-			}
-			out = append(out, a)
-			delete(waiting, a.Descriptor.Digest)
-			progressed = true
-		}
-		if !progressed { // a cycle cannot hash, but never loop forever
-			return append(out, next...)
-		}
-		pending = next
-	}
-	return out
-}
-
-// errSubjectFailed: a referrer was left out because its subject failed.
-var errSubjectFailed = errors.New("subject failed")

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"strings"
 
+	"stellaops.io/stella/admission"
 	"stellaops.io/stella/approve"
 	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
@@ -89,9 +90,12 @@ var errorTable = []errorRow{
 	{signature.ErrRejected, "ERR_PACK_SIGNATURE_INVALID", exitTrust, "the artifact has no valid signature by a trusted publisher key for this tenant: check `stella trust list`, or get a correctly signed copy"},
 	{signature.ErrNotSignature, "ERR_PACK_SIGNATURE_INVALID", exitTrust, "an artifact attached as a signature is malformed: get a correctly signed copy"},
 
-	{errRefMismatch, "ERR_PACK_REF_MISMATCH", exitInvalid, "the bundle names a pack differently from its signed manifest: the bundle was altered; get a fresh copy"},
-	{errPackLayout, "ERR_PACK_ARTIFACT_UNSUPPORTED", exitInvalid, "the pack artifact holds content stella does not build (packs are a config plus plain file layers): rebuild it with `stella pack build`"},
-	{errSubjectFailed, "ERR_PACK_SUBJECT_FAILED", exitInvalid, "a signature or other referrer was left out because the artifact it belongs to failed; fix that artifact's error first"},
+	{admission.ErrConflictingFlags, "ERR_PACK_USAGE", exitGeneric, "give either --require-signature or --insecure-skip-signature, not both"},
+	{admission.ErrSealedRelaxation, "ERR_PACK_SEALED_POLICY", exitSealed, "sealed mode always requires signatures: drop --insecure-skip-signature and import a pack signed by a trusted publisher key"},
+	{admission.ErrConfiguredRelaxation, "ERR_PACK_POLICY_RELAXATION_REFUSED", exitTrust, "<home>/config.yaml sets requireSignature: true, which a flag cannot weaken: drop --insecure-skip-signature, or change the configuration"},
+	{admission.ErrRefMismatch, "ERR_PACK_REF_MISMATCH", exitInvalid, "the bundle or registry names a pack differently from its signed manifest: the source was altered or mis-tagged; get a fresh copy, or pull <prefix>/<name>:<version> as published"},
+	{admission.ErrPackLayout, "ERR_PACK_ARTIFACT_UNSUPPORTED", exitInvalid, "the pack artifact holds content stella does not build (packs are a config plus plain file layers): rebuild it with `stella pack build`"},
+	{admission.ErrSubjectRefused, "ERR_PACK_SUBJECT_FAILED", exitInvalid, "a signature or other referrer was left out because the artifact it belongs to failed; fix that artifact's error first"},
 
 	// Keys, trust and vault.
 	{trust.ErrInvalidStore, "ERR_PACK_TRUST_STORE_INVALID", exitInvalid, "<home>/trust.json is damaged or was edited by hand; restore it from a backup or re-add the keys with `stella trust add`"},

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"stellaops.io/stella/admission"
 	"stellaops.io/stella/approve"
 	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
@@ -31,6 +32,12 @@ import (
 // TestEveryDomainErrorIsListed keeps it complete; TestEveryDomainErrorHasARow
 // checks each has a row in errorTable.
 var domainErrors = map[string]error{
+	"admission.ErrConflictingFlags":     admission.ErrConflictingFlags,
+	"admission.ErrSealedRelaxation":     admission.ErrSealedRelaxation,
+	"admission.ErrConfiguredRelaxation": admission.ErrConfiguredRelaxation,
+	"admission.ErrRefMismatch":          admission.ErrRefMismatch,
+	"admission.ErrPackLayout":           admission.ErrPackLayout,
+	"admission.ErrSubjectRefused":       admission.ErrSubjectRefused,
 	"integrity.ErrDigestMismatch":       integrity.ErrDigestMismatch,
 	"integrity.ErrSizeMismatch":         integrity.ErrSizeMismatch,
 	"integrity.ErrTooLarge":             integrity.ErrTooLarge,
@@ -158,7 +165,7 @@ var domainErrors = map[string]error{
 }
 
 // domainPackages are scanned for exported Err* variables.
-var domainPackages = []string{"pack", "plan", "artifact", "integrity", "bundle", "cache", "keys", "trust", "vault", "approve", "mirror", "signature"}
+var domainPackages = []string{"admission", "pack", "plan", "artifact", "integrity", "bundle", "cache", "keys", "trust", "vault", "approve", "mirror", "signature"}
 
 func exportedErrors(t *testing.T) []string {
 	t.Helper()

@@ -6,21 +6,20 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
-	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/credentials"
 
+	"stellaops.io/stella/admission"
 	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/mirror"
-	"stellaops.io/stella/signature"
-	"stellaops.io/stella/trust"
 )
 
 func accessFlags() []cli.Flag {
@@ -35,7 +34,7 @@ func accessFlags() []cli.Flag {
 func (s *session) mirrorCommands() []*cli.Command {
 	policy := []cli.Flag{
 		&cli.BoolFlag{Name: "require-signature", Usage: "refuse packs without a valid signature by a trusted publisher key (always on in sealed mode or with config requireSignature)"},
-		&cli.BoolFlag{Name: "insecure-skip-signature", Usage: "do not check signatures; printed as a warning and recorded in the import record"},
+		&cli.BoolFlag{Name: "insecure-skip-signature", Usage: "do not check signatures (not allowed in sealed mode, with config requireSignature, or with --require-signature); printed and recorded in the import record"},
 	}
 	return []*cli.Command{
 		{
@@ -43,10 +42,12 @@ func (s *session) mirrorCommands() []*cli.Command {
 			Usage:     "push a pack from the cache, with its signatures, to a registry repository",
 			ArgsUsage: "ID:VERSION REGISTRY/REPOSITORY[:TAG]",
 			Description: `The tag defaults to the pack's version. Blobs the registry has are not sent again.
+A pull by tag admits a pack only from <prefix>/<name>:<version> (its signed name); a pack
+pushed under another repository or tag can be pulled by digest from <prefix>/<name>.
 
 Examples:
    stella pack push rotate-registry-credentials:1.3.0 registry.sealed.local:5000/packs/rotate-registry-credentials
-   stella pack push --plain-http backup-database:0.4.2 127.0.0.1:5000/packs/backup-database:stable`,
+   stella pack push --plain-http backup-database:0.4.2 127.0.0.1:5000/packs/backup-database`,
 			Flags:  accessFlags(),
 			Action: action(s.packPush),
 		},
@@ -400,7 +401,7 @@ func (s *session) mirrorPull(ctx context.Context, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	pol, err := s.signaturePolicy(c)
+	pol, err := s.admissionPolicy(c)
 	if err != nil {
 		return err
 	}
@@ -412,40 +413,17 @@ func (s *session) mirrorPull(ctx context.Context, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	var verified []string
-	popts := mirror.PullOptions{Options: opts, Verify: func(ctx context.Context, a cache.Artifact, f content.Fetcher) error {
-		if a.Kind != artifact.KindPack || pol.skip {
-			return nil
-		}
-		refs, ok := f.(signature.Referrers)
-		if !ok {
-			return fmt.Errorf("pull of %s: no referrer listing to check signatures: %w", a.Ref, signature.ErrRejected)
-		}
-		res, err := signature.Verify(ctx, refs, a.Descriptor, pol.trust, signature.Requirement{Role: trust.RolePublisher, Tenant: s.tenant})
-		if err != nil {
-			return err
-		}
-		for _, r := range res {
-			if r.Valid {
-				verified = append(verified, fmt.Sprintf("%s: signature by %s (%s)", a.Ref, r.KeyName, r.KeyID))
-			}
-		}
-		if pol.require {
-			return signature.Require(a.Ref, res)
-		}
-		return nil
-	}}
+	// The registry's name for the pack is its repository's last element and
+	// the tag: it must be the name the signed manifest carries (ADR 0007).
+	hook, log := pol.Hook(admission.Claim{Name: path.Base(ref.Repository), Version: ref.Tag})
 	how := []string{"sha256 and size of every blob while it streamed from the registry"}
-	switch {
-	case pol.skip:
-		how = append(how, "insecure-skip-signature: signatures not checked")
-	case pol.require:
-		how = append(how, "signature policy: required, publisher role, tenant "+s.tenant)
+	if d := pol.Describe(); d != "" {
+		how = append(how, d)
 	}
-	rep, err := mirror.Pull(ctx, ref, st, cache.ImportRecord{From: "registry " + ref.String(), Verified: how}, popts)
+	rep, err := mirror.Pull(ctx, ref, st, cache.ImportRecord{From: "registry " + ref.String(), Verified: how}, mirror.PullOptions{Options: opts, Verify: hook})
 	out := mirrorOut{Source: ref.String(), Artifacts: []artifactSummary{}}
 	first := addReport(&out, rep)
-	out.Verified = append(how, verified...)
+	out.Verified = append(how, log.Verified()...)
 	if err != nil && len(rep.Artifacts) == 0 {
 		return err
 	}
@@ -471,7 +449,7 @@ func (s *session) mirrorPull(ctx context.Context, c *cli.Context) error {
 // mirrorPullBundle imports a bundle file into the cache exactly like
 // `pack import`, then pushes its packs with --to.
 func (s *session) mirrorPullBundle(ctx context.Context, c *cli.Context, file string) error {
-	pol, err := s.signaturePolicy(c)
+	pol, err := s.admissionPolicy(c)
 	if err != nil {
 		return err
 	}

@@ -9,12 +9,12 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"stellaops.io/stella/artifact"
-
 	"github.com/opencontainers/go-digest"
 	"github.com/urfave/cli/v2"
 
+	"stellaops.io/stella/admission"
 	"stellaops.io/stella/approve"
+	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/internal/safefile"
 	"stellaops.io/stella/pack"
@@ -348,7 +348,7 @@ func (s *session) validateBundle(ctx context.Context, file string) error {
 			continue
 		}
 		res := result{Ref: e.Ref, Valid: true}
-		p, a, err := loadArtifactPack(ctx, r, e.Descriptor)
+		p, a, err := admission.Rebuild(ctx, r, e.Descriptor)
 		if err == nil && a.Digest() != e.Descriptor.Digest {
 			err = fmt.Errorf("pack %s (%s) rebuilds to %s: the artifact is not what stella builds from its files: %w", e.Ref, e.Descriptor.Digest, a.Digest(), bundle.ErrDigestMismatch)
 		}

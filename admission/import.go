@@ -1,0 +1,157 @@
+package admission
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/content"
+
+	"stellaops.io/stella/artifact"
+	"stellaops.io/stella/bundle"
+	"stellaops.io/stella/cache"
+)
+
+// Report is the outcome of an admitted import.
+type Report struct {
+	// Admission is the decision made before anything was written.
+	Admission Admission
+	// Import is what the cache did with the admitted artifacts (empty when
+	// none was admitted).
+	Import cache.ImportResult
+	// Packs are the refs of the packs now in the cache.
+	Packs []string
+}
+
+// Failure is the first per-artifact failure: a refusal, or an artifact
+// the cache could not store. Nil when everything entered.
+func (r Report) Failure() error {
+	if err := r.Admission.Err(); err != nil {
+		return err
+	}
+	for _, a := range r.Import.Artifacts {
+		if a.Err != nil {
+			return a.Err
+		}
+	}
+	return nil
+}
+
+// Import stores the artifacts ad admitted from src in one import (one
+// import record): artifacts with refs first, then each referrer after its
+// subject. A referrer whose subject was refused or failed — directly or
+// through another referrer — is refused too (ErrSubjectRefused), so a
+// refused pack never leaves its signature, nor a refused request its
+// response, behind. The record's Verified lines are ad.Verified.
+func Import(ctx context.Context, st *cache.Store, src content.ReadOnlyStorage, ad Admission, rec cache.ImportRecord, opts cache.ImportOptions) (Report, error) {
+	rep := Report{Admission: ad}
+	admitted := ad.Admitted()
+	if len(admitted) == 0 {
+		return rep, nil
+	}
+	bad := ad.refusedSet()
+	progress := opts.Progress
+	opts.Progress = func(p cache.Progress) {
+		if p.Event == cache.ArtifactDone && p.Status == cache.StatusFailed {
+			bad[p.Artifact.Descriptor.Digest] = true
+		}
+		if progress != nil {
+			progress(p)
+		}
+	}
+	verify := opts.Verify
+	opts.Verify = func(ctx context.Context, a cache.Artifact, f content.Fetcher) error {
+		if sub := subjectOf(ctx, f, a.Descriptor).Digest; sub != "" && bad[sub] {
+			return fmt.Errorf("%s %s not imported: its subject %s failed or was refused: %w", a.Kind, a.Descriptor.Digest, sub, ErrSubjectRefused)
+		}
+		if verify != nil {
+			return verify(ctx, a, f)
+		}
+		return nil
+	}
+	rec.Verified = ad.Verified
+	res, err := st.Import(ctx, src, orderBySubject(ctx, src, admitted), rec, opts)
+	rep.Import = res
+	for _, a := range res.Artifacts {
+		if a.Err == nil && a.Artifact.Kind == artifact.KindPack {
+			rep.Packs = append(rep.Packs, a.Artifact.Ref)
+		}
+	}
+	return rep, err
+}
+
+// ImportBundle imports an opened bundle file (or split set) into the cache
+// under the policy: compressed layers are decompressed (bounded) first so a
+// bomb never enters; every pack is admitted before anything is written;
+// then one import in which each blob is hashed exactly once, by the cache as
+// it writes it (which refuses a blob whose digest or size disagrees), so the
+// bundle's own verifying reader is not needed on that path. from names the
+// bundle in the import record.
+func ImportBundle(ctx context.Context, st *cache.Store, r *bundle.Reader, p Policy, from string, opts cache.ImportOptions) (Report, error) {
+	if err := r.VerifyCompressed(ctx, 0); err != nil {
+		return Report{}, err
+	}
+	ad, err := p.Admit(ctx, r, Entries(r), "SHA256SUMS and tar structure", "sha256 and size of every blob while it streamed")
+	if err != nil {
+		return Report{}, err
+	}
+	return Import(ctx, st, hashedOnce{r}, ad, cache.ImportRecord{From: from}, opts)
+}
+
+// Entries lists a bundle's artifacts as cache artifacts.
+func Entries(r *bundle.Reader) []cache.Artifact {
+	var out []cache.Artifact
+	for _, e := range r.Entries() {
+		out = append(out, cache.Artifact{Descriptor: e.Descriptor, Kind: e.Kind, Ref: e.Ref})
+	}
+	return out
+}
+
+// hashedOnce reads a bundle without its verifying reader, for a destination
+// that verifies every blob itself (the cache).
+type hashedOnce struct{ *bundle.Reader }
+
+func (h hashedOnce) Fetch(ctx context.Context, d ocispec.Descriptor) (io.ReadCloser, error) {
+	return h.FetchUnverified(ctx, d)
+}
+
+// orderBySubject puts artifacts with refs first, then each referrer after
+// the artifact it points at, if that is among arts.
+func orderBySubject(ctx context.Context, src content.Fetcher, arts []cache.Artifact) []cache.Artifact {
+	var out, pending []cache.Artifact
+	for _, a := range arts {
+		if a.Ref != "" {
+			out = append(out, a)
+		} else {
+			pending = append(pending, a)
+		}
+	}
+	subjects := map[digest.Digest]digest.Digest{}
+	for _, a := range pending {
+		subjects[a.Descriptor.Digest] = subjectOf(ctx, src, a.Descriptor).Digest
+	}
+	for len(pending) > 0 {
+		waiting := map[digest.Digest]bool{}
+		for _, a := range pending {
+			waiting[a.Descriptor.Digest] = true
+		}
+		var next []cache.Artifact
+		progressed := false
+		for _, a := range pending {
+			if waiting[subjects[a.Descriptor.Digest]] {
+				next = append(next, a)
+				continue
+			}
+			out = append(out, a)
+			delete(waiting, a.Descriptor.Digest)
+			progressed = true
+		}
+		if !progressed { // a cycle cannot hash, but never loop forever
+			return append(out, next...)
+		}
+		pending = next
+	}
+	return out
+}
