@@ -66,8 +66,12 @@ func TestAdmissionPolicyEveryPath(t *testing.T) {
 		return 0, ""
 	}
 	paths := map[string]func(flags []string) []string{
-		"import":      func(f []string) []string { return append(append([]string{"pack", "import"}, f...), "--bundle", bundleFile) },
-		"verify":      func(f []string) []string { return append(append([]string{"pack", "verify"}, f...), "--bundle", bundleFile) },
+		"import": func(f []string) []string {
+			return append(append([]string{"pack", "import"}, f...), "--bundle", bundleFile)
+		},
+		"verify": func(f []string) []string {
+			return append(append([]string{"pack", "verify"}, f...), "--bundle", bundleFile)
+		},
 		"mirror-file": func(f []string) []string { return append(append([]string{"pack", "mirror", "pull"}, f...), bundleFile) },
 		"registry": func(f []string) []string {
 			return append(append([]string{"pack", "mirror", "pull", "--plain-http"}, f...), repo+":0.4.2")
