@@ -7,7 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"path/filepath"
-	"sort"
 	"strings"
 	"text/tabwriter"
 
@@ -505,23 +504,13 @@ func renderBundle(w io.Writer, b *bundleSummary) {
 
 // exportBundle writes refs and their referrers from the cache to a bundle file.
 func (s *session) exportBundle(ctx context.Context, st *cache.Store, refs []string, out, split string) (*bundleSummary, error) {
-	var entries []bundle.Entry
-	seen := map[digest.Digest]bool{}
-	for _, ref := range refs {
-		art, err := st.Resolve(ctx, ref)
-		if err != nil {
-			return nil, err
-		}
-		if seen[art.Descriptor.Digest] {
-			continue
-		}
-		seen[art.Descriptor.Digest] = true
-		entries = append(entries, bundle.Entry{Descriptor: art.Descriptor, Kind: art.Kind, Ref: art.Ref})
-		refsOf, err := s.referrerEntries(ctx, st, art.Descriptor, seen)
-		if err != nil {
-			return nil, err
-		}
-		entries = append(entries, refsOf...)
+	arts, err := st.Closure(ctx, refs)
+	if err != nil {
+		return nil, err
+	}
+	entries := make([]bundle.Entry, 0, len(arts))
+	for _, a := range arts {
+		entries = append(entries, bundle.Entry{Descriptor: a.Descriptor, Kind: a.Kind, Ref: a.Ref})
 	}
 	if err := outputPath(out); err != nil {
 		return nil, err
@@ -530,7 +519,6 @@ func (s *session) exportBundle(ctx context.Context, st *cache.Store, refs []stri
 	defer bar.finish()
 	opts := bundle.WriteOptions{Progress: bar.set}
 	var sum bundle.Summary
-	var err error
 	if split != "" {
 		size, perr := parseSize(split)
 		if perr != nil {
@@ -545,30 +533,6 @@ func (s *session) exportBundle(ctx context.Context, st *cache.Store, refs []stri
 	}
 	bs := &bundleSummary{File: out, Size: sum.Size, Digest: sum.Digest, Blobs: sum.Blobs, Parts: sum.Parts, Refs: refs}
 	return bs, nil
-}
-
-// referrerEntries lists the referrers of subject in the cache, recursively
-// (a signature of a response of a request...), as bundle entries.
-func (s *session) referrerEntries(ctx context.Context, st *cache.Store, subject ocispec.Descriptor, seen map[digest.Digest]bool) ([]bundle.Entry, error) {
-	refs, err := st.Referrers(ctx, subject.Digest, "")
-	if err != nil {
-		return nil, err
-	}
-	sort.Slice(refs, func(i, j int) bool { return refs[i].Digest < refs[j].Digest })
-	var out []bundle.Entry
-	for _, d := range refs {
-		if seen[d.Digest] {
-			continue
-		}
-		seen[d.Digest] = true
-		out = append(out, bundle.Entry{Descriptor: d, Kind: artifact.KindOf(d.ArtifactType)})
-		more, err := s.referrerEntries(ctx, st, d, seen)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, more...)
-	}
-	return out, nil
 }
 
 func (s *session) packExport(ctx context.Context, c *cli.Context) error {
