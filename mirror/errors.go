@@ -32,6 +32,3 @@ var (
 	// system roots and the configured CA file.
 	ErrUntrustedCertificate = errors.New("registry certificate not trusted")
 )
-
-// errSubjectRefused: a referrer is not imported because its subject was not.
-var errSubjectRefused = errors.New("subject of the referrer was not imported")

@@ -14,6 +14,7 @@ import (
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/errdef"
 
+	"stellaops.io/stella/admission"
 	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/cache"
 )
@@ -272,7 +273,7 @@ func (pl *puller) verify(ctx context.Context, a cache.Artifact, f content.Fetche
 		in := pl.accepted[s]
 		pl.mu.Unlock()
 		if !in {
-			return fmt.Errorf("referrer %s of %s: %w", d, s, errSubjectRefused)
+			return fmt.Errorf("referrer %s of %s not imported: its subject was refused or failed: %w", d, s, admission.ErrSubjectRefused)
 		}
 	}
 	if pl.opts.Verify != nil {
