@@ -12,7 +12,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"go.etcd.io/bbolt"
 
 	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
@@ -210,7 +209,7 @@ func NewRequest(ctx context.Context, st *cache.Store, opts RequestOptions) (*Req
 	}
 	now := nowOr(opts.Now)
 	var sp *SavedPlan
-	err := st.View(ctx, func(tx *bbolt.Tx) error {
+	err := view(ctx, st, func(tx cache.RecordTx) error {
 		var err error
 		sp, err = lookupPlan(tx, opts.PlanHash)
 		return err
@@ -235,7 +234,7 @@ func NewRequest(ctx context.Context, st *cache.Store, opts RequestOptions) (*Req
 	if tenant == "" {
 		tenant = sp.Tenant
 	}
-	if err := st.View(ctx, func(tx *bbolt.Tx) error {
+	if err := view(ctx, st, func(tx cache.RecordTx) error {
 		return checkGateOpen(tx, tenant, sp.Hash, opts.Gate, now)
 	}); err != nil {
 		return nil, err
@@ -282,7 +281,7 @@ func NewRequest(ctx context.Context, st *cache.Store, opts RequestOptions) (*Req
 	rec := requestRecord{Size: desc.Size, Ref: ref, Tenant: tenant, PlanHash: sp.Hash, Gate: doc.Gate,
 		Approval: doc.Approval, Pack: doc.Pack, Requester: doc.Requester, RequestedAt: doc.RequestedAt,
 		ExpiresAt: doc.ExpiresAt, Nonce: doc.Nonce}
-	err = update(ctx, st, func(tx *bbolt.Tx) error {
+	err = update(ctx, st, func(tx cache.RecordTx) error {
 		if err := observeExpiry(tx, now); err != nil {
 			return err
 		}
@@ -393,7 +392,7 @@ func LoadRequest(ctx context.Context, st *cache.Store, digestOrRef string) (*Req
 		d = a.Descriptor.Digest
 	}
 	var rec requestRecord
-	err := st.View(ctx, func(tx *bbolt.Tx) error {
+	err := view(ctx, st, func(tx cache.RecordTx) error {
 		ok, err := get(tx, bucketRequests, string(d), &rec)
 		if err == nil && !ok {
 			err = fmt.Errorf("request %s: %w", digestOrRef, ErrUnknownRequest)

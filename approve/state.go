@@ -1,14 +1,12 @@
 package approve
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"slices"
 	"time"
 
 	"github.com/opencontainers/go-digest"
-	"go.etcd.io/bbolt"
 
 	"stellaops.io/stella/cache"
 )
@@ -118,7 +116,7 @@ func gateKey(tenant string, planHash digest.Digest, gate string) string {
 	return tenant + "\x00" + string(planHash) + "\x00" + gate
 }
 
-func loadGate(tx *bbolt.Tx, tenant string, planHash digest.Digest, gate string) (*gateRecord, bool, error) {
+func loadGate(tx cache.RecordTx, tenant string, planHash digest.Digest, gate string) (*gateRecord, bool, error) {
 	var g gateRecord
 	ok, err := get(tx, bucketGates, gateKey(tenant, planHash, gate), &g)
 	if err != nil || !ok {
@@ -127,7 +125,7 @@ func loadGate(tx *bbolt.Tx, tenant string, planHash digest.Digest, gate string) 
 	return &g, true, nil
 }
 
-func loadRequests(tx *bbolt.Tx, g *gateRecord) (map[digest.Digest]*requestRecord, error) {
+func loadRequests(tx cache.RecordTx, g *gateRecord) (map[digest.Digest]*requestRecord, error) {
 	out := map[digest.Digest]*requestRecord{}
 	for _, d := range g.Requests {
 		var r requestRecord
@@ -212,7 +210,7 @@ func computeState(g *gateRecord, reqs map[digest.Digest]*requestRecord, now time
 }
 
 // gateState loads and computes one gate's state inside tx.
-func gateState(tx *bbolt.Tx, tenant string, planHash digest.Digest, gate string, now time.Time) (*GateState, error) {
+func gateState(tx cache.RecordTx, tenant string, planHash digest.Digest, gate string, now time.Time) (*GateState, error) {
 	g, ok, err := loadGate(tx, tenant, planHash, gate)
 	if err != nil || !ok {
 		return nil, err
@@ -227,7 +225,7 @@ func gateState(tx *bbolt.Tx, tenant string, planHash digest.Digest, gate string,
 
 // checkGateOpen refuses a new request on a rejected (ErrGateRejected) or
 // satisfied (ErrNotPending) gate.
-func checkGateOpen(tx *bbolt.Tx, tenant string, planHash digest.Digest, gate string, now time.Time) error {
+func checkGateOpen(tx cache.RecordTx, tenant string, planHash digest.Digest, gate string, now time.Time) error {
 	gs, err := gateState(tx, tenant, planHash, gate, now)
 	if err != nil || gs == nil {
 		return err
@@ -244,14 +242,13 @@ func checkGateOpen(tx *bbolt.Tx, tenant string, planHash digest.Digest, gate str
 
 // observeExpiry appends one expiry entry for every request still pending
 // past its expiry that has none yet.
-func observeExpiry(tx *bbolt.Tx, now time.Time) error {
-	b := tx.Bucket(bucketRequests)
+func observeExpiry(tx cache.RecordTx, now time.Time) error {
 	type hit struct {
 		key string
 		rec requestRecord
 	}
 	var hits []hit
-	err := b.ForEach(func(k, _ []byte) error {
+	err := tx.ForEach(bucketRequests, nil, func(k, _ []byte) error {
 		var r requestRecord
 		if _, err := get(tx, bucketRequests, string(k), &r); err != nil {
 			return err
@@ -285,7 +282,7 @@ func observeExpiry(tx *bbolt.Tx, now time.Time) error {
 func Gates(ctx context.Context, st *cache.Store, tenant string, now time.Time) ([]GateState, error) {
 	now = nowOr(now)
 	var out []GateState
-	err := update(ctx, st, func(tx *bbolt.Tx) error {
+	err := update(ctx, st, func(tx cache.RecordTx) error {
 		out = nil
 		if err := observeExpiry(tx, now); err != nil {
 			return err
@@ -294,8 +291,7 @@ func Gates(ctx context.Context, st *cache.Store, tenant string, now time.Time) (
 		if tenant != AllTenants {
 			prefix = []byte(tenant + "\x00")
 		}
-		c := tx.Bucket(bucketGates).Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		return tx.ForEach(bucketGates, prefix, func(k, _ []byte) error {
 			var g gateRecord
 			if _, err := get(tx, bucketGates, string(k), &g); err != nil {
 				return err
@@ -305,8 +301,8 @@ func Gates(ctx context.Context, st *cache.Store, tenant string, now time.Time) (
 				return err
 			}
 			out = append(out, computeState(&g, reqs, now))
-		}
-		return nil
+			return nil
+		})
 	})
 	return out, err
 }
@@ -317,7 +313,7 @@ func Gates(ctx context.Context, st *cache.Store, tenant string, now time.Time) (
 func Gate(ctx context.Context, st *cache.Store, tenant, planHash, gate string, now time.Time) (*GateState, error) {
 	now = nowOr(now)
 	var gs *GateState
-	err := update(ctx, st, func(tx *bbolt.Tx) error {
+	err := update(ctx, st, func(tx cache.RecordTx) error {
 		h := digest.Digest(planHash)
 		if checkSHA256(h) != nil {
 			sp, err := lookupPlan(tx, planHash)
