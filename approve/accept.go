@@ -365,7 +365,7 @@ func (c *stateCheck) run(tx cache.RecordTx) (*Outcome, error) {
 	case p.SignedAt.Before(req.RequestedAt.Add(-c.skew)):
 		return nil, fmt.Errorf("%s: signed %s, before the request of %s: %w", what, p.SignedAt.Format(time.RFC3339),
 			req.RequestedAt.Format(time.RFC3339), ErrSigningTime)
-	case req.Closed == StateApproved || gs.Satisfied:
+	case reqs[dec.Request].closed == StateApproved || gs.Satisfied:
 		return nil, fmt.Errorf("%s: gate already approved %d/%d: %w", what, gs.Approvals, gs.Required, ErrNotPending)
 	}
 	for _, d := range g.Decisions {
@@ -397,22 +397,9 @@ func (c *stateCheck) record(tx cache.RecordTx) (*Outcome, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The requests this decision closes are derived from the decisions
+	// (closedStates): nothing to write on them.
 	gs := computeState(g, reqs, now)
-	if gs.State == StateRejected || gs.Satisfied {
-		closed := StateApproved
-		if gs.State == StateRejected {
-			closed = StateRejected
-		}
-		for _, d := range g.Requests {
-			if r := reqs[d]; requestStatus(r, now) == StatePending {
-				r.Closed = closed
-				if err := put(tx, bucketRequests, string(d), r); err != nil {
-					return nil, err
-				}
-			}
-		}
-		gs = computeState(g, reqs, now)
-	}
 	if _, err := appendEntry(tx, Entry{Time: now, Event: EventDecision, Tenant: g.Tenant, PlanHash: g.PlanHash, Gate: g.Gate,
 		RequestDigest: dec.Request, ResponseDigest: dec.Response, KeyID: dec.KeyID, Decision: string(dec.Decision)}); err != nil {
 		return nil, err

@@ -127,6 +127,25 @@ func Ledger(ctx context.Context, st *cache.Store) ([]Entry, error) {
 	return out, err
 }
 
+// expiriesLogged returns the requests that have an expiry entry in the
+// ledger.
+func expiriesLogged(tx cache.RecordTx) (map[digest.Digest]bool, error) {
+	out := map[digest.Digest]bool{}
+	err := tx.ForEach(bucketLedger, nil, func(_, v []byte) error {
+		var e struct {
+			Event         Event         `json:"event"`
+			RequestDigest digest.Digest `json:"requestDigest"`
+		}
+		// An undecodable entry is VerifyLedger's to report; at worst an
+		// expiry it recorded is recorded again.
+		if json.Unmarshal(v, &e) == nil && e.Event == EventExpiry {
+			out[e.RequestDigest] = true
+		}
+		return nil
+	})
+	return out, err
+}
+
 // Problem is one finding of VerifyLedger, in the cache's report format.
 type Problem = cache.Problem
 

@@ -125,6 +125,8 @@ func loadGate(tx cache.RecordTx, tenant string, planHash digest.Digest, gate str
 	return &g, true, nil
 }
 
+// loadRequests loads the requests of g, each with the state its gate's
+// decisions closed it in, if any.
 func loadRequests(tx cache.RecordTx, g *gateRecord) (map[digest.Digest]*requestRecord, error) {
 	out := map[digest.Digest]*requestRecord{}
 	for _, d := range g.Requests {
@@ -138,14 +140,60 @@ func loadRequests(tx cache.RecordTx, g *gateRecord) (map[digest.Digest]*requestR
 		}
 		out[d] = &r
 	}
+	for d, st := range closedStates(g, out) {
+		out[d].closed = st
+	}
 	return out, nil
+}
+
+// closedStates derives which requests of g are closed, and how: the first
+// decision after which the gate is rejected, or satisfied, closes (as
+// rejected or approved) every request pending when it was accepted —
+// issued by then and not yet past its expiry. A closed request stays closed
+// when the approvals later expire. This is what earlier versions stored as
+// a flag on the request when they accepted the decision.
+func closedStates(g *gateRecord, reqs map[digest.Digest]*requestRecord) map[digest.Digest]State {
+	closed := map[digest.Digest]State{}
+	for k := range g.Decisions {
+		at := g.Decisions[k].Imported
+		st := decided(g.Decisions[:k+1], g.Approval.MinApprovers, at)
+		if st == "" {
+			continue
+		}
+		for _, d := range g.Requests {
+			r := reqs[d]
+			if r == nil || closed[d] != "" || r.RequestedAt.After(at) || at.After(r.ExpiresAt) {
+				continue
+			}
+			closed[d] = st
+		}
+	}
+	return closed
+}
+
+// decided is StateRejected when one of decisions rejects, StateApproved
+// when required distinct keys' approvals are live at now, else "".
+func decided(decisions []decisionRecord, required int, now time.Time) State {
+	live := map[string]bool{}
+	for _, d := range decisions {
+		switch {
+		case d.Decision == Reject:
+			return StateRejected
+		case !now.After(d.ExpiresAt):
+			live[d.KeyID] = true
+		}
+	}
+	if len(live) >= required {
+		return StateApproved
+	}
+	return ""
 }
 
 // requestStatus is a request's status at now.
 func requestStatus(r *requestRecord, now time.Time) State {
 	switch {
-	case r.Closed != "":
-		return r.Closed
+	case r.closed != "":
+		return r.closed
 	case now.After(r.ExpiresAt):
 		return StateExpired
 	}
@@ -241,32 +289,52 @@ func checkGateOpen(tx cache.RecordTx, tenant string, planHash digest.Digest, gat
 }
 
 // observeExpiry appends one expiry entry for every request still pending
-// past its expiry that has none yet.
+// past its expiry that has none in the ledger yet.
 func observeExpiry(tx cache.RecordTx, now time.Time) error {
 	type hit struct {
 		key string
 		rec requestRecord
 	}
 	var hits []hit
+	gates := map[string]map[digest.Digest]*requestRecord{} // gate key → its requests, closed derived
 	err := tx.ForEach(bucketRequests, nil, func(k, _ []byte) error {
 		var r requestRecord
 		if _, err := get(tx, bucketRequests, string(k), &r); err != nil {
 			return err
 		}
-		if r.Closed == "" && !r.ExpiryLogged && now.After(r.ExpiresAt) {
+		if !now.After(r.ExpiresAt) {
+			return nil
+		}
+		gk := gateKey(r.Tenant, r.PlanHash, r.Gate)
+		reqs, ok := gates[gk]
+		if !ok {
+			g, found, err := loadGate(tx, r.Tenant, r.PlanHash, r.Gate)
+			if err != nil {
+				return err
+			}
+			if !found {
+				return fmt.Errorf("request %s: gate %q: %w: record missing", k, r.Gate, ErrRecordCorrupt)
+			}
+			if reqs, err = loadRequests(tx, g); err != nil {
+				return err
+			}
+			gates[gk] = reqs
+		}
+		if lr := reqs[digest.Digest(k)]; lr != nil && lr.closed == "" {
 			hits = append(hits, hit{string(k), r})
 		}
 		return nil
 	})
+	if err != nil || len(hits) == 0 {
+		return err
+	}
+	logged, err := expiriesLogged(tx)
 	if err != nil {
 		return err
 	}
+	hits = slices.DeleteFunc(hits, func(h hit) bool { return logged[digest.Digest(h.key)] })
 	slices.SortFunc(hits, func(a, b hit) int { return a.rec.ExpiresAt.Compare(b.rec.ExpiresAt) })
 	for _, h := range hits {
-		h.rec.ExpiryLogged = true
-		if err := put(tx, bucketRequests, h.key, h.rec); err != nil {
-			return err
-		}
 		if _, err := appendEntry(tx, Entry{Time: now, Event: EventExpiry, Tenant: h.rec.Tenant, PlanHash: h.rec.PlanHash,
 			Gate: h.rec.Gate, RequestDigest: digest.Digest(h.key), Reason: "expired at " + h.rec.ExpiresAt.Format(time.RFC3339)}); err != nil {
 			return err
