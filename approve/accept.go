@@ -11,7 +11,6 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"go.etcd.io/bbolt"
 	"oras.land/oras-go/v2/content"
 
 	"stellaops.io/stella/artifact"
@@ -135,7 +134,7 @@ func Decide(ctx context.Context, st *cache.Store, d LocalDecision) (*Outcome, er
 		sp   *SavedPlan
 		desc ocispec.Descriptor
 	)
-	err := st.View(ctx, func(tx *bbolt.Tx) error {
+	err := view(ctx, st, func(tx cache.RecordTx) error {
 		var err error
 		if sp, err = lookupPlan(tx, d.PlanHash); err != nil {
 			return err
@@ -166,7 +165,7 @@ func Decide(ctx context.Context, st *cache.Store, d LocalDecision) (*Outcome, er
 	if desc.Digest == "" {
 		// No pending request: a rejected or approved gate refuses the
 		// decision here, as Accept would.
-		if err := st.View(ctx, func(tx *bbolt.Tx) error {
+		if err := view(ctx, st, func(tx cache.RecordTx) error {
 			return checkGateOpen(tx, d.Tenant, sp.Hash, d.Gate, now)
 		}); err != nil {
 			return nil, refuse(ctx, st, now, refusalInfo{tenant: d.Tenant, planHash: sp.Hash, gate: d.Gate, claimed: d.Signer.ID()}, err)
@@ -209,7 +208,7 @@ func acceptArtifact(ctx context.Context, st *cache.Store, src content.ReadOnlySt
 	}
 
 	var req requestRecord
-	err = st.View(ctx, func(tx *bbolt.Tx) error {
+	err = view(ctx, st, func(tx cache.RecordTx) error {
 		ok, err := get(tx, bucketRequests, string(ra.subject.Digest), &req)
 		if err == nil && !ok {
 			err = fmt.Errorf("response %s answers request %s: %w", desc.Digest, ra.subject.Digest, ErrUnknownRequest)
@@ -262,7 +261,7 @@ func acceptArtifact(ctx context.Context, st *cache.Store, src content.ReadOnlySt
 	chk := stateCheck{dec: &dec, pred: p, now: now, skew: opts.ClockSkew}
 
 	var out *Outcome
-	if err := st.View(ctx, func(tx *bbolt.Tx) error {
+	if err := view(ctx, st, func(tx cache.RecordTx) error {
 		var err error
 		out, err = chk.run(tx)
 		return err
@@ -285,7 +284,7 @@ func acceptArtifact(ctx context.Context, st *cache.Store, src content.ReadOnlySt
 	}
 
 	var refused error
-	err = update(ctx, st, func(tx *bbolt.Tx) error {
+	err = update(ctx, st, func(tx cache.RecordTx) error {
 		if err := observeExpiry(tx, now); err != nil {
 			return err
 		}
@@ -320,7 +319,7 @@ type stateCheck struct {
 
 // run checks the decision against the recorded state in tx. It returns a
 // Duplicate outcome for a decision already accepted.
-func (c *stateCheck) run(tx *bbolt.Tx) (*Outcome, error) {
+func (c *stateCheck) run(tx cache.RecordTx) (*Outcome, error) {
 	dec, p, now := c.dec, c.pred, c.now
 	var req requestRecord
 	ok, err := get(tx, bucketRequests, string(dec.Request), &req)
@@ -366,7 +365,7 @@ func (c *stateCheck) run(tx *bbolt.Tx) (*Outcome, error) {
 	case p.SignedAt.Before(req.RequestedAt.Add(-c.skew)):
 		return nil, fmt.Errorf("%s: signed %s, before the request of %s: %w", what, p.SignedAt.Format(time.RFC3339),
 			req.RequestedAt.Format(time.RFC3339), ErrSigningTime)
-	case req.Closed == StateApproved || gs.Satisfied:
+	case reqs[dec.Request].closed == StateApproved || gs.Satisfied:
 		return nil, fmt.Errorf("%s: gate already approved %d/%d: %w", what, gs.Approvals, gs.Required, ErrNotPending)
 	}
 	for _, d := range g.Decisions {
@@ -380,7 +379,7 @@ func (c *stateCheck) run(tx *bbolt.Tx) (*Outcome, error) {
 // record adds the decision to its gate, closes the gate's pending requests
 // when the gate is now rejected or satisfied, and appends the decision
 // entry. It runs after run succeeded in the same transaction.
-func (c *stateCheck) record(tx *bbolt.Tx) (*Outcome, error) {
+func (c *stateCheck) record(tx cache.RecordTx) (*Outcome, error) {
 	dec, now := c.dec, c.now
 	var req requestRecord
 	if _, err := get(tx, bucketRequests, string(dec.Request), &req); err != nil {
@@ -398,22 +397,9 @@ func (c *stateCheck) record(tx *bbolt.Tx) (*Outcome, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The requests this decision closes are derived from the decisions
+	// (closedStates): nothing to write on them.
 	gs := computeState(g, reqs, now)
-	if gs.State == StateRejected || gs.Satisfied {
-		closed := StateApproved
-		if gs.State == StateRejected {
-			closed = StateRejected
-		}
-		for _, d := range g.Requests {
-			if r := reqs[d]; requestStatus(r, now) == StatePending {
-				r.Closed = closed
-				if err := put(tx, bucketRequests, string(d), r); err != nil {
-					return nil, err
-				}
-			}
-		}
-		gs = computeState(g, reqs, now)
-	}
 	if _, err := appendEntry(tx, Entry{Time: now, Event: EventDecision, Tenant: g.Tenant, PlanHash: g.PlanHash, Gate: g.Gate,
 		RequestDigest: dec.Request, ResponseDigest: dec.Response, KeyID: dec.KeyID, Decision: string(dec.Decision)}); err != nil {
 		return nil, err
@@ -444,7 +430,7 @@ func refuse(ctx context.Context, st *cache.Store, now time.Time, info refusalInf
 	if keyID == "" {
 		keyID = info.claimed // unverified: what the envelope claims
 	}
-	lerr := update(ctx, st, func(tx *bbolt.Tx) error {
+	lerr := update(ctx, st, func(tx cache.RecordTx) error {
 		if err := observeExpiry(tx, now); err != nil {
 			return err
 		}

@@ -85,8 +85,9 @@
 //
 // # Storage
 //
-// Records live in the cache index (cache.Store.Update/View) in this
-// package's buckets: approve.plans (plan hash → canonical plan and meta),
+// Records live in the cache index, in this package's record namespace
+// "approve" (cache.Store.Records), whose buckets are the index buckets
+// approve.plans (plan hash → canonical plan and meta),
 // approve.requests (request digest → request record), approve.gates
 // (tenant 0x00 plan hash 0x00 gate → requests and decisions with their
 // envelopes), approve.ledger (big-endian seq → canonical entry) and

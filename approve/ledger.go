@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
-	"go.etcd.io/bbolt"
 
 	"stellaops.io/stella/cache"
 )
@@ -80,7 +79,7 @@ func seqKey(seq uint64) []byte {
 // appendEntry appends e to the ledger in tx, continuing from the recorded
 // head (so an entry removed from the end leaves a visible gap), and
 // returns it with Seq, Prev and Hash set.
-func appendEntry(tx *bbolt.Tx, e Entry) (Entry, error) {
+func appendEntry(tx cache.RecordTx, e Entry) (Entry, error) {
 	var head ledgerHead
 	ok, err := get(tx, bucketMeta, headKey, &head)
 	if err != nil {
@@ -88,7 +87,7 @@ func appendEntry(tx *bbolt.Tx, e Entry) (Entry, error) {
 	}
 	if !ok {
 		// No head: start after whatever is there (an empty ledger normally).
-		if k, v := tx.Bucket(bucketLedger).Cursor().Last(); k != nil {
+		if k, v := tx.Last(bucketLedger); k != nil {
 			var last Entry
 			if json.Unmarshal(v, &last) == nil {
 				head = ledgerHead{Seq: binary.BigEndian.Uint64(k), Hash: last.Hash}
@@ -105,7 +104,7 @@ func appendEntry(tx *bbolt.Tx, e Entry) (Entry, error) {
 	if err != nil {
 		return Entry{}, err
 	}
-	if err := tx.Bucket(bucketLedger).Put(seqKey(e.Seq), b); err != nil {
+	if err := tx.Put(bucketLedger, seqKey(e.Seq), b); err != nil {
 		return Entry{}, err
 	}
 	return e, put(tx, bucketMeta, headKey, ledgerHead{Seq: e.Seq, Hash: e.Hash})
@@ -115,12 +114,8 @@ func appendEntry(tx *bbolt.Tx, e Entry) (Entry, error) {
 // decoded is ErrRecordCorrupt; other damage is VerifyLedger's to report.
 func Ledger(ctx context.Context, st *cache.Store) ([]Entry, error) {
 	var out []Entry
-	err := st.View(ctx, func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucketLedger)
-		if b == nil {
-			return nil
-		}
-		return b.ForEach(func(k, v []byte) error {
+	err := view(ctx, st, func(tx cache.RecordTx) error {
+		return tx.ForEach(bucketLedger, nil, func(k, v []byte) error {
 			var e Entry
 			if err := json.Unmarshal(v, &e); err != nil {
 				return fmt.Errorf("ledger entry %x: %w: %v", k, ErrRecordCorrupt, err)
@@ -128,6 +123,25 @@ func Ledger(ctx context.Context, st *cache.Store) ([]Entry, error) {
 			out = append(out, e)
 			return nil
 		})
+	})
+	return out, err
+}
+
+// expiriesLogged returns the requests that have an expiry entry in the
+// ledger.
+func expiriesLogged(tx cache.RecordTx) (map[digest.Digest]bool, error) {
+	out := map[digest.Digest]bool{}
+	err := tx.ForEach(bucketLedger, nil, func(_, v []byte) error {
+		var e struct {
+			Event         Event         `json:"event"`
+			RequestDigest digest.Digest `json:"requestDigest"`
+		}
+		// An undecodable entry is VerifyLedger's to report; at worst an
+		// expiry it recorded is recorded again.
+		if json.Unmarshal(v, &e) == nil && e.Event == EventExpiry {
+			out[e.RequestDigest] = true
+		}
+		return nil
 	})
 	return out, err
 }
@@ -157,7 +171,7 @@ const (
 // when the ledger is intact); the error is for a failure to check at all.
 func VerifyLedger(ctx context.Context, st *cache.Store) ([]Problem, error) {
 	var out []Problem
-	err := st.View(ctx, func(tx *bbolt.Tx) error {
+	err := view(ctx, st, func(tx cache.RecordTx) error {
 		out = verifyLedgerTx(tx)
 		return nil
 	})
@@ -169,66 +183,62 @@ func VerifyLedger(ctx context.Context, st *cache.Store) ([]Problem, error) {
 func VerifyHook() cache.VerifyHook {
 	return cache.VerifyHook{
 		Name: LedgerSource,
-		Check: func(_ context.Context, _ *cache.Store, tx *bbolt.Tx) ([]cache.Problem, error) {
-			return verifyLedgerTx(tx), nil
+		Check: func(ctx context.Context, st *cache.Store) ([]cache.Problem, error) {
+			return VerifyLedger(ctx, st)
 		},
 	}
 }
 
-func verifyLedgerTx(tx *bbolt.Tx) []Problem {
+func verifyLedgerTx(tx cache.RecordTx) []Problem {
 	var out []Problem
 	bad := func(object, problem, expected, actual string) {
 		out = append(out, Problem{Severity: cache.SeverityError, Source: LedgerSource, Object: object,
 			Problem: problem, Expected: expected, Actual: actual})
 	}
-	for _, name := range [][]byte{bucketPlans, bucketRequests, bucketGates} {
-		if b := tx.Bucket(name); b != nil {
-			_ = b.ForEach(func(k, v []byte) error {
-				var m map[string]any
-				if json.Unmarshal(v, &m) != nil {
-					bad(string(name)+" "+string(k), ProblemRecord, "", "")
-				}
-				return nil
-			})
-		}
+	for _, name := range []string{bucketPlans, bucketRequests, bucketGates} {
+		_ = tx.ForEach(name, nil, func(k, v []byte) error {
+			var m map[string]any
+			if json.Unmarshal(v, &m) != nil {
+				bad(namespace+"."+name+" "+string(k), ProblemRecord, "", "")
+			}
+			return nil
+		})
 	}
 	var (
 		prevSeq  uint64
 		prevHash string
 		have     bool
 	)
-	if b := tx.Bucket(bucketLedger); b != nil {
-		_ = b.ForEach(func(k, v []byte) error {
-			obj := "ledger entry ?"
-			var pos uint64
-			if len(k) == 8 {
-				pos = binary.BigEndian.Uint64(k)
-				obj = fmt.Sprintf("ledger entry %d", pos)
-			}
-			var e Entry
-			if len(k) != 8 || json.Unmarshal(v, &e) != nil {
-				bad(obj, ProblemEntryInvalid, "", "")
-				have, prevSeq, prevHash = true, pos, ""
-				return nil
-			}
-			if e.Seq != pos {
-				bad(obj, ProblemEntryOrder, fmt.Sprint(pos), fmt.Sprint(e.Seq))
-			}
-			if want := prevSeq + 1; pos != want {
-				bad(obj, ProblemEntryMissing, fmt.Sprintf("entry %d", want), fmt.Sprintf("entry %d", pos))
-			}
-			if h, err := e.ComputeHash(); err != nil || h != e.Hash {
-				bad(obj, ProblemEntryAltered, h, e.Hash)
-			} else if b, err := e.Canonical(); err != nil || string(b) != string(v) {
-				bad(obj, ProblemEntryAltered, "canonical entry", "other bytes")
-			}
-			if e.Prev != prevHash {
-				bad(obj, ProblemChainBroken, prevHash, e.Prev)
-			}
-			have, prevSeq, prevHash = true, pos, e.Hash
+	_ = tx.ForEach(bucketLedger, nil, func(k, v []byte) error {
+		obj := "ledger entry ?"
+		var pos uint64
+		if len(k) == 8 {
+			pos = binary.BigEndian.Uint64(k)
+			obj = fmt.Sprintf("ledger entry %d", pos)
+		}
+		var e Entry
+		if len(k) != 8 || json.Unmarshal(v, &e) != nil {
+			bad(obj, ProblemEntryInvalid, "", "")
+			have, prevSeq, prevHash = true, pos, ""
 			return nil
-		})
-	}
+		}
+		if e.Seq != pos {
+			bad(obj, ProblemEntryOrder, fmt.Sprint(pos), fmt.Sprint(e.Seq))
+		}
+		if want := prevSeq + 1; pos != want {
+			bad(obj, ProblemEntryMissing, fmt.Sprintf("entry %d", want), fmt.Sprintf("entry %d", pos))
+		}
+		if h, err := e.ComputeHash(); err != nil || h != e.Hash {
+			bad(obj, ProblemEntryAltered, h, e.Hash)
+		} else if b, err := e.Canonical(); err != nil || string(b) != string(v) {
+			bad(obj, ProblemEntryAltered, "canonical entry", "other bytes")
+		}
+		if e.Prev != prevHash {
+			bad(obj, ProblemChainBroken, prevHash, e.Prev)
+		}
+		have, prevSeq, prevHash = true, pos, e.Hash
+		return nil
+	})
 	var head ledgerHead
 	ok, err := get(tx, bucketMeta, headKey, &head)
 	switch {

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"go.etcd.io/bbolt"
-
 	"stellaops.io/stella/cache"
 )
 
@@ -80,11 +78,10 @@ func TestLedgerIntact(t *testing.T) {
 }
 
 func TestLedgerTamper(t *testing.T) {
-	rewrite := func(fn func(e *Entry)) func(tx *bbolt.Tx) error {
-		return func(tx *bbolt.Tx) error {
-			b := tx.Bucket(bucketLedger)
+	rewrite := func(fn func(e *Entry)) func(tx cache.RecordTx) error {
+		return func(tx cache.RecordTx) error {
 			var e Entry
-			if err := json.Unmarshal(b.Get(seqKey(2)), &e); err != nil {
+			if err := json.Unmarshal(tx.Get(bucketLedger, seqKey(2)), &e); err != nil {
 				return err
 			}
 			fn(&e)
@@ -92,12 +89,12 @@ func TestLedgerTamper(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			return b.Put(seqKey(2), raw)
+			return tx.Put(bucketLedger, seqKey(2), raw)
 		}
 	}
 	cases := []struct {
 		name   string
-		tamper func(tx *bbolt.Tx) error
+		tamper func(tx cache.RecordTx) error
 		want   []string
 	}{
 		{"altered entry", rewrite(func(e *Entry) { e.Decision = "reject" }),
@@ -106,26 +103,25 @@ func TestLedgerTamper(t *testing.T) {
 			e.KeyID = "sha256:0000"
 			e.Hash, _ = e.ComputeHash()
 		}), []string{"ledger entry 3 ledger-chain-broken"}},
-		{"removed entry", func(tx *bbolt.Tx) error { return tx.Bucket(bucketLedger).Delete(seqKey(2)) },
+		{"removed entry", func(tx cache.RecordTx) error { return tx.Delete(bucketLedger, seqKey(2)) },
 			[]string{"ledger entry 3 ledger-entry-missing", "ledger entry 3 ledger-chain-broken"}},
-		{"removed last entry", func(tx *bbolt.Tx) error { return tx.Bucket(bucketLedger).Delete(seqKey(4)) },
+		{"removed last entry", func(tx cache.RecordTx) error { return tx.Delete(bucketLedger, seqKey(4)) },
 			[]string{"ledger head ledger-head-mismatch"}},
-		{"reordered entries", func(tx *bbolt.Tx) error {
-			b := tx.Bucket(bucketLedger)
-			two, three := slices.Clone(b.Get(seqKey(2))), slices.Clone(b.Get(seqKey(3)))
-			if err := b.Put(seqKey(2), three); err != nil {
+		{"reordered entries", func(tx cache.RecordTx) error {
+			two, three := slices.Clone(tx.Get(bucketLedger, seqKey(2))), slices.Clone(tx.Get(bucketLedger, seqKey(3)))
+			if err := tx.Put(bucketLedger, seqKey(2), three); err != nil {
 				return err
 			}
-			return b.Put(seqKey(3), two)
+			return tx.Put(bucketLedger, seqKey(3), two)
 		}, []string{"ledger entry 2 ledger-entry-moved", "ledger entry 2 ledger-chain-broken",
 			"ledger entry 3 ledger-entry-moved", "ledger entry 3 ledger-chain-broken", "ledger entry 4 ledger-chain-broken"}},
-		{"undecodable entry", func(tx *bbolt.Tx) error { return tx.Bucket(bucketLedger).Put(seqKey(2), []byte("{")) },
+		{"undecodable entry", func(tx cache.RecordTx) error { return tx.Put(bucketLedger, seqKey(2), []byte("{")) },
 			[]string{"ledger entry 2 ledger-entry-invalid", "ledger entry 3 ledger-chain-broken"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			o := ledgerOperator(t)
-			if err := o.st.Update(o.ctx, c.tamper); err != nil {
+			if err := update(o.ctx, o.st, c.tamper); err != nil {
 				t.Fatal(err)
 			}
 			ps, err := VerifyLedger(o.ctx, o.st)

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
-	"go.etcd.io/bbolt"
 
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/plan"
@@ -117,7 +116,7 @@ func SavePlan(ctx context.Context, st *cache.Store, canonical []byte, meta PlanM
 	}
 	rec := planRecord{PackRef: meta.PackRef, Pack: pl.Pack, Tenant: meta.Tenant, SavedAt: nowOr(meta.SavedAt),
 		PackSize: meta.PackSize, Approvals: pl.Approvals, Canonical: canonical}
-	err = update(ctx, st, func(tx *bbolt.Tx) error {
+	err = update(ctx, st, func(tx cache.RecordTx) error {
 		var old planRecord
 		ok, err := get(tx, bucketPlans, string(h), &old)
 		if err != nil {
@@ -141,12 +140,8 @@ func SavePlan(ctx context.Context, st *cache.Store, canonical []byte, meta PlanM
 // Canonical and Plan are not set.
 func Plans(ctx context.Context, st *cache.Store) ([]SavedPlan, error) {
 	var out []SavedPlan
-	err := st.View(ctx, func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucketPlans)
-		if b == nil {
-			return nil
-		}
-		return b.ForEach(func(k, _ []byte) error {
+	err := view(ctx, st, func(tx cache.RecordTx) error {
+		return tx.ForEach(bucketPlans, nil, func(k, _ []byte) error {
 			var r planRecord
 			if _, err := get(tx, bucketPlans, string(k), &r); err != nil {
 				return err
@@ -173,7 +168,7 @@ func Plans(ctx context.Context, st *cache.Store) ([]SavedPlan, error) {
 // that matches several plans.
 func Plan(ctx context.Context, st *cache.Store, h string) (*SavedPlan, error) {
 	var sp *SavedPlan
-	err := st.View(ctx, func(tx *bbolt.Tx) error {
+	err := view(ctx, st, func(tx cache.RecordTx) error {
 		var err error
 		sp, err = lookupPlan(tx, h)
 		return err
@@ -189,20 +184,18 @@ func Plan(ctx context.Context, st *cache.Store, h string) (*SavedPlan, error) {
 	return sp, nil
 }
 
-func lookupPlan(tx *bbolt.Tx, h string) (*SavedPlan, error) {
+func lookupPlan(tx cache.RecordTx, h string) (*SavedPlan, error) {
 	hex := strings.TrimPrefix(h, string(digest.SHA256)+":")
 	if len(hex) < MinHashPrefix || len(hex) > 64 || !isLowerHex(hex) {
 		return nil, fmt.Errorf("plan %q: %w (give the plan hash or at least %d of its lowercase hex digits)", h, ErrPlanNotFound, MinHashPrefix)
 	}
-	b := tx.Bucket(bucketPlans)
-	if b == nil {
-		return nil, fmt.Errorf("plan %s: %w", h, ErrPlanNotFound)
-	}
 	prefix := []byte(string(digest.SHA256) + ":" + hex)
 	var found []string
-	c := b.Cursor()
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+	if err := tx.ForEach(bucketPlans, prefix, func(k, _ []byte) error {
 		found = append(found, string(k))
+		return nil
+	}); err != nil {
+		return nil, err
 	}
 	switch len(found) {
 	case 0:

@@ -7,8 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"go.etcd.io/bbolt"
-
+	"stellaops.io/stella/cache"
 	"stellaops.io/stella/cache/cachetest"
 	"stellaops.io/stella/plan"
 )
@@ -53,10 +52,10 @@ func TestSavePlan(t *testing.T) {
 
 	// Two plans sharing a 12-digit prefix make the prefix ambiguous.
 	prefix := "sha256:" + strings.Repeat("a", MinHashPrefix)
-	if err := st.Update(ctx, func(tx *bbolt.Tx) error {
+	if err := update(ctx, st, func(tx cache.RecordTx) error {
 		for _, tail := range []string{"0", "1"} {
 			k := prefix + strings.Repeat(tail, 64-MinHashPrefix)
-			if err := tx.Bucket(bucketPlans).Put([]byte(k), []byte(`{"packRef":"x:1"}`)); err != nil {
+			if err := tx.Put(bucketPlans, []byte(k), []byte(`{"packRef":"x:1"}`)); err != nil {
 				return err
 			}
 		}

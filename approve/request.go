@@ -12,7 +12,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"go.etcd.io/bbolt"
 
 	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
@@ -171,21 +170,23 @@ type RequestOptions struct {
 	Rand io.Reader
 }
 
-// requestRecord is what this cache remembers of a request it issued.
+// requestRecord is what this cache remembers of a request it issued: where
+// the artifact is, and the request document as issued (its JSON fields
+// inline) — nothing derived. Whether a decision closed it is derived from
+// its gate's decisions (closedStates), whether its expiry was logged from
+// the ledger (observeExpiry).
+//
+// Records written before the document was kept whole have the same fields
+// without apiVersion, plus "closed" and "expiryLogged" flags; they read the
+// same (the flags are ignored: what they said is derived again, and agrees
+// for every record those versions wrote).
 type requestRecord struct {
-	Size         int64         `json:"size"`
-	Ref          string        `json:"ref"`
-	Tenant       string        `json:"tenant"`
-	PlanHash     digest.Digest `json:"planHash"`
-	Gate         string        `json:"gate"`
-	Approval     ApprovalInfo  `json:"approval"`
-	Pack         plan.PackRef  `json:"pack"`
-	Requester    string        `json:"requester"`
-	RequestedAt  time.Time     `json:"requestedAt"`
-	ExpiresAt    time.Time     `json:"expiresAt"`
-	Nonce        string        `json:"nonce"`
-	Closed       State         `json:"closed,omitempty"` // StateApproved or StateRejected once the gate is decided
-	ExpiryLogged bool          `json:"expiryLogged,omitempty"`
+	Size int64  `json:"size"`
+	Ref  string `json:"ref"`
+	RequestDoc
+
+	// closed is derived when read (loadRequests), never stored.
+	closed State
 }
 
 // NewRequest issues an approval request for a gate of a saved plan: it
@@ -210,7 +211,7 @@ func NewRequest(ctx context.Context, st *cache.Store, opts RequestOptions) (*Req
 	}
 	now := nowOr(opts.Now)
 	var sp *SavedPlan
-	err := st.View(ctx, func(tx *bbolt.Tx) error {
+	err := view(ctx, st, func(tx cache.RecordTx) error {
 		var err error
 		sp, err = lookupPlan(tx, opts.PlanHash)
 		return err
@@ -235,7 +236,7 @@ func NewRequest(ctx context.Context, st *cache.Store, opts RequestOptions) (*Req
 	if tenant == "" {
 		tenant = sp.Tenant
 	}
-	if err := st.View(ctx, func(tx *bbolt.Tx) error {
+	if err := view(ctx, st, func(tx cache.RecordTx) error {
 		return checkGateOpen(tx, tenant, sp.Hash, opts.Gate, now)
 	}); err != nil {
 		return nil, err
@@ -279,10 +280,8 @@ func NewRequest(ctx context.Context, st *cache.Store, opts RequestOptions) (*Req
 		cache.ImportOptions{}); err != nil {
 		return nil, fmt.Errorf("store request %s: %w", ref, err)
 	}
-	rec := requestRecord{Size: desc.Size, Ref: ref, Tenant: tenant, PlanHash: sp.Hash, Gate: doc.Gate,
-		Approval: doc.Approval, Pack: doc.Pack, Requester: doc.Requester, RequestedAt: doc.RequestedAt,
-		ExpiresAt: doc.ExpiresAt, Nonce: doc.Nonce}
-	err = update(ctx, st, func(tx *bbolt.Tx) error {
+	rec := requestRecord{Size: desc.Size, Ref: ref, RequestDoc: doc}
+	err = update(ctx, st, func(tx cache.RecordTx) error {
 		if err := observeExpiry(tx, now); err != nil {
 			return err
 		}
@@ -393,7 +392,7 @@ func LoadRequest(ctx context.Context, st *cache.Store, digestOrRef string) (*Req
 		d = a.Descriptor.Digest
 	}
 	var rec requestRecord
-	err := st.View(ctx, func(tx *bbolt.Tx) error {
+	err := view(ctx, st, func(tx cache.RecordTx) error {
 		ok, err := get(tx, bucketRequests, string(d), &rec)
 		if err == nil && !ok {
 			err = fmt.Errorf("request %s: %w", digestOrRef, ErrUnknownRequest)

@@ -1,14 +1,12 @@
 package approve
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"slices"
 	"time"
 
 	"github.com/opencontainers/go-digest"
-	"go.etcd.io/bbolt"
 
 	"stellaops.io/stella/cache"
 )
@@ -118,7 +116,7 @@ func gateKey(tenant string, planHash digest.Digest, gate string) string {
 	return tenant + "\x00" + string(planHash) + "\x00" + gate
 }
 
-func loadGate(tx *bbolt.Tx, tenant string, planHash digest.Digest, gate string) (*gateRecord, bool, error) {
+func loadGate(tx cache.RecordTx, tenant string, planHash digest.Digest, gate string) (*gateRecord, bool, error) {
 	var g gateRecord
 	ok, err := get(tx, bucketGates, gateKey(tenant, planHash, gate), &g)
 	if err != nil || !ok {
@@ -127,7 +125,9 @@ func loadGate(tx *bbolt.Tx, tenant string, planHash digest.Digest, gate string) 
 	return &g, true, nil
 }
 
-func loadRequests(tx *bbolt.Tx, g *gateRecord) (map[digest.Digest]*requestRecord, error) {
+// loadRequests loads the requests of g, each with the state its gate's
+// decisions closed it in, if any.
+func loadRequests(tx cache.RecordTx, g *gateRecord) (map[digest.Digest]*requestRecord, error) {
 	out := map[digest.Digest]*requestRecord{}
 	for _, d := range g.Requests {
 		var r requestRecord
@@ -140,14 +140,60 @@ func loadRequests(tx *bbolt.Tx, g *gateRecord) (map[digest.Digest]*requestRecord
 		}
 		out[d] = &r
 	}
+	for d, st := range closedStates(g, out) {
+		out[d].closed = st
+	}
 	return out, nil
+}
+
+// closedStates derives which requests of g are closed, and how: the first
+// decision after which the gate is rejected, or satisfied, closes (as
+// rejected or approved) every request pending when it was accepted —
+// issued by then and not yet past its expiry. A closed request stays closed
+// when the approvals later expire. This is what earlier versions stored as
+// a flag on the request when they accepted the decision.
+func closedStates(g *gateRecord, reqs map[digest.Digest]*requestRecord) map[digest.Digest]State {
+	closed := map[digest.Digest]State{}
+	for k := range g.Decisions {
+		at := g.Decisions[k].Imported
+		st := decided(g.Decisions[:k+1], g.Approval.MinApprovers, at)
+		if st == "" {
+			continue
+		}
+		for _, d := range g.Requests {
+			r := reqs[d]
+			if r == nil || closed[d] != "" || r.RequestedAt.After(at) || at.After(r.ExpiresAt) {
+				continue
+			}
+			closed[d] = st
+		}
+	}
+	return closed
+}
+
+// decided is StateRejected when one of decisions rejects, StateApproved
+// when required distinct keys' approvals are live at now, else "".
+func decided(decisions []decisionRecord, required int, now time.Time) State {
+	live := map[string]bool{}
+	for _, d := range decisions {
+		switch {
+		case d.Decision == Reject:
+			return StateRejected
+		case !now.After(d.ExpiresAt):
+			live[d.KeyID] = true
+		}
+	}
+	if len(live) >= required {
+		return StateApproved
+	}
+	return ""
 }
 
 // requestStatus is a request's status at now.
 func requestStatus(r *requestRecord, now time.Time) State {
 	switch {
-	case r.Closed != "":
-		return r.Closed
+	case r.closed != "":
+		return r.closed
 	case now.After(r.ExpiresAt):
 		return StateExpired
 	}
@@ -212,7 +258,7 @@ func computeState(g *gateRecord, reqs map[digest.Digest]*requestRecord, now time
 }
 
 // gateState loads and computes one gate's state inside tx.
-func gateState(tx *bbolt.Tx, tenant string, planHash digest.Digest, gate string, now time.Time) (*GateState, error) {
+func gateState(tx cache.RecordTx, tenant string, planHash digest.Digest, gate string, now time.Time) (*GateState, error) {
 	g, ok, err := loadGate(tx, tenant, planHash, gate)
 	if err != nil || !ok {
 		return nil, err
@@ -227,7 +273,7 @@ func gateState(tx *bbolt.Tx, tenant string, planHash digest.Digest, gate string,
 
 // checkGateOpen refuses a new request on a rejected (ErrGateRejected) or
 // satisfied (ErrNotPending) gate.
-func checkGateOpen(tx *bbolt.Tx, tenant string, planHash digest.Digest, gate string, now time.Time) error {
+func checkGateOpen(tx cache.RecordTx, tenant string, planHash digest.Digest, gate string, now time.Time) error {
 	gs, err := gateState(tx, tenant, planHash, gate, now)
 	if err != nil || gs == nil {
 		return err
@@ -243,33 +289,52 @@ func checkGateOpen(tx *bbolt.Tx, tenant string, planHash digest.Digest, gate str
 }
 
 // observeExpiry appends one expiry entry for every request still pending
-// past its expiry that has none yet.
-func observeExpiry(tx *bbolt.Tx, now time.Time) error {
-	b := tx.Bucket(bucketRequests)
+// past its expiry that has none in the ledger yet.
+func observeExpiry(tx cache.RecordTx, now time.Time) error {
 	type hit struct {
 		key string
 		rec requestRecord
 	}
 	var hits []hit
-	err := b.ForEach(func(k, _ []byte) error {
+	gates := map[string]map[digest.Digest]*requestRecord{} // gate key → its requests, closed derived
+	err := tx.ForEach(bucketRequests, nil, func(k, _ []byte) error {
 		var r requestRecord
 		if _, err := get(tx, bucketRequests, string(k), &r); err != nil {
 			return err
 		}
-		if r.Closed == "" && !r.ExpiryLogged && now.After(r.ExpiresAt) {
+		if !now.After(r.ExpiresAt) {
+			return nil
+		}
+		gk := gateKey(r.Tenant, r.PlanHash, r.Gate)
+		reqs, ok := gates[gk]
+		if !ok {
+			g, found, err := loadGate(tx, r.Tenant, r.PlanHash, r.Gate)
+			if err != nil {
+				return err
+			}
+			if !found {
+				return fmt.Errorf("request %s: gate %q: %w: record missing", k, r.Gate, ErrRecordCorrupt)
+			}
+			if reqs, err = loadRequests(tx, g); err != nil {
+				return err
+			}
+			gates[gk] = reqs
+		}
+		if lr := reqs[digest.Digest(k)]; lr != nil && lr.closed == "" {
 			hits = append(hits, hit{string(k), r})
 		}
 		return nil
 	})
+	if err != nil || len(hits) == 0 {
+		return err
+	}
+	logged, err := expiriesLogged(tx)
 	if err != nil {
 		return err
 	}
+	hits = slices.DeleteFunc(hits, func(h hit) bool { return logged[digest.Digest(h.key)] })
 	slices.SortFunc(hits, func(a, b hit) int { return a.rec.ExpiresAt.Compare(b.rec.ExpiresAt) })
 	for _, h := range hits {
-		h.rec.ExpiryLogged = true
-		if err := put(tx, bucketRequests, h.key, h.rec); err != nil {
-			return err
-		}
 		if _, err := appendEntry(tx, Entry{Time: now, Event: EventExpiry, Tenant: h.rec.Tenant, PlanHash: h.rec.PlanHash,
 			Gate: h.rec.Gate, RequestDigest: digest.Digest(h.key), Reason: "expired at " + h.rec.ExpiresAt.Format(time.RFC3339)}); err != nil {
 			return err
@@ -285,7 +350,7 @@ func observeExpiry(tx *bbolt.Tx, now time.Time) error {
 func Gates(ctx context.Context, st *cache.Store, tenant string, now time.Time) ([]GateState, error) {
 	now = nowOr(now)
 	var out []GateState
-	err := update(ctx, st, func(tx *bbolt.Tx) error {
+	err := update(ctx, st, func(tx cache.RecordTx) error {
 		out = nil
 		if err := observeExpiry(tx, now); err != nil {
 			return err
@@ -294,8 +359,7 @@ func Gates(ctx context.Context, st *cache.Store, tenant string, now time.Time) (
 		if tenant != AllTenants {
 			prefix = []byte(tenant + "\x00")
 		}
-		c := tx.Bucket(bucketGates).Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		return tx.ForEach(bucketGates, prefix, func(k, _ []byte) error {
 			var g gateRecord
 			if _, err := get(tx, bucketGates, string(k), &g); err != nil {
 				return err
@@ -305,8 +369,8 @@ func Gates(ctx context.Context, st *cache.Store, tenant string, now time.Time) (
 				return err
 			}
 			out = append(out, computeState(&g, reqs, now))
-		}
-		return nil
+			return nil
+		})
 	})
 	return out, err
 }
@@ -317,7 +381,7 @@ func Gates(ctx context.Context, st *cache.Store, tenant string, now time.Time) (
 func Gate(ctx context.Context, st *cache.Store, tenant, planHash, gate string, now time.Time) (*GateState, error) {
 	now = nowOr(now)
 	var gs *GateState
-	err := update(ctx, st, func(tx *bbolt.Tx) error {
+	err := update(ctx, st, func(tx cache.RecordTx) error {
 		h := digest.Digest(planHash)
 		if checkSHA256(h) != nil {
 			sp, err := lookupPlan(tx, planHash)

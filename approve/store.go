@@ -15,20 +15,22 @@ import (
 	"github.com/gowebpki/jcs"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"go.etcd.io/bbolt"
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/errdef"
+
+	"stellaops.io/stella/cache"
 )
 
-// Buckets of this package in the cache index (see doc.go).
-var (
-	bucketPlans    = []byte("approve.plans")    // plan hash → planRecord
-	bucketRequests = []byte("approve.requests") // request manifest digest → requestRecord
-	bucketGates    = []byte("approve.gates")    // tenant 0x00 plan hash 0x00 gate → gateRecord
-	bucketLedger   = []byte("approve.ledger")   // big-endian seq → canonical Entry
-	bucketMeta     = []byte("approve.meta")     // "ledger.head" → ledgerHead
+// namespace is this package's record namespace in the cache (see doc.go).
+const namespace = "approve"
 
-	allBuckets = [][]byte{bucketPlans, bucketRequests, bucketGates, bucketLedger, bucketMeta}
+// Buckets of the namespace; in the index, "approve.<bucket>".
+const (
+	bucketPlans    = "plans"    // plan hash → planRecord
+	bucketRequests = "requests" // request manifest digest → requestRecord
+	bucketGates    = "gates"    // tenant 0x00 plan hash 0x00 gate → gateRecord
+	bucketLedger   = "ledger"   // big-endian seq → canonical Entry
+	bucketMeta     = "meta"     // "ledger.head" → ledgerHead
 )
 
 // Bounds on what this package reads from untrusted sources.
@@ -54,53 +56,34 @@ const (
 // tenantRE is the tenant syntax of the trust store.
 var tenantRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
-func createBuckets(tx *bbolt.Tx) error {
-	for _, b := range allBuckets {
-		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // get reads a JSON record; a missing bucket or key is (false, nil).
-func get(tx *bbolt.Tx, bucket []byte, key string, v any) (bool, error) {
-	b := tx.Bucket(bucket)
-	if b == nil {
-		return false, nil
-	}
-	raw := b.Get([]byte(key))
+func get(tx cache.RecordTx, bucket, key string, v any) (bool, error) {
+	raw := tx.Get(bucket, []byte(key))
 	if raw == nil {
 		return false, nil
 	}
 	if err := json.Unmarshal(raw, v); err != nil {
-		return false, fmt.Errorf("record %s/%s: %w: %v", bucket, key, ErrRecordCorrupt, err)
+		return false, fmt.Errorf("record %s.%s/%s: %w: %v", namespace, bucket, key, ErrRecordCorrupt, err)
 	}
 	return true, nil
 }
 
-func put(tx *bbolt.Tx, bucket []byte, key string, v any) error {
+func put(tx cache.RecordTx, bucket, key string, v any) error {
 	raw, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	return tx.Bucket(bucket).Put([]byte(key), raw)
+	return tx.Put(bucket, []byte(key), raw)
 }
 
-// update runs fn in a write transaction with this package's buckets made.
-func update(ctx context.Context, st storeTx, fn func(tx *bbolt.Tx) error) error {
-	return st.Update(ctx, func(tx *bbolt.Tx) error {
-		if err := createBuckets(tx); err != nil {
-			return err
-		}
-		return fn(tx)
-	})
+// update runs fn in a write transaction of this package's records.
+func update(ctx context.Context, st *cache.Store, fn func(tx cache.RecordTx) error) error {
+	return st.Records(namespace).Update(ctx, fn)
 }
 
-// storeTx is the part of *cache.Store this package's transactions use.
-type storeTx interface {
-	Update(ctx context.Context, fn func(tx *bbolt.Tx) error) error
-	View(ctx context.Context, fn func(tx *bbolt.Tx) error) error
+// view runs fn in a read-only transaction of this package's records.
+func view(ctx context.Context, st *cache.Store, fn func(tx cache.RecordTx) error) error {
+	return st.Records(namespace).View(ctx, fn)
 }
 
 // canonicalJSON is the RFC 8785 form of v.

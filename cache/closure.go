@@ -52,7 +52,7 @@ func (s *Store) Closure(ctx context.Context, refs []string) ([]Artifact, error) 
 		}
 		seen[art.Descriptor.Digest] = true
 		out = append(out, art)
-		if err := s.View(ctx, func(tx *bbolt.Tx) error { return walk(tx, art.Descriptor.Digest) }); err != nil {
+		if err := s.view(ctx, func(tx *bbolt.Tx) error { return walk(tx, art.Descriptor.Digest) }); err != nil {
 			return nil, err
 		}
 	}

@@ -34,9 +34,10 @@
 // # Index buckets
 //
 // Every top-level bucket whose name starts with "cache." is reserved to
-// this package. Other packages keep their own records in their own
-// buckets through Store.Update and Store.View, and add their checks to
-// Verify with a VerifyHook.
+// this package. Other packages keep their own records in a namespace of
+// their own (Store.Records: bucket <name> of namespace <ns> is the
+// top-level bucket "<ns>.<name>"), never touching the index directly, and
+// add their checks to Verify with a VerifyHook.
 //
 //	cache.meta               "version" → index version
 //	cache.refs               ref → {digest}

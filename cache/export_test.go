@@ -1,6 +1,16 @@
 package cache
 
-import "context"
+import (
+	"context"
+
+	"go.etcd.io/bbolt"
+)
 
 // LockGCExclusive takes the gc lock as GC does, for lock tests.
 func LockGCExclusive(ctx context.Context, s *Store) (func(), error) { return s.lockGC(ctx, true) }
+
+// Update runs fn in a write transaction of the raw index, for tests that
+// damage or hold it.
+func Update(ctx context.Context, s *Store, fn func(tx *bbolt.Tx) error) error {
+	return s.update(ctx, fn)
+}

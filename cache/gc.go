@@ -82,9 +82,9 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 		return nil
 	}
 	if opts.DryRun {
-		err = s.View(ctx, sweep)
+		err = s.view(ctx, sweep)
 	} else {
-		err = s.Update(ctx, sweep)
+		err = s.update(ctx, sweep)
 	}
 	if err != nil {
 		return GCResult{}, err

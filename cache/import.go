@@ -249,7 +249,7 @@ func (im *importer) one(ctx context.Context, i int, a Artifact) ArtifactResult {
 func (im *importer) precheck(ctx context.Context, a Artifact) (present bool, artifactType string, err error) {
 	var nodes []ocispec.Descriptor
 	var recorded bool
-	err = im.s.View(ctx, func(tx *bbolt.Tx) error {
+	err = im.s.view(ctx, func(tx *bbolt.Tx) error {
 		if a.Ref != "" && !im.opts.Replace {
 			var r refRecord
 			ok, err := getJSON(tx, bucketRefs, a.Ref, &r)
@@ -367,7 +367,7 @@ func (im *importer) rollback(ctx context.Context, created []digest.Digest) error
 	if len(created) == 0 {
 		return nil
 	}
-	return im.s.Update(context.WithoutCancel(ctx), func(tx *bbolt.Tx) error {
+	return im.s.update(context.WithoutCancel(ctx), func(tx *bbolt.Tx) error {
 		dirs := map[string]bool{}
 		for _, d := range created {
 			if tx.Bucket(bucketBlobs).Get([]byte(d)) != nil {
@@ -479,7 +479,7 @@ func (im *importer) record(ctx context.Context, a Artifact, g *graph) (Status, e
 	d := a.Descriptor.Digest
 	rec := im.rec
 	var status Status
-	err := im.s.Update(ctx, func(tx *bbolt.Tx) error {
+	err := im.s.update(ctx, func(tx *bbolt.Tx) error {
 		status = StatusPresent
 		if a.Ref != "" {
 			var r refRecord

@@ -66,7 +66,7 @@ func TestIndexLockTimeout(t *testing.T) {
 	held, release := make(chan struct{}), make(chan struct{})
 	done := make(chan error)
 	go func() {
-		done <- a.Update(ctx, func(tx *bbolt.Tx) error {
+		done <- cache.Update(ctx, a, func(tx *bbolt.Tx) error {
 			close(held)
 			<-release
 			return nil

@@ -28,7 +28,7 @@ type Entry struct {
 // Resolve returns the artifact a ref names, or ErrNotFound.
 func (s *Store) Resolve(ctx context.Context, ref string) (Artifact, error) {
 	var a Artifact
-	err := s.View(ctx, func(tx *bbolt.Tx) error {
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
 		var r refRecord
 		ok, err := getJSON(tx, bucketRefs, ref, &r)
 		if err != nil {
@@ -56,7 +56,7 @@ func (s *Store) Resolve(ctx context.Context, ref string) (Artifact, error) {
 // (referrers, with no ref, first).
 func (s *Store) List(ctx context.Context, kind string) ([]Entry, error) {
 	var out []Entry
-	err := s.View(ctx, func(tx *bbolt.Tx) error {
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketArtifacts).ForEach(func(k, v []byte) error {
 			var ar artifactRecord
 			if err := json.Unmarshal(v, &ar); err != nil {
@@ -90,7 +90,7 @@ func (s *Store) List(ctx context.Context, kind string) ([]Entry, error) {
 // of one artifactType ("" for all), sorted by digest.
 func (s *Store) Referrers(ctx context.Context, subject digest.Digest, artifactType string) ([]ocispec.Descriptor, error) {
 	var out []ocispec.Descriptor
-	err := s.View(ctx, func(tx *bbolt.Tx) error {
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
 		all, err := links(tx, subject)
 		for _, d := range all {
 			if artifactType == "" || d.ArtifactType == artifactType {
@@ -112,7 +112,7 @@ func (s *Store) Predecessors(ctx context.Context, node ocispec.Descriptor) ([]oc
 // first. Records outlive the artifact's removal: they are history.
 func (s *Store) Imports(ctx context.Context, d digest.Digest) ([]ImportRecord, error) {
 	var out []ImportRecord
-	err := s.View(ctx, func(tx *bbolt.Tx) error {
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
 		prefix := []byte(string(d) + "\x00")
 		c := tx.Bucket(bucketImportsBy).Cursor()
 		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
@@ -137,7 +137,7 @@ func (s *Store) Imports(ctx context.Context, d digest.Digest) ([]ImportRecord, e
 // links go too, with the referrers nothing else keeps (in cascade). Blob
 // files stay until gc. ErrNotFound when the ref is not there.
 func (s *Store) Remove(ctx context.Context, ref string) error {
-	return s.Update(ctx, func(tx *bbolt.Tx) error {
+	return s.update(ctx, func(tx *bbolt.Tx) error {
 		var r refRecord
 		ok, err := getJSON(tx, bucketRefs, ref, &r)
 		if err != nil {
@@ -178,7 +178,7 @@ type KindUsage struct {
 func (s *Store) Du(ctx context.Context) (Usage, error) {
 	u := Usage{ByKind: map[string]KindUsage{}}
 	var live map[digest.Digest]bool
-	err := s.View(ctx, func(tx *bbolt.Tx) error {
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
 		live = mark(tx)
 		kinds := map[string]map[digest.Digest]int64{}
 		return tx.Bucket(bucketArtifacts).ForEach(func(k, v []byte) error {

@@ -71,7 +71,7 @@ func Open(ctx context.Context, root string, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("cache root %s: %w", abs, err)
 		}
 	}
-	if err := s.Update(ctx, initIndex); err != nil {
+	if err := s.update(ctx, initIndex); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -86,11 +86,10 @@ func (s *Store) path(elem ...string) string {
 
 func (s *Store) now() time.Time { return s.opts.Now().UTC() }
 
-// View runs fn in a read-only transaction of the index. Other packages
-// read their own top-level buckets this way; bucket names starting with
-// "cache." are reserved to this package. The index is opened for the
+// view runs fn in a read-only transaction of the index. Other packages
+// read their own records through Records. The index is opened for the
 // transaction only: keep fn short and free of long I/O.
-func (s *Store) View(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
+func (s *Store) view(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -102,12 +101,11 @@ func (s *Store) View(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
 	return db.View(fn)
 }
 
-// Update runs fn in a read-write transaction of the index, committed when
-// fn returns nil. Other packages keep their own records in their own
-// top-level buckets this way; bucket names starting with "cache." are
-// reserved to this package and must not be written. While fn runs, other
-// processes wait on the index lock: keep it short and free of long I/O.
-func (s *Store) Update(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
+// update runs fn in a read-write transaction of the index, committed when
+// fn returns nil. Other packages keep their own records through Records.
+// While fn runs, other processes wait on the index lock: keep it short and
+// free of long I/O.
+func (s *Store) update(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}

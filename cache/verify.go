@@ -73,13 +73,13 @@ func (r Report) OK() bool {
 	return !slices.ContainsFunc(r.Problems, func(p Problem) bool { return p.Severity == SeverityError })
 }
 
-// VerifyHook lets another package check its own records (kept in its own
-// buckets through Update) as part of Verify. Check runs in a read-only
-// transaction; it returns problems found, or an error when it could not
+// VerifyHook lets another package check its own records (kept through
+// Records) as part of Verify. Check reads them in its own transactions
+// (Records.View); it returns problems found, or an error when it could not
 // check at all. Source of the problems is set to Name.
 type VerifyHook struct {
 	Name  string
-	Check func(ctx context.Context, s *Store, tx *bbolt.Tx) ([]Problem, error)
+	Check func(ctx context.Context, s *Store) ([]Problem, error)
 }
 
 // VerifyOptions tune Verify.
@@ -248,12 +248,7 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (Report, error) 
 	}
 
 	for _, h := range opts.Hooks {
-		var ps []Problem
-		err := s.View(ctx, func(tx *bbolt.Tx) error {
-			var err error
-			ps, err = h.Check(ctx, s, tx)
-			return err
-		})
+		ps, err := h.Check(ctx, s)
 		if err != nil {
 			return Report{}, fmt.Errorf("verify hook %s: %w", h.Name, err)
 		}
@@ -301,7 +296,7 @@ func (s *Store) snapshot(ctx context.Context, bad func(object, problem, expected
 		}
 		return true
 	}
-	err := s.View(ctx, func(tx *bbolt.Tx) error {
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
 		for _, b := range allBuckets {
 			if tx.Bucket(b) == nil {
 				return fmt.Errorf("bucket %s missing: %w", b, ErrIndexCorrupt)

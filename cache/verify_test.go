@@ -97,7 +97,7 @@ func TestVerifyDetects(t *testing.T) {
 				{"ingest/.stella-tmp-abc-123", cache.ProblemLeftover, cache.SeverityWarning}}
 		}},
 		{"dangling ref", func(t *testing.T, s *cache.Store, pack, layer, sig ocispec.Descriptor) []finding {
-			err := s.Update(ctx, func(tx *bbolt.Tx) error {
+			err := cache.Update(ctx, s, func(tx *bbolt.Tx) error {
 				return tx.Bucket([]byte("cache.refs")).Put([]byte("ghost:1"), []byte(`{"digest":"`+string(layer.Digest)+`"}`))
 			})
 			if err != nil {
@@ -153,7 +153,7 @@ func TestVerifyRefcountDetail(t *testing.T) {
 
 func editBlobRecord(t *testing.T, s *cache.Store, d digest.Digest, edit func(map[string]any)) {
 	t.Helper()
-	err := s.Update(context.Background(), func(tx *bbolt.Tx) error {
+	err := cache.Update(context.Background(), s, func(tx *bbolt.Tx) error {
 		b := tx.Bucket([]byte("cache.blobs"))
 		var r map[string]any
 		if err := json.Unmarshal(b.Get([]byte(d)), &r); err != nil {
@@ -170,25 +170,22 @@ func editBlobRecord(t *testing.T, s *cache.Store, d digest.Digest, edit func(map
 
 func TestVerifyHooks(t *testing.T) {
 	ctx := context.Background()
-	bucket := []byte("runs")
-	hook := cache.VerifyHook{Name: "runs", Check: func(ctx context.Context, s *cache.Store, tx *bbolt.Tx) ([]cache.Problem, error) {
+	hook := cache.VerifyHook{Name: "runs", Check: func(ctx context.Context, s *cache.Store) ([]cache.Problem, error) {
 		var ps []cache.Problem
-		err := tx.Bucket(bucket).ForEach(func(k, v []byte) error {
-			ok, err := s.Exists(ctx, ocispec.Descriptor{Digest: digest.Digest(v), Size: 2})
-			if err != nil || !ok {
-				ps = append(ps, cache.Problem{Object: string(k), Problem: "evidence-missing", Expected: string(v)})
-			}
-			return nil
+		err := s.Records("run").View(ctx, func(tx cache.RecordTx) error {
+			return tx.ForEach("evidence", nil, func(k, v []byte) error {
+				ok, err := s.Exists(ctx, ocispec.Descriptor{Digest: digest.Digest(v), Size: 2})
+				if err != nil || !ok {
+					ps = append(ps, cache.Problem{Object: string(k), Problem: "evidence-missing", Expected: string(v)})
+				}
+				return nil
+			})
 		})
 		return ps, err
 	}}
 	s := cachetest.Open(t) // the hook is not passed here: the broken record must stay local to this test
-	err := s.Update(ctx, func(tx *bbolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(bucket)
-		if err != nil {
-			return err
-		}
-		return b.Put([]byte("run:t:1"), []byte(digest.FromString("{}")))
+	err := s.Records("run").Update(ctx, func(tx cache.RecordTx) error {
+		return tx.Put("evidence", []byte("run:t:1"), []byte(digest.FromString("{}")))
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -204,11 +201,11 @@ func TestVerifyHooks(t *testing.T) {
 	}
 
 	errBroken := errors.New("cannot check")
-	failing := cache.VerifyHook{Name: "broken", Check: func(context.Context, *cache.Store, *bbolt.Tx) ([]cache.Problem, error) {
+	failing := cache.VerifyHook{Name: "broken", Check: func(context.Context, *cache.Store) ([]cache.Problem, error) {
 		return nil, errBroken
 	}}
 	if _, err := s.Verify(ctx, cache.VerifyOptions{Hooks: []cache.VerifyHook{failing}}); !errors.Is(err, errBroken) {
 		t.Errorf("verify with failing hook = %v, want errBroken", err)
 	}
-	_ = s.Update(ctx, func(tx *bbolt.Tx) error { return tx.DeleteBucket(bucket) })
+	_ = s.Records("run").Update(ctx, func(tx cache.RecordTx) error { return tx.Delete("evidence", []byte("run:t:1")) })
 }

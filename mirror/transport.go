@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -25,6 +24,7 @@ import (
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/errcode"
 
+	"stellaops.io/stella/backoff"
 	"stellaops.io/stella/cache"
 )
 
@@ -165,13 +165,7 @@ func (op *operation) backoff(attempt int, resp *http.Response) time.Duration {
 			return min(time.Duration(s)*time.Second, r.MaxBackoff)
 		}
 	}
-	d := r.Backoff
-	for i := 1; i < attempt && d < r.MaxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, r.MaxBackoff)
-	jitter := time.Duration(rand.Int64N(int64(d)/5 + 1)) // [0, 20%]
-	return d - d/10 + jitter
+	return backoff.Policy{Initial: r.Backoff, Multiplier: 2, Max: r.MaxBackoff, Jitter: 0.1}.Delay(attempt)
 }
 
 // retrying reports a retry and waits for it.

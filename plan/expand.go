@@ -23,6 +23,20 @@ type builder struct {
 	templates map[string]*pack.Template
 }
 
+func newBuilder(m *pack.Manifest, inputs map[string]any) *builder {
+	b := &builder{m: m, inputs: inputs, approvals: map[string]pack.Approval{}, runScope: map[string]bool{},
+		exprs: map[string]*pack.Expr{}, templates: map[string]*pack.Template{}}
+	for _, a := range m.Spec.Approvals {
+		b.approvals[a.ID] = a
+	}
+	for _, s := range m.Spec.Secrets {
+		if s.Scope == pack.ScopeRun {
+			b.runScope[s.Name] = true
+		}
+	}
+	return b
+}
+
 func (b *builder) expr(src string) (*pack.Expr, error) {
 	if x, ok := b.exprs[src]; ok {
 		return x, nil
@@ -227,16 +241,25 @@ func (b *builder) iterate(s *Step, items string, count int, body []pack.Step, e 
 		if err != nil {
 			return fmt.Errorf("step %s: items: %w", s.ID, err)
 		}
-		l, ok := v.([]any)
-		if !ok {
-			if v == nil {
-				l = nil
-			} else {
-				return fmt.Errorf("step %s: items %q gave %T, not a list: %w", s.ID, items, v, ErrExpansion)
-			}
+		if list, err = itemList(s.ID, items, v); err != nil {
+			return err
 		}
-		list = l
 	}
+	return b.expand(s, list, body, e, skipped)
+}
+
+// itemList is the list an items expression gave: a list, or nothing for null.
+func itemList(id, items string, v any) ([]any, error) {
+	l, ok := v.([]any)
+	if !ok && v != nil {
+		return nil, fmt.Errorf("step %s: items %q gave %T, not a list: %w", id, items, v, ErrExpansion)
+	}
+	return l, nil
+}
+
+// expand appends to s.Children the body once per item, with ids
+// "<s.ID>[<i>]::<body step id>" and item and index bound.
+func (b *builder) expand(s *Step, list []any, body []pack.Step, e *env, skipped bool) error {
 	for i, item := range list {
 		vars := map[string]any{"index": i, "item": item}
 		if e != nil {

@@ -143,16 +143,7 @@ func Build(p *pack.Pack, packDigest digest.Digest, inputs map[string]any) (*Plan
 	if pl.Sandbox.Network.Mode == "" {
 		pl.Sandbox.Network.Mode = pack.NetworkNone
 	}
-	b := &builder{m: m, inputs: pl.Inputs, approvals: map[string]pack.Approval{}, runScope: map[string]bool{},
-		exprs: map[string]*pack.Expr{}, templates: map[string]*pack.Template{}}
-	for _, a := range m.Spec.Approvals {
-		b.approvals[a.ID] = a
-	}
-	for _, s := range m.Spec.Secrets {
-		if s.Scope == pack.ScopeRun {
-			b.runScope[s.Name] = true
-		}
-	}
+	b := newBuilder(m, pl.Inputs)
 	steps, err := b.steps(m.Spec.Steps, "", nil, false)
 	if err != nil {
 		return nil, err

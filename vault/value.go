@@ -54,3 +54,8 @@ func (v Value) LogValue() slog.Value { return slog.StringValue(redacted) }
 func cloneValue(b []byte) Value {
 	return Value{b: append([]byte(nil), b...)}
 }
+
+// NewValue returns a Value holding a copy of b, for a secret that comes
+// from elsewhere than the vault (such as the environment) but must be
+// handled as carefully.
+func NewValue(b []byte) Value { return cloneValue(b) }

@@ -19,6 +19,7 @@ import (
 
 	"stellaops.io/stella/approve"
 	"stellaops.io/stella/plan"
+	"stellaops.io/stella/secret"
 )
 
 // defaultClockSkew is the documented default of the config's clockSkew.
@@ -321,7 +322,7 @@ func renderReview(w io.Writer, r reviewOut) {
 	}
 	fmt.Fprintln(w, "  secrets (references only):")
 	for _, sec := range r.Secrets {
-		fmt.Fprintf(w, "    %s from %s (used by %s)\n", sec.Name, sec.Source, stepsOrNone(sec.Steps))
+		fmt.Fprintf(w, "    %s from %s (used by %s)\n", sec.Name, sec.Source, secret.StepsOrNone(sec.Steps))
 	}
 	fmt.Fprintln(w, "  steps:")
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)

@@ -17,6 +17,7 @@ import (
 	"stellaops.io/stella/mirror"
 	"stellaops.io/stella/pack"
 	"stellaops.io/stella/plan"
+	"stellaops.io/stella/secret"
 	"stellaops.io/stella/signature"
 	"stellaops.io/stella/trust"
 	"stellaops.io/stella/vault"
@@ -80,8 +81,8 @@ var errorTable = []errorRow{
 	{approve.ErrAlreadyDecided, "ERR_PACK_APPROVAL_ALREADY_DECIDED", exitTrust, "this key already answered this request; a change of mind needs a new request"},
 	{approve.ErrGateRejected, "ERR_PACK_GATE_REJECTED", exitTrust, "the gate was rejected for this plan; a changed plan (new hash) must be approved anew"},
 
-	{errSealedSecretSource, "ERR_PACK_SEALED_SECRET_SOURCE", exitSealed, "in sealed mode secrets come only from the sealed vault: store them there (`stella vault put`) and point the pack's source at vault:<name>"},
-	{errSecretMissing, "ERR_PACK_SECRET_MISSING", exitNotFound, "put each named secret into the vault (`stella vault put NAME`), or set the named environment variable outside sealed mode"},
+	{secret.ErrSealedSource, "ERR_PACK_SEALED_SECRET_SOURCE", exitSealed, "in sealed mode secrets come only from the sealed vault: store them there (`stella vault put`) and point the pack's source at vault:<name>"},
+	{secret.ErrMissing, "ERR_PACK_SECRET_MISSING", exitNotFound, "put each named secret into the vault (`stella vault put NAME`), or set the named environment variable outside sealed mode"},
 	{plan.ErrExpansion, "ERR_PACK_PLAN_EXPANSION", exitInvalid, "a map or loop could not be expanded from the inputs: check that its items expression gives a list"},
 	{plan.ErrInvalid, "ERR_PACK_PLAN_INVALID", exitInvalid, "the plan file is not a stella plan; produce it again with `stella pack plan --out`"},
 

@@ -23,6 +23,7 @@ import (
 	"stellaops.io/stella/mirror"
 	"stellaops.io/stella/pack"
 	"stellaops.io/stella/plan"
+	"stellaops.io/stella/secret"
 	"stellaops.io/stella/signature"
 	"stellaops.io/stella/trust"
 	"stellaops.io/stella/vault"
@@ -50,6 +51,8 @@ var domainErrors = map[string]error{
 	"pack.ErrExists":                    pack.ErrExists,
 	"plan.ErrExpansion":                 plan.ErrExpansion,
 	"plan.ErrInvalid":                   plan.ErrInvalid,
+	"secret.ErrMissing":                 secret.ErrMissing,
+	"secret.ErrSealedSource":            secret.ErrSealedSource,
 	"bundle.ErrPartMissing":             bundle.ErrPartMissing,
 	"bundle.ErrPartSize":                bundle.ErrPartSize,
 	"bundle.ErrPartDigest":              bundle.ErrPartDigest,
@@ -165,7 +168,7 @@ var domainErrors = map[string]error{
 }
 
 // domainPackages are scanned for exported Err* variables.
-var domainPackages = []string{"admission", "pack", "plan", "artifact", "integrity", "bundle", "cache", "keys", "trust", "vault", "approve", "mirror", "signature"}
+var domainPackages = []string{"admission", "pack", "plan", "secret", "artifact", "integrity", "bundle", "cache", "keys", "trust", "vault", "approve", "mirror", "signature", "backoff"}
 
 func exportedErrors(t *testing.T) []string {
 	t.Helper()

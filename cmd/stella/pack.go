@@ -19,6 +19,7 @@ import (
 	"stellaops.io/stella/internal/safefile"
 	"stellaops.io/stella/pack"
 	"stellaops.io/stella/plan"
+	"stellaops.io/stella/secret"
 )
 
 func (s *session) packCommand() *cli.Command {
@@ -199,7 +200,7 @@ type planResult struct {
 	PlanHash  digest.Digest   `json:"planHash"`
 	Pack      plan.PackRef    `json:"pack"`
 	Approvals []plan.Approval `json:"approvals"`
-	Secrets   []secretStatus  `json:"secrets"`
+	Secrets   []secret.Status `json:"secrets"`
 	Steps     []planStep      `json:"steps"`
 	Out       string          `json:"out,omitempty"`
 	Saved     bool            `json:"saved"`
