@@ -13,6 +13,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"stellaops.io/stella/cache"
+	"stellaops.io/stella/canonical"
 )
 
 // Event is what a ledger entry records.
@@ -50,7 +51,7 @@ type Entry struct {
 // canonical JSON of the entry without its Hash.
 func (e Entry) ComputeHash() (string, error) {
 	e.Hash = ""
-	b, err := canonicalJSON(e)
+	b, err := canonical.Marshal(e)
 	if err != nil {
 		return "", err
 	}
@@ -60,7 +61,7 @@ func (e Entry) ComputeHash() (string, error) {
 
 // Canonical returns the entry's stored form: its canonical JSON, Hash
 // included. Evidence carries entries in this form.
-func (e Entry) Canonical() ([]byte, error) { return canonicalJSON(e) }
+func (e Entry) Canonical() ([]byte, error) { return canonical.Marshal(e) }
 
 // ledgerHead remembers the last entry, so removing entries from the end is
 // detected too.

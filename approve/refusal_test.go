@@ -14,6 +14,7 @@ import (
 
 	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
+	"stellaops.io/stella/canonical"
 	"stellaops.io/stella/keys"
 	"stellaops.io/stella/trust"
 )
@@ -67,7 +68,7 @@ func TestRefusals(t *testing.T) {
 			sig, _ := base64.StdEncoding.DecodeString(env.Signatures[0].Sig)
 			sig[len(sig)/2] ^= 0x01
 			env.Signatures[0].Sig = base64.StdEncoding.EncodeToString(sig)
-			b, err := canonicalJSON(env)
+			b, err := canonical.Marshal(env)
 			if err != nil {
 				o.t.Fatal(err)
 			}
@@ -89,9 +90,9 @@ func TestRefusals(t *testing.T) {
 				o.t.Fatal(err)
 			}
 			st["predicate"].(map[string]any)["decision"] = "approve"
-			payload, _ = canonicalJSON(st)
+			payload, _ = canonical.Marshal(st)
 			env.Payload = base64.StdEncoding.EncodeToString(payload)
-			b, _ := canonicalJSON(env)
+			b, _ := canonical.Marshal(env)
 			return o.rewrap(req.Descriptor, resp.Predicate, b)
 		}, trust.ErrSignatureInvalid, "signature-invalid", time.Time{}},
 		{"unknown key", func(o *operator, req *Request, reqPath string) string {

@@ -12,12 +12,13 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/gowebpki/jcs"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.etcd.io/bbolt"
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/errdef"
+
+	"stellaops.io/stella/canonical"
 )
 
 // Buckets of this package in the cache index (see doc.go).
@@ -103,22 +104,13 @@ type storeTx interface {
 	View(ctx context.Context, fn func(tx *bbolt.Tx) error) error
 }
 
-// canonicalJSON is the RFC 8785 form of v.
-func canonicalJSON(v any) ([]byte, error) {
-	raw, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	return jcs.Transform(raw)
-}
-
 // decodeCanonical decodes data into v strictly: data must be RFC 8785
 // canonical JSON (so valid UTF-8, no duplicate names), hold no unknown
 // field, and re-encode to exactly the same bytes (so every field is
 // present, names match exactly and times and numbers are in their one
 // canonical form).
 func decodeCanonical(data []byte, v any) error {
-	canon, err := jcs.Transform(data)
+	canon, err := canonical.Transform(data)
 	if err != nil {
 		return fmt.Errorf("not valid json: %v", err)
 	}
@@ -130,7 +122,7 @@ func decodeCanonical(data []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return err
 	}
-	again, err := canonicalJSON(v)
+	again, err := canonical.Marshal(v)
 	if err != nil {
 		return err
 	}

@@ -9,12 +9,12 @@ import (
 	"io"
 	"time"
 
-	"github.com/gowebpki/jcs"
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
 
+	"stellaops.io/stella/canonical"
 	"stellaops.io/stella/pack"
 )
 
@@ -102,7 +102,7 @@ func Build(p *pack.Pack, opts BuildOptions) (*Pack, error) {
 		})
 		a.files[f.Digest] = f.Path
 	}
-	cfgBytes, err := canonicalJSON(cfg)
+	cfgBytes, err := canonical.Marshal(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -203,12 +203,3 @@ func (c *checkedFile) Read(b []byte) (int, error) {
 }
 
 func (c *checkedFile) Close() error { return c.f.Close() }
-
-// canonicalJSON marshals v as RFC 8785 canonical JSON.
-func canonicalJSON(v any) ([]byte, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	return jcs.Transform(b)
-}

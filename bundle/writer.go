@@ -6,7 +6,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -14,13 +13,13 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/gowebpki/jcs"
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
 
 	"stellaops.io/stella/artifact"
+	"stellaops.io/stella/canonical"
 	"stellaops.io/stella/internal/safefile"
 )
 
@@ -230,11 +229,7 @@ func encodeIndex(entries []Entry) ([]byte, error) {
 	for _, e := range entries {
 		ix.Manifests = append(ix.Manifests, e.Descriptor)
 	}
-	b, err := json.Marshal(ix)
-	if err != nil {
-		return nil, err
-	}
-	return jcs.Transform(b)
+	return canonical.Marshal(ix)
 }
 
 // manifest fetches, verifies and parses the manifest d, and adds it and
