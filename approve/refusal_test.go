@@ -15,6 +15,7 @@ import (
 	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/canonical"
+	"stellaops.io/stella/integrity"
 	"stellaops.io/stella/keys"
 	"stellaops.io/stella/trust"
 )
@@ -167,7 +168,7 @@ func TestRefusals(t *testing.T) {
 			resp, p := approverSign(o.t, reqPath, o.alice, Approve, at)
 			flipByteOf(o.t, p, resp.Envelope)
 			return p
-		}, bundle.ErrDigestMismatch, "bundle-invalid", time.Time{}},
+		}, integrity.ErrDigestMismatch, "bundle-invalid", time.Time{}},
 		{"request bundle instead of a response", func(o *operator, req *Request, reqPath string) string {
 			return reqPath
 		}, ErrInvalidResponse, "invalid-response", time.Time{}},
@@ -291,7 +292,7 @@ func TestReviewRefusesDamage(t *testing.T) {
 	tampered := filepath.Join(t.TempDir(), "tampered.stella.tar")
 	copyFile(t, reqPath, tampered)
 	flipByteOf(t, tampered, []byte(`"requester":"ops@sealed-1"`))
-	if _, err := Review(o.ctx, tampered); !errors.Is(err, bundle.ErrDigestMismatch) {
+	if _, err := Review(o.ctx, tampered); !errors.Is(err, integrity.ErrDigestMismatch) {
 		t.Fatalf("review of a tampered bundle: %v", err)
 	}
 

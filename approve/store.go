@@ -40,8 +40,6 @@ const (
 	MaxPlanSize = 32 << 20
 	// MaxCommentSize bounds a decision's comment.
 	MaxCommentSize = 4 << 10
-	// maxManifestSize bounds an artifact manifest, as package bundle does.
-	maxManifestSize = 4 << 20
 	// maxRequester bounds the requester string.
 	maxRequester = 256
 	// maxGateID bounds a gate id.

@@ -313,7 +313,7 @@ func TestCheckRef(t *testing.T) {
 
 // Self-references and cycles cannot be built with valid digests (content
 // cannot contain its own hash), so the vectors for them fail earlier with
-// ErrDigestMismatch. These tests exercise the structural checks behind
+// integrity.ErrDigestMismatch. These tests exercise the structural checks behind
 // that, on content whose digest is not checked.
 func TestParseManifestSelfReference(t *testing.T) {
 	self := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromString("self"), Size: 1}

@@ -15,6 +15,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"stellaops.io/stella/artifact"
+	"stellaops.io/stella/integrity"
 )
 
 // openBytes opens a bundle held in memory through a file.
@@ -73,10 +74,10 @@ func TestVerifyReport(t *testing.T) {
 	i := find(t, fs, blobPath(layer.Digest))
 	fs[i].data = flip(fs[i].data)
 	rep, err := openBytes(t, writeTarFiles(t, fs)).Verify(ctx, VerifyOptions{})
-	if !errors.Is(err, ErrDigestMismatch) {
-		t.Fatalf("err = %v, want ErrDigestMismatch", err)
+	if !errors.Is(err, integrity.ErrDigestMismatch) {
+		t.Fatalf("err = %v, want integrity.ErrDigestMismatch", err)
 	}
-	if rep.Entries[0].Kind != artifact.KindPack || !errors.Is(rep.Entries[0].Err, ErrDigestMismatch) || rep.Entries[1].Err != nil {
+	if rep.Entries[0].Kind != artifact.KindPack || !errors.Is(rep.Entries[0].Err, integrity.ErrDigestMismatch) || rep.Entries[1].Err != nil {
 		t.Fatalf("entries = %+v", rep.Entries)
 	}
 }
@@ -115,10 +116,10 @@ func TestVerifyZstd(t *testing.T) {
 		"bomb":        {annotated(rleBomb(1<<19), 1024, nil), VerifyOptions{}, ErrDecompressionLimit},
 		"over cap":    {k.f.zstdLayer("x", []byte("hello"), 1<<40), VerifyOptions{}, ErrDecompressionLimit},
 		"option cap":  {k.f.zstdLayer("x", make([]byte, 4096), -1), VerifyOptions{MaxUncompressedSize: 1000}, ErrDecompressionLimit},
-		"short":       {k.f.zstdLayer("x", []byte("hello"), 6), VerifyOptions{}, ErrSizeMismatch},
+		"short":       {k.f.zstdLayer("x", []byte("hello"), 6), VerifyOptions{}, integrity.ErrSizeMismatch},
 		"garbage":     {annotated([]byte("not zstd at all"), 5, []byte("hello")), VerifyOptions{}, ErrBadCompression},
-		"bad size":    {k.f.blob(artifact.MediaTypePackFileZstd, []byte("x"), map[string]string{artifact.AnnotationUncompressedSize: "-1", artifact.AnnotationUncompressedDigest: digest.FromString("").String()}), VerifyOptions{}, ErrInvalidManifest},
-		"bad digest":  {k.f.blob(artifact.MediaTypePackFileZstd, []byte("y"), map[string]string{artifact.AnnotationUncompressedSize: "1", artifact.AnnotationUncompressedDigest: "md5:00"}), VerifyOptions{}, ErrInvalidManifest},
+		"bad size":    {k.f.blob(artifact.MediaTypePackFileZstd, []byte("x"), map[string]string{artifact.AnnotationUncompressedSize: "-1", artifact.AnnotationUncompressedDigest: digest.FromString("").String()}), VerifyOptions{}, integrity.ErrInvalidManifest},
+		"bad digest":  {k.f.blob(artifact.MediaTypePackFileZstd, []byte("y"), map[string]string{artifact.AnnotationUncompressedSize: "1", artifact.AnnotationUncompressedDigest: "md5:00"}), VerifyOptions{}, integrity.ErrInvalidManifest},
 		"fine":        {k.f.zstdLayer("x", bytes.Repeat([]byte("ok "), 1000), -1), VerifyOptions{}, nil},
 		"empty input": {k.f.zstdLayer("x", nil, -1), VerifyOptions{}, nil},
 	}

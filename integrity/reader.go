@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -115,6 +116,34 @@ func (v *Reader) fail(err error) error {
 		return v.Wrap(err)
 	}
 	return err
+}
+
+// copyBufs are the buffers of WriteTo.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+
+// WriteTo copies the content to w with a larger buffer than io.Copy's own
+// (io.Copy uses it), with the contract of Read: on a mismatch the bytes
+// that would complete the content are not written.
+func (v *Reader) WriteTo(w io.Writer) (int64, error) {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	var total int64
+	for {
+		n, err := v.Read(*bp)
+		if n > 0 {
+			m, werr := w.Write((*bp)[:n])
+			total += int64(m)
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
 }
 
 // Close closes the source if it is an io.Closer.

@@ -140,3 +140,18 @@ func TestReadAll(t *testing.T) {
 		t.Fatalf("short: %v, want ErrSizeMismatch", err)
 	}
 }
+
+func TestReaderWriteTo(t *testing.T) {
+	data := bytes.Repeat([]byte("stella "), 400<<10)
+	desc := ocispec.Descriptor{Digest: digest.FromBytes(data), Size: int64(len(data))}
+	var out bytes.Buffer
+	if n, err := io.Copy(&out, NewReader(bytes.NewReader(data), desc)); err != nil || n != int64(len(data)) || !bytes.Equal(out.Bytes(), data) {
+		t.Fatalf("copy: %d, %v", n, err)
+	}
+	bad := bytes.Clone(data)
+	bad[len(bad)-1] ^= 1
+	out.Reset()
+	if n, err := io.Copy(&out, NewReader(bytes.NewReader(bad), desc)); !errors.Is(err, ErrDigestMismatch) || n >= int64(len(data)) {
+		t.Fatalf("copy of altered content: wrote %d bytes, %v; want less than all and ErrDigestMismatch", n, err)
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/cache"
+	"stellaops.io/stella/integrity"
 	"stellaops.io/stella/signature"
 	"stellaops.io/stella/trust"
 )
@@ -377,8 +378,8 @@ var (
 // gives (only checksummed, not signed) must equal the manifest's own
 // io.stellaops.ref, and the layers must be the plain files stella builds.
 func checkPackManifest(ctx context.Context, src content.Fetcher, e cache.Artifact) error {
-	if e.Descriptor.Size > bundle.MaxManifestSize {
-		return fmt.Errorf("pack %s: manifest of %d bytes: %w", e.Ref, e.Descriptor.Size, bundle.ErrTooLarge)
+	if e.Descriptor.Size > integrity.MaxManifestSize {
+		return fmt.Errorf("pack %s: manifest of %d bytes: %w", e.Ref, e.Descriptor.Size, integrity.ErrTooLarge)
 	}
 	b, err := content.FetchAll(ctx, src, e.Descriptor)
 	if err != nil {
@@ -386,7 +387,7 @@ func checkPackManifest(ctx context.Context, src content.Fetcher, e cache.Artifac
 	}
 	var m ocispec.Manifest
 	if err := json.Unmarshal(b, &m); err != nil {
-		return fmt.Errorf("pack %s: %w: %v", e.Ref, bundle.ErrInvalidManifest, err)
+		return fmt.Errorf("pack %s: %w: %v", e.Ref, integrity.ErrInvalidManifest, err)
 	}
 	if got := m.Annotations[artifact.AnnotationRef]; got != e.Ref {
 		return fmt.Errorf("bundle lists %s as %q, but its manifest names it %q: %w", e.Descriptor.Digest, e.Ref, got, errRefMismatch)
@@ -900,7 +901,7 @@ func importWithReferrers(ctx context.Context, st *cache.Store, src content.ReadO
 
 // subjectOfArtifact reads the subject digest of a manifest, or "".
 func subjectOfArtifact(ctx context.Context, f content.Fetcher, d ocispec.Descriptor) digest.Digest {
-	if d.Size > bundle.MaxManifestSize {
+	if d.Size > integrity.MaxManifestSize {
 		return ""
 	}
 	b, err := content.FetchAll(ctx, f, d)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"stellaops.io/stella/artifact"
+	"stellaops.io/stella/integrity"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/urfave/cli/v2"
@@ -350,7 +351,7 @@ func (s *session) validateBundle(ctx context.Context, file string) error {
 		res := result{Ref: e.Ref, Valid: true}
 		p, a, err := loadArtifactPack(ctx, r, e.Descriptor)
 		if err == nil && a.Digest() != e.Descriptor.Digest {
-			err = fmt.Errorf("pack %s (%s) rebuilds to %s: the artifact is not what stella builds from its files: %w", e.Ref, e.Descriptor.Digest, a.Digest(), bundle.ErrDigestMismatch)
+			err = fmt.Errorf("pack %s (%s) rebuilds to %s: the artifact is not what stella builds from its files: %w", e.Ref, e.Descriptor.Digest, a.Digest(), integrity.ErrDigestMismatch)
 		}
 		if err != nil {
 			res.Valid, res.Error, out.Valid = false, err.Error(), false

@@ -10,13 +10,13 @@ import (
 	"time"
 
 	"stellaops.io/stella/artifact"
+	"stellaops.io/stella/integrity"
 
 	"github.com/opencontainers/go-digest"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
 
-	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/pack"
 )
@@ -66,7 +66,7 @@ func (s *session) resolvePack(ctx context.Context, ref string) (*loadedPack, err
 		return nil, err
 	}
 	if a.Digest() != art.Descriptor.Digest {
-		return nil, fmt.Errorf("pack %s in the cache (%s) does not rebuild to its own digest (%s): %w", ref, art.Descriptor.Digest, a.Digest(), bundle.ErrDigestMismatch)
+		return nil, fmt.Errorf("pack %s in the cache (%s) does not rebuild to its own digest (%s): %w", ref, art.Descriptor.Digest, a.Digest(), integrity.ErrDigestMismatch)
 	}
 	return &loadedPack{pack: p, artifact: a, from: "cache " + ref}, nil
 }
@@ -74,8 +74,8 @@ func (s *session) resolvePack(ctx context.Context, ref string) (*loadedPack, err
 // loadArtifactPack loads a pack from its artifact in src and derives its
 // artifact again, which must give the same digest.
 func loadArtifactPack(ctx context.Context, src content.Fetcher, desc ocispec.Descriptor) (*pack.Pack, *artifact.Pack, error) {
-	if desc.Size > bundle.MaxManifestSize {
-		return nil, nil, fmt.Errorf("manifest %s: %w", desc.Digest, bundle.ErrTooLarge)
+	if desc.Size > integrity.MaxManifestSize {
+		return nil, nil, fmt.Errorf("manifest %s: %w", desc.Digest, integrity.ErrTooLarge)
 	}
 	mb, err := content.FetchAll(ctx, src, desc)
 	if err != nil {
