@@ -76,7 +76,6 @@ var kinds = map[string]bool{
 var stellaMediaTypes = map[string]bool{
 	artifact.MediaTypePackConfig:       true,
 	artifact.MediaTypePackFile:         true,
-	artifact.MediaTypePackFileZstd:     true,
 	artifact.MediaTypePlan:             true,
 	artifact.MediaTypeApprovalRequest:  true,
 	artifact.MediaTypeApprovalResponse: true,
