@@ -2,7 +2,6 @@ package admission
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -123,8 +122,9 @@ func checkPackManifest(ctx context.Context, src content.Fetcher, a cache.Artifac
 	return nil
 }
 
-// fetchManifest reads a manifest (bounded, verified by the fetcher) and parses it.
-func fetchManifest(ctx context.Context, src content.Fetcher, d ocispec.Descriptor) (*ocispec.Manifest, error) {
+// fetchManifest reads a manifest (bounded, hashed) and parses it with the
+// one manifest parser.
+func fetchManifest(ctx context.Context, src content.Fetcher, d ocispec.Descriptor) (*integrity.Manifest, error) {
 	if d.Size > integrity.MaxManifestSize {
 		return nil, fmt.Errorf("manifest %s of %d bytes: %w", d.Digest, d.Size, integrity.ErrTooLarge)
 	}
@@ -132,11 +132,14 @@ func fetchManifest(ctx context.Context, src content.Fetcher, d ocispec.Descripto
 	if err != nil {
 		return nil, err
 	}
-	var m ocispec.Manifest
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("manifest %s: %w: %v", d.Digest, integrity.ErrInvalidManifest, err)
+	m, err := integrity.ParseManifest(d, b)
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", d.Digest, err)
 	}
-	return &m, nil
+	if m.Config == nil {
+		return nil, fmt.Errorf("manifest %s is an index: %w", d.Digest, integrity.ErrInvalidManifest)
+	}
+	return m, nil
 }
 
 // subjectOf reads the subject digest of a manifest, or "".

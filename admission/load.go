@@ -2,7 +2,6 @@ package admission
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -80,7 +79,7 @@ func Rebuild(ctx context.Context, src content.Fetcher, desc ocispec.Descriptor) 
 		return nil, nil, err
 	}
 	if a.Digest() != desc.Digest {
-		if t := createdOf(mb); t != nil {
+		if t := createdOf(desc, mb); t != nil {
 			opts.Created = t
 			if a, err = artifact.Build(pk, opts); err != nil {
 				return nil, nil, err
@@ -90,9 +89,9 @@ func Rebuild(ctx context.Context, src content.Fetcher, desc ocispec.Descriptor) 
 	return pk, a, nil
 }
 
-func createdOf(manifest []byte) *time.Time {
-	var m ocispec.Manifest
-	if json.Unmarshal(manifest, &m) != nil {
+func createdOf(desc ocispec.Descriptor, manifest []byte) *time.Time {
+	m, err := integrity.ParseManifest(desc, manifest)
+	if err != nil {
 		return nil
 	}
 	v, ok := m.Annotations[artifact.AnnotationCreated]

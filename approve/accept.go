@@ -16,6 +16,7 @@ import (
 	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/cache"
+	"stellaops.io/stella/integrity"
 	"stellaops.io/stella/keys"
 	"stellaops.io/stella/trust"
 )
@@ -477,9 +478,9 @@ var reasons = []struct {
 var bundleRefusals = []error{
 	bundle.ErrAbsolutePath, bundle.ErrPathTraversal, bundle.ErrSymlink, bundle.ErrHardLink,
 	bundle.ErrUnsupportedEntryType, bundle.ErrDuplicateEntry, bundle.ErrUnexpectedEntry, bundle.ErrInvalidTar,
-	bundle.ErrTruncated, bundle.ErrTooManyEntries, bundle.ErrTooLarge, bundle.ErrBadLayout, bundle.ErrInvalidIndex,
-	bundle.ErrInvalidManifest, bundle.ErrChecksums, bundle.ErrBlobMissing, bundle.ErrExtraBlob, bundle.ErrSizeMismatch,
-	bundle.ErrDigestMismatch, bundle.ErrUnsupportedMediaType, bundle.ErrSelfReference, bundle.ErrCycle,
+	bundle.ErrTruncated, bundle.ErrTooManyEntries, integrity.ErrTooLarge, bundle.ErrBadLayout, bundle.ErrInvalidIndex,
+	integrity.ErrInvalidManifest, bundle.ErrChecksums, bundle.ErrBlobMissing, bundle.ErrExtraBlob, integrity.ErrSizeMismatch,
+	integrity.ErrDigestMismatch, integrity.ErrUnsupportedMediaType, bundle.ErrSelfReference, bundle.ErrCycle,
 	bundle.ErrDecompressionLimit, bundle.ErrBadCompression, bundle.ErrPartsManifest, bundle.ErrPartMissing,
 	bundle.ErrPartSize, bundle.ErrPartDigest, bundle.ErrPartOrder,
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"stellaops.io/stella/canonical"
 	"stellaops.io/stella/keys"
 	"stellaops.io/stella/plan"
 )
@@ -24,7 +25,7 @@ func seedRequest(t testing.TB) []byte {
 		Requester: "ops@host", RequestedAt: t0, ExpiresAt: t0.Add(48 * time.Hour),
 		Nonce: "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
 	}
-	b, err := canonicalJSON(d)
+	b, err := canonical.Marshal(d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +52,7 @@ func FuzzParseRequest(f *testing.F) {
 			return
 		}
 		// Whatever parses is exactly the canonical form of what it holds.
-		again, err := canonicalJSON(doc)
+		again, err := canonical.Marshal(doc)
 		if err != nil || !bytes.Equal(again, data) {
 			t.Fatalf("accepted bytes differ from their canonical form")
 		}

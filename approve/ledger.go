@@ -12,6 +12,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"stellaops.io/stella/cache"
+	"stellaops.io/stella/canonical"
 )
 
 // Event is what a ledger entry records.
@@ -49,7 +50,7 @@ type Entry struct {
 // canonical JSON of the entry without its Hash.
 func (e Entry) ComputeHash() (string, error) {
 	e.Hash = ""
-	b, err := canonicalJSON(e)
+	b, err := canonical.Marshal(e)
 	if err != nil {
 		return "", err
 	}
@@ -59,7 +60,7 @@ func (e Entry) ComputeHash() (string, error) {
 
 // Canonical returns the entry's stored form: its canonical JSON, Hash
 // included. Evidence carries entries in this form.
-func (e Entry) Canonical() ([]byte, error) { return canonicalJSON(e) }
+func (e Entry) Canonical() ([]byte, error) { return canonical.Marshal(e) }
 
 // ledgerHead remembers the last entry, so removing entries from the end is
 // detected too.

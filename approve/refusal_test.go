@@ -14,6 +14,8 @@ import (
 
 	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
+	"stellaops.io/stella/canonical"
+	"stellaops.io/stella/integrity"
 	"stellaops.io/stella/keys"
 	"stellaops.io/stella/trust"
 )
@@ -67,7 +69,7 @@ func TestRefusals(t *testing.T) {
 			sig, _ := base64.StdEncoding.DecodeString(env.Signatures[0].Sig)
 			sig[len(sig)/2] ^= 0x01
 			env.Signatures[0].Sig = base64.StdEncoding.EncodeToString(sig)
-			b, err := canonicalJSON(env)
+			b, err := canonical.Marshal(env)
 			if err != nil {
 				o.t.Fatal(err)
 			}
@@ -89,9 +91,9 @@ func TestRefusals(t *testing.T) {
 				o.t.Fatal(err)
 			}
 			st["predicate"].(map[string]any)["decision"] = "approve"
-			payload, _ = canonicalJSON(st)
+			payload, _ = canonical.Marshal(st)
 			env.Payload = base64.StdEncoding.EncodeToString(payload)
-			b, _ := canonicalJSON(env)
+			b, _ := canonical.Marshal(env)
 			return o.rewrap(req.Descriptor, resp.Predicate, b)
 		}, trust.ErrSignatureInvalid, "signature-invalid", time.Time{}},
 		{"unknown key", func(o *operator, req *Request, reqPath string) string {
@@ -166,7 +168,7 @@ func TestRefusals(t *testing.T) {
 			resp, p := approverSign(o.t, reqPath, o.alice, Approve, at)
 			flipByteOf(o.t, p, resp.Envelope)
 			return p
-		}, bundle.ErrDigestMismatch, "bundle-invalid", time.Time{}},
+		}, integrity.ErrDigestMismatch, "bundle-invalid", time.Time{}},
 		{"request bundle instead of a response", func(o *operator, req *Request, reqPath string) string {
 			return reqPath
 		}, ErrInvalidResponse, "invalid-response", time.Time{}},
@@ -290,7 +292,7 @@ func TestReviewRefusesDamage(t *testing.T) {
 	tampered := filepath.Join(t.TempDir(), "tampered.stella.tar")
 	copyFile(t, reqPath, tampered)
 	flipByteOf(t, tampered, []byte(`"requester":"ops@sealed-1"`))
-	if _, err := Review(o.ctx, tampered); !errors.Is(err, bundle.ErrDigestMismatch) {
+	if _, err := Review(o.ctx, tampered); !errors.Is(err, integrity.ErrDigestMismatch) {
 		t.Fatalf("review of a tampered bundle: %v", err)
 	}
 

@@ -16,6 +16,7 @@ import (
 	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/cache"
+	"stellaops.io/stella/canonical"
 	"stellaops.io/stella/plan"
 )
 
@@ -343,7 +344,7 @@ func packDescriptor(ctx context.Context, st *cache.Store, sp *SavedPlan) (ocispe
 
 // buildRequestArtifact makes the request manifest, its config and layers.
 func buildRequestArtifact(doc *RequestDoc, canonicalPlan []byte, subject ocispec.Descriptor) (blobs, ocispec.Descriptor, error) {
-	reqJSON, err := canonicalJSON(doc)
+	reqJSON, err := canonical.Marshal(doc)
 	if err != nil {
 		return nil, ocispec.Descriptor{}, err
 	}

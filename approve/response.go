@@ -14,6 +14,7 @@ import (
 
 	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
+	"stellaops.io/stella/integrity"
 	"stellaops.io/stella/keys"
 )
 
@@ -245,7 +246,7 @@ func readResponseArtifact(ctx context.Context, src content.Fetcher, desc ocispec
 	if desc.MediaType != ocispec.MediaTypeImageManifest {
 		return nil, fmt.Errorf("response %s: %w: media type %q", desc.Digest, ErrInvalidResponse, desc.MediaType)
 	}
-	mb, err := fetchBlob(ctx, src, desc, maxManifestSize, ErrInvalidResponse)
+	mb, err := fetchBlob(ctx, src, desc, integrity.MaxManifestSize, ErrInvalidResponse)
 	if err != nil {
 		return nil, err
 	}

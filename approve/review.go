@@ -12,6 +12,7 @@ import (
 
 	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
+	"stellaops.io/stella/integrity"
 	"stellaops.io/stella/plan"
 )
 
@@ -94,7 +95,7 @@ func readRequestArtifact(ctx context.Context, src content.Fetcher, desc ocispec.
 	if desc.MediaType != ocispec.MediaTypeImageManifest {
 		return nil, fmt.Errorf("request %s: %w: media type %q", desc.Digest, ErrInvalidRequest, desc.MediaType)
 	}
-	mb, err := fetchBlob(ctx, src, desc, maxManifestSize, ErrInvalidRequest)
+	mb, err := fetchBlob(ctx, src, desc, integrity.MaxManifestSize, ErrInvalidRequest)
 	if err != nil {
 		return nil, err
 	}

@@ -12,13 +12,13 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/gowebpki/jcs"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/errdef"
 
 	"stellaops.io/stella/cache"
+	"stellaops.io/stella/canonical"
 )
 
 // namespace is this package's record namespace in the cache (see doc.go).
@@ -41,8 +41,6 @@ const (
 	MaxPlanSize = 32 << 20
 	// MaxCommentSize bounds a decision's comment.
 	MaxCommentSize = 4 << 10
-	// maxManifestSize bounds an artifact manifest, as package bundle does.
-	maxManifestSize = 4 << 20
 	// maxRequester bounds the requester string.
 	maxRequester = 256
 	// maxGateID bounds a gate id.
@@ -86,22 +84,13 @@ func view(ctx context.Context, st *cache.Store, fn func(tx cache.RecordTx) error
 	return st.Records(namespace).View(ctx, fn)
 }
 
-// canonicalJSON is the RFC 8785 form of v.
-func canonicalJSON(v any) ([]byte, error) {
-	raw, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	return jcs.Transform(raw)
-}
-
 // decodeCanonical decodes data into v strictly: data must be RFC 8785
 // canonical JSON (so valid UTF-8, no duplicate names), hold no unknown
 // field, and re-encode to exactly the same bytes (so every field is
 // present, names match exactly and times and numbers are in their one
 // canonical form).
 func decodeCanonical(data []byte, v any) error {
-	canon, err := jcs.Transform(data)
+	canon, err := canonical.Transform(data)
 	if err != nil {
 		return fmt.Errorf("not valid json: %v", err)
 	}
@@ -113,7 +102,7 @@ func decodeCanonical(data []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return err
 	}
-	again, err := canonicalJSON(v)
+	again, err := canonical.Marshal(v)
 	if err != nil {
 		return err
 	}

@@ -18,11 +18,9 @@ const (
 	// MediaTypePackConfig is the config blob of a pack: canonical JSON
 	// describing the pack (see PackConfig).
 	MediaTypePackConfig = "application/vnd.stellaops.pack.config.v1+json"
-	// MediaTypePackFile is one file of a pack, stored as is.
+	// MediaTypePackFile is one file of a pack, stored as is (packs have no
+	// compressed layers).
 	MediaTypePackFile = "application/vnd.stellaops.pack.file.v1"
-	// MediaTypePackFileZstd is one file of a pack, zstd-compressed; its
-	// uncompressed size and digest are in annotations.
-	MediaTypePackFileZstd = "application/vnd.stellaops.pack.file.v1+zstd"
 
 	// MediaTypePlan is a canonical plan (RFC 8785 JSON), as carried by an
 	// approval request.

@@ -9,12 +9,13 @@ import (
 	"io"
 	"time"
 
-	"github.com/gowebpki/jcs"
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
 
+	"stellaops.io/stella/canonical"
+	"stellaops.io/stella/integrity"
 	"stellaops.io/stella/pack"
 )
 
@@ -102,7 +103,7 @@ func Build(p *pack.Pack, opts BuildOptions) (*Pack, error) {
 		})
 		a.files[f.Digest] = f.Path
 	}
-	cfgBytes, err := canonicalJSON(cfg)
+	cfgBytes, err := canonical.Marshal(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -151,8 +152,9 @@ func (a *Pack) Digest() digest.Digest { return a.Manifest.Digest }
 func (a *Pack) ManifestBytes() []byte { return a.blobs[a.Manifest.Digest] }
 
 // Fetch returns a blob of the artifact. Pack files are read from the pack and
-// verified while read: a file changed since the pack was loaded fails with
-// ErrDigestMismatch.
+// verified while read (integrity.Reader): a file changed since the pack was
+// loaded fails with ErrFileChanged, wrapping integrity.ErrDigestMismatch or
+// integrity.ErrSizeMismatch, and never completes.
 func (a *Pack) Fetch(_ context.Context, d ocispec.Descriptor) (io.ReadCloser, error) {
 	if b, ok := a.blobs[d.Digest]; ok {
 		return io.NopCloser(bytes.NewReader(b)), nil
@@ -165,7 +167,11 @@ func (a *Pack) Fetch(_ context.Context, d ocispec.Descriptor) (io.ReadCloser, er
 	if err != nil {
 		return nil, err
 	}
-	return &checkedFile{f: f, vr: content.NewVerifyReader(f, d), path: p, desc: d}, nil
+	v := integrity.NewReader(f, d)
+	v.Wrap = func(err error) error {
+		return fmt.Errorf("pack file %s (%s): %w: %w", p, d.Digest, ErrFileChanged, err)
+	}
+	return v, nil
 }
 
 // Exists reports whether the blob is part of the artifact.
@@ -182,33 +188,3 @@ var ErrNotInArtifact = errors.New("blob not in artifact")
 
 // ErrFileChanged: a pack file changed between loading and reading it.
 var ErrFileChanged = errors.New("pack file changed while building")
-
-type checkedFile struct {
-	f    io.ReadCloser
-	vr   *content.VerifyReader
-	path string
-	desc ocispec.Descriptor
-}
-
-func (c *checkedFile) Read(b []byte) (int, error) {
-	n, err := c.vr.Read(b)
-	if errors.Is(err, io.EOF) {
-		if verr := c.vr.Verify(); verr != nil {
-			return n, fmt.Errorf("pack file %s (%s): %w", c.path, c.desc.Digest, ErrFileChanged)
-		}
-	} else if err != nil && !errors.Is(err, io.EOF) {
-		return n, fmt.Errorf("pack file %s (%s): %w: %v", c.path, c.desc.Digest, ErrFileChanged, err)
-	}
-	return n, err
-}
-
-func (c *checkedFile) Close() error { return c.f.Close() }
-
-// canonicalJSON marshals v as RFC 8785 canonical JSON.
-func canonicalJSON(v any) ([]byte, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	return jcs.Transform(b)
-}

@@ -6,7 +6,6 @@ import (
 	"strconv"
 
 	"oras.land/oras-go/v2/errdef"
-	"stellaops.io/stella/integrity"
 )
 
 // Errors of bundle files. Every refusal of Open, Fetch, Verify and the
@@ -35,22 +34,15 @@ var (
 	ErrInvalidTar           = errors.New("invalid tar data")
 	ErrTruncated            = errors.New("bundle file is truncated")
 	ErrTooManyEntries       = errors.New("too many entries in bundle")
-	ErrTooLarge             = integrity.ErrTooLarge
 
 	// Layout-level refusals.
-	ErrBadLayout       = errors.New("missing or unsupported oci-layout")
-	ErrInvalidIndex    = errors.New("invalid index.json")
-	ErrInvalidManifest = integrity.ErrInvalidManifest
-	ErrChecksums       = errors.New("SHA256SUMS disagrees with the bundle")
-	ErrBlobMissing     = errors.New("referenced blob missing from bundle")
-	ErrExtraBlob       = errors.New("blob referenced by nothing")
-	// ErrSizeMismatch: a descriptor's size disagrees with the bytes present.
-	ErrSizeMismatch = integrity.ErrSizeMismatch
-	// ErrDigestMismatch: content does not hash to the digest that names it.
-	ErrDigestMismatch       = integrity.ErrDigestMismatch
-	ErrUnsupportedMediaType = integrity.ErrUnsupportedMediaType
-	ErrSelfReference        = errors.New("manifest references itself")
-	ErrCycle                = errors.New("manifest graph has a cycle")
+	ErrBadLayout     = errors.New("missing or unsupported oci-layout")
+	ErrInvalidIndex  = errors.New("invalid index.json")
+	ErrChecksums     = errors.New("SHA256SUMS disagrees with the bundle")
+	ErrBlobMissing   = errors.New("referenced blob missing from bundle")
+	ErrExtraBlob     = errors.New("blob referenced by nothing")
+	ErrSelfReference = errors.New("manifest references itself")
+	ErrCycle         = errors.New("manifest graph has a cycle")
 
 	// Decompression checks of Verify.
 	ErrDecompressionLimit = errors.New("decompressed size exceeds its limit")

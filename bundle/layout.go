@@ -2,7 +2,6 @@ package bundle
 
 import (
 	"archive/tar"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"stellaops.io/stella/artifact"
+	"stellaops.io/stella/integrity"
 )
 
 // Names of the files of a bundle (an OCI image layout in a tar).
@@ -28,8 +28,6 @@ const layoutContent = `{"imageLayoutVersion":"1.0.0"}`
 const (
 	// MaxEntries bounds the number of tar entries in a bundle.
 	MaxEntries = 100_000
-	// MaxManifestSize bounds index.json and every manifest (as registries do).
-	MaxManifestSize = 4 << 20
 	// maxLayoutSize bounds the oci-layout file.
 	maxLayoutSize = 64 << 10
 	// maxChecksumsSize bounds SHA256SUMS: one line per entry at most.
@@ -51,7 +49,7 @@ type limits struct {
 
 var defaultLimits = limits{
 	entries:   MaxEntries,
-	manifest:  MaxManifestSize,
+	manifest:  integrity.MaxManifestSize, // index.json and every manifest
 	checksums: int64(maxChecksumsSize),
 	depth:     maxIndexDepth,
 }
@@ -78,7 +76,6 @@ var kinds = map[string]bool{
 var stellaMediaTypes = map[string]bool{
 	artifact.MediaTypePackConfig:       true,
 	artifact.MediaTypePackFile:         true,
-	artifact.MediaTypePackFileZstd:     true,
 	artifact.MediaTypePlan:             true,
 	artifact.MediaTypeApprovalRequest:  true,
 	artifact.MediaTypeApprovalResponse: true,
@@ -94,23 +91,20 @@ func isManifestType(mt string) bool {
 // checkBlobType checks the media type of a config or layer descriptor.
 func checkBlobType(mt string, allowAny bool) error {
 	if mt == "" {
-		return fmt.Errorf("%w: empty media type", ErrUnsupportedMediaType)
+		return fmt.Errorf("%w: empty media type", integrity.ErrUnsupportedMediaType)
 	}
 	if stellaMediaTypes[mt] || allowAny {
 		return nil
 	}
-	return fmt.Errorf("%w: %q", ErrUnsupportedMediaType, mt)
+	return fmt.Errorf("%w: %q", integrity.ErrUnsupportedMediaType, mt)
 }
 
 // checkKind checks that the kind an index.json entry claims agrees with the
-// manifest's artifactType (or, for an OCI 1.0-style artifact without one,
-// its config media type). The writer wraps the error as ErrInvalidEntry,
-// the reader as ErrInvalidIndex.
+// manifest's artifact type (integrity.Manifest.Type: its artifactType or,
+// for an OCI 1.0-style artifact without one, its config media type). The
+// writer wraps the error as ErrInvalidEntry, the reader as ErrInvalidIndex.
 func (n *node) checkKind(kind string) error {
-	t := n.desc.ArtifactType
-	if t == "" {
-		t = n.configType
-	}
+	t := n.typ
 	if k := artifact.KindOf(t); k != "" && k != kind {
 		return fmt.Errorf("listed as kind %q but its type %q is kind %q", kind, t, k)
 	}
@@ -232,43 +226,47 @@ func fileHeader(name string, size int64) *tar.Header {
 }
 
 // node is what the bundle keeps of a manifest or index: its descriptor (with
-// the manifest's artifactType and annotations, as the referrers API shows
-// them), its subject and its children (config and layers, or the manifests
-// of an index).
+// the manifest's artifactType as written and its annotations), its subject,
+// its children (config and layers, or the manifests of an index) and its
+// artifact type as integrity.Manifest.Type derives it.
 type node struct {
-	desc       ocispec.Descriptor
-	subject    *ocispec.Descriptor
-	children   []ocispec.Descriptor
-	index      bool
-	configType string
+	desc     ocispec.Descriptor
+	subject  *ocispec.Descriptor
+	children []ocispec.Descriptor
+	index    bool
+	typ      string
 }
 
 // parseManifest parses and checks the verified bytes of the manifest or
-// index desc. It checks the document's structure, the media types of its
-// children and that it does not reference itself; it does not look at the
-// children's content.
+// index desc (integrity.DecodeManifest), then what a bundle requires more:
+// OCI media types only, sha256 digests, the media types of its children,
+// a stella artifactType unless allowAny, and that it does not reference
+// itself. It does not look at the children's content.
 func parseManifest(b []byte, desc ocispec.Descriptor, allowAny bool) (*node, error) {
-	n := &node{desc: ocispec.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: desc.Size}}
-	var (
-		version      int
-		mediaType    string
-		artifactType string
-		configType   string
-		subject      *ocispec.Descriptor
-	)
-	switch desc.MediaType {
-	case ocispec.MediaTypeImageManifest:
-		var m ocispec.Manifest
-		if err := json.Unmarshal(b, &m); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrInvalidManifest, err)
+	if !isManifestType(desc.MediaType) {
+		return nil, fmt.Errorf("%w: manifest media type %q", integrity.ErrUnsupportedMediaType, desc.MediaType)
+	}
+	m, err := integrity.DecodeManifest(desc.MediaType, b)
+	if err != nil {
+		return nil, err
+	}
+	n := &node{
+		desc:  ocispec.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: desc.Size, ArtifactType: m.ArtifactType, Annotations: m.Annotations},
+		index: m.IsIndex(),
+		typ:   m.Type(),
+	}
+	if n.index {
+		for i, c := range m.Manifests {
+			if !isManifestType(c.MediaType) {
+				return nil, fmt.Errorf("%w: manifest %d of index: %q", integrity.ErrUnsupportedMediaType, i, c.MediaType)
+			}
+			if err := checkChild(desc, c, fmt.Sprintf("manifest %d", i)); err != nil {
+				return nil, err
+			}
+			n.children = append(n.children, plain(c))
 		}
-		version, mediaType, artifactType, subject = m.SchemaVersion, m.MediaType, m.ArtifactType, m.Subject
-		configType = m.Config.MediaType
-		if m.Config.Digest == "" {
-			return nil, fmt.Errorf("%w: no config", ErrInvalidManifest)
-		}
-		blobs := append([]ocispec.Descriptor{m.Config}, m.Layers...)
-		for i, d := range blobs {
+	} else {
+		for i, d := range append([]ocispec.Descriptor{*m.Config}, m.Layers...) {
 			role := "config"
 			if i > 0 {
 				role = fmt.Sprintf("layer %d", i-1)
@@ -281,47 +279,21 @@ func parseManifest(b []byte, desc ocispec.Descriptor, allowAny bool) (*node, err
 			}
 			n.children = append(n.children, plain(d))
 		}
-		n.desc.Annotations = m.Annotations
-	case ocispec.MediaTypeImageIndex:
-		var ix ocispec.Index
-		if err := json.Unmarshal(b, &ix); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrInvalidManifest, err)
-		}
-		n.index = true
-		version, mediaType, artifactType, subject = ix.SchemaVersion, ix.MediaType, ix.ArtifactType, ix.Subject
-		for i, c := range ix.Manifests {
-			if !isManifestType(c.MediaType) {
-				return nil, fmt.Errorf("%w: manifest %d of index: %q", ErrUnsupportedMediaType, i, c.MediaType)
-			}
-			if err := checkChild(desc, c, fmt.Sprintf("manifest %d", i)); err != nil {
-				return nil, err
-			}
-			n.children = append(n.children, plain(c))
-		}
-		n.desc.Annotations = ix.Annotations
-	default:
-		return nil, fmt.Errorf("%w: manifest media type %q", ErrUnsupportedMediaType, desc.MediaType)
 	}
-	if version != 2 {
-		return nil, fmt.Errorf("%w: schemaVersion %d, want 2", ErrInvalidManifest, version)
+	// index.json and the referrers carry the artifactType as written; a
+	// strict bundle holds only stella ones.
+	if t := m.ArtifactType; artifact.KindOf(t) == "" && t != "" && !allowAny {
+		return nil, fmt.Errorf("%w: artifactType %q", integrity.ErrUnsupportedMediaType, t)
 	}
-	if mediaType != "" && mediaType != desc.MediaType {
-		return nil, fmt.Errorf("%w: content says mediaType %q, descriptor says %q", ErrInvalidManifest, mediaType, desc.MediaType)
-	}
-	if artifact.KindOf(artifactType) == "" && artifactType != "" && !allowAny {
-		return nil, fmt.Errorf("%w: artifactType %q", ErrUnsupportedMediaType, artifactType)
-	}
-	n.desc.ArtifactType = artifactType
-	n.configType = configType
-	if subject != nil {
-		d, err := parseDigest(subject.Digest)
+	if m.Subject != nil {
+		d, err := parseDigest(m.Subject.Digest)
 		if err != nil {
-			return nil, fmt.Errorf("%w: subject: %v", ErrInvalidManifest, err)
+			return nil, fmt.Errorf("%w: subject: %v", integrity.ErrInvalidManifest, err)
 		}
 		if d == desc.Digest {
 			return nil, fmt.Errorf("%w: as subject", ErrSelfReference)
 		}
-		s := plain(*subject)
+		s := plain(*m.Subject)
 		n.subject = &s
 	}
 	return n, nil
@@ -331,10 +303,10 @@ func parseManifest(b []byte, desc ocispec.Descriptor, allowAny bool) (*node, err
 // manifest parent, and that it does not point back at parent.
 func checkChild(parent, d ocispec.Descriptor, role string) error {
 	if _, err := parseDigest(d.Digest); err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrInvalidManifest, role, err)
+		return fmt.Errorf("%w: %s: %v", integrity.ErrInvalidManifest, role, err)
 	}
 	if d.Size < 0 {
-		return fmt.Errorf("%w: %s: negative size %d", ErrInvalidManifest, role, d.Size)
+		return fmt.Errorf("%w: %s: negative size %d", integrity.ErrInvalidManifest, role, d.Size)
 	}
 	if d.Digest == parent.Digest {
 		return fmt.Errorf("%w: as %s", ErrSelfReference, role)

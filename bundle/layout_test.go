@@ -44,9 +44,24 @@ func (f *fixture) blob(mediaType string, data []byte, annotations map[string]str
 	return d
 }
 
-// zstdLayer pushes a zstd pack file layer of plain with its annotations;
+// Media types of zstd layers in the tests. Strict bundles hold no zstd
+// layer: foreignZstd is someone else's type, carried with
+// AllowAnyMediaType; retiredPackZstd is the zstd pack file type stella once
+// declared and never wrote, refused by strict bundles like any unknown type.
+const (
+	foreignZstd     = "application/vnd.example.file.v1+zstd"
+	retiredPackZstd = "application/vnd.stellaops.pack.file.v1+zstd"
+)
+
+// zstdLayer pushes a foreign zstd layer of plain with its annotations;
 // declared overrides the uncompressed size annotation when >= 0.
 func (f *fixture) zstdLayer(title string, plain []byte, declared int64) ocispec.Descriptor {
+	f.t.Helper()
+	return f.zstdLayerOf(foreignZstd, title, plain, declared)
+}
+
+// zstdLayerOf is zstdLayer with another media type.
+func (f *fixture) zstdLayerOf(mediaType, title string, plain []byte, declared int64) ocispec.Descriptor {
 	f.t.Helper()
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
 	if err != nil {
@@ -57,7 +72,7 @@ func (f *fixture) zstdLayer(title string, plain []byte, declared int64) ocispec.
 	if declared >= 0 {
 		size = declared
 	}
-	return f.blob(artifact.MediaTypePackFileZstd, enc.EncodeAll(plain, nil), map[string]string{
+	return f.blob(mediaType, enc.EncodeAll(plain, nil), map[string]string{
 		artifact.AnnotationTitle:              title,
 		artifact.AnnotationUncompressedSize:   strconv.FormatInt(size, 10),
 		artifact.AnnotationUncompressedDigest: digest.FromBytes(plain).String(),
@@ -313,7 +328,7 @@ func TestCheckRef(t *testing.T) {
 
 // Self-references and cycles cannot be built with valid digests (content
 // cannot contain its own hash), so the vectors for them fail earlier with
-// ErrDigestMismatch. These tests exercise the structural checks behind
+// integrity.ErrDigestMismatch. These tests exercise the structural checks behind
 // that, on content whose digest is not checked.
 func TestParseManifestSelfReference(t *testing.T) {
 	self := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromString("self"), Size: 1}

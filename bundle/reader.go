@@ -4,11 +4,9 @@ import (
 	"archive/tar"
 	"bufio"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"maps"
 	"os"
@@ -19,6 +17,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
 	"stellaops.io/stella/artifact"
+	"stellaops.io/stella/integrity"
 )
 
 // OpenOptions tune Open.
@@ -126,8 +125,8 @@ func (r *Reader) Entries() []Entry {
 }
 
 // Fetch returns the content of target. The reader hashes what it returns;
-// the read that completes the content fails with ErrDigestMismatch (or
-// ErrSizeMismatch) instead of returning bytes that disagree with target, so
+// the read that completes the content fails with integrity.ErrDigestMismatch (or
+// integrity.ErrSizeMismatch) instead of returning bytes that disagree with target, so
 // a consumer never gets a complete, wrong blob. A digest absent from the
 // bundle gives ErrNotFound.
 func (r *Reader) Fetch(ctx context.Context, target ocispec.Descriptor) (io.ReadCloser, error) {
@@ -136,7 +135,7 @@ func (r *Reader) Fetch(ctx context.Context, target ocispec.Descriptor) (io.ReadC
 		return nil, fmt.Errorf("%s: %w", target.Digest, ErrNotFound)
 	}
 	if target.Size != e.size {
-		return nil, entryErr(e.name, ErrSizeMismatch, "descriptor says %d bytes, bundle holds %d", target.Size, e.size)
+		return nil, entryErr(e.name, integrity.ErrSizeMismatch, "descriptor says %d bytes, bundle holds %d", target.Size, e.size)
 	}
 	return r.open(e, target.Digest), nil
 }
@@ -151,13 +150,17 @@ func (r *Reader) FetchUnverified(ctx context.Context, target ocispec.Descriptor)
 		return nil, fmt.Errorf("%s: %w", target.Digest, ErrNotFound)
 	}
 	if target.Size != e.size {
-		return nil, entryErr(e.name, ErrSizeMismatch, "descriptor says %d bytes, bundle holds %d", target.Size, e.size)
+		return nil, entryErr(e.name, integrity.ErrSizeMismatch, "descriptor says %d bytes, bundle holds %d", target.Size, e.size)
 	}
 	return io.NopCloser(io.NewSectionReader(r.ra, e.off, e.size)), nil
 }
 
-func (r *Reader) open(e tarEntry, d digest.Digest) *verifyReader {
-	return &verifyReader{r: io.NewSectionReader(r.ra, e.off, e.size), h: sha256.New(), size: e.size, want: d, name: e.name}
+// open returns a verifying reader of the blob d held in e; its errors name
+// the entry.
+func (r *Reader) open(e tarEntry, d digest.Digest) *integrity.Reader {
+	v := integrity.NewReader(io.NewSectionReader(r.ra, e.off, e.size), ocispec.Descriptor{Digest: d, Size: e.size})
+	v.Wrap = func(err error) error { return &EntryError{Path: e.name, Err: err} }
+	return v
 }
 
 // Exists says whether the bundle holds target (same digest and size).
@@ -322,7 +325,7 @@ func (r *Reader) scan(ctx context.Context, size int64, lim limits) error {
 				limit = lim.checksums
 			}
 			if hdr.Size > limit {
-				return entryErr(hdr.Name, ErrTooLarge, "%d bytes, limit %d", hdr.Size, limit)
+				return entryErr(hdr.Name, integrity.ErrTooLarge, "%d bytes, limit %d", hdr.Size, limit)
 			}
 		}
 		if hdr.Size > size-pos {
@@ -379,7 +382,7 @@ func (r *Reader) checkFiles(lim limits) error {
 			return err
 		}
 		if got := digest.FromBytes(b).Encoded(); got != sums[e.name] {
-			return entryErr(e.name, ErrDigestMismatch, "SHA256SUMS says %s, actual %s", sums[e.name], got)
+			return entryErr(e.name, integrity.ErrDigestMismatch, "SHA256SUMS says %s, actual %s", sums[e.name], got)
 		}
 		if e == le {
 			var l ocispec.ImageLayout
@@ -480,7 +483,7 @@ func (r *Reader) loadIndex() error {
 	seen := map[key]bool{}
 	for i, d := range ix.Manifests {
 		if !isManifestType(d.MediaType) {
-			return entryErr(ie.name, ErrUnsupportedMediaType, "manifest %d: %q", i, d.MediaType)
+			return entryErr(ie.name, integrity.ErrUnsupportedMediaType, "manifest %d: %q", i, d.MediaType)
 		}
 		if _, err := parseDigest(d.Digest); err != nil {
 			return bad("manifest %d: %v", i, err)
@@ -511,18 +514,12 @@ func (r *Reader) loadIndex() error {
 }
 
 // readManifest reads the manifest d from the tar, bounded by the limits,
-// and checks its digest before anyone parses it.
+// and checks its size and digest before anyone parses it.
 func (r *Reader) readManifest(d ocispec.Descriptor, lim limits) ([]byte, error) {
 	e := r.blobs[d.Digest]
-	if e.size > lim.manifest {
-		return nil, entryErr(e.name, ErrTooLarge, "manifest of %d bytes, limit %d", e.size, lim.manifest)
-	}
-	b, err := r.readFile(e)
+	b, err := integrity.ReadAll(io.NewSectionReader(r.ra, e.off, e.size), ocispec.Descriptor{Digest: d.Digest, Size: e.size}, lim.manifest)
 	if err != nil {
-		return nil, err
-	}
-	if got := digest.FromBytes(b); got != d.Digest {
-		return nil, entryErr(e.name, ErrDigestMismatch, "expected %s, actual %s", d.Digest, got)
+		return nil, &EntryError{Path: e.name, Err: err}
 	}
 	return b, nil
 }
@@ -543,7 +540,7 @@ func (g *graph) walk(d ocispec.Descriptor, stack []digest.Digest) (*node, error)
 		return nil, entryErr(p, ErrCycle, "index %s lists it again", stack[len(stack)-1])
 	}
 	if len(stack) > g.lim.depth {
-		return nil, entryErr(p, ErrInvalidManifest, "indexes nested deeper than %d", g.lim.depth)
+		return nil, entryErr(p, integrity.ErrInvalidManifest, "indexes nested deeper than %d", g.lim.depth)
 	}
 	if err := g.blob(d, "manifest"); err != nil {
 		return nil, err
@@ -583,47 +580,8 @@ func (g *graph) blob(d ocispec.Descriptor, role string) error {
 		return entryErr(blobPath(d.Digest), ErrBlobMissing, "%s", role)
 	}
 	if e.size != d.Size {
-		return entryErr(e.name, ErrSizeMismatch, "%s: descriptor says %d bytes, bundle holds %d", role, d.Size, e.size)
+		return entryErr(e.name, integrity.ErrSizeMismatch, "%s: descriptor says %d bytes, bundle holds %d", role, d.Size, e.size)
 	}
 	g.referenced[d.Digest] = true
 	return nil
 }
-
-// verifyReader hashes a blob as it streams. The read that completes the
-// blob returns no data and an error if the content disagrees.
-type verifyReader struct {
-	r    io.Reader
-	h    hash.Hash
-	n    int64
-	size int64
-	want digest.Digest
-	name string
-	err  error
-}
-
-func (v *verifyReader) Read(p []byte) (int, error) {
-	if v.err != nil {
-		return 0, v.err
-	}
-	n, err := v.r.Read(p)
-	v.h.Write(p[:n])
-	v.n += int64(n)
-	if v.n == v.size {
-		if got := digest.NewDigest(digest.SHA256, v.h); got != v.want {
-			v.err = entryErr(v.name, ErrDigestMismatch, "expected %s, actual %s", v.want, got)
-			return 0, v.err
-		}
-		v.err = io.EOF
-		if n == 0 {
-			return 0, io.EOF
-		}
-		return n, nil
-	}
-	if errors.Is(err, io.EOF) {
-		v.err = entryErr(v.name, ErrSizeMismatch, "expected %d bytes, read %d", v.size, v.n)
-		return 0, v.err
-	}
-	return n, err
-}
-
-func (v *verifyReader) Close() error { return nil }

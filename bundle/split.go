@@ -16,9 +16,9 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/gowebpki/jcs"
 	"oras.land/oras-go/v2/content"
 
+	"stellaops.io/stella/canonical"
 	"stellaops.io/stella/internal/safefile"
 )
 
@@ -120,11 +120,7 @@ func (l *layoutPlan) size() int64 {
 }
 
 func encodeParts(m partsManifest) ([]byte, error) {
-	b, err := json.Marshal(m)
-	if err != nil {
-		return nil, err
-	}
-	return jcs.Transform(b)
+	return canonical.Marshal(m)
 }
 
 // splitWriter cuts a stream into atomically written parts.

@@ -17,6 +17,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"stellaops.io/stella/artifact"
+	"stellaops.io/stella/integrity"
 )
 
 // DefaultMaxUncompressedSize is the absolute cap on the declared
@@ -222,15 +223,15 @@ func (r *Reader) checkZstd(ctx context.Context, e tarEntry, l ocispec.Descriptor
 		return err
 	}
 	if !hasSize || !hasDigest {
-		return entryErr(e.name, ErrInvalidManifest, "zstd layer without %s and %s annotations", artifact.AnnotationUncompressedSize, artifact.AnnotationUncompressedDigest)
+		return entryErr(e.name, integrity.ErrInvalidManifest, "zstd layer without %s and %s annotations", artifact.AnnotationUncompressedSize, artifact.AnnotationUncompressedDigest)
 	}
 	usize, err := strconv.ParseInt(sizeText, 10, 64)
 	if err != nil || usize < 0 {
-		return entryErr(e.name, ErrInvalidManifest, "%s %q is not a size", artifact.AnnotationUncompressedSize, sizeText)
+		return entryErr(e.name, integrity.ErrInvalidManifest, "%s %q is not a size", artifact.AnnotationUncompressedSize, sizeText)
 	}
 	udigest, err := parseDigest(digest.Digest(digestText))
 	if err != nil {
-		return entryErr(e.name, ErrInvalidManifest, "%s: %v", artifact.AnnotationUncompressedDigest, err)
+		return entryErr(e.name, integrity.ErrInvalidManifest, "%s: %v", artifact.AnnotationUncompressedDigest, err)
 	}
 	if usize > maxSize {
 		return entryErr(e.name, ErrDecompressionLimit, "declares %d uncompressed bytes, limit %d", usize, maxSize)
@@ -261,10 +262,10 @@ func (r *Reader) checkZstd(ctx context.Context, e tarEntry, l ocispec.Descriptor
 	case n > usize:
 		return entryErr(e.name, ErrDecompressionLimit, "inflates beyond the declared %d bytes", usize)
 	case n < usize:
-		return entryErr(e.name, ErrSizeMismatch, "decompresses to %d bytes, %s says %d", n, artifact.AnnotationUncompressedSize, usize)
+		return entryErr(e.name, integrity.ErrSizeMismatch, "decompresses to %d bytes, %s says %d", n, artifact.AnnotationUncompressedSize, usize)
 	}
 	if got := digest.NewDigest(digest.SHA256, h); got != udigest {
-		return entryErr(e.name, ErrDigestMismatch, "uncompressed content: expected %s, actual %s", udigest, got)
+		return entryErr(e.name, integrity.ErrDigestMismatch, "uncompressed content: expected %s, actual %s", udigest, got)
 	}
 	return nil
 }

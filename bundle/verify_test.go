@@ -15,16 +15,23 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"stellaops.io/stella/artifact"
+	"stellaops.io/stella/integrity"
 )
 
 // openBytes opens a bundle held in memory through a file.
 func openBytes(t testing.TB, b []byte) *Reader {
 	t.Helper()
+	return openBytesWith(t, b, OpenOptions{})
+}
+
+// openBytesWith is openBytes with options.
+func openBytesWith(t testing.TB, b []byte, opts OpenOptions) *Reader {
+	t.Helper()
 	p := filepath.Join(t.TempDir(), "b.tar")
 	if err := os.WriteFile(p, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r, err := Open(context.Background(), p, OpenOptions{})
+	r, err := Open(context.Background(), p, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,10 +80,10 @@ func TestVerifyReport(t *testing.T) {
 	i := find(t, fs, blobPath(layer.Digest))
 	fs[i].data = flip(fs[i].data)
 	rep, err := openBytes(t, writeTarFiles(t, fs)).Verify(ctx, VerifyOptions{})
-	if !errors.Is(err, ErrDigestMismatch) {
-		t.Fatalf("err = %v, want ErrDigestMismatch", err)
+	if !errors.Is(err, integrity.ErrDigestMismatch) {
+		t.Fatalf("err = %v, want integrity.ErrDigestMismatch", err)
 	}
-	if rep.Entries[0].Kind != artifact.KindPack || !errors.Is(rep.Entries[0].Err, ErrDigestMismatch) || rep.Entries[1].Err != nil {
+	if rep.Entries[0].Kind != artifact.KindPack || !errors.Is(rep.Entries[0].Err, integrity.ErrDigestMismatch) || rep.Entries[1].Err != nil {
 		t.Fatalf("entries = %+v", rep.Entries)
 	}
 }
@@ -101,7 +108,7 @@ func TestVerifyZstd(t *testing.T) {
 	ctx := context.Background()
 	k := newKit(t)
 	annotated := func(data []byte, size int64, plain []byte) ocispec.Descriptor {
-		return k.f.blob(artifact.MediaTypePackFileZstd, data, map[string]string{
+		return k.f.blob(foreignZstd, data, map[string]string{
 			artifact.AnnotationUncompressedSize:   strconv.FormatInt(size, 10),
 			artifact.AnnotationUncompressedDigest: digest.FromBytes(plain).String(),
 		})
@@ -115,18 +122,19 @@ func TestVerifyZstd(t *testing.T) {
 		"bomb":        {annotated(rleBomb(1<<19), 1024, nil), VerifyOptions{}, ErrDecompressionLimit},
 		"over cap":    {k.f.zstdLayer("x", []byte("hello"), 1<<40), VerifyOptions{}, ErrDecompressionLimit},
 		"option cap":  {k.f.zstdLayer("x", make([]byte, 4096), -1), VerifyOptions{MaxUncompressedSize: 1000}, ErrDecompressionLimit},
-		"short":       {k.f.zstdLayer("x", []byte("hello"), 6), VerifyOptions{}, ErrSizeMismatch},
+		"short":       {k.f.zstdLayer("x", []byte("hello"), 6), VerifyOptions{}, integrity.ErrSizeMismatch},
 		"garbage":     {annotated([]byte("not zstd at all"), 5, []byte("hello")), VerifyOptions{}, ErrBadCompression},
-		"bad size":    {k.f.blob(artifact.MediaTypePackFileZstd, []byte("x"), map[string]string{artifact.AnnotationUncompressedSize: "-1", artifact.AnnotationUncompressedDigest: digest.FromString("").String()}), VerifyOptions{}, ErrInvalidManifest},
-		"bad digest":  {k.f.blob(artifact.MediaTypePackFileZstd, []byte("y"), map[string]string{artifact.AnnotationUncompressedSize: "1", artifact.AnnotationUncompressedDigest: "md5:00"}), VerifyOptions{}, ErrInvalidManifest},
+		"bad size":    {k.f.blob(foreignZstd, []byte("x"), map[string]string{artifact.AnnotationUncompressedSize: "-1", artifact.AnnotationUncompressedDigest: digest.FromString("").String()}), VerifyOptions{}, integrity.ErrInvalidManifest},
+		"bad digest":  {k.f.blob(foreignZstd, []byte("y"), map[string]string{artifact.AnnotationUncompressedSize: "1", artifact.AnnotationUncompressedDigest: "md5:00"}), VerifyOptions{}, integrity.ErrInvalidManifest},
 		"fine":        {k.f.zstdLayer("x", bytes.Repeat([]byte("ok "), 1000), -1), VerifyOptions{}, nil},
 		"empty input": {k.f.zstdLayer("x", nil, -1), VerifyOptions{}, nil},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
-			b, _ := k.bundleOf(WriteOptions{}, tt.layer)
+			// zstd layers are foreign: only AllowAnyMediaType carries them.
+			b, _ := k.bundleOf(WriteOptions{AllowAnyMediaType: true}, tt.layer)
 			start := time.Now()
-			_, err := openBytes(t, b).Verify(ctx, tt.opts)
+			_, err := openBytesWith(t, b, OpenOptions{AllowAnyMediaType: true}).Verify(ctx, tt.opts)
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("err = %v, want %v", err, tt.want)
 			}
@@ -138,6 +146,33 @@ func TestVerifyZstd(t *testing.T) {
 				t.Fatalf("took %v", d)
 			}
 		})
+	}
+}
+
+// Strict bundles hold no zstd layer: neither the writer nor the reader
+// accepts one, of the retired stella zstd pack file type or anyone else's.
+func TestStrictBundlesRefuseZstd(t *testing.T) {
+	k := newKit(t)
+	for _, mt := range []string{retiredPackZstd, foreignZstd} {
+		l := k.f.zstdLayerOf(mt, "files/run.sh", []byte("echo stella\n"), -1)
+		m := k.f.manifest(artifact.ArtifactTypePack, &k.cfg, nil, l)
+		entries := []Entry{{Descriptor: m, Kind: artifact.KindPack, Ref: "demo:1.0.0"}}
+		var buf bytes.Buffer
+		if _, err := Write(context.Background(), &buf, k.f.store, entries, WriteOptions{}); !errors.Is(err, integrity.ErrUnsupportedMediaType) {
+			t.Errorf("%s: strict write: err = %v, want ErrUnsupportedMediaType", mt, err)
+		}
+		b, _ := writeBundle(t, k.f, entries, writeAny)
+		p := filepath.Join(t.TempDir(), "b.tar")
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Open(context.Background(), p, OpenOptions{}); !errors.Is(err, integrity.ErrUnsupportedMediaType) {
+			t.Errorf("%s: strict open: err = %v, want ErrUnsupportedMediaType", mt, err)
+		}
+		r := openBytesWith(t, b, openAny)
+		if _, err := r.Verify(context.Background(), VerifyOptions{}); err != nil {
+			t.Errorf("%s: with AllowAnyMediaType: %v", mt, err)
+		}
 	}
 }
 
@@ -168,8 +203,8 @@ func BenchmarkVerify(b *testing.B) {
 		f.blob(artifact.MediaTypePackFile, random(4<<20), nil),
 		f.zstdLayer("z", bytes.Repeat(random(64<<10), 64), -1),
 	)
-	data, sum := writeBundle(b, f, []Entry{{Descriptor: m, Kind: artifact.KindPack, Ref: "bench:1"}}, WriteOptions{})
-	r := openBytes(b, data)
+	data, sum := writeBundle(b, f, []Entry{{Descriptor: m, Kind: artifact.KindPack, Ref: "bench:1"}}, WriteOptions{AllowAnyMediaType: true})
+	r := openBytesWith(b, data, OpenOptions{AllowAnyMediaType: true})
 	b.SetBytes(sum.Size)
 	b.ResetTimer()
 	for b.Loop() {

@@ -6,21 +6,20 @@ import (
 	"cmp"
 	"context"
 	"crypto/sha256"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"hash"
 	"io"
 	"slices"
 	"strings"
 
-	"github.com/gowebpki/jcs"
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
 
 	"stellaops.io/stella/artifact"
+	"stellaops.io/stella/canonical"
+	"stellaops.io/stella/integrity"
 	"stellaops.io/stella/internal/safefile"
 )
 
@@ -50,9 +49,9 @@ type Summary struct {
 // its subject only if both are entries.
 //
 // Manifests are fetched once and kept in memory (each at most
-// MaxManifestSize); other blobs are streamed from src, hashed while they are
+// integrity.MaxManifestSize); other blobs are streamed from src, hashed while they are
 // copied, and a blob whose content disagrees with its descriptor fails the
-// write with ErrDigestMismatch or ErrSizeMismatch naming its digest. The
+// write with integrity.ErrDigestMismatch or integrity.ErrSizeMismatch naming its digest. The
 // output is deterministic: the same entries and content give the same bytes.
 func Write(ctx context.Context, w io.Writer, src content.Fetcher, entries []Entry, opts WriteOptions) (Summary, error) {
 	l, err := planLayout(ctx, src, entries, opts.AllowAnyMediaType)
@@ -230,11 +229,7 @@ func encodeIndex(entries []Entry) ([]byte, error) {
 	for _, e := range entries {
 		ix.Manifests = append(ix.Manifests, e.Descriptor)
 	}
-	b, err := json.Marshal(ix)
-	if err != nil {
-		return nil, err
-	}
-	return jcs.Transform(b)
+	return canonical.Marshal(ix)
 }
 
 // manifest fetches, verifies and parses the manifest d, and adds it and
@@ -244,7 +239,7 @@ func (p *planner) manifest(ctx context.Context, d ocispec.Descriptor, stack []di
 		return nil, fmt.Errorf("manifest %s: %w", d.Digest, ErrCycle)
 	}
 	if len(stack) > maxIndexDepth {
-		return nil, fmt.Errorf("manifest %s: %w: indexes nested deeper than %d", d.Digest, ErrInvalidManifest, maxIndexDepth)
+		return nil, fmt.Errorf("manifest %s: %w: indexes nested deeper than %d", d.Digest, integrity.ErrInvalidManifest, maxIndexDepth)
 	}
 	if err := p.addBlob(d); err != nil {
 		return nil, err
@@ -252,10 +247,7 @@ func (p *planner) manifest(ctx context.Context, d ocispec.Descriptor, stack []di
 	if n, ok := p.nodes[d.Digest]; ok {
 		return n, nil
 	}
-	if d.Size > MaxManifestSize {
-		return nil, fmt.Errorf("manifest %s: %w: %d bytes, limit %d", d.Digest, ErrTooLarge, d.Size, MaxManifestSize)
-	}
-	b, err := fetchSmall(ctx, p.src, d)
+	b, err := fetchManifest(ctx, p.src, d)
 	if err != nil {
 		return nil, err
 	}
@@ -282,7 +274,7 @@ func (p *planner) manifest(ctx context.Context, d ocispec.Descriptor, stack []di
 func (p *planner) addBlob(d ocispec.Descriptor) error {
 	if old, ok := p.blobs[d.Digest]; ok {
 		if old.Size != d.Size {
-			return fmt.Errorf("blob %s: %w: described as %d and %d bytes", d.Digest, ErrSizeMismatch, old.Size, d.Size)
+			return fmt.Errorf("blob %s: %w: described as %d and %d bytes", d.Digest, integrity.ErrSizeMismatch, old.Size, d.Size)
 		}
 		return nil
 	}
@@ -290,23 +282,20 @@ func (p *planner) addBlob(d ocispec.Descriptor) error {
 	return nil
 }
 
-// fetchSmall fetches a blob of at most MaxManifestSize bytes and checks its
-// size and digest.
-func fetchSmall(ctx context.Context, src content.Fetcher, d ocispec.Descriptor) ([]byte, error) {
+// fetchManifest fetches a manifest of at most integrity.MaxManifestSize
+// bytes and checks its size and digest.
+func fetchManifest(ctx context.Context, src content.Fetcher, d ocispec.Descriptor) ([]byte, error) {
+	if d.Size > integrity.MaxManifestSize {
+		return nil, fmt.Errorf("manifest %s: %w: %d bytes, limit %d", d.Digest, integrity.ErrTooLarge, d.Size, integrity.MaxManifestSize)
+	}
 	rc, err := src.Fetch(ctx, d)
 	if err != nil {
 		return nil, fmt.Errorf("fetch %s: %w", d.Digest, err)
 	}
 	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, d.Size+1))
+	b, err := integrity.ReadAll(rc, d, integrity.MaxManifestSize)
 	if err != nil {
-		return nil, fmt.Errorf("fetch %s: %w", d.Digest, err)
-	}
-	if int64(len(b)) != d.Size {
-		return nil, fmt.Errorf("blob %s: %w: expected %d bytes, got %d", d.Digest, ErrSizeMismatch, d.Size, len(b))
-	}
-	if got := digest.FromBytes(b); got != d.Digest {
-		return nil, fmt.Errorf("blob %s: %w: expected %s, actual %s", d.Digest, ErrDigestMismatch, d.Digest, got)
+		return nil, fmt.Errorf("blob %s: %w", d.Digest, err)
 	}
 	return b, nil
 }
@@ -371,22 +360,10 @@ func copyBlob(ctx context.Context, w io.Writer, src content.Fetcher, d ocispec.D
 		return fmt.Errorf("fetch %s: %w", d.Digest, err)
 	}
 	defer rc.Close()
-	h := sha256.New()
-	r := &ctxReader{ctx: ctx, r: rc}
-	n, err := io.CopyN(io.MultiWriter(w, h), r, d.Size)
-	if errors.Is(err, io.EOF) {
-		return fmt.Errorf("blob %s: %w: expected %d bytes, got %d", d.Digest, ErrSizeMismatch, d.Size, n)
-	}
-	if err != nil {
-		return fmt.Errorf("copy %s: %w", d.Digest, err)
-	}
-	if extra, _ := r.Read(make([]byte, 1)); extra > 0 {
-		return fmt.Errorf("blob %s: %w: more than the expected %d bytes", d.Digest, ErrSizeMismatch, d.Size)
-	}
-	if got := digest.NewDigest(digest.SHA256, h); got != d.Digest {
-		return fmt.Errorf("blob %s: %w: expected %s, actual %s", d.Digest, ErrDigestMismatch, d.Digest, got)
-	}
-	return nil
+	v := integrity.NewReader(&ctxReader{ctx: ctx, r: rc}, d)
+	v.Wrap = func(err error) error { return fmt.Errorf("blob %s: %w", d.Digest, err) }
+	_, err = io.Copy(w, v)
+	return err
 }
 
 // tarSize is the size of the tar stella writes for files of these sizes.

@@ -21,6 +21,7 @@ import (
 	"oras.land/oras-go/v2/content/memory"
 	"oras.land/oras-go/v2/content/oci"
 	"stellaops.io/stella/artifact"
+	"stellaops.io/stella/integrity"
 )
 
 func TestWriteDeterministic(t *testing.T) {
@@ -181,9 +182,9 @@ func TestWriteRefusesBadSource(t *testing.T) {
 		serve []byte
 		want  error
 	}{
-		"flipped": {flip(mustFetch(t, f.store, layer)), ErrDigestMismatch},
-		"short":   {mustFetch(t, f.store, layer)[1:], ErrSizeMismatch},
-		"long":    {append(mustFetch(t, f.store, layer), 'x'), ErrSizeMismatch},
+		"flipped": {flip(mustFetch(t, f.store, layer)), integrity.ErrDigestMismatch},
+		"short":   {mustFetch(t, f.store, layer)[1:], integrity.ErrSizeMismatch},
+		"long":    {append(mustFetch(t, f.store, layer), 'x'), integrity.ErrSizeMismatch},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -251,14 +252,14 @@ func TestWriteRefusesBadEntries(t *testing.T) {
 	// A foreign layer type needs the option, on both sides.
 	foreign := f.manifest(artifact.ArtifactTypePack, nil, nil, f.blob("application/vnd.example.thing", []byte("x"), nil))
 	es := []Entry{{Descriptor: foreign, Kind: artifact.KindPack, Ref: "foreign:1"}}
-	if _, err := Write(ctx, io.Discard, f.store, es, WriteOptions{}); !errors.Is(err, ErrUnsupportedMediaType) {
-		t.Fatalf("foreign layer: err = %v, want ErrUnsupportedMediaType", err)
+	if _, err := Write(ctx, io.Discard, f.store, es, WriteOptions{}); !errors.Is(err, integrity.ErrUnsupportedMediaType) {
+		t.Fatalf("foreign layer: err = %v, want integrity.ErrUnsupportedMediaType", err)
 	}
 	path := filepath.Join(t.TempDir(), "foreign.tar")
 	if _, err := WriteFile(ctx, path, f.store, es, WriteOptions{AllowAnyMediaType: true}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(ctx, path, OpenOptions{}); !errors.Is(err, ErrUnsupportedMediaType) {
+	if _, err := Open(ctx, path, OpenOptions{}); !errors.Is(err, integrity.ErrUnsupportedMediaType) {
 		t.Fatalf("strict open of foreign content: err = %v", err)
 	}
 	r, err := Open(ctx, path, OpenOptions{AllowAnyMediaType: true})

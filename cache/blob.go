@@ -6,7 +6,6 @@ import (
 	_ "crypto/sha512" // sha512 digests
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -17,6 +16,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
 
+	"stellaops.io/stella/integrity"
 	"stellaops.io/stella/internal/safefile"
 )
 
@@ -35,11 +35,8 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b 
 const blobMode = 0o444
 
 func checkDescriptor(desc ocispec.Descriptor) error {
-	if err := desc.Digest.Validate(); err != nil {
-		return fmt.Errorf("descriptor %q: %w: %v", desc.Digest, ErrInvalidDigest, err)
-	}
-	if desc.Size < 0 {
-		return fmt.Errorf("descriptor %s: %w: negative size %d", desc.Digest, ErrInvalidDigest, desc.Size)
+	if err := integrity.CheckDescriptor(desc); err != nil {
+		return fmt.Errorf("descriptor: %w", err)
 	}
 	return nil
 }
@@ -65,9 +62,10 @@ func (s *Store) Exists(ctx context.Context, desc ocispec.Descriptor) (bool, erro
 	return fi.Mode().IsRegular() && fi.Size() == desc.Size, nil
 }
 
-// Fetch opens a blob of the cache. The reader verifies size and digest
-// while it streams: a corrupted blob file ends in ErrDigestMismatch or
-// ErrSizeMismatch instead of io.EOF, so bad bytes never pass unnoticed.
+// Fetch opens a blob of the cache. The reader (an integrity.Reader)
+// verifies size and digest while it streams: a corrupted blob file ends in
+// integrity.ErrDigestMismatch or integrity.ErrSizeMismatch instead of
+// io.EOF, and the read that would complete a wrong blob returns none of it.
 // A blob that is not there gives ErrNotFound.
 func (s *Store) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
 	if err := checkDescriptor(desc); err != nil {
@@ -91,81 +89,17 @@ func (s *Store) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadClos
 	if fi.Size() != desc.Size {
 		_ = f.Close()
 		return nil, fmt.Errorf("blob %s: %w: expected %d bytes, file has %d",
-			desc.Digest, ErrSizeMismatch, desc.Size, fi.Size())
+			desc.Digest, integrity.ErrSizeMismatch, desc.Size, fi.Size())
 	}
-	return &verifyReader{r: f, c: f, desc: desc, h: desc.Digest.Algorithm().Hash()}, nil
+	v := integrity.NewReader(f, desc)
+	v.Wrap = func(err error) error { return fmt.Errorf("blob %s: %w", desc.Digest, err) }
+	return v, nil
 }
-
-// verifyReader hashes what it reads and turns the end of the stream into
-// an error when size or digest disagree with the descriptor.
-type verifyReader struct {
-	r    io.Reader
-	c    io.Closer
-	desc ocispec.Descriptor
-	h    hash.Hash
-	n    int64
-	err  error
-}
-
-func (v *verifyReader) Read(p []byte) (int, error) {
-	if v.err != nil {
-		return 0, v.err
-	}
-	n, err := v.r.Read(p)
-	v.h.Write(p[:n])
-	v.n += int64(n)
-	if v.n > v.desc.Size {
-		v.err = fmt.Errorf("blob %s: %w: expected %d bytes, read more", v.desc.Digest, ErrSizeMismatch, v.desc.Size)
-		return n, v.err
-	}
-	if err == io.EOF {
-		err = v.check()
-	}
-	if err != nil {
-		v.err = err
-	}
-	return n, err
-}
-
-func (v *verifyReader) check() error {
-	if v.n != v.desc.Size {
-		return fmt.Errorf("blob %s: %w: expected %d bytes, read %d", v.desc.Digest, ErrSizeMismatch, v.desc.Size, v.n)
-	}
-	if got := digest.NewDigest(v.desc.Digest.Algorithm(), v.h); got != v.desc.Digest {
-		return fmt.Errorf("blob %s: %w: content hashes to %s", v.desc.Digest, ErrDigestMismatch, got)
-	}
-	return io.EOF
-}
-
-// WriteTo streams with a large buffer (io.Copy uses it).
-func (v *verifyReader) WriteTo(w io.Writer) (int64, error) {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	buf := *bp
-	var total int64
-	for {
-		n, err := v.Read(buf)
-		if n > 0 {
-			m, werr := w.Write(buf[:n])
-			total += int64(m)
-			if werr != nil {
-				return total, werr
-			}
-		}
-		if err == io.EOF {
-			return total, nil
-		}
-		if err != nil {
-			return total, err
-		}
-	}
-}
-
-func (v *verifyReader) Close() error { return v.c.Close() }
 
 // Push writes a blob into the cache: hashed while it streams into a
 // temporary file under ingest/, fsynced, checked against the descriptor's
-// digest and size (ErrDigestMismatch, ErrSizeMismatch), renamed into
+// digest and size (integrity.ErrDigestMismatch, integrity.ErrSizeMismatch;
+// the last bytes of a wrong blob are never written), renamed into
 // blobs/ and the directory fsynced. Nothing is visible before that. A blob
 // already present is not written again. Push holds the gc lock shared while
 // it runs; a pushed blob no artifact refers to is removed by the next gc.
@@ -213,21 +147,20 @@ func (s *Store) writeBlob(ctx context.Context, desc ocispec.Descriptor, r io.Rea
 		}
 	}()
 
-	h := desc.Digest.Algorithm().Hash()
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
-	// Read at most one byte more than expected: enough to know it is too
-	// long, without letting a bad source fill the disk.
-	lr := io.LimitReader(r, desc.Size+1)
+	// The reader reads at most one byte more than expected: enough to know
+	// the source is too long, without letting it fill the disk.
+	vr := integrity.NewReader(r, desc)
+	vr.Wrap = func(err error) error { return fmt.Errorf("blob %s: %w", desc.Digest, err) }
 	var n, flushed int64
 	for {
 		if err := ctx.Err(); err != nil {
 			return false, err
 		}
-		m, rerr := lr.Read(buf)
+		m, rerr := vr.Read(buf)
 		if m > 0 {
-			h.Write(buf[:m])
 			if _, err := f.Write(buf[:m]); err != nil {
 				return false, fmt.Errorf("blob %s: write %s: %w", desc.Digest, tmp, err)
 			}
@@ -244,17 +177,8 @@ func (s *Store) writeBlob(ctx context.Context, desc ocispec.Descriptor, r io.Rea
 			break
 		}
 		if rerr != nil {
-			return false, fmt.Errorf("blob %s: read: %w", desc.Digest, rerr)
+			return false, rerr
 		}
-	}
-	if n != desc.Size {
-		if n > desc.Size {
-			return false, fmt.Errorf("blob %s: %w: expected %d bytes, got more", desc.Digest, ErrSizeMismatch, desc.Size)
-		}
-		return false, fmt.Errorf("blob %s: %w: expected %d bytes, got %d", desc.Digest, ErrSizeMismatch, desc.Size, n)
-	}
-	if got := digest.NewDigest(desc.Digest.Algorithm(), h); got != desc.Digest {
-		return false, fmt.Errorf("blob %s: %w: content hashes to %s", desc.Digest, ErrDigestMismatch, got)
 	}
 	if err := f.Chmod(blobMode); err != nil {
 		return false, fmt.Errorf("blob %s: %w", desc.Digest, err)

@@ -14,6 +14,7 @@ import (
 
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/cache/cachetest"
+	"stellaops.io/stella/integrity"
 )
 
 func TestPushFetch(t *testing.T) {
@@ -57,13 +58,13 @@ func TestPushRefusesMismatch(t *testing.T) {
 		body []byte
 		want error
 	}{
-		{"digest", ocispec.Descriptor{Digest: sha(other), Size: int64(len(data))}, data, cache.ErrDigestMismatch},
-		{"short", ocispec.Descriptor{Digest: sha(data), Size: int64(len(data)) + 5}, data, cache.ErrSizeMismatch},
-		{"long", ocispec.Descriptor{Digest: sha(data), Size: int64(len(data)) - 5}, data, cache.ErrSizeMismatch},
-		{"empty body", ocispec.Descriptor{Digest: sha(data), Size: int64(len(data))}, nil, cache.ErrSizeMismatch},
-		{"bad digest", ocispec.Descriptor{Digest: "sha256:xyz", Size: 1}, data, cache.ErrInvalidDigest},
-		{"unknown algorithm", ocispec.Descriptor{Digest: "md5:d41d8cd98f00b204e9800998ecf8427e", Size: 0}, nil, cache.ErrInvalidDigest},
-		{"negative size", ocispec.Descriptor{Digest: sha(data), Size: -1}, data, cache.ErrInvalidDigest},
+		{"digest", ocispec.Descriptor{Digest: sha(other), Size: int64(len(data))}, data, integrity.ErrDigestMismatch},
+		{"short", ocispec.Descriptor{Digest: sha(data), Size: int64(len(data)) + 5}, data, integrity.ErrSizeMismatch},
+		{"long", ocispec.Descriptor{Digest: sha(data), Size: int64(len(data)) - 5}, data, integrity.ErrSizeMismatch},
+		{"empty body", ocispec.Descriptor{Digest: sha(data), Size: int64(len(data))}, nil, integrity.ErrSizeMismatch},
+		{"bad digest", ocispec.Descriptor{Digest: "sha256:xyz", Size: 1}, data, integrity.ErrInvalidDigest},
+		{"unknown algorithm", ocispec.Descriptor{Digest: "md5:d41d8cd98f00b204e9800998ecf8427e", Size: 0}, nil, integrity.ErrInvalidDigest},
+		{"negative size", ocispec.Descriptor{Digest: sha(data), Size: -1}, data, integrity.ErrInvalidDigest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -73,7 +74,7 @@ func TestPushRefusesMismatch(t *testing.T) {
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("push error = %v, want %v", err, tt.want)
 			}
-			if tt.want != cache.ErrInvalidDigest {
+			if tt.want != integrity.ErrInvalidDigest {
 				if ok, _ := s.Exists(ctx, tt.desc); ok {
 					t.Errorf("blob visible after a refused push")
 				}
@@ -119,8 +120,8 @@ func TestFetchVerifies(t *testing.T) {
 		}
 		wrong := desc
 		wrong.Size++
-		if _, err := s.Fetch(ctx, wrong); !errors.Is(err, cache.ErrSizeMismatch) {
-			t.Fatalf("fetch error = %v, want ErrSizeMismatch", err)
+		if _, err := s.Fetch(ctx, wrong); !errors.Is(err, integrity.ErrSizeMismatch) {
+			t.Fatalf("fetch error = %v, want integrity.ErrSizeMismatch", err)
 		}
 	})
 	for _, copyWith := range []string{"Read", "WriteTo"} {
@@ -144,8 +145,8 @@ func TestFetchVerifies(t *testing.T) {
 			} else {
 				_, err = io.Copy(&buf, rc)
 			}
-			if !errors.Is(err, cache.ErrDigestMismatch) {
-				t.Fatalf("read error = %v, want ErrDigestMismatch", err)
+			if !errors.Is(err, integrity.ErrDigestMismatch) {
+				t.Fatalf("read error = %v, want integrity.ErrDigestMismatch", err)
 			}
 		})
 	}

@@ -4,23 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"stellaops.io/stella/integrity"
 )
 
+// Errors of the cache. Content that is not what its descriptor says fails
+// with the integrity package's sentinels (integrity.ErrDigestMismatch,
+// integrity.ErrSizeMismatch, integrity.ErrInvalidDigest), with the blob named.
 var (
 	// ErrNotFound: a ref, artifact or blob is not in the cache.
 	ErrNotFound = errors.New("not found in cache")
 	// ErrLocked: a lock of the cache could not be had within the lock
 	// timeout. Returned wrapped in a *LockError naming the holder.
 	ErrLocked = errors.New("cache is locked by another process")
-	// ErrDigestMismatch: content hashed to another digest than its descriptor says.
-	ErrDigestMismatch = integrity.ErrDigestMismatch
-	// ErrSizeMismatch: content has another size than its descriptor says.
-	ErrSizeMismatch = integrity.ErrSizeMismatch
-	// ErrInvalidDigest: a descriptor's digest is malformed or of an
-	// unsupported algorithm, or its size is negative.
-	ErrInvalidDigest = errors.New("invalid digest")
 	// ErrInvalidArtifact: an artifact to import is not a manifest, its
 	// manifest cannot be parsed, its ref is malformed, or it has neither a
 	// ref nor a subject (nothing would keep it in the cache).

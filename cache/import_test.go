@@ -19,6 +19,7 @@ import (
 
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/cache/cachetest"
+	"stellaops.io/stella/integrity"
 )
 
 func TestImport(t *testing.T) {
@@ -341,8 +342,8 @@ func TestImportBadSource(t *testing.T) {
 		art  cache.Artifact
 		want error
 	}{
-		{"corrupt layer", corruptSource{src, sha(layer)}, packArtifact(pack, "p:1"), cache.ErrDigestMismatch},
-		{"corrupt manifest", corruptSource{src, pack.Digest}, packArtifact(pack, "p:1"), cache.ErrDigestMismatch},
+		{"corrupt layer", corruptSource{src, sha(layer)}, packArtifact(pack, "p:1"), integrity.ErrDigestMismatch},
+		{"corrupt manifest", corruptSource{src, pack.Digest}, packArtifact(pack, "p:1"), integrity.ErrDigestMismatch},
 		{"missing layer", src, packArtifact(missing, "p:1"), nil},
 		{"no ref and no subject", src, sigArtifact(orphan), cache.ErrInvalidArtifact},
 	}

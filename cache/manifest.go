@@ -2,32 +2,19 @@ package cache
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
+
+	"stellaops.io/stella/integrity"
 )
 
-// maxManifestSize bounds what is read into memory as a manifest.
-const maxManifestSize = 4 << 20
+const mediaTypeDockerForeignLayer = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
 
-const (
-	mediaTypeDockerManifest     = "application/vnd.docker.distribution.manifest.v2+json"
-	mediaTypeDockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
-	mediaTypeDockerForeignLayer = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
-)
-
-func isManifest(mediaType string) bool {
-	switch mediaType {
-	case ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageIndex,
-		mediaTypeDockerManifest, mediaTypeDockerManifestList:
-		return true
-	}
-	return false
-}
+// isManifest reports the OCI and Docker manifest and index media types.
+func isManifest(mediaType string) bool { return integrity.IsManifestType(mediaType) }
 
 // isForeign reports layers that are not distributed with their manifest;
 // oras.CopyGraph skips them, and so does the cache's graph.
@@ -50,75 +37,27 @@ type manifestInfo struct {
 	annotations  map[string]string
 }
 
+// parseManifest decodes the checked bytes of the manifest desc
+// (integrity.DecodeManifest) into what the cache keeps of it. Every
+// refusal wraps ErrInvalidArtifact only (the integrity sentinel is named in
+// the message), so that it keeps its row in the error table.
 func parseManifest(desc ocispec.Descriptor, b []byte) (manifestInfo, error) {
-	var m struct {
-		MediaType    string               `json:"mediaType"`
-		ArtifactType string               `json:"artifactType"`
-		Config       *ocispec.Descriptor  `json:"config"`
-		Layers       []ocispec.Descriptor `json:"layers"`
-		Manifests    []ocispec.Descriptor `json:"manifests"`
-		Subject      *ocispec.Descriptor  `json:"subject"`
-		Annotations  map[string]string    `json:"annotations"`
+	m, err := integrity.DecodeManifest(desc.MediaType, b)
+	if err != nil {
+		return manifestInfo{}, fmt.Errorf("manifest %s: %w: %v", desc.Digest, ErrInvalidArtifact, err)
 	}
-	bad := func(format string, args ...any) (manifestInfo, error) {
-		return manifestInfo{}, fmt.Errorf("manifest %s: %w: %s", desc.Digest, ErrInvalidArtifact, fmt.Sprintf(format, args...))
-	}
-	if err := json.Unmarshal(b, &m); err != nil {
-		return bad("%v", err)
-	}
-	if m.MediaType != "" && m.MediaType != desc.MediaType {
-		return bad("content says media type %q, descriptor %q", m.MediaType, desc.MediaType)
-	}
-	info := manifestInfo{artifactType: m.ArtifactType, subject: m.Subject, annotations: m.Annotations}
-	switch desc.MediaType {
-	case ocispec.MediaTypeImageManifest, mediaTypeDockerManifest:
-		if m.Config == nil {
-			return bad("no config")
-		}
-		info.children = append(info.children, *m.Config)
-		for _, l := range m.Layers {
-			if !isForeign(l.MediaType) {
-				info.children = append(info.children, l)
-			}
-		}
-		if info.artifactType == "" && m.Config.MediaType != ocispec.MediaTypeEmptyJSON {
-			// OCI referrers rule: the config media type stands in.
-			info.artifactType = m.Config.MediaType
-		}
-	case ocispec.MediaTypeImageIndex, mediaTypeDockerManifestList:
+	info := manifestInfo{artifactType: m.Type(), subject: m.Subject, annotations: m.Annotations}
+	if m.IsIndex() {
 		info.children = m.Manifests
-	default:
-		return bad("media type %q is not a manifest", desc.MediaType)
+		return info, nil
 	}
-	for _, c := range info.children {
-		if err := checkDescriptor(c); err != nil {
-			return bad("child: %v", err)
-		}
-	}
-	if info.subject != nil {
-		if err := checkDescriptor(*info.subject); err != nil {
-			return bad("subject: %v", err)
+	info.children = append(info.children, *m.Config)
+	for _, l := range m.Layers {
+		if !isForeign(l.MediaType) {
+			info.children = append(info.children, l)
 		}
 	}
 	return info, nil
-}
-
-// readVerified reads a whole (small) blob and checks it against desc.
-func readVerified(r io.Reader, desc ocispec.Descriptor, limit int64) ([]byte, error) {
-	if desc.Size > limit {
-		return nil, fmt.Errorf("manifest %s: %w: %d bytes, more than the %d allowed", desc.Digest, ErrInvalidArtifact, desc.Size, limit)
-	}
-	b, err := io.ReadAll(io.LimitReader(r, desc.Size+1))
-	if err != nil {
-		return nil, fmt.Errorf("blob %s: %w", desc.Digest, err)
-	}
-	if int64(len(b)) != desc.Size {
-		return nil, fmt.Errorf("blob %s: %w: expected %d bytes, got %d", desc.Digest, ErrSizeMismatch, desc.Size, len(b))
-	}
-	if got := desc.Digest.Algorithm().FromBytes(b); got != desc.Digest {
-		return nil, fmt.Errorf("blob %s: %w: content hashes to %s", desc.Digest, ErrDigestMismatch, got)
-	}
-	return b, nil
 }
 
 // graph is an artifact's graph as read from a source before copying.
@@ -160,7 +99,7 @@ func walk(ctx context.Context, src content.Fetcher, root ocispec.Descriptor) (*g
 		for _, c := range info.children {
 			if n, seen := sizes[c.Digest]; seen {
 				if n != c.Size {
-					return nil, fmt.Errorf("blob %s: %w: described as %d and %d bytes", c.Digest, ErrSizeMismatch, n, c.Size)
+					return nil, fmt.Errorf("blob %s: %w: described as %d and %d bytes", c.Digest, integrity.ErrSizeMismatch, n, c.Size)
 				}
 				continue
 			}
@@ -172,12 +111,19 @@ func walk(ctx context.Context, src content.Fetcher, root ocispec.Descriptor) (*g
 }
 
 func fetchManifest(ctx context.Context, src content.Fetcher, desc ocispec.Descriptor) ([]byte, error) {
+	if desc.Size > integrity.MaxManifestSize {
+		return nil, fmt.Errorf("manifest %s: %w: %d bytes, more than the %d allowed", desc.Digest, ErrInvalidArtifact, desc.Size, integrity.MaxManifestSize)
+	}
 	rc, err := src.Fetch(ctx, desc)
 	if err != nil {
 		return nil, fmt.Errorf("manifest %s: %w", desc.Digest, err)
 	}
 	defer rc.Close()
-	return readVerified(rc, desc, maxManifestSize)
+	b, err := integrity.ReadAll(rc, desc, integrity.MaxManifestSize)
+	if err != nil {
+		return nil, fmt.Errorf("blob %s: %w", desc.Digest, err)
+	}
+	return b, nil
 }
 
 // postOrder returns the manifests of the graph, children before parents.

@@ -1,11 +1,19 @@
 // Package integrity is stella's one toolkit for content that comes from
 // outside (a bundle, a registry, removable media, the cache's own files):
-// the sentinel errors every reader wraps when content is not what its
-// descriptor says, and the fixed bounds on what is read into memory.
 //
-// Every package that checks content wraps these sentinels (with the object
-// concerned named in the message) instead of declaring its own, so that one
-// row of the error table covers one failure whatever path met it.
+//   - Reader, the one verifying reader: it hashes content as it streams and
+//     withholds the read that would complete a wrong blob (ReadAll reads a
+//     small blob whole through it);
+//   - ParseManifest, the one bounded manifest parser, and Manifest.Type, the
+//     one rule deriving an artifact's type;
+//   - the sentinel errors every reader wraps when content is not what its
+//     descriptor says, and the fixed bound on manifests read into memory.
+//
+// Every package that checks content uses these and wraps these sentinels
+// (with the object concerned named in the message: tar entry, registry
+// host, cache blob) instead of declaring its own, so that one row of the
+// error table covers one failure whatever path met it. The package does no
+// I/O of its own.
 package integrity
 
 import "errors"
@@ -18,6 +26,10 @@ var (
 	ErrDigestMismatch = errors.New("digest mismatch")
 	// ErrSizeMismatch: content is shorter or longer than its descriptor says.
 	ErrSizeMismatch = errors.New("size mismatch")
+	// ErrInvalidDigest: a descriptor's digest is malformed or of an
+	// unsupported algorithm, or its size is negative, so content cannot be
+	// checked against it.
+	ErrInvalidDigest = errors.New("invalid digest")
 	// ErrTooLarge: something to be read into memory exceeds its fixed bound.
 	ErrTooLarge = errors.New("entry exceeds its size limit")
 	// ErrInvalidManifest: an OCI manifest is malformed or not the shape its

@@ -10,8 +10,9 @@ import (
 	"slices"
 	"sort"
 
-	"github.com/gowebpki/jcs"
 	"github.com/sigstore/sigstore/pkg/signature/dsse"
+
+	"stellaops.io/stella/canonical"
 )
 
 // Bounds on untrusted envelopes.
@@ -58,16 +59,7 @@ func (p *Pair) SignStatement(ctx context.Context, st Statement) ([]byte, error) 
 	// The key id is outside the signed bytes (PAE covers only payloadType
 	// and payload), so setting it after signing is sound.
 	env.Signatures[0].KeyID = p.id
-	return marshalCanonical(&env)
-}
-
-// marshalCanonical returns the RFC 8785 canonical JSON of v.
-func marshalCanonical(v any) ([]byte, error) {
-	raw, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	return jcs.Transform(raw)
+	return canonical.Marshal(&env)
 }
 
 // ParseEnvelope parses a DSSE envelope strictly: at most MaxEnvelopeSize
@@ -169,7 +161,7 @@ func OpenEnvelope(data []byte) (*Statement, []string, error) {
 // names are all in allowed, compared exactly (encoding/json alone would
 // match names case-insensitively and take the last of duplicates).
 func strictJSON(data []byte, allowed ...string) error {
-	if _, err := jcs.Transform(data); err != nil {
+	if _, err := canonical.Transform(data); err != nil {
 		return fmt.Errorf("invalid json: %v", err)
 	}
 	return exactFields(data, allowed...)

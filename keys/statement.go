@@ -6,8 +6,9 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/gowebpki/jcs"
 	"github.com/opencontainers/go-digest"
+
+	"stellaops.io/stella/canonical"
 )
 
 // In-toto and DSSE identifiers.
@@ -62,7 +63,7 @@ func NewSubject(name string, d digest.Digest) (Subject, error) {
 // NewStatement returns an in-toto v1 statement over subjects whose
 // predicate is the canonical JSON encoding of predicate.
 func NewStatement(predicateType string, predicate any, subjects ...Subject) (Statement, error) {
-	raw, err := marshalCanonical(predicate)
+	raw, err := canonical.Marshal(predicate)
 	if err != nil {
 		return Statement{}, fmt.Errorf("predicate %s: %w: %v", predicateType, ErrMalformedStatement, err)
 	}
@@ -152,11 +153,7 @@ func MarshalStatement(st Statement) ([]byte, error) {
 	if err := st.validate(); err != nil {
 		return nil, err
 	}
-	raw, err := json.Marshal(st)
-	if err != nil {
-		return nil, fmt.Errorf("statement %s: %w: %v", st.PredicateType, ErrMalformedStatement, err)
-	}
-	canon, err := jcs.Transform(raw)
+	canon, err := canonical.Marshal(st)
 	if err != nil {
 		return nil, fmt.Errorf("statement %s: %w: %v", st.PredicateType, ErrMalformedStatement, err)
 	}

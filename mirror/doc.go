@@ -25,7 +25,7 @@
 // announces another size is refused before a byte is read; the read that
 // completes a blob with the wrong digest fails instead of delivering the last
 // bytes; a body cut short or too long fails on size. Those failures wrap
-// cache.ErrSizeMismatch or cache.ErrDigestMismatch, and the cache hashes
+// integrity.ErrSizeMismatch or integrity.ErrDigestMismatch, and the cache hashes
 // again as it writes. A tag is only a pointer: the manifest it names is
 // fetched by digest and checked. PullOptions.Verify (the signature policy)
 // runs before an artifact is recorded; a referrer whose subject was refused

@@ -3,7 +3,7 @@ package mirror
 import "errors"
 
 // Errors of mirror. Integrity failures of content fetched from a registry
-// wrap cache.ErrDigestMismatch or cache.ErrSizeMismatch (the same checks the
+// wrap integrity.ErrDigestMismatch or integrity.ErrSizeMismatch (the same checks the
 // cache makes on its side); failures of the source of a push are the
 // source's own errors (bundle, cache).
 var (

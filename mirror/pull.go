@@ -58,7 +58,7 @@ type PullOptions struct {
 // digest alone); referrers are kept by their subject.
 //
 // Every blob is hashed while it streams from the registry and checked
-// against its descriptor (cache.ErrDigestMismatch, cache.ErrSizeMismatch),
+// against its descriptor (integrity.ErrDigestMismatch, integrity.ErrSizeMismatch),
 // and again by the cache as it writes. rec.From defaults to the reference.
 func Pull(ctx context.Context, src Reference, dst Importer, rec cache.ImportRecord, opts PullOptions) (Report, error) {
 	rep := Report{Source: src.String()}

@@ -24,6 +24,7 @@ import (
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/cache/cachetest"
+	"stellaops.io/stella/integrity"
 	"stellaops.io/stella/internal/regtest"
 	"stellaops.io/stella/mirror"
 )
@@ -82,8 +83,8 @@ func TestPullRefusesBlobAlteredInStorage(t *testing.T) {
 	}
 	c := cachetest.Open(t)
 	_, err = mirror.Pull(ctx, mustRef(t, r.Host+"/stella/tamper:1.0.0"), c, cache.ImportRecord{}, mirror.PullOptions{Options: opts})
-	if !errors.Is(err, cache.ErrDigestMismatch) {
-		t.Fatalf("pull of an altered blob: %v; want cache.ErrDigestMismatch", err)
+	if !errors.Is(err, integrity.ErrDigestMismatch) {
+		t.Fatalf("pull of an altered blob: %v; want integrity.ErrDigestMismatch", err)
 	}
 	if !strings.Contains(err.Error(), f.layers[1].Digest.String()) {
 		t.Errorf("error does not name the blob %s: %v", f.layers[1].Digest, err)
@@ -128,12 +129,12 @@ func TestPullRefusesBadBlobResponses(t *testing.T) {
 		// The connection ends before the announced length: a network failure, retried
 		// until the attempts run out.
 		{"cut short, full length announced", serve(full[:len(full)/2], len(full), false), mirror.ErrTransient},
-		{"cut short, short length announced", serve(full[:len(full)/2], len(full)/2, false), cache.ErrSizeMismatch},
-		{"cut short, chunked", serve(full[:len(full)/2], 0, true), cache.ErrSizeMismatch},
-		{"longer, chunked", serve(append(append([]byte{}, full...), 'x'), 0, true), cache.ErrSizeMismatch},
-		{"another blob of the same size", serve(f.blobs[f.layers[1].Digest], len(full), false), cache.ErrDigestMismatch},
-		{"another blob of another size", serve(f.blobs[f.layers[2].Digest], int(f.layers[2].Size), false), cache.ErrSizeMismatch},
-		{"same size, one byte changed", serve(flip(full), len(full), false), cache.ErrDigestMismatch},
+		{"cut short, short length announced", serve(full[:len(full)/2], len(full)/2, false), integrity.ErrSizeMismatch},
+		{"cut short, chunked", serve(full[:len(full)/2], 0, true), integrity.ErrSizeMismatch},
+		{"longer, chunked", serve(append(append([]byte{}, full...), 'x'), 0, true), integrity.ErrSizeMismatch},
+		{"another blob of the same size", serve(f.blobs[f.layers[1].Digest], len(full), false), integrity.ErrDigestMismatch},
+		{"another blob of another size", serve(f.blobs[f.layers[2].Digest], int(f.layers[2].Size), false), integrity.ErrSizeMismatch},
+		{"same size, one byte changed", serve(flip(full), len(full), false), integrity.ErrDigestMismatch},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -215,8 +216,8 @@ func TestPullVerifiesWhileStreaming(t *testing.T) {
 	})
 	im := &rawImporter{read: map[string][]byte{}}
 	_, err := mirror.Pull(testContext(t), mustRef(t, host+"/stella/raw:1.0.0"), im, cache.ImportRecord{}, mirror.PullOptions{Options: optionsFor(r)})
-	if !errors.Is(err, cache.ErrDigestMismatch) || !strings.Contains(err.Error(), host) {
-		t.Fatalf("pull: %v; want cache.ErrDigestMismatch naming %s", err, host)
+	if !errors.Is(err, integrity.ErrDigestMismatch) || !strings.Contains(err.Error(), host) {
+		t.Fatalf("pull: %v; want integrity.ErrDigestMismatch naming %s", err, host)
 	}
 	if _, ok := im.read[target.Digest.String()]; ok {
 		t.Errorf("the importer received the whole altered blob %s", target.Digest)
@@ -257,8 +258,8 @@ func TestPushRefusesAlteredBundle(t *testing.T) {
 	}
 	defer src.Close()
 	rep, err := mirror.Push(ctx, src, []mirror.Artifact{{Descriptor: f.pack}}, mustRef(t, r.Host+"/stella/media:1.0.0"), optionsFor(r))
-	if !errors.Is(err, bundle.ErrDigestMismatch) {
-		t.Fatalf("push: %v; want bundle.ErrDigestMismatch", err)
+	if !errors.Is(err, integrity.ErrDigestMismatch) {
+		t.Fatalf("push: %v; want integrity.ErrDigestMismatch", err)
 	}
 	if len(rep.Artifacts) != 1 || rep.Artifacts[0].Status != mirror.StatusFailed {
 		t.Errorf("report artifacts %+v; want the pack, failed", rep.Artifacts)

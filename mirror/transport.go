@@ -25,7 +25,7 @@ import (
 	"oras.land/oras-go/v2/registry/remote/errcode"
 
 	"stellaops.io/stella/backoff"
-	"stellaops.io/stella/cache"
+	"stellaops.io/stella/integrity"
 )
 
 // userAgent is sent with every request.
@@ -269,7 +269,7 @@ func isTransient(err error) bool {
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, ErrNetworkBlocked), errors.Is(err, ErrTransient),
-		errors.Is(err, cache.ErrDigestMismatch), errors.Is(err, cache.ErrSizeMismatch):
+		errors.Is(err, integrity.ErrDigestMismatch), errors.Is(err, integrity.ErrSizeMismatch):
 		return false
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED),
 		errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.EPIPE),
@@ -308,7 +308,7 @@ func (t *guardTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		strings.HasSuffix(req.URL.Path, "/"+e.digest.String()) {
 		_ = resp.Body.Close()
 		return nil, fmt.Errorf("blob %s from %s: %w: the registry announces %d bytes, the descriptor says %d",
-			e.digest, req.URL.Host, cache.ErrSizeMismatch, resp.ContentLength, e.size)
+			e.digest, req.URL.Host, integrity.ErrSizeMismatch, resp.ContentLength, e.size)
 	}
 	return resp, nil
 }

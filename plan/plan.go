@@ -16,9 +16,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gowebpki/jcs"
 	"github.com/opencontainers/go-digest"
 
+	"stellaops.io/stella/canonical"
 	"stellaops.io/stella/pack"
 )
 
@@ -173,11 +173,7 @@ func Build(p *pack.Pack, packDigest digest.Digest, inputs map[string]any) (*Plan
 
 // Canonical returns the RFC 8785 canonical JSON of the plan.
 func (pl *Plan) Canonical() ([]byte, error) {
-	b, err := json.Marshal(pl)
-	if err != nil {
-		return nil, err
-	}
-	return jcs.Transform(b)
+	return canonical.Marshal(pl)
 }
 
 // Hash returns the plan hash: "sha256:" + hex SHA-256 of the canonical JSON.
@@ -207,7 +203,7 @@ func Parse(b []byte) (*Plan, digest.Digest, error) {
 	if pl.APIVersion != APIVersion {
 		return nil, "", fmt.Errorf("plan apiVersion %q: %w", pl.APIVersion, ErrInvalid)
 	}
-	c, err := jcs.Transform(b)
+	c, err := canonical.Transform(b)
 	if err != nil {
 		return nil, "", fmt.Errorf("plan: %w: %v", ErrInvalid, err)
 	}

@@ -24,7 +24,7 @@ import (
 	"oras.land/oras-go/v2/content"
 
 	"stellaops.io/stella/artifact"
-	"stellaops.io/stella/bundle"
+	"stellaops.io/stella/integrity"
 	"stellaops.io/stella/keys"
 	"stellaops.io/stella/trust"
 )
@@ -136,7 +136,7 @@ func Find(ctx context.Context, src Referrers, subject ocispec.Descriptor) ([]oci
 }
 
 func fetchManifest(ctx context.Context, src content.Fetcher, d ocispec.Descriptor) (*ocispec.Manifest, error) {
-	if d.Size > bundle.MaxManifestSize {
+	if d.Size > integrity.MaxManifestSize {
 		return nil, fmt.Errorf("manifest %s: %d bytes: %w", d.Digest, d.Size, ErrNotSignature)
 	}
 	b, err := content.FetchAll(ctx, src, d)

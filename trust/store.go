@@ -14,10 +14,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gowebpki/jcs"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 
+	"stellaops.io/stella/canonical"
 	"stellaops.io/stella/internal/safefile"
 	"stellaops.io/stella/keys"
 )
@@ -129,7 +129,7 @@ func Load(path string) (*Store, error) {
 }
 
 func parse(data []byte) (*Store, error) {
-	if _, err := jcs.Transform(data); err != nil {
+	if _, err := canonical.Transform(data); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidStore, err)
 	}
 	var f file
@@ -386,11 +386,7 @@ func (s *Store) Marshal() ([]byte, error) {
 		f.Keys[i] = fe
 	}
 	s.mu.RUnlock()
-	raw, err := json.Marshal(f)
-	if err != nil {
-		return nil, err
-	}
-	canon, err := jcs.Transform(raw)
+	canon, err := canonical.Marshal(f)
 	if err != nil {
 		return nil, err
 	}

@@ -9,16 +9,17 @@ import (
 	"testing"
 
 	"stellaops.io/stella/bundle"
+	"stellaops.io/stella/integrity"
 )
 
 var sentinels = map[string]error{
-	"ErrDigestMismatch": bundle.ErrDigestMismatch, "ErrTruncated": bundle.ErrTruncated, "ErrInvalidTar": bundle.ErrInvalidTar,
-	"ErrBlobMissing": bundle.ErrBlobMissing, "ErrExtraBlob": bundle.ErrExtraBlob, "ErrSizeMismatch": bundle.ErrSizeMismatch,
-	"ErrTooLarge": bundle.ErrTooLarge, "ErrUnsupportedMediaType": bundle.ErrUnsupportedMediaType, "ErrAbsolutePath": bundle.ErrAbsolutePath,
+	"ErrDigestMismatch": integrity.ErrDigestMismatch, "ErrTruncated": bundle.ErrTruncated, "ErrInvalidTar": bundle.ErrInvalidTar,
+	"ErrBlobMissing": bundle.ErrBlobMissing, "ErrExtraBlob": bundle.ErrExtraBlob, "ErrSizeMismatch": integrity.ErrSizeMismatch,
+	"ErrTooLarge": integrity.ErrTooLarge, "ErrUnsupportedMediaType": integrity.ErrUnsupportedMediaType, "ErrAbsolutePath": bundle.ErrAbsolutePath,
 	"ErrPathTraversal": bundle.ErrPathTraversal, "ErrSymlink": bundle.ErrSymlink, "ErrHardLink": bundle.ErrHardLink,
 	"ErrUnsupportedEntryType": bundle.ErrUnsupportedEntryType, "ErrDuplicateEntry": bundle.ErrDuplicateEntry,
 	"ErrUnexpectedEntry": bundle.ErrUnexpectedEntry, "ErrDecompressionLimit": bundle.ErrDecompressionLimit,
-	"ErrInvalidManifest": bundle.ErrInvalidManifest, "ErrChecksums": bundle.ErrChecksums, "ErrBadLayout": bundle.ErrBadLayout,
+	"ErrInvalidManifest": integrity.ErrInvalidManifest, "ErrChecksums": bundle.ErrChecksums, "ErrBadLayout": bundle.ErrBadLayout,
 	"ErrInvalidIndex": bundle.ErrInvalidIndex, "ErrPartMissing": bundle.ErrPartMissing, "ErrPartSize": bundle.ErrPartSize,
 	"ErrPartDigest": bundle.ErrPartDigest, "ErrPartOrder": bundle.ErrPartOrder, "ErrPartsManifest": bundle.ErrPartsManifest,
 }

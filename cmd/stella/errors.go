@@ -13,6 +13,7 @@ import (
 	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/cache"
+	"stellaops.io/stella/integrity"
 	"stellaops.io/stella/keys"
 	"stellaops.io/stella/mirror"
 	"stellaops.io/stella/pack"
@@ -96,7 +97,6 @@ var errorTable = []errorRow{
 	{admission.ErrConfiguredRelaxation, "ERR_PACK_POLICY_RELAXATION_REFUSED", exitTrust, "<home>/config.yaml sets requireSignature: true, which a flag cannot weaken: drop --insecure-skip-signature, or change the configuration"},
 	{admission.ErrRefMismatch, "ERR_PACK_REF_MISMATCH", exitInvalid, "the bundle or registry names a pack differently from its signed manifest: the source was altered or mis-tagged; get a fresh copy, or pull <prefix>/<name>:<version> as published"},
 	{admission.ErrPackLayout, "ERR_PACK_ARTIFACT_UNSUPPORTED", exitInvalid, "the pack artifact holds content stella does not build (packs are a config plus plain file layers): rebuild it with `stella pack build`"},
-	{admission.ErrSubjectRefused, "ERR_PACK_SUBJECT_FAILED", exitInvalid, "a signature or other referrer was left out because the artifact it belongs to failed; fix that artifact's error first"},
 
 	// Keys, trust and vault.
 	{trust.ErrInvalidStore, "ERR_PACK_TRUST_STORE_INVALID", exitInvalid, "<home>/trust.json is damaged or was edited by hand; restore it from a backup or re-add the keys with `stella trust add`"},
@@ -151,11 +151,19 @@ var errorTable = []errorRow{
 	{mirror.ErrUnsupportedArtifact, "ERR_PACK_ARTIFACT_UNSUPPORTED", exitInvalid, "the reference names something that is not a stella artifact (pack, approval, evidence, signature)"},
 	{mirror.ErrTooManyReferrers, "ERR_PACK_TOO_MANY_REFERRERS", exitInvalid, "the artifact has more referrers than stella follows; clean up the repository"},
 
+	// Content integrity, whatever the source (bundle, registry, cache, pack
+	// files). A changed pack file wraps a digest or size mismatch: its row
+	// comes first.
+	{artifact.ErrFileChanged, "ERR_PACK_DIGEST_MISMATCH", exitInvalid, "a pack file changed while it was being read; build again when nothing is editing the pack"},
+	{integrity.ErrDigestMismatch, "ERR_PACK_DIGEST_MISMATCH", exitInvalid, "content does not match its digest: it is corrupt or tampered; get a fresh copy from a trusted source (for the cache, run `stella cache verify`)"},
+	{integrity.ErrSizeMismatch, "ERR_PACK_SIZE_MISMATCH", exitInvalid, "content is shorter or longer than its descriptor says (truncated?): it is corrupt or tampered; get a fresh copy"},
+	{integrity.ErrInvalidDigest, "ERR_PACK_INVALID_DIGEST", exitInvalid, "a digest is malformed or uses an unsupported algorithm (stella uses sha256)"},
+	{integrity.ErrTooLarge, "ERR_PACK_BUNDLE_TOO_LARGE", exitInvalid, "an index or manifest is larger than the 4 MiB stella reads into memory: it is not one stella wrote"},
+	{integrity.ErrInvalidManifest, "ERR_PACK_ARTIFACT_INVALID", exitInvalid, "an artifact manifest is malformed: build or export it again with stella"},
+	{integrity.ErrUnsupportedMediaType, "ERR_PACK_MEDIA_TYPE_UNSUPPORTED", exitInvalid, "the artifact holds content of an unknown media type; stella accepts only the types in docs/bundle-format.md"},
+
 	// The local cache.
 	{cache.ErrLocked, "ERR_PACK_CACHE_LOCKED", exitTransient, "another stella process holds the cache (named in the message); wait for it to finish and retry"},
-	{cache.ErrDigestMismatch, "ERR_PACK_DIGEST_MISMATCH", exitInvalid, "content does not match its digest: get a fresh copy of the source, or run `stella cache verify`"},
-	{cache.ErrSizeMismatch, "ERR_PACK_SIZE_MISMATCH", exitInvalid, "content has the wrong size (truncated?): get a fresh copy of the source"},
-	{cache.ErrInvalidDigest, "ERR_PACK_INVALID_DIGEST", exitInvalid, "a digest is malformed or uses an unsupported algorithm (stella uses sha256)"},
 	{cache.ErrInvalidArtifact, "ERR_PACK_ARTIFACT_INVALID", exitInvalid, "not a valid OCI manifest, or a malformed <id>:<version> ref"},
 	{cache.ErrRefConflict, "ERR_PACK_REF_CONFLICT", exitInvalid, "the <id>:<version> already names different content in the cache: remove it with `stella pack rm` first if the new one is trusted"},
 	{cache.ErrIndexCorrupt, "ERR_PACK_CACHE_CORRUPT", exitInvalid, "the cache index is inconsistent: run `stella cache verify`, then `stella cache gc` or re-import"},
@@ -179,24 +187,22 @@ var errorTable = []errorRow{
 	{bundle.ErrTruncated, "ERR_PACK_BUNDLE_TRUNCATED", exitInvalid, "the bundle ends early: the copy is incomplete; copy it again and compare its size with the source"},
 	{bundle.ErrInvalidTar, "ERR_PACK_BUNDLE_INVALID", exitInvalid, "the file is not a tar archive: check that it is a bundle written by `stella pack export`"},
 	{bundle.ErrTooManyEntries, "ERR_PACK_BUNDLE_TOO_LARGE", exitInvalid, "the bundle has more entries than stella reads; export fewer artifacts per bundle"},
-	{bundle.ErrTooLarge, "ERR_PACK_BUNDLE_TOO_LARGE", exitInvalid, "an index or manifest is larger than the 4 MiB stella reads into memory; the bundle is not one stella wrote"},
 	{bundle.ErrBadLayout, "ERR_PACK_BUNDLE_LAYOUT", exitInvalid, "oci-layout is missing or not version 1.0.0: the file is not an OCI layout bundle"},
 	{bundle.ErrInvalidIndex, "ERR_PACK_BUNDLE_INDEX_INVALID", exitInvalid, "index.json is malformed or names unknown kinds: export the bundle again"},
 	{bundle.ErrChecksums, "ERR_PACK_CHECKSUMS_MISMATCH", exitInvalid, "SHA256SUMS disagrees with the bundle's files: it was edited or belongs to another bundle"},
 	{bundle.ErrBlobMissing, "ERR_PACK_BLOB_MISSING", exitInvalid, "a blob the artifact needs is not in the bundle: export it again with the full artifact"},
 	{bundle.ErrExtraBlob, "ERR_PACK_BLOB_EXTRA", exitInvalid, "the bundle holds a blob no artifact references: it was altered after export"},
-	{bundle.ErrSizeMismatch, "ERR_PACK_SIZE_MISMATCH", exitInvalid, "content is shorter or longer than its descriptor says: it is corrupt or tampered; get a fresh copy"},
-	{bundle.ErrDigestMismatch, "ERR_PACK_DIGEST_MISMATCH", exitInvalid, "content does not match its digest: it is corrupt or tampered; get a fresh copy from a trusted source"},
-	{bundle.ErrUnsupportedMediaType, "ERR_PACK_MEDIA_TYPE_UNSUPPORTED", exitInvalid, "the bundle holds content of an unknown media type; stella accepts only the types in docs/bundle-format.md"},
 	{bundle.ErrSelfReference, "ERR_PACK_MANIFEST_SELF_REFERENCE", exitInvalid, "a manifest names itself as its own content: the bundle is malformed"},
 	{bundle.ErrCycle, "ERR_PACK_MANIFEST_CYCLE", exitInvalid, "index manifests refer to each other in a cycle: the bundle is malformed"},
 	{bundle.ErrDecompressionLimit, "ERR_PACK_DECOMPRESSION_LIMIT", exitInvalid, "a compressed layer inflates beyond its declared size (possible decompression bomb): do not use this bundle"},
 	{bundle.ErrBadCompression, "ERR_PACK_COMPRESSION_INVALID", exitInvalid, "a compressed layer does not decompress to its declared digest: the bundle is corrupt"},
-	{bundle.ErrInvalidManifest, "ERR_PACK_ARTIFACT_INVALID", exitInvalid, "an artifact manifest is malformed: build or export it again with stella"},
 	{bundle.ErrInvalidEntry, "ERR_PACK_BUNDLE_ENTRY_INVALID", exitGeneric, "every artifact in a bundle needs a known kind and a <id>:<version> ref unless it has a subject"},
 	{bundle.ErrNotFound, "ERR_PACK_NOT_FOUND", exitNotFound, "check the <id>:<version> or digest; `stella pack list` shows what the cache holds"},
-	{artifact.ErrFileChanged, "ERR_PACK_DIGEST_MISMATCH", exitInvalid, "a pack file changed while it was being read; build again when nothing is editing the pack"},
 	{artifact.ErrNotInArtifact, "ERR_PACK_BLOB_UNKNOWN", exitInvalid, "the artifact does not hold the requested blob; this is a bug if it happens during build"},
+
+	// Last: a referrer left out because its subject failed is a consequence;
+	// when the subject's own failure is in the same error, that row wins.
+	{admission.ErrSubjectRefused, "ERR_PACK_SUBJECT_FAILED", exitInvalid, "a signature or other referrer was left out because the artifact it belongs to failed; fix that artifact's error first"},
 }
 
 // errUsage marks a command line that cannot be run as given.

@@ -16,6 +16,7 @@ import (
 	"stellaops.io/stella/approve"
 	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
+	"stellaops.io/stella/integrity"
 	"stellaops.io/stella/internal/safefile"
 	"stellaops.io/stella/pack"
 	"stellaops.io/stella/plan"
@@ -351,7 +352,7 @@ func (s *session) validateBundle(ctx context.Context, file string) error {
 		res := result{Ref: e.Ref, Valid: true}
 		p, a, err := admission.Rebuild(ctx, r, e.Descriptor)
 		if err == nil && a.Digest() != e.Descriptor.Digest {
-			err = fmt.Errorf("pack %s (%s) rebuilds to %s: the artifact is not what stella builds from its files: %w", e.Ref, e.Descriptor.Digest, a.Digest(), bundle.ErrDigestMismatch)
+			err = fmt.Errorf("pack %s (%s) rebuilds to %s: the artifact is not what stella builds from its files: %w", e.Ref, e.Descriptor.Digest, a.Digest(), integrity.ErrDigestMismatch)
 		}
 		if err != nil {
 			res.Valid, res.Error, out.Valid = false, err.Error(), false

@@ -1,0 +1,116 @@
+package integrity
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+const (
+	cfgPack  = `{"mediaType":"application/vnd.stellaops.pack.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2}`
+	cfgEmpty = `{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2}`
+	layer    = `{"mediaType":"application/vnd.stellaops.pack.file.v1","digest":"sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae","size":3}`
+)
+
+func describe(mediaType string, b []byte) ocispec.Descriptor {
+	return ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(b), Size: int64(len(b))}
+}
+
+func TestParseManifest(t *testing.T) {
+	tests := []struct {
+		name      string
+		mediaType string
+		doc       string
+		want      error
+		typ       string // Type() when accepted
+	}{
+		{"artifactType", ocispec.MediaTypeImageManifest, `{"schemaVersion":2,"artifactType":"application/vnd.stellaops.pack.v1+json","config":` + cfgEmpty + `,"layers":[` + layer + `]}`, nil, "application/vnd.stellaops.pack.v1+json"},
+		{"artifactType over config", ocispec.MediaTypeImageManifest, `{"schemaVersion":2,"artifactType":"application/x","config":` + cfgPack + `}`, nil, "application/x"},
+		{"OCI 1.0: config media type", ocispec.MediaTypeImageManifest, `{"schemaVersion":2,"config":` + cfgPack + `}`, nil, "application/vnd.stellaops.pack.config.v1+json"},
+		{"empty config says nothing", ocispec.MediaTypeImageManifest, `{"schemaVersion":2,"config":` + cfgEmpty + `}`, nil, ""},
+		{"docker manifest", MediaTypeDockerManifest, `{"schemaVersion":2,"config":` + cfgPack + `}`, nil, "application/vnd.stellaops.pack.config.v1+json"},
+		{"index", ocispec.MediaTypeImageIndex, `{"schemaVersion":2,"manifests":[` + layer + `]}`, nil, ""},
+		{"index artifactType", ocispec.MediaTypeImageIndex, `{"schemaVersion":2,"artifactType":"application/x","manifests":[]}`, nil, "application/x"},
+		{"not json", ocispec.MediaTypeImageManifest, `not json`, ErrInvalidManifest, ""},
+		{"schemaVersion 1", ocispec.MediaTypeImageManifest, `{"schemaVersion":1,"config":` + cfgPack + `}`, ErrInvalidManifest, ""},
+		{"media type disagrees", ocispec.MediaTypeImageManifest, `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","config":` + cfgPack + `}`, ErrInvalidManifest, ""},
+		{"no config", ocispec.MediaTypeImageManifest, `{"schemaVersion":2,"layers":[` + layer + `]}`, ErrInvalidManifest, ""},
+		{"bad layer digest", ocispec.MediaTypeImageManifest, `{"schemaVersion":2,"config":` + cfgPack + `,"layers":[{"mediaType":"x","digest":"sha256:zz","size":1}]}`, ErrInvalidManifest, ""},
+		{"negative size", ocispec.MediaTypeImageIndex, `{"schemaVersion":2,"manifests":[{"mediaType":"x","digest":"sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae","size":-1}]}`, ErrInvalidManifest, ""},
+		{"bad subject", ocispec.MediaTypeImageManifest, `{"schemaVersion":2,"config":` + cfgPack + `,"subject":{"mediaType":"x","digest":"md5:00","size":1}}`, ErrInvalidManifest, ""},
+		{"not a manifest type", "text/plain", `{"schemaVersion":2}`, ErrUnsupportedMediaType, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := []byte(tt.doc)
+			m, err := ParseManifest(describe(tt.mediaType, b), b)
+			if tt.want != nil {
+				if !errors.Is(err, tt.want) {
+					t.Fatalf("err = %v, want %v", err, tt.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := m.Type(); got != tt.typ {
+				t.Errorf("Type() = %q, want %q", got, tt.typ)
+			}
+		})
+	}
+}
+
+func TestParseManifestChecksBytesFirst(t *testing.T) {
+	b := []byte(`{"schemaVersion":2,"config":` + cfgPack + `}`)
+	d := describe(ocispec.MediaTypeImageManifest, b)
+	if _, err := ParseManifest(d, bytes.ToUpper(b)); !errors.Is(err, ErrDigestMismatch) {
+		t.Errorf("altered: %v, want ErrDigestMismatch", err)
+	}
+	if _, err := ParseManifest(d, b[:len(b)-1]); !errors.Is(err, ErrSizeMismatch) {
+		t.Errorf("short: %v, want ErrSizeMismatch", err)
+	}
+	big := []byte(`{"schemaVersion":2,"config":` + cfgPack + `,"annotations":{"x":"` + strings.Repeat("x", MaxManifestSize) + `"}}`)
+	if _, err := ParseManifest(describe(ocispec.MediaTypeImageManifest, big), big); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("over MaxManifestSize: %v, want ErrTooLarge", err)
+	}
+	if _, err := ParseManifest(ocispec.Descriptor{MediaType: d.MediaType, Digest: "sha256:nope", Size: d.Size}, b); !errors.Is(err, ErrInvalidDigest) {
+		t.Errorf("malformed digest: %v, want ErrInvalidDigest", err)
+	}
+}
+
+func FuzzParseManifest(f *testing.F) {
+	f.Add(ocispec.MediaTypeImageManifest, []byte(`{"schemaVersion":2,"artifactType":"application/x","config":`+cfgEmpty+`,"layers":[`+layer+`]}`))
+	f.Add(ocispec.MediaTypeImageIndex, []byte(`{"schemaVersion":2,"manifests":[`+layer+`]}`))
+	f.Add(ocispec.MediaTypeImageManifest, []byte(`{"config":{"digest":"sha256:zz","size":-1}}`))
+	f.Fuzz(func(t *testing.T, mediaType string, b []byte) {
+		m, err := ParseManifest(describe(mediaType, b), b)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidManifest) && !errors.Is(err, ErrUnsupportedMediaType) && !errors.Is(err, ErrTooLarge) {
+				t.Fatalf("refusal without a sentinel: %v", err)
+			}
+			return
+		}
+		if !IsManifestType(mediaType) {
+			t.Fatalf("accepted media type %q", mediaType)
+		}
+		for _, c := range append(append(m.Layers, m.Manifests...), ptrs(m.Config, m.Subject)...) {
+			if c.Digest.Validate() != nil || c.Size < 0 {
+				t.Fatalf("accepted child %+v", c)
+			}
+		}
+	})
+}
+
+func ptrs(ds ...*ocispec.Descriptor) []ocispec.Descriptor {
+	var out []ocispec.Descriptor
+	for _, d := range ds {
+		if d != nil {
+			out = append(out, *d)
+		}
+	}
+	return out
+}
