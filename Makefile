@@ -12,10 +12,11 @@ build: ## build bin/stella
 test: ## run every test (unit, CLI scripts, real registries) with the race detector
 	$(GO) test -race -count=1 -timeout 30m ./...
 
-lint: ## gofmt, go vet and the generated-docs check
+lint: ## gofmt, go vet, go mod tidy -diff, and the dependency, error-table and generated-docs checks
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) mod tidy -diff
 	$(GO) test -count=1 -run 'TestGeneratedDocsUpToDate|TestEveryDomainError|TestOfflinePackagesStayOffline' ./cmd/stella
 
 fuzz: ## run every fuzz target for FUZZTIME each
