@@ -34,7 +34,7 @@ bench: ## benchmarks, each figure beside its baseline or target as a ratio (docs
 demo: build ## the main job on embedded defaults: author, validate, plan
 	./scripts/demo.sh $(BIN)
 
-docs: ## regenerate docs/errors.md and docs/cli/stella.md
+docs: ## regenerate docs/errors.md, docs/cli/stella.md and the package table of docs/architecture.md
 	$(GO) run ./cmd/stella gen-docs docs
 
 check: lint test ## everything CI checks
