@@ -19,8 +19,10 @@ var mayReachNetwork = map[string]bool{
 	"mirror": true,
 	// The CLI composes every package and alone knows urfave/cli.
 	"cmd/stella": true,
-	// The test harness starts registries and serves them over HTTP.
-	"internal/regtest": true,
+	// The test harness starts registries and serves them over HTTP; its
+	// command builds the tools the tests use.
+	"internal/regtest":                true,
+	"internal/regtest/cmd/buildtools": true,
 
 	"approve":           false,
 	"artifact":          false,
