@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -120,25 +121,39 @@ type packSummary struct {
 	Files   int           `json:"files"`
 }
 
-func (s *session) buildOptions() artifact.BuildOptions {
+// maxSourceDateEpoch is 9999-12-31T23:59:59Z, the last time RFC 3339 can write.
+const maxSourceDateEpoch = 253402300799
+
+// buildOptions stamps the build time from SOURCE_DATE_EPOCH when it is set:
+// whole seconds since 1970-01-01 UTC, as `date +%s` prints them. Any other
+// value is a usage error, not ignored, so a build meant to be reproducible
+// never silently loses its stamp.
+func (s *session) buildOptions() (artifact.BuildOptions, error) {
 	var opts artifact.BuildOptions
-	if v := s.getenv("SOURCE_DATE_EPOCH"); v != "" {
-		var secs int64
-		if _, err := fmt.Sscanf(v, "%d", &secs); err == nil {
-			t := time.Unix(secs, 0).UTC()
-			opts.Created = &t
-		}
+	v := s.getenv("SOURCE_DATE_EPOCH")
+	if v == "" {
+		return opts, nil
 	}
-	return opts
+	secs, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || secs < 0 || secs > maxSourceDateEpoch || strings.HasPrefix(v, "+") {
+		return opts, usageError(fmt.Sprintf("SOURCE_DATE_EPOCH %q: expected whole seconds since 1970-01-01 UTC, as `date +%%s` prints them", v))
+	}
+	t := time.Unix(secs, 0).UTC()
+	opts.Created = &t
+	return opts, nil
 }
 
 // loadPack loads a pack folder and derives its artifact (for the digest).
 func (s *session) loadPack(dir string) (*pack.Pack, *artifact.Pack, error) {
+	opts, err := s.buildOptions()
+	if err != nil {
+		return nil, nil, err
+	}
 	p, err := pack.LoadDir(dir)
 	if err != nil {
 		return nil, nil, err
 	}
-	a, err := artifact.Build(p, s.buildOptions())
+	a, err := artifact.Build(p, opts)
 	if err != nil {
 		return nil, nil, err
 	}

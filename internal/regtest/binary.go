@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,7 +25,7 @@ const (
 	distributionModule = "github.com/distribution/distribution/v3"
 	distributionCmd    = distributionModule + "/cmd/registry"
 
-	// buildTimeout bounds the wait for the lock plus the build itself.
+	// buildTimeout bounds, in a test, the wait for the lock plus the build itself.
 	buildTimeout = 10 * time.Minute
 )
 
@@ -43,53 +44,47 @@ func Binary(t testing.TB) string {
 	if err != nil {
 		t.Fatalf("regtest: %v", err)
 	}
-	version, err := toolVersion(root)
+	c, err := cachedTool(root, path.Base(distributionCmd))
 	if err != nil {
 		t.Fatalf("regtest: %v", err)
 	}
-	return cachedBuild(t, root, "distribution-"+version, "registry", distributionCmd)
+	return cachedBuild(t, c)
 }
 
-// cachedBuild returns os.UserCacheDir()/stella-test/<dirName>/<binName>, building pkg
-// from tools/go.mod into it first unless it is already there.
-func cachedBuild(t testing.TB, root, dirName, binName, pkg string) string {
+// cachedBuild returns c.Path, building c first unless it is already there.
+func cachedBuild(t testing.TB, c CachedTool) string {
 	t.Helper()
-	cacheDir, err := os.UserCacheDir()
-	if err != nil {
-		t.Fatalf("regtest: user cache dir: %v", err)
+	if checkExecutable(c.Path) == nil {
+		return c.Path
 	}
-	dir := filepath.Join(cacheDir, "stella-test", dirName)
-	bin := filepath.Join(dir, binName)
-	if checkExecutable(bin) == nil {
-		return bin
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
+	defer cancel()
 	start := time.Now()
-	built, err := buildLocked(root, dir, bin, pkg)
+	built, err := buildLocked(ctx, c)
 	if err != nil {
 		t.Fatalf("regtest: %v", err)
 	}
 	if built {
-		t.Logf("regtest: built %s (%s) in %s: %s", pkg, dirName, time.Since(start).Round(time.Second), bin)
+		t.Logf("regtest: built %s in %s: %s (run `make tools` to build every tool before the tests)", c.Package, time.Since(start).Round(time.Second), c.Path)
 	}
-	return bin
+	return c.Path
 }
 
-// buildLocked builds pkg as bin under a file lock in dir unless another process built
-// it while this one waited. It reports whether this process did the build.
-func buildLocked(root, dir, bin, pkg string) (bool, error) {
+// buildLocked builds c.Package from tools/go.mod as c.Path, under a file lock in
+// its folder, unless another process built it while this one waited; ctx bounds the wait
+// and the build. It reports whether this process did the build.
+func buildLocked(ctx context.Context, c CachedTool) (bool, error) {
+	dir, bin := filepath.Dir(c.Path), c.Path
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return false, fmt.Errorf("tool cache dir: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
-	defer cancel()
-
 	lock := flock.New(filepath.Join(dir, "build.lock"))
 	locked, err := lock.TryLockContext(ctx, 250*time.Millisecond)
 	if err != nil {
 		return false, fmt.Errorf("lock %s: %w", lock.Path(), err)
 	}
 	if !locked {
-		return false, fmt.Errorf("lock %s: not acquired within %s", lock.Path(), buildTimeout)
+		return false, fmt.Errorf("lock %s: not acquired", lock.Path())
 	}
 	defer func() { _ = lock.Unlock() }()
 
@@ -99,17 +94,17 @@ func buildLocked(root, dir, bin, pkg string) (bool, error) {
 	tmp := fmt.Sprintf("%s.tmp-%d", bin, os.Getpid())
 	defer func() { _ = os.Remove(tmp) }()
 
-	toolsDir := filepath.Join(root, "tools")
+	toolsDir := filepath.Join(c.root, "tools")
 	cmd := exec.CommandContext(ctx, "go", "build",
 		"-modfile="+filepath.Join(toolsDir, "go.mod"),
-		"-o", tmp, pkg)
+		"-o", tmp, c.Package)
 	cmd.Dir = toolsDir
 	cmd.Env = append(os.Environ(), "GOWORK=off")
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out
 	if err := cmd.Run(); err != nil {
-		return false, fmt.Errorf("build %s: %w\n%s", pkg, err, out.String())
+		return false, fmt.Errorf("build %s: %w\n%s", c.Package, err, out.String())
 	}
 	if err := os.Rename(tmp, bin); err != nil {
 		return false, fmt.Errorf("install %s: %w", bin, err)

@@ -1,8 +1,10 @@
 // Package regtest starts real OCI registries on loopback for the tests of other packages.
 //
-// It is test-only: nothing outside _test.go files may import it. Every helper takes a
-// testing.TB, fails the test itself on error and registers a t.Cleanup that stops what it
-// started, so a test never leaves a registry process or a listener behind.
+// It is test-only: nothing outside _test.go files may import it, but for its command
+// cmd/buildtools (`make tools`), which builds the tools below before any test runs. Every
+// helper takes a testing.TB, fails the test itself on error and registers a t.Cleanup
+// that stops what it started, so a test never leaves a registry process or a listener
+// behind.
 //
 // Three registries are offered:
 //
@@ -32,6 +34,12 @@
 // and writes to a temporary name renamed into place: a process either finds the finished
 // binary or waits for the one building it. The first build takes about 80 seconds; later
 // calls only stat the file.
+//
+// [Tool] builds the other tools declared in tools/go.mod (oras, crane, cosign) the same
+// way, into <cache>/<name>-<version>/. [CachedTools] lists every one of them at those
+// paths, and `make tools` (cmd/buildtools, which `make test` runs first) builds them all
+// with a line of progress each, so no build runs against a test's timeout: cosign alone
+// takes minutes on a cold cache.
 //
 // # Authentication
 //

@@ -3,6 +3,7 @@ package regtest
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path"
@@ -22,25 +23,126 @@ func Tool(t testing.TB, name string) string {
 	if err != nil {
 		t.Fatalf("regtest: %v", err)
 	}
-	pkg, module, err := toolPackage(filepath.Join(root, "tools", "go.mod"), name)
+	c, err := cachedTool(root, name)
 	if err != nil {
 		t.Fatalf("regtest: %v", err)
+	}
+	return cachedBuild(t, c)
+}
+
+// CachedTool is a binary the tests build on first use and keep in the per-machine
+// cache: one tool declared in tools/go.mod.
+type CachedTool struct {
+	Name    string // as [Tool] takes it: the last element of Package
+	Package string // its main package, declared with `tool` in tools/go.mod
+	Path    string // where [Tool] (and [Binary], for the registry) find it
+
+	root string // of the repository whose tools/go.mod declares it
+}
+
+// CachedTools lists every tool declared in tools/go.mod, at the paths [Tool] and
+// [Binary] use, so that `make tools` can build them all before any test starts
+// (cosign alone takes minutes).
+func CachedTools() ([]CachedTool, error) {
+	root, err := repoRoot()
+	if err != nil {
+		return nil, err
+	}
+	names, err := toolNames(filepath.Join(root, "tools", "go.mod"))
+	if err != nil {
+		return nil, err
+	}
+	var tools []CachedTool
+	for _, name := range names {
+		c, err := cachedTool(root, name)
+		if err != nil {
+			return nil, err
+		}
+		tools = append(tools, c)
+	}
+	return tools, nil
+}
+
+// Build builds the tool into its Path unless it is there already, as [Tool] would, and
+// reports whether it did. It waits for another process building the same tool.
+func (c CachedTool) Build(ctx context.Context) (built bool, err error) {
+	if checkExecutable(c.Path) == nil {
+		return false, nil
+	}
+	return buildLocked(ctx, c)
+}
+
+// cachedTool says where the tool name declared in <root>/tools/go.mod is cached:
+// os.UserCacheDir()/stella-test/<name>-<version>/<name>, <version> being that of the
+// module providing it. The distribution registry's folder is named
+// distribution-<version>, as it was before tools/go.mod declared other tools.
+func cachedTool(root, name string) (CachedTool, error) {
+	pkg, module, err := toolPackage(filepath.Join(root, "tools", "go.mod"), name)
+	if err != nil {
+		return CachedTool{}, err
 	}
 	version, err := requiredVersion(root, module)
 	if err != nil {
-		t.Fatalf("regtest: %v", err)
+		return CachedTool{}, err
 	}
-	return cachedBuild(t, root, name+"-"+version, name, pkg)
+	dirName := name + "-" + version
+	if pkg == distributionCmd {
+		dirName = "distribution-" + version
+	}
+	cacheDir, err := os.UserCacheDir()
+	if err != nil {
+		return CachedTool{}, fmt.Errorf("user cache dir: %w", err)
+	}
+	return CachedTool{Name: name, Package: pkg, Path: filepath.Join(cacheDir, "stella-test", dirName, name), root: root}, nil
+}
+
+// toolNames returns the names of the tools declared in the go.mod file at gomod, in
+// their order there.
+func toolNames(gomod string) ([]string, error) {
+	tools, _, err := parseToolsMod(gomod)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, p := range tools {
+		names = append(names, path.Base(p))
+	}
+	return names, nil
 }
 
 // toolPackage finds in the go.mod file at gomod the tool package whose last element is
 // name, and the required module that provides it (the longest module path prefix).
 func toolPackage(gomod, name string) (pkg, module string, err error) {
+	tools, modules, err := parseToolsMod(gomod)
+	if err != nil {
+		return "", "", err
+	}
+	for _, p := range tools {
+		if path.Base(p) == name {
+			pkg = p
+		}
+	}
+	if pkg == "" {
+		return "", "", fmt.Errorf("%s: no tool named %q", gomod, name)
+	}
+	for _, m := range modules {
+		if (pkg == m || strings.HasPrefix(pkg, m+"/")) && len(m) > len(module) {
+			module = m
+		}
+	}
+	if module == "" {
+		return "", "", fmt.Errorf("%s: no requirement provides tool %s", gomod, pkg)
+	}
+	return pkg, module, nil
+}
+
+// parseToolsMod returns the tool packages and the required modules of the go.mod
+// file at gomod.
+func parseToolsMod(gomod string) (tools, modules []string, err error) {
 	data, err := os.ReadFile(gomod)
 	if err != nil {
-		return "", "", fmt.Errorf("tools module: %w", err)
+		return nil, nil, fmt.Errorf("tools module: %w", err)
 	}
-	var tools, modules []string
 	block := "" // directive of the enclosing ( ) block
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
@@ -69,21 +171,8 @@ func toolPackage(gomod, name string) (pkg, module string, err error) {
 			modules = append(modules, fields[0])
 		}
 	}
-	for _, p := range tools {
-		if path.Base(p) == name {
-			pkg = p
-		}
+	if err := sc.Err(); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", gomod, err)
 	}
-	if pkg == "" {
-		return "", "", fmt.Errorf("%s: no tool named %q", gomod, name)
-	}
-	for _, m := range modules {
-		if (pkg == m || strings.HasPrefix(pkg, m+"/")) && len(m) > len(module) {
-			module = m
-		}
-	}
-	if module == "" {
-		return "", "", fmt.Errorf("%s: no requirement provides tool %s", gomod, pkg)
-	}
-	return pkg, module, nil
+	return tools, modules, nil
 }

@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func TestToolPackage(t *testing.T) {
@@ -42,5 +44,35 @@ require (
 	}
 	if _, _, err := toolPackage(path, "cosign"); err == nil {
 		t.Error("toolPackage(cosign) succeeded for an undeclared tool")
+	}
+}
+
+// CachedTools lists every tool of tools/go.mod at the very path Tool and Binary use, so
+// that `make tools` builds what the tests then find.
+func TestCachedToolsArePathsTheTestsUse(t *testing.T) {
+	t.Setenv(BinaryEnv, "")
+	tools, err := CachedTools()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, c := range tools {
+		names = append(names, c.Name)
+		want := Tool(t, c.Name)
+		if c.Name == "registry" {
+			want = Binary(t)
+			if dir := filepath.Base(filepath.Dir(c.Path)); dir != "distribution-v3.1.2" {
+				t.Errorf("registry cached in %s, want distribution-v3.1.2 as before", dir)
+			}
+		}
+		if c.Path != want {
+			t.Errorf("CachedTools: %s at %s, but the tests use %s", c.Name, c.Path, want)
+		}
+		if err := checkExecutable(c.Path); err != nil {
+			t.Errorf("%s: %v", c.Name, err)
+		}
+	}
+	if diff := cmp.Diff([]string{"registry", "crane", "cosign", "oras"}, names); diff != "" {
+		t.Errorf("CachedTools names (-want +got):\n%s", diff)
 	}
 }
