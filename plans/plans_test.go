@@ -1,22 +1,80 @@
-package approve
+package plans
 
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/cache/cachetest"
+	"stellaops.io/stella/pack"
 	"stellaops.io/stella/plan"
 )
 
-func TestSavePlan(t *testing.T) {
+const (
+	testTenant = "acme"
+	testGate   = "change-board" // remediate-cve: minApprovers 2, expiresAfter 48h
+	packDir    = "../testdata/packs/remediate-cve"
+)
+
+var t0 = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+
+// fixture is the sample pack's plan.
+type fixture struct {
+	canonical []byte
+	hash      string
+}
+
+func loadFixture(t testing.TB) fixture {
+	t.Helper()
+	p, err := pack.LoadDir(packDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := artifact.Build(p, artifact.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(packDir, "inputs.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := p.ResolveInputs("inputs.json", raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, err := plan.Build(p, a.Digest(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := pl.Canonical()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fixture{canonical: c, hash: string(plan.HashBytes(c))}
+}
+
+// openCache opens a test cache whose integrity is checked when the test
+// ends, with every saved plan record required to decode (approve.VerifyHook
+// checks that in the CLI; this package cannot import approve).
+func openCache(t *testing.T) *cache.Store {
+	t.Helper()
+	return cachetest.Open(t, cache.VerifyHook{Name: "plans", Check: func(ctx context.Context, st *cache.Store) ([]cache.Problem, error) {
+		_, err := List(ctx, st)
+		return nil, err
+	}})
+}
+
+func TestSave(t *testing.T) {
 	ctx := context.Background()
 	fx := loadFixture(t)
-	st := cachetest.Open(t, VerifyHook())
-	sp, err := SavePlan(ctx, st, fx.canonical, PlanMeta{Tenant: testTenant, SavedAt: t0})
+	st := openCache(t)
+	sp, err := Save(ctx, st, fx.canonical, Meta{Tenant: testTenant, SavedAt: t0})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,13 +83,13 @@ func TestSavePlan(t *testing.T) {
 		t.Fatalf("saved: %+v", sp)
 	}
 	// Saving again changes nothing.
-	again, err := SavePlan(ctx, st, fx.canonical, PlanMeta{Tenant: "other", SavedAt: t0.Add(time.Hour)})
+	again, err := Save(ctx, st, fx.canonical, Meta{Tenant: "other", SavedAt: t0.Add(time.Hour)})
 	if err != nil || again.Tenant != testTenant || !again.SavedAt.Equal(t0) {
 		t.Fatalf("second save: %+v %v", again, err)
 	}
 
 	for _, h := range []string{fx.hash, strings.TrimPrefix(fx.hash, "sha256:"), fx.hash[:7+MinHashPrefix], fx.hash[7 : 7+MinHashPrefix]} {
-		got, err := Plan(ctx, st, h)
+		got, err := Get(ctx, st, h)
 		if err != nil {
 			t.Fatalf("plan %s: %v", h, err)
 		}
@@ -40,22 +98,22 @@ func TestSavePlan(t *testing.T) {
 		}
 	}
 	for _, h := range []string{fx.hash[:7+MinHashPrefix-1], "sha256:" + strings.Repeat("0", 64), "SHA256:" + fx.hash[7:], "zz" + fx.hash[9:]} {
-		if _, err := Plan(ctx, st, h); !errors.Is(err, ErrPlanNotFound) {
-			t.Fatalf("plan %s: %v, want ErrPlanNotFound", h, err)
+		if _, err := Get(ctx, st, h); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("plan %s: %v, want ErrNotFound", h, err)
 		}
 	}
 
-	list, err := Plans(ctx, st)
+	list, err := List(ctx, st)
 	if err != nil || len(list) != 1 || string(list[0].Hash) != fx.hash || list[0].Canonical != nil || list[0].Size != int64(len(fx.canonical)) {
 		t.Fatalf("plans: %+v %v", list, err)
 	}
 
 	// Two plans sharing a 12-digit prefix make the prefix ambiguous.
 	prefix := "sha256:" + strings.Repeat("a", MinHashPrefix)
-	if err := update(ctx, st, func(tx cache.RecordTx) error {
+	if err := st.Records(namespace).Update(ctx, func(tx cache.RecordTx) error {
 		for _, tail := range []string{"0", "1"} {
 			k := prefix + strings.Repeat(tail, 64-MinHashPrefix)
-			if err := tx.Put(bucketPlans, []byte(k), []byte(`{"packRef":"x:1"}`)); err != nil {
+			if err := tx.Put(bucket, []byte(k), []byte(`{"packRef":"x:1"}`)); err != nil {
 				return err
 			}
 		}
@@ -63,15 +121,15 @@ func TestSavePlan(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Plan(ctx, st, prefix); !errors.Is(err, ErrPlanAmbiguous) {
+	if _, err := Get(ctx, st, prefix); !errors.Is(err, ErrAmbiguous) {
 		t.Fatalf("ambiguous prefix: %v", err)
 	}
 }
 
-func TestSavePlanRefusesNonCanonical(t *testing.T) {
+func TestSaveRefusesNonCanonical(t *testing.T) {
 	ctx := context.Background()
 	fx := loadFixture(t)
-	st := cachetest.Open(t, VerifyHook())
+	st := openCache(t)
 	cases := map[string][]byte{
 		"whitespace":       append([]byte(" "), fx.canonical...),
 		"reordered keys":   reorder(t, fx.canonical),
@@ -82,15 +140,15 @@ func TestSavePlanRefusesNonCanonical(t *testing.T) {
 	}
 	for name, b := range cases {
 		t.Run(name, func(t *testing.T) {
-			if _, err := SavePlan(ctx, st, b, PlanMeta{}); !errors.Is(err, plan.ErrInvalid) {
+			if _, err := Save(ctx, st, b, Meta{}); !errors.Is(err, plan.ErrInvalid) {
 				t.Fatalf("got %v, want plan.ErrInvalid", err)
 			}
 		})
 	}
-	if _, err := SavePlan(ctx, st, fx.canonical, PlanMeta{PackRef: "other:1.0.0"}); !errors.Is(err, plan.ErrInvalid) {
+	if _, err := Save(ctx, st, fx.canonical, Meta{PackRef: "other:1.0.0"}); !errors.Is(err, plan.ErrInvalid) {
 		t.Fatalf("pack ref of another pack: %v", err)
 	}
-	if list, _ := Plans(ctx, st); len(list) != 0 {
+	if list, _ := List(ctx, st); len(list) != 0 {
 		t.Fatalf("refused plans were saved: %+v", list)
 	}
 }
