@@ -1,13 +1,18 @@
 package plans
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/opencontainers/go-digest"
 
 	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/cache"
@@ -155,11 +160,116 @@ func TestSaveRefusesNonCanonical(t *testing.T) {
 
 // reorder moves the plan's first member (apiVersion) to the end: the same
 // JSON value, not in canonical form.
-func reorder(t *testing.T, canonical []byte) []byte {
+func reorder(t testing.TB, canonical []byte) []byte {
 	const first = `{"apiVersion":"stellaops.io/plan.v1",`
 	c := string(canonical)
 	if !strings.HasPrefix(c, first) {
 		t.Fatalf("canonical plan starts %.40q", c)
 	}
 	return []byte("{" + c[len(first):len(c)-1] + `,"apiVersion":"stellaops.io/plan.v1"}`)
+}
+
+func TestSaveRefusesInvalidMeta(t *testing.T) {
+	ctx := context.Background()
+	fx := loadFixture(t)
+	st := openCache(t)
+	for name, meta := range map[string]Meta{
+		"tenant with a space":        {Tenant: "a b"},
+		"tenant of 129 bytes":        {Tenant: strings.Repeat("a", 129)},
+		"tenant starting with a dot": {Tenant: ".acme"},
+		"negative pack size":         {PackSize: -1},
+	} {
+		if _, err := Save(ctx, st, fx.canonical, meta); !errors.Is(err, ErrInvalidMeta) {
+			t.Errorf("%s: got %v, want ErrInvalidMeta", name, err)
+		}
+	}
+	if list, _ := List(ctx, st); len(list) != 0 {
+		t.Fatalf("refused plans were saved: %+v", list)
+	}
+}
+
+// TestReadsPreviousVersion pins where and how saved plans are stored: a
+// record written by the version that kept them in package approve (bucket
+// approve.plans, these JSON names) reads unchanged.
+func TestReadsPreviousVersion(t *testing.T) {
+	ctx := context.Background()
+	fx := loadFixture(t)
+	st := openCache(t)
+	pl, _, err := ParseCanonical(fx.canonical)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pack, _ := json.Marshal(pl.Pack)
+	approvals, _ := json.Marshal(pl.Approvals)
+	canonical, _ := json.Marshal(fx.canonical) // base64, as encoding/json writes []byte
+	raw := `{"packRef":"remediate-cve:` + pl.Pack.Version + `","pack":` + string(pack) + `,"tenant":"acme",` +
+		`"savedAt":"2026-03-01T09:00:00Z","packSize":1234,"approvals":` + string(approvals) + `,"canonical":` + string(canonical) + `}`
+	if err := st.Records("approve").Update(ctx, func(tx cache.RecordTx) error {
+		return tx.Put("plans", []byte(fx.hash), []byte(raw))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Get(ctx, st, fx.hash[7:7+MinHashPrefix])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Saved{Hash: digest.Digest(fx.hash), PackRef: "remediate-cve:" + pl.Pack.Version, Pack: pl.Pack, Tenant: testTenant,
+		SavedAt: t0, PackSize: 1234, Size: int64(len(fx.canonical)), Approvals: pl.Approvals, Canonical: fx.canonical, Plan: pl}
+	if diff := cmp.Diff(want, *got); diff != "" {
+		t.Fatalf("saved plan (-want +got):\n%s", diff)
+	}
+	// Saving it again keeps the stored record.
+	again, err := Save(ctx, st, fx.canonical, Meta{Tenant: "other", SavedAt: t0.Add(time.Hour)})
+	if err != nil || again.Tenant != testTenant || again.PackSize != 1234 || !again.SavedAt.Equal(t0) {
+		t.Fatalf("second save: %+v %v", again, err)
+	}
+}
+
+func TestCorruptRecord(t *testing.T) {
+	ctx := context.Background()
+	fx := loadFixture(t)
+	// No record check on the way out: the records are corrupt on purpose.
+	st := cachetest.Open(t)
+	notJSON := "sha256:" + strings.Repeat("b", 64)
+	notCanonical := "sha256:" + strings.Repeat("c", 64)
+	bad, _ := json.Marshal(record{PackRef: "x:1", Canonical: append([]byte(" "), fx.canonical...)})
+	if err := st.Records(namespace).Update(ctx, func(tx cache.RecordTx) error {
+		if err := tx.Put(bucket, []byte(notJSON), []byte("{")); err != nil {
+			return err
+		}
+		return tx.Put(bucket, []byte(notCanonical), bad)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{notJSON, notCanonical} {
+		if _, err := Get(ctx, st, h); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("get %s: got %v, want ErrCorrupt", h[:19], err)
+		}
+	}
+	if _, err := List(ctx, st); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("list: got %v, want ErrCorrupt", err)
+	}
+}
+
+// FuzzParseCanonical: whatever the bytes, ParseCanonical either refuses
+// them with plan.ErrInvalid or returns a plan whose canonical form is
+// exactly those bytes and whose hash is theirs.
+func FuzzParseCanonical(f *testing.F) {
+	fx := loadFixture(f)
+	f.Add(fx.canonical)
+	f.Add(reorder(f, fx.canonical))
+	f.Add([]byte(`{"apiVersion":"stellaops.io/plan.v1"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		pl, h, err := ParseCanonical(b)
+		if err != nil {
+			if !errors.Is(err, plan.ErrInvalid) {
+				t.Fatalf("refusal %v does not wrap plan.ErrInvalid", err)
+			}
+			return
+		}
+		again, err := pl.Canonical()
+		if err != nil || !bytes.Equal(again, b) || h != plan.HashBytes(b) {
+			t.Fatalf("accepted bytes do not round-trip: %v", err)
+		}
+	})
 }
