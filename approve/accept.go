@@ -18,6 +18,7 @@ import (
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/integrity"
 	"stellaops.io/stella/keys"
+	"stellaops.io/stella/plans"
 	"stellaops.io/stella/trust"
 )
 
@@ -131,18 +132,17 @@ func Decide(ctx context.Context, st *cache.Store, d LocalDecision) (*Outcome, er
 		return nil, err
 	}
 	now := nowOr(d.Now)
-	var (
-		sp   *SavedPlan
-		desc ocispec.Descriptor
-	)
-	err := view(ctx, st, func(tx cache.RecordTx) error {
-		var err error
-		if sp, err = lookupPlan(tx, d.PlanHash); err != nil {
-			return err
-		}
-		if d.Tenant == "" {
-			d.Tenant = sp.Tenant
-		}
+	// Saved plans are never changed or deleted, so the plan read here
+	// still holds in the transactions below.
+	sp, err := plans.Get(ctx, st, d.PlanHash)
+	if err != nil {
+		return nil, err
+	}
+	if d.Tenant == "" {
+		d.Tenant = sp.Tenant
+	}
+	var desc ocispec.Descriptor
+	err = view(ctx, st, func(tx cache.RecordTx) error {
 		g, ok, err := loadGate(tx, d.Tenant, sp.Hash, d.Gate)
 		if err != nil || !ok {
 			return err

@@ -17,6 +17,7 @@ import (
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/cache/cachetest"
+	"stellaops.io/stella/plans"
 	"stellaops.io/stella/trust"
 )
 
@@ -284,8 +285,8 @@ func TestNewRequestChecks(t *testing.T) {
 		opts RequestOptions
 		want error
 	}{
-		{"unknown plan", RequestOptions{PlanHash: "sha256:" + digest.FromString("x").Encoded(), Gate: testGate, Requester: "ops"}, ErrPlanNotFound},
-		{"short prefix", RequestOptions{PlanHash: o.fx.hash[:7+8], Gate: testGate, Requester: "ops"}, ErrPlanNotFound},
+		{"unknown plan", RequestOptions{PlanHash: "sha256:" + digest.FromString("x").Encoded(), Gate: testGate, Requester: "ops"}, plans.ErrNotFound},
+		{"short prefix", RequestOptions{PlanHash: o.fx.hash[:7+8], Gate: testGate, Requester: "ops"}, plans.ErrNotFound},
 		{"unknown gate", RequestOptions{PlanHash: o.fx.hash, Gate: "patch", Requester: "ops"}, ErrGateNotFound},
 		{"no requester", RequestOptions{PlanHash: o.fx.hash, Gate: testGate}, ErrInvalidInput},
 		{"bad tenant", RequestOptions{PlanHash: o.fx.hash, Gate: testGate, Requester: "ops", Tenant: "a b"}, ErrInvalidInput},
@@ -308,7 +309,7 @@ func TestPackSubjectSize(t *testing.T) {
 	ctx := context.Background()
 	fx := loadFixture(t)
 	st := cachetest.Open(t, VerifyHook())
-	sp, err := SavePlan(ctx, st, fx.canonical, PlanMeta{Tenant: testTenant})
+	sp, err := plans.Save(ctx, st, fx.canonical, plans.Meta{Tenant: testTenant})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,13 +1,12 @@
 // Package approve carries gate approvals across an air gap, bound to a plan
-// hash: saved plans, approval requests and responses, the decisions they
-// record, the gates' states, and a hash-chained ledger of everything that
-// happened. docs/approvals.md describes the flow for users; ADR 0005 the
+// hash: approval requests and responses, the decisions they record, the
+// gates' states, and a hash-chained ledger of everything that happened. docs/approvals.md describes the flow for users; ADR 0005 the
 // decisions behind it.
 //
 // # Model
 //
-// A plan (package plan) is saved in the cache under its hash (SavePlan). An
-// approval is asked for one gate of one saved plan for one tenant
+// A plan (package plan) is saved in the cache under its hash (package
+// plans: plans.Save). An approval is asked for one gate of one saved plan for one tenant
 // (NewRequest): the request is an artifact stored in the cache and written
 // to a bundle file (WriteRequestBundle) that travels to approvers. An
 // approver, with an empty home, checks the bundle (Review) and signs a
@@ -87,9 +86,12 @@
 //
 // Records live in the cache index, in this package's record namespace
 // "approve" (cache.Store.Records), whose buckets are the index buckets
-// approve.plans (plan hash → canonical plan and meta),
 // approve.requests (request digest → request record), approve.gates
 // (tenant 0x00 plan hash 0x00 gate → requests and decisions with their
 // envelopes), approve.ledger (big-endian seq → canonical entry) and
-// approve.meta (the ledger head). Artifacts are stored with cache.Import.
+// approve.meta (the ledger head). The namespace also holds approve.plans,
+// which belongs to package plans (saved plans were this package's before;
+// the bucket stayed so existing caches still read); this package reads it
+// only through plans, and VerifyLedger checks that its records decode.
+// Artifacts are stored with cache.Import.
 package approve

@@ -5,16 +5,14 @@ import (
 	"fmt"
 )
 
-// Errors of saved plans, requests, responses and the ledger. Every refusal
-// of Accept wraps exactly one of them, or one of package trust's
-// verification errors (ErrSignatureInvalid, ErrUnknownKey, ErrKeyRevoked,
-// ErrRoleMissing, ErrTenantNotAllowed, ErrSubjectMismatch, ...), or one of
-// package bundle's integrity errors for a damaged bundle file.
+// Errors of requests, responses and the ledger. Every refusal of Accept
+// wraps exactly one of them, or one of package trust's verification errors
+// (ErrSignatureInvalid, ErrUnknownKey, ErrKeyRevoked, ErrRoleMissing,
+// ErrTenantNotAllowed, ErrSubjectMismatch, ...), or one of package bundle's
+// integrity errors for a damaged bundle file. Looking up a saved plan
+// returns package plans' errors (plans.ErrNotFound, plans.ErrAmbiguous,
+// plans.ErrCorrupt).
 var (
-	// ErrPlanNotFound: no saved plan has that hash (or hash prefix).
-	ErrPlanNotFound = errors.New("plan not saved in this cache")
-	// ErrPlanAmbiguous: a hash prefix matches more than one saved plan.
-	ErrPlanAmbiguous = errors.New("plan hash prefix matches several plans")
 	// ErrGateNotFound: the gate is not an approval gate of the plan, or no
 	// approval was ever requested for it here.
 	ErrGateNotFound = errors.New("approval gate not found")
@@ -57,10 +55,10 @@ var (
 	// ErrGateRejected: the gate was already rejected; nothing more can be
 	// decided on it for this plan.
 	ErrGateRejected = errors.New("gate already rejected")
-	// ErrRecordCorrupt: a record of this package in the cache index (saved
-	// plan, request, gate, ledger entry) cannot be read, or one another
-	// needs is missing. Altered, removed or reordered ledger entries are
-	// reported by VerifyLedger instead.
+	// ErrRecordCorrupt: a record of this package in the cache index
+	// (request, gate, ledger entry) cannot be read, or one another needs is
+	// missing. Altered, removed or reordered ledger entries are reported by
+	// VerifyLedger instead.
 	ErrRecordCorrupt = errors.New("approval record is corrupt")
 )
 

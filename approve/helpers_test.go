@@ -20,6 +20,7 @@ import (
 	"stellaops.io/stella/keys"
 	"stellaops.io/stella/pack"
 	"stellaops.io/stella/plan"
+	"stellaops.io/stella/plans"
 	"stellaops.io/stella/trust"
 )
 
@@ -76,7 +77,7 @@ type operator struct {
 	ctx   context.Context
 	st    *cache.Store
 	fx    fixture
-	plan  *SavedPlan
+	plan  *plans.Saved
 	trust *trust.Store
 	media string // where bundles are carried
 
@@ -90,7 +91,7 @@ func newOperator(t *testing.T) *operator {
 	o := &operator{t: t, ctx: context.Background(), fx: loadFixture(t), media: t.TempDir(),
 		trust: &trust.Store{}, rnd: rand.NewChaCha8([32]byte{1})}
 	o.st = cachetest.Open(t, VerifyHook())
-	sp, err := SavePlan(o.ctx, o.st, o.fx.canonical, PlanMeta{Tenant: testTenant, SavedAt: t0.Add(-time.Hour),
+	sp, err := plans.Save(o.ctx, o.st, o.fx.canonical, plans.Meta{Tenant: testTenant, SavedAt: t0.Add(-time.Hour),
 		PackSize: o.fx.artifact.Manifest.Size})
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"stellaops.io/stella/cache"
+	"stellaops.io/stella/plans"
 )
 
 // ledgerOperator is an operator whose cache is not checked on the way out
@@ -21,7 +22,7 @@ func ledgerOperator(t *testing.T) *operator {
 		t.Fatal(err)
 	}
 	o.st = st
-	if _, err := SavePlan(o.ctx, st, o.fx.canonical, PlanMeta{Tenant: testTenant, PackSize: o.fx.artifact.Manifest.Size}); err != nil {
+	if _, err := plans.Save(o.ctx, st, o.fx.canonical, plans.Meta{Tenant: testTenant, PackSize: o.fx.artifact.Manifest.Size}); err != nil {
 		t.Fatal(err)
 	}
 	_, reqPath := o.request(t0)

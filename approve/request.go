@@ -18,6 +18,7 @@ import (
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/canonical"
 	"stellaops.io/stella/plan"
+	"stellaops.io/stella/plans"
 )
 
 // RequestAPIVersion identifies the request JSON format.
@@ -196,7 +197,7 @@ type requestRecord struct {
 // "approval-request:<16 hex of the nonce>", records the request as pending
 // and appends a request entry to the ledger.
 //
-// ErrPlanNotFound: the plan is not saved. ErrGateNotFound: the gate is not
+// plans.ErrNotFound: the plan is not saved. ErrGateNotFound: the gate is not
 // one of the plan's approval gates. ErrGateRejected: the gate was rejected.
 // ErrNotPending: the gate is approved. ErrPackNotFound: the pack manifest's
 // size is unknown (neither in the cache nor recorded with the plan).
@@ -211,12 +212,7 @@ func NewRequest(ctx context.Context, st *cache.Store, opts RequestOptions) (*Req
 		return nil, err
 	}
 	now := nowOr(opts.Now)
-	var sp *SavedPlan
-	err := view(ctx, st, func(tx cache.RecordTx) error {
-		var err error
-		sp, err = lookupPlan(tx, opts.PlanHash)
-		return err
-	})
+	sp, err := plans.Get(ctx, st, opts.PlanHash)
 	if err != nil {
 		return nil, err
 	}
@@ -317,7 +313,7 @@ func NewRequest(ctx context.Context, st *cache.Store, opts RequestOptions) (*Req
 // comes from the cache when the pack is there (by ref, else by digest),
 // else from the saved plan; without either the request is refused, since
 // an OCI descriptor must state the true size.
-func packDescriptor(ctx context.Context, st *cache.Store, sp *SavedPlan) (ocispec.Descriptor, error) {
+func packDescriptor(ctx context.Context, st *cache.Store, sp *plans.Saved) (ocispec.Descriptor, error) {
 	want := sp.Pack.Digest
 	d := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: want}
 	if a, err := st.Resolve(ctx, sp.PackRef); err == nil && a.Descriptor.Digest == want {

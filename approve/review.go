@@ -14,6 +14,7 @@ import (
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/integrity"
 	"stellaops.io/stella/plan"
+	"stellaops.io/stella/plans"
 )
 
 // Summary is what an approver is asked to decide, read from a request
@@ -147,7 +148,7 @@ func reviewArtifact(ctx context.Context, src content.Fetcher, desc ocispec.Descr
 	if got := plan.HashBytes(ra.plan); got != doc.PlanHash {
 		return nil, fmt.Errorf("request %s: plan layer hashes to %s, request says %s: %w", ra.desc.Digest, got, doc.PlanHash, ErrPlanAltered)
 	}
-	pl, _, err := parseCanonicalPlan(ra.plan)
+	pl, _, err := plans.ParseCanonical(ra.plan)
 	if err != nil {
 		return nil, fmt.Errorf("request %s: %w: plan layer: %w", ra.desc.Digest, ErrInvalidRequest, err)
 	}

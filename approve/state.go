@@ -9,6 +9,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"stellaops.io/stella/cache"
+	"stellaops.io/stella/plans"
 )
 
 // State is a gate's (or a request's) state.
@@ -376,20 +377,23 @@ func Gates(ctx context.Context, st *cache.Store, tenant string, now time.Time) (
 }
 
 // Gate returns the state at now (zero means now) of one gate. planHash may
-// be a unique prefix (see Plan). ErrGateNotFound: no request was ever made
-// for it here. Like Gates, it records expiries it observes.
+// be a unique prefix of a saved plan's hash (see plans.Get, whose errors it
+// returns). ErrGateNotFound: no request was ever made for it here. Like
+// Gates, it records expiries it observes.
 func Gate(ctx context.Context, st *cache.Store, tenant, planHash, gate string, now time.Time) (*GateState, error) {
 	now = nowOr(now)
+	h := digest.Digest(planHash)
+	if checkSHA256(h) != nil {
+		// Saved plans are never deleted, so the hash resolved here still
+		// names a saved plan in the transaction below.
+		sp, err := plans.Get(ctx, st, planHash)
+		if err != nil {
+			return nil, err
+		}
+		h = sp.Hash
+	}
 	var gs *GateState
 	err := update(ctx, st, func(tx cache.RecordTx) error {
-		h := digest.Digest(planHash)
-		if checkSHA256(h) != nil {
-			sp, err := lookupPlan(tx, planHash)
-			if err != nil {
-				return err
-			}
-			h = sp.Hash
-		}
 		if err := observeExpiry(tx, now); err != nil {
 			return err
 		}

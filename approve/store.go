@@ -19,6 +19,7 @@ import (
 
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/canonical"
+	"stellaops.io/stella/plans"
 )
 
 // namespace is this package's record namespace in the cache (see doc.go).
@@ -26,7 +27,7 @@ const namespace = "approve"
 
 // Buckets of the namespace; in the index, "approve.<bucket>".
 const (
-	bucketPlans    = "plans"    // plan hash → planRecord
+	bucketPlans    = "plans"    // package plans' saved plans; VerifyLedger checks they decode
 	bucketRequests = "requests" // request manifest digest → requestRecord
 	bucketGates    = "gates"    // tenant 0x00 plan hash 0x00 gate → gateRecord
 	bucketLedger   = "ledger"   // big-endian seq → canonical Entry
@@ -37,8 +38,9 @@ const (
 const (
 	// MaxRequestSize bounds the request JSON layer.
 	MaxRequestSize = 64 << 10
-	// MaxPlanSize bounds a plan (saved, or carried in a request).
-	MaxPlanSize = 32 << 20
+	// MaxPlanSize bounds a plan carried in a request, as it bounds a
+	// saved plan.
+	MaxPlanSize = plans.MaxSize
 	// MaxCommentSize bounds a decision's comment.
 	MaxCommentSize = 4 << 10
 	// maxRequester bounds the requester string.

@@ -19,6 +19,7 @@ import (
 
 	"stellaops.io/stella/approve"
 	"stellaops.io/stella/plan"
+	"stellaops.io/stella/plans"
 	"stellaops.io/stella/secret"
 )
 
@@ -441,7 +442,7 @@ func (s *session) approvalsShow(ctx context.Context, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	sp, err := approve.Plan(ctx, st, c.Args().Get(0))
+	sp, err := plans.Get(ctx, st, c.Args().Get(0))
 	if err != nil {
 		return err
 	}
@@ -467,7 +468,7 @@ func (s *session) plansList(ctx context.Context, _ *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	plans, err := approve.Plans(ctx, st)
+	saved, err := plans.List(ctx, st)
 	if err != nil {
 		return err
 	}
@@ -478,8 +479,8 @@ func (s *session) plansList(ctx context.Context, _ *cli.Context) error {
 		SavedAt   string        `json:"savedAt"`
 		Approvals []string      `json:"gates"`
 	}
-	out := make([]row, 0, len(plans))
-	for _, p := range plans {
+	out := make([]row, 0, len(saved))
+	for _, p := range saved {
 		r := row{Hash: p.Hash, Pack: p.PackRef, Tenant: p.Tenant, SavedAt: p.SavedAt.UTC().Format(time.RFC3339), Approvals: []string{}}
 		for _, a := range p.Approvals {
 			r.Approvals = append(r.Approvals, a.Gate)
@@ -504,7 +505,7 @@ func (s *session) plansShow(ctx context.Context, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	p, err := approve.Plan(ctx, st, c.Args().First())
+	p, err := plans.Get(ctx, st, c.Args().First())
 	if err != nil {
 		return err
 	}

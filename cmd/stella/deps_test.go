@@ -37,6 +37,7 @@ var mayReachNetwork = map[string]bool{
 	"keys":              false,
 	"pack":              false,
 	"plan":              false,
+	"plans":             false,
 	"secret":            false,
 	"signature":         false,
 	"trust":             false,

@@ -18,6 +18,7 @@ import (
 	"stellaops.io/stella/mirror"
 	"stellaops.io/stella/pack"
 	"stellaops.io/stella/plan"
+	"stellaops.io/stella/plans"
 	"stellaops.io/stella/secret"
 	"stellaops.io/stella/signature"
 	"stellaops.io/stella/trust"
@@ -62,12 +63,16 @@ var errorTable = []errorRow{
 	{pack.ErrUnsafePath, "ERR_PACK_UNSAFE_PATH", exitInvalid, "packs hold regular files only: replace symlinks and special files with real files"},
 	{pack.ErrNotFound, "ERR_PACK_NOT_FOUND", exitNotFound, "check the pack folder (it must hold pack.yaml) or the <id>:<version> (see `stella pack list`)"},
 	{pack.ErrExists, "ERR_PACK_EXISTS", exitGeneric, "choose another folder or remove the existing one"},
+	// Saved plans. A corrupt record before plan.ErrInvalid, which it may
+	// wrap; it keeps the code it had when saved plans were approve's.
+	{plans.ErrCorrupt, "ERR_PACK_APPROVAL_RECORD_CORRUPT", exitInvalid, "a saved plan in the cache is damaged: run `stella cache verify`, and save the plan again from its pack"},
+	{plans.ErrNotFound, "ERR_PACK_PLAN_NOT_FOUND", exitNotFound, "save the plan with `stella pack plan --save`; `stella pack plans list` shows saved plans (give at least 12 hex digits)"},
+	{plans.ErrAmbiguous, "ERR_PACK_PLAN_AMBIGUOUS", exitInvalid, "several saved plans start with those digits: give more of the plan hash"},
+	{plans.ErrInvalidMeta, "ERR_PACK_APPROVAL_INPUT_INVALID", exitGeneric, "fix the tenant (letters, digits, '.', '_' and '-', at most 128)"},
 	// Approvals. Corrupt records and altered plans before plan.ErrInvalid,
 	// which they may wrap.
 	{approve.ErrRecordCorrupt, "ERR_PACK_APPROVAL_RECORD_CORRUPT", exitInvalid, "an approval record in the cache is damaged: run `stella cache verify`"},
 	{approve.ErrPlanAltered, "ERR_PACK_HASH_MISMATCH", exitInvalid, "the plan in the request does not hash to the plan hash it claims: do not sign it; ask the operator for a new request"},
-	{approve.ErrPlanNotFound, "ERR_PACK_PLAN_NOT_FOUND", exitNotFound, "save the plan with `stella pack plan --save`; `stella pack plans list` shows saved plans (give at least 12 hex digits)"},
-	{approve.ErrPlanAmbiguous, "ERR_PACK_PLAN_AMBIGUOUS", exitInvalid, "several saved plans start with those digits: give more of the plan hash"},
 	{approve.ErrGateNotFound, "ERR_PACK_GATE_NOT_FOUND", exitNotFound, "`stella pack plans show HASH` lists the plan's approval gates (their step ids)"},
 	{approve.ErrPackNotFound, "ERR_PACK_APPROVAL_PACK_UNKNOWN", exitNotFound, "build or import the pack into this cache, or save the plan again from the pack"},
 	{approve.ErrInvalidInput, "ERR_PACK_APPROVAL_INPUT_INVALID", exitGeneric, "fix the named option (tenant, requester, comment or decision)"},

@@ -23,6 +23,7 @@ import (
 	"stellaops.io/stella/mirror"
 	"stellaops.io/stella/pack"
 	"stellaops.io/stella/plan"
+	"stellaops.io/stella/plans"
 	"stellaops.io/stella/secret"
 	"stellaops.io/stella/signature"
 	"stellaops.io/stella/trust"
@@ -51,6 +52,10 @@ var domainErrors = map[string]error{
 	"pack.ErrExists":                    pack.ErrExists,
 	"plan.ErrExpansion":                 plan.ErrExpansion,
 	"plan.ErrInvalid":                   plan.ErrInvalid,
+	"plans.ErrNotFound":                 plans.ErrNotFound,
+	"plans.ErrAmbiguous":                plans.ErrAmbiguous,
+	"plans.ErrInvalidMeta":              plans.ErrInvalidMeta,
+	"plans.ErrCorrupt":                  plans.ErrCorrupt,
 	"secret.ErrMissing":                 secret.ErrMissing,
 	"secret.ErrSealedSource":            secret.ErrSealedSource,
 	"bundle.ErrPartMissing":             bundle.ErrPartMissing,
@@ -89,8 +94,6 @@ var domainErrors = map[string]error{
 	"cache.ErrNotFound":                 cache.ErrNotFound,
 	"approve.ErrRecordCorrupt":          approve.ErrRecordCorrupt,
 	"approve.ErrPlanAltered":            approve.ErrPlanAltered,
-	"approve.ErrPlanNotFound":           approve.ErrPlanNotFound,
-	"approve.ErrPlanAmbiguous":          approve.ErrPlanAmbiguous,
 	"approve.ErrGateNotFound":           approve.ErrGateNotFound,
 	"approve.ErrPackNotFound":           approve.ErrPackNotFound,
 	"approve.ErrInvalidInput":           approve.ErrInvalidInput,

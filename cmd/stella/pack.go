@@ -14,13 +14,13 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"stellaops.io/stella/admission"
-	"stellaops.io/stella/approve"
 	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/integrity"
 	"stellaops.io/stella/internal/safefile"
 	"stellaops.io/stella/pack"
 	"stellaops.io/stella/plan"
+	"stellaops.io/stella/plans"
 	"stellaops.io/stella/secret"
 )
 
@@ -276,7 +276,7 @@ func (s *session) packPlan(ctx context.Context, c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		if _, err := approve.SavePlan(ctx, st, canon, approve.PlanMeta{PackRef: p.ID(), Tenant: s.tenant, SavedAt: s.now(), PackSize: a.Manifest.Size}); err != nil {
+		if _, err := plans.Save(ctx, st, canon, plans.Meta{PackRef: p.ID(), Tenant: s.tenant, SavedAt: s.now(), PackSize: a.Manifest.Size}); err != nil {
 			return err
 		}
 	}
