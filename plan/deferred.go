@@ -52,9 +52,9 @@ type Expansion struct {
 	// placeholders that read inputs, item and index rendered, those that
 	// read steps kept for the runner, nested maps over step outputs
 	// deferred again.
-	Steps []Step
+	Steps []Step `json:"steps"`
 	// Approvals are the gates among Steps that need approvers, in order.
-	Approvals []Approval
+	Approvals []Approval `json:"approvals"`
 }
 
 // Expand expands the deferred map or loop step s of pl over items (see

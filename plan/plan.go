@@ -213,6 +213,10 @@ func Parse(b []byte) (*Plan, digest.Digest, error) {
 // ErrInvalid: bytes that claim to be a plan are not one.
 var ErrInvalid = errors.New("invalid plan")
 
+// ErrHashMismatch: a plan's hash is not the one it was pinned to (a pack or
+// its inputs changed after the plan was approved).
+var ErrHashMismatch = errors.New("plan hash differs from the pinned one")
+
 // Walk calls fn for every step of the expanded graph in order, depth first.
 func (pl *Plan) Walk(fn func(s *Step, depth int)) {
 	var walk func(steps []Step, depth int)

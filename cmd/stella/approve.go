@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/user"
+	"path/filepath"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -20,6 +21,7 @@ import (
 	"stellaops.io/stella/approve"
 	"stellaops.io/stella/plan"
 	"stellaops.io/stella/plans"
+	"stellaops.io/stella/runs"
 	"stellaops.io/stella/secret"
 )
 
@@ -53,7 +55,11 @@ Approver, on their own machine with their own home:
    stella pack approve sign --key approver.key --decision approve --comment "scope checked" -o response.stella.tar request.stella.tar
 
 An approver at this machine decides locally (the same checks apply):
-   stella pack approve --plan 3f2a9c1d7e4b --gate change-board --key vault:alice --comment "ok"`,
+   stella pack approve --plan 3f2a9c1d7e4b --gate change-board --key vault:alice --comment "ok"
+
+A run waiting at a gate names its plan: --run stands for --plan.
+   stella pack approve --run run:default:20261127T163555.123456Z --gate change-board --key vault:alice --comment "ok"
+   stella pack approve --offline-request --run run:default:20261127T163555.123456Z --gate change-board -o request.stella.tar`,
 			Flags: append([]cli.Flag{
 				&cli.BoolFlag{Name: "offline-request", Usage: "write a request bundle for --plan and --gate"},
 				&cli.StringFlag{Name: "offline-response", Usage: "import a signed response bundle"},
@@ -61,7 +67,7 @@ An approver at this machine decides locally (the same checks apply):
 				&cli.StringFlag{Name: "gate", Usage: "approval gate (its step id)"},
 				&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "request bundle file to write", DefaultText: "request-<id>.stella.tar"},
 				&cli.StringFlag{Name: "requester", Usage: "who asks", DefaultText: "$USER@host"},
-				&cli.StringFlag{Name: "run", Usage: "run id (runs arrive with the runner; approvals attach to plans today)"},
+				&cli.StringFlag{Name: "run", Usage: "run id: approve the gate of the plan this run runs (instead of --plan)"},
 			}, decisionFlags...),
 			Action: action(s.packApprove),
 			Subcommands: []*cli.Command{
@@ -140,22 +146,30 @@ func verdict(v string) (approve.Verdict, error) {
 }
 
 func (s *session) packApprove(ctx context.Context, c *cli.Context) error {
-	if c.String("run") != "" {
-		return usageError("pack approve --run: runs arrive with the pack runner; approve a saved plan with --plan and --gate")
-	}
 	if c.NArg() > 0 {
 		return usageError(fmt.Sprintf("pack approve: unexpected argument %q (subcommands: review, sign)", c.Args().First()))
+	}
+	if c.String("run") != "" && c.String("plan") != "" {
+		return usageError("pack approve: give --run or --plan, not both (a run's plan is the one it runs)")
 	}
 	st, err := s.openCache(ctx)
 	if err != nil {
 		return err
 	}
+	planArg := c.String("plan")
+	if id := c.String("run"); id != "" {
+		rec, err := runs.Open(st, filepath.Join(s.home, "runs"), s.now).Get(ctx, id)
+		if err != nil {
+			return err
+		}
+		planArg = rec.PlanHash.String()
+	}
 	switch {
 	case c.Bool("offline-request"):
-		if c.String("plan") == "" || c.String("gate") == "" {
-			return usageError("pack approve --offline-request: --plan and --gate are required")
+		if planArg == "" || c.String("gate") == "" {
+			return usageError("pack approve --offline-request: --run or --plan, and --gate, are required")
 		}
-		req, err := approve.NewRequest(ctx, st, approve.RequestOptions{PlanHash: c.String("plan"), Gate: c.String("gate"), Tenant: s.tenant, Requester: s.requester(c.String("requester")), Now: s.now()})
+		req, err := approve.NewRequest(ctx, st, approve.RequestOptions{PlanHash: planArg, Gate: c.String("gate"), Tenant: s.tenant, Requester: s.requester(c.String("requester")), Now: s.now()})
 		if err != nil {
 			return err
 		}
@@ -195,9 +209,9 @@ func (s *session) packApprove(ctx context.Context, c *cli.Context) error {
 			return err
 		}
 		return s.emitOutcome(out)
-	case c.String("plan") != "" || c.String("gate") != "":
-		if c.String("plan") == "" || c.String("gate") == "" || c.String("key") == "" {
-			return usageError("pack approve: a local decision needs --plan, --gate and --key")
+	case planArg != "" || c.String("gate") != "":
+		if planArg == "" || c.String("gate") == "" || c.String("key") == "" {
+			return usageError("pack approve: a local decision needs --run or --plan, --gate and --key")
 		}
 		v, err := verdict(c.String("decision"))
 		if err != nil {
@@ -211,14 +225,14 @@ func (s *session) packApprove(ctx context.Context, c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		out, err := approve.Decide(ctx, st, approve.LocalDecision{PlanHash: c.String("plan"), Gate: c.String("gate"), Tenant: s.tenant,
+		out, err := approve.Decide(ctx, st, approve.LocalDecision{PlanHash: planArg, Gate: c.String("gate"), Tenant: s.tenant,
 			Signer: signer, Decision: v, Comment: c.String("comment"), Trust: ts, Now: s.now(), ClockSkew: s.clockSkew(), Requester: s.requester(c.String("requester"))})
 		if err != nil {
 			return err
 		}
 		return s.emitOutcome(out)
 	}
-	return usageError("pack approve: give --offline-request, --offline-response FILE, or --plan/--gate/--key for a local decision (see --help)")
+	return usageError("pack approve: give --offline-request, --offline-response FILE, or --run (or --plan), --gate and --key for a local decision (see --help)")
 }
 
 // gateView is the JSON shape of a gate's state.

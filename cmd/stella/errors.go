@@ -19,6 +19,8 @@ import (
 	"stellaops.io/stella/pack"
 	"stellaops.io/stella/plan"
 	"stellaops.io/stella/plans"
+	"stellaops.io/stella/run"
+	"stellaops.io/stella/runs"
 	"stellaops.io/stella/secret"
 	"stellaops.io/stella/signature"
 	"stellaops.io/stella/trust"
@@ -102,6 +104,21 @@ var errorTable = []errorRow{
 	{admission.ErrConfiguredRelaxation, "ERR_PACK_POLICY_RELAXATION_REFUSED", exitTrust, "<home>/config.yaml sets requireSignature: true, which a flag cannot weaken: drop --insecure-skip-signature, or change the configuration"},
 	{admission.ErrRefMismatch, "ERR_PACK_REF_MISMATCH", exitInvalid, "the bundle or registry names a pack differently from its signed manifest: the source was altered or mis-tagged; get a fresh copy, or pull <prefix>/<name>:<version> as published"},
 	{admission.ErrPackLayout, "ERR_PACK_ARTIFACT_UNSUPPORTED", exitInvalid, "the pack artifact holds content stella does not build (packs are a config plus plain file layers): rebuild it with `stella pack build`"},
+
+	// Runs.
+	{plan.ErrHashMismatch, "ERR_PACK_HASH_MISMATCH", exitInvalid, "the pack or the inputs changed since the plan was made or approved: plan again (`stella pack plan`), have the new plan approved, and run that"},
+	{run.ErrStepFailed, "ERR_PACK_STEP_FAILED", exitGeneric, "a step's command exited non-zero: read its lines (`stella pack runs logs RUN --step STEP`), fix the cause, then `stella pack runs resume --run RUN`"},
+	{run.ErrStepErrored, "ERR_PACK_STEP_ERRORED", exitGeneric, "a step could not start, timed out or lost its runner: see `stella pack runs show RUN`, fix the cause, then `stella pack runs resume --run RUN`"},
+	{run.ErrExpression, "ERR_PACK_EXPRESSION_FAILED", exitInvalid, "a when, items, policy or ${{ }} expression failed on the run's values: check the step outputs it reads (`stella pack runs show RUN`)"},
+	{run.ErrPolicyDenied, "ERR_PACK_POLICY_DENIED", exitTrust, "a gate.policy of the pack refused these inputs or outputs (the gate and its message are named); change the inputs and run again"},
+	{run.ErrGateRejected, "ERR_PACK_GATE_REJECTED", exitTrust, "an approver rejected the gate; a changed plan (new hash) must be approved anew"},
+	{run.ErrApprovalTimeout, "ERR_PACK_APPROVAL_TIMEOUT", exitTrust, "the gate's approval window passed while the run waited: issue a new request (`stella pack approve --offline-request --run RUN --gate GATE`), have it signed, then `stella pack runs resume --run RUN`"},
+	{run.ErrRunTimeout, "ERR_PACK_RUN_TIMEOUT", exitGeneric, "the run exceeded sandbox.limits.timeout; `stella pack runs resume --run RUN` continues it with a new allowance"},
+	{run.ErrCancelled, "ERR_PACK_RUN_CANCELLED", exitGeneric, "the run was cancelled (`stella pack runs cancel`, or an interrupt); `stella pack runs resume --run RUN` continues it"},
+	{runs.ErrNotFound, "ERR_PACK_RUN_NOT_FOUND", exitNotFound, "check the run id: `stella pack runs list` shows the runs of this home"},
+	{runs.ErrLocked, "ERR_PACK_RUN_LOCKED", exitTransient, "another stella process drives this run (named in the message): wait for it, or cancel it with `stella pack runs cancel --run RUN`"},
+	{runs.ErrCorrupt, "ERR_PACK_RUN_RECORD_CORRUPT", exitInvalid, "a run record in the cache is damaged: run `stella cache verify`"},
+	{runs.ErrState, "ERR_PACK_RUN_STATE", exitGeneric, "the run is not in a state that allows this; `stella pack runs show RUN` says what it is"},
 
 	// Keys, trust and vault.
 	{trust.ErrInvalidStore, "ERR_PACK_TRUST_STORE_INVALID", exitInvalid, "<home>/trust.json is damaged or was edited by hand; restore it from a backup or re-add the keys with `stella trust add`"},

@@ -24,6 +24,8 @@ import (
 	"stellaops.io/stella/pack"
 	"stellaops.io/stella/plan"
 	"stellaops.io/stella/plans"
+	"stellaops.io/stella/run"
+	"stellaops.io/stella/runs"
 	"stellaops.io/stella/secret"
 	"stellaops.io/stella/signature"
 	"stellaops.io/stella/trust"
@@ -40,6 +42,19 @@ var domainErrors = map[string]error{
 	"admission.ErrRefMismatch":          admission.ErrRefMismatch,
 	"admission.ErrPackLayout":           admission.ErrPackLayout,
 	"admission.ErrSubjectRefused":       admission.ErrSubjectRefused,
+	"plan.ErrHashMismatch":              plan.ErrHashMismatch,
+	"run.ErrStepFailed":                 run.ErrStepFailed,
+	"run.ErrStepErrored":                run.ErrStepErrored,
+	"run.ErrExpression":                 run.ErrExpression,
+	"run.ErrPolicyDenied":               run.ErrPolicyDenied,
+	"run.ErrGateRejected":               run.ErrGateRejected,
+	"run.ErrApprovalTimeout":            run.ErrApprovalTimeout,
+	"run.ErrRunTimeout":                 run.ErrRunTimeout,
+	"run.ErrCancelled":                  run.ErrCancelled,
+	"runs.ErrNotFound":                  runs.ErrNotFound,
+	"runs.ErrLocked":                    runs.ErrLocked,
+	"runs.ErrCorrupt":                   runs.ErrCorrupt,
+	"runs.ErrState":                     runs.ErrState,
 	"integrity.ErrDigestMismatch":       integrity.ErrDigestMismatch,
 	"integrity.ErrSizeMismatch":         integrity.ErrSizeMismatch,
 	"integrity.ErrTooLarge":             integrity.ErrTooLarge,

@@ -12,10 +12,10 @@ import (
 )
 
 func main() {
-	os.Exit(run())
+	os.Exit(runMain())
 }
 
-func run() int {
+func runMain() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	s := &session{

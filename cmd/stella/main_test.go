@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -19,10 +20,10 @@ func TestMain(m *testing.M) {
 	// STELLA_RUN_MAIN=1.
 	if os.Getenv("STELLA_RUN_MAIN") == "1" {
 		os.Args = append([]string{"stella"}, os.Args[1:]...)
-		os.Exit(run())
+		os.Exit(runMain())
 	}
 	testscript.Main(m, map[string]func(){
-		"stella": func() { os.Exit(run()) },
+		"stella": func() { os.Exit(runMain()) },
 	})
 }
 
@@ -82,6 +83,22 @@ func scriptParams(t *testing.T, dir string) testscript.Params {
 				ts.Setenv(name+"_USER", r.Username)
 				ts.Setenv(name+"_PASS", r.Password)
 				ts.Setenv(name+"_STORAGE", r.StorageDir)
+			},
+			// jsonvar NAME KEY sets $NAME to the string value of KEY in the
+			// JSON object the last command printed on stdout.
+			"jsonvar": func(ts *testscript.TestScript, neg bool, args []string) {
+				if neg || len(args) != 2 {
+					ts.Fatalf("usage: jsonvar NAME KEY")
+				}
+				var m map[string]any
+				if err := json.Unmarshal([]byte(ts.ReadFile("stdout")), &m); err != nil {
+					ts.Fatalf("jsonvar: stdout is not a JSON object: %v", err)
+				}
+				v, ok := m[args[1]].(string)
+				if !ok {
+					ts.Fatalf("jsonvar: no string %q in stdout", args[1])
+				}
+				ts.Setenv(args[0], v)
 			},
 			// exitcode N cmd args... runs cmd and checks its exact exit code.
 			"exitcode": func(ts *testscript.TestScript, neg bool, args []string) {

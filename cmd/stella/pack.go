@@ -81,7 +81,7 @@ Examples:
 				},
 				Action: action(s.packPlan),
 			},
-		}, append(append(s.artifactCommands(), s.mirrorCommands()...), s.approveCommands()...)...),
+		}, append(append(append(s.artifactCommands(), s.mirrorCommands()...), s.approveCommands()...), s.runCommands()...)...),
 	}
 }
 

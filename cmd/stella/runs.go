@@ -1,0 +1,764 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/urfave/cli/v2"
+	"oras.land/oras-go/v2/content"
+
+	"stellaops.io/stella/admission"
+	"stellaops.io/stella/artifact"
+	"stellaops.io/stella/cache"
+	"stellaops.io/stella/integrity"
+	"stellaops.io/stella/pack"
+	"stellaops.io/stella/plan"
+	"stellaops.io/stella/plans"
+	"stellaops.io/stella/run"
+	"stellaops.io/stella/run/process"
+	"stellaops.io/stella/runs"
+)
+
+func (s *session) runCommands() []*cli.Command {
+	return []*cli.Command{
+		{
+			Name:  "run",
+			Usage: "run a pack: plan, approval gates, steps; logs stream on stderr",
+			Description: `Loads the pack from the cache (a folder is built into the cache first, so every run is
+of a digest), verifies it, plans it with the same code as ` + "`stella pack plan`" + ` and runs the
+plan over a private work folder. The run stops at an approval gate that is not satisfied
+(state awaiting-approval) and says how to approve it and resume.
+
+Examples:
+   stella pack run --pack rotate-registry-credentials:1.3.0 --inputs inputs.json
+   stella pack run --pack rotate-registry-credentials:1.3.0 --inputs inputs.json --plan-hash 3f9a1c0de2b4
+   stella --output json pack run --pack ./backup-database --inputs inputs.json`,
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "pack", Usage: "ID:VERSION of a pack in the cache, or a pack folder (required)"},
+				&cli.StringFlag{Name: "inputs", Usage: "JSON file of input values (- for stdin)"},
+				&cli.StringFlag{Name: "plan-hash", Usage: "refuse to run unless the plan hashes to this (full hash, a prefix of 12+ hex digits, or a saved plan's)"},
+			},
+			Action: action(s.packRun),
+		},
+		{
+			Name:  "runs",
+			Usage: "list, show, follow, cancel and resume runs",
+			Subcommands: []*cli.Command{
+				{
+					Name:  "list",
+					Usage: "list runs, newest first",
+					Flags: []cli.Flag{
+						&cli.StringFlag{Name: "state", Usage: "only runs in this state (running, awaiting-approval, succeeded, failed, cancelled, expired)"},
+						&cli.StringFlag{Name: "pack", Usage: "only runs of this pack (NAME or NAME:VERSION)"},
+						&cli.BoolFlag{Name: "all-tenants", Usage: "runs of every tenant, not only --tenant's"},
+					},
+					Action: action(s.runsList),
+				},
+				{
+					Name:      "show",
+					Usage:     "show a run: steps, attempts, exit codes, outputs, gates, timeline",
+					ArgsUsage: "RUN-ID",
+					Action:    action(s.runsShow),
+				},
+				{
+					Name:      "logs",
+					Usage:     "print a run's log (NDJSON with --output json)",
+					ArgsUsage: "RUN-ID",
+					Flags: []cli.Flag{
+						&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing until the run stops"},
+						&cli.StringFlag{Name: "step", Usage: "only this step's lines"},
+					},
+					Action: action(s.runsLogs),
+				},
+				{
+					Name:   "cancel",
+					Usage:  "cancel a run: its live runner stops its steps; a run without one is recorded cancelled",
+					Flags:  []cli.Flag{&cli.StringFlag{Name: "run", Usage: "run id (required)"}},
+					Action: action(s.runsCancel),
+				},
+				{
+					Name:  "resume",
+					Usage: "continue a run after an approval, a lost runner or a failure",
+					Description: `The plan is computed again and must hash to the run's plan hash. Succeeded steps never
+run again; a step that was running when its runner died is errored and runs again only if
+its retry policy allows; approval gates are checked again.
+
+Examples:
+   stella pack runs resume --run run:default:20261127T163555.123456Z`,
+					Flags:  []cli.Flag{&cli.StringFlag{Name: "run", Usage: "run id (required)"}},
+					Action: action(s.runsResume),
+				},
+			},
+		},
+	}
+}
+
+// runResult is the JSON shape of `pack run` and `runs resume`.
+type runResult struct {
+	RunID    string         `json:"runId"`
+	State    string         `json:"state"`
+	PlanHash digest.Digest  `json:"planHash"`
+	Pack     plan.PackRef   `json:"pack"`
+	Outputs  map[string]any `json:"outputs,omitempty"`
+	Failure  *run.Failure   `json:"failure,omitempty"`
+	Gate     string         `json:"gate,omitempty"`
+	Next     []string       `json:"next"`
+}
+
+// hostPolicy is the admission policy of packs loaded to run: signatures
+// required in sealed mode or by the configuration, else checked.
+func (s *session) hostPolicy() (admission.Policy, error) {
+	ts, err := s.trustStore()
+	if err != nil {
+		return admission.Policy{}, err
+	}
+	return admission.New(admission.Settings{Sealed: s.sealed, ConfigRequire: s.config.RequireSignature}, ts, s.tenant)
+}
+
+func (s *session) openRuns(ctx context.Context) (*cache.Store, *runs.Store, error) {
+	st, err := s.openCache(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, runs.Open(st, filepath.Join(s.home, "runs"), s.now), nil
+}
+
+func (s *session) packRun(ctx context.Context, c *cli.Context) error {
+	ref := c.String("pack")
+	if ref == "" {
+		return usageError("pack run: --pack is required")
+	}
+	pol, err := s.hostPolicy()
+	if err != nil {
+		return err
+	}
+	st, rs, err := s.openRuns(ctx)
+	if err != nil {
+		return err
+	}
+	if fi, err := os.Stat(ref); err == nil && fi.IsDir() {
+		_, a, err := s.loadPack(ref)
+		if err != nil {
+			return err
+		}
+		if _, err := st.Import(ctx, a, []cache.Artifact{{Descriptor: a.Manifest, Kind: artifact.KindPack, Ref: a.Ref}},
+			cache.ImportRecord{From: "build of folder " + filepath.Base(filepath.Clean(ref)) + " for a run", Verified: []string{"pack validated", "sha256 and size of every file"}},
+			cache.ImportOptions{}); err != nil {
+			return err
+		}
+		ref = a.Ref
+	}
+	lp, err := pol.LoadPack(ctx, st, ref)
+	if err != nil {
+		return err
+	}
+	var raw []byte
+	inputsFile := "inputs"
+	if f := c.String("inputs"); f != "" {
+		inputsFile = f
+		if raw, err = s.readFileArg(f, pack.MaxInputsSize); err != nil {
+			return err
+		}
+	}
+	inputs, err := lp.Pack.ResolveInputs(inputsFile, raw)
+	if err != nil {
+		return err
+	}
+	pl, hash, err := planOf(lp, inputs)
+	if err != nil {
+		return err
+	}
+	if pin := c.String("plan-hash"); pin != "" {
+		if err := s.checkPin(ctx, st, pin, hash); err != nil {
+			return err
+		}
+	}
+	if _, err := s.resolveSecrets(ctx, pl.Secrets); err != nil {
+		return err
+	}
+	// The run's plan is saved, so its gates can be approved by run id.
+	canon, err := pl.Canonical()
+	if err != nil {
+		return err
+	}
+	if _, err := plans.Save(ctx, st, canon, plans.Meta{PackRef: lp.Ref, Tenant: s.tenant, SavedAt: s.now(), PackSize: lp.Verdict.Artifact.Descriptor.Size}); err != nil {
+		return err
+	}
+	rec := &run.Record{Tenant: s.tenant, Pack: pl.Pack, PlanHash: hash, State: run.Running, Inputs: pl.Inputs}
+	if err := rs.Create(ctx, rec); err != nil {
+		return err
+	}
+	lock, err := rs.Lock(rec.ID, s.holder)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
+	if err := writePackFiles(ctx, st, lp.Verdict.Artifact.Descriptor, filepath.Join(rs.Folder(rec.ID), "work")); err != nil {
+		return err
+	}
+	s.notef("run %s: %s:%s, plan %s", rec.ID, pl.Pack.Name, pl.Pack.Version, hash)
+	runErr := s.drive(ctx, st, rs, rec, pl, lp.Pack)
+	return s.renderRun(rec, runErr)
+}
+
+// planOf plans a loaded pack with the code `stella pack plan` uses.
+func planOf(lp *admission.Loaded, inputs map[string]any) (*plan.Plan, digest.Digest, error) {
+	pl, err := plan.Build(lp.Pack, lp.Artifact.Digest(), inputs)
+	if err != nil {
+		return nil, "", err
+	}
+	h, err := pl.Hash()
+	return pl, h, err
+}
+
+// checkPin compares the plan hash with a pinned one: a full hash, a saved
+// plan's (by a unique prefix), or a prefix of the hash itself.
+func (s *session) checkPin(ctx context.Context, st *cache.Store, pin string, hash digest.Digest) error {
+	want := pin
+	if !strings.HasPrefix(pin, "sha256:") || len(pin) != len("sha256:")+64 {
+		sp, err := plans.Get(ctx, st, pin)
+		switch {
+		case err == nil:
+			want = sp.Hash.String()
+		case errors.Is(err, plans.ErrNotFound) && len(strings.TrimPrefix(pin, "sha256:")) >= plans.MinHashPrefix:
+			if strings.HasPrefix(hash.Encoded(), strings.TrimPrefix(pin, "sha256:")) {
+				return nil
+			}
+		case !errors.Is(err, plans.ErrNotFound):
+			return err
+		default:
+			return usageError(fmt.Sprintf("--plan-hash %s: give the full hash or at least %d hex digits", pin, plans.MinHashPrefix))
+		}
+	}
+	if want != hash.String() {
+		return fmt.Errorf("the plan of this run hashes to %s, not the pinned %s (the pack or its inputs changed since it was planned): %w", hash, want, plan.ErrHashMismatch)
+	}
+	return nil
+}
+
+// writePackFiles copies the pack's files from the cache into dir, with
+// their modes: the run's private work folder.
+func writePackFiles(ctx context.Context, st *cache.Store, desc ocispec.Descriptor, dir string) error {
+	if desc.Size > integrity.MaxManifestSize {
+		return fmt.Errorf("manifest %s: %w", desc.Digest, integrity.ErrTooLarge)
+	}
+	mb, err := content.FetchAll(ctx, st, desc)
+	if err != nil {
+		return err
+	}
+	fsys, err := artifact.PackFS(ctx, st, mb)
+	if err != nil {
+		return err
+	}
+	return fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == "." {
+			return err
+		}
+		target := filepath.Join(dir, filepath.FromSlash(p))
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o700)
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		src, err := fsys.Open(p)
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		f, err := os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY, info.Mode().Perm()&0o755|0o600)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(f, src); err != nil {
+			f.Close()
+			return err
+		}
+		return f.Close()
+	})
+}
+
+// drive runs the engine over rec, streaming the log to stderr and to the
+// run's NDJSON file, and stopping when a cancel is asked for.
+func (s *session) drive(ctx context.Context, st *cache.Store, rs *runs.Store, rec *run.Record, pl *plan.Plan, p *pack.Pack) error {
+	folder := rs.Folder(rec.ID)
+	_ = os.Remove(rs.CancelPath(rec.ID))
+	logf, err := os.OpenFile(rs.LogPath(rec.ID), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	w := bufio.NewWriter(logf)
+	defer w.Flush()
+	host, _ := os.Hostname()
+	rec.Runner = &run.Runner{PID: os.Getpid(), Host: host, Started: s.now().UTC()}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if rs.CancelRequested(rec.ID) {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	eng := &run.Engine{
+		Executor: &process.Executor{Env: stepEnv(folder)},
+		Store:    rs,
+		Gates:    runs.Gates{Cache: st, Now: s.now},
+		Expand:   func(step *plan.Step, items []any) (*plan.Expansion, error) { return pl.Expand(p.Manifest, step, items) },
+		Work:     filepath.Join(folder, "work"),
+		Outputs:  filepath.Join(folder, "outputs"),
+		Now:      s.now,
+		Log: func(l run.Line) {
+			b, _ := json.Marshal(l)
+			w.Write(b)
+			w.WriteByte('\n')
+			if l.Stream != "stdout" && l.Stream != "stderr" || l.Msg == "" {
+				w.Flush()
+			}
+			s.notef("[%s] %s", orDash(l.StepID), l.Msg)
+		},
+	}
+	runErr := eng.Drive(ctx, pl, rec)
+	cancel()
+	wg.Wait()
+	w.Flush()
+	_ = logf.Sync()
+	rec.Runner = nil
+	if err := rs.Save(context.WithoutCancel(ctx), rec); err != nil {
+		return errors.Join(runErr, err)
+	}
+	return runErr
+}
+
+// stepEnv is the base environment of every step: nothing of the runner's
+// own environment leaks in.
+func stepEnv(folder string) []string {
+	return []string{
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOME=" + filepath.Join(folder, "work"),
+		"TMPDIR=" + filepath.Join(folder, "outputs"),
+		"LANG=C.UTF-8",
+	}
+}
+
+// renderRun prints a run's end state and the next command, then returns
+// the run's failure for the exit code.
+func (s *session) renderRun(rec *run.Record, runErr error) error {
+	res := runResult{RunID: rec.ID, State: rec.State, PlanHash: rec.PlanHash, Pack: rec.Pack, Outputs: rec.Outputs, Failure: rec.Failure, Next: []string{}}
+	switch rec.State {
+	case run.Succeeded:
+		res.Next = append(res.Next, "stella pack runs show "+rec.ID)
+	case run.AwaitingApproval:
+		for _, id := range sortedStepIDs(rec) {
+			if sr := rec.Steps[id]; sr.State == run.AwaitingApproval && sr.Gate != nil {
+				res.Gate = id
+				break
+			}
+		}
+		res.Next = append(res.Next,
+			fmt.Sprintf("stella pack approve --run %s --gate %s --key KEY --comment '...'", rec.ID, res.Gate),
+			fmt.Sprintf("stella pack approve --offline-request --run %s --gate %s -o request.stella.tar", rec.ID, res.Gate),
+			"stella pack runs resume --run "+rec.ID)
+	case run.Failed:
+		if rec.Failure != nil && rec.Failure.StepID != "" {
+			res.Next = append(res.Next, fmt.Sprintf("stella pack runs logs %s --step %s", rec.ID, rec.Failure.StepID))
+		}
+		res.Next = append(res.Next, "stella pack runs resume --run "+rec.ID)
+	default:
+		res.Next = append(res.Next, "stella pack runs show "+rec.ID)
+	}
+	if err := s.emit(res, func(w io.Writer) {
+		fmt.Fprintf(w, "run %s: %s\n", res.RunID, res.State)
+		fmt.Fprintf(w, "pack:      %s:%s (%s)\nplan hash: %s\n", res.Pack.Name, res.Pack.Version, res.Pack.Digest, res.PlanHash)
+		if f := res.Failure; f != nil {
+			fmt.Fprintf(w, "failure:   %s\n", f.Message)
+			if f.Exit != nil {
+				fmt.Fprintf(w, "exit:      %d\n", *f.Exit)
+			}
+			for _, l := range f.LogTail {
+				fmt.Fprintf(w, "  | %s\n", l)
+			}
+		}
+		if res.Gate != "" {
+			fmt.Fprintf(w, "waiting:   approval gate %s\n", res.Gate)
+		}
+		for _, n := range res.Next {
+			fmt.Fprintf(w, "next: %s\n", n)
+		}
+	}); err != nil {
+		return err
+	}
+	return runErr
+}
+
+func sortedStepIDs(rec *run.Record) []string {
+	ids := make([]string, 0, len(rec.Steps))
+	for id := range rec.Steps {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool {
+		a, b := rec.Steps[ids[i]], rec.Steps[ids[j]]
+		switch {
+		case a.Started != nil && b.Started != nil && !a.Started.Equal(*b.Started):
+			return a.Started.Before(*b.Started)
+		case (a.Started == nil) != (b.Started == nil):
+			return a.Started != nil
+		}
+		return ids[i] < ids[j]
+	})
+	return ids
+}
+
+func (s *session) runsResume(ctx context.Context, c *cli.Context) error {
+	id := c.String("run")
+	if id == "" {
+		return usageError("pack runs resume: --run RUN-ID is required")
+	}
+	pol, err := s.hostPolicy()
+	if err != nil {
+		return err
+	}
+	st, rs, err := s.openRuns(ctx)
+	if err != nil {
+		return err
+	}
+	lock, err := rs.Lock(id, s.holder)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
+	rec, err := rs.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	if rec.State == run.Succeeded {
+		return fmt.Errorf("run %s already succeeded: %w", id, runs.ErrState)
+	}
+	ref := rec.Pack.Name + ":" + rec.Pack.Version
+	lp, err := pol.LoadPack(ctx, st, ref)
+	if err != nil {
+		return err
+	}
+	if d := lp.Artifact.Digest(); d != rec.Pack.Digest {
+		return fmt.Errorf("run %s is of %s %s, but the cache now holds %s under that name: %w", id, ref, rec.Pack.Digest, d, plan.ErrHashMismatch)
+	}
+	pl, hash, err := planOf(lp, rec.Inputs)
+	if err != nil {
+		return err
+	}
+	if hash != rec.PlanHash {
+		return fmt.Errorf("run %s was planned as %s, its pack and inputs now plan to %s: %w", id, rec.PlanHash, hash, plan.ErrHashMismatch)
+	}
+	if _, err := s.resolveSecrets(ctx, pl.Secrets); err != nil {
+		return err
+	}
+	work := filepath.Join(rs.Folder(id), "work")
+	if _, err := os.Stat(work); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(filepath.Join(rs.Folder(id), "outputs"), 0o700); err != nil {
+			return err
+		}
+		if err := writePackFiles(ctx, st, lp.Verdict.Artifact.Descriptor, work); err != nil {
+			return err
+		}
+	}
+	s.notef("resuming run %s", id)
+	runErr := s.drive(ctx, st, rs, rec, pl, lp.Pack)
+	return s.renderRun(rec, runErr)
+}
+
+// runSummary is one line of `runs list`.
+type runSummary struct {
+	RunID    string        `json:"runId"`
+	State    string        `json:"state"`
+	Pack     string        `json:"pack"`
+	Tenant   string        `json:"tenant"`
+	PlanHash digest.Digest `json:"planHash"`
+	Created  time.Time     `json:"created"`
+	Updated  time.Time     `json:"updated"`
+	Runner   string        `json:"runner"` // live, gone, or none
+}
+
+func (s *session) runsList(ctx context.Context, c *cli.Context) error {
+	_, rs, err := s.openRuns(ctx)
+	if err != nil {
+		return err
+	}
+	f := runs.Filter{State: c.String("state"), Pack: c.String("pack"), Tenant: s.tenant}
+	if c.Bool("all-tenants") {
+		f.Tenant = ""
+	}
+	list, err := rs.List(ctx, f)
+	if err != nil {
+		return err
+	}
+	out := make([]runSummary, 0, len(list))
+	for _, r := range list {
+		out = append(out, runSummary{RunID: r.ID, State: r.State, Pack: r.Pack.Name + ":" + r.Pack.Version, Tenant: r.Tenant,
+			PlanHash: r.PlanHash, Created: r.Created, Updated: r.Updated, Runner: runnerState(rs, r)})
+	}
+	return s.emit(out, func(w io.Writer) {
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "RUN\tSTATE\tPACK\tUPDATED\tRUNNER")
+		for _, r := range out {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.RunID, r.State, r.Pack, r.Updated.UTC().Format(time.RFC3339), r.Runner)
+		}
+		tw.Flush()
+	})
+}
+
+// runnerState says whether a run's runner is alive: "live" (it holds the
+// lock), "gone" (the record says running but nobody drives it), or "none".
+func runnerState(rs *runs.Store, r *run.Record) string {
+	switch {
+	case rs.Live(r.ID):
+		return "live"
+	case r.State == run.Running:
+		return "gone"
+	}
+	return "none"
+}
+
+func (s *session) runsShow(ctx context.Context, c *cli.Context) error {
+	if err := argsExactly(c, 1, "one RUN-ID"); err != nil {
+		return err
+	}
+	_, rs, err := s.openRuns(ctx)
+	if err != nil {
+		return err
+	}
+	rec, err := rs.Get(ctx, c.Args().First())
+	if err != nil {
+		return err
+	}
+	out := struct {
+		*run.Record
+		RunnerState string `json:"runnerState"`
+	}{rec, runnerState(rs, rec)}
+	return s.emit(out, func(w io.Writer) {
+		fmt.Fprintf(w, "run:       %s\nstate:     %s (runner %s)\ntenant:    %s\n", rec.ID, rec.State, out.RunnerState, rec.Tenant)
+		fmt.Fprintf(w, "pack:      %s:%s (%s)\nplan hash: %s\n", rec.Pack.Name, rec.Pack.Version, rec.Pack.Digest, rec.PlanHash)
+		fmt.Fprintf(w, "created:   %s\n", rec.Created.UTC().Format(time.RFC3339))
+		if rec.Failure != nil {
+			fmt.Fprintf(w, "failure:   %s\n", rec.Failure.Message)
+		}
+		fmt.Fprintln(w, "steps:")
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  STEP\tKIND\tSTATE\tATTEMPTS\tEXIT\tDURATION\tDETAIL")
+		for _, id := range sortedStepIDs(rec) {
+			sr := rec.Steps[id]
+			exit, dur, detail := "-", "-", ""
+			if sr.Exit != nil {
+				exit = fmt.Sprint(*sr.Exit)
+			}
+			if sr.Started != nil && sr.Ended != nil {
+				dur = sr.Ended.Sub(*sr.Started).Round(time.Millisecond).String()
+			}
+			switch {
+			case sr.Gate != nil:
+				detail = "gate " + sr.Gate.State
+				if sr.Gate.Required > 0 {
+					detail += fmt.Sprintf(" %d/%d", sr.Gate.Approved, sr.Gate.Required)
+				}
+			case len(sr.Outputs) > 0:
+				b, _ := json.Marshal(sr.Outputs)
+				detail = "outputs " + string(b)
+			case sr.Error != "":
+				detail = sr.Error
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\t%s\t%s\n", id, sr.Kind, sr.State, sr.Attempts, exit, dur, detail)
+		}
+		tw.Flush()
+		if len(rec.Outputs) > 0 {
+			b, _ := json.Marshal(rec.Outputs)
+			fmt.Fprintf(w, "outputs:   %s\n", b)
+		}
+		fmt.Fprintln(w, "timeline:")
+		for _, e := range rec.Timeline {
+			fmt.Fprintf(w, "  %s  %-28s %s %s\n", e.Time.UTC().Format("2006-01-02T15:04:05.000Z"), e.Type, orDash(e.StepID), e.Message)
+		}
+	})
+}
+
+func (s *session) runsLogs(ctx context.Context, c *cli.Context) error {
+	if err := argsExactly(c, 1, "one RUN-ID"); err != nil {
+		return err
+	}
+	_, rs, err := s.openRuns(ctx)
+	if err != nil {
+		return err
+	}
+	id := c.Args().First()
+	if _, err := rs.Get(ctx, id); err != nil {
+		return err
+	}
+	f, err := os.Open(rs.LogPath(id))
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("run %s has no log yet: %w", id, runs.ErrNotFound)
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	step := c.String("step")
+	var collected []run.Line
+	s.emitted = true
+	print := func(l run.Line) {
+		if step != "" && l.StepID != step {
+			return
+		}
+		if s.output == outputJSON {
+			if c.Bool("follow") {
+				b, _ := json.Marshal(l)
+				fmt.Fprintf(s.stdout, "%s\n", b)
+				return
+			}
+			collected = append(collected, l)
+			return
+		}
+		fmt.Fprintf(s.stdout, "%s [%s] %s: %s\n", l.Time.UTC().Format("15:04:05.000"), orDash(l.StepID), l.Stream, l.Msg)
+	}
+	r := bufio.NewReader(f)
+	var partial string
+	for {
+		line, err := r.ReadString('\n')
+		if err == nil {
+			var l run.Line
+			if json.Unmarshal([]byte(partial+line), &l) == nil {
+				print(l)
+			}
+			partial = ""
+			continue
+		}
+		partial += line
+		if !c.Bool("follow") {
+			break
+		}
+		rec, gerr := rs.Get(ctx, id)
+		if gerr != nil {
+			return gerr
+		}
+		if !rs.Live(id) && rec.State != run.Running {
+			// Drain what the runner wrote last, then stop.
+			if rest, _ := io.ReadAll(r); len(rest) > 0 {
+				for _, ln := range strings.Split(partial+string(rest), "\n") {
+					var l run.Line
+					if json.Unmarshal([]byte(ln), &l) == nil {
+						print(l)
+					}
+				}
+			}
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if s.output == outputJSON && !c.Bool("follow") {
+		if collected == nil {
+			collected = []run.Line{}
+		}
+		enc := json.NewEncoder(s.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(collected)
+	}
+	return nil
+}
+
+func (s *session) runsCancel(ctx context.Context, c *cli.Context) error {
+	id := c.String("run")
+	if id == "" {
+		return usageError("pack runs cancel: --run RUN-ID is required")
+	}
+	_, rs, err := s.openRuns(ctx)
+	if err != nil {
+		return err
+	}
+	rec, err := rs.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	if run.Terminal(rec.State) {
+		return fmt.Errorf("run %s is already %s: %w", id, rec.State, runs.ErrState)
+	}
+	how := "its runner stopped its steps"
+	if rs.Live(id) {
+		if err := rs.RequestCancel(id); err != nil {
+			return err
+		}
+		deadline := time.Now().Add(process.DefaultGrace + 10*time.Second)
+		for rs.Live(id) && time.Now().Before(deadline) {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+		if rec, err = rs.Get(ctx, id); err != nil {
+			return err
+		}
+	} else {
+		// Nobody drives it: stop what a dead runner left and record it.
+		lock, err := rs.Lock(id, s.holder)
+		if err != nil {
+			return err
+		}
+		defer lock.Unlock()
+		if rec, err = rs.Get(ctx, id); err != nil {
+			return err
+		}
+		now := s.now().UTC()
+		reaper := &process.Executor{}
+		for _, sid := range sortedStepIDs(rec) {
+			sr := rec.Steps[sid]
+			if sr.Process != "" {
+				_ = reaper.Reap(sr.Process)
+				sr.Process = ""
+			}
+			if sr.State == run.Running || sr.State == run.AwaitingApproval || sr.State == run.StepRetrying {
+				sr.State, sr.Ended = run.Cancelled, &now
+			}
+		}
+		rec.State, rec.Ended, rec.Runner = run.Cancelled, &now, nil
+		rec.Failure = &run.Failure{Code: "cancelled", Message: "cancelled by " + s.holder}
+		rec.Timeline = append(rec.Timeline, run.Event{Time: now, Type: run.EventRunCancelled, Message: "cancelled with no live runner"})
+		if err := rs.Save(ctx, rec); err != nil {
+			return err
+		}
+		how = "it had no live runner"
+	}
+	out := struct {
+		RunID string `json:"runId"`
+		State string `json:"state"`
+	}{rec.ID, rec.State}
+	return s.emit(out, func(w io.Writer) { fmt.Fprintf(w, "run %s: %s (%s)\n", rec.ID, rec.State, how) })
+}

@@ -1,0 +1,153 @@
+package run
+
+import (
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"stellaops.io/stella/plan"
+)
+
+// Run states.
+const (
+	Running          = "running"
+	AwaitingApproval = "awaiting-approval"
+	Paused           = "paused"
+	Succeeded        = "succeeded"
+	Failed           = "failed"
+	Cancelled        = "cancelled"
+	Expired          = "expired"
+)
+
+// Step states (Running, AwaitingApproval, Succeeded, Failed and Cancelled
+// are shared with runs).
+const (
+	StepPending  = "pending"
+	StepRetrying = "retrying"
+	StepErrored  = "errored"
+	StepSkipped  = "skipped"
+)
+
+// Terminal reports whether a run state is final.
+func Terminal(state string) bool {
+	switch state {
+	case Succeeded, Failed, Cancelled, Expired:
+		return true
+	}
+	return false
+}
+
+// Record is the durable state of one run. Field names are part of the
+// stored format and of `stella pack runs show --output json`.
+type Record struct {
+	ID       string        `json:"id"`
+	Tenant   string        `json:"tenant"`
+	Pack     plan.PackRef  `json:"pack"`
+	PlanHash digest.Digest `json:"planHash"`
+	State    string        `json:"state"`
+	// Inputs are the run's resolved inputs (never secrets), so a resume
+	// can plan again and check the plan hash.
+	Inputs  map[string]any `json:"inputs"`
+	Created time.Time      `json:"created"`
+	Updated time.Time      `json:"updated"`
+	Ended   *time.Time     `json:"ended,omitempty"`
+	// Steps are the expanded steps the run has reached, by id.
+	Steps map[string]*StepRecord `json:"steps"`
+	// Expansions hold the iterations a deferred map or loop was expanded
+	// into at run time, by the deferred step's id, so a resumed run walks
+	// exactly the same steps.
+	Expansions map[string]plan.Expansion `json:"expansions,omitempty"`
+	// Outputs are the run's outputs (spec.outputs with from), once it succeeded.
+	Outputs  map[string]any `json:"outputs,omitempty"`
+	Timeline []Event        `json:"timeline"`
+	// Failure says why a run ended other than succeeded.
+	Failure *Failure `json:"failure,omitempty"`
+	// Runner is the process driving the run, while one does.
+	Runner *Runner `json:"runner,omitempty"`
+	// Relaxations are explicit weakenings in force for this run (printed
+	// and recorded, e.g. an isolation override).
+	Relaxations []string `json:"relaxations,omitempty"`
+}
+
+// StepRecord is the state of one expanded step.
+type StepRecord struct {
+	ID       string         `json:"id"`
+	Kind     string         `json:"kind"`
+	State    string         `json:"state"`
+	Attempts int            `json:"attempts,omitempty"`
+	Exit     *int           `json:"exit,omitempty"`
+	Signal   string         `json:"signal,omitempty"`
+	Started  *time.Time     `json:"started,omitempty"`
+	Ended    *time.Time     `json:"ended,omitempty"`
+	Outputs  map[string]any `json:"outputs,omitempty"`
+	Error    string         `json:"error,omitempty"`
+	// Process is the token of the attempt in flight (Invocation.Token),
+	// recorded before it starts and cleared when it ends.
+	Process string `json:"process,omitempty"`
+	// Command is the argv as run (placeholders rendered).
+	Command []string `json:"command,omitempty"`
+	// Gate is set for gate steps: what was decided and when.
+	Gate *GateRecord `json:"gate,omitempty"`
+}
+
+// GateRecord is what an approval or policy gate decided.
+type GateRecord struct {
+	Approval string     `json:"approval,omitempty"`
+	State    string     `json:"state"` // waiting, approved, rejected, expired, passed, denied
+	Approved int        `json:"approved,omitempty"`
+	Required int        `json:"required,omitempty"`
+	Since    *time.Time `json:"since,omitempty"` // when the run started waiting
+	Deadline *time.Time `json:"deadline,omitempty"`
+	Message  string     `json:"message,omitempty"`
+}
+
+// Event is one entry of a run's timeline.
+type Event struct {
+	Time    time.Time `json:"time"`
+	Type    string    `json:"type"`
+	StepID  string    `json:"stepId,omitempty"`
+	Attempt int       `json:"attempt,omitempty"`
+	Message string    `json:"message,omitempty"`
+}
+
+// Timeline event types.
+const (
+	EventRunStarted      = "pack.run.started"
+	EventRunResumed      = "pack.run.resumed"
+	EventRunSucceeded    = "pack.run.succeeded"
+	EventRunFailed       = "pack.run.failed"
+	EventRunCancelled    = "pack.run.cancelled"
+	EventRunExpired      = "pack.run.expired"
+	EventRunParked       = "pack.run.awaiting-approval"
+	EventStepStarted     = "pack.run.step.started"
+	EventStepRetrying    = "pack.run.step.retrying"
+	EventStepSucceeded   = "pack.run.step.succeeded"
+	EventStepFailed      = "pack.run.step.failed"
+	EventStepErrored     = "pack.run.step.errored"
+	EventStepSkipped     = "pack.run.step.skipped"
+	EventStepCancelled   = "pack.run.step.cancelled"
+	EventGateWaiting     = "pack.run.gate.waiting"
+	EventGateApproved    = "pack.run.gate.approved"
+	EventGateRejected    = "pack.run.gate.rejected"
+	EventGateExpired     = "pack.run.gate.expired"
+	EventGatePolicyPass  = "pack.run.gate.passed"
+	EventGatePolicyDeny  = "pack.run.gate.denied"
+	EventRunnerLost      = "pack.run.step.runner-lost"
+	EventRunExpandedStep = "pack.run.step.expanded"
+)
+
+// Failure is why a run stopped short of success.
+type Failure struct {
+	Code    string   `json:"code"` // the sentinel's name: step-failed, step-errored, gate-rejected...
+	StepID  string   `json:"stepId,omitempty"`
+	Message string   `json:"message"`
+	Exit    *int     `json:"exit,omitempty"`
+	LogTail []string `json:"logTail,omitempty"`
+}
+
+// Runner identifies the process that drives a run.
+type Runner struct {
+	PID     int       `json:"pid"`
+	Host    string    `json:"host"`
+	Started time.Time `json:"started"`
+}
