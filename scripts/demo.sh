@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The main job on embedded defaults: a pack author scaffolds a pack, validates
-# it, and plans a live run whose approval gate binds to the plan hash.
+# it, plans it, builds and signs it, carries it across the gap on split media,
+# and the sealed operator runs it: the run parks at its approval gate, an
+# offline approver signs, and the run resumes and succeeds.
 # Everything happens in a throwaway STELLA_HOME; nothing outside it is touched.
 set -euo pipefail
 STELLA=${1:-bin/stella}
@@ -59,13 +61,16 @@ printf 'X' | dd of="$work/whole.tar" bs=1 seek=$((size / 2)) conv=notrunc status
 if "$STELLA" pack import --bundle "$work/whole.tar"; then echo "unexpected: corrupt bundle imported"; exit 1; else echo "(exit $?)"; fi
 "$STELLA" pack list
 
-step "10. offline approval: the sealed operator saves the live plan and writes a request"
+step "10. the sealed operator runs the pack: the run parks at its approval gate"
 export STELLA_HOME="$work/sealed"
 printf '# throwaway demo identity\n%s\n' "AGE-SECRET-KEY-18K6XQ6TP3UFN4HRDXX554HPT66W659FMNA8U2YCGAX8U4L09PXAS07F66U" > "$work/demo.agekey"
 export STELLA_VAULT_IDENTITY_FILE="$work/demo.agekey"
-plan_hash=$("$STELLA" --output json pack plan --save --pack rotate-creds:0.1.0 --inputs inputs.json | sed -n 's/.*"planHash": "sha256:\([0-9a-f]*\)".*/\1/p')
-echo "saved plan sha256:$plan_hash"
-"$STELLA" pack approve --offline-request --plan "${plan_hash:0:12}" --gate approve -o "$work/media/request.stella.tar"
+"$STELLA" --output json pack run --pack rotate-creds:0.1.0 --inputs inputs.json > "$work/run.json"
+run_id=$(sed -n 's/.*"runId": "\(.*\)".*/\1/p' "$work/run.json")
+plan_hash=$(sed -n 's/.*"planHash": "sha256:\([0-9a-f]*\)".*/\1/p' "$work/run.json")
+"$STELLA" pack runs show "$run_id" | sed -n '1,2p;/^steps:/,/^timeline:/p'
+echo "the run's plan is saved; a request for its gate goes out on the media:"
+"$STELLA" pack approve --offline-request --run "$run_id" --gate approve -o "$work/media/request.stella.tar"
 
 step "11. the approver, on a machine that never touches a network, reviews and signs"
 export STELLA_HOME="$work/approver"
@@ -81,6 +86,10 @@ export STELLA_HOME="$work/sealed"
 "$STELLA" pack approvals show "${plan_hash:0:12}" approve
 echo "importing the same response again changes nothing:"
 "$STELLA" pack approve --offline-response "$work/media/response.stella.tar"
+
+step "13. resume the run: the gate is satisfied, the remaining steps run"
+"$STELLA" pack runs resume --run "$run_id"
+"$STELLA" pack runs list
 "$STELLA" cache verify
 
 step "demo complete"

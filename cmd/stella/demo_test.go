@@ -28,7 +28,7 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatalf("demo failed: %v\n%s", err, out)
 	}
-	for _, want := range []string{"valid pack rotate-creds:0.1.0", "approvals required: 1", "signature policy: required", "ERR_PACK_DIGEST_MISMATCH", "approved 1/1", "already recorded", "demo complete"} {
+	for _, want := range []string{"valid pack rotate-creds:0.1.0", "approvals required: 1", "signature policy: required", "ERR_PACK_DIGEST_MISMATCH", "approved 1/1", "already recorded", "awaiting-approval", ": succeeded", "demo complete"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("demo output lacks %q", want)
 		}
