@@ -11,10 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"stellaops.io/stella/artifact"
-
 	"github.com/google/go-cmp/cmp"
 
+	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/cache/cachetest"
 	"stellaops.io/stella/keys"

@@ -17,6 +17,7 @@ import (
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/canonical"
+	"stellaops.io/stella/integrity"
 	"stellaops.io/stella/plan"
 	"stellaops.io/stella/plans"
 )
@@ -97,10 +98,10 @@ func (d *RequestDoc) validate() error {
 	if d.Pack.Name == "" || d.Pack.Version == "" {
 		return bad("pack name and version are required")
 	}
-	if err := checkSHA256(d.Pack.Digest); err != nil {
+	if err := integrity.CheckSHA256(d.Pack.Digest); err != nil {
 		return bad("pack digest: %v", err)
 	}
-	if err := checkSHA256(d.PlanHash); err != nil {
+	if err := integrity.CheckSHA256(d.PlanHash); err != nil {
 		return bad("planHash: %v", err)
 	}
 	if d.Gate == "" || len(d.Gate) > maxGateID {
@@ -133,7 +134,7 @@ func (d *RequestDoc) validate() error {
 		return bad("expiresAt %s is not requestedAt %s + %s", d.ExpiresAt.Format(time.RFC3339),
 			d.RequestedAt.Format(time.RFC3339), a.ExpiresAfter)
 	}
-	if len(d.Nonce) != 64 || !isLowerHex(d.Nonce) {
+	if len(d.Nonce) != 64 || !integrity.IsLowerHex(d.Nonce) {
 		return bad("nonce: want 64 lowercase hex digits")
 	}
 	return nil
@@ -381,7 +382,7 @@ func WriteRequestBundle(ctx context.Context, st *cache.Store, req *Request, path
 // by ref ("approval-request:<hex>"), e.g. to write its bundle again.
 func LoadRequest(ctx context.Context, st *cache.Store, digestOrRef string) (*Request, error) {
 	d := digest.Digest(digestOrRef)
-	if checkSHA256(d) != nil {
+	if integrity.CheckSHA256(d) != nil {
 		a, err := st.Resolve(ctx, digestOrRef)
 		if err != nil {
 			return nil, fmt.Errorf("request %s: %w: %w", digestOrRef, ErrUnknownRequest, err)

@@ -58,10 +58,10 @@ func (p *Predicate) validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("decision: %w: %s", ErrInvalidResponse, fmt.Sprintf(format, args...))
 	}
-	if err := checkSHA256(p.RequestDigest); err != nil {
+	if err := integrity.CheckSHA256(p.RequestDigest); err != nil {
 		return bad("requestDigest: %v", err)
 	}
-	if err := checkSHA256(p.PlanHash); err != nil {
+	if err := integrity.CheckSHA256(p.PlanHash); err != nil {
 		return bad("planHash: %v", err)
 	}
 	if p.Gate == "" || len(p.Gate) > maxGateID {
@@ -82,7 +82,7 @@ func (p *Predicate) validate() error {
 	if !wholeUTC(p.SignedAt) || !wholeUTC(p.ExpiresAt) {
 		return bad("times must be UTC whole seconds")
 	}
-	if len(p.Nonce) != 64 || !isLowerHex(p.Nonce) {
+	if len(p.Nonce) != 64 || !integrity.IsLowerHex(p.Nonce) {
 		return bad("nonce: want 64 lowercase hex digits")
 	}
 	return nil
@@ -266,7 +266,7 @@ func readResponseArtifact(ctx context.Context, src content.Fetcher, desc ocispec
 		return nil, bad("config is not the OCI empty JSON")
 	case len(m.Layers) != 1 || m.Layers[0].MediaType != artifact.MediaTypeDSSE:
 		return nil, bad("want one %s layer", artifact.MediaTypeDSSE)
-	case m.Subject == nil || m.Subject.MediaType != ocispec.MediaTypeImageManifest || checkSHA256(m.Subject.Digest) != nil:
+	case m.Subject == nil || m.Subject.MediaType != ocispec.MediaTypeImageManifest || integrity.CheckSHA256(m.Subject.Digest) != nil:
 		return nil, bad("subject must be the request's OCI image manifest")
 	}
 	env, err := fetchBlob(ctx, src, m.Layers[0], keys.MaxEnvelopeSize, ErrInvalidResponse)

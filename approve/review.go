@@ -116,7 +116,7 @@ func readRequestArtifact(ctx context.Context, src content.Fetcher, desc ocispec.
 		return nil, bad("config is not the OCI empty JSON")
 	case len(m.Layers) != 2 || m.Layers[0].MediaType != artifact.MediaTypeApprovalRequest || m.Layers[1].MediaType != MediaTypePlan:
 		return nil, bad("want two layers, %s then %s", artifact.MediaTypeApprovalRequest, MediaTypePlan)
-	case m.Subject == nil || m.Subject.MediaType != ocispec.MediaTypeImageManifest || checkSHA256(m.Subject.Digest) != nil || m.Subject.Size <= 0:
+	case m.Subject == nil || m.Subject.MediaType != ocispec.MediaTypeImageManifest || integrity.CheckSHA256(m.Subject.Digest) != nil || m.Subject.Size <= 0:
 		return nil, bad("subject must be the pack's OCI image manifest")
 	}
 	rb, err := fetchBlob(ctx, src, m.Layers[0], MaxRequestSize, ErrInvalidRequest)

@@ -9,6 +9,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"stellaops.io/stella/cache"
+	"stellaops.io/stella/integrity"
 	"stellaops.io/stella/plans"
 )
 
@@ -383,7 +384,7 @@ func Gates(ctx context.Context, st *cache.Store, tenant string, now time.Time) (
 func Gate(ctx context.Context, st *cache.Store, tenant, planHash, gate string, now time.Time) (*GateState, error) {
 	now = nowOr(now)
 	h := digest.Digest(planHash)
-	if checkSHA256(h) != nil {
+	if integrity.CheckSHA256(h) != nil {
 		// Saved plans are never deleted, so the hash resolved here still
 		// names a saved plan in the transaction below.
 		sp, err := plans.Get(ctx, st, planHash)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"regexp"
-	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -19,6 +18,7 @@ import (
 
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/canonical"
+	"stellaops.io/stella/integrity"
 	"stellaops.io/stella/plans"
 )
 
@@ -155,21 +155,6 @@ func checkTenant(tenant string) error {
 	return nil
 }
 
-// checkSHA256 accepts a lowercase sha256 digest.
-func checkSHA256(d digest.Digest) error {
-	if err := d.Validate(); err != nil {
-		return err
-	}
-	if d.Algorithm() != digest.SHA256 {
-		return fmt.Errorf("digest %s: only sha256 is accepted", d)
-	}
-	return nil
-}
-
-func isLowerHex(s string) bool {
-	return s != "" && strings.Trim(s, "0123456789abcdef") == ""
-}
-
 // blobs is an in-memory content.ReadOnlyStorage of an artifact being made.
 type blobs map[digest.Digest][]byte
 
@@ -200,7 +185,7 @@ func fetchBlob(ctx context.Context, src content.Fetcher, d ocispec.Descriptor, l
 	if d.Size < 0 || d.Size > limit {
 		return nil, fmt.Errorf("blob %s: %w: %d bytes, limit %d", d.Digest, invalid, d.Size, limit)
 	}
-	if err := checkSHA256(d.Digest); err != nil {
+	if err := integrity.CheckSHA256(d.Digest); err != nil {
 		return nil, fmt.Errorf("blob %q: %w: %v", d.Digest, invalid, err)
 	}
 	rc, err := src.Fetch(ctx, d)

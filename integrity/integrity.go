@@ -16,7 +16,13 @@
 // I/O of its own.
 package integrity
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+)
 
 // MaxManifestSize bounds every OCI manifest or index read into memory.
 const MaxManifestSize = 4 << 20
@@ -39,3 +45,20 @@ var (
 	// artifact kind does not allow.
 	ErrUnsupportedMediaType = errors.New("unsupported media type")
 )
+
+// CheckSHA256 accepts a well-formed lowercase sha256 digest; its error says
+// what is wrong and wraps no sentinel, so callers name their own.
+func CheckSHA256(d digest.Digest) error {
+	if err := d.Validate(); err != nil {
+		return err
+	}
+	if d.Algorithm() != digest.SHA256 {
+		return fmt.Errorf("digest %s: only sha256 is accepted", d)
+	}
+	return nil
+}
+
+// IsLowerHex reports whether s is a non-empty string of lowercase hex digits.
+func IsLowerHex(s string) bool {
+	return s != "" && strings.Trim(s, "0123456789abcdef") == ""
+}

@@ -39,6 +39,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"stellaops.io/stella/cache"
+	"stellaops.io/stella/integrity"
 	"stellaops.io/stella/plan"
 )
 
@@ -147,7 +148,7 @@ func ParseCanonical(b []byte) (*plan.Plan, digest.Digest, error) {
 	if err != nil || !bytes.Equal(again, b) {
 		return nil, "", fmt.Errorf("plan %s: %w: does not re-encode to the same bytes", h, plan.ErrInvalid)
 	}
-	if err := checkSHA256(pl.Pack.Digest); err != nil {
+	if err := integrity.CheckSHA256(pl.Pack.Digest); err != nil {
 		return nil, "", fmt.Errorf("plan %s: %w: pack digest: %v", h, plan.ErrInvalid, err)
 	}
 	return pl, h, nil
@@ -243,7 +244,7 @@ func List(ctx context.Context, st *cache.Store) ([]Saved, error) {
 // record that cannot be decoded or whose bytes are not a canonical plan.
 func Get(ctx context.Context, st *cache.Store, h string) (*Saved, error) {
 	hex := strings.TrimPrefix(h, string(digest.SHA256)+":")
-	if len(hex) < MinHashPrefix || len(hex) > 64 || !isLowerHex(hex) {
+	if len(hex) < MinHashPrefix || len(hex) > 64 || !integrity.IsLowerHex(hex) {
 		return nil, fmt.Errorf("plan %q: %w (give the plan hash or at least %d of its lowercase hex digits)", h, ErrNotFound, MinHashPrefix)
 	}
 	prefix := []byte(string(digest.SHA256) + ":" + hex)
@@ -291,19 +292,4 @@ func get(tx cache.RecordTx, key string, r *record) (bool, error) {
 		return false, fmt.Errorf("record %s.%s/%s: %w: %v", namespace, bucket, key, ErrCorrupt, err)
 	}
 	return true, nil
-}
-
-// checkSHA256 accepts a lowercase sha256 digest.
-func checkSHA256(d digest.Digest) error {
-	if err := d.Validate(); err != nil {
-		return err
-	}
-	if d.Algorithm() != digest.SHA256 {
-		return fmt.Errorf("digest %s: only sha256 is accepted", d)
-	}
-	return nil
-}
-
-func isLowerHex(s string) bool {
-	return s != "" && strings.Trim(s, "0123456789abcdef") == ""
 }
