@@ -64,6 +64,16 @@ func (b *builder) template(src string) (*pack.Template, error) {
 // env is what expressions see at one place of the graph.
 type env struct {
 	vars map[string]any // item, index
+	// template: inside the body of a deferred map or loop, where item and
+	// index are bound only when the runner expands it.
+	template bool
+}
+
+// runTime reports whether something that reads the given roots can only
+// be decided or rendered by the runner: it reads step outputs, or item or
+// index inside a template.
+func (e *env) runTime(reads func(root string) bool) bool {
+	return reads("steps") || e != nil && e.template && (reads("item") || reads("index"))
 }
 
 func (b *builder) data(e *env) map[string]any {
@@ -77,13 +87,14 @@ func (b *builder) data(e *env) map[string]any {
 }
 
 // decide evaluates an expression that reads only inputs/item/index. It returns
-// nil when the expression needs run-time values (steps.*).
+// nil when the expression needs run-time values (steps.*, or item/index in
+// a template).
 func (b *builder) decide(src string, e *env) (*bool, error) {
 	x, err := b.expr(src)
 	if err != nil {
 		return nil, err
 	}
-	if x.Reads("steps") {
+	if e.runTime(x.Reads) {
 		return nil, nil
 	}
 	v, err := x.Eval(b.data(e))
@@ -202,13 +213,14 @@ func (b *builder) run(r *pack.Run, id string, e *env, skipped bool) (*Run, error
 }
 
 // render resolves ${{ }} placeholders that read only inputs/item/index and
-// keeps the others for the runner.
+// keeps the others for the runner: those that read steps, and in a
+// template those that read item or index.
 func (b *builder) render(src string, e *env) (string, error) {
 	t, err := b.template(src)
 	if err != nil {
 		return "", err
 	}
-	if !t.HasPlaceholders() || t.Reads("steps") {
+	if !t.HasPlaceholders() || e.runTime(t.Reads) {
 		return src, nil
 	}
 	return t.Render(b.data(e))
@@ -227,10 +239,14 @@ func (b *builder) iterate(s *Step, items string, count int, body []pack.Step, e 
 		if err != nil {
 			return fmt.Errorf("step %s: items: %w", s.ID, err)
 		}
-		if x.Reads("steps") || skipped {
-			// Known only at run time (or never): keep the body as a template.
+		if e.runTime(x.Reads) || skipped {
+			// Known only at run time (or never): keep the body as a
+			// template. Its steps have the statuses each iteration will
+			// have (skipped all through when the map or loop is), and
+			// item and index — its own, which shadow any outer ones —
+			// stay placeholders for the runner.
 			s.Deferred = true
-			t, err := b.steps(body, s.ID+"[*]::", e, true)
+			t, err := b.steps(body, s.ID+"[*]::", &env{template: true}, skipped)
 			if err != nil {
 				return err
 			}
@@ -350,6 +366,11 @@ func (b *builder) gate(s *Step, g *pack.Gate, e *env, skipped bool) error {
 		return nil
 	}
 	s.Status = StatusRequiresApproval
+	if e != nil && e.template {
+		// The gate's ids are known only when the runner expands the
+		// template: the expansion lists its approvals (Expansion.Approvals).
+		return nil
+	}
 	a := b.approvals[g.Approval]
 	minA := a.MinApprovers
 	if minA == 0 {
