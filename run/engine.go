@@ -467,15 +467,22 @@ func (d *driver) skip(ctx context.Context, s *plan.Step) error {
 	})
 }
 
-// stepError records a step that could not be judged (an expression failed).
+// stepError records a step that could not be judged: an expression failed
+// on the run's values.
 func (d *driver) stepError(ctx context.Context, s *plan.Step, err error) error {
-	err = fmt.Errorf("step %s: %w: %w", s.ID, ErrExpression, err)
+	return d.stepErrored(ctx, s, ErrExpression, err)
+}
+
+// stepErrored records a step that errored before any command ran, with
+// the sentinel that classes it (ErrExpression, ErrStepErrored).
+func (d *driver) stepErrored(ctx context.Context, s *plan.Step, class, err error) error {
+	err = fmt.Errorf("step %s: %w: %w", s.ID, class, err)
 	uerr := d.update(ctx, func(r *Record) {
 		sr := d.stepRecord(s)
 		now := d.now()
 		sr.State, sr.Ended, sr.Error = StepErrored, &now, err.Error()
 		d.event(EventStepErrored, s.ID, sr.Attempts, err.Error())
-		if r.Failure == nil {
+		if r.Failure == nil && !s.ContinueOnError {
 			r.Failure = &Failure{StepID: s.ID}
 		}
 	})
@@ -570,7 +577,7 @@ func (d *driver) iterate(ctx context.Context, s *plan.Step, vars map[string]any)
 				return d.stepError(ctx, s, err)
 			}
 			if d.e.Expand == nil {
-				return d.stepError(ctx, s, errors.New("no expander for deferred steps"))
+				return d.stepErrored(ctx, s, ErrStepErrored, errors.New("no expander for deferred steps"))
 			}
 			x, err := d.e.Expand(s, items)
 			if err != nil {
@@ -710,7 +717,7 @@ func (d *driver) approvalGate(ctx context.Context, s *plan.Step) error {
 	}
 	d.mu.Unlock()
 	if gate.Gate == "" {
-		return d.stepError(ctx, s, fmt.Errorf("gate %s is not among the plan's approvals", s.ID))
+		return d.stepErrored(ctx, s, ErrStepErrored, fmt.Errorf("gate %s is not among the plan's approvals", s.ID))
 	}
 	d.mu.Lock()
 	sr := d.stepRecord(s)
@@ -720,7 +727,7 @@ func (d *driver) approvalGate(ctx context.Context, s *plan.Step) error {
 	}
 	d.mu.Unlock()
 	if d.e.Gates == nil {
-		return d.stepError(ctx, s, errors.New("no approval source"))
+		return d.stepErrored(ctx, s, ErrStepErrored, errors.New("no approval source"))
 	}
 	st, err := d.e.Gates.Check(ctx, d.rec, gate, since)
 	if err != nil {

@@ -588,3 +588,32 @@ func TestParseOutputs(t *testing.T) {
 		}
 	}
 }
+
+// TestContinueOnErrorOwnsNoFailure: a step allowed to fail leaves no failure
+// on a run that succeeds, and does not take the failure of a run that a
+// later step fails.
+func TestContinueOnErrorOwnsNoFailure(t *testing.T) {
+	f := newFixture(t, `  steps:
+    - id: soft
+      continueOnError: true
+      run: {command: [fail, "4"]}
+    - id: ok
+      run: {command: [ok]}
+`, nil)
+	r, err := f.drive(nil)
+	if err != nil || r.State != Succeeded || r.Failure != nil {
+		t.Fatalf("%s %v %+v", r.State, err, r.Failure)
+	}
+	f = newFixture(t, `  steps:
+    - id: soft
+      continueOnError: true
+      run: {command: [fail, "4"]}
+    - id: hard
+      timeout: 20ms
+      run: {command: [sleep, 5s]}
+`, nil)
+	r, err = f.drive(nil)
+	if !errors.Is(err, ErrStepErrored) || r.Failure == nil || r.Failure.StepID != "hard" || r.Failure.Code != "step-errored" || (r.Failure.Exit != nil && *r.Failure.Exit == 4) {
+		t.Fatalf("%v %+v", err, r.Failure)
+	}
+}

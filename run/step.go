@@ -43,7 +43,7 @@ func (d *driver) runStep(ctx context.Context, s *plan.Step, vars map[string]any)
 		err := d.attempt(ctx, s, vars, attempt)
 		if err == nil || ctx.Err() != nil || errors.Is(err, ErrCancelled) || attempt >= maxAttempts ||
 			!(errors.Is(err, ErrStepFailed) || errors.Is(err, ErrStepErrored)) {
-			if err != nil && !errors.Is(err, ErrCancelled) && ctx.Err() == nil {
+			if err != nil && !errors.Is(err, ErrCancelled) && ctx.Err() == nil && !s.ContinueOnError {
 				d.recordFailure(s.ID, err)
 			}
 			return err
@@ -134,13 +134,13 @@ func (d *driver) attempt(ctx context.Context, s *plan.Step, vars map[string]any,
 	dir := d.e.Work
 	if s.Run.Workdir != "" {
 		if !filepath.IsLocal(s.Run.Workdir) {
-			return d.stepError(ctx, s, fmt.Errorf("workdir %q is not inside the work folder", s.Run.Workdir))
+			return d.stepErrored(ctx, s, ErrStepErrored, fmt.Errorf("workdir %q is not inside the work folder", s.Run.Workdir))
 		}
 		dir = filepath.Join(d.e.Work, s.Run.Workdir)
 	}
 	outFile := filepath.Join(d.e.Outputs, outputFileName(s.ID, attempt))
 	if err := os.WriteFile(outFile, nil, 0o600); err != nil {
-		return d.stepError(ctx, s, fmt.Errorf("output file: %w", err))
+		return d.stepErrored(ctx, s, ErrStepErrored, fmt.Errorf("output file: %w", err))
 	}
 	defer os.Remove(outFile)
 	env[OutputEnv] = outFile

@@ -163,6 +163,8 @@ func (s *session) packApprove(ctx context.Context, c *cli.Context) error {
 			return err
 		}
 		planArg = rec.PlanHash.String()
+		// A run's gates are decided for the run's tenant.
+		s.tenant = rec.Tenant
 	}
 	switch {
 	case c.Bool("offline-request"):

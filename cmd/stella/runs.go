@@ -76,7 +76,7 @@ Examples:
 				},
 				{
 					Name:      "logs",
-					Usage:     "print a run's log (NDJSON with --output json)",
+					Usage:     "print a run's log (with --output json: a JSON array of lines; NDJSON lines with --follow)",
 					ArgsUsage: "RUN-ID",
 					Flags: []cli.Flag{
 						&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing until the run stops"},
@@ -303,8 +303,7 @@ func (s *session) drive(ctx context.Context, st *cache.Store, rs *runs.Store, re
 		return err
 	}
 	defer logf.Close()
-	w := bufio.NewWriter(logf)
-	defer w.Flush()
+	var logMu sync.Mutex
 	host, _ := os.Hostname()
 	rec.Runner = &run.Runner{PID: os.Getpid(), Host: host, Started: s.now().UTC()}
 
@@ -338,18 +337,15 @@ func (s *session) drive(ctx context.Context, st *cache.Store, rs *runs.Store, re
 		Now:      s.now,
 		Log: func(l run.Line) {
 			b, _ := json.Marshal(l)
-			w.Write(b)
-			w.WriteByte('\n')
-			if l.Stream != "stdout" && l.Stream != "stderr" || l.Msg == "" {
-				w.Flush()
-			}
+			logMu.Lock()
+			_, _ = logf.Write(append(b, '\n')) // one write per line: `runs logs --follow` sees it at once
+			logMu.Unlock()
 			s.notef("[%s] %s", orDash(l.StepID), l.Msg)
 		},
 	}
 	runErr := eng.Drive(ctx, pl, rec)
 	cancel()
 	wg.Wait()
-	w.Flush()
 	_ = logf.Sync()
 	rec.Runner = nil
 	if err := rs.Save(context.WithoutCancel(ctx), rec); err != nil {
