@@ -33,6 +33,9 @@ var (
 	ErrCancelled = errors.New("run cancelled")
 	// ErrRunTimeout: the run exceeded sandbox.limits.timeout.
 	ErrRunTimeout = errors.New("run timed out")
+	// ErrSandboxUnavailable: steps cannot be isolated on this host (network
+	// namespace, limits), and nothing allowed running them without.
+	ErrSandboxUnavailable = errors.New("step isolation is not available")
 	// ErrExpression: a when, items, policy or placeholder expression could
 	// not be evaluated at run time.
 	ErrExpression = errors.New("expression failed at run time")

@@ -107,6 +107,7 @@ var errorTable = []errorRow{
 
 	// Runs.
 	{plan.ErrHashMismatch, "ERR_PACK_HASH_MISMATCH", exitInvalid, "the pack or the inputs changed since the plan was made or approved: plan again (`stella pack plan`), have the new plan approved, and run that"},
+	{run.ErrSandboxUnavailable, "ERR_PACK_SANDBOX_UNAVAILABLE", exitSealed, "steps cannot be isolated on this host yet (docs/runs.md); outside sealed mode, --insecure-skip-isolation runs them without isolation and records it"},
 	{run.ErrStepFailed, "ERR_PACK_STEP_FAILED", exitGeneric, "a step's command exited non-zero: read its lines (`stella pack runs logs RUN --step STEP`), fix the cause, then `stella pack runs resume --run RUN`"},
 	{run.ErrStepErrored, "ERR_PACK_STEP_ERRORED", exitGeneric, "a step could not start, timed out or lost its runner: see `stella pack runs show RUN`, fix the cause, then `stella pack runs resume --run RUN`"},
 	{run.ErrExpression, "ERR_PACK_EXPRESSION_FAILED", exitInvalid, "a when, items, policy or ${{ }} expression failed on the run's values: check the step outputs it reads (`stella pack runs show RUN`)"},

@@ -43,6 +43,7 @@ var domainErrors = map[string]error{
 	"admission.ErrPackLayout":           admission.ErrPackLayout,
 	"admission.ErrSubjectRefused":       admission.ErrSubjectRefused,
 	"plan.ErrHashMismatch":              plan.ErrHashMismatch,
+	"run.ErrSandboxUnavailable":         run.ErrSandboxUnavailable,
 	"run.ErrStepFailed":                 run.ErrStepFailed,
 	"run.ErrStepErrored":                run.ErrStepErrored,
 	"run.ErrExpression":                 run.ErrExpression,

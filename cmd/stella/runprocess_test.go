@@ -137,9 +137,9 @@ func TestRunSurvivesSIGKILL(t *testing.T) {
 	kills := 0
 	frozen := map[string]int{} // step → executions when first seen succeeded
 	for attempt := 0; attempt < 60 && kills < 12; attempt++ {
-		args := []string{"pack", "run", "--pack", p, "--inputs", filepath.Join(dir, "inputs.json")}
+		args := []string{"pack", "run", "--insecure-skip-isolation", "--pack", p, "--inputs", filepath.Join(dir, "inputs.json")}
 		if id != "" {
-			args = []string{"pack", "runs", "resume", "--run", id}
+			args = []string{"pack", "runs", "resume", "--insecure-skip-isolation", "--run", id}
 		}
 		cmd := stellaProcess(t, home, append([]string{"-q"}, args...)...)
 		var stderr strings.Builder
@@ -183,7 +183,7 @@ func TestRunSurvivesSIGKILL(t *testing.T) {
 	if id == "" {
 		t.Fatal("no run was ever recorded")
 	}
-	r := stella(t, home, nil, "pack", "runs", "resume", "--run", id)
+	r := stella(t, home, nil, "pack", "runs", "resume", "--insecure-skip-isolation", "--run", id)
 	rec := runRecord(t, home, id)
 	if rec.State != run.Succeeded && !(r.code == exitGeneric && strings.Contains(r.stderr, "ERR_PACK_RUN_STATE")) {
 		t.Fatalf("final resume: %d %s\n%s", r.code, r.stdout, r.stderr)
@@ -243,7 +243,7 @@ spec:
 		wg.Add(1)
 		go func(i int, name string) {
 			defer wg.Done()
-			results[i] = stella(t, home, nil, "--output", "json", "pack", "run", "--pack", filepath.Join(dir, name))
+			results[i] = stella(t, home, nil, "--output", "json", "pack", "run", "--insecure-skip-isolation", "--pack", filepath.Join(dir, name))
 		}(i, name)
 	}
 	wg.Wait()
@@ -268,7 +268,7 @@ spec:
 	writeFile(t, filepath.Join(dir, "slow.json"), fmt.Sprintf(`{"dir": %q}`, dir))
 	start := func() (*execCmd, string) {
 		_ = os.Remove(filepath.Join(dir, "pid"))
-		cmd := stellaProcess(t, home, "pack", "run", "--pack", filepath.Join(dir, "slow"), "--inputs", filepath.Join(dir, "slow.json"))
+		cmd := stellaProcess(t, home, "pack", "run", "--insecure-skip-isolation", "--pack", filepath.Join(dir, "slow"), "--inputs", filepath.Join(dir, "slow.json"))
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
 		if err := cmd.Start(); err != nil {
@@ -293,7 +293,7 @@ spec:
 	}
 
 	c, id := start()
-	if r := stella(t, home, nil, "pack", "runs", "resume", "--run", id); r.code != exitTransient || !strings.Contains(r.stderr, "ERR_PACK_RUN_LOCKED") || !strings.Contains(r.stderr, "pid ") {
+	if r := stella(t, home, nil, "pack", "runs", "resume", "--insecure-skip-isolation", "--run", id); r.code != exitTransient || !strings.Contains(r.stderr, "ERR_PACK_RUN_LOCKED") || !strings.Contains(r.stderr, "pid ") {
 		t.Fatalf("a second runner must be refused at once: %d %s", r.code, r.stderr)
 	}
 	began := time.Now()

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -51,6 +52,7 @@ Examples:
 				&cli.StringFlag{Name: "pack", Usage: "ID:VERSION of a pack in the cache, or a pack folder (required)"},
 				&cli.StringFlag{Name: "inputs", Usage: "JSON file of input values (- for stdin)"},
 				&cli.StringFlag{Name: "plan-hash", Usage: "refuse to run unless the plan hashes to this (full hash, a prefix of 12+ hex digits, or a saved plan's)"},
+				insecureIsolationFlag,
 			},
 			Action: action(s.packRun),
 		},
@@ -99,12 +101,32 @@ its retry policy allows; approval gates are checked again.
 
 Examples:
    stella pack runs resume --run run:default:20261127T163555.123456Z`,
-					Flags:  []cli.Flag{&cli.StringFlag{Name: "run", Usage: "run id (required)"}},
+					Flags:  []cli.Flag{&cli.StringFlag{Name: "run", Usage: "run id (required)"}, insecureIsolationFlag},
 					Action: action(s.runsResume),
 				},
 			},
 		},
 	}
+}
+
+// insecureIsolationFlag runs steps without isolation where the host cannot
+// isolate them; never in sealed mode.
+var insecureIsolationFlag = &cli.BoolFlag{Name: relaxIsolation, Usage: "run steps without network isolation or limits where this host cannot isolate them (never in sealed mode); printed and recorded in the run"}
+
+const relaxIsolation = "insecure-skip-isolation"
+
+// isolation decides whether steps may run on this host: they run isolated
+// where the host can isolate them; this build cannot yet (docs/runs.md), so
+// sealed mode refuses and elsewhere the operator must say so explicitly.
+func (s *session) isolation(c *cli.Context) ([]string, error) {
+	switch {
+	case s.sealed:
+		return nil, fmt.Errorf("sealed mode runs steps only inside a network namespace with the pack's limits, which this stella cannot set up yet: %w", run.ErrSandboxUnavailable)
+	case !c.Bool(relaxIsolation):
+		return nil, fmt.Errorf("steps would run without network isolation or limits (this stella cannot isolate them yet); pass --%s to run them anyway: %w", relaxIsolation, run.ErrSandboxUnavailable)
+	}
+	s.warnf("--%s: steps run WITHOUT network isolation or limits; this is recorded in the run", relaxIsolation)
+	return []string{relaxIsolation}, nil
 }
 
 // runResult is the JSON shape of `pack run` and `runs resume`.
@@ -141,6 +163,10 @@ func (s *session) packRun(ctx context.Context, c *cli.Context) error {
 	ref := c.String("pack")
 	if ref == "" {
 		return usageError("pack run: --pack is required")
+	}
+	relax, err := s.isolation(c)
+	if err != nil {
+		return err
 	}
 	pol, err := s.hostPolicy()
 	if err != nil {
@@ -198,7 +224,7 @@ func (s *session) packRun(ctx context.Context, c *cli.Context) error {
 	if _, err := plans.Save(ctx, st, canon, plans.Meta{PackRef: lp.Ref, Tenant: s.tenant, SavedAt: s.now(), PackSize: lp.Verdict.Artifact.Descriptor.Size}); err != nil {
 		return err
 	}
-	rec := &run.Record{Tenant: s.tenant, Pack: pl.Pack, PlanHash: hash, State: run.Running, Inputs: pl.Inputs}
+	rec := &run.Record{Tenant: s.tenant, Pack: pl.Pack, PlanHash: hash, State: run.Running, Inputs: pl.Inputs, Relaxations: relax}
 	if err := rs.Create(ctx, rec); err != nil {
 		return err
 	}
@@ -438,6 +464,10 @@ func (s *session) runsResume(ctx context.Context, c *cli.Context) error {
 	if id == "" {
 		return usageError("pack runs resume: --run RUN-ID is required")
 	}
+	relax, err := s.isolation(c)
+	if err != nil {
+		return err
+	}
 	pol, err := s.hostPolicy()
 	if err != nil {
 		return err
@@ -483,6 +513,11 @@ func (s *session) runsResume(ctx context.Context, c *cli.Context) error {
 		}
 		if err := writePackFiles(ctx, st, lp.Verdict.Artifact.Descriptor, work); err != nil {
 			return err
+		}
+	}
+	for _, r := range relax {
+		if !slices.Contains(rec.Relaxations, r) {
+			rec.Relaxations = append(rec.Relaxations, r)
 		}
 	}
 	s.notef("resuming run %s", id)
@@ -564,6 +599,9 @@ func (s *session) runsShow(ctx context.Context, c *cli.Context) error {
 		fmt.Fprintf(w, "created:   %s\n", rec.Created.UTC().Format(time.RFC3339))
 		if rec.Failure != nil {
 			fmt.Fprintf(w, "failure:   %s\n", rec.Failure.Message)
+		}
+		if len(rec.Relaxations) > 0 {
+			fmt.Fprintf(w, "relaxed:   %s\n", strings.Join(rec.Relaxations, ", "))
 		}
 		fmt.Fprintln(w, "steps:")
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
