@@ -17,7 +17,8 @@ import (
 // approve yet waits for the gate's window (expiresAfter, from when the run
 // started waiting); one with requests follows approve's state: satisfied is
 // approved, rejected is rejected, and expired (no live request, not enough
-// live approvals) is expired.
+// live approvals) is expired once the run's own window (expiresAfter from
+// when it started waiting) has passed too.
 type Gates struct {
 	Cache *cache.Store
 	Now   func() time.Time
@@ -65,8 +66,14 @@ func (g Gates) Check(ctx context.Context, rec *run.Record, a plan.Approval, sinc
 			}
 		}
 	case gs.State == approve.StateExpired:
-		st.State = run.GateExpired
-		st.Message = "the approval window passed"
+		// Earlier requests for this plan's gate lapsed; a run that started
+		// waiting within the gate's window still has its own window.
+		deadline := since.Add(window)
+		st.Deadline = &deadline
+		if now.After(deadline) {
+			st.State = run.GateExpired
+			st.Message = "the approval window passed"
+		}
 	}
 	return st, nil
 }
