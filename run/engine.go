@@ -93,8 +93,18 @@ type Exit struct {
 
 // Store makes a run record durable.
 type Store interface {
-	// Save records rec; it returns once the record is durable.
-	Save(ctx context.Context, rec *Record) error
+	// Save records rec, of which only what d names changed since the last
+	// Save (besides the record's own fields other than Steps, Timeline and
+	// Expansions, which are always current); it returns once rec as a
+	// whole is durable. The cost of a Save is that of d, not of rec.
+	Save(ctx context.Context, rec *Record, d Delta) error
+}
+
+// Delta is what changed in a record since its last Save.
+type Delta struct {
+	Steps      []*StepRecord             // changed or new steps, whole
+	Events     []Event                   // timeline events appended
+	Expansions map[string]plan.Expansion // deferred steps expanded
 }
 
 // Gate states reported by Gates.
@@ -171,10 +181,13 @@ type driver struct {
 	// not: it runs again only if its retry policy allows.
 	retryFailed bool
 
-	mu      sync.Mutex // guards rec and Save
-	logMu   sync.Mutex
-	tails   map[string]*tail
-	outputs map[string]map[string]any // step id → outputs (succeeded steps)
+	mu       sync.Mutex      // guards rec, the delta and Save
+	dirty    map[string]bool // steps changed since the last save
+	expDirty map[string]bool // expansions made since the last save
+	saved    int             // timeline events already saved
+	logMu    sync.Mutex
+	tails    map[string]*tail
+	outputs  map[string]map[string]any // step id → outputs (succeeded steps)
 }
 
 // Drive runs pl under rec until the run ends or parks at an approval gate.
@@ -186,7 +199,8 @@ type driver struct {
 // ErrApprovalTimeout, ErrCancelled, ...), nil when it succeeded or parked;
 // rec.State says which.
 func (e *Engine) Drive(ctx context.Context, pl *plan.Plan, rec *Record) error {
-	d := &driver{e: e, pl: pl, rec: rec, tails: map[string]*tail{}, outputs: map[string]map[string]any{}}
+	d := &driver{e: e, pl: pl, rec: rec, tails: map[string]*tail{}, outputs: map[string]map[string]any{},
+		dirty: map[string]bool{}, expDirty: map[string]bool{}, saved: len(rec.Timeline)}
 	if rec.Steps == nil {
 		rec.Steps = map[string]*StepRecord{}
 	}
@@ -206,6 +220,7 @@ func (e *Engine) Drive(ctx context.Context, pl *plan.Plan, rec *Record) error {
 				}
 			}
 			s.State, s.Error, s.Process = StepErrored, "runner lost: the step was in flight when its runner stopped", ""
+			d.dirty[id] = true
 			now := d.now()
 			s.Ended = &now
 			d.event(EventRunnerLost, id, s.Attempts, s.Error)
@@ -243,12 +258,32 @@ func (d *driver) event(typ, step string, attempt int, msg string) {
 	d.rec.Timeline = append(d.rec.Timeline, Event{Time: d.now(), Type: typ, StepID: step, Attempt: attempt, Message: msg})
 }
 
-// saveLocked saves the record; d.mu must be held.
+// saveLocked saves what changed in the record; d.mu must be held.
 func (d *driver) saveLocked(ctx context.Context) error {
 	d.rec.Updated = d.now()
+	var delta Delta
+	for id := range d.dirty {
+		if sr := d.rec.Steps[id]; sr != nil {
+			delta.Steps = append(delta.Steps, sr)
+		}
+	}
+	sort.Slice(delta.Steps, func(i, j int) bool { return delta.Steps[i].ID < delta.Steps[j].ID })
+	delta.Events = d.rec.Timeline[d.saved:]
+	for id := range d.expDirty {
+		if delta.Expansions == nil {
+			delta.Expansions = map[string]plan.Expansion{}
+		}
+		delta.Expansions[id] = d.rec.Expansions[id]
+	}
 	// A save must happen even when ctx is cancelled: the cancellation
 	// itself is a transition to record.
-	return d.e.Store.Save(context.WithoutCancel(ctx), d.rec)
+	if err := d.e.Store.Save(context.WithoutCancel(ctx), d.rec, delta); err != nil {
+		return err
+	}
+	clear(d.dirty)
+	clear(d.expDirty)
+	d.saved = len(d.rec.Timeline)
+	return nil
 }
 
 // update changes the record under the lock and saves it.
@@ -259,8 +294,10 @@ func (d *driver) update(ctx context.Context, change func(r *Record)) error {
 	return d.saveLocked(ctx)
 }
 
-// step returns the record of step s, creating it pending.
+// stepRecord returns the record of step s, creating it pending, and counts
+// it changed; d.mu must be held.
 func (d *driver) stepRecord(s *plan.Step) *StepRecord {
+	d.dirty[s.ID] = true
 	r, ok := d.rec.Steps[s.ID]
 	if !ok {
 		r = &StepRecord{ID: s.ID, Kind: s.Kind, State: StepPending}
@@ -592,6 +629,7 @@ func (d *driver) iterate(ctx context.Context, s *plan.Step, vars map[string]any)
 					r.Expansions = map[string]plan.Expansion{}
 				}
 				r.Expansions[s.ID] = exp
+				d.expDirty[s.ID] = true
 				d.event(EventRunExpandedStep, s.ID, 0, fmt.Sprintf("%d items", len(items)))
 			}); err != nil {
 				return err

@@ -99,7 +99,7 @@ type memStore struct {
 	saves int
 }
 
-func (m *memStore) Save(_ context.Context, rec *Record) error {
+func (m *memStore) Save(_ context.Context, rec *Record, _ Delta) error {
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return err

@@ -228,6 +228,7 @@ func (s *session) packRun(ctx context.Context, c *cli.Context) error {
 	if err := rs.Create(ctx, rec); err != nil {
 		return err
 	}
+	defer rs.Close()
 	lock, err := rs.Lock(rec.ID, s.holder)
 	if err != nil {
 		return err
@@ -374,7 +375,7 @@ func (s *session) drive(ctx context.Context, st *cache.Store, rs *runs.Store, re
 	wg.Wait()
 	_ = logf.Sync()
 	rec.Runner = nil
-	if err := rs.Save(context.WithoutCancel(ctx), rec); err != nil {
+	if err := rs.Save(context.WithoutCancel(ctx), rec, run.Delta{}); err != nil {
 		return errors.Join(runErr, err)
 	}
 	return runErr
@@ -520,6 +521,10 @@ func (s *session) runsResume(ctx context.Context, c *cli.Context) error {
 			rec.Relaxations = append(rec.Relaxations, r)
 		}
 	}
+	if err := rs.Compact(ctx, rec); err != nil {
+		return err
+	}
+	defer rs.Close()
 	s.notef("resuming run %s", id)
 	runErr := s.drive(ctx, st, rs, rec, pl, lp.Pack)
 	return s.renderRun(rec, runErr)
@@ -785,7 +790,7 @@ func (s *session) runsCancel(ctx context.Context, c *cli.Context) error {
 		rec.State, rec.Ended, rec.Runner = run.Cancelled, &now, nil
 		rec.Failure = &run.Failure{Code: "cancelled", Message: "cancelled by " + s.holder}
 		rec.Timeline = append(rec.Timeline, run.Event{Time: now, Type: run.EventRunCancelled, Message: "cancelled with no live runner"})
-		if err := rs.Save(ctx, rec); err != nil {
+		if err := rs.Compact(ctx, rec); err != nil {
 			return err
 		}
 		how = "it had no live runner"
