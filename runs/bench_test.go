@@ -270,7 +270,7 @@ func (instant) Execute(context.Context, run.Invocation) run.Exit { return run.Ex
 
 // peakSteps is the size of the peak-RSS plan: STELLA_BENCH_RUN_STEPS, else
 // 2,000. The target is set at 10,000 steps, but with the whole record saved
-// at every transition such a run takes ~25 minutes (docs/benchmarks.md);
+// at every transition such a run takes ~20 minutes (docs/benchmarks.md);
 // 2,000 keeps `make bench` short and shows the growth.
 func peakSteps() int {
 	if v, err := strconv.Atoi(os.Getenv("STELLA_BENCH_RUN_STEPS")); err == nil && v > 0 {
