@@ -1,0 +1,329 @@
+package runs_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"stellaops.io/stella/cache"
+	"stellaops.io/stella/pack"
+	"stellaops.io/stella/plan"
+	"stellaops.io/stella/run"
+	"stellaops.io/stella/run/process"
+	"stellaops.io/stella/runs"
+)
+
+// Targets of the runner benchmarks, as ratios to baselines measured in the
+// same run (docs/benchmarks.md).
+const (
+	targetSequentialVsShell = 3.0   // 1,000 `true` steps vs a shell loop forking the same
+	targetParallelVsIdeal   = 1.2   // 200 × 0.2 s at maxParallel 8 vs 5 s
+	targetPeakRunnerMiB     = 100.0 // runner of a 10,000-step plan
+)
+
+// benchPlan plans a pack whose spec is the YAML given (after "spec:"),
+// loaded from memory as the engine tests do.
+func benchPlan(tb testing.TB, spec string, inputs map[string]any) (*plan.Plan, *pack.Pack) {
+	tb.Helper()
+	y := "apiVersion: stellaops.io/pack.v1\nkind: TaskPack\nmetadata:\n  name: bench\n  version: 1.0.0\n  description: runner benchmark\nspec:\n" + spec
+	p, err := pack.Load(fstest.MapFS{"pack.yaml": {Data: []byte(y)}})
+	if err != nil {
+		tb.Fatalf("pack: %v\n%s", err, y)
+	}
+	pl, err := plan.Build(p, digest.Digest("sha256:"+strings.Repeat("0", 64)), inputs)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return pl, p
+}
+
+// countingStore is the real runs.Store, timing every save: the engine
+// saves the whole record at each transition, so how a save's cost grows
+// with the run is the figure to watch.
+type countingStore struct {
+	*runs.Store
+	each []time.Duration
+}
+
+func (c *countingStore) Save(ctx context.Context, rec *run.Record) error {
+	start := time.Now()
+	err := c.Store.Save(ctx, rec)
+	c.each = append(c.each, time.Since(start))
+	return err
+}
+
+func (c *countingStore) stats() (saves int, total, first, last time.Duration) {
+	const k = 100 // saves averaged at each end
+	for _, d := range c.each {
+		total += d
+	}
+	if len(c.each) < 2*k {
+		return len(c.each), total, 0, 0
+	}
+	for i := 0; i < k; i++ {
+		first += c.each[i]
+		last += c.each[len(c.each)-1-i]
+	}
+	return len(c.each), total, first / k, last / k
+}
+
+// runStats is what one run through the real store cost.
+type runStats struct {
+	wall        time.Duration
+	saves       int
+	saveTime    time.Duration
+	firstSave   time.Duration // mean of the first 100 saves
+	lastSave    time.Duration // mean of the last 100
+	recordBytes int
+}
+
+func (s runStats) String() string {
+	return fmt.Sprintf("%d saves, %v in Save (%.0f%% of the run; first 100 saves %.1f ms each, last 100 %.1f ms), final record %d KiB",
+		s.saves, s.saveTime.Round(time.Millisecond), 100*float64(s.saveTime)/float64(s.wall),
+		float64(s.firstSave)/1e6, float64(s.lastSave)/1e6, s.recordBytes>>10)
+}
+
+// driveReal runs pl once as `stella pack run` does after planning: a fresh
+// home, a cache-backed runs.Store (every transition a durable index
+// transaction), a created and locked run, the NDJSON log, the engine, and
+// the final save. The wall time covers Create through the final Save.
+func driveReal(tb testing.TB, pl *plan.Plan, p *pack.Pack, exe run.Executor) runStats {
+	tb.Helper()
+	ctx := context.Background()
+	home, err := os.MkdirTemp(tb.TempDir(), "home")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer os.RemoveAll(home)
+	cs, err := cache.Open(ctx, filepath.Join(home, "packs"), cache.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rs := &countingStore{Store: runs.Open(cs, filepath.Join(home, "runs"), nil)}
+	start := time.Now()
+	hash, err := pl.Hash()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rec := &run.Record{Tenant: "default", Pack: pl.Pack, PlanHash: hash, State: run.Running, Inputs: pl.Inputs}
+	if err := rs.Create(ctx, rec); err != nil {
+		tb.Fatal(err)
+	}
+	lock, err := rs.Lock(rec.ID, "bench")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer lock.Unlock()
+	folder := rs.Folder(rec.ID)
+	logf, err := os.OpenFile(rs.LogPath(rec.ID), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer logf.Close()
+	w := bufio.NewWriter(logf)
+	if exe == nil {
+		exe = &process.Executor{Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"}}
+	}
+	eng := &run.Engine{
+		Executor: exe,
+		Store:    rs,
+		Gates:    runs.Gates{Cache: cs},
+		Expand:   func(s *plan.Step, items []any) (*plan.Expansion, error) { return pl.Expand(p.Manifest, s, items) },
+		Work:     filepath.Join(folder, "work"),
+		Outputs:  filepath.Join(folder, "outputs"),
+		Log: func(l run.Line) {
+			b, _ := json.Marshal(l)
+			w.Write(b)
+			w.WriteByte('\n')
+			if l.Stream != "stdout" && l.Stream != "stderr" || l.Msg == "" {
+				w.Flush()
+			}
+		},
+	}
+	if err := eng.Drive(ctx, pl, rec); err != nil || rec.State != run.Succeeded {
+		tb.Fatalf("run %s: %v", rec.State, err)
+	}
+	w.Flush()
+	_ = logf.Sync()
+	if err := rs.Save(ctx, rec); err != nil {
+		tb.Fatal(err)
+	}
+	wall := time.Since(start)
+	got, err := rs.Get(ctx, rec.ID)
+	if err != nil || got.State != run.Succeeded {
+		tb.Fatalf("stored record: %v, %v", got, err)
+	}
+	for id, s := range got.Steps {
+		if s.State != run.Succeeded {
+			tb.Fatalf("stored step %s is %s", id, s.State)
+		}
+	}
+	b, _ := json.Marshal(got)
+	st := runStats{wall: wall, recordBytes: len(b)}
+	st.saves, st.saveTime, st.firstSave, st.lastSave = rs.stats()
+	return st
+}
+
+func loopSpec(n int, command string) string {
+	return fmt.Sprintf("  steps:\n    - id: each\n      loop:\n        count: %d\n        steps:\n          - id: step\n            run: {command: [%s]}\n", n, command)
+}
+
+// BenchmarkSequentialTrue runs 1,000 sequential `true` steps through the
+// real process executor and the real cache-backed store, against a shell
+// loop forking and executing /bin/true 1,000 times, and reports the ratio
+// and the runner's overhead per step.
+func BenchmarkSequentialTrue(b *testing.B) {
+	const n = 1000
+	if _, err := exec.LookPath("true"); err != nil {
+		b.Skip("true not installed")
+	}
+	pl, p := benchPlan(b, loopSpec(n, `"true"`), nil)
+	if got := len(pl.Steps[0].Children); got != n {
+		b.Fatalf("planned %d steps, want %d", got, n)
+	}
+	shellLoop := fmt.Sprintf("for i in $(seq %d); do /bin/true; done", n)
+	var stella, shell, saving time.Duration
+	var last runStats
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		if out, err := exec.Command("sh", "-c", shellLoop).CombinedOutput(); err != nil {
+			b.Fatalf("shell loop: %v\n%s", err, out)
+		}
+		shell += time.Since(start)
+		last = driveReal(b, pl, p, nil)
+		stella += last.wall
+		saving += last.saveTime
+	}
+	b.StopTimer()
+	perStep := func(d time.Duration) float64 { return float64(d) / float64(b.N) / float64(time.Millisecond) / n }
+	b.ReportMetric(float64(stella)/float64(shell), "stella/shell")
+	b.ReportMetric(perStep(stella-shell), "overhead-ms/step")
+	b.ReportMetric(perStep(saving), "save-ms/step")
+	b.Logf("bench %d steps: stella %v, shell loop %v per run; target stella/shell <= %.1f",
+		n, (stella / time.Duration(b.N)).Round(time.Millisecond), (shell / time.Duration(b.N)).Round(time.Millisecond), targetSequentialVsShell)
+	b.Logf("bench last run: %v", last)
+}
+
+// BenchmarkParallelSleep runs a map of 200 steps sleeping 0.2 s at
+// maxParallel 8 (real processes, real store) against the ideal
+// 200 × 0.2 s / 8 = 5 s.
+func BenchmarkParallelSleep(b *testing.B) {
+	const (
+		n     = 200
+		par   = 8
+		sleep = 200 * time.Millisecond
+	)
+	if _, err := exec.LookPath("sleep"); err != nil {
+		b.Skip("sleep not installed")
+	}
+	items := make([]any, n)
+	for i := range items {
+		items[i] = float64(i)
+	}
+	spec := fmt.Sprintf(`  inputs:
+    - {name: items, type: array, required: true}
+  steps:
+    - id: fan
+      map:
+        items: inputs.items
+        maxParallel: %d
+        steps:
+          - id: nap
+            run: {command: [sleep, "%g"]}
+`, par, sleep.Seconds())
+	pl, p := benchPlan(b, spec, map[string]any{"items": items})
+	ideal := time.Duration(n/par) * sleep
+	var total time.Duration
+	var last runStats
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		last = driveReal(b, pl, p, nil)
+		total += last.wall
+	}
+	b.StopTimer()
+	per := total / time.Duration(b.N)
+	b.ReportMetric(float64(per)/float64(ideal), "time/ideal")
+	b.Logf("bench %d × %v at maxParallel %d: %v per run, ideal %v; target time/ideal <= %.1f",
+		n, sleep, par, per.Round(time.Millisecond), ideal, targetParallelVsIdeal)
+	b.Logf("bench last run: %v", last)
+}
+
+// instant is an executor whose every command succeeds at once: the runner
+// and its store alone.
+type instant struct{}
+
+func (instant) Execute(context.Context, run.Invocation) run.Exit { return run.Exit{} }
+
+// peakSteps is the size of the peak-RSS plan: STELLA_BENCH_RUN_STEPS, else
+// 2,000. The target is set at 10,000 steps, but with the whole record saved
+// at every transition such a run takes ~20 minutes (docs/benchmarks.md);
+// 2,000 keeps `make bench` short and shows the growth.
+func peakSteps() int {
+	if v, err := strconv.Atoi(os.Getenv("STELLA_BENCH_RUN_STEPS")); err == nil && v > 0 {
+		return v
+	}
+	return 2000
+}
+
+// BenchmarkRunnerPeak drives a plan of peakSteps steps (a loop over an
+// instant executor) through the real store in a child process and reports
+// the child's peak RSS against the 100 MiB target.
+func BenchmarkRunnerPeak(b *testing.B) {
+	n := peakSteps()
+	var peak float64
+	var wall time.Duration
+	var report string
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestRunnerPeakChild$", "-test.bench=^$", "-test.v")
+		cmd.Env = append(os.Environ(), "STELLA_RUN_PEAK_CHILD=1", "STELLA_BENCH_RUN_STEPS="+strconv.Itoa(n))
+		start := time.Now()
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			b.Fatalf("child: %v\n%s", err, out)
+		}
+		wall += time.Since(start)
+		ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+		if mib := float64(ru.Maxrss) / 1024; mib > peak { // KiB on Linux
+			peak = mib
+		}
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.Contains(l, "child:") {
+				report = strings.TrimSpace(l)
+			}
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(peak, "peak-RSS-MiB")
+	b.ReportMetric(peak/targetPeakRunnerMiB, "mem/target")
+	b.Logf("bench %d steps: %v per run (child process); target peak RSS < %.0f MiB at 10,000 steps", n, (wall / time.Duration(b.N)).Round(time.Millisecond), targetPeakRunnerMiB)
+	b.Logf("bench last run: %s", report)
+}
+
+// TestRunnerPeakChild is the child process of BenchmarkRunnerPeak.
+func TestRunnerPeakChild(t *testing.T) {
+	if os.Getenv("STELLA_RUN_PEAK_CHILD") != "1" {
+		t.Skip("helper process of BenchmarkRunnerPeak")
+	}
+	n := peakSteps()
+	pl, p := benchPlan(t, loopSpec(n, "ok"), nil)
+	st := driveReal(t, pl, p, instant{})
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	t.Logf("child: %v; Go heap in use %d MiB of %d MiB obtained, %d MiB allocated in all over %d GCs",
+		st, ms.HeapInuse>>20, ms.Sys>>20, ms.TotalAlloc>>20, ms.NumGC)
+}
