@@ -185,9 +185,14 @@ type driver struct {
 	dirty    map[string]bool // steps changed since the last save
 	expDirty map[string]bool // expansions made since the last save
 	saved    int             // timeline events already saved
-	logMu    sync.Mutex
-	tails    map[string]*tail
-	outputs  map[string]map[string]any // step id → outputs (succeeded steps)
+	// pending: changes made by updateSoon not saved yet; flush saves them
+	// within lazyWindow, and every update saves them first.
+	pending bool
+	flushAt *time.Timer
+	done    bool // Drive returned: no more saves
+	logMu   sync.Mutex
+	tails   map[string]*tail
+	outputs map[string]map[string]any // step id → outputs (succeeded steps)
 }
 
 // Drive runs pl under rec until the run ends or parks at an approval gate.
@@ -286,12 +291,50 @@ func (d *driver) saveLocked(ctx context.Context) error {
 	return nil
 }
 
-// update changes the record under the lock and saves it.
+// update changes the record under the lock and saves it, with whatever
+// updateSoon left pending: durable when it returns.
 func (d *driver) update(ctx context.Context, change func(r *Record)) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	change(d.rec)
+	d.pending = false
 	return d.saveLocked(ctx)
+}
+
+// lazyWindow bounds how long a change made by updateSoon may stay unsaved.
+const lazyWindow = 20 * time.Millisecond
+
+// updateSoon changes the record and saves it within lazyWindow, or sooner
+// with the next update: for the end of a step's attempt, which needs to be
+// durable before the next action (the next update, which precedes every
+// command the engine starts), not before the engine can go on. So a
+// sequence of steps costs one synced save per step, not two. A crash
+// inside the window leaves the attempt recorded in flight: it is then
+// treated as an attempt whose runner was lost (at-least-once, as for any
+// attempt in flight), never as a finished step run twice.
+func (d *driver) updateSoon(ctx context.Context, change func(r *Record)) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	change(d.rec)
+	d.pending = true
+	if d.flushAt == nil {
+		d.flushAt = time.AfterFunc(lazyWindow, func() { d.flush(ctx) })
+	} else {
+		d.flushAt.Reset(lazyWindow)
+	}
+}
+
+// flush saves what updateSoon left pending. A failure is kept for the next
+// update, which saves the same changes again and reports it.
+func (d *driver) flush(ctx context.Context) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.pending || d.done {
+		return
+	}
+	if d.saveLocked(ctx) == nil {
+		d.pending = false
+	}
 }
 
 // stepRecord returns the record of step s, creating it pending, and counts
@@ -309,6 +352,14 @@ func (d *driver) stepRecord(s *plan.Step) *StepRecord {
 func (d *driver) finish(ctx context.Context, runErr error) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	// Every save below includes what updateSoon left pending; after them,
+	// nothing is saved any more.
+	defer func() {
+		d.done = true
+		if d.flushAt != nil {
+			d.flushAt.Stop()
+		}
+	}()
 	now := d.now()
 	switch {
 	case runErr == nil:

@@ -195,7 +195,7 @@ func (d *driver) attempt(ctx context.Context, s *plan.Step, vars map[string]any,
 		}
 		outputs = o
 	}
-	uerr := d.update(ctx, func(r *Record) {
+	d.updateSoon(ctx, func(r *Record) {
 		sr := d.stepRecord(s)
 		now := d.now()
 		sr.State, sr.Ended, sr.Process = state, &now, ""
@@ -216,7 +216,7 @@ func (d *driver) attempt(ctx context.Context, s *plan.Step, vars map[string]any,
 			d.event(EventStepErrored, s.ID, attempt, stepErr.Error())
 		}
 	})
-	return errors.Join(stepErr, uerr)
+	return stepErr
 }
 
 var errStepTimeout = errors.New("step timeout")
