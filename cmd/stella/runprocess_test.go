@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -147,7 +146,19 @@ func TestRunSurvivesSIGKILL(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(30+rng.IntN(270)) * time.Millisecond)
+		if id == "" {
+			// Let the first runner record the run before any kill.
+			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				if l := stella(t, home, nil, "--output", "json", "pack", "runs", "list"); strings.Contains(l.stdout, "run:") {
+					break
+				}
+			}
+		}
+		window := 270
+		if raceEnabled {
+			window = 900
+		}
+		time.Sleep(time.Duration(30+rng.IntN(window)) * time.Millisecond)
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 		_ = cmd.Wait()
 		if cmd.ProcessState.Sys().(syscall.WaitStatus).Signaled() {
@@ -237,20 +248,27 @@ spec:
     - {id: b, run: {command: ["sh", "-c", "echo b"]}}
 `, name))
 	}
-	var wg sync.WaitGroup
-	results := make([]result, 2)
-	for i, name := range []string{"one", "two"} {
-		wg.Add(1)
-		go func(i int, name string) {
-			defer wg.Done()
-			results[i] = stella(t, home, nil, "--output", "json", "pack", "run", "--insecure-skip-isolation", "--pack", filepath.Join(dir, name))
-		}(i, name)
-	}
-	wg.Wait()
-	for i, r := range results {
-		if r.code != 0 || !strings.Contains(r.stdout, `"state": "succeeded"`) {
-			t.Fatalf("run %d: %d %s %s", i, r.code, r.stdout, r.stderr)
+	// Two runner processes at once (the test binary: built with -race under
+	// make test, so each runner is checked for races). In-process sessions
+	// cannot run side by side: urfave/cli keeps global flag state.
+	var cmds []*exec.Cmd
+	var outs, errs []*strings.Builder
+	for _, name := range []string{"one", "two"} {
+		cmd := stellaProcess(t, home, "--output", "json", "pack", "run", "--insecure-skip-isolation", "--pack", filepath.Join(dir, name))
+		out, errb := &strings.Builder{}, &strings.Builder{}
+		cmd.Stdout, cmd.Stderr = out, errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
 		}
+		cmds, outs, errs = append(cmds, cmd), append(outs, out), append(errs, errb)
+	}
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil || !strings.Contains(outs[i].String(), `"state": "succeeded"`) {
+			t.Fatalf("run %d: %v %s %s", i, err, outs[i].String(), errs[i].String())
+		}
+	}
+	if l := stella(t, home, nil, "pack", "runs", "list", "--state", "succeeded"); strings.Count(l.stdout, "succeeded") != 2 {
+		t.Fatalf("both runs must be recorded succeeded:\n%s", l.stdout)
 	}
 
 	writeFile(t, filepath.Join(dir, "slow", "pack.yaml"), `apiVersion: stellaops.io/pack.v1
@@ -261,7 +279,7 @@ spec:
     - {name: dir, type: string, required: true}
   steps:
     - id: wait
-      run: {command: ["sh", "-c", "echo $$ > \"$1/pid\"; sleep 60; echo late > \"$1/late\"", "sh", "${{ inputs.dir }}"]}
+      run: {command: ["sh", "-c", "echo waiting for the cancel; echo $$ > \"$1/pid\"; sleep 60; echo late > \"$1/late\"", "sh", "${{ inputs.dir }}"]}
     - id: after
       run: {command: ["sh", "-c", "echo after > \"$1/after\"", "sh", "${{ inputs.dir }}"]}
 `)
@@ -296,6 +314,16 @@ spec:
 	if r := stella(t, home, nil, "pack", "runs", "resume", "--insecure-skip-isolation", "--run", id); r.code != exitTransient || !strings.Contains(r.stderr, "ERR_PACK_RUN_LOCKED") || !strings.Contains(r.stderr, "pid ") {
 		t.Fatalf("a second runner must be refused at once: %d %s", r.code, r.stderr)
 	}
+	// A follower of the live run's log sees the step's line, and stops when
+	// the run does.
+	follow := stellaProcess(t, home, "pack", "runs", "logs", "--follow", id)
+	var followOut, followErr strings.Builder
+	follow.Stdout, follow.Stderr = &followOut, &followErr
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	followed := make(chan error, 1)
+	go func() { followed <- follow.Wait() }()
 	began := time.Now()
 	if r := stella(t, home, nil, "pack", "runs", "cancel", "--run", id); r.code != 0 || !strings.Contains(r.stdout, "cancelled") {
 		t.Fatalf("cancel: %d %s %s", r.code, r.stdout, r.stderr)
@@ -306,6 +334,15 @@ spec:
 	}
 	if time.Since(began) > 15*time.Second {
 		t.Errorf("cancel took %s", time.Since(began))
+	}
+	select {
+	case err := <-followed:
+		if err != nil || !strings.Contains(followOut.String(), "[wait] stdout: waiting for the cancel") {
+			t.Errorf("runs logs --follow: %v\n%s%s", err, followOut.String(), followErr.String())
+		}
+	case <-time.After(15 * time.Second):
+		_ = follow.Process.Kill()
+		t.Error("runs logs --follow did not stop with the run")
 	}
 	rec := runRecord(t, home, id)
 	if rec.State != run.Cancelled || rec.Steps["wait"].State != run.Cancelled || rec.Steps["after"] != nil {

@@ -52,7 +52,7 @@ Examples:
 				&cli.StringFlag{Name: "pack", Usage: "ID:VERSION of a pack in the cache, or a pack folder (required)"},
 				&cli.StringFlag{Name: "inputs", Usage: "JSON file of input values (- for stdin)"},
 				&cli.StringFlag{Name: "plan-hash", Usage: "refuse to run unless the plan hashes to this (full hash, a prefix of 12+ hex digits, or a saved plan's)"},
-				insecureIsolationFlag,
+				insecureIsolationFlag(),
 			},
 			Action: action(s.packRun),
 		},
@@ -101,7 +101,7 @@ its retry policy allows; approval gates are checked again.
 
 Examples:
    stella pack runs resume --run run:default:20261127T163555.123456Z`,
-					Flags:  []cli.Flag{&cli.StringFlag{Name: "run", Usage: "run id (required)"}, insecureIsolationFlag},
+					Flags:  []cli.Flag{&cli.StringFlag{Name: "run", Usage: "run id (required)"}, insecureIsolationFlag()},
 					Action: action(s.runsResume),
 				},
 			},
@@ -111,7 +111,10 @@ Examples:
 
 // insecureIsolationFlag runs steps without isolation where the host cannot
 // isolate them; never in sealed mode.
-var insecureIsolationFlag = &cli.BoolFlag{Name: relaxIsolation, Usage: "run steps without network isolation or limits where this host cannot isolate them (never in sealed mode); printed and recorded in the run"}
+// (A new flag per command: urfave/cli writes into its flags as it parses.)
+func insecureIsolationFlag() cli.Flag {
+	return &cli.BoolFlag{Name: relaxIsolation, Usage: "run steps without network isolation or limits where this host cannot isolate them (never in sealed mode); printed and recorded in the run"}
+}
 
 const relaxIsolation = "insecure-skip-isolation"
 
