@@ -162,20 +162,28 @@ func (s *session) openRuns(ctx context.Context) (*cache.Store, *runs.Store, erro
 	return st, runs.Open(st, filepath.Join(s.home, "runs"), s.now), nil
 }
 
+// runner is what driving a run needs: the isolation decision (and the
+// relaxations it records), the admission policy of packs loaded to run,
+// the cache and its runs.
+func (s *session) runner(ctx context.Context, c *cli.Context) ([]string, admission.Policy, *cache.Store, *runs.Store, error) {
+	relax, err := s.isolation(c)
+	if err != nil {
+		return nil, admission.Policy{}, nil, nil, err
+	}
+	pol, err := s.hostPolicy()
+	if err != nil {
+		return nil, pol, nil, nil, err
+	}
+	st, rs, err := s.openRuns(ctx)
+	return relax, pol, st, rs, err
+}
+
 func (s *session) packRun(ctx context.Context, c *cli.Context) error {
 	ref := c.String("pack")
 	if ref == "" {
 		return usageError("pack run: --pack is required")
 	}
-	relax, err := s.isolation(c)
-	if err != nil {
-		return err
-	}
-	pol, err := s.hostPolicy()
-	if err != nil {
-		return err
-	}
-	st, rs, err := s.openRuns(ctx)
+	relax, pol, st, rs, err := s.runner(ctx, c)
 	if err != nil {
 		return err
 	}
@@ -468,15 +476,7 @@ func (s *session) runsResume(ctx context.Context, c *cli.Context) error {
 	if id == "" {
 		return usageError("pack runs resume: --run RUN-ID is required")
 	}
-	relax, err := s.isolation(c)
-	if err != nil {
-		return err
-	}
-	pol, err := s.hostPolicy()
-	if err != nil {
-		return err
-	}
-	st, rs, err := s.openRuns(ctx)
+	relax, pol, st, rs, err := s.runner(ctx, c)
 	if err != nil {
 		return err
 	}
