@@ -56,8 +56,9 @@ step "8. the plan from the sealed cache has the same hash as the plan from the f
 step "9. a corrupted transfer is refused and leaves nothing behind"
 export STELLA_HOME="$work/sealed2"
 STELLA_HOME="$work/connected" "$STELLA" pack export -o "$work/whole.tar" rotate-creds:0.1.0 >/dev/null
-size=$(stat -c %s "$work/whole.tar")
-printf 'X' | dd of="$work/whole.tar" bs=1 seek=$((size / 2)) conv=notrunc status=none
+# flip one byte inside a pack file's content (the scaffold's apply script)
+offset=$(grep -aboF 'applying change to' "$work/whole.tar" | head -1 | cut -d: -f1)
+printf 'X' | dd of="$work/whole.tar" bs=1 seek="$offset" conv=notrunc status=none
 if "$STELLA" pack import --bundle "$work/whole.tar"; then echo "unexpected: corrupt bundle imported"; exit 1; else echo "(exit $?)"; fi
 "$STELLA" pack list
 

@@ -3,11 +3,13 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
@@ -23,7 +25,19 @@ func TestMain(m *testing.M) {
 		os.Exit(runMain())
 	}
 	testscript.Main(m, map[string]func(){
-		"stella": func() { os.Exit(runMain()) },
+		"stella": func() {
+			// A script moves the clock with STELLA_TEST_CLOCK_OFFSET (a Go
+			// duration): only this test binary reads it.
+			if v := os.Getenv("STELLA_TEST_CLOCK_OFFSET"); v != "" {
+				d, err := time.ParseDuration(v)
+				if err != nil {
+					fmt.Fprintln(os.Stderr, "STELLA_TEST_CLOCK_OFFSET:", err)
+					os.Exit(2)
+				}
+				clockOffset = d
+			}
+			os.Exit(runMain())
+		},
 	})
 }
 

@@ -41,6 +41,11 @@ type session struct {
 	holder string
 }
 
+// clockOffset shifts every clock reading of a session. Only the tests set
+// it (main_test.go, from STELLA_TEST_CLOCK_OFFSET in the test binary's own
+// environment), to move a run past an approval window without waiting.
+var clockOffset time.Duration
+
 const (
 	outputText = "text"
 	outputJSON = "json"
@@ -66,7 +71,7 @@ func (s *session) run(ctx context.Context, args []string) int {
 // that order of increasing precedence.
 func (s *session) before(c *cli.Context) error {
 	if s.now == nil {
-		s.now = func() time.Time { return time.Now().UTC() }
+		s.now = func() time.Time { return time.Now().UTC().Add(clockOffset) }
 	}
 	s.home = c.String("home")
 	if s.home == "" {
