@@ -63,7 +63,16 @@ type Invocation struct {
 	Command []string
 	Env     map[string]string
 	Dir     string
-	Secrets []string // names the step may receive (isolation delivers them)
+	Secrets []string // names the step receives (delivered as files in SecretDir or in Env)
+	// SecretDir is this attempt's private folder of secret files (0700,
+	// files 0600), or "" when the step receives none. An isolating
+	// executor makes it the only folder of secrets the step can see.
+	SecretDir string
+	// Sandbox is the pack's isolation policy (network, limits).
+	Sandbox pack.Sandbox
+	// Blocked is called for each network destination the step tried and
+	// the isolation refused (host:port or name), from any goroutine.
+	Blocked func(dest, reason string)
 	Stdout  io.Writer
 	Stderr  io.Writer
 	// Token marks every process of this attempt (the executor puts it in
@@ -89,6 +98,11 @@ type Exit struct {
 	Code   int    // exit status; -1 when killed by a signal or never started
 	Signal string // the signal that ended it, if any
 	Err    error  // could not start (or wait): the step errored
+	// Limit names the sandbox limit that stopped the command ("memoryMiB",
+	// "pids", "cpu"), when the executor knows one did.
+	Limit string
+	// Isolation is what the executor applied to the command (nil: none).
+	Isolation *Isolation
 }
 
 // Store makes a run record durable.

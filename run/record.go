@@ -88,6 +88,52 @@ type StepRecord struct {
 	Command []string `json:"command,omitempty"`
 	// Gate is set for gate steps: what was decided and when.
 	Gate *GateRecord `json:"gate,omitempty"`
+	// Isolation is what the last attempt ran under.
+	Isolation *Isolation `json:"isolation,omitempty"`
+	// Secrets are the secrets the last attempt received: metadata only.
+	Secrets []SecretUse `json:"secrets,omitempty"`
+}
+
+// Isolation is what an executor applied to one attempt of a step.
+type Isolation struct {
+	// Namespaces the step ran in ("user", "net", "mount"); empty when it
+	// ran unisolated.
+	Namespaces []string `json:"namespaces"`
+	// Network is the network the step had: "none", "allowlist", or "host"
+	// when it was not isolated.
+	Network string `json:"network"`
+	// Allowlist is the destinations it could reach (mode allowlist).
+	Allowlist []string `json:"allowlist,omitempty"`
+	// Limits are the pack's limits and how each was enforced.
+	Limits []LimitRecord `json:"limits,omitempty"`
+	// Blocked counts the destinations refused to the step.
+	Blocked int `json:"blocked,omitempty"`
+}
+
+// How a limit was enforced (LimitRecord.Enforced).
+const (
+	EnforcedCgroupV2 = "cgroup-v2"
+	EnforcedCgroupV1 = "cgroup-v1"
+	EnforcedRlimit   = "rlimit"
+	EnforcedRunner   = "runner" // the runner stops the step (timeouts)
+	EnforcedNone     = "none"   // this host could not enforce it
+)
+
+// LimitRecord is one limit of sandbox.limits and how it was enforced.
+type LimitRecord struct {
+	Name     string `json:"name"` // cpu, memoryMiB, pids, timeout
+	Value    string `json:"value"`
+	Enforced string `json:"enforced"`
+	Note     string `json:"note,omitempty"`
+}
+
+// SecretUse is what is recorded of a secret a step received: never its
+// value nor any part of it.
+type SecretUse struct {
+	Name     string `json:"name"`
+	Scope    string `json:"scope"`
+	Source   string `json:"source"`
+	Delivery string `json:"delivery"` // file or env
 }
 
 // GateRecord is what an approval or policy gate decided.
@@ -134,6 +180,7 @@ const (
 	EventGatePolicyDeny  = "pack.run.gate.denied"
 	EventRunnerLost      = "pack.run.step.runner-lost"
 	EventRunExpandedStep = "pack.run.step.expanded"
+	EventNetworkBlocked  = "pack.run.step.network-blocked"
 )
 
 // Failure is why a run stopped short of success.
