@@ -23,6 +23,10 @@ var mayReachNetwork = map[string]bool{
 	// command builds the tools the tests use.
 	"internal/regtest":                true,
 	"internal/regtest/cmd/buildtools": true,
+	// A step's allowlist network: the runner relays its connections to
+	// the destinations its pack allows; the sandbox starts that relay.
+	"egress":  true,
+	"sandbox": true,
 
 	"admission":         false,
 	"approve":           false,
@@ -38,6 +42,7 @@ var mayReachNetwork = map[string]bool{
 	"pack":              false,
 	"plan":              false,
 	"plans":             false,
+	"redact":            false,
 	"run":               false,
 	"run/process":       false,
 	"runs":              false,
