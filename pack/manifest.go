@@ -1,6 +1,7 @@
 package pack
 
 import (
+	"strings"
 	"time"
 )
 
@@ -84,6 +85,17 @@ type Secret struct {
 	Description string `yaml:"description" json:"description,omitempty"`
 	Required    bool   `yaml:"required" json:"required,omitempty"`
 	Scope       string `yaml:"scope" json:"scope,omitempty"`
+	// Env delivers the secret to the steps that receive it in this
+	// environment variable instead of a file named by
+	// STELLA_SECRET_<NAME>_FILE (which is the default, and safer: the
+	// environment of a process is readable by its user's other processes).
+	Env string `yaml:"env" json:"env,omitempty"`
+}
+
+// SecretEnvName is a secret's name as it appears in the variable naming
+// its file, STELLA_SECRET_<NAME>_FILE: upper case, '-' as '_'.
+func SecretEnvName(name string) string {
+	return strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 }
 
 // Approval declares an approval a gate can require.

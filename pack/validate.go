@@ -300,8 +300,24 @@ func schemaErrorText(err error) string {
 
 func validateSecrets(secrets []Secret, ps *problems) map[string]bool {
 	names := map[string]bool{}
+	fileVars, envVars := map[string]string{}, map[string]string{}
 	for i, s := range secrets {
 		base := fmt.Sprintf("spec.secrets[%d]", i)
+		if other, ok := fileVars[SecretEnvName(s.Name)]; ok && other != s.Name {
+			ps.at(base+".name", "secret %q and secret %q would share the variable STELLA_SECRET_%s_FILE: rename one", other, s.Name, SecretEnvName(s.Name))
+		}
+		fileVars[SecretEnvName(s.Name)] = s.Name
+		if s.Env != "" {
+			switch {
+			case !envVarRe.MatchString(s.Env):
+				ps.at(base+".env", "env %q: expected an environment variable name in upper case (A-Z, 0-9, '_')", s.Env)
+			case reservedEnv(s.Env):
+				ps.at(base+".env", "env %q: reserved for the runner (PATH, HOME, TMPDIR, LANG, LD_*, STELLA_*)", s.Env)
+			case envVars[s.Env] != "":
+				ps.at(base+".env", "env %q is also the variable of secret %q", s.Env, envVars[s.Env])
+			}
+			envVars[s.Env] = s.Name
+		}
 		if !secretRe.MatchString(s.Name) {
 			ps.at(base+".name", "secret name %q: expected lowercase letters, digits, '_' or '-'", s.Name)
 		}
@@ -319,6 +335,17 @@ func validateSecrets(secrets []Secret, ps *problems) map[string]bool {
 		}
 	}
 	return names
+}
+
+var envVarRe = regexp.MustCompile(`^[A-Z_][A-Z0-9_]{0,127}$`)
+
+// reservedEnv: variables the runner sets or the loader reads.
+func reservedEnv(name string) bool {
+	switch name {
+	case "PATH", "HOME", "TMPDIR", "LANG", "PWD", "SHELL", "USER":
+		return true
+	}
+	return strings.HasPrefix(name, "LD_") || strings.HasPrefix(name, "STELLA_")
 }
 
 func validateApprovals(approvals []Approval, ps *problems) map[string]bool {

@@ -67,11 +67,14 @@ type PackRef struct {
 
 // Secret is a secret reference and the expanded steps that receive it.
 type Secret struct {
-	Name     string   `json:"name"`
-	Source   string   `json:"source"`
-	Required bool     `json:"required"`
-	Scope    string   `json:"scope"`
-	Steps    []string `json:"steps"`
+	Name     string `json:"name"`
+	Source   string `json:"source"`
+	Required bool   `json:"required"`
+	Scope    string `json:"scope"`
+	// Env is the environment variable the secret is delivered in, when
+	// the pack asks for one instead of a file.
+	Env   string   `json:"env,omitempty"`
+	Steps []string `json:"steps"`
 }
 
 // Approval is one gate that needs approvers.
@@ -165,7 +168,7 @@ func Build(p *pack.Pack, packDigest digest.Digest, inputs map[string]any) (*Plan
 		if st == nil {
 			st = []string{}
 		}
-		pl.Secrets = append(pl.Secrets, Secret{Name: s.Name, Source: s.Source, Required: s.Required, Scope: scope, Steps: st})
+		pl.Secrets = append(pl.Secrets, Secret{Name: s.Name, Source: s.Source, Required: s.Required, Scope: scope, Env: s.Env, Steps: st})
 	}
 	sort.Slice(pl.Secrets, func(i, j int) bool { return pl.Secrets[i].Name < pl.Secrets[j].Name })
 	return pl, nil

@@ -13,6 +13,7 @@ import (
 
 	"stellaops.io/stella/pack"
 	"stellaops.io/stella/plan"
+	"stellaops.io/stella/redact"
 )
 
 var (
@@ -39,6 +40,14 @@ var (
 	// ErrExpression: a when, items, policy or placeholder expression could
 	// not be evaluated at run time.
 	ErrExpression = errors.New("expression failed at run time")
+	// ErrSecretUndelivered: a secret a step receives could not be
+	// resolved or delivered when the step was about to start (it wraps
+	// the cause: a missing secret, a refused source, a value too short to
+	// mask). The step does not start and is not retried.
+	ErrSecretUndelivered = errors.New("secret not delivered")
+	// ErrLimit: a sandbox limit stopped a step (it also wraps
+	// ErrStepFailed).
+	ErrLimit = errors.New("step stopped by a sandbox limit")
 )
 
 // errParked: the run reached an approval gate that is not satisfied yet.
@@ -181,6 +190,18 @@ type Engine struct {
 	// LogTail is how many lines of a failed step's log its failure keeps
 	// (default 20).
 	LogTail int
+	// Secrets resolves one secret's value when a step that receives it is
+	// about to start; the error wraps secret.ErrMissing when the source
+	// does not hold it (an optional secret is then left out). Nil: no
+	// secret can be delivered.
+	Secrets func(ctx context.Context, sec plan.Secret) ([]byte, error)
+	// SecretsDir is the run's private folder under which each attempt gets
+	// its own folder of secret files, destroyed when the attempt ends.
+	SecretsDir string
+	// Redact masks every value the run resolved in all the run writes and
+	// shows; each value is added as it is resolved. Nil: the engine keeps
+	// a set of its own.
+	Redact *redact.Set
 }
 
 // driver carries one Drive.
@@ -207,6 +228,8 @@ type driver struct {
 	logMu   sync.Mutex
 	tails   map[string]*tail
 	outputs map[string]map[string]any // step id → outputs (succeeded steps)
+	redact  *redact.Set
+	secrets map[string]plan.Secret // by name
 }
 
 // Drive runs pl under rec until the run ends or parks at an approval gate.
@@ -219,7 +242,18 @@ type driver struct {
 // rec.State says which.
 func (e *Engine) Drive(ctx context.Context, pl *plan.Plan, rec *Record) error {
 	d := &driver{e: e, pl: pl, rec: rec, tails: map[string]*tail{}, outputs: map[string]map[string]any{},
-		dirty: map[string]bool{}, expDirty: map[string]bool{}, saved: len(rec.Timeline)}
+		dirty: map[string]bool{}, expDirty: map[string]bool{}, saved: len(rec.Timeline), redact: e.Redact,
+		secrets: map[string]plan.Secret{}}
+	if d.redact == nil {
+		d.redact = redact.New()
+	}
+	for _, sec := range pl.Secrets {
+		d.secrets[sec.Name] = sec
+	}
+	// Secret files a killed runner left behind go before anything runs.
+	if err := DestroySecrets(e.SecretsDir); err != nil {
+		return fmt.Errorf("run %s: %w", rec.ID, err)
+	}
 	if rec.Steps == nil {
 		rec.Steps = map[string]*StepRecord{}
 	}
@@ -274,7 +308,7 @@ func (d *driver) now() time.Time {
 
 // event appends to the timeline; d.mu must be held.
 func (d *driver) event(typ, step string, attempt int, msg string) {
-	d.rec.Timeline = append(d.rec.Timeline, Event{Time: d.now(), Type: typ, StepID: step, Attempt: attempt, Message: msg})
+	d.rec.Timeline = append(d.rec.Timeline, Event{Time: d.now(), Type: typ, StepID: step, Attempt: attempt, Message: d.mask(msg)})
 }
 
 // saveLocked saves what changed in the record; d.mu must be held.
@@ -375,6 +409,11 @@ func (d *driver) finish(ctx context.Context, runErr error) error {
 		}
 	}()
 	now := d.now()
+	// A file the pack names as an output is masked like everything else
+	// the run wrote, whatever state the run ends in.
+	if err := d.maskOutputFiles(); err != nil && (runErr == nil || errors.Is(runErr, errParked)) {
+		runErr = err
+	}
 	switch {
 	case runErr == nil:
 		outs, err := d.runOutputs()
@@ -382,7 +421,7 @@ func (d *driver) finish(ctx context.Context, runErr error) error {
 			runErr = err
 			break
 		}
-		d.rec.Outputs = outs
+		d.rec.Outputs = d.maskValue(outs).(map[string]any)
 		d.rec.State = Succeeded
 		d.rec.Ended = &now
 		d.event(EventRunSucceeded, "", 0, "")
@@ -400,7 +439,7 @@ func (d *driver) finish(ctx context.Context, runErr error) error {
 		f = &Failure{}
 		d.rec.Failure = f
 	}
-	f.Message = runErr.Error()
+	f.Message = d.mask(runErr.Error())
 	switch {
 	case errors.Is(runErr, ErrCancelled):
 		d.rec.State, f.Code = Cancelled, "cancelled"
@@ -426,7 +465,7 @@ func failureCode(err error) string {
 	for _, c := range []struct {
 		err  error
 		code string
-	}{{ErrStepFailed, "step-failed"}, {ErrStepErrored, "step-errored"}, {ErrPolicyDenied, "policy-denied"},
+	}{{ErrSecretUndelivered, "secret"}, {ErrLimit, "limit"}, {ErrStepFailed, "step-failed"}, {ErrStepErrored, "step-errored"}, {ErrPolicyDenied, "policy-denied"},
 		{ErrGateRejected, "gate-rejected"}, {ErrRunTimeout, "run-timeout"}, {ErrExpression, "expression"}} {
 		if errors.Is(err, c.err) {
 			return c.code
@@ -537,9 +576,9 @@ func (d *driver) container(ctx context.Context, s *plan.Step, body func(context.
 		case ctx.Err() != nil || errors.Is(err, ErrCancelled):
 			sr.State, sr.Ended = Cancelled, &now
 		case errors.Is(err, ErrStepErrored) || errors.Is(err, ErrExpression):
-			sr.State, sr.Ended, sr.Error = StepErrored, &now, err.Error()
+			sr.State, sr.Ended, sr.Error = StepErrored, &now, d.mask(err.Error())
 		default:
-			sr.State, sr.Ended, sr.Error = Failed, &now, err.Error()
+			sr.State, sr.Ended, sr.Error = Failed, &now, d.mask(err.Error())
 		}
 	})
 	return errors.Join(err, uerr)
@@ -585,7 +624,7 @@ func (d *driver) stepErrored(ctx context.Context, s *plan.Step, class, err error
 	uerr := d.update(ctx, func(r *Record) {
 		sr := d.stepRecord(s)
 		now := d.now()
-		sr.State, sr.Ended, sr.Error = StepErrored, &now, err.Error()
+		sr.State, sr.Ended, sr.Error = StepErrored, &now, d.mask(err.Error())
 		d.event(EventStepErrored, s.ID, sr.Attempts, err.Error())
 		if r.Failure == nil && !s.ContinueOnError {
 			r.Failure = &Failure{StepID: s.ID}
@@ -795,7 +834,7 @@ func (d *driver) policyGate(ctx context.Context, s *plan.Step, vars map[string]a
 			d.event(EventGatePolicyPass, s.ID, 0, "")
 			return
 		}
-		sr.State, sr.Error, sr.Gate = Failed, err.Error(), &GateRecord{State: "denied", Message: s.Gate.Message}
+		sr.State, sr.Error, sr.Gate = Failed, d.mask(err.Error()), &GateRecord{State: "denied", Message: s.Gate.Message}
 		d.event(EventGatePolicyDeny, s.ID, 0, err.Error())
 		r.Failure = &Failure{StepID: s.ID, Code: "policy-denied"}
 	})

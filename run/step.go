@@ -147,13 +147,28 @@ func (d *driver) attempt(ctx context.Context, s *plan.Step, vars map[string]any,
 	env["STELLA_RUN_ID"] = d.rec.ID
 	env["STELLA_STEP_ID"] = s.ID
 
+	// Secrets are resolved now, as the step starts; a missing one stops
+	// the run before it does.
+	secretDir, uses, err := d.deliverSecrets(ctx, s, attempt, env)
+	if err != nil {
+		return d.stepErrored(ctx, s, ErrSecretUndelivered, err)
+	}
+	if secretDir != "" {
+		defer func() { _ = destroyFolder(secretDir) }()
+	}
+	shown := make([]string, len(argv))
+	for i, a := range argv {
+		shown[i] = d.mask(a)
+	}
+
 	token := fmt.Sprintf("%s|%s|%d", d.rec.ID, s.ID, attempt)
 	if err := d.update(ctx, func(r *Record) {
 		sr := d.stepRecord(s)
 		now := d.now()
 		sr.State, sr.Attempts, sr.Started, sr.Ended, sr.Exit, sr.Signal, sr.Error = Running, attempt, &now, nil, nil, "", ""
 		sr.Process = token
-		sr.Command = argv
+		sr.Command = shown
+		sr.Secrets, sr.Isolation = uses, nil
 		d.event(EventStepStarted, s.ID, attempt, "")
 	}); err != nil {
 		return err
@@ -166,11 +181,22 @@ func (d *driver) attempt(ctx context.Context, s *plan.Step, vars map[string]any,
 		sctx, cancel = context.WithTimeoutCause(ctx, t, errStepTimeout)
 		defer cancel()
 	}
-	stdout, stderr := d.lineWriter(s.ID, "stdout"), d.lineWriter(s.ID, "stderr")
+	stdoutLines, stderrLines := d.lineWriter(s.ID, "stdout"), d.lineWriter(s.ID, "stderr")
+	// Masking comes before framing: a value split across writes or lines
+	// is masked before any line is cut from it.
+	stdout, stderr := d.redact.Writer(stdoutLines), d.redact.Writer(stderrLines)
+	blocked := d.blockedReporter(ctx, s, attempt)
 	exit := d.e.Executor.Execute(sctx, Invocation{RunID: d.rec.ID, StepID: s.ID, Attempt: attempt, Command: argv, Env: env, Dir: dir,
-		Secrets: s.Run.Secrets, Stdout: stdout, Stderr: stderr, Token: token})
-	stdout.flush()
-	stderr.flush()
+		Secrets: s.Run.Secrets, SecretDir: secretDir, Sandbox: d.pl.Sandbox, Blocked: blocked.report,
+		Stdout: stdout, Stderr: stderr, Token: token})
+	_ = stdout.Flush()
+	_ = stderr.Flush()
+	stdoutLines.flush()
+	stderrLines.flush()
+	isolation := exit.Isolation
+	if isolation != nil {
+		isolation.Blocked = blocked.count()
+	}
 
 	var stepErr error
 	var outputs map[string]any
@@ -182,6 +208,12 @@ func (d *driver) attempt(ctx context.Context, s *plan.Step, vars map[string]any,
 		state, stepErr = StepErrored, fmt.Errorf("step %s timed out after %s: %w", s.ID, timeout, ErrStepErrored)
 	case exit.Err != nil:
 		state, stepErr = StepErrored, fmt.Errorf("step %s could not run %q: %v: %w", s.ID, argv[0], exit.Err, ErrStepErrored)
+	case exit.Limit != "":
+		how := fmt.Sprintf("exit status %d", exit.Code)
+		if exit.Signal != "" {
+			how = "killed by " + exit.Signal
+		}
+		state, stepErr = Failed, fmt.Errorf("step %s: stopped by its %s limit (%s): %s: %w: %w", s.ID, exit.Limit, limitValue(d.pl.Sandbox.Limits, exit.Limit), how, ErrLimit, ErrStepFailed)
 	case exit.Code != 0:
 		how := fmt.Sprintf("exit status %d", exit.Code)
 		if exit.Signal != "" {
@@ -193,12 +225,14 @@ func (d *driver) attempt(ctx context.Context, s *plan.Step, vars map[string]any,
 		if err != nil {
 			state, stepErr = StepErrored, fmt.Errorf("step %s: outputs: %v: %w", s.ID, err, ErrStepErrored)
 		}
-		outputs = o
+		if o != nil {
+			outputs = d.maskValue(o).(map[string]any)
+		}
 	}
 	d.updateSoon(ctx, func(r *Record) {
 		sr := d.stepRecord(s)
 		now := d.now()
-		sr.State, sr.Ended, sr.Process = state, &now, ""
+		sr.State, sr.Ended, sr.Process, sr.Isolation = state, &now, "", isolation
 		if exit.Err == nil {
 			code := exit.Code
 			sr.Exit, sr.Signal = &code, exit.Signal
@@ -209,10 +243,10 @@ func (d *driver) attempt(ctx context.Context, s *plan.Step, vars map[string]any,
 			d.outputs[s.ID] = outputs
 			d.event(EventStepSucceeded, s.ID, attempt, "")
 		case Failed:
-			sr.Error = stepErr.Error()
+			sr.Error = d.mask(stepErr.Error())
 			d.event(EventStepFailed, s.ID, attempt, stepErr.Error())
 		default:
-			sr.Error = stepErr.Error()
+			sr.Error = d.mask(stepErr.Error())
 			d.event(EventStepErrored, s.ID, attempt, stepErr.Error())
 		}
 	})
@@ -226,7 +260,7 @@ func (d *driver) cancelStep(ctx context.Context, s *plan.Step, err error) error 
 	uerr := d.update(ctx, func(r *Record) {
 		sr := d.stepRecord(s)
 		now := d.now()
-		sr.State, sr.Ended, sr.Error = Cancelled, &now, err.Error()
+		sr.State, sr.Ended, sr.Error = Cancelled, &now, d.mask(err.Error())
 		d.event(EventStepCancelled, s.ID, sr.Attempts, err.Error())
 		if r.Failure == nil {
 			r.Failure = &Failure{StepID: s.ID}
@@ -242,7 +276,7 @@ func outputFileName(id string, attempt int) string {
 
 // logf writes one of the runner's own lines into the run's log.
 func (d *driver) logf(step, format string, args ...any) {
-	d.emit(step, "stella", fmt.Sprintf(format, args...))
+	d.emit(step, "stella", d.mask(fmt.Sprintf(format, args...)))
 }
 
 func (d *driver) emit(step, stream, msg string) {
@@ -337,4 +371,61 @@ func (t *tail) lines() []string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return append([]string(nil), t.buf...)
+}
+
+// limitValue renders the pack's value of a limit for a message.
+func limitValue(l pack.Limits, name string) string {
+	switch name {
+	case "memoryMiB":
+		return fmt.Sprintf("%d MiB", l.MemoryMiB)
+	case "pids":
+		return fmt.Sprintf("%d processes", l.Pids)
+	case "cpu":
+		return fmt.Sprintf("%g CPUs", l.CPU)
+	case "timeout":
+		return l.Timeout.String()
+	}
+	return name
+}
+
+// maxBlockedEvents bounds the timeline events one attempt's refused
+// destinations add; every refusal is still counted.
+const maxBlockedEvents = 100
+
+// blockedReporter records each network destination the isolation refused
+// a step: an ERR_PACK_NETWORK_BLOCKED line in its log and an event in the
+// timeline (the first maxBlockedEvents), and a count.
+type blockedReporter struct {
+	d       *driver
+	ctx     context.Context
+	s       *plan.Step
+	attempt int
+	mu      sync.Mutex
+	n       int
+}
+
+func (d *driver) blockedReporter(ctx context.Context, s *plan.Step, attempt int) *blockedReporter {
+	return &blockedReporter{d: d, ctx: ctx, s: s, attempt: attempt}
+}
+
+// BlockedCode is the code of a refused network destination in a run's log
+// and timeline.
+const BlockedCode = "ERR_PACK_NETWORK_BLOCKED"
+
+func (b *blockedReporter) report(dest, reason string) {
+	b.mu.Lock()
+	b.n++
+	n := b.n
+	b.mu.Unlock()
+	msg := fmt.Sprintf("%s: step %s: %s: %s", BlockedCode, b.s.ID, dest, reason)
+	b.d.logf(b.s.ID, "%s", msg)
+	if n <= maxBlockedEvents {
+		b.d.updateSoon(b.ctx, func(r *Record) { b.d.event(EventNetworkBlocked, b.s.ID, b.attempt, msg) })
+	}
+}
+
+func (b *blockedReporter) count() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.n
 }

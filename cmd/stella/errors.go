@@ -13,12 +13,14 @@ import (
 	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/cache"
+	"stellaops.io/stella/egress"
 	"stellaops.io/stella/integrity"
 	"stellaops.io/stella/keys"
 	"stellaops.io/stella/mirror"
 	"stellaops.io/stella/pack"
 	"stellaops.io/stella/plan"
 	"stellaops.io/stella/plans"
+	"stellaops.io/stella/redact"
 	"stellaops.io/stella/run"
 	"stellaops.io/stella/runs"
 	"stellaops.io/stella/secret"
@@ -108,6 +110,9 @@ var errorTable = []errorRow{
 	// Runs.
 	{plan.ErrHashMismatch, "ERR_PACK_HASH_MISMATCH", exitInvalid, "the pack or the inputs changed since the plan was made or approved: plan again (`stella pack plan`), have the new plan approved, and run that"},
 	{run.ErrSandboxUnavailable, "ERR_PACK_SANDBOX_UNAVAILABLE", exitSealed, "steps cannot be isolated on this host yet (docs/runs.md); outside sealed mode, --insecure-skip-isolation runs them without isolation and records it"},
+	{redact.ErrTooShort, "ERR_PACK_SECRET_TOO_SHORT", exitInvalid, "a secret value shorter than 8 bytes cannot be masked safely in logs and outputs, so it is not used: replace it with a longer one in its source"},
+	{run.ErrSecretUndelivered, "ERR_PACK_SECRET_UNDELIVERED", exitGeneric, "a secret could not be written for the step (named): check the run folder's disk space and permissions, then `stella pack runs resume --run RUN`"},
+	{run.ErrLimit, "ERR_PACK_STEP_LIMIT", exitGeneric, "a step was stopped by the sandbox limit named (memoryMiB, pids, cpu): raise sandbox.limits in the pack (a new plan, approved anew) or make the step use less"},
 	{run.ErrStepFailed, "ERR_PACK_STEP_FAILED", exitGeneric, "a step's command exited non-zero: read its lines (`stella pack runs logs RUN --step STEP`), fix the cause, then `stella pack runs resume --run RUN`"},
 	{run.ErrStepErrored, "ERR_PACK_STEP_ERRORED", exitGeneric, "a step could not start, timed out or lost its runner: see `stella pack runs show RUN`, fix the cause, then `stella pack runs resume --run RUN`"},
 	{run.ErrExpression, "ERR_PACK_EXPRESSION_FAILED", exitInvalid, "a when, items, policy or ${{ }} expression failed on the run's values: check the step outputs it reads (`stella pack runs show RUN`)"},
@@ -164,6 +169,7 @@ var errorTable = []errorRow{
 	{vault.ErrClosed, "ERR_PACK_VAULT_CLOSED", exitGeneric, "the vault was used after it was closed; this is a bug in the calling command"},
 
 	// Registries. Sealed-mode refusals first: they may wrap anything.
+	{egress.ErrBlocked, "ERR_PACK_NETWORK_BLOCKED", exitSealed, "a step tried a destination its pack's sandbox.network.allowlist (and in sealed mode the host's stepAllowlist) does not name: add it to the pack (a new plan, approved anew) or make the step use an allowed one"},
 	{mirror.ErrNetworkBlocked, "ERR_PACK_NETWORK_BLOCKED", exitSealed, "sealed mode contacts only the registries named in <home>/config.yaml: add the host there, or carry a bundle file instead"},
 	{mirror.ErrTransient, "ERR_PACK_REGISTRY_UNAVAILABLE", exitTransient, "the registry kept failing: run the same command again later; blobs already copied are not sent again"},
 	{mirror.ErrUnauthorized, "ERR_PACK_REGISTRY_UNAUTHORIZED", exitTrust, "check the credential (`stella registry login`, ~/.docker/config.json or $REGISTRY_AUTH_FILE) and the repository's permissions"},
@@ -274,6 +280,9 @@ func (s *session) fail(err error) int {
 		}
 	}
 	msg = strings.ReplaceAll(msg, "\n", " ")
+	if s.redact != nil {
+		msg = s.redact.String(msg)
+	}
 	if s.output == outputJSON && !s.emitted {
 		var rep errorReport
 		rep.Error.Code, rep.Error.Message, rep.Error.Hint, rep.Error.ExitCode, rep.Error.Problems = row.Code, msg, row.Hint, row.Exit, problems

@@ -18,12 +18,14 @@ import (
 	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/cache"
+	"stellaops.io/stella/egress"
 	"stellaops.io/stella/integrity"
 	"stellaops.io/stella/keys"
 	"stellaops.io/stella/mirror"
 	"stellaops.io/stella/pack"
 	"stellaops.io/stella/plan"
 	"stellaops.io/stella/plans"
+	"stellaops.io/stella/redact"
 	"stellaops.io/stella/run"
 	"stellaops.io/stella/runs"
 	"stellaops.io/stella/secret"
@@ -36,6 +38,10 @@ import (
 // TestEveryDomainErrorIsListed keeps it complete; TestEveryDomainErrorHasARow
 // checks each has a row in errorTable.
 var domainErrors = map[string]error{
+	"redact.ErrTooShort":                redact.ErrTooShort,
+	"run.ErrSecretUndelivered":          run.ErrSecretUndelivered,
+	"run.ErrLimit":                      run.ErrLimit,
+	"egress.ErrBlocked":                 egress.ErrBlocked,
 	"admission.ErrConflictingFlags":     admission.ErrConflictingFlags,
 	"admission.ErrSealedRelaxation":     admission.ErrSealedRelaxation,
 	"admission.ErrConfiguredRelaxation": admission.ErrConfiguredRelaxation,

@@ -29,6 +29,7 @@ import (
 	"stellaops.io/stella/pack"
 	"stellaops.io/stella/plan"
 	"stellaops.io/stella/plans"
+	"stellaops.io/stella/redact"
 	"stellaops.io/stella/run"
 	"stellaops.io/stella/run/process"
 	"stellaops.io/stella/runs"
@@ -53,6 +54,7 @@ Examples:
 				&cli.StringFlag{Name: "inputs", Usage: "JSON file of input values (- for stdin)"},
 				&cli.StringFlag{Name: "plan-hash", Usage: "refuse to run unless the plan hashes to this (full hash, a prefix of 12+ hex digits, or a saved plan's)"},
 				insecureIsolationFlag(),
+				secretsFlag(),
 			},
 			Action: action(s.packRun),
 		},
@@ -101,7 +103,7 @@ its retry policy allows; approval gates are checked again.
 
 Examples:
    stella pack runs resume --run run:default:20261127T163555.123456Z`,
-					Flags:  []cli.Flag{&cli.StringFlag{Name: "run", Usage: "run id (required)"}, insecureIsolationFlag()},
+					Flags:  []cli.Flag{&cli.StringFlag{Name: "run", Usage: "run id (required)"}, insecureIsolationFlag(), secretsFlag()},
 					Action: action(s.runsResume),
 				},
 			},
@@ -224,9 +226,11 @@ func (s *session) packRun(ctx context.Context, c *cli.Context) error {
 			return err
 		}
 	}
-	if _, err := s.resolveSecrets(ctx, pl.Secrets); err != nil {
+	secrets, err := s.runSecrets(ctx, c, pl.Secrets)
+	if err != nil {
 		return err
 	}
+	defer secrets.done()
 	// The run's plan is saved, so its gates can be approved by run id.
 	canon, err := pl.Canonical()
 	if err != nil {
@@ -249,7 +253,7 @@ func (s *session) packRun(ctx context.Context, c *cli.Context) error {
 		return err
 	}
 	s.notef("run %s: %s:%s, plan %s", rec.ID, pl.Pack.Name, pl.Pack.Version, hash)
-	runErr := s.drive(ctx, st, rs, rec, pl, lp.Pack)
+	runErr := s.drive(ctx, st, rs, rec, pl, lp.Pack, secrets)
 	return s.renderRun(rec, runErr)
 }
 
@@ -333,9 +337,12 @@ func writePackFiles(ctx context.Context, st *cache.Store, desc ocispec.Descripto
 
 // drive runs the engine over rec, streaming the log to stderr and to the
 // run's NDJSON file, and stopping when a cancel is asked for.
-func (s *session) drive(ctx context.Context, st *cache.Store, rs *runs.Store, rec *run.Record, pl *plan.Plan, p *pack.Pack) error {
+func (s *session) drive(ctx context.Context, st *cache.Store, rs *runs.Store, rec *run.Record, pl *plan.Plan, p *pack.Pack, secrets *stepSecrets) error {
 	folder := rs.Folder(rec.ID)
 	_ = os.Remove(rs.CancelPath(rec.ID))
+	if s.redact == nil {
+		s.redact = redact.New()
+	}
 	logf, err := os.OpenFile(rs.LogPath(rec.ID), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
@@ -366,13 +373,16 @@ func (s *session) drive(ctx context.Context, st *cache.Store, rs *runs.Store, re
 		}
 	}()
 	eng := &run.Engine{
-		Executor: &process.Executor{Env: stepEnv(folder)},
-		Store:    rs,
-		Gates:    runs.Gates{Cache: st, Now: s.now},
-		Expand:   func(step *plan.Step, items []any) (*plan.Expansion, error) { return pl.Expand(p.Manifest, step, items) },
-		Work:     filepath.Join(folder, "work"),
-		Outputs:  filepath.Join(folder, "outputs"),
-		Now:      s.now,
+		Executor:   &process.Executor{Env: stepEnv(folder)},
+		Store:      rs,
+		Gates:      runs.Gates{Cache: st, Now: s.now},
+		Expand:     func(step *plan.Step, items []any) (*plan.Expansion, error) { return pl.Expand(p.Manifest, step, items) },
+		Work:       filepath.Join(folder, "work"),
+		Outputs:    filepath.Join(folder, "outputs"),
+		Secrets:    secrets.resolve,
+		SecretsDir: filepath.Join(folder, "secrets"),
+		Redact:     s.redact,
+		Now:        s.now,
 		Log: func(l run.Line) {
 			b, _ := json.Marshal(l)
 			logMu.Lock()
@@ -507,9 +517,11 @@ func (s *session) runsResume(ctx context.Context, c *cli.Context) error {
 	if hash != rec.PlanHash {
 		return fmt.Errorf("run %s was planned as %s, its pack and inputs now plan to %s: %w", id, rec.PlanHash, hash, plan.ErrHashMismatch)
 	}
-	if _, err := s.resolveSecrets(ctx, pl.Secrets); err != nil {
+	secrets, err := s.runSecrets(ctx, c, pl.Secrets)
+	if err != nil {
 		return err
 	}
+	defer secrets.done()
 	work := filepath.Join(rs.Folder(id), "work")
 	if _, err := os.Stat(work); errors.Is(err, fs.ErrNotExist) {
 		if err := os.MkdirAll(filepath.Join(rs.Folder(id), "outputs"), 0o700); err != nil {
@@ -529,7 +541,7 @@ func (s *session) runsResume(ctx context.Context, c *cli.Context) error {
 	}
 	defer rs.Close()
 	s.notef("resuming run %s", id)
-	runErr := s.drive(ctx, st, rs, rec, pl, lp.Pack)
+	runErr := s.drive(ctx, st, rs, rec, pl, lp.Pack, secrets)
 	return s.renderRun(rec, runErr)
 }
 

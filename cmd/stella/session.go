@@ -13,6 +13,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
+
+	"stellaops.io/stella/redact"
 )
 
 // session holds what every command shares: the streams, the environment and
@@ -39,6 +41,9 @@ type session struct {
 	// so a process waiting on a lock can say who holds it. Never arguments:
 	// they could name files an operator would rather not show.
 	holder string
+	// redact masks every secret value a run of this command resolved, in
+	// all it prints, errors included.
+	redact *redact.Set
 }
 
 // clockOffset shifts every clock reading of a session. Only the tests set
