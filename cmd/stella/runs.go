@@ -343,12 +343,11 @@ func (s *session) drive(ctx context.Context, st *cache.Store, rs *runs.Store, re
 	if s.redact == nil {
 		s.redact = redact.New()
 	}
-	logf, err := os.OpenFile(rs.LogPath(rec.ID), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	log, err := rs.OpenLog(rec.ID)
 	if err != nil {
 		return err
 	}
-	defer logf.Close()
-	var logMu sync.Mutex
+	defer log.Close()
 	host, _ := os.Hostname()
 	rec.Runner = &run.Runner{PID: os.Getpid(), Host: host, Started: s.now().UTC()}
 
@@ -384,17 +383,16 @@ func (s *session) drive(ctx context.Context, st *cache.Store, rs *runs.Store, re
 		Redact:     s.redact,
 		Now:        s.now,
 		Log: func(l run.Line) {
-			b, _ := json.Marshal(l)
-			logMu.Lock()
-			_, _ = logf.Write(append(b, '\n')) // one write per line: `runs logs --follow` sees it at once
-			logMu.Unlock()
+			log.Write(l)
 			s.notef("[%s] %s", orDash(l.StepID), l.Msg)
 		},
 	}
 	runErr := eng.Drive(ctx, pl, rec)
 	cancel()
 	wg.Wait()
-	_ = logf.Sync()
+	if err := log.Close(); err != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("run %s: log: %w", rec.ID, err))
+	}
 	rec.Runner = nil
 	if err := rs.Save(context.WithoutCancel(ctx), rec, run.Delta{}); err != nil {
 		return errors.Join(runErr, err)
