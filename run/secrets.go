@@ -67,7 +67,7 @@ func (d *driver) deliverSecrets(ctx context.Context, s *plan.Step, attempt int, 
 			continue
 		}
 		if err != nil {
-			return fail(fmt.Errorf("secret %s (%s): %w", name, sec.Source, err))
+			return fail(err)
 		}
 		if err := d.redact.Add(v); err != nil {
 			wipe(v)

@@ -288,8 +288,11 @@ func (d *driver) emit(step, stream, msg string) {
 	d.e.Log(Line{Time: d.now(), RunID: d.rec.ID, PackID: d.pl.Pack.Name + ":" + d.pl.Pack.Version, Tenant: d.rec.Tenant, StepID: step, Stream: stream, Msg: msg})
 }
 
-// lineWriter frames a step's stream into log lines (a final partial line
-// is flushed at the end) and keeps the step's last lines for its failure.
+// lineWriter frames a step's stream into log records: each record holds
+// the complete lines one write brought (joined by '\n', without the last
+// one), so a step printing at full speed costs one record per write, not
+// per line. A line longer than maxLine is cut; a final partial line is
+// flushed at the end. The step's last lines are kept for its failure.
 func (d *driver) lineWriter(step, stream string) *lineWriter {
 	d.logMu.Lock()
 	t, ok := d.tails[step]
@@ -304,7 +307,7 @@ func (d *driver) lineWriter(step, stream string) *lineWriter {
 	return &lineWriter{d: d, step: step, stream: stream, tail: t}
 }
 
-// maxLine bounds one log line; longer lines are split.
+// maxLine bounds one log line; longer lines are cut.
 const maxLine = 64 << 10
 
 type lineWriter struct {
@@ -313,32 +316,32 @@ type lineWriter struct {
 	stream string
 	tail   *tail
 	mu     sync.Mutex
-	buf    []byte
+	buf    []byte // the partial line held since the last write
 }
 
 func (w *lineWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.buf = append(w.buf, p...)
-	for {
-		i := bytes.IndexByte(w.buf, '\n')
-		if i < 0 {
-			if len(w.buf) >= maxLine {
-				w.line(w.buf[:maxLine])
-				w.buf = w.buf[maxLine:]
-				continue
-			}
-			break
-		}
-		w.line(bytes.TrimSuffix(w.buf[:i], []byte("\r")))
-		w.buf = w.buf[i+1:]
+	b := p
+	if len(w.buf) > 0 {
+		w.buf = append(w.buf, p...)
+		b = w.buf
 	}
+	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+		w.record(b[:i])
+		b = b[i+1:]
+	}
+	for len(b) >= maxLine {
+		w.record(b[:maxLine])
+		b = b[maxLine:]
+	}
+	w.buf = append(w.buf[:0], b...)
 	return len(p), nil
 }
 
-func (w *lineWriter) line(b []byte) {
+func (w *lineWriter) record(b []byte) {
 	msg := string(b)
-	w.tail.add(msg)
+	w.tail.addLines(msg)
 	w.d.emit(w.step, w.stream, msg)
 }
 
@@ -346,7 +349,7 @@ func (w *lineWriter) flush() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if len(w.buf) > 0 {
-		w.line(w.buf)
+		w.record(w.buf)
 		w.buf = nil
 	}
 }
@@ -358,12 +361,25 @@ type tail struct {
 	buf []string
 }
 
-func (t *tail) add(s string) {
+// addLines keeps the last lines of msg (lines joined by '\n'); only
+// those are looked at, however long msg is.
+func (t *tail) addLines(msg string) {
+	var last []string
+	for end := len(msg); len(last) < t.max; {
+		i := strings.LastIndexByte(msg[:end], '\n')
+		last = append(last, strings.TrimSuffix(msg[i+1:end], "\r"))
+		if i < 0 {
+			break
+		}
+		end = i
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.buf = append(t.buf, s)
+	for i := len(last) - 1; i >= 0; i-- {
+		t.buf = append(t.buf, last[i])
+	}
 	if len(t.buf) > t.max {
-		t.buf = t.buf[len(t.buf)-t.max:]
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.max:]...)
 	}
 }
 

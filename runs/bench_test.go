@@ -1,7 +1,9 @@
 package runs_test
 
 import (
+	"bufio"
 	"context"
+	"math/rand/v2"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -20,6 +22,7 @@ import (
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/pack"
 	"stellaops.io/stella/plan"
+	"stellaops.io/stella/redact"
 	"stellaops.io/stella/run"
 	"stellaops.io/stella/run/process"
 	"stellaops.io/stella/runs"
@@ -31,6 +34,7 @@ const (
 	targetSequentialVsShell = 3.0   // 1,000 `true` steps vs a shell loop forking the same
 	targetParallelVsIdeal   = 1.2   // 200 × 0.2 s at maxParallel 8 vs 5 s
 	targetPeakRunnerMiB     = 100.0 // runner of a 10,000-step plan
+	targetStdoutVsCat       = 2.0   // 1 GiB of step stdout, 100 secrets masked, vs cat into a file
 )
 
 // benchPlan plans a pack whose spec is the YAML given (after "spec:"),
@@ -99,7 +103,7 @@ func (s runStats) String() string {
 // home, a cache-backed runs.Store (every transition a durable index
 // transaction), a created and locked run, the NDJSON log, the engine, and
 // the final save. The wall time covers Create through the final Save.
-func driveReal(tb testing.TB, pl *plan.Plan, p *pack.Pack, exe run.Executor) runStats {
+func driveReal(tb testing.TB, pl *plan.Plan, p *pack.Pack, exe run.Executor, opts ...func(*run.Engine)) runStats {
 	tb.Helper()
 	ctx := context.Background()
 	home, err := os.MkdirTemp(tb.TempDir(), "home")
@@ -128,11 +132,11 @@ func driveReal(tb testing.TB, pl *plan.Plan, p *pack.Pack, exe run.Executor) run
 	defer lock.Unlock()
 	defer rs.Close()
 	folder := rs.Folder(rec.ID)
-	logf, err := os.OpenFile(rs.LogPath(rec.ID), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	log, err := rs.OpenLog(rec.ID)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer logf.Close()
+	defer log.Close()
 	if exe == nil {
 		exe = &process.Executor{Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"}}
 	}
@@ -143,15 +147,17 @@ func driveReal(tb testing.TB, pl *plan.Plan, p *pack.Pack, exe run.Executor) run
 		Expand:   func(s *plan.Step, items []any) (*plan.Expansion, error) { return pl.Expand(p.Manifest, s, items) },
 		Work:     filepath.Join(folder, "work"),
 		Outputs:  filepath.Join(folder, "outputs"),
-		Log: func(l run.Line) { // as stella pack run logs: one write per line
-			b, _ := json.Marshal(l)
-			_, _ = logf.Write(append(b, '\n'))
-		},
+		Log:      log.Write, // as stella pack run logs
+	}
+	for _, o := range opts {
+		o(eng)
 	}
 	if err := eng.Drive(ctx, pl, rec); err != nil || rec.State != run.Succeeded {
 		tb.Fatalf("run %s: %v", rec.State, err)
 	}
-	_ = logf.Sync()
+	if err := log.Close(); err != nil {
+		tb.Fatal(err)
+	}
 	if err := rs.Save(ctx, rec, run.Delta{}); err != nil {
 		tb.Fatal(err)
 	}
@@ -336,4 +342,81 @@ func runnerPeakChild() int {
 	}
 	fmt.Println(report)
 	return 0
+}
+
+// BenchmarkStepStdoutMasked runs one step printing STELLA_BENCH_BYTES (1
+// GiB under make bench, 64 MiB otherwise) of log lines through the real
+// process executor, the secret masker with 100 secrets registered, the
+// line framer and the run's NDJSON log, against `cat` of the same bytes
+// into a file.
+func BenchmarkStepStdoutMasked(b *testing.B) {
+	size := int64(64 << 20)
+	if v, err := strconv.ParseInt(os.Getenv("STELLA_BENCH_BYTES"), 10, 64); err == nil && v > 0 {
+		size = v
+	}
+	src := filepath.Join(b.TempDir(), "stdout.txt")
+	writeLogLines(b, src, size)
+	set := redact.New()
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 100; i++ {
+		v := make([]byte, 24)
+		for j := range v {
+			v[j] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"[rnd.IntN(64)]
+		}
+		if err := set.Add(v); err != nil {
+			b.Fatal(err)
+		}
+	}
+	pl, p := benchPlan(b, fmt.Sprintf("  steps:\n    - id: dump\n      run: {command: [cat, %q]}\n", src), nil)
+	var stella, cat time.Duration
+	b.SetBytes(size)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		out, err := os.Create(filepath.Join(b.TempDir(), "cat.out"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		cmd := exec.Command("cat", src)
+		cmd.Stdout = out
+		if err := cmd.Run(); err != nil {
+			b.Fatal(err)
+		}
+		cat += time.Since(start)
+		out.Close()
+		os.Remove(out.Name())
+		st := driveReal(b, pl, p, nil, func(e *run.Engine) { e.Redact = set })
+		stella += st.wall
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(stella)/float64(cat), "stella/cat")
+	b.Logf("bench %d MiB of stdout, 100 secrets: stella %v, cat into a file %v per run; target stella/cat <= %.1f",
+		size>>20, (stella / time.Duration(b.N)).Round(time.Millisecond), (cat / time.Duration(b.N)).Round(time.Millisecond), targetStdoutVsCat)
+}
+
+// writeLogLines fills path with size bytes of varied, log-like text lines.
+func writeLogLines(tb testing.TB, path string, size int64) {
+	tb.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	w := bufio.NewWriterSize(f, 1<<20)
+	rnd := rand.New(rand.NewPCG(3, 4))
+	levels := []string{"INFO", "DEBUG", "WARN"}
+	var n int64
+	var line []byte
+	for i := 0; n < size; i++ {
+		line = fmt.Appendf(line[:0], "2026-11-27T18:%02d:%02d.%03dZ %s worker=%d msg=\"processed batch %d of %d items\" id=%016x took=%dms\n",
+			i/60000%60, i/1000%60, i%1000, levels[rnd.IntN(3)], rnd.IntN(64), i, rnd.IntN(5000), rnd.Uint64(), rnd.IntN(900))
+		if rest := size - n; int64(len(line)) > rest {
+			line = append(line[:rest-1], '\n')
+		}
+		w.Write(line)
+		n += int64(len(line))
+	}
+	if err := w.Flush(); err != nil {
+		tb.Fatal(err)
+	}
 }

@@ -92,7 +92,7 @@ var errorTable = []errorRow{
 	{approve.ErrGateRejected, "ERR_PACK_GATE_REJECTED", exitTrust, "the gate was rejected for this plan; a changed plan (new hash) must be approved anew"},
 
 	{secret.ErrSealedSource, "ERR_PACK_SEALED_SECRET_SOURCE", exitSealed, "in sealed mode secrets come only from the sealed vault: store them there (`stella vault put`) and point the pack's source at vault:<name>"},
-	{secret.ErrMissing, "ERR_PACK_SECRET_MISSING", exitNotFound, "put each named secret into the vault (`stella vault put NAME`), or set the named environment variable outside sealed mode"},
+	{secret.ErrMissing, "ERR_PACK_SECRET_MISSING", exitNotFound, "put each named secret into the vault (`stella vault put NAME`); outside sealed mode, set the named environment variable or give the value for this run with `--secrets FILE`"},
 	{plan.ErrExpansion, "ERR_PACK_PLAN_EXPANSION", exitInvalid, "a map or loop could not be expanded from the inputs: check that its items expression gives a list"},
 	{plan.ErrInvalid, "ERR_PACK_PLAN_INVALID", exitInvalid, "the plan file is not a stella plan; produce it again with `stella pack plan --out`"},
 
@@ -111,7 +111,6 @@ var errorTable = []errorRow{
 	{plan.ErrHashMismatch, "ERR_PACK_HASH_MISMATCH", exitInvalid, "the pack or the inputs changed since the plan was made or approved: plan again (`stella pack plan`), have the new plan approved, and run that"},
 	{run.ErrSandboxUnavailable, "ERR_PACK_SANDBOX_UNAVAILABLE", exitSealed, "steps cannot be isolated on this host yet (docs/runs.md); outside sealed mode, --insecure-skip-isolation runs them without isolation and records it"},
 	{redact.ErrTooShort, "ERR_PACK_SECRET_TOO_SHORT", exitInvalid, "a secret value shorter than 8 bytes cannot be masked safely in logs and outputs, so it is not used: replace it with a longer one in its source"},
-	{run.ErrSecretUndelivered, "ERR_PACK_SECRET_UNDELIVERED", exitGeneric, "a secret could not be written for the step (named): check the run folder's disk space and permissions, then `stella pack runs resume --run RUN`"},
 	{run.ErrLimit, "ERR_PACK_STEP_LIMIT", exitGeneric, "a step was stopped by the sandbox limit named (memoryMiB, pids, cpu): raise sandbox.limits in the pack (a new plan, approved anew) or make the step use less"},
 	{run.ErrStepFailed, "ERR_PACK_STEP_FAILED", exitGeneric, "a step's command exited non-zero: read its lines (`stella pack runs logs RUN --step STEP`), fix the cause, then `stella pack runs resume --run RUN`"},
 	{run.ErrStepErrored, "ERR_PACK_STEP_ERRORED", exitGeneric, "a step could not start, timed out or lost its runner: see `stella pack runs show RUN`, fix the cause, then `stella pack runs resume --run RUN`"},
@@ -232,6 +231,7 @@ var errorTable = []errorRow{
 	// Last: a referrer left out because its subject failed is a consequence;
 	// when the subject's own failure is in the same error, that row wins.
 	{admission.ErrSubjectRefused, "ERR_PACK_SUBJECT_FAILED", exitInvalid, "a signature or other referrer was left out because the artifact it belongs to failed; fix that artifact's error first"},
+	{run.ErrSecretUndelivered, "ERR_PACK_SECRET_UNDELIVERED", exitGeneric, "a secret could not be written for the step (named): check the run folder's disk space and permissions, then `stella pack runs resume --run RUN`"},
 }
 
 // errUsage marks a command line that cannot be run as given.

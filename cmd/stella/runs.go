@@ -384,7 +384,10 @@ func (s *session) drive(ctx context.Context, st *cache.Store, rs *runs.Store, re
 		Now:        s.now,
 		Log: func(l run.Line) {
 			log.Write(l)
-			s.notef("[%s] %s", orDash(l.StepID), l.Msg)
+			if !s.quiet {
+				prefix := "[" + orDash(l.StepID) + "] "
+				s.notef("%s%s", prefix, strings.ReplaceAll(l.Msg, "\n", "\n"+prefix))
+			}
 		},
 	}
 	runErr := eng.Drive(ctx, pl, rec)
@@ -682,10 +685,7 @@ func (s *session) runsLogs(ctx context.Context, c *cli.Context) error {
 	step := c.String("step")
 	var collected []run.Line
 	s.emitted = true
-	print := func(l run.Line) {
-		if step != "" && l.StepID != step {
-			return
-		}
+	print1 := func(l run.Line) {
 		if s.output == outputJSON {
 			if c.Bool("follow") {
 				b, _ := json.Marshal(l)
@@ -696,6 +696,18 @@ func (s *session) runsLogs(ctx context.Context, c *cli.Context) error {
 			return
 		}
 		fmt.Fprintf(s.stdout, "%s [%s] %s: %s\n", l.Time.UTC().Format("15:04:05.000"), orDash(l.StepID), l.Stream, l.Msg)
+	}
+	print := func(l run.Line) {
+		if step != "" && l.StepID != step {
+			return
+		}
+		// A stored record may hold several lines of one stream; each is
+		// shown as its own entry.
+		for _, m := range strings.Split(l.Msg, "\n") {
+			one := l
+			one.Msg = strings.TrimSuffix(m, "\r")
+			print1(one)
+		}
 	}
 	r := bufio.NewReader(f)
 	var partial string

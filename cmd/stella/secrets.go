@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -109,6 +110,20 @@ func (s *session) runSecrets(ctx context.Context, c *cli.Context, secrets []plan
 		}
 	}
 	sts, err := secret.Check(ctx, pending, r.src)
+	if err == nil {
+		// A run needs the values, not a check: a required vault secret
+		// with no vault to read it from is missing.
+		var unread []string
+		for _, st := range sts {
+			if st.Required && st.Resolution == secret.Unchecked {
+				unread = append(unread, fmt.Sprintf("%s (%s, used by %s): %s", st.Name, st.Source, secret.StepsOrNone(st.Steps), st.Note))
+				st.Resolution = secret.Missing
+			}
+		}
+		if len(unread) > 0 {
+			err = fmt.Errorf("%s: %w", strings.Join(unread, "; "), secret.ErrMissing)
+		}
+	}
 	if errors.Is(err, secret.ErrMissing) && !s.sealed && s.interactive() {
 		err = r.ask(s, sts)
 	}
@@ -157,7 +172,7 @@ func (r *stepSecrets) readFile(s *session, file string, secrets []plan.Secret) e
 // that does not resolve.
 func (r *stepSecrets) ask(s *session, sts []secret.Status) error {
 	for _, st := range sts {
-		if !st.Required || st.Resolution != secret.Missing {
+		if !st.Required || (st.Resolution != secret.Missing && st.Resolution != secret.Unchecked) {
 			continue
 		}
 		v, err := s.promptPassphrase(fmt.Sprintf("Value of secret %s (%s, for %s): ", st.Name, st.Source, secret.StepsOrNone(st.Steps)), false,
