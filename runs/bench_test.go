@@ -3,9 +3,9 @@ package runs_test
 import (
 	"bufio"
 	"context"
-	"math/rand/v2"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
