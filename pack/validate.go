@@ -388,7 +388,7 @@ func validateSandbox(sb *Sandbox, ps *problems) {
 		ps.at("spec.sandbox.network.mode", "network mode %q: expected \"none\" or \"allowlist\"", sb.Network.Mode)
 	}
 	for i, h := range sb.Network.Allowlist {
-		if msg := checkHostPort(h); msg != "" {
+		if msg := CheckAllowlistEntry(h); msg != "" {
 			ps.at(fmt.Sprintf("spec.sandbox.network.allowlist[%d]", i), "%s", msg)
 		}
 	}
@@ -406,7 +406,10 @@ func validateSandbox(sb *Sandbox, ps *problems) {
 	}
 }
 
-func checkHostPort(h string) string {
+// CheckAllowlistEntry says what is wrong with one network allowlist entry
+// (host, host:port, *.domain or an IP address, with an optional port), or
+// "" when nothing is.
+func CheckAllowlistEntry(h string) string {
 	host := h
 	if hh, port, err := net.SplitHostPort(h); err == nil {
 		host = hh

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"stellaops.io/stella/pack"
 )
 
 const configFile = "config.yaml"
@@ -35,6 +37,10 @@ type Config struct {
 	// Registries configures registry access; in sealed mode only these hosts
 	// may be contacted.
 	Registries []RegistryConfig `yaml:"registries" json:"registries,omitempty"`
+	// StepAllowlist is what steps of packs in mode allowlist may reach in
+	// sealed mode: a pack's destination must match an entry here too
+	// (same forms as sandbox.network.allowlist).
+	StepAllowlist []string `yaml:"stepAllowlist" json:"stepAllowlist,omitempty"`
 }
 
 // RegistryConfig is how to reach one registry host.
@@ -63,6 +69,11 @@ func LoadConfig(path string) (Config, error) {
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 		return c, fmt.Errorf("%s: %w: %v", path, ErrConfigInvalid, err)
+	}
+	for i, h := range c.StepAllowlist {
+		if msg := pack.CheckAllowlistEntry(h); msg != "" {
+			return c, fmt.Errorf("%s: stepAllowlist[%d]: %s: %w", path, i, msg, ErrConfigInvalid)
+		}
 	}
 	return c, nil
 }
