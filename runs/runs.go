@@ -464,3 +464,46 @@ func (s *Store) CancelRequested(id string) bool {
 	_, err := os.Stat(s.CancelPath(id))
 	return err == nil
 }
+
+// SecretsPath is the run's folder of per-attempt secret folders.
+func (s *Store) SecretsPath(id string) string { return filepath.Join(s.Folder(id), "secrets") }
+
+// DestroyStaleSecrets destroys the secret files that runners killed
+// before they could remove them left in any run of any tenant. A run whose
+// lock is held (its runner is alive) is left alone; a run whose lock is
+// free is locked while its files go, so no runner starts in between.
+func (s *Store) DestroyStaleSecrets() error {
+	tenants, err := os.ReadDir(s.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, t := range tenants {
+		if !t.IsDir() {
+			continue
+		}
+		folders, err := os.ReadDir(filepath.Join(s.dir, t.Name()))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, f := range folders {
+			folder := filepath.Join(s.dir, t.Name(), f.Name())
+			secrets := filepath.Join(folder, "secrets")
+			if ents, err := os.ReadDir(secrets); err != nil || len(ents) == 0 {
+				continue
+			}
+			fl := flock.New(filepath.Join(folder, "lock"), flock.SetPermissions(0o600))
+			ok, err := fl.TryLock()
+			if err != nil || !ok {
+				continue
+			}
+			errs = append(errs, run.DestroySecrets(secrets))
+			_ = fl.Unlock()
+		}
+	}
+	return errors.Join(errs...)
+}

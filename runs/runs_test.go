@@ -90,3 +90,47 @@ func TestJournal(t *testing.T) {
 		t.Fatal(path)
 	}
 }
+
+// TestDestroyStaleSecrets: the secret files of a run whose runner is gone
+// are destroyed; those of a live run (its lock held) are not touched.
+func TestDestroyStaleSecrets(t *testing.T) {
+	ctx := context.Background()
+	st := cachetest.Open(t)
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	rs := Open(st, t.TempDir(), func() time.Time { now = now.Add(time.Second); return now })
+	defer rs.Close()
+	var files []string
+	var live *Lock
+	for i := 0; i < 2; i++ {
+		rec := &run.Record{Tenant: "acme", State: run.Running}
+		if err := rs.Create(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+		dir := filepath.Join(rs.SecretsPath(rec.ID), "step.1")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		f := filepath.Join(dir, "token")
+		if err := os.WriteFile(f, []byte("left-behind-secret"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+		if i == 1 {
+			l, err := rs.Lock(rec.ID, "test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			live = l
+		}
+	}
+	defer live.Unlock()
+	if err := rs.DestroyStaleSecrets(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(files[0]); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale secret %s survived: %v", files[0], err)
+	}
+	if b, err := os.ReadFile(files[1]); err != nil || string(b) != "left-behind-secret" {
+		t.Errorf("a live run's secret was touched: %q, %v", b, err)
+	}
+}

@@ -177,7 +177,14 @@ func (s *session) runner(ctx context.Context, c *cli.Context) ([]string, admissi
 		return nil, pol, nil, nil, err
 	}
 	st, rs, err := s.openRuns(ctx)
-	return relax, pol, st, rs, err
+	if err != nil {
+		return relax, pol, st, rs, err
+	}
+	// Secret files a killed runner left behind go at the next start.
+	if err := rs.DestroyStaleSecrets(); err != nil {
+		return relax, pol, st, rs, fmt.Errorf("destroy secrets left by stopped runners: %w", err)
+	}
+	return relax, pol, st, rs, nil
 }
 
 func (s *session) packRun(ctx context.Context, c *cli.Context) error {
@@ -379,7 +386,7 @@ func (s *session) drive(ctx context.Context, st *cache.Store, rs *runs.Store, re
 		Work:       filepath.Join(folder, "work"),
 		Outputs:    filepath.Join(folder, "outputs"),
 		Secrets:    secrets.resolve,
-		SecretsDir: filepath.Join(folder, "secrets"),
+		SecretsDir: rs.SecretsPath(rec.ID),
 		Redact:     s.redact,
 		Now:        s.now,
 		Log: func(l run.Line) {
