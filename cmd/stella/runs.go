@@ -658,6 +658,7 @@ func (s *session) runsShow(ctx context.Context, c *cli.Context) error {
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\t%s\t%s\n", id, sr.Kind, sr.State, sr.Attempts, exit, dur, detail)
 		}
 		tw.Flush()
+		printIsolation(w, rec)
 		if len(rec.Outputs) > 0 {
 			b, _ := json.Marshal(rec.Outputs)
 			fmt.Fprintf(w, "outputs:   %s\n", b)
@@ -832,4 +833,50 @@ func (s *session) runsCancel(ctx context.Context, c *cli.Context) error {
 		State string `json:"state"`
 	}{rec.ID, rec.State}
 	return s.emit(out, func(w io.Writer) { fmt.Fprintf(w, "run %s: %s (%s)\n", rec.ID, rec.State, how) })
+}
+
+// printIsolation lists, for each step that ran, the isolation it ran under
+// (namespaces, network, each limit and what enforced it) and the secrets
+// it received (names and sources only).
+func printIsolation(w io.Writer, rec *run.Record) {
+	var lines []string
+	for _, id := range sortedStepIDs(rec) {
+		sr := rec.Steps[id]
+		if sr.Isolation == nil && len(sr.Secrets) == 0 {
+			continue
+		}
+		var parts []string
+		if iso := sr.Isolation; iso != nil {
+			ns := "none (unisolated)"
+			if len(iso.Namespaces) > 0 {
+				ns = strings.Join(iso.Namespaces, ",")
+			}
+			net := "network " + iso.Network
+			if len(iso.Allowlist) > 0 {
+				net += " " + strings.Join(iso.Allowlist, " ")
+			}
+			if iso.Blocked > 0 {
+				net += fmt.Sprintf(" (%d blocked)", iso.Blocked)
+			}
+			parts = append(parts, "namespaces "+ns, net)
+			for _, l := range iso.Limits {
+				lim := fmt.Sprintf("%s %s by %s", l.Name, l.Value, l.Enforced)
+				if l.Note != "" {
+					lim += " (" + l.Note + ")"
+				}
+				parts = append(parts, lim)
+			}
+		}
+		for _, u := range sr.Secrets {
+			parts = append(parts, fmt.Sprintf("secret %s (%s, %s)", u.Name, u.Source, u.Delivery))
+		}
+		lines = append(lines, fmt.Sprintf("  %s: %s", id, strings.Join(parts, "; ")))
+	}
+	if len(lines) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "isolation:")
+	for _, l := range lines {
+		fmt.Fprintln(w, l)
+	}
 }
