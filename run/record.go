@@ -1,10 +1,12 @@
 package run
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 
+	"stellaops.io/stella/pack"
 	"stellaops.io/stella/plan"
 )
 
@@ -197,4 +199,29 @@ type Runner struct {
 	PID     int       `json:"pid"`
 	Host    string    `json:"host"`
 	Started time.Time `json:"started"`
+}
+
+// Unisolated is the Isolation of a step run without any (the operator's
+// explicit --insecure-skip-isolation): the host's network, and of the
+// pack's limits only the timeout, which the runner enforces.
+func Unisolated(sb pack.Sandbox) *Isolation {
+	iso := &Isolation{Namespaces: []string{}, Network: "host"}
+	l := sb.Limits
+	add := func(name, value, how, note string) {
+		iso.Limits = append(iso.Limits, LimitRecord{Name: name, Value: value, Enforced: how, Note: note})
+	}
+	const note = "not enforced: steps run without isolation"
+	if l.CPU > 0 {
+		add("cpu", fmt.Sprint(l.CPU), EnforcedNone, note)
+	}
+	if l.MemoryMiB > 0 {
+		add("memoryMiB", fmt.Sprint(l.MemoryMiB), EnforcedNone, note)
+	}
+	if l.Pids > 0 {
+		add("pids", fmt.Sprint(l.Pids), EnforcedNone, note)
+	}
+	if l.Timeout > 0 {
+		add("timeout", l.Timeout.String(), EnforcedRunner, "")
+	}
+	return iso
 }
