@@ -17,25 +17,6 @@ import (
 // ErrBlocked: a destination the rules do not allow.
 var ErrBlocked = errors.New("network destination not allowed")
 
-// Rules decide what a step may reach.
-type Rules struct {
-	// Allowlist is the pack's sandbox.network.allowlist: host, host:port,
-	// *.domain, IP or IP:port entries. An entry without a port allows
-	// every port.
-	Allowlist []string
-	// Host is the host's own allowlist (configuration); in sealed mode a
-	// destination must match an entry of both. Nil outside sealed mode.
-	Host []string
-	// Sealed requires Host to allow a destination too.
-	Sealed bool
-}
-
-// Allows reports whether host (a name or an IP) and port may be reached,
-// and when not, why.
-func (r Rules) Allows(host string, port int) (bool, string) {
-	return false, "not implemented"
-}
-
 // Gateway is the runner's side of a step's allowlist network.
 type Gateway struct{}
 
