@@ -17,19 +17,6 @@ import (
 // ErrBlocked: a destination the rules do not allow.
 var ErrBlocked = errors.New("network destination not allowed")
 
-// Gateway is the runner's side of a step's allowlist network.
-type Gateway struct{}
-
-// Listen serves the gateway on a Unix socket at path. blocked is called
-// (from any goroutine) for each destination refused, with the destination
-// ("host:port" or a name) and why.
-func Listen(path string, rules Rules, blocked func(dest, reason string)) (*Gateway, error) {
-	return nil, errors.New("egress: not implemented")
-}
-
-// Close stops the gateway and every relayed connection.
-func (g *Gateway) Close() error { return nil }
-
 // Inside runs in the sandbox helper, inside the step's fresh network
 // namespace (loopback up, the helper still privileged in its user
 // namespace), before the step starts: it routes every TCP destination to
