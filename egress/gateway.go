@@ -119,7 +119,7 @@ func (lc *ListenConfig) Listen(path string, rules Rules, blocked func(dest, reas
 		cancel:  cancel,
 		slots:   make(chan struct{}, cfg.MaxConns),
 	}
-	g.t.goFunc(g.serve)
+	g.t.goFunc(func() { acceptLoop(ctx, g.ln, &g.t, g.handle) })
 	return g, nil
 }
 
@@ -138,34 +138,8 @@ func (g *Gateway) Close() error {
 	return err
 }
 
-func (g *Gateway) serve() {
-	for {
-		c, err := g.ln.Accept()
-		if err != nil {
-			if g.ctx.Err() != nil {
-				return
-			}
-			// Out of descriptors or memory: wait instead of spinning.
-			select {
-			case <-g.ctx.Done():
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
-			continue
-		}
-		if !g.t.add(c) {
-			return
-		}
-		if !g.t.goFunc(func() { g.handle(c) }) {
-			g.t.done(c)
-			return
-		}
-	}
-}
-
 // handle serves one request on c.
 func (g *Gateway) handle(c net.Conn) {
-	defer g.t.done(c)
 	select {
 	case g.slots <- struct{}{}:
 		defer func() { <-g.slots }()

@@ -159,10 +159,14 @@ var errNotFound = errors.New("no such host")
 // the connection and its reader when the reply is OK, otherwise an error
 // naming the destination (wrapping ErrBlocked when the rules refused it).
 func exchange(ctx context.Context, socket string, req request) (*gatewayConn, error) {
+	what := req.dest()
+	if req.verb == verbPing {
+		what = "gateway at " + socket
+	}
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", socket)
 	if err != nil {
-		return nil, fmt.Errorf("egress: %s: gateway: %w", req.dest(), err)
+		return nil, fmt.Errorf("egress: %s: %w", what, err)
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = c.SetDeadline(dl)
@@ -184,18 +188,18 @@ func exchange(ctx context.Context, socket string, req request) (*gatewayConn, er
 		if err == nil || ctx.Err() != nil {
 			err = ctx.Err()
 		}
-		return nil, fmt.Errorf("egress: %s: gateway: %w", req.dest(), err)
+		return nil, fmt.Errorf("egress: %s: %w", what, err)
 	}
 	switch rp.kind {
 	case replyOK:
 		_ = c.SetDeadline(time.Time{})
 		return &gatewayConn{UnixConn: c.(*net.UnixConn), r: br}, nil
 	case replyBlocked:
-		err = fmt.Errorf("egress: %s: %w: %s", req.dest(), ErrBlocked, rp.reason)
+		err = fmt.Errorf("egress: %s: %w: %s", what, ErrBlocked, rp.reason)
 	case replyNotFound:
-		err = fmt.Errorf("egress: %s: %w", req.dest(), errNotFound)
+		err = fmt.Errorf("egress: %s: %w", what, errNotFound)
 	default:
-		err = fmt.Errorf("egress: %s: %s", req.dest(), strings.TrimSpace(strings.ToLower(rp.kind)+" "+rp.reason))
+		err = fmt.Errorf("egress: %s: %s", what, strings.TrimSpace(strings.ToLower(rp.kind)+" "+rp.reason))
 	}
 	c.Close()
 	return nil, err
