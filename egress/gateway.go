@@ -50,7 +50,6 @@ type Gateway struct {
 	rules   Rules
 	blocked func(dest, reason string)
 	ln      *net.UnixListener
-	path    string
 	ctx     context.Context
 	cancel  context.CancelFunc
 	slots   chan struct{}
@@ -114,7 +113,6 @@ func (lc *ListenConfig) Listen(path string, rules Rules, blocked func(dest, reas
 		rules:   Rules{Allowlist: slices.Clone(rules.Allowlist), Host: slices.Clone(rules.Host), Sealed: rules.Sealed},
 		blocked: blocked,
 		ln:      l.(*net.UnixListener),
-		path:    path,
 		ctx:     ctx,
 		cancel:  cancel,
 		slots:   make(chan struct{}, cfg.MaxConns),
@@ -127,11 +125,8 @@ func (lc *ListenConfig) Listen(path string, rules Rules, blocked func(dest, reas
 // end and removes the socket file.
 func (g *Gateway) Close() error {
 	g.cancel()
-	err := g.ln.Close()
+	err := g.ln.Close() // removes the socket file, which Listen created
 	g.t.close()
-	if rerr := os.Remove(g.path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) && err == nil {
-		err = rerr
-	}
 	if errors.Is(err, net.ErrClosed) {
 		err = nil
 	}

@@ -36,11 +36,24 @@ const resolverAddr = "127.0.0.1:53"
 //   - adds the routes "local default dev lo" for IPv4 and IPv6.
 //
 // IPv6 is best effort: when its forwarder, table or route cannot be set
-// up, IPv6 destinations stay unreachable (and unreported). Every forwarded
-// connection dials socket anew, so the socket must stay reachable at that
-// path from the calling process while the step runs. The goroutines run
-// in the calling process: it must outlive the step (start the step as its
-// child, do not exec it).
+// up, IPv6 destinations stay unreachable (and unreported).
+//
+// The caller must:
+//
+//   - call it with CAP_NET_ADMIN and CAP_NET_BIND_SERVICE in the user
+//     namespace that owns the network namespace (uid 0 there), so before
+//     it drops capabilities or changes uid; loopback may be down or up;
+//   - keep socket reachable at that path, in the caller's mount namespace
+//     and for the caller's uid, while the step runs: every forwarded
+//     connection and lookup dials it anew (so not under /run or /var/run
+//     when those are hidden);
+//   - outlive the step: the forwarder and resolver are goroutines of the
+//     calling process (start the step as its child, do not exec it), and
+//     Close them once the step is done;
+//   - give the step ResolvConf as /etc/resolv.conf and Hosts as
+//     /etc/hosts;
+//   - leave 127.0.0.1:53 (UDP, TCP) and the forwarder's two ephemeral
+//     loopback ports to Inside.
 func Inside(socket string, allowlist []string) (io.Closer, error) {
 	if err := loopbackUp(); err != nil {
 		return nil, err

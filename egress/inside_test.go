@@ -103,14 +103,16 @@ func testInside(t *testing.T, nobody bool) {
 			return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
 		},
 		Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
-			if host, port, _ := net.SplitHostPort(address); host == echoName {
+			// The echo server listens on 127.0.0.1 only; it stands for the
+			// host's [::1] service too.
+			if host, port, _ := net.SplitHostPort(address); host == echoName || host == "::1" {
 				address = net.JoinHostPort("127.0.0.1", port)
 			}
 			var d net.Dialer
 			return d.DialContext(ctx, network, address)
 		},
 	}
-	allow := []string{echo, echoName + ":" + echoPort, "*.missing.stella.test"}
+	allow := []string{echo, "[::1]:" + echoPort, echoName + ":" + echoPort, "*.missing.stella.test"}
 
 	exe, err := os.Executable()
 	if err != nil {
@@ -178,7 +180,7 @@ func testInside(t *testing.T, nobody bool) {
 	want = append(want, "host uid "+strconv.Itoa(hostUID))
 	v6 := checks["ipv6"]
 	if v6 {
-		want = append(want, "disallowed IPv6")
+		want = append(want, "disallowed IPv6", "allowed IPv6 loopback service")
 	}
 	for _, c := range want {
 		if !checks[c] {
@@ -285,6 +287,7 @@ func stepMain() int {
 	check("disallowed IP", expectRefused("192.0.2.1:80"))
 	if closer.(*step).fwd6 != nil {
 		check("disallowed IPv6", expectRefused("[2001:db8::1]:80"))
+		check("allowed IPv6 loopback service", expect("[::1]:"+echoPort, "six\n", echoBanner+"six\n"))
 	}
 
 	// Names, through the resolver as Go's own resolver asks it.

@@ -12,25 +12,8 @@ import (
 	"time"
 )
 
-// The wire protocol between the forwarder inside a step (or anything else
-// that connects to the gateway's socket) and the Gateway: one request per
-// Unix stream connection, a line of at most maxLine bytes ending in "\n":
-//
-//	CONNECT <host>:<port>   host a name or an IP (IPv6 in brackets)
-//	LOOKUP <name>           may this name be reached, and does it exist?
-//	PING                    is the gateway there?
-//
-// answered by one line:
-//
-//	OK                      after CONNECT, the connection then carries the
-//	                        destination's bytes both ways (half-close aware)
-//	BLOCKED <reason>        the rules refuse it (reported to blocked)
-//	NOTFOUND                LOOKUP: allowed, but the name does not exist
-//	FAILED <reason>         allowed, but the dial or lookup failed
-//	BAD <reason>            a malformed request
-//
-// after which the gateway closes the connection unless it answered OK to
-// CONNECT.
+// maxLine bounds a request or reply line of the wire protocol (see the
+// package documentation), its "\n" included.
 const maxLine = 512
 
 const (
