@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -40,6 +41,11 @@ const resolverAddr = "127.0.0.1:53"
 //
 // The caller must:
 //
+//   - be a process started in the step's network namespace (clone flags
+//     of a re-exec, not unshare or setns on one thread of a running
+//     process): sockets and netlink requests are made from whichever
+//     thread runs a goroutine, so Inside refuses when /proc/self/task shows
+//     threads in different network namespaces;
 //   - call it with CAP_NET_ADMIN and CAP_NET_BIND_SERVICE in the user
 //     namespace that owns the network namespace (uid 0 there), so before
 //     it drops capabilities or changes uid; loopback may be down or up;
@@ -55,6 +61,9 @@ const resolverAddr = "127.0.0.1:53"
 //   - leave 127.0.0.1:53 (UDP, TCP) and the forwarder's two ephemeral
 //     loopback ports to Inside.
 func Inside(socket string, allowlist []string) (io.Closer, error) {
+	if err := oneNetNS(); err != nil {
+		return nil, err
+	}
 	if err := loopbackUp(); err != nil {
 		return nil, err
 	}
@@ -139,6 +148,28 @@ func (s *step) Close() error {
 		}
 	}
 	s.t.close()
+	return nil
+}
+
+// oneNetNS fails when the threads of this process are not all in one
+// network namespace. Without /proc there is nothing to compare.
+func oneNetNS() error {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return nil
+	}
+	first := ""
+	for _, t := range tasks {
+		ns, err := os.Readlink("/proc/self/task/" + t.Name() + "/ns/net")
+		if err != nil {
+			continue // the thread has ended
+		}
+		if first == "" {
+			first = ns
+		} else if ns != first {
+			return fmt.Errorf("egress: the threads of this process are in different network namespaces (%s, %s): start the process in the step's namespace", first, ns)
+		}
+	}
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -171,7 +172,7 @@ func testInside(t *testing.T, nobody bool) {
 		"uid 0 inside", "inside", "loopback stays inside", "allowed loopback service", "disallowed IP",
 		"lookup over UDP", "lookup over TCP", "lookup through a foreign name server",
 		"connect by name", "disallowed port of an allowed name", "disallowed name", "allowed name that does not exist",
-		"resolv.conf", "close",
+		"resolv.conf", "close", "threads in two namespaces refused",
 	}
 	hostUID := os.Getuid()
 	if nobody {
@@ -379,6 +380,26 @@ func stepMain() int {
 		if err == nil {
 			c.Close()
 			return errors.New("a connection succeeded after Close")
+		}
+		return nil
+	}())
+	// A process whose threads straddle two network namespaces would make
+	// the forwarder's sockets in either: Inside refuses it.
+	check("threads in two namespaces refused", func() error {
+		ready, release := make(chan error), make(chan struct{})
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+			ready <- unix.Unshare(unix.CLONE_NEWNET)
+			<-release
+		}()
+		defer close(release)
+		if err := <-ready; err != nil {
+			return fmt.Errorf("unshare: %w", err)
+		}
+		c, err := Inside(sock, allow)
+		if err == nil {
+			c.Close()
+			return errors.New("Inside accepted a process in two network namespaces")
 		}
 		return nil
 	}())

@@ -66,7 +66,7 @@ func parseRequest(line string) (request, error) {
 		return request{verb: verbPing}, nil
 	case verbLookup:
 		d, ok := parseHost(arg)
-		if !ok || d.ip.IsValid() || arg != strings.TrimSpace(arg) {
+		if !ok || d.ip.IsValid() {
 			return request{}, fmt.Errorf("LOOKUP %q: not a host name", arg)
 		}
 		return request{verb: verbLookup, host: arg}, nil
@@ -132,7 +132,7 @@ func oneLine(s string) string {
 	if len(s) > 200 {
 		s = s[:200]
 	}
-	return s
+	return strings.ToValidUTF8(s, "")
 }
 
 // errNotFound: the gateway answered NOTFOUND to a LOOKUP.
