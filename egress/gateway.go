@@ -37,9 +37,10 @@ type ListenConfig struct {
 	// RequestTimeout bounds the time a client takes to send its request
 	// and to read the reply; 0 means DefaultRequestTimeout.
 	RequestTimeout time.Duration
-	// MaxConns bounds the connections served at once, relayed ones
+	// MaxConns bounds the requests served at once, relayed connections
 	// included; 0 means DefaultMaxConns. Beyond it a request is answered
-	// FAILED.
+	// FAILED. (A connection that has not sent its request yet takes no
+	// slot: RequestTimeout bounds it.)
 	MaxConns int
 }
 
@@ -135,13 +136,6 @@ func (g *Gateway) Close() error {
 
 // handle serves one request on c.
 func (g *Gateway) handle(c net.Conn) {
-	select {
-	case g.slots <- struct{}{}:
-		defer func() { <-g.slots }()
-	default:
-		g.answer(c, replyFailed, "gateway busy")
-		return
-	}
 	_ = c.SetReadDeadline(time.Now().Add(g.cfg.RequestTimeout))
 	br := bufio.NewReaderSize(c, maxLine)
 	line, err := readLine(br)
@@ -155,6 +149,14 @@ func (g *Gateway) handle(c net.Conn) {
 	req, err := parseRequest(line)
 	if err != nil {
 		g.answer(c, replyBad, err.Error())
+		return
+	}
+	// The reply follows the request, even this one.
+	select {
+	case g.slots <- struct{}{}:
+		defer func() { <-g.slots }()
+	default:
+		g.answer(c, replyFailed, "gateway busy")
 		return
 	}
 	switch req.verb {

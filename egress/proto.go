@@ -157,11 +157,12 @@ func exchange(ctx context.Context, socket string, req request) (*gatewayConn, er
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
 	br := bufio.NewReaderSize(c, maxLine)
 	rp, err := func() (reply, error) {
-		if _, err := io.WriteString(c, req.String()+"\n"); err != nil {
-			return reply{}, err
-		}
-		line, err := readLine(br)
+		_, werr := io.WriteString(c, req.String()+"\n")
+		line, err := readLine(br) // the gateway may have answered before it read
 		if err != nil {
+			if werr != nil {
+				err = werr
+			}
 			return reply{}, err
 		}
 		return parseReply(line)
