@@ -55,7 +55,10 @@ func TestMain(m *testing.M) {
 // and mount namespace whose uid and gid 0 are the caller's.
 func namespaced(ctx context.Context, exe string, env []string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, exe, "-test.run=^$")
-	cmd.Env = append(env, roleEnv+"=step")
+	// Names the step dials resolve through the C library when the binary
+	// has cgo (as for most clients a step runs); the checks that build a
+	// net.Resolver use Go's.
+	cmd.Env = append(env, roleEnv+"=step", "GODEBUG=netdns=cgo")
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET | syscall.CLONE_NEWNS,
 		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
@@ -352,7 +355,8 @@ func stepMain() int {
 	}())
 
 	// What a step sees: ResolvConf as /etc/resolv.conf, and a client that
-	// resolves the way it always does (Go's resolver or the C library's).
+	// resolves the way it always does (the C library's getaddrinfo, or Go's
+	// resolver in a binary without cgo).
 	check("resolv.conf", func() error {
 		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 			return fmt.Errorf("private mounts: %w", err)
