@@ -196,12 +196,12 @@ func natRules(v6 bool, port uint16, keep []uint16, loopback []entry) error {
 		rule(proto(unix.IPPROTO_UDP), notLoopback, dport(53), redirect(53))
 	}
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("egress: nftables %s: %w", fam2name(v6), err)
+		return fmt.Errorf("egress: nftables %s: %w", familyName(v6), err)
 	}
 	return nil
 }
 
-func fam2name(v6 bool) string {
+func familyName(v6 bool) string {
 	if v6 {
 		return "ip6"
 	}
