@@ -1,66 +1,15 @@
-// Package egress is the network of a step in mode allowlist: the step's
-// network namespace has only loopback, every TCP connection it makes is
-// routed to a forwarder inside the namespace, and the forwarder relays it
-// over a Unix socket to the runner's Gateway, which dials the destination
-// only when Rules allow it. Names resolve through a resolver inside the
-// namespace that answers only allowed names. The decision is the runner's:
-// a step that subverts the forwarder reaches nothing more.
-//
-// This file is the agreed interface; the implementation lands with it.
 package egress
 
-import (
-	"errors"
-	"io"
-)
+import "errors"
 
 // ErrBlocked: a destination the rules do not allow.
 var ErrBlocked = errors.New("network destination not allowed")
 
-// Rules decide what a step may reach.
-type Rules struct {
-	// Allowlist is the pack's sandbox.network.allowlist: host, host:port,
-	// *.domain, IP or IP:port entries. An entry without a port allows
-	// every port.
-	Allowlist []string
-	// Host is the host's own allowlist (configuration); in sealed mode a
-	// destination must match an entry of both. Nil outside sealed mode.
-	Host []string
-	// Sealed requires Host to allow a destination too.
-	Sealed bool
-}
-
-// Allows reports whether host (a name or an IP) and port may be reached,
-// and when not, why.
-func (r Rules) Allows(host string, port int) (bool, string) {
-	return false, "not implemented"
-}
-
-// Gateway is the runner's side of a step's allowlist network.
-type Gateway struct{}
-
-// Listen serves the gateway on a Unix socket at path. blocked is called
-// (from any goroutine) for each destination refused, with the destination
-// ("host:port" or a name) and why.
-func Listen(path string, rules Rules, blocked func(dest, reason string)) (*Gateway, error) {
-	return nil, errors.New("egress: not implemented")
-}
-
-// Close stops the gateway and every relayed connection.
-func (g *Gateway) Close() error { return nil }
-
-// Inside runs in the sandbox helper, inside the step's fresh network
-// namespace (loopback up, the helper still privileged in its user
-// namespace), before the step starts: it routes every TCP destination to
-// a forwarder that relays through the gateway at socket, and serves DNS on
-// 127.0.0.1:53 for the names of allowlist. Close stops both.
-func Inside(socket string, allowlist []string) (io.Closer, error) {
-	return nil, errors.New("egress: not implemented")
-}
-
-// ResolvConf is the /etc/resolv.conf a step of mode allowlist sees.
+// ResolvConf is the /etc/resolv.conf a step of mode allowlist sees: the
+// resolver Inside serves. A lookup may wait for the host's resolver
+// through the gateway, hence the generous timeout.
 func ResolvConf() []byte {
-	return []byte("nameserver 127.0.0.1\noptions ndots:0 attempts:1 timeout:2\n")
+	return []byte("nameserver 127.0.0.1\noptions ndots:0 attempts:2 timeout:5\n")
 }
 
 // Hosts is the /etc/hosts every isolated step sees.
