@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net"
 	"os"
@@ -21,12 +20,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"stellaops.io/stella/egress"
-	"stellaops.io/stella/run"
 )
 
-// Init runs the sandbox helper, its exec shim or the probe's check when
-// this process was started as one of them (HelperEnv set, with their
-// descriptors inherited), and exits; otherwise it returns at once. Call it
+// Init runs the sandbox helper or the probe's check when this process was
+// started as one of them (HelperEnv set, with the helper's descriptors
+// inherited), and exits; otherwise it returns at once. Call it
 // first thing in main, and in TestMain of any package whose tests run
 // the sandbox.
 func Init() {
@@ -37,8 +35,6 @@ func Init() {
 	switch role {
 	case roleHelper:
 		os.Exit(helperMain())
-	case roleShim:
-		os.Exit(shimMain())
 	case roleCheck:
 		os.Exit(checkMain())
 	case roleNoop:
@@ -49,7 +45,7 @@ func Init() {
 
 // helper is the sandbox helper: in the attempt's fresh user, network and
 // mount namespaces (uid 0 there, every capability), it sets them up, starts
-// the step through the exec shim and reports how the step ended.
+// the step and reports how the step ended.
 type helper struct {
 	in   *bufio.Reader // from the runner
 	out  *os.File      // to the runner
@@ -247,92 +243,139 @@ func loopbackUp() error {
 	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }
 
-// step starts the step through the exec shim, lets the runner place it in
-// its cgroup when asked to, forwards SIGTERM and SIGINT to it, waits for
-// it and reports its wait status.
+// step starts the step, lets the runner place it in its cgroup when asked
+// to, forwards SIGTERM and SIGINT to it, waits for it and reports its wait
+// status.
 func (h *helper) step() (string, error) {
-	const stage = "starting the step"
-	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return stage, err
-	}
-	mine, theirs := os.NewFile(uintptr(pair[0]), "shim"), os.NewFile(uintptr(pair[1]), "shim")
-	defer mine.Close()
-	env := []string{HelperEnv + "=" + roleShim}
-	if t, ok := os.LookupEnv(run.TokenEnv); ok {
-		env = append(env, run.TokenEnv+"="+t)
-	}
-	cmd := &exec.Cmd{Path: "/proc/self/exe", Args: []string{"stella-sandbox-exec"}, Env: env, Dir: "/",
-		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, ExtraFiles: []*os.File{theirs}}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
-	err = cmd.Start()
-	theirs.Close()
-	if err != nil {
-		return stage, err
-	}
-	stop := make(chan struct{})
-	defer close(stop)
+	ch := make(chan started, 1)
 	go func() {
-		for {
-			select {
-			case s := <-sigs:
-				_ = cmd.Process.Signal(s)
-			case <-stop:
-				return
-			}
-		}
+		// The step is forked from this goroutine's thread and inherits
+		// what dropPrivileges sets on it; the thread is never unlocked,
+		// so it goes when the goroutine does and nothing else runs on it.
+		runtime.LockOSThread()
+		ch <- h.start()
 	}()
-	if h.spec.Place {
-		h.send(report{Ready: cmd.Process.Pid})
-		line, err := h.in.ReadBytes('\n')
-		if err != nil || string(line) != "go\n" {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-			if err == nil {
-				err = errors.New("the runner could not place it")
+	st := <-ch
+	if st.err != nil {
+		return st.stage, st.err
+	}
+	var ws syscall.WaitStatus
+	if st.ended != nil {
+		ws = *st.ended
+	} else {
+		stop := make(chan struct{})
+		go func() {
+			for {
+				select {
+				case s := <-sigs:
+					_ = st.cmd.Process.Signal(s)
+				case <-stop:
+					return
+				}
 			}
-			return "waiting for the step to be placed in its cgroup", err
+		}()
+		err := st.cmd.Wait()
+		close(stop)
+		if st.cmd.ProcessState == nil {
+			return "waiting for the step", err
+		}
+		var ok bool
+		if ws, ok = st.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok {
+			return "waiting for the step", errors.New("no wait status")
 		}
 	}
-	spec := h.spec.Step
+	status := uint32(ws)
+	h.send(report{Status: &status})
+	return "", nil
+}
+
+// started is the outcome of helper.start.
+type started struct {
+	cmd   *exec.Cmd
+	ended *syscall.WaitStatus // it ended before it was let run
+	stage string
+	err   error
+}
+
+// start starts the step on the calling thread, which must be locked and
+// is left without the means to give the step a capability. When the step
+// must be placed in its cgroup or given rlimits before it runs its first
+// instruction, it is stopped at its exec (ptrace) until it is.
+func (h *helper) start() started {
+	const stage = "starting the step"
+	if err := dropPrivileges(); err != nil {
+		return started{stage: "dropping capabilities for the step", err: err}
+	}
+	s := h.spec.Step
+	rl := s.Rlimits
 	if h.spec.Nproc > 0 {
 		// RLIMIT_NPROC counts the tasks of the user namespace, the
 		// helper's threads too.
-		n := uint64(h.spec.Nproc) + uint64(threads())
-		spec.Rlimits = append(spec.Rlimits, rlimit{Resource: unix.RLIMIT_NPROC, Name: "RLIMIT_NPROC", Value: n})
+		rl = append(rl, rlimit{Resource: unix.RLIMIT_NPROC, Name: "RLIMIT_NPROC", Value: uint64(h.spec.Nproc) + uint64(threads())})
 	}
-	b, err := json.Marshal(spec)
-	if err == nil {
-		_, err = mine.Write(b)
-	}
-	if err == nil {
-		err = unix.Shutdown(pair[0], unix.SHUT_WR)
-	}
-	var answer []byte
-	if err == nil {
-		answer, err = io.ReadAll(mine)
-	}
-	if err != nil || len(answer) > 0 {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if err == nil {
-			err = errors.New(string(answer))
+	hold := h.spec.Place || len(rl) > 0
+	cmd := &exec.Cmd{Path: s.Path, Args: s.Argv, Env: s.Env, Dir: s.Dir, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+		SysProcAttr: &syscall.SysProcAttr{Ptrace: hold}}
+	if err := cmd.Start(); err != nil {
+		if hold {
+			err = fmt.Errorf("%w (stopped at its exec to set its limits)", err)
 		}
-		return stage, err
+		return started{stage: stage, err: err}
 	}
-	err = cmd.Wait()
-	if cmd.ProcessState == nil {
-		return "waiting for the step", err
+	if !hold {
+		return started{cmd: cmd}
 	}
-	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
-	if !ok {
-		return "waiting for the step", errors.New("no wait status")
+	pid := cmd.Process.Pid
+	for {
+		var ws unix.WaitStatus
+		if _, err := unix.Wait4(pid, &ws, 0, nil); err != nil {
+			_ = cmd.Process.Kill()
+			return started{stage: "waiting for the step to stop at its exec", err: err}
+		}
+		if !ws.Stopped() {
+			// Killed (cancelled) before it ran: it is reaped already.
+			w := syscall.WaitStatus(ws)
+			return started{ended: &w}
+		}
+		if ws.StopSignal() == unix.SIGTRAP {
+			break // at its exec
+		}
+		// A signal (SIGTERM of a cancellation) arrived before the exec:
+		// deliver it.
+		if err := unix.PtraceCont(pid, int(ws.StopSignal())); err != nil {
+			_ = cmd.Process.Kill()
+			return started{stage: "waiting for the step to stop at its exec", err: err}
+		}
 	}
-	st := uint32(ws)
-	h.send(report{Status: &st})
-	return "", nil
+	fail := func(stage string, err error) started {
+		_ = unix.Kill(pid, unix.SIGKILL)
+		_ = unix.PtraceDetach(pid)
+		_ = cmd.Wait()
+		return started{stage: stage, err: err}
+	}
+	for _, r := range rl {
+		lim := unix.Rlimit{Cur: r.Value, Max: r.Value}
+		if err := unix.Prlimit(pid, r.Resource, &lim, nil); err != nil {
+			return fail(fmt.Sprintf("setting the step's %s to %d", r.Name, r.Value), err)
+		}
+	}
+	if h.spec.Place {
+		h.send(report{Ready: pid})
+		line, err := h.in.ReadBytes('\n')
+		if err != nil || string(line) != "go\n" {
+			if err == nil {
+				err = errors.New("the runner could not place it")
+			}
+			return fail("waiting for the step to be placed in its cgroup", err)
+		}
+	}
+	if err := unix.PtraceDetach(pid); err != nil {
+		return fail("letting the step run", err)
+	}
+	return started{cmd: cmd}
 }
 
 // threads is how many threads this process has.
@@ -349,56 +392,25 @@ func threads() int {
 
 // Securebits (linux/securebits.h).
 const (
-	secbitNoroot                 = 1 << 0
-	secbitNorootLocked           = 1 << 1
-	secbitNoSetuidFixup          = 1 << 2
-	secbitNoSetuidFixupLocked    = 1 << 3
-	secbitKeepCapsLocked         = 1 << 5
-	secbitNoCapAmbientRaise      = 1 << 6
-	secbitNoCapAmbientRaiseLocke = 1 << 7
+	secbitNoroot                  = 1 << 0
+	secbitNorootLocked            = 1 << 1
+	secbitNoSetuidFixup           = 1 << 2
+	secbitNoSetuidFixupLocked     = 1 << 3
+	secbitKeepCapsLocked          = 1 << 5
+	secbitNoCapAmbientRaise       = 1 << 6
+	secbitNoCapAmbientRaiseLocked = 1 << 7
 )
 
-// shimMain is the exec shim: the step's process until it executes the
-// step. The runner may have placed it in the step's cgroup; it drops every
-// capability for good (bounding set, securebits, no_new_privs, then its
-// own sets), sets the rlimits and executes the step, all on one locked
-// thread, the one that executes.
-func shimMain() int {
-	runtime.LockOSThread()
-	unix.CloseOnExec(shimFD)
-	f := os.NewFile(shimFD, "shim")
-	fail := func(what string, err error) int {
-		_, _ = f.WriteString(what + ": " + err.Error())
-		return 127
-	}
-	b, err := io.ReadAll(f)
-	if err != nil {
-		return fail("reading the step", err)
-	}
-	var s stepSpec
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fail("reading the step", err)
-	}
-	if err := unix.Chdir(s.Dir); err != nil {
-		return fail("entering "+s.Dir, err)
-	}
-	if err := dropPrivileges(); err != nil {
-		return fail("dropping capabilities", err)
-	}
-	for _, r := range s.Rlimits {
-		if err := unix.Setrlimit(r.Resource, &unix.Rlimit{Cur: r.Value, Max: r.Value}); err != nil {
-			return fail(fmt.Sprintf("setting %s to %d", r.Name, r.Value), err)
-		}
-	}
-	err = unix.Exec(s.Path, s.Argv, s.Env)
-	return fail("executing "+s.Path, err)
-}
-
-// dropPrivileges leaves the calling thread, and what it executes, no
-// capability and no way to gain one.
+// dropPrivileges makes sure nothing the calling thread executes gets a
+// capability, even as uid 0 of the user namespace: its bounding set is
+// emptied, root is not special at execve (SECBIT_NOROOT, locked), its
+// inheritable and ambient sets are cleared and no_new_privs is set. The
+// thread itself keeps its effective capabilities (it may still need
+// CAP_SYS_PTRACE to hold the step at its exec); the step cannot use them,
+// nor trace the helper, which has capabilities it lacks.
 func dropPrivileges() error {
 	bits := secbitNoroot | secbitNorootLocked | secbitNoSetuidFixup | secbitNoSetuidFixupLocked |
-		secbitKeepCapsLocked | secbitNoCapAmbientRaise | secbitNoCapAmbientRaiseLocke
+		secbitKeepCapsLocked | secbitNoCapAmbientRaise | secbitNoCapAmbientRaiseLocked
 	if err := unix.Prctl(unix.PR_SET_SECUREBITS, uintptr(bits), 0, 0, 0); err != nil {
 		return fmt.Errorf("securebits: %w", err)
 	}
@@ -410,13 +422,17 @@ func dropPrivileges() error {
 	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
 		return fmt.Errorf("ambient set: %w", err)
 	}
-	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("no_new_privs: %w", err)
-	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("capget: %w", err)
+	}
+	data[0].Inheritable, data[1].Inheritable = 0, 0
 	if err := unix.Capset(&hdr, &data[0]); err != nil {
 		return fmt.Errorf("capset: %w", err)
+	}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("no_new_privs: %w", err)
 	}
 	return nil
 }

@@ -3,20 +3,16 @@ package sandbox
 // The runner and its helper talk over two inherited pipes: the runner
 // writes the helper's spec as one JSON line on helperSpecFD, later "go" or
 // "abort" lines when the helper waits to be placed in a cgroup; the helper
-// writes reports as JSON lines on helperReportFD. The helper and its exec
-// shim talk over a socket pair on shimFD: the helper writes the step's
-// stepSpec and shuts its side down; the shim answers only if it could not
-// execute the step (on success the socket closes with the exec).
+// writes reports as JSON lines on helperReportFD.
 
-// HelperEnv marks a process started as the sandbox helper, its exec shim,
-// or the check Probe runs; its value is the role. Init acts on it, and it
-// never reaches a step's environment otherwise.
+// HelperEnv marks a process started as the sandbox helper or as the check
+// Probe runs; its value is the role. Init acts on it, and it never reaches
+// a step's environment otherwise.
 const HelperEnv = "STELLA_SANDBOX_HELPER"
 
 // Roles (values of HelperEnv).
 const (
 	roleHelper = "helper"
-	roleShim   = "exec"
 	roleCheck  = "check"
 	roleNoop   = "noop"
 )
@@ -25,7 +21,6 @@ const (
 const (
 	helperSpecFD   = 3
 	helperReportFD = 4
-	shimFD         = 3
 )
 
 // helperSpec is everything the helper needs to set up one attempt.
@@ -47,7 +42,7 @@ type helperSpec struct {
 	Step  stepSpec `json:"step"`
 }
 
-// stepSpec is what the exec shim executes.
+// stepSpec is the step's command.
 type stepSpec struct {
 	Path    string   `json:"path"`
 	Argv    []string `json:"argv"`
