@@ -182,13 +182,13 @@ func (x *Executor) execute(ctx context.Context, inv run.Invocation, check bool) 
 	var res talk
 	done := make(chan struct{})
 	started := false
-	runErr := process.Run(ctx, cmd, grace, func(int) error {
+	runErr := process.Run(ctx, cmd, grace, func(pgid int) error {
 		started = true
 		specR.Close()
 		repW.Close()
 		go func() {
 			defer close(done)
-			res.run(append(line, '\n'), specW, repR, cg)
+			res.run(append(line, '\n'), specW, repR, cg, pgid)
 		}()
 		return nil
 	})
@@ -231,8 +231,11 @@ type talk struct {
 }
 
 // run sends the spec, places the step in its cgroup when the helper says
-// it is ready, and collects the helper's reports until it exits.
-func (t *talk) run(spec []byte, w *os.File, r *os.File, cg *cgroup) {
+// it is ready, and collects the helper's reports until it exits. Once the
+// step has ended, what it left in its process group is killed at once
+// (the helper has nothing more to do either), so nothing it started keeps
+// the step's output open.
+func (t *talk) run(spec []byte, w *os.File, r *os.File, cg *cgroup, pgid int) {
 	if _, err := w.Write(spec); err != nil {
 		t.setup = &setupError{Stage: "sending the spec", Msg: err.Error()}
 	}
@@ -246,6 +249,7 @@ func (t *talk) run(spec []byte, w *os.File, r *os.File, cg *cgroup) {
 		switch {
 		case rep.Status != nil:
 			t.status = rep.Status
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
 		case rep.Err != "":
 			if t.setup == nil {
 				t.setup = &setupError{Stage: rep.Stage, Msg: rep.Err}
