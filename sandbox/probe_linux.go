@@ -39,9 +39,11 @@ func Probe(ctx context.Context) error {
 		return probed.err
 	}
 	err := probe(ctx)
-	if ctx.Err() == nil {
-		probed.done, probed.err = true, err
+	if ctx.Err() != nil {
+		// Cut short: says nothing of this host.
+		return fmt.Errorf("probing step isolation: %w", context.Cause(ctx))
 	}
+	probed.done, probed.err = true, err
 	return err
 }
 
