@@ -54,7 +54,7 @@ func probe(ctx context.Context) error {
 		Stdout: &out, Stderr: &out}, true)
 	var what string
 	switch {
-	case ex.Err != nil && strings.HasPrefix(ex.Err.Error(), "sandbox: starting the helper"):
+	case errors.Is(ex.Err, errStartHelper):
 		what = diagnose(ex.Err)
 	case ex.Err != nil:
 		what = ex.Err.Error()

@@ -30,6 +30,9 @@ var namespaces = []string{"user", "net", "mount"}
 
 const cloneFlags = syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET | syscall.CLONE_NEWNS
 
+// errStartHelper: the helper could not be started in its namespaces.
+var errStartHelper = errors.New("sandbox: starting the helper in new user, net and mount namespaces")
+
 // Execute runs inv isolated and waits for it (run.Executor). It fails
 // closed: when Probe says isolation does not work here, nothing runs and
 // Exit.Err wraps run.ErrSandboxUnavailable. Exit.Code and Signal are the
@@ -61,7 +64,7 @@ func (x *Executor) execute(ctx context.Context, inv run.Invocation, check bool) 
 	if mode == "" {
 		mode = pack.NetworkNone
 	}
-	iso := &run.Isolation{Namespaces: namespaces, Network: mode}
+	iso := &run.Isolation{Namespaces: append([]string(nil), namespaces...), Network: mode}
 	fail := func(err error) run.Exit { return run.Exit{Code: -1, Err: err, Isolation: iso} }
 	switch mode {
 	case pack.NetworkNone:
@@ -195,7 +198,7 @@ func (x *Executor) execute(ctx context.Context, inv run.Invocation, check bool) 
 	if !started {
 		specR.Close()
 		repW.Close()
-		return fail(fmt.Errorf("sandbox: starting the helper in new %s namespaces: %w", strings.Join(namespaces, ", "), runErr))
+		return fail(fmt.Errorf("%w: %w", errStartHelper, runErr))
 	}
 	<-done
 

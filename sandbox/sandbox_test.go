@@ -38,6 +38,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(runnerEnv) != "" {
 		os.Exit(runnerMain())
 	}
+	if os.Getenv(noUsernsEnv) != "" {
+		os.Exit(noUsernsMain())
+	}
 	os.Exit(m.Run())
 }
 
@@ -52,6 +55,7 @@ var sandboxTests = []struct {
 	f    func(t *testing.T)
 }{
 	{"probe", testProbe},
+	{"probe-without-user-namespaces", testProbeWithoutUserns},
 	{"network-none", testNetworkNone},
 	{"hide", testHide},
 	{"no-capabilities", testNoCapabilities},
@@ -186,6 +190,39 @@ func testProbe(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "ran")); err == nil {
 		t.Fatal("the step ran although the sandbox was unavailable")
+	}
+}
+
+// noUsernsEnv starts this test binary as a process that may create no
+// user namespace, to probe.
+const noUsernsEnv = "STELLA_SANDBOX_TEST_NO_USERNS"
+
+func noUsernsMain() int {
+	// The limit is per user namespace: this one, of the test's making.
+	if err := os.WriteFile("/proc/sys/user/max_user_namespaces", []byte("0"), 0); err != nil {
+		fmt.Println("setting max_user_namespaces:", err)
+		return 1
+	}
+	err := Probe(context.Background())
+	fmt.Printf("unavailable=%v\n%v\n", errors.Is(err, run.ErrSandboxUnavailable), err)
+	return 0
+}
+
+// testProbeWithoutUserns: where no user namespace can be made, Probe fails
+// and says so.
+func testProbeWithoutUserns(t *testing.T) {
+	cmd := exec.Command("/proc/self/exe")
+	cmd.Env = []string{testPath, noUsernsEnv + "=1"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	want := "unavailable=true\n" + run.ErrSandboxUnavailable.Error() + ": creating a user namespace: " + syscall.ENOSPC.Error() + "\n"
+	if string(out) != want {
+		t.Fatalf("Probe where no user namespace can be made:\n%s\nwant:\n%s", out, want)
 	}
 }
 
