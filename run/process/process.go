@@ -61,18 +61,48 @@ func (x *Executor) Execute(ctx context.Context, inv run.Invocation) run.Exit {
 	if inv.Token != "" {
 		env[run.TokenEnv] = inv.Token
 	}
-	cmd.Env = environ(x.Env, env)
+	cmd.Env = Environ(x.Env, env)
 	cmd.Stdout, cmd.Stderr = inv.Stdout, inv.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	err := Run(ctx, cmd, grace, nil)
+	return exitOf(cmd, err)
+}
+
+// Run starts cmd as the leader of a new process group (keeping the rest of
+// cmd.SysProcAttr), calls started once it runs (when not nil), and waits
+// for it. When ctx ends first, the group gets SIGTERM, then SIGKILL after
+// grace; when cmd has exited, whatever is left in its group is killed, so
+// nothing it started outlives it. When started returns an error, the group
+// is killed at once and that error is returned. Otherwise the error is
+// that of starting or waiting for cmd.
+//
+// It is the one mechanism by which steps are started and stopped, whether
+// isolated (package sandbox starts its helper with it) or not.
+func Run(ctx context.Context, cmd *exec.Cmd, grace time.Duration, started func(pid int) error) error {
+	if grace <= 0 {
+		grace = DefaultGrace
+	}
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid, cmd.SysProcAttr.Pgid = true, 0
 	// Output copying must not outlive the step when a grandchild keeps
 	// the pipes open.
-	cmd.WaitDelay = grace
+	if cmd.WaitDelay == 0 {
+		cmd.WaitDelay = grace
+	}
 	if err := cmd.Start(); err != nil {
-		return run.Exit{Code: -1, Err: err}
+		return err
 	}
 	pgid := cmd.Process.Pid
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
+	if started != nil {
+		if err := started(pgid); err != nil {
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			<-done
+			return err
+		}
+	}
 	var err error
 	select {
 	case err = <-done:
@@ -87,9 +117,9 @@ func (x *Executor) Execute(ctx context.Context, inv run.Invocation) run.Exit {
 			err = <-done
 		}
 	}
-	// Whatever the step left in its group goes with it.
+	// Whatever the command left in its group goes with it.
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
-	return exitOf(cmd, err)
+	return err
 }
 
 func exitOf(cmd *exec.Cmd, err error) run.Exit {
@@ -100,18 +130,26 @@ func exitOf(cmd *exec.Cmd, err error) run.Exit {
 	if !ok {
 		return run.Exit{Code: -1, Err: err}
 	}
+	x := ExitOf(st)
+	var ee *exec.ExitError
+	if !st.Signaled() && err != nil && !errors.As(err, &ee) && !errors.Is(err, exec.ErrWaitDelay) {
+		x.Err = err
+	}
+	return x
+}
+
+// ExitOf is how a process that ended with wait status st ended: its exit
+// code, or the signal that killed it (Code -1).
+func ExitOf(st syscall.WaitStatus) run.Exit {
 	if st.Signaled() {
 		return run.Exit{Code: -1, Signal: st.Signal().String()}
-	}
-	var ee *exec.ExitError
-	if err != nil && !errors.As(err, &ee) && !errors.Is(err, exec.ErrWaitDelay) {
-		return run.Exit{Code: st.ExitStatus(), Err: err}
 	}
 	return run.Exit{Code: st.ExitStatus()}
 }
 
-// environ is base plus env, sorted, env winning.
-func environ(base []string, env map[string]string) []string {
+// Environ is base ("KEY=value") plus env, sorted, env winning: the
+// environment of a step.
+func Environ(base []string, env map[string]string) []string {
 	m := map[string]string{}
 	for _, kv := range base {
 		if k, v, ok := strings.Cut(kv, "="); ok {
