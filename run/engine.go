@@ -37,6 +37,9 @@ var (
 	// ErrSandboxUnavailable: steps cannot be isolated on this host (network
 	// namespace, limits), and nothing allowed running them without.
 	ErrSandboxUnavailable = errors.New("step isolation is not available")
+	// ErrIsolationRequired: running steps unisolated was asked for where
+	// the policy forbids it (sealed mode).
+	ErrIsolationRequired = errors.New("sealed mode runs steps only isolated")
 	// ErrExpression: a when, items, policy or placeholder expression could
 	// not be evaluated at run time.
 	ErrExpression = errors.New("expression failed at run time")

@@ -109,7 +109,8 @@ var errorTable = []errorRow{
 
 	// Runs.
 	{plan.ErrHashMismatch, "ERR_PACK_HASH_MISMATCH", exitInvalid, "the pack or the inputs changed since the plan was made or approved: plan again (`stella pack plan`), have the new plan approved, and run that"},
-	{run.ErrSandboxUnavailable, "ERR_PACK_SANDBOX_UNAVAILABLE", exitSealed, "steps cannot be isolated on this host yet (docs/runs.md); outside sealed mode, --insecure-skip-isolation runs them without isolation and records it"},
+	{run.ErrIsolationRequired, "ERR_PACK_SEALED_ISOLATION", exitSealed, "sealed mode never runs steps unisolated: drop --insecure-skip-isolation"},
+	{run.ErrSandboxUnavailable, "ERR_PACK_SANDBOX_UNAVAILABLE", exitSealed, "steps cannot be isolated on this host: the message names the check that failed (user namespaces, loopback, mounts); see the runbook sandbox-unavailable"},
 	{redact.ErrTooShort, "ERR_PACK_SECRET_TOO_SHORT", exitInvalid, "a secret value shorter than 8 bytes cannot be masked safely in logs and outputs, so it is not used: replace it with a longer one in its source"},
 	{run.ErrLimit, "ERR_PACK_STEP_LIMIT", exitGeneric, "a step was stopped by the sandbox limit named (memoryMiB, pids, cpu): raise sandbox.limits in the pack (a new plan, approved anew) or make the step use less"},
 	{run.ErrStepFailed, "ERR_PACK_STEP_FAILED", exitGeneric, "a step's command exited non-zero: read its lines (`stella pack runs logs RUN --step STEP`), fix the cause, then `stella pack runs resume --run RUN`"},

@@ -41,6 +41,7 @@ var domainErrors = map[string]error{
 	"redact.ErrTooShort":                redact.ErrTooShort,
 	"run.ErrSecretUndelivered":          run.ErrSecretUndelivered,
 	"run.ErrLimit":                      run.ErrLimit,
+	"run.ErrIsolationRequired":          run.ErrIsolationRequired,
 	"egress.ErrBlocked":                 egress.ErrBlocked,
 	"admission.ErrConflictingFlags":     admission.ErrConflictingFlags,
 	"admission.ErrSealedRelaxation":     admission.ErrSealedRelaxation,

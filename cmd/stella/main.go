@@ -9,9 +9,14 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"stellaops.io/stella/sandbox"
 )
 
 func main() {
+	// Started as the sandbox helper of a step, this process is that and
+	// nothing else.
+	sandbox.Init()
 	os.Exit(runMain())
 }
 

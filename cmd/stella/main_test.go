@@ -14,9 +14,12 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"stellaops.io/stella/internal/regtest"
+	"stellaops.io/stella/sandbox"
 )
 
 func TestMain(m *testing.M) {
+	// The sandbox re-executes this binary as a step's helper.
+	sandbox.Init()
 	// Tests that need the real binary as a separate process (killed at
 	// random points, run concurrently) re-execute this test binary with
 	// STELLA_RUN_MAIN=1.

@@ -33,6 +33,7 @@ import (
 	"stellaops.io/stella/run"
 	"stellaops.io/stella/run/process"
 	"stellaops.io/stella/runs"
+	"stellaops.io/stella/sandbox"
 )
 
 func (s *session) runCommands() []*cli.Command {
@@ -111,27 +112,43 @@ Examples:
 	}
 }
 
-// insecureIsolationFlag runs steps without isolation where the host cannot
-// isolate them; never in sealed mode.
+// insecureIsolationFlag runs steps without isolation; never in sealed mode.
 // (A new flag per command: urfave/cli writes into its flags as it parses.)
 func insecureIsolationFlag() cli.Flag {
-	return &cli.BoolFlag{Name: relaxIsolation, Usage: "run steps without network isolation or limits where this host cannot isolate them (never in sealed mode); printed and recorded in the run"}
+	return &cli.BoolFlag{Name: relaxIsolation, Usage: "run this run's steps WITHOUT isolation (no network namespace, no limits but timeouts), also where the host could isolate them; refused in sealed mode; printed and recorded in the run"}
 }
 
 const relaxIsolation = "insecure-skip-isolation"
 
-// isolation decides whether steps may run on this host: they run isolated
-// where the host can isolate them; this build cannot yet (docs/runs.md), so
-// sealed mode refuses and elsewhere the operator must say so explicitly.
-func (s *session) isolation(c *cli.Context) ([]string, error) {
-	switch {
-	case s.sealed:
-		return nil, fmt.Errorf("sealed mode runs steps only inside a network namespace with the pack's limits, which this stella cannot set up yet: %w", run.ErrSandboxUnavailable)
-	case !c.Bool(relaxIsolation):
-		return nil, fmt.Errorf("steps would run without network isolation or limits (this stella cannot isolate them yet); pass --%s to run them anyway: %w", relaxIsolation, run.ErrSandboxUnavailable)
+// isolation decides how steps run: isolated when the sandbox probe passes;
+// unisolated only when the operator says so outside sealed mode (recorded
+// as a relaxation); otherwise refused, naming the check that failed.
+func (s *session) isolation(ctx context.Context, c *cli.Context) ([]string, error) {
+	if c.Bool(relaxIsolation) {
+		if s.sealed {
+			return nil, fmt.Errorf("--%s: %w", relaxIsolation, run.ErrIsolationRequired)
+		}
+		s.unisolated = true
+		s.warnf("--%s: steps run WITHOUT network isolation or limits; this is recorded in the run", relaxIsolation)
+		return []string{relaxIsolation}, nil
 	}
-	s.warnf("--%s: steps run WITHOUT network isolation or limits; this is recorded in the run", relaxIsolation)
-	return []string{relaxIsolation}, nil
+	if err := sandbox.Probe(ctx); err != nil {
+		if s.sealed {
+			return nil, fmt.Errorf("sealed mode runs steps only isolated: %w", err)
+		}
+		return nil, fmt.Errorf("%w (outside sealed mode, --%s runs the steps unisolated)", err, relaxIsolation)
+	}
+	return nil, nil
+}
+
+// executor is what runs the steps of a run in folder: the sandbox, or the
+// plain process executor when the operator chose to skip isolation.
+func (s *session) executor(folder string) run.Executor {
+	if s.unisolated {
+		return &process.Executor{Env: stepEnv(folder)}
+	}
+	return &sandbox.Executor{Env: stepEnv(folder), Hide: []string{s.home}, Work: filepath.Join(folder, "work"),
+		Sealed: s.sealed, HostAllowlist: s.config.StepAllowlist}
 }
 
 // runResult is the JSON shape of `pack run` and `runs resume`.
@@ -168,7 +185,7 @@ func (s *session) openRuns(ctx context.Context) (*cache.Store, *runs.Store, erro
 // relaxations it records), the admission policy of packs loaded to run,
 // the cache and its runs.
 func (s *session) runner(ctx context.Context, c *cli.Context) ([]string, admission.Policy, *cache.Store, *runs.Store, error) {
-	relax, err := s.isolation(c)
+	relax, err := s.isolation(ctx, c)
 	if err != nil {
 		return nil, admission.Policy{}, nil, nil, err
 	}
@@ -379,7 +396,7 @@ func (s *session) drive(ctx context.Context, st *cache.Store, rs *runs.Store, re
 		}
 	}()
 	eng := &run.Engine{
-		Executor:   &process.Executor{Env: stepEnv(folder)},
+		Executor:   s.executor(folder),
 		Store:      rs,
 		Gates:      runs.Gates{Cache: st, Now: s.now},
 		Expand:     func(step *plan.Step, items []any) (*plan.Expansion, error) { return pl.Expand(p.Manifest, step, items) },

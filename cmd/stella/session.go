@@ -44,6 +44,9 @@ type session struct {
 	// redact masks every secret value a run of this command resolved, in
 	// all it prints, errors included.
 	redact *redact.Set
+	// unisolated: this run's steps run without isolation, as the operator
+	// asked (--insecure-skip-isolation).
+	unisolated bool
 }
 
 // clockOffset shifts every clock reading of a session. Only the tests set

@@ -64,7 +64,10 @@ func (x *Executor) Execute(ctx context.Context, inv run.Invocation) run.Exit {
 	cmd.Env = Environ(x.Env, env)
 	cmd.Stdout, cmd.Stderr = inv.Stdout, inv.Stderr
 	err := Run(ctx, cmd, grace, nil)
-	return exitOf(cmd, err)
+	exit := exitOf(cmd, err)
+	// Nothing isolates this step: the record says so, limit by limit.
+	exit.Isolation = run.Unisolated(inv.Sandbox)
+	return exit
 }
 
 // Run starts cmd as the leader of a new process group (keeping the rest of
