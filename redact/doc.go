@@ -1,0 +1,38 @@
+// Package redact masks secret values in everything a run writes: the one
+// streaming, byte-level replacer that step output, outputs, logs and error
+// messages pass through before anything is framed or stored.
+//
+// # Model
+//
+// A Set holds values. Each value registers patterns: the value, trimmed of
+// surrounding whitespace, and its encodings, each kept only when at least
+// MinLen bytes long and only once:
+//
+//   - base64, standard and URL alphabets: at each of the three alignments
+//     the value can have inside a longer encoded blob (preceded by 0, 1 or
+//     2 bytes modulo 3), the stable core, that is the characters whose bits
+//     all come from the value; and the whole encoding of the value alone,
+//     padded and unpadded;
+//   - URL escaping: url.QueryEscape and url.PathEscape, with upper and
+//     lower case hex digits;
+//   - JSON string escaping, without the quotes: encoding/json's with and
+//     without HTML escaping of <, > and &, every control character as
+//     \u00xx and as \u00XX, non-ASCII as \uXXXX, and '/' as \/ (with and
+//     without non-ASCII escaped);
+//   - for a value given with surrounding whitespace, the encodings above
+//     of it as given too (so that, for instance, the base64 of a token
+//     file's content, newline included, is masked to its last character);
+//   - for a multi-line value (UTF-8 text with a newline; a binary value
+//     has no lines), each line, trimmed, that is at least MinLen bytes
+//     long, with its encodings.
+//
+// # Limits
+//
+// Only the encodings above are recognised: a value that a step prints in
+// another form (hex, compressed, double JSON-escaped, split by other
+// characters, one character per line) passes. At the ends of the stable
+// core of a base64 encoding inside a longer blob, the one or two
+// characters that mix the value's bits with its neighbours' stay visible
+// (at most four bits of the value at each end). Values shorter than
+// MinLen are refused with ErrTooShort rather than masked unsafely.
+package redact
