@@ -26,6 +26,11 @@
 //     has no lines), each line, trimmed, that is at least MinLen bytes
 //     long, with its encodings.
 //
+// A byte is masked when some occurrence of some pattern covers it, and each
+// maximal run of masked bytes becomes one Mask: overlapping and adjacent
+// occurrences merge, so no tail of a longer encoding stays visible and the
+// number of masks does not tell how many values were next to each other.
+//
 // # Limits
 //
 // Only the encodings above are recognised: a value that a step prints in
