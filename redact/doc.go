@@ -31,6 +31,26 @@
 // occurrences merge, so no tail of a longer encoding stays visible and the
 // number of masks does not tell how many values were next to each other.
 //
+// # Streaming
+//
+// A Writer masks a stream split into writes of any size, byte by byte
+// included, and writes out exactly what Bytes makes of the whole stream.
+// It holds back only the longest suffix of what it has been given that is
+// a proper prefix of a pattern, since that suffix may begin a value that
+// the next write completes; Flush, at the end of the stream, writes the
+// held bytes out (masked where they match). The suffix is found by the
+// patterns' Aho–Corasick automaton, started where the filters of the
+// matcher say such a suffix can begin (on ordinary text, the last three
+// bytes), so holding back costs the same whatever the size of the write.
+//
+// Add compiles nothing itself: the next use of the set (Bytes, String or
+// any Writer's Write) compiles the patterns into an immutable matcher and
+// swaps it in atomically, so adding many values compiles once (about
+// 20 ms for 100 values). Writers load the current matcher at each Write:
+// a value added later is masked from then on, but what a Writer wrote out
+// before cannot be taken back, including the beginning of an occurrence
+// split across that point.
+//
 // # Limits
 //
 // Only the encodings above are recognised: a value that a step prints in

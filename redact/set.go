@@ -3,6 +3,7 @@ package redact
 import (
 	"bytes"
 	"errors"
+	"io"
 	"sync"
 	"sync/atomic"
 )
@@ -115,4 +116,10 @@ func (s *Set) String(str string) string {
 		return str
 	}
 	return string(out)
+}
+
+// Writer returns a Writer that masks what is written to it with the set
+// and writes the result to w.
+func (s *Set) Writer(w io.Writer) *Writer {
+	return &Writer{set: s, w: w}
 }
