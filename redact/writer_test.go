@@ -315,6 +315,28 @@ func TestWriterErrors(t *testing.T) {
 	}
 }
 
+// TestWriterNoAllocs: a steady stream of writes allocates nothing.
+func TestWriterNoAllocs(t *testing.T) {
+	text, s := logText(rand.New(rand.NewPCG(5, 5)), 1<<20), benchSet(false)
+	w := s.Writer(io.Discard)
+	pieces := [][]byte{text[:32<<10], text[32<<10 : 64<<10], text[100:180], text[1000 : 1000+chunk+100]}
+	for _, p := range pieces { // warm up the buffers
+		if _, err := w.Write(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	allocs := testing.AllocsPerRun(20, func() {
+		for _, p := range pieces {
+			if _, err := w.Write(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per round of writes", allocs)
+	}
+}
+
 // TestEmptySetWriter: with no values the Writer passes writes through.
 func TestEmptySetWriter(t *testing.T) {
 	var out bytes.Buffer
