@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 )
@@ -105,6 +107,13 @@ func BenchmarkWriter100Tokens(b *testing.B) {
 	benchWriter(b, benchText(), benchSet(true), func(w *Writer, r io.Reader) (int64, error) { return io.Copy(onlyWriter{w}, r) })
 }
 
+// BenchmarkWriterReadFrom100Secrets is BenchmarkWriter100Secrets through
+// ReadFrom, as os/exec copies a command's output into a Writer.
+func BenchmarkWriterReadFrom100Secrets(b *testing.B) {
+	text, s := benchData()
+	benchWriter(b, text, s, func(w *Writer, r io.Reader) (int64, error) { return io.Copy(w, r) })
+}
+
 func benchWriter(b *testing.B, text []byte, s *Set, copy func(*Writer, io.Reader) (int64, error)) {
 	s.matcher() // compiled outside the timing
 	b.SetBytes(int64(len(text)))
@@ -132,6 +141,58 @@ func BenchmarkCopyBaseline(b *testing.B) {
 		}
 	}
 	nsPerByte(b, len(text))
+}
+
+// BenchmarkWriterToFile is BenchmarkWriterReadFrom100Secrets into a file,
+// as the benchmark writes a step's output; compare with
+// BenchmarkCopyToFile, the same bytes copied into a file as cat would, in
+// reads and writes of the same size.
+func BenchmarkWriterToFile(b *testing.B) {
+	text, s := benchData()
+	s.matcher()
+	f := benchFile(b)
+	b.SetBytes(int64(len(text)))
+	for b.Loop() {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			b.Fatal(err)
+		}
+		w := s.Writer(f)
+		if _, err := io.Copy(w, onlyReader{bytes.NewReader(text)}); err != nil {
+			b.Fatal(err)
+		}
+		if err := w.Flush(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	nsPerByte(b, len(text))
+}
+
+// BenchmarkCopyToFile copies the same bytes into a file in pieces of the
+// Writer's chunk.
+func BenchmarkCopyToFile(b *testing.B) {
+	text := benchText()
+	f := benchFile(b)
+	buf := make([]byte, chunk)
+	b.SetBytes(int64(len(text)))
+	for b.Loop() {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.CopyBuffer(onlyWriter{f}, onlyReader{bytes.NewReader(text)}, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	nsPerByte(b, len(text))
+}
+
+// benchFile returns a new file in a temporary folder, closed after b.
+func benchFile(b *testing.B) *os.File {
+	f, err := os.Create(filepath.Join(b.TempDir(), "out"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { f.Close() })
+	return f
 }
 
 // BenchmarkBytes100Secrets masks the same text in one call.

@@ -6,9 +6,9 @@ import (
 )
 
 // FuzzWriter streams a random text, with registered values and encodings
-// planted in it, through a Writer in random pieces: the output must be
-// what Bytes makes of the whole text, and hold no registered value nor
-// encoding.
+// planted in it, through a Writer in random pieces, by Write and by
+// ReadFrom: the output must be what Bytes makes of the whole text, and
+// hold no registered value nor encoding.
 //
 // plant is read in pairs of bytes (where in the text, which pattern), at
 // most 64 of them;
@@ -50,6 +50,22 @@ func FuzzWriter(f *testing.F) {
 		want := s.Bytes(text)
 		if !bytes.Equal(out.Bytes(), want) {
 			t.Fatalf("Writer output differs from Bytes:\nwriter %q\n bytes %q", out.Bytes(), want)
+		}
+		// The same through ReadFrom, in reads of the same sizes.
+		out.Reset()
+		w = s.Writer(&out)
+		reads := make([]int, len(sizes))
+		for i, n := range sizes {
+			reads[i] = max(1, int(n))
+		}
+		if n, err := w.ReadFrom(&pieceReader{text, reads}); n != int64(len(text)) || err != nil {
+			t.Fatalf("ReadFrom = %d, %v", n, err)
+		}
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(out.Bytes(), want) {
+			t.Fatalf("ReadFrom output differs from Bytes:\nwriter %q\n bytes %q", out.Bytes(), want)
 		}
 		for _, p := range pats {
 			if bytes.Contains(want, []byte(p)) {

@@ -2,8 +2,9 @@ package redact
 
 import "io"
 
-// chunk bounds the bytes one pass of Write scans, so that the Writer's
-// buffers stay small whatever the size of a write.
+// chunk bounds the bytes one pass of Write scans and one read of ReadFrom
+// asks for, so that the Writer's buffers stay small whatever the size of a
+// write.
 const chunk = 64 << 10
 
 // Writer masks the stream written to it and writes the result to another
@@ -16,12 +17,13 @@ const chunk = 64 << 10
 // one of its encodings): no more, so output is not delayed beyond what
 // masking needs. Flush ends the stream and writes what was held back.
 //
-// A value added to the set is masked from the Writer's next Write on; the
-// Writer cannot take back what it has already written, so an occurrence
-// that began in bytes already written stays visible.
+// A value added to the set is masked from the Writer's next Write (or next
+// read of ReadFrom) on; the Writer cannot take back what it has already
+// written, so an occurrence that began in bytes already written stays
+// visible.
 //
 // A Writer is not safe for concurrent use. After an error from the
-// underlying writer, every Write and Flush returns that error.
+// underlying writer, every Write, ReadFrom and Flush returns that error.
 type Writer struct {
 	set *Set
 	w   io.Writer
@@ -32,7 +34,7 @@ type Writer struct {
 	err  error
 
 	// Reused between writes, so that a steady stream allocates nothing.
-	buf []byte // held followed by the chunk being scanned
+	buf []byte // held followed by the chunk being scanned or read
 	out []byte // the masked output of a chunk
 	iv  []span // the occurrences found in a chunk
 }
@@ -67,6 +69,40 @@ func (w *Writer) Write(p []byte) (int, error) {
 		p = p[len(c):]
 	}
 	return n, nil
+}
+
+// ReadFrom reads r to its end and masks what it reads as Write would,
+// reading straight into the Writer's buffer, after what it holds back:
+// io.Copy into a Writer (os/exec's copying of a command's output does
+// that) then copies each byte once less than through Write. It does not
+// Flush. It returns the number of bytes read and the first error, of r
+// (io.EOF excepted) or of the underlying writer.
+func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
+	var n int64
+	for {
+		if w.err != nil {
+			return n, w.err
+		}
+		m := w.set.matcher()
+		if cap(w.buf) < len(w.held)+chunk {
+			// What is held is never longer than the longest pattern.
+			w.buf = make([]byte, 0, max(len(w.held), m.prefix.span)+chunk)
+		}
+		b := append(w.buf[:0], w.held...)
+		k, err := r.Read(b[len(b) : len(b)+chunk])
+		if k > 0 {
+			n += int64(k)
+			if _, werr := w.scan(m, b[:len(b)+k], false); werr != nil {
+				return n, werr
+			}
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
 }
 
 // Flush ends the stream: it writes out, masked, what was held back. A

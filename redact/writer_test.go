@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/iotest"
 )
 
 // splitValues are the values of the split tests: a token, one with
@@ -335,6 +336,84 @@ func TestWriterNoAllocs(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("%v allocations per round of writes", allocs)
 	}
+	r := bytes.NewReader(text)
+	allocs = testing.AllocsPerRun(20, func() {
+		r.Reset(text)
+		if _, err := w.ReadFrom(r); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per ReadFrom", allocs)
+	}
+}
+
+// TestReadFrom: io.Copy into a Writer reads through ReadFrom, in reads of
+// any size, and the output is what Bytes makes of the whole.
+func TestReadFrom(t *testing.T) {
+	s := newSet(t, splitValues...)
+	text := splitText()
+	want := s.Bytes(text)
+	for name, r := range map[string]func() io.Reader{
+		"whole":    func() io.Reader { return bytes.NewReader(text) },
+		"one byte": func() io.Reader { return iotest.OneByteReader(bytes.NewReader(text)) },
+		"halves":   func() io.Reader { return iotest.HalfReader(bytes.NewReader(text)) },
+		"data+EOF": func() io.Reader { return iotest.DataErrReader(bytes.NewReader(text)) },
+		"pieces":   func() io.Reader { return &pieceReader{text, []int{7, 0, 1, 300, 2}} },
+	} {
+		var out bytes.Buffer
+		w := s.Writer(&out)
+		n, err := io.Copy(w, onlyReader{r()})
+		if err != nil || n != int64(len(text)) {
+			t.Fatalf("%s: io.Copy = %d, %v", name, n, err)
+		}
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(out.Bytes(), want) {
+			t.Errorf("%s:\n got %q\nwant %q", name, out.Bytes(), want)
+		}
+	}
+}
+
+// TestReadFromErrors: ReadFrom returns the reader's error after writing
+// out what it read, and the underlying writer's error.
+func TestReadFromErrors(t *testing.T) {
+	boom := errors.New("pipe broke")
+	s := newSet(t, "tokenvalue123")
+	var out bytes.Buffer
+	w := s.Writer(&out)
+	r := io.MultiReader(strings.NewReader("a tokenvalue123 b tokenval"), iotest.ErrReader(boom))
+	if n, err := w.ReadFrom(r); !errors.Is(err, boom) || n != 26 {
+		t.Errorf("ReadFrom = %d, %v; want 26, %v", n, err, boom)
+	}
+	if out.String() != "a *** b " {
+		t.Errorf("written: %q", out.String())
+	}
+	w = s.Writer(&errWriter{err: boom})
+	if _, err := w.ReadFrom(strings.NewReader("some text")); !errors.Is(err, boom) {
+		t.Errorf("ReadFrom into a failing writer: %v", err)
+	}
+	if _, err := w.Write([]byte("more")); !errors.Is(err, boom) {
+		t.Errorf("Write after: %v", err)
+	}
+}
+
+// pieceReader returns its text in reads of the sizes given in turn.
+type pieceReader struct {
+	text  []byte
+	sizes []int
+}
+
+func (p *pieceReader) Read(b []byte) (int, error) {
+	if len(p.text) == 0 {
+		return 0, io.EOF
+	}
+	n := min(len(b), len(p.text), p.sizes[0])
+	p.sizes = append(p.sizes[1:], p.sizes[0])
+	copy(b, p.text[:n])
+	p.text = p.text[n:]
+	return n, nil
 }
 
 // TestEmptySetWriter: with no values the Writer passes writes through.
