@@ -1,0 +1,160 @@
+package redact
+
+import "io"
+
+// chunk bounds the bytes one pass of Write scans and one read of ReadFrom
+// asks for, so that the Writer's buffers stay small whatever the size of a
+// write.
+const chunk = 64 << 10
+
+// Writer masks the stream written to it and writes the result to another
+// writer. What it writes out is exactly what the set's Bytes makes of the
+// whole stream, however the stream is split into writes, as long as no
+// value is added meanwhile.
+//
+// To mask a value split across writes, it holds back the longest suffix of
+// what it has been given that is a proper prefix of a pattern (a value or
+// one of its encodings): no more, so output is not delayed beyond what
+// masking needs. Flush ends the stream and writes what was held back.
+//
+// A value added to the set is masked from the Writer's next Write (or next
+// read of ReadFrom) on; the Writer cannot take back what it has already
+// written, so an occurrence that began in bytes already written stays
+// visible.
+//
+// A Writer is not safe for concurrent use. After an error from the
+// underlying writer, every Write, ReadFrom and Flush returns that error.
+type Writer struct {
+	set *Set
+	w   io.Writer
+
+	held []byte // the suffix held back: bytes given but not yet written out
+	cov  int    // held[:cov] is covered by occurrences that began before held
+	run  bool   // the last byte written out was masked
+	err  error
+
+	// Reused between writes, so that a steady stream allocates nothing.
+	buf []byte // held followed by the chunk being scanned or read
+	out []byte // the masked output of a chunk
+	iv  []span // the occurrences found in a chunk
+}
+
+// Write masks p, with what was held back before it, and writes the result
+// to the underlying writer, holding back again what may begin a value. It
+// returns len(p) when the underlying writer took everything, and
+// otherwise the error (io.ErrShortWrite for a short write without one).
+func (w *Writer) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	m := w.set.matcher()
+	if len(m.pats) == 0 && len(w.held) == 0 {
+		if len(p) > 0 {
+			w.run = false
+		}
+		return w.emit(p, len(p))
+	}
+	n := 0
+	for len(p) > 0 {
+		c := p[:min(len(p), chunk)]
+		b := c
+		if len(w.held) > 0 {
+			w.buf = append(append(w.buf[:0], w.held...), c...)
+			b = w.buf
+		}
+		if _, err := w.scan(m, b, false); err != nil {
+			return n, err
+		}
+		n += len(c)
+		p = p[len(c):]
+	}
+	return n, nil
+}
+
+// ReadFrom reads r to its end and masks what it reads as Write would,
+// reading straight into the Writer's buffer, after what it holds back:
+// io.Copy into a Writer (os/exec's copying of a command's output does
+// that) then copies each byte once less than through Write. It does not
+// Flush. It returns the number of bytes read and the first error, of r
+// (io.EOF excepted) or of the underlying writer.
+func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
+	var n int64
+	for {
+		if w.err != nil {
+			return n, w.err
+		}
+		m := w.set.matcher()
+		if cap(w.buf) < len(w.held)+chunk {
+			// What is held is never longer than the longest pattern.
+			w.buf = make([]byte, 0, max(len(w.held), m.prefix.span)+chunk)
+		}
+		b := append(w.buf[:0], w.held...)
+		k, err := r.Read(b[len(b) : len(b)+chunk])
+		if k > 0 {
+			n += int64(k)
+			if _, werr := w.scan(m, b[:len(b)+k], false); werr != nil {
+				return n, werr
+			}
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+// Flush ends the stream: it writes out, masked, what was held back. A
+// match that the held bytes began but the stream never completed was no
+// match, and they are written as they are. The Writer may be used for a
+// new stream afterwards.
+func (w *Writer) Flush() error {
+	if w.err != nil {
+		return w.err
+	}
+	if len(w.held) == 0 {
+		w.cov, w.run = 0, false
+		return nil
+	}
+	w.buf = append(w.buf[:0], w.held...)
+	_, err := w.scan(w.set.matcher(), w.buf, true)
+	w.cov, w.run = 0, false
+	return err
+}
+
+// scan masks b (held followed by new bytes), writes out all but the
+// suffix to hold back (none when final) and keeps that suffix as held.
+func (w *Writer) scan(m *matcher, b []byte, final bool) (int, error) {
+	h := len(b)
+	if !final {
+		h -= m.holdback(b)
+	}
+	w.iv = m.find(b, w.iv[:0])
+	out := b[:h]
+	if len(w.iv) > 0 || w.cov > 0 {
+		sortSpans(w.iv)
+		out, w.cov, w.run = render(w.out[:0], b, h, w.iv, w.cov, w.run)
+		w.out = out
+	} else if h > 0 {
+		w.run = false
+	}
+	w.held = append(w.held[:0], b[h:]...)
+	return w.emit(out, len(out))
+}
+
+// emit writes out to the underlying writer and returns n on success.
+func (w *Writer) emit(out []byte, n int) (int, error) {
+	if len(out) == 0 {
+		return n, nil
+	}
+	k, err := w.w.Write(out)
+	if err == nil && k < len(out) {
+		err = io.ErrShortWrite
+	}
+	if err != nil {
+		w.err = err
+		return 0, err
+	}
+	return n, nil
+}

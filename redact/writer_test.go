@@ -1,0 +1,470 @@
+package redact
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"testing/iotest"
+)
+
+// splitValues are the values of the split tests: a token, one with
+// characters URL and JSON escape, a binary one and a multi-line one.
+var splitValues = []string{"tok-3f9a1c77e2", `p@ss w0rd/+<x>&"q"`, "\x00\xffbin\x10ary\x01", pem}
+
+// splitText returns a text with each value of splitValues raw and in its
+// encodings, between ordinary words.
+func splitText() []byte {
+	var b bytes.Buffer
+	for i, v := range splitValues {
+		j, _ := json.Marshal(map[string]string{"v": v})
+		blob := append([]byte{byte(i), 'x'}, v...) // at alignment 2
+		b.WriteString("raw: " + v + " b64: " + base64.StdEncoding.EncodeToString([]byte(v)) +
+			" in blob: " + base64.RawURLEncoding.EncodeToString(blob) + "\njson: " + string(j) +
+			" url: ?q=" + url.QueryEscape(v) + "&p=" + lowerHex(url.PathEscape(v)) + " end\n")
+	}
+	return b.Bytes()
+}
+
+// stream writes text to a new Writer of s in the pieces sizes gives (the
+// last piece repeated), flushes, and returns what came out.
+func stream(t testing.TB, s *Set, text []byte, sizes ...int) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	w := s.Writer(&out)
+	for i, k := 0, 0; i < len(text); k++ {
+		n := min(len(text)-i, sizes[min(k, len(sizes)-1)])
+		if got, err := w.Write(text[i : i+n]); got != n || err != nil {
+			t.Fatalf("Write of %d bytes = %d, %v", n, got, err)
+		}
+		i += n
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
+}
+
+// assertNoSecret fails when out contains a registered value or encoding.
+func assertNoSecret(t testing.TB, s *Set, out []byte, how string) {
+	t.Helper()
+	for _, p := range s.matcher().pats {
+		if bytes.Contains(out, []byte(p)) {
+			t.Fatalf("%s: output contains %q:\n%q", how, p, out)
+		}
+	}
+}
+
+// TestEverySplitPoint writes the text split at every byte boundary, and
+// byte by byte: the output is what Bytes makes of the whole, and holds no
+// value nor encoding.
+func TestEverySplitPoint(t *testing.T) {
+	s := newSet(t, splitValues...)
+	text := splitText()
+	want := s.Bytes(text)
+	if bytes.Equal(want, text) || bytes.Count(want, []byte(Mask)) < 5*len(splitValues) {
+		t.Fatalf("the text is not masked as expected:\n%s", want)
+	}
+	assertNoSecret(t, s, want, "Bytes")
+	for k := range len(text) + 1 {
+		if got := stream(t, s, text, k, len(text)); !bytes.Equal(got, want) {
+			t.Fatalf("split at %d:\n got %q\nwant %q", k, got, want)
+		}
+	}
+	if got := stream(t, s, text, 1); !bytes.Equal(got, want) {
+		t.Fatalf("byte by byte:\n got %q\nwant %q", got, want)
+	}
+	for _, n := range []int{2, 3, 7, 13, 64} {
+		if got := stream(t, s, text, n); !bytes.Equal(got, want) {
+			t.Fatalf("in pieces of %d:\n got %q\nwant %q", n, got, want)
+		}
+	}
+}
+
+// TestLargeWrite: one write larger than the Writer's chunk, with values
+// across the chunk boundaries.
+func TestLargeWrite(t *testing.T) {
+	s := newSet(t, splitValues...)
+	var b bytes.Buffer
+	for b.Len() < 3*chunk {
+		b.WriteString("filler line of ordinary text\n")
+	}
+	text := b.Bytes()
+	for _, at := range []int{chunk - 5, 2*chunk - 1, 3*chunk - 7} {
+		text = append(text[:at:at], append([]byte(splitValues[0]), text[at:]...)...)
+	}
+	want := s.Bytes(text)
+	if bytes.Count(want, []byte(Mask)) != 3 {
+		t.Fatalf("%d masks, want 3", bytes.Count(want, []byte(Mask)))
+	}
+	if got := stream(t, s, text, len(text)); !bytes.Equal(got, want) {
+		t.Error("one large write differs from Bytes")
+	}
+}
+
+// TestHoldbackMinimal: the Writer holds back exactly the longest suffix
+// that may begin a value, and passes everything else on at once.
+func TestHoldbackMinimal(t *testing.T) {
+	s := newSet(t, "SECRETvalue123")
+	var out bytes.Buffer
+	w := s.Writer(&out)
+	for _, c := range []struct{ write, out string }{
+		{"hello ", "hello "},
+		{"SEC", "hello "},
+		{"RE", "hello "},
+		{"X and SE", "hello SECREX and "},
+		{"CRETvalue12", "hello SECREX and "},
+		{"3 done", "hello SECREX and *** done"},
+		{"\n", "hello SECREX and *** done\n"},
+	} {
+		if _, err := w.Write([]byte(c.write)); err != nil {
+			t.Fatal(err)
+		}
+		if out.String() != c.out {
+			t.Fatalf("after %q: %q, want %q", c.write, out.String(), c.out)
+		}
+	}
+}
+
+// TestFlushEmitsHeldOnce: bytes held as the start of a value that never
+// came are written by Flush, as they are, once; the Writer then goes on
+// with a new stream.
+func TestFlushEmitsHeldOnce(t *testing.T) {
+	s := newSet(t, "SECRETvalue123")
+	var out bytes.Buffer
+	w := s.Writer(&out)
+	if _, err := w.Write([]byte("log SECRETval")); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != "log " {
+		t.Fatalf("before Flush: %q", out.String())
+	}
+	for range 2 {
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if out.String() != "log SECRETval" {
+			t.Fatalf("after Flush: %q", out.String())
+		}
+	}
+	if _, err := w.Write([]byte("ue123 SECRETvalue123")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if want := "log SECRETvalue123 ***"; out.String() != want {
+		t.Errorf("after a second stream: %q, want %q", out.String(), want)
+	}
+}
+
+// TestFlushMasksHeld: held bytes that end a value are masked by Flush.
+func TestFlushMasksHeld(t *testing.T) {
+	s := newSet(t, "abcdefgh", "abcdefghijkl")
+	var out bytes.Buffer
+	w := s.Writer(&out)
+	if _, err := w.Write([]byte("x abcdefgh")); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != "x " {
+		t.Fatalf("before Flush: %q", out.String())
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != "x ***" {
+		t.Errorf("after Flush: %q", out.String())
+	}
+}
+
+// TestWriterAddLater: a value added while a Writer is in use is masked
+// from the next Write on, not in what was written before.
+func TestWriterAddLater(t *testing.T) {
+	s := newSet(t, "firstvalue1")
+	var out bytes.Buffer
+	w := s.Writer(&out)
+	if _, err := w.Write([]byte("a latervalue2 firstvalue1\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Add([]byte("latervalue2")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("b latervalue2 firstvalue1\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if want := "a latervalue2 ***\nb *** ***\n"; out.String() != want {
+		t.Errorf("%q, want %q", out.String(), want)
+	}
+}
+
+// TestConcurrentAdd: writers write while values are added. A line that is
+// written after its value was added is masked, on every writer; run with
+// -race.
+func TestConcurrentAdd(t *testing.T) {
+	const writers, values = 4, 40
+	s := newSet(t, "initialvalue0")
+	var mu sync.Mutex
+	added := 0 // values[:added] have been added
+	value := func(i int) string {
+		return "addedvalue-" + strings.Repeat("x", i%7) + string(rune('A'+i%26)) + "-" + string(rune('a'+i/26))
+	}
+	var wg sync.WaitGroup
+	outs := make([]bytes.Buffer, writers)
+	for k := range writers {
+		wg.Go(func() {
+			w := s.Writer(&outs[k])
+			for round := 0; ; round++ {
+				mu.Lock()
+				n := added
+				mu.Unlock()
+				if n == values {
+					break
+				}
+				line := "initialvalue0 line " + value(max(0, n-1)) + "\n"
+				if n == 0 {
+					line = "initialvalue0 line\n"
+				}
+				for i := 0; i < len(line); i += 5 { // in pieces
+					if _, err := w.Write([]byte(line[i:min(len(line), i+5)])); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}
+			if err := w.Flush(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	for i := range values {
+		if err := s.Add([]byte(value(i))); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		added = i + 1
+		mu.Unlock()
+	}
+	wg.Wait()
+	for k := range outs {
+		out := outs[k].String()
+		for line := range strings.Lines(out) {
+			if line != "*** line ***\n" && line != "*** line\n" {
+				t.Fatalf("writer %d wrote %q", k, line)
+			}
+		}
+		if s.String(out) != out {
+			t.Errorf("writer %d let a value through", k)
+		}
+	}
+	if s.Len() != values+1 {
+		t.Errorf("Len = %d, want %d", s.Len(), values+1)
+	}
+}
+
+// errWriter fails every write after the first n bytes.
+type errWriter struct {
+	n   int
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	if len(p) > e.n {
+		k := e.n
+		e.n = 0
+		return k, e.err
+	}
+	e.n -= len(p)
+	return len(p), nil
+}
+
+// shortWriter takes at most one byte, without an error.
+type shortWriter struct{}
+
+func (shortWriter) Write(p []byte) (int, error) { return min(len(p), 1), nil }
+
+// TestWriterErrors: an error of the underlying writer is returned, and by
+// every later Write and Flush; a short write is io.ErrShortWrite.
+func TestWriterErrors(t *testing.T) {
+	boom := errors.New("disk full")
+	s := newSet(t, "tokenvalue123")
+	w := s.Writer(&errWriter{n: 4, err: boom})
+	if n, err := w.Write([]byte("some text tokenvalue1")); !errors.Is(err, boom) || n != 0 {
+		t.Errorf("Write = %d, %v; want 0, %v", n, err, boom)
+	}
+	if n, err := w.Write([]byte("more")); !errors.Is(err, boom) || n != 0 {
+		t.Errorf("later Write = %d, %v", n, err)
+	}
+	if err := w.Flush(); !errors.Is(err, boom) {
+		t.Errorf("Flush = %v", err)
+	}
+	w = s.Writer(shortWriter{})
+	if _, err := w.Write([]byte("some text")); !errors.Is(err, io.ErrShortWrite) {
+		t.Errorf("short write: %v", err)
+	}
+	w = New().Writer(&errWriter{err: boom})
+	if n, err := w.Write([]byte("no values")); !errors.Is(err, boom) || n != 0 {
+		t.Errorf("Write with an empty set = %d, %v", n, err)
+	}
+}
+
+// TestWriterNoAllocs: a steady stream of writes allocates nothing.
+func TestWriterNoAllocs(t *testing.T) {
+	text, s := logText(rand.New(rand.NewPCG(5, 5)), 1<<20), benchSet(false)
+	w := s.Writer(io.Discard)
+	pieces := [][]byte{text[:32<<10], text[32<<10 : 64<<10], text[100:180], text[1000 : 1000+chunk+100]}
+	for _, p := range pieces { // warm up the buffers
+		if _, err := w.Write(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	allocs := testing.AllocsPerRun(20, func() {
+		for _, p := range pieces {
+			if _, err := w.Write(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per round of writes", allocs)
+	}
+	r := bytes.NewReader(text)
+	allocs = testing.AllocsPerRun(20, func() {
+		r.Reset(text)
+		if _, err := w.ReadFrom(r); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per ReadFrom", allocs)
+	}
+}
+
+// TestReadFrom: io.Copy into a Writer reads through ReadFrom, in reads of
+// any size, and the output is what Bytes makes of the whole.
+func TestReadFrom(t *testing.T) {
+	s := newSet(t, splitValues...)
+	text := splitText()
+	want := s.Bytes(text)
+	for name, r := range map[string]func() io.Reader{
+		"whole":    func() io.Reader { return bytes.NewReader(text) },
+		"one byte": func() io.Reader { return iotest.OneByteReader(bytes.NewReader(text)) },
+		"halves":   func() io.Reader { return iotest.HalfReader(bytes.NewReader(text)) },
+		"data+EOF": func() io.Reader { return iotest.DataErrReader(bytes.NewReader(text)) },
+		"pieces":   func() io.Reader { return &pieceReader{text, []int{7, 0, 1, 300, 2}} },
+	} {
+		var out bytes.Buffer
+		w := s.Writer(&out)
+		n, err := io.Copy(w, onlyReader{r()})
+		if err != nil || n != int64(len(text)) {
+			t.Fatalf("%s: io.Copy = %d, %v", name, n, err)
+		}
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(out.Bytes(), want) {
+			t.Errorf("%s:\n got %q\nwant %q", name, out.Bytes(), want)
+		}
+	}
+}
+
+// TestReadFromErrors: ReadFrom returns the reader's error after writing
+// out what it read, and the underlying writer's error.
+func TestReadFromErrors(t *testing.T) {
+	boom := errors.New("pipe broke")
+	s := newSet(t, "tokenvalue123")
+	var out bytes.Buffer
+	w := s.Writer(&out)
+	r := io.MultiReader(strings.NewReader("a tokenvalue123 b tokenval"), iotest.ErrReader(boom))
+	if n, err := w.ReadFrom(r); !errors.Is(err, boom) || n != 26 {
+		t.Errorf("ReadFrom = %d, %v; want 26, %v", n, err, boom)
+	}
+	if out.String() != "a *** b " {
+		t.Errorf("written: %q", out.String())
+	}
+	w = s.Writer(&errWriter{err: boom})
+	if _, err := w.ReadFrom(strings.NewReader("some text")); !errors.Is(err, boom) {
+		t.Errorf("ReadFrom into a failing writer: %v", err)
+	}
+	if _, err := w.Write([]byte("more")); !errors.Is(err, boom) {
+		t.Errorf("Write after: %v", err)
+	}
+}
+
+// pieceReader returns its text in reads of the sizes given in turn.
+type pieceReader struct {
+	text  []byte
+	sizes []int
+}
+
+func (p *pieceReader) Read(b []byte) (int, error) {
+	if len(p.text) == 0 {
+		return 0, io.EOF
+	}
+	n := min(len(b), len(p.text), p.sizes[0])
+	p.sizes = append(p.sizes[1:], p.sizes[0])
+	copy(b, p.text[:n])
+	p.text = p.text[n:]
+	return n, nil
+}
+
+// TestEmptySetWriter: with no values the Writer passes writes through.
+func TestEmptySetWriter(t *testing.T) {
+	var out bytes.Buffer
+	w := New().Writer(&out)
+	for _, p := range []string{"a", "", "bc\n"} {
+		if n, err := w.Write([]byte(p)); n != len(p) || err != nil {
+			t.Fatalf("Write = %d, %v", n, err)
+		}
+	}
+	if err := w.Flush(); err != nil || out.String() != "abc\n" {
+		t.Errorf("got %q, %v", out.String(), err)
+	}
+}
+
+// TestWriterAgainstBruteForce streams random texts through a Writer in
+// random pieces and checks the output against bruteMask of the whole, and
+// that what the Writer holds is never more than bruteHold.
+func TestWriterAgainstBruteForce(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	for _, alphabet := range []string{"ab", "abc", "abcdefgh"} {
+		for round := range 60 {
+			s := New()
+			var values []string
+			for _, p := range randomPatterns(r, 1+r.IntN(6), r.IntN(24), alphabet) {
+				if err := s.Add([]byte(p)); err != nil {
+					t.Fatal(err)
+				}
+				values = append(values, p)
+			}
+			pats := s.matcher().pats
+			text := randomText(r, r.IntN(600), alphabet, values)
+			var out bytes.Buffer
+			w := s.Writer(&out)
+			for i := 0; i < len(text); {
+				n := min(len(text)-i, r.IntN(40))
+				if k, err := w.Write(text[i : i+n]); k != n || err != nil {
+					t.Fatalf("Write = %d, %v, want %d, nil", k, err, n)
+				}
+				i += n
+				if got, want := len(w.held), bruteHold(text[:i], pats); got != want {
+					t.Fatalf("after %q the writer holds %d bytes, want %d", text[:i], got, want)
+				}
+			}
+			if err := w.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if want := bruteMask(text, pats); !bytes.Equal(out.Bytes(), want) {
+				t.Fatalf("alphabet %q round %d: values %q\ntext %q\n got %q\nwant %q", alphabet, round, values, text, out.Bytes(), want)
+			}
+		}
+	}
+}
