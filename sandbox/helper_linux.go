@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"stellaops.io/stella/egress"
+	"stellaops.io/stella/pack"
 )
 
 // Init runs the sandbox helper or the probe's check when this process was
@@ -87,7 +88,7 @@ func (h *helper) run() (string, error) {
 	if stage, err := h.mount(); err != nil {
 		return stage, err
 	}
-	if h.spec.Network == "allowlist" {
+	if h.spec.Network == pack.NetworkAllowlist {
 		fw, err := egress.Inside(h.spec.Socket, h.spec.Allowlist)
 		if err != nil {
 			return "starting the network allowlist forwarder (gateway " + h.spec.Socket + ")", err
@@ -150,7 +151,7 @@ func (h *helper) mount() (string, error) {
 	if err := placeFile("/etc/hosts", egress.Hosts(), private); err != nil {
 		return "writing /etc/hosts", err
 	}
-	if h.spec.Network == "allowlist" {
+	if h.spec.Network == pack.NetworkAllowlist {
 		if err := placeFile("/etc/resolv.conf", egress.ResolvConf(), private); err != nil {
 			return "writing /etc/resolv.conf", err
 		}

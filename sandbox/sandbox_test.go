@@ -733,6 +733,8 @@ func procsWith(token string) []int {
 // and the step by the attempt's token and stops them, cgroup and all.
 func testReap(t *testing.T) {
 	token := fmt.Sprintf("reap|%d|%d", os.Getpid(), time.Now().UnixNano())
+	// Should the test fail before its Reap, nothing of it stays.
+	t.Cleanup(func() { _ = (&Executor{}).Reap(token) })
 	cmd := exec.Command("/proc/self/exe")
 	cmd.Env = []string{testPath, runnerEnv + "=" + token, "STELLA_SANDBOX_TEST_DIR=" + t.TempDir()}
 	var stderr syncBuffer
