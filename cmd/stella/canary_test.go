@@ -67,6 +67,11 @@ func needles(v string) []string {
 // not one value or encoding may be found, and there must be something to
 // scan.
 func TestSecretCanary(t *testing.T) {
+	t.Run("isolated", func(t *testing.T) { secretCanary(t, nil) })
+	t.Run("unisolated", func(t *testing.T) { secretCanary(t, []string{"--insecure-skip-isolation"}) })
+}
+
+func secretCanary(t *testing.T, isolation []string) {
 	dir := t.TempDir()
 	home, tmp, packDir := filepath.Join(dir, "home"), filepath.Join(dir, "tmp"), filepath.Join(dir, "canary")
 	for _, d := range []string{tmp, packDir} {
@@ -113,7 +118,7 @@ spec:
 		}
 		return stdout.String()
 	}
-	out := stella(1, append([]string{"--output", "json", "pack", "run", "--pack", packDir}, isolationArgs(t)...)...)
+	out := stella(1, append([]string{"--output", "json", "pack", "run", "--pack", packDir}, isolation...)...)
 	var res struct {
 		RunID string `json:"runId"`
 		State string `json:"state"`
@@ -165,10 +170,4 @@ spec:
 		t.Fatalf("scanned only %d files, %d bytes: nothing to scan", files, scanned)
 	}
 	t.Logf("scanned %d files and %d bytes for %d needles", files, scanned, len(all))
-}
-
-// isolationArgs are the flags a run needs on this host: none where steps
-// can be isolated (always on CI), --insecure-skip-isolation elsewhere.
-func isolationArgs(t *testing.T) []string {
-	return []string{"--insecure-skip-isolation"}
 }
