@@ -66,7 +66,10 @@ step "10. the sealed operator runs the pack: the run parks at its approval gate"
 export STELLA_HOME="$work/sealed"
 printf '# throwaway demo identity\n%s\n' "AGE-SECRET-KEY-18K6XQ6TP3UFN4HRDXX554HPT66W659FMNA8U2YCGAX8U4L09PXAS07F66U" > "$work/demo.agekey"
 export STELLA_VAULT_IDENTITY_FILE="$work/demo.agekey"
-"$STELLA" --output json pack run --insecure-skip-isolation --pack rotate-creds:0.1.0 --inputs inputs.json > "$work/run.json"
+"$STELLA" vault init --identity "$work/demo.agekey"
+printf 'demo-api-token-0123456789' | "$STELLA" vault put rotate-creds/api-token
+echo "steps run isolated: own network namespace (loopback only), no capabilities, limits enforced"
+"$STELLA" --output json pack run --pack rotate-creds:0.1.0 --inputs inputs.json > "$work/run.json"
 run_id=$(sed -n 's/.*"runId": "\(.*\)".*/\1/p' "$work/run.json")
 plan_hash=$(sed -n 's/.*"planHash": "sha256:\([0-9a-f]*\)".*/\1/p' "$work/run.json")
 "$STELLA" pack runs show "$run_id" | sed -n '1,2p;/^steps:/,/^timeline:/p'
@@ -89,7 +92,10 @@ echo "importing the same response again changes nothing:"
 "$STELLA" pack approve --offline-response "$work/media/response.stella.tar"
 
 step "13. resume the run: the gate is satisfied, the remaining steps run"
-"$STELLA" pack runs resume --insecure-skip-isolation --run "$run_id"
+"$STELLA" pack runs resume --run "$run_id"
+echo "the api token reached the step as a 0600 file and is masked in everything stella wrote:"
+"$STELLA" pack runs logs --step apply "$run_id"
+"$STELLA" pack runs show "$run_id" | sed -n '/^isolation:/,/^timeline:/p'
 "$STELLA" pack runs list
 "$STELLA" cache verify
 

@@ -194,6 +194,10 @@ func (r *stepSecrets) resolve(ctx context.Context, sec plan.Secret) ([]byte, err
 		return bytes.Clone(v), nil
 	}
 	v, err := secret.Resolve(ctx, sec, r.src)
+	if err != nil && !sec.Required && errors.Is(err, vault.ErrVaultNotFound) {
+		// An optional secret with no vault to read it from is left out.
+		return nil, fmt.Errorf("%w: %w", secret.ErrMissing, err)
+	}
 	if err != nil {
 		return nil, err
 	}
