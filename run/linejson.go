@@ -1,8 +1,10 @@
 package run
 
 import (
+	"encoding/binary"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // AppendJSON appends l as one JSON object with the keys encoding/json would
@@ -48,59 +50,59 @@ func plain8(x uint64) bool {
 	return hasLess|hasQuote|hasBackslash|(x&highs) == 0
 }
 
-// appendJSONString appends s as a JSON string. Eight plain bytes are
-// checked at a time: log text is mostly plain.
+// appendJSONString appends s as a JSON string. Plain bytes are skipped
+// eight at a time; a block holding something to escape is done byte by
+// byte, then the fast path resumes: log text is mostly plain.
 func appendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
+	// Read in place, eight bytes at a time: s is not written.
+	raw := unsafe.Slice(unsafe.StringData(s), len(s))
 	start := 0
 	for i := 0; i < len(s); {
-		if i+8 <= len(s) {
-			x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
-				uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
-			if plain8(x) {
-				i += 8
-				continue
-			}
+		for i+8 <= len(s) && plain8(binary.LittleEndian.Uint64(raw[i:])) {
+			i += 8
 		}
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
+		for end := min(i+8, len(s)); i < end; {
+			c := s[i]
+			if c < utf8.RuneSelf {
+				if c >= 0x20 && c != '"' && c != '\\' {
+					i++
+					continue
+				}
+				b = append(b, s[start:i]...)
+				switch c {
+				case '\\', '"':
+					b = append(b, '\\', c)
+				case '\n':
+					b = append(b, '\\', 'n')
+				case '\r':
+					b = append(b, '\\', 'r')
+				case '\t':
+					b = append(b, '\\', 't')
+				case '\b':
+					b = append(b, '\\', 'b')
+				case '\f':
+					b = append(b, '\\', 'f')
+				default:
+					b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+				}
 				i++
+				start = i
 				continue
 			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			r, size := utf8.DecodeRuneInString(s[i:])
+			switch {
+			case r == utf8.RuneError && size == 1:
+				b = append(b, s[start:i]...)
+				b = append(b, `\ufffd`...)
+				start = i + size
+			case r == '\u2028' || r == '\u2029':
+				b = append(b, s[start:i]...)
+				b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+				start = i + size
 			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
 			i += size
-			start = i
-			continue
 		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')

@@ -58,3 +58,16 @@ func FuzzLineAppendJSON(f *testing.F) {
 		checkLineJSON(t, Line{Time: time.Unix(1, 5).UTC(), RunID: m, Stream: "stderr", Msg: m})
 	})
 }
+
+func BenchmarkLineAppendJSON(b *testing.B) {
+	var sb strings.Builder
+	for sb.Len() < 32<<10 {
+		sb.WriteString("2026-11-27T18:00:01.123Z INFO worker=12 msg=\"processed batch 1234 of 77 items\" id=00ab12cd34ef5678 took=12ms\n")
+	}
+	l := Line{Time: time.Now(), RunID: "run:t:1", PackID: "p:1", Tenant: "t", StepID: "s", Stream: "stdout", Msg: sb.String()}
+	buf := make([]byte, 0, 64<<10)
+	b.SetBytes(int64(len(l.Msg)))
+	for i := 0; i < b.N; i++ {
+		buf = l.AppendJSON(buf[:0])
+	}
+}
