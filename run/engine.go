@@ -166,6 +166,17 @@ type Line struct {
 	StepID string    `json:"stepId,omitempty"`
 	Stream string    `json:"stream"` // stdout, stderr, or stella (the runner's own lines)
 	Msg    string    `json:"msg"`
+	// Data is set, and Msg empty, in a stored log whose text is kept
+	// apart (runs.Log keeps a long record's bytes raw in the run's data
+	// file): where to read it.
+	Data *DataRef `json:"data,omitempty"`
+}
+
+// DataRef is where a stored log record's text is: Length bytes at Offset
+// of the run's log data file.
+type DataRef struct {
+	Offset int64 `json:"offset"`
+	Length int64 `json:"length"`
 }
 
 // Engine drives runs. Its fields are set once; one Engine may drive one run
@@ -177,7 +188,9 @@ type Engine struct {
 	// Expand expands a deferred map or loop over its items with the plan's
 	// own code (plan.Plan.Expand with the pack's manifest).
 	Expand func(s *plan.Step, items []any) (*plan.Expansion, error)
-	// Log receives every log line (already framed), never concurrently.
+	// Log receives every log record (already framed and masked), never
+	// concurrently. A record's Msg may share memory the engine reuses: it
+	// is valid during the call only (strings.Clone it to keep it).
 	Log func(Line)
 	// Work is the run's private work folder holding the pack's files; steps
 	// run in it (or in their workdir inside it).

@@ -181,7 +181,7 @@ func newFixture(t *testing.T, spec string, inputs map[string]any) *fixture {
 	f.eng = &Engine{
 		Executor: f.exec, Store: f.store, Gates: f.gates,
 		Expand:  func(s *plan.Step, items []any) (*plan.Expansion, error) { return pl.Expand(f.m, s, items) },
-		Log:     func(l Line) { f.lines = append(f.lines, l) },
+		Log:     func(l Line) { l.Msg = strings.Clone(l.Msg); f.lines = append(f.lines, l) },
 		Work:    t.TempDir(),
 		Outputs: t.TempDir(),
 		Sleep: func(_ context.Context, d time.Duration) error {

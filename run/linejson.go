@@ -2,6 +2,7 @@ package run
 
 import (
 	"encoding/binary"
+	"strconv"
 	"time"
 	"unicode/utf8"
 	"unsafe"
@@ -29,6 +30,13 @@ func (l *Line) AppendJSON(b []byte) []byte {
 	b = appendJSONString(b, l.Stream)
 	b = append(b, `,"msg":`...)
 	b = appendJSONString(b, l.Msg)
+	if l.Data != nil {
+		b = append(b, `,"data":{"offset":`...)
+		b = strconv.AppendInt(b, l.Data.Offset, 10)
+		b = append(b, `,"length":`...)
+		b = strconv.AppendInt(b, l.Data.Length, 10)
+		b = append(b, '}')
+	}
 	return append(b, '}')
 }
 

@@ -29,6 +29,10 @@ func checkLineJSON(t *testing.T, l Line) {
 		t.Errorf("time %v, want %v", back.Time, want.Time)
 	}
 	back.Time = want.Time
+	if (back.Data == nil) != (want.Data == nil) || (back.Data != nil && *back.Data != *want.Data) {
+		t.Errorf("data %+v, want %+v", back.Data, want.Data)
+	}
+	back.Data, want.Data = nil, nil
 	if back != want {
 		t.Errorf("decoded %+v\nwant %+v\nfrom %s", back, want, got)
 	}
@@ -47,6 +51,7 @@ func TestLineAppendJSON(t *testing.T) {
 	for _, m := range msgs {
 		for _, step := range []string{"", "a/b[0]"} {
 			checkLineJSON(t, Line{Time: time.Date(2026, 11, 27, 18, 0, 0, 123456789, time.UTC), RunID: "run:t:1", PackID: "p:1.0", Tenant: "t", StepID: step, Stream: "stdout", Msg: m})
+			checkLineJSON(t, Line{Time: time.Unix(5, 0).UTC(), StepID: step, Stream: "stderr", Data: &DataRef{Offset: 1 << 40, Length: int64(len(m))}})
 		}
 	}
 }

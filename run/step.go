@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"stellaops.io/stella/backoff"
 	"stellaops.io/stella/pack"
@@ -340,7 +341,9 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 }
 
 func (w *lineWriter) record(b []byte) {
-	msg := string(b)
+	// No copy: b is valid until this returns, as Engine.Log allows; the
+	// tail keeps copies of the few lines it keeps.
+	msg := unsafe.String(unsafe.SliceData(b), len(b))
 	w.tail.addLines(msg)
 	w.d.emit(w.step, w.stream, msg)
 }
@@ -367,7 +370,7 @@ func (t *tail) addLines(msg string) {
 	var last []string
 	for end := len(msg); len(last) < t.max; {
 		i := strings.LastIndexByte(msg[:end], '\n')
-		last = append(last, strings.TrimSuffix(msg[i+1:end], "\r"))
+		last = append(last, strings.Clone(strings.TrimSuffix(msg[i+1:end], "\r")))
 		if i < 0 {
 			break
 		}

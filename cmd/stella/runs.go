@@ -722,8 +722,17 @@ func (s *session) runsLogs(ctx context.Context, c *cli.Context) error {
 		}
 		fmt.Fprintf(s.stdout, "%s [%s] %s: %s\n", l.Time.UTC().Format("15:04:05.000"), orDash(l.StepID), l.Stream, l.Msg)
 	}
+	data := rs.LogData(id)
+	defer data.Close()
+	var fillErr error
 	print := func(l run.Line) {
 		if step != "" && l.StepID != step {
+			return
+		}
+		if err := data.Fill(&l); err != nil {
+			if fillErr == nil {
+				fillErr = err
+			}
 			return
 		}
 		// A stored record may hold several lines of one stream; each is
@@ -771,6 +780,9 @@ func (s *session) runsLogs(ctx context.Context, c *cli.Context) error {
 			return nil
 		case <-time.After(200 * time.Millisecond):
 		}
+	}
+	if fillErr != nil {
+		return fillErr
 	}
 	if s.output == outputJSON && !c.Bool("follow") {
 		if collected == nil {

@@ -1,0 +1,85 @@
+package runs
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"stellaops.io/stella/cache/cachetest"
+	"stellaops.io/stella/run"
+)
+
+// TestLogKeepsLongTextApart: short records stay inline; a long step output
+// record's text goes raw to the data file, and Fill gives it back; a
+// reopened log appends after what is there; a data file cut short is
+// ErrCorrupt.
+func TestLogKeepsLongTextApart(t *testing.T) {
+	rs := Open(cachetest.Open(t), t.TempDir(), nil)
+	defer rs.Close()
+	const id = "run:acme:20261127T120000.000000Z"
+	if err := os.MkdirAll(rs.Folder(id), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("line of output \"quoted\" \\ \n", 200)
+	want := []run.Line{
+		{StepID: "a", Stream: "stdout", Msg: "short"},
+		{StepID: "a", Stream: "stdout", Msg: long},
+		{StepID: "a", Stream: "stella", Msg: strings.Repeat("runner ", 400)},
+		{StepID: "b", Stream: "stderr", Msg: long + "tail"},
+	}
+	for round := 0; round < 2; round++ {
+		l, err := rs.OpenLog(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range want {
+			line.Time = time.Unix(1, 0).UTC()
+			l.Write(line)
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := os.Open(rs.LogPath(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	data := rs.LogData(id)
+	defer data.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	n, refs := 0, 0
+	for sc.Scan() {
+		var l run.Line
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatal(err)
+		}
+		if l.Data != nil {
+			refs++
+		}
+		if err := data.Fill(&l); err != nil {
+			t.Fatal(err)
+		}
+		if w := want[n%len(want)]; l.Msg != w.Msg || l.Stream != w.Stream || l.Data != nil {
+			t.Errorf("record %d: %q (%s), want %q", n, l.Msg, l.Stream, w.Msg)
+		}
+		n++
+	}
+	if n != 2*len(want) || refs != 4 {
+		t.Fatalf("%d records, %d kept apart; want %d and 4", n, refs, 2*len(want))
+	}
+	if err := os.Truncate(rs.DataPath(id), 100); err != nil {
+		t.Fatal(err)
+	}
+	cut := rs.LogData(id)
+	defer cut.Close()
+	l := run.Line{Data: &run.DataRef{Offset: 50, Length: 200}}
+	if err := cut.Fill(&l); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("a cut data file: %v, want ErrCorrupt", err)
+	}
+}
