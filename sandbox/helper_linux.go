@@ -121,6 +121,11 @@ func (h *helper) mount() (string, error) {
 		}
 		fds[op.Src] = fd
 	}
+	// Everything read-only, before the private tmpfs and the bind-backs
+	// (made writable again below) are mounted.
+	if err := readonlyHost(h.spec.Remount); err != nil {
+		return "making the host file system read-only", err
+	}
 	var private []string // tmpfs covers of the private folders
 	for _, op := range h.spec.Mounts {
 		switch op.Kind {
@@ -145,6 +150,10 @@ func (h *helper) mount() (string, error) {
 			src := "/proc/self/fd/" + strconv.Itoa(fds[op.Src])
 			if err := unix.Mount(src, op.Path, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 				return stage, err
+			}
+			// A bind of a folder on a read-only mount is read-only.
+			if err := writable(op.Path, h.spec.Remount); err != nil {
+				return "making " + op.Path + " writable", err
 			}
 		}
 	}

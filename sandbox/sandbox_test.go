@@ -869,9 +869,11 @@ func TestPlanMounts(t *testing.T) {
 			[]string{"/home/u/.stella/runs/r/work", "/home/u/.stella/runs/r/outputs", "/home/u/.stella/runs/r/work/sub", "/srv/data"},
 			[]mountOp{
 				{Kind: opTmpfs, Path: "/tmp", Mode: "1777"},
+				{Kind: opBind, Path: "/srv/data", Src: 3},
 				{Kind: opTmpfs, Path: "/home/u/.stella", Mode: "0755", Hide: true},
 				{Kind: opBind, Path: "/home/u/.stella/runs/r/outputs", Src: 1},
 				{Kind: opBind, Path: "/home/u/.stella/runs/r/work", Src: 0},
+				{Kind: opBind, Path: "/home/u/.stella/runs/r/work/sub", Src: 2},
 				{Kind: opReadonly, Path: "/home/u/.stella"},
 			}},
 		{"a work folder under /tmp", []cover{tmp}, []string{"/tmp/x/work"}, []mountOp{
@@ -888,7 +890,8 @@ func TestPlanMounts(t *testing.T) {
 				{Kind: opReadonly, Path: "/home/u/.stella"},
 				{Kind: opReadonly, Path: "/home/u/.stella/runs/r/work/.cache"},
 			}},
-		{"a bound-back folder that is itself private stays the host's", []cover{tmp}, []string{"/tmp"}, nil},
+		{"a bound-back folder that is itself private stays the host's, bound onto itself", []cover{tmp}, []string{"/tmp"}, []mountOp{
+			{Kind: opBind, Path: "/tmp"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if diff := cmp.Diff(tc.want, planMounts(tc.covers, tc.binds)); diff != "" {
