@@ -19,7 +19,7 @@
 // file, its secret folder, and the gateway socket's folder in mode
 // allowlist), each bound back even when not hidden (onto itself) and made
 // writable again, that mount alone: mounts under one of them stay
-// read-only. So a step, even of a root runner (uid 0 without capabilities,
+// read-only, and so does one whose folder was read-only on the host. So a step, even of a root runner (uid 0 without capabilities,
 // whose permission checks still pass on files root owns), writes nothing
 // of the host outside its own folders: it gets EROFS. /dev is read-only
 // too, but its devices work (/dev/null, /dev/zero, /dev/tty, ...): opening

@@ -461,6 +461,50 @@ func readonlyHostRun(t *testing.T, remount bool) {
 	}
 }
 
+// TestReadonlySource: a folder of the step's own that is read-only on the
+// host (its secret folder on a read-only mount) is bound back read-only,
+// as it is: the step reads it, and the sandbox does not fail trying to
+// make it writable (a user namespace may not).
+func TestReadonlySource(t *testing.T) {
+	if !root {
+		t.Skip("mounting a read-only folder on the host needs root")
+	}
+	if err := Probe(context.Background()); err != nil {
+		t.Skip(err)
+	}
+	host := hostDir(t)
+	secretDir := filepath.Join(host, "secrets")
+	if err := os.Mkdir(secretDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", secretDir, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, "mode=0700"); err != nil {
+		t.Skipf("mounting a tmpfs on the host: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(secretDir, syscall.MNT_DETACH) })
+	secret := filepath.Join(secretDir, "TOKEN")
+	if err := os.WriteFile(secret, []byte("s3cr3t"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("", secretDir, "", syscall.MS_REMOUNT|syscall.MS_BIND|syscall.MS_RDONLY|syscall.MS_NOSUID|syscall.MS_NODEV, ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, remount := range []bool{false, true} {
+		x := newExecutor()
+		x.remount = remount
+		inv := selfStep(t, "write", "read:"+secret, filepath.Join(secretDir, "new"))
+		inv.SecretDir = secretDir
+		ex, out := execute(t, x, inv)
+		mustExit(t, ex, out, 0, "")
+		var res map[string]string
+		if err := lastJSON(out, &res); err != nil {
+			t.Fatal(err)
+		}
+		if res["read:"+secret] != "ok: s3cr3t" || !strings.Contains(res[filepath.Join(secretDir, "new")], syscall.EROFS.Error()) {
+			t.Errorf("remount %v: %v, want the secret read and nothing written", remount, res)
+		}
+	}
+}
+
 func testNoCapabilities(t *testing.T) {
 	ex, out := execute(t, newExecutor(), selfStep(t, "caps"))
 	mustExit(t, ex, out, 0, "")
