@@ -22,7 +22,8 @@ import (
 // adds a restriction, which a user namespace may do to mounts it did not
 // make (locked ones too). Where mount_setattr is missing (Linux before
 // 5.12), or when remount says so, each mount of /proc/self/mountinfo is
-// remounted read-only instead, keeping its locked flags.
+// remounted read-only instead, keeping its locked flags (a mount point the
+// helper cannot reach is left: the step cannot reach it either).
 func readonlyHost(remount bool) error {
 	if !remount {
 		err := unix.MountSetattr(-1, "/", unix.AT_RECURSIVE, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY})
@@ -35,7 +36,15 @@ func readonlyHost(remount bool) error {
 		return err
 	}
 	for _, p := range points {
-		if err := remountFlags(p, unix.MS_RDONLY); err != nil {
+		err := remountFlags(p, unix.MS_RDONLY)
+		var st unix.Stat_t
+		if err != nil && unix.Stat(p, &st) != nil {
+			// Out of the helper's reach (a folder of another user on
+			// the way, or a mount point gone): out of the step's, which
+			// has less.
+			continue
+		}
+		if err != nil {
 			return fmt.Errorf("%s: %w", p, err)
 		}
 	}
