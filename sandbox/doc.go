@@ -3,9 +3,28 @@
 // only the destinations of its allowlist (mode allowlist, through package
 // egress), private /tmp, /var/tmp, /dev/shm, /run and /var/run, the host's
 // private folders (Executor.Hide) hidden except the run's own work,
-// outputs and secret folders, no capabilities, and the pack's limits
-// enforced by cgroups where the runner can create one and by rlimits
-// otherwise. What was applied is returned in run.Exit.Isolation.
+// outputs and secret folders, the host's file system read-only (see
+// below), no capabilities, and the pack's limits enforced by cgroups
+// where the runner can create one and by rlimits otherwise. What was
+// applied is returned in run.Exit.Isolation; the read-only host file
+// system is not a field of it, as every isolated step has it (a helper
+// that cannot set it up fails, and so does Probe).
+//
+// Read-only host: before it mounts anything, the helper makes every mount
+// of its mount namespace read-only (mount_setattr with AT_RECURSIVE; on
+// kernels without it, each mount of /proc/self/mountinfo remounted
+// read-only with the flags it has, which it may not change). Then come the
+// private tmpfs, writable, and the bind-backs of the step's own folders
+// (work folder, the invocation's Dir, the folder of its $STELLA_OUTPUT
+// file, its secret folder, and the gateway socket's folder in mode
+// allowlist), each bound back even when not hidden (onto itself) and made
+// writable again, that mount alone: mounts under one of them stay
+// read-only, and so does one whose folder was read-only on the host. So a step, even of a root runner (uid 0 without capabilities,
+// whose permission checks still pass on files root owns), writes nothing
+// of the host outside its own folders: it gets EROFS. /dev is read-only
+// too, but its devices work (/dev/null, /dev/zero, /dev/tty, ...): opening
+// a device for writing does not write the file system that holds its
+// node; /dev/shm is a private tmpfs.
 //
 // No external binary is needed. The runner re-executes its own executable
 // (Executor.Exe, /proc/self/exe) as the sandbox helper, in new namespaces

@@ -26,7 +26,8 @@ type Executor struct {
 	// SecretDir. A folder that does not exist is nothing to hide.
 	Hide []string
 	// Work is the run's work folder (run.Engine.Work), bound back as a
-	// whole when it is under a hidden folder; when empty, only each
+	// whole (writable, the host being read-only for steps, and visible
+	// when it is under a hidden folder); when empty, only each
 	// invocation's Dir is.
 	Work string
 	// Sealed and HostAllowlist are the host's part of the network rules of
@@ -41,4 +42,8 @@ type Executor struct {
 	// allowlist step's gateway socket (default os.TempDir()); its path
 	// must leave room for a Unix socket name (108 bytes in all).
 	SocketDir string
+
+	// remount forces the helper's fallback for kernels without
+	// mount_setattr (tests).
+	remount bool
 }

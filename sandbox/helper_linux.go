@@ -102,6 +102,7 @@ func (h *helper) run() (string, error) {
 // and puts the generated /etc/hosts (and /etc/resolv.conf) in place.
 func (h *helper) mount() (string, error) {
 	fds := map[int]int{}
+	wasRO := map[int]bool{} // a bind-back's folder was read-only on the host: it stays so
 	defer func() {
 		for _, fd := range fds {
 			unix.Close(fd)
@@ -120,6 +121,18 @@ func (h *helper) mount() (string, error) {
 			return "opening " + h.spec.Binds[op.Src], err
 		}
 		fds[op.Src] = fd
+		var st unix.Statfs_t
+		if err := unix.Fstatfs(fd, &st); err != nil {
+			return "opening " + h.spec.Binds[op.Src], err
+		}
+		if st.Flags&unix.ST_RDONLY != 0 {
+			wasRO[op.Src] = true
+		}
+	}
+	// Everything read-only, before the private tmpfs and the bind-backs
+	// (made writable again below) are mounted.
+	if err := readonlyHost(h.spec.Remount); err != nil {
+		return "making the host file system read-only", err
 	}
 	var private []string // tmpfs covers of the private folders
 	for _, op := range h.spec.Mounts {
@@ -145,6 +158,12 @@ func (h *helper) mount() (string, error) {
 			src := "/proc/self/fd/" + strconv.Itoa(fds[op.Src])
 			if err := unix.Mount(src, op.Path, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 				return stage, err
+			}
+			// A bind of a folder on a read-only mount is read-only.
+			if !wasRO[op.Src] {
+				if err := writable(op.Path, h.spec.Remount); err != nil {
+					return "making " + op.Path + " writable", err
+				}
 			}
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/signal"
@@ -38,6 +39,8 @@ func stepMain(mode string, args []string) int {
 		return stepCaps()
 	case "hide":
 		return stepHide(args)
+	case "write":
+		return stepWrite(args)
 	case "ignore-term":
 		signal.Ignore(syscall.SIGTERM)
 		fmt.Println("ready")
@@ -172,6 +175,54 @@ func stepHide(args []string) int {
 	res["work"] = write(filepath.Join(work, "made-by-step.txt"))
 	res["outputs"] = write(outputs)
 	res["intoHidden"] = write(filepath.Join(hidden, "planted.txt"))
+	return printJSON(res)
+}
+
+// stepWrite tries each path: "read:" and a file reads it, "dir:" and a
+// folder lists it, "mkdir:" and a path makes a folder there, a bare path
+// opens it for writing, creating it, and writes a line; it prints "ok" or
+// the error, as JSON, per argument.
+func stepWrite(args []string) int {
+	res := map[string]string{}
+	for _, a := range args {
+		var err error
+		switch {
+		case strings.HasPrefix(a, "read:"):
+			var b []byte
+			b, err = os.ReadFile(strings.TrimPrefix(a, "read:"))
+			if err == nil {
+				res[a] = "ok: " + string(b)
+				continue
+			}
+		case strings.HasPrefix(a, "dir:"):
+			_, err = os.ReadDir(strings.TrimPrefix(a, "dir:"))
+		case strings.HasPrefix(a, "mkdir:"):
+			err = os.Mkdir(strings.TrimPrefix(a, "mkdir:"), 0o755)
+		case a == "/dev/zero":
+			var f *os.File
+			if f, err = os.Open(a); err == nil {
+				b := make([]byte, 8)
+				_, err = io.ReadFull(f, b)
+				if err == nil && string(b) != "\x00\x00\x00\x00\x00\x00\x00\x00" {
+					err = fmt.Errorf("read %q", b)
+				}
+				f.Close()
+			}
+		default:
+			var f *os.File
+			if f, err = os.OpenFile(a, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644); err == nil {
+				_, err = f.WriteString("from the step\n")
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+			}
+		}
+		if err != nil {
+			res[a] = "error: " + err.Error()
+		} else {
+			res[a] = "ok"
+		}
+	}
 	return printJSON(res)
 }
 

@@ -43,8 +43,10 @@ type cover struct {
 // no symlink in them): shallower paths first, so each bind lands in the
 // tmpfs that covers it and a deeper cover lands on whatever shows above
 // it; then the hidden folders' tmpfs made read-only. A cover that is
-// already hidden by another, or is itself bound back, is left out, and so
-// is a bind-back that is not hidden at all.
+// already hidden by another, or is itself bound back, is left out. Every
+// bind-back is kept, hidden or not: the host is read-only for the step,
+// and a folder of its own is writable through its bind-back only (a
+// folder that is not hidden is bound onto itself).
 func planMounts(covers []cover, binds []string) []mountOp {
 	isBind := map[string]int{}
 	for i, b := range binds {
@@ -87,8 +89,8 @@ func planMounts(covers []cover, binds []string) []mountOp {
 	var keep []item
 	for _, it := range items {
 		n := nearest(it.path)
-		hidden := n != nil && n.cover != nil
-		if it.cover != nil && !hidden || it.cover == nil && hidden {
+		hidden := n != nil && n.cover != nil // by a cover, not under a bind-back
+		if it.cover != nil && !hidden || it.cover == nil {
 			keep = append(keep, it)
 		}
 	}

@@ -38,8 +38,12 @@ type helperSpec struct {
 	Place bool `json:"place,omitempty"`
 	// Nproc, when set, is the step's RLIMIT_NPROC before the helper's own
 	// threads (which count too) are added.
-	Nproc int      `json:"nproc,omitempty"`
-	Step  stepSpec `json:"step"`
+	Nproc int `json:"nproc,omitempty"`
+	// Remount: make the host read-only by remounting each mount rather
+	// than with mount_setattr (the fallback for kernels without it;
+	// tests force it).
+	Remount bool     `json:"remount,omitempty"`
+	Step    stepSpec `json:"step"`
 }
 
 // stepSpec is the step's command.

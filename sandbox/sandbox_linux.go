@@ -99,7 +99,7 @@ func (x *Executor) execute(ctx context.Context, inv run.Invocation, check bool) 
 	if dir == "" {
 		dir = "/"
 	}
-	spec := helperSpec{Network: mode, Step: stepSpec{Path: path, Argv: inv.Command, Env: stepEnv, Dir: dir}}
+	spec := helperSpec{Network: mode, Remount: x.remount, Step: stepSpec{Path: path, Argv: inv.Command, Env: stepEnv, Dir: dir}}
 
 	own := []string{x.Work, inv.Dir, inv.SecretDir}
 	if out := inv.Env[run.OutputEnv]; out != "" {

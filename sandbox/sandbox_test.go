@@ -58,6 +58,7 @@ var sandboxTests = []struct {
 	{"probe-without-user-namespaces", testProbeWithoutUserns},
 	{"network-none", testNetworkNone},
 	{"hide", testHide},
+	{"readonly-host", testReadonlyHost},
 	{"no-capabilities", testNoCapabilities},
 	{"exit-status", testExitStatus},
 	{"cancel", testCancel},
@@ -363,6 +364,144 @@ func testHide(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(home, "planted.txt")); err == nil {
 		t.Error("the step planted a file in the hidden folder")
+	}
+}
+
+// testReadonlyHost: the step cannot create files anywhere on the host
+// (read-only file system, also as root, whose permission checks would
+// pass), but it writes its own folders, outputs file, the private /tmp and
+// /dev/null; with mount_setattr and with the fallback that remounts each
+// mount.
+func testReadonlyHost(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		remount bool
+	}{{"mount_setattr", false}, {"remount", true}} {
+		t.Run(tc.name, func(t *testing.T) { readonlyHostRun(t, tc.remount) })
+	}
+}
+
+func readonlyHostRun(t *testing.T, remount bool) {
+	host := hostDir(t)
+	work := filepath.Join(host, "work") // neither hidden nor private: bound onto itself
+	secretDir := filepath.Join(host, "secrets")
+	secret := filepath.Join(secretDir, "TOKEN")
+	outputs := filepath.Join(host, "outputs", "step.out")
+	for _, d := range []string{work, secretDir, filepath.Dir(outputs)} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(secret, []byte("s3cr3t"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(outputs, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runWork := t.TempDir() // under /tmp: bound back into the private /tmp
+
+	tag := fmt.Sprintf("stella-ro-probe-%d-%d", os.Getpid(), tokens.Add(1))
+	system := []string{filepath.Join("/etc", tag), filepath.Join("/usr", tag), filepath.Join("/var/lib", tag), filepath.Join("/", tag),
+		"mkdir:" + filepath.Join("/etc", tag+".d")}
+	mine := filepath.Join(host, tag) // the runner's own folder, but not the step's
+	for _, p := range append(system, mine) {
+		p = strings.TrimPrefix(p, "mkdir:")
+		t.Cleanup(func() { os.Remove(p) })
+	}
+	private := []string{filepath.Join("/tmp", tag), filepath.Join("/var/tmp", tag), filepath.Join("/dev/shm", tag), filepath.Join("/run", tag)}
+	own := []string{filepath.Join(work, "w.txt"), filepath.Join(runWork, "r.txt"), outputs, "/dev/null", "/dev/zero", "read:" + secret}
+	args := append(append(append(append([]string{}, system...), mine), private...), own...)
+
+	x := newExecutor()
+	x.Work, x.remount = runWork, remount
+	inv := selfStep(t, "write", args...)
+	inv.Dir, inv.SecretDir = work, secretDir
+	inv.Env[run.OutputEnv] = outputs
+	ex, out := execute(t, x, inv)
+	mustExit(t, ex, out, 0, "")
+	var res map[string]string
+	if err := lastJSON(out, &res); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("from the sandbox: %v", res)
+	rofs := syscall.EROFS.Error()
+	for _, p := range append(system, mine) {
+		got := res[p]
+		switch {
+		case !strings.HasPrefix(got, "error"):
+			t.Errorf("%s: %q, want an error", p, got)
+		case (root || p == mine) && !strings.Contains(got, rofs):
+			t.Errorf("%s: %q, want %q", p, got, rofs)
+		case !strings.Contains(got, rofs) && !strings.Contains(got, syscall.EACCES.Error()):
+			t.Errorf("%s: %q, want %q or permission denied", p, got, rofs)
+		}
+		if _, err := os.Lstat(strings.TrimPrefix(p, "mkdir:")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s is on the host after the step (%v)", p, err)
+		}
+	}
+	for _, p := range append(private, own...) {
+		want := "ok"
+		if strings.HasPrefix(p, "read:") {
+			want = "ok: s3cr3t"
+		}
+		if res[p] != want {
+			t.Errorf("%s: %q, want %q", p, res[p], want)
+		}
+	}
+	for _, p := range private {
+		if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s, written in the private folder, is on the host (%v)", p, err)
+			os.Remove(p)
+		}
+	}
+	for _, p := range own[:3] {
+		if b, err := os.ReadFile(p); err != nil || string(b) != "from the step\n" {
+			t.Errorf("the step's %s on the host: %q, %v", p, b, err)
+		}
+	}
+}
+
+// TestReadonlySource: a folder of the step's own that is read-only on the
+// host (its secret folder on a read-only mount) is bound back read-only,
+// as it is: the step reads it, and the sandbox does not fail trying to
+// make it writable (a user namespace may not).
+func TestReadonlySource(t *testing.T) {
+	if !root {
+		t.Skip("mounting a read-only folder on the host needs root")
+	}
+	if err := Probe(context.Background()); err != nil {
+		t.Skip(err)
+	}
+	host := hostDir(t)
+	secretDir := filepath.Join(host, "secrets")
+	if err := os.Mkdir(secretDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", secretDir, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, "mode=0700"); err != nil {
+		t.Skipf("mounting a tmpfs on the host: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(secretDir, syscall.MNT_DETACH) })
+	secret := filepath.Join(secretDir, "TOKEN")
+	if err := os.WriteFile(secret, []byte("s3cr3t"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("", secretDir, "", syscall.MS_REMOUNT|syscall.MS_BIND|syscall.MS_RDONLY|syscall.MS_NOSUID|syscall.MS_NODEV, ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, remount := range []bool{false, true} {
+		x := newExecutor()
+		x.remount = remount
+		inv := selfStep(t, "write", "read:"+secret, filepath.Join(secretDir, "new"))
+		inv.SecretDir = secretDir
+		ex, out := execute(t, x, inv)
+		mustExit(t, ex, out, 0, "")
+		var res map[string]string
+		if err := lastJSON(out, &res); err != nil {
+			t.Fatal(err)
+		}
+		if res["read:"+secret] != "ok: s3cr3t" || !strings.Contains(res[filepath.Join(secretDir, "new")], syscall.EROFS.Error()) {
+			t.Errorf("remount %v: %v, want the secret read and nothing written", remount, res)
+		}
 	}
 }
 
@@ -869,9 +1008,11 @@ func TestPlanMounts(t *testing.T) {
 			[]string{"/home/u/.stella/runs/r/work", "/home/u/.stella/runs/r/outputs", "/home/u/.stella/runs/r/work/sub", "/srv/data"},
 			[]mountOp{
 				{Kind: opTmpfs, Path: "/tmp", Mode: "1777"},
+				{Kind: opBind, Path: "/srv/data", Src: 3},
 				{Kind: opTmpfs, Path: "/home/u/.stella", Mode: "0755", Hide: true},
 				{Kind: opBind, Path: "/home/u/.stella/runs/r/outputs", Src: 1},
 				{Kind: opBind, Path: "/home/u/.stella/runs/r/work", Src: 0},
+				{Kind: opBind, Path: "/home/u/.stella/runs/r/work/sub", Src: 2},
 				{Kind: opReadonly, Path: "/home/u/.stella"},
 			}},
 		{"a work folder under /tmp", []cover{tmp}, []string{"/tmp/x/work"}, []mountOp{
@@ -888,7 +1029,8 @@ func TestPlanMounts(t *testing.T) {
 				{Kind: opReadonly, Path: "/home/u/.stella"},
 				{Kind: opReadonly, Path: "/home/u/.stella/runs/r/work/.cache"},
 			}},
-		{"a bound-back folder that is itself private stays the host's", []cover{tmp}, []string{"/tmp"}, nil},
+		{"a bound-back folder that is itself private stays the host's, bound onto itself", []cover{tmp}, []string{"/tmp"}, []mountOp{
+			{Kind: opBind, Path: "/tmp"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if diff := cmp.Diff(tc.want, planMounts(tc.covers, tc.binds)); diff != "" {
