@@ -34,6 +34,7 @@ import (
 	"stellaops.io/stella/run/process"
 	"stellaops.io/stella/runs"
 	"stellaops.io/stella/sandbox"
+	"stellaops.io/stella/secret"
 )
 
 func (s *session) runCommands() []*cli.Command {
@@ -185,6 +186,9 @@ func (s *session) openRuns(ctx context.Context) (*cache.Store, *runs.Store, erro
 // relaxations it records), the admission policy of packs loaded to run,
 // the cache and its runs.
 func (s *session) runner(ctx context.Context, c *cli.Context) ([]string, admission.Policy, *cache.Store, *runs.Store, error) {
+	if f := c.String("secrets"); f != "" && s.sealed {
+		return nil, admission.Policy{}, nil, nil, fmt.Errorf("--secrets %s: sealed mode takes secrets only from the sealed vault: %w", f, secret.ErrSealedSource)
+	}
 	relax, err := s.isolation(ctx, c)
 	if err != nil {
 		return nil, admission.Policy{}, nil, nil, err

@@ -83,9 +83,6 @@ type stepSecrets struct {
 func (s *session) runSecrets(ctx context.Context, c *cli.Context, secrets []plan.Secret) (*stepSecrets, error) {
 	r := &stepSecrets{given: map[string][]byte{}, src: secret.Sources{Sealed: s.sealed, Getenv: s.getenv}, close: func() {}}
 	if f := c.String("secrets"); f != "" {
-		if s.sealed {
-			return nil, fmt.Errorf("--secrets %s: sealed mode takes secrets only from the sealed vault: %w", f, secret.ErrSealedSource)
-		}
 		if err := r.readFile(s, f, secrets); err != nil {
 			r.wipe()
 			return nil, err
