@@ -254,7 +254,7 @@ func (s *session) packRun(ctx context.Context, c *cli.Context) error {
 			return err
 		}
 	}
-	secrets, err := s.runSecrets(ctx, c, pl.Secrets)
+	secrets, err := s.runSecrets(ctx, c.String("secrets"), pl.Secrets)
 	if err != nil {
 		return err
 	}
@@ -546,7 +546,7 @@ func (s *session) runsResume(ctx context.Context, c *cli.Context) error {
 	if hash != rec.PlanHash {
 		return fmt.Errorf("run %s was planned as %s, its pack and inputs now plan to %s: %w", id, rec.PlanHash, hash, plan.ErrHashMismatch)
 	}
-	secrets, err := s.runSecrets(ctx, c, pl.Secrets)
+	secrets, err := s.runSecrets(ctx, c.String("secrets"), pl.Secrets)
 	if err != nil {
 		return err
 	}

@@ -80,9 +80,10 @@ type stepSecrets struct {
 // checks that every required secret resolves: one that does not is
 // ERR_PACK_SECRET_MISSING before anything runs (on a terminal, it is
 // asked for first).
-func (s *session) runSecrets(ctx context.Context, c *cli.Context, secrets []plan.Secret) (*stepSecrets, error) {
+// file is --secrets ("" when not given).
+func (s *session) runSecrets(ctx context.Context, file string, secrets []plan.Secret) (*stepSecrets, error) {
 	r := &stepSecrets{given: map[string][]byte{}, src: secret.Sources{Sealed: s.sealed, Getenv: s.getenv}, close: func() {}}
-	if f := c.String("secrets"); f != "" {
+	if f := file; f != "" {
 		if err := r.readFile(s, f, secrets); err != nil {
 			r.wipe()
 			return nil, err

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strconv"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"stellaops.io/stella/plan"
+	"stellaops.io/stella/secret"
+)
+
+// openPTY returns a pseudo-terminal's master and its terminal side.
+func openPTY(t *testing.T) (master, tty *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminal here: %v", err)
+	}
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close(); s.Close() })
+	return m, s
+}
+
+// TestRunSecretsPromptsOnATerminal: a required secret that resolves from
+// nowhere is asked for on the terminal (without echo) and used for the
+// run; without a terminal it is ERR_PACK_SECRET_MISSING.
+func TestRunSecretsPromptsOnATerminal(t *testing.T) {
+	secrets := []plan.Secret{{Name: "api-token", Source: "env:API_TOKEN", Required: true, Scope: "step", Steps: []string{"apply"}}}
+	ctx := context.Background()
+
+	s := &session{getenv: func(string) string { return "" }, stderr: os.Stderr}
+	if _, err := s.runSecrets(ctx, "", secrets); !errors.Is(err, secret.ErrMissing) {
+		t.Fatalf("without a terminal: %v, want ErrMissing", err)
+	}
+
+	master, tty := openPTY(t)
+	saved := openTTY
+	t.Cleanup(func() { openTTY = saved })
+	openTTY = func() (*os.File, error) { return os.OpenFile(tty.Name(), os.O_RDWR, 0) }
+	if _, err := master.Write([]byte("typed-token-value-42\n")); err != nil {
+		t.Fatal(err)
+	}
+	s.stderr = tty
+	r, err := s.runSecrets(ctx, "", secrets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.done()
+	v, err := r.resolve(ctx, secrets[0])
+	if err != nil || string(v) != "typed-token-value-42" {
+		t.Errorf("resolved %q, %v", v, err)
+	}
+}
