@@ -309,7 +309,7 @@ func validateSecrets(secrets []Secret, ps *problems) map[string]bool {
 		fileVars[SecretEnvName(s.Name)] = s.Name
 		if s.Env != "" {
 			switch {
-			case !envVarRe.MatchString(s.Env):
+			case !envNameRe.MatchString(s.Env):
 				ps.at(base+".env", "env %q: expected an environment variable name in upper case (A-Z, 0-9, '_')", s.Env)
 			case reservedEnv(s.Env):
 				ps.at(base+".env", "env %q: reserved for the runner (PATH, HOME, TMPDIR, LANG, LD_*, STELLA_*)", s.Env)
@@ -336,8 +336,6 @@ func validateSecrets(secrets []Secret, ps *problems) map[string]bool {
 	}
 	return names
 }
-
-var envVarRe = regexp.MustCompile(`^[A-Z_][A-Z0-9_]{0,127}$`)
 
 // reservedEnv: variables the runner sets or the loader reads.
 func reservedEnv(name string) bool {
