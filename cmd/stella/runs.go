@@ -142,11 +142,18 @@ func (s *session) isolation(ctx context.Context, c *cli.Context) ([]string, erro
 	return nil, nil
 }
 
+// unisolated runs steps as plain processes, and reaps like the sandbox
+// (processes by token and the attempt's cgroups), so a run started
+// isolated and resumed unisolated leaves nothing behind.
+type unisolated struct{ *process.Executor }
+
+func (u unisolated) Reap(token string) error { return (&sandbox.Executor{}).Reap(token) }
+
 // executor is what runs the steps of a run in folder: the sandbox, or the
 // plain process executor when the operator chose to skip isolation.
 func (s *session) executor(folder string) run.Executor {
 	if s.unisolated {
-		return &process.Executor{Env: stepEnv(folder)}
+		return unisolated{&process.Executor{Env: stepEnv(folder)}}
 	}
 	return &sandbox.Executor{Env: stepEnv(folder), Hide: []string{s.home}, Work: filepath.Join(folder, "work"),
 		Sealed: s.sealed, HostAllowlist: s.config.StepAllowlist}
@@ -842,7 +849,7 @@ func (s *session) runsCancel(ctx context.Context, c *cli.Context) error {
 			return err
 		}
 		now := s.now().UTC()
-		reaper := &process.Executor{}
+		reaper := &sandbox.Executor{} // processes by token, and the attempt's cgroups
 		for _, sid := range sortedStepIDs(rec) {
 			sr := rec.Steps[sid]
 			if sr.Process != "" {
