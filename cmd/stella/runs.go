@@ -44,12 +44,17 @@ func (s *session) runCommands() []*cli.Command {
 			Usage: "run a pack: plan, approval gates, steps; logs stream on stderr",
 			Description: `Loads the pack from the cache (a folder is built into the cache first, so every run is
 of a digest), verifies it, plans it with the same code as ` + "`stella pack plan`" + ` and runs the
-plan over a private work folder. The run stops at an approval gate that is not satisfied
-(state awaiting-approval) and says how to approve it and resume.
+plan over a private work folder. Each step runs isolated: its own network namespace (loopback
+only, or exactly the pack's allowlist), no capabilities, a read-only host file system, the
+pack's limits, its secrets as 0600 files, and every secret value masked in all stella writes
+(docs/isolation.md). Where the host cannot isolate steps, the run is refused (exit 5). The run
+stops at an approval gate that is not satisfied (state awaiting-approval) and says how to
+approve it and resume.
 
 Examples:
    stella pack run --pack rotate-registry-credentials:1.3.0 --inputs inputs.json
    stella pack run --pack rotate-registry-credentials:1.3.0 --inputs inputs.json --plan-hash 3f9a1c0de2b4
+   stella pack run --pack ./backup-database --inputs inputs.json --secrets run.secrets
    stella --output json pack run --pack ./backup-database --inputs inputs.json`,
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "pack", Usage: "ID:VERSION of a pack in the cache, or a pack folder (required)"},
