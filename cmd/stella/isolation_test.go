@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"stellaops.io/stella/run"
 )
@@ -325,4 +326,89 @@ spec:
 		t.Errorf("step within its limits: %s", st)
 	}
 	t.Logf("enforced: %v", enforced)
+}
+
+// tokenProcesses counts the live processes whose environment carries a
+// process token of run id (the sandbox helper and the step alike).
+func tokenProcesses(t *testing.T, id string) int {
+	t.Helper()
+	needle := []byte(run.TokenEnv + "=" + id + "|")
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range entries {
+		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err != nil || !bytes.Contains(env, needle) {
+			continue
+		}
+		if st, err := os.ReadFile("/proc/" + e.Name() + "/stat"); err == nil && strings.Contains(string(st), ") Z ") {
+			continue // a zombie is already dead
+		}
+		n++
+	}
+	return n
+}
+
+// TestIsolatedStepStopsWithItsRun: an isolated step is stopped by
+// `runs cancel`, and one whose runner was SIGKILLed is stopped when the
+// run resumes; in neither case does a process of the step survive.
+func TestIsolatedStepStopsWithItsRun(t *testing.T) {
+	dir := t.TempDir()
+	home := filepath.Join(dir, "home")
+	writeFile(t, filepath.Join(dir, "slow", "pack.yaml"), `apiVersion: stellaops.io/pack.v1
+kind: TaskPack
+metadata: {name: slow, version: 1.0.0, description: stop me}
+spec:
+  sandbox:
+    limits: {memoryMiB: 128}
+  steps:
+    - id: wait
+      run: {command: ["sh", "-c", "echo waiting; sleep 60 & wait"]}
+`)
+	start := func() (*exec.Cmd, string) {
+		t.Helper()
+		cmd := stellaProcess(t, home, "--output", "json", "pack", "run", "--pack", filepath.Join(dir, "slow"))
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			l := stella(t, home, nil, "--output", "json", "pack", "runs", "list", "--state", "running")
+			var list []runSummary
+			if json.Unmarshal([]byte(l.stdout), &list) == nil && len(list) == 1 {
+				if logs := stella(t, home, nil, "pack", "runs", "logs", list[0].RunID); strings.Contains(logs.stdout, "waiting") {
+					return cmd, list[0].RunID
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Fatal("the step never started")
+		return nil, ""
+	}
+
+	cmd, id := start()
+	if n := tokenProcesses(t, id); n < 2 {
+		t.Fatalf("%d processes carry the run's token while its step runs; want the helper and the step", n)
+	}
+	if r := stella(t, home, nil, "pack", "runs", "cancel", "--run", id); r.code != 0 {
+		t.Fatalf("cancel: %d %s", r.code, r.stderr)
+	}
+	_ = cmd.Wait()
+	if n := tokenProcesses(t, id); n != 0 {
+		t.Errorf("%d processes of the cancelled step survive", n)
+	}
+
+	cmd, id = start()
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if r := stella(t, home, nil, "pack", "runs", "resume", "--run", id); r.code == 0 && !strings.Contains(r.stdout, "waiting") {
+		t.Logf("resume: %s", r.stdout)
+	}
+	if n := tokenProcesses(t, id); n != 0 {
+		t.Errorf("%d processes of the step whose runner was killed survive its resume", n)
+	}
 }
