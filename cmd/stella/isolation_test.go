@@ -412,3 +412,38 @@ spec:
 		t.Errorf("%d processes of the step whose runner was killed survive its resume", n)
 	}
 }
+
+// TestStepCannotReadUnlockFiles: a sandboxed step sees neither stella's
+// home nor the folders of the files that unlock the vault and the keys,
+// wherever they are configured, while its own work folder works.
+func TestStepCannotReadUnlockFiles(t *testing.T) {
+	dir := t.TempDir()
+	home := filepath.Join(dir, "home")
+	identity := filepath.Join(dir, "ops-keys", "ops.agekey")
+	writeFile(t, identity, "AGE-SECRET-KEY-1THROWAWAYNOTAREALKEY\n")
+	writeFile(t, filepath.Join(home, "config.yaml"), "tenant: default\n")
+	writeFile(t, filepath.Join(dir, "peek", "pack.yaml"), `apiVersion: stellaops.io/pack.v1
+kind: TaskPack
+metadata: {name: peek, version: 1.0.0, description: Looks where it should not.}
+spec:
+  inputs:
+    - {name: identity, type: string, required: true}
+    - {name: home, type: string, required: true}
+  steps:
+    - id: peek
+      run: {command: ["sh", "-c", "cat \"$1\" 2>/dev/null || echo identity-hidden; ls \"$2\"/config.yaml 2>/dev/null || echo home-hidden; echo ok > mine && cat mine", "sh", "${{ inputs.identity }}", "${{ inputs.home }}"]}
+`)
+	writeFile(t, filepath.Join(dir, "inputs.json"), fmt.Sprintf(`{"identity": %q, "home": %q}`, identity, home))
+	r := stella(t, home, map[string]string{"STELLA_VAULT_IDENTITY_FILE": identity}, "pack", "run", "--pack", filepath.Join(dir, "peek"), "--inputs", filepath.Join(dir, "inputs.json"))
+	if r.code != 0 {
+		t.Fatalf("run: %d\n%s", r.code, r.stderr)
+	}
+	for _, want := range []string{"[peek] identity-hidden", "[peek] home-hidden", "[peek] ok"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("the step's output lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	if strings.Contains(r.stderr, "THROWAWAY") {
+		t.Errorf("the step read the identity file:\n%s", r.stderr)
+	}
+}

@@ -160,8 +160,40 @@ func (s *session) executor(folder string) run.Executor {
 	if s.unisolated {
 		return unisolated{&process.Executor{Env: stepEnv(folder)}}
 	}
-	return &sandbox.Executor{Env: stepEnv(folder), Hide: []string{s.home}, Work: filepath.Join(folder, "work"),
+	return &sandbox.Executor{Env: stepEnv(folder), Hide: s.hidden(), Work: filepath.Join(folder, "work"),
 		Sealed: s.sealed, HostAllowlist: s.config.StepAllowlist}
+}
+
+// hidden are the folders a sandboxed step must not see: the home (cache,
+// keys, trust, other runs), and the folders of the vault and of the files
+// that unlock it or the signing keys, wherever they are configured — a
+// step that could read both the vault and its identity could read every
+// secret. A file directly in a system folder (/, /etc, /usr...) cannot
+// have its folder hidden; docs/isolation.md asks for folders of their own.
+func (s *session) hidden() []string {
+	hide := []string{s.home}
+	files := []string{s.getenv(envVaultIdentityFile), s.getenv(envVaultPassphraseFile), s.getenv(envKeyPassphraseFile)}
+	if v, err := s.vaultPath(""); err == nil {
+		files = append(files, v)
+	}
+	for _, f := range files {
+		if f == "" {
+			continue
+		}
+		abs, err := filepath.Abs(f)
+		if err != nil {
+			continue
+		}
+		dir := filepath.Dir(abs)
+		switch dir {
+		case "/", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/var", "/opt", "/tmp", "/home", "/dev", "/proc", "/sys", "/run", "/mnt", "/media", "/srv":
+			continue
+		}
+		if !slices.Contains(hide, dir) {
+			hide = append(hide, dir)
+		}
+	}
+	return hide
 }
 
 // runResult is the JSON shape of `pack run` and `runs resume`.
