@@ -419,7 +419,17 @@ spec:
 func TestStepCannotReadUnlockFiles(t *testing.T) {
 	dir := t.TempDir()
 	home := filepath.Join(dir, "home")
-	identity := filepath.Join(dir, "ops-keys", "ops.agekey")
+	// Not under /tmp, which every sandboxed step sees as an empty tmpfs:
+	// this folder would be visible if it were not hidden.
+	keys, err := os.MkdirTemp(".", ".test-ops-keys-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(keys) })
+	identity, err := filepath.Abs(filepath.Join(keys, "ops.agekey"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	writeFile(t, identity, "AGE-SECRET-KEY-1THROWAWAYNOTAREALKEY\n")
 	writeFile(t, filepath.Join(home, "config.yaml"), "tenant: default\n")
 	writeFile(t, filepath.Join(dir, "peek", "pack.yaml"), `apiVersion: stellaops.io/pack.v1
