@@ -470,7 +470,7 @@ func TestReadonlySource(t *testing.T) {
 		t.Skip("mounting a read-only folder on the host needs root")
 	}
 	if err := Probe(context.Background()); err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
 	host := hostDir(t)
 	secretDir := filepath.Join(host, "secrets")
@@ -478,7 +478,7 @@ func TestReadonlySource(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := syscall.Mount("tmpfs", secretDir, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, "mode=0700"); err != nil {
-		t.Skipf("mounting a tmpfs on the host: %v", err)
+		t.Fatalf("mounting a tmpfs on the host: %v", err)
 	}
 	t.Cleanup(func() { _ = syscall.Unmount(secretDir, syscall.MNT_DETACH) })
 	secret := filepath.Join(secretDir, "TOKEN")

@@ -56,7 +56,8 @@ func needles(v string) []string {
 		e := json.NewEncoder(&b)
 		e.SetEscapeHTML(false)
 		_ = e.Encode(part)
-		add(strings.TrimSpace(b.String())[1 : len(strings.TrimSpace(b.String()))-1])
+		plain := bytes.TrimSpace(b.Bytes()) // "…" without HTML escapes
+		add(string(plain[1 : len(plain)-1]))
 	}
 	return out
 }

@@ -405,8 +405,13 @@ spec:
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
-	if r := stella(t, home, nil, "pack", "runs", "resume", "--run", id); r.code == 0 && !strings.Contains(r.stdout, "waiting") {
-		t.Logf("resume: %s", r.stdout)
+	// The runner is gone; its step is not (nothing ties it to its runner),
+	// so the resume has something to reap.
+	if n := tokenProcesses(t, id); n == 0 {
+		t.Fatal("no process of the step outlived its killed runner: the resume would check nothing")
+	}
+	if r := stella(t, home, nil, "pack", "runs", "resume", "--run", id); r.code == 0 || !strings.Contains(r.stdout, "runner lost") {
+		t.Errorf("resume of a run whose only step lost its runner (no retries): exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	if n := tokenProcesses(t, id); n != 0 {
 		t.Errorf("%d processes of the step whose runner was killed survive its resume", n)

@@ -21,19 +21,32 @@ import (
 // missing or locked vault leaves vault secrets unchecked (with a note); in
 // sealed mode the vault must open.
 func (s *session) resolveSecrets(ctx context.Context, secrets []plan.Secret) ([]secret.Status, error) {
+	src, closeVault, err := s.secretSources(ctx, secrets)
+	if err != nil {
+		return nil, err
+	}
+	defer closeVault()
+	return secret.Check(ctx, secrets, src)
+}
+
+// secretSources are where secrets come from for this command: the
+// environment, and the vault when a secret names one (opened as planVault
+// says). The caller calls the returned func when done with the vault.
+func (s *session) secretSources(ctx context.Context, secrets []plan.Secret) (secret.Sources, func(), error) {
 	src := secret.Sources{Sealed: s.sealed, Getenv: s.getenv}
+	closeVault := func() {}
 	if slices.ContainsFunc(secrets, func(sec plan.Secret) bool { _, ok := vault.ParseRef(sec.Source); return ok }) {
 		v, note, err := s.planVault(ctx)
 		if err != nil {
-			return nil, err
+			return src, closeVault, err
 		}
 		if v != nil {
-			defer v.Close()
 			src.Vault = v
+			closeVault = func() { v.Close() }
 		}
 		src.VaultNote = note
 	}
-	return secret.Check(ctx, secrets, src)
+	return src, closeVault, nil
 }
 
 // planVault opens the vault for checking secret references. Outside sealed
@@ -82,25 +95,19 @@ type stepSecrets struct {
 // asked for first).
 // file is --secrets ("" when not given).
 func (s *session) runSecrets(ctx context.Context, file string, secrets []plan.Secret) (*stepSecrets, error) {
-	r := &stepSecrets{given: map[string][]byte{}, src: secret.Sources{Sealed: s.sealed, Getenv: s.getenv}, close: func() {}}
+	r := &stepSecrets{given: map[string][]byte{}, close: func() {}}
 	if f := file; f != "" {
 		if err := r.readFile(s, f, secrets); err != nil {
 			r.wipe()
 			return nil, err
 		}
 	}
-	if slices.ContainsFunc(secrets, func(sec plan.Secret) bool { _, ok := vault.ParseRef(sec.Source); return ok }) {
-		v, note, err := s.planVault(ctx)
-		if err != nil {
-			r.wipe()
-			return nil, err
-		}
-		if v != nil {
-			r.src.Vault = v
-			r.close = func() { v.Close() }
-		}
-		r.src.VaultNote = note
+	src, closeVault, err := s.secretSources(ctx, secrets)
+	if err != nil {
+		r.wipe()
+		return nil, err
 	}
+	r.src, r.close = src, closeVault
 	var pending []plan.Secret
 	for _, sec := range secrets {
 		if _, ok := r.given[sec.Name]; !ok {
