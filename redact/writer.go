@@ -7,6 +7,10 @@ import "io"
 // write.
 const chunk = 64 << 10
 
+// readChunk is what one read of ReadFrom asks for: a pipe's worth (see
+// run/process.PipeSize) at a time keeps system calls few.
+const readChunk = 256 << 10
+
 // Writer masks the stream written to it and writes the result to another
 // writer. What it writes out is exactly what the set's Bytes makes of the
 // whole stream, however the stream is split into writes, as long as no
@@ -84,12 +88,12 @@ func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
 			return n, w.err
 		}
 		m := w.set.matcher()
-		if cap(w.buf) < len(w.held)+chunk {
+		if cap(w.buf) < len(w.held)+readChunk {
 			// What is held is never longer than the longest pattern.
-			w.buf = make([]byte, 0, max(len(w.held), m.prefix.span)+chunk)
+			w.buf = make([]byte, 0, max(len(w.held), m.prefix.span)+readChunk)
 		}
 		b := append(w.buf[:0], w.held...)
-		k, err := r.Read(b[len(b) : len(b)+chunk])
+		k, err := r.Read(b[len(b) : len(b)+readChunk])
 		if k > 0 {
 			n += int64(k)
 			if _, werr := w.scan(m, b[:len(b)+k], false); werr != nil {

@@ -292,7 +292,9 @@ func (d *driver) emit(step, stream, msg string) {
 // lineWriter frames a step's stream into log records: each record holds
 // the complete lines one write brought (joined by '\n', without the last
 // one), so a step printing at full speed costs one record per write, not
-// per line. A line longer than maxLine is cut; a final partial line is
+// per line; a partial line held from the write before is completed as a
+// record of its own. A line that arrives in pieces is cut every maxLine
+// bytes, so what is held stays bounded. A line longer than maxLine is cut; a final partial line is
 // flushed at the end. The step's last lines are kept for its failure.
 func (d *driver) lineWriter(step, stream string) *lineWriter {
 	d.logMu.Lock()
@@ -323,11 +325,29 @@ type lineWriter struct {
 func (w *lineWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	b := p
+	n := len(p)
 	if len(w.buf) > 0 {
-		w.buf = append(w.buf, p...)
-		b = w.buf
+		// The held partial line is completed on its own: only it is
+		// copied, not the rest of p.
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			w.buf = append(w.buf, p...)
+			for len(w.buf) >= maxLine {
+				w.record(w.buf[:maxLine])
+				w.buf = append(w.buf[:0], w.buf[maxLine:]...)
+			}
+			return n, nil
+		}
+		w.buf = append(w.buf, p[:i]...)
+		for len(w.buf) > maxLine {
+			w.record(w.buf[:maxLine])
+			w.buf = append(w.buf[:0], w.buf[maxLine:]...)
+		}
+		w.record(w.buf)
+		w.buf = w.buf[:0]
+		p = p[i+1:]
 	}
+	b := p
 	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
 		w.record(b[:i])
 		b = b[i+1:]
@@ -337,7 +357,7 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 		b = b[maxLine:]
 	}
 	w.buf = append(w.buf[:0], b...)
-	return len(p), nil
+	return n, nil
 }
 
 func (w *lineWriter) record(b []byte) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"stellaops.io/stella/run"
@@ -26,25 +27,39 @@ const inlineMax = 1 << 10
 func (s *Store) DataPath(id string) string { return filepath.Join(s.Folder(id), "log.data") }
 
 // Log is a run's log being written: NDJSON records in LogPath, and the
-// text of long step output records raw in DataPath, both appended through
-// buffers written every FlushEvery, when full, and on Close — the text
-// always before the records that refer to it. A step printing at full
-// speed costs no escaping and no system call per record.
+// text of long step output records raw in DataPath. Records are gathered
+// in memory and handed, a batch at a time (every FlushEvery, when a batch
+// is full, and on Close), to a writer goroutine that appends the batch's
+// text before its records, so a reader never finds a record whose text is
+// not there yet. A step printing at full speed costs no escaping and no
+// system call per record, and the runner masks the next bytes while the
+// last ones are being written.
 type Log struct {
 	mu     sync.Mutex
-	f      *os.File
-	data   *os.File
 	offset int64  // size of the data file, with what is pending
-	text   []byte // data-file bytes not written yet
-	index  []byte // NDJSON records not written yet
-	err    error
+	text   []byte // data-file bytes of the batch being gathered
+	index  []byte // NDJSON records of the batch being gathered
+
+	f, data *os.File
+	batches chan logBatch // to the writer
+	free    chan logBatch // written batches, for their buffers
+	werr    atomic.Pointer[error]
+
+	closed bool // under mu
 	stop   chan struct{}
-	done   chan struct{}
+	done   chan struct{} // the flusher has stopped
 	once   sync.Once
 	cerr   error
 }
 
-// Buffer bounds: past either, pending bytes are written at once.
+// logBatch is text and the records that refer to it, with ack closed
+// once both are written (when not nil).
+type logBatch struct {
+	text, index []byte
+	ack         chan struct{}
+}
+
+// Batch bounds: past either, the batch goes to the writer.
 const (
 	maxPendingText  = 1 << 20
 	maxPendingIndex = 256 << 10
@@ -66,7 +81,9 @@ func (s *Store) OpenLog(id string) (*Log, error) {
 		data.Close()
 		return nil, err
 	}
-	l := &Log{f: f, data: data, offset: fi.Size(), stop: make(chan struct{}), done: make(chan struct{})}
+	l := &Log{f: f, data: data, offset: fi.Size(), stop: make(chan struct{}), done: make(chan struct{}),
+		batches: make(chan logBatch, 1), free: make(chan logBatch, 2)}
+	go l.writer()
 	go l.flusher()
 	return l, nil
 }
@@ -80,17 +97,50 @@ func (l *Log) flusher() {
 		case <-l.stop:
 			return
 		case <-t.C:
-			_ = l.Flush()
+			l.mu.Lock()
+			l.handOff(nil)
+			l.mu.Unlock()
 		}
 	}
 }
 
+// writer appends each batch to the files until the batches end; after
+// the first error it only acknowledges them.
+func (l *Log) writer() {
+	for b := range l.batches {
+		if l.failed() == nil {
+			_, err := l.data.Write(b.text)
+			if err == nil {
+				_, err = l.f.Write(b.index)
+			}
+			if err != nil {
+				l.werr.CompareAndSwap(nil, &err)
+			}
+		}
+		if b.ack != nil {
+			close(b.ack)
+		}
+		select {
+		case l.free <- logBatch{text: b.text[:0], index: b.index[:0]}:
+		default:
+		}
+	}
+}
+
+func (l *Log) failed() error {
+	if e := l.werr.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
 // Write appends one record. The first error is kept and returned by Flush
-// and Close; later records are dropped.
+// and Close; later records, and records written after Close, are dropped. Write may wait for the writer
+// when it is two batches behind.
 func (l *Log) Write(line run.Line) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.err != nil {
+	if l.closed || l.failed() != nil {
 		return
 	}
 	if len(line.Msg) > inlineMax && line.Stream != "stella" {
@@ -101,36 +151,42 @@ func (l *Log) Write(line run.Line) {
 	}
 	l.index = append(line.AppendJSON(l.index), '\n')
 	if len(l.text) >= maxPendingText || len(l.index) >= maxPendingIndex {
-		l.flushLocked()
+		l.handOff(nil)
 	}
 }
 
-// flushLocked writes what is pending: the text first, so a reader never
-// finds a record whose text is not there yet.
-func (l *Log) flushLocked() {
-	if l.err != nil {
+// handOff sends the batch gathered so far (with ack, even when empty, if
+// not nil) to the writer and starts a new one. l.mu is held.
+func (l *Log) handOff(ack chan struct{}) {
+	if len(l.text) == 0 && len(l.index) == 0 && ack == nil {
 		return
 	}
-	if len(l.text) > 0 {
-		if _, l.err = l.data.Write(l.text); l.err != nil {
-			return
-		}
-		l.text = l.text[:0]
-	}
-	if len(l.index) > 0 {
-		if _, l.err = l.f.Write(l.index); l.err != nil {
-			return
-		}
-		l.index = l.index[:0]
+	l.batches <- logBatch{text: l.text, index: l.index, ack: ack}
+	select {
+	case b := <-l.free:
+		l.text, l.index = b.text, b.index
+	default:
+		l.text, l.index = nil, nil
 	}
 }
 
-// Flush writes what is pending to the files.
-func (l *Log) Flush() error {
+// Flush writes what is pending to the files and waits until it is.
+func (l *Log) Flush() error { return l.flush(false) }
+
+// flush hands the batch gathered over with an ack and waits for it; when
+// last, no batch follows it (Write drops its records).
+func (l *Log) flush(last bool) error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.flushLocked()
-	return l.err
+	if l.closed {
+		l.mu.Unlock()
+		return l.failed()
+	}
+	l.closed = last
+	ack := make(chan struct{})
+	l.handOff(ack)
+	l.mu.Unlock()
+	<-ack
+	return l.failed()
 }
 
 // Close flushes, syncs and closes the log; closing again returns the
@@ -139,7 +195,8 @@ func (l *Log) Close() error {
 	l.once.Do(func() {
 		close(l.stop)
 		<-l.done
-		err := l.Flush()
+		err := l.flush(true)
+		close(l.batches)
 		for _, f := range []*os.File{l.data, l.f} {
 			if serr := f.Sync(); err == nil {
 				err = serr

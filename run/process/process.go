@@ -93,6 +93,7 @@ func Run(ctx context.Context, cmd *exec.Cmd, grace time.Duration, started func(p
 	if cmd.WaitDelay == 0 {
 		cmd.WaitDelay = grace
 	}
+	growPipes(cmd)
 	if err := cmd.Start(); err != nil {
 		return err
 	}
