@@ -27,23 +27,39 @@
 // node; /dev/shm is a private tmpfs.
 //
 // No external binary is needed. The runner re-executes its own executable
-// (Executor.Exe, /proc/self/exe) as the sandbox helper, in new namespaces
-// whose user namespace maps uid and gid 0 to the runner's own (also when
-// the runner is root, so a run behaves the same either way). The helper
-// reads its spec from an inherited pipe, sets the namespaces up, and
-// forks the step from a thread of its own whose bounding set is empty,
-// with SECBIT_NOROOT and no_new_privs, so the step has no capability at
-// all. When the step has limits, it is held at its exec (ptrace) until the
-// runner has placed it in its cgroup and its rlimits are set, so it runs
-// no instruction outside them. The helper stays as the step's parent: it
-// forwards SIGTERM and SIGINT, waits, and reports the step's own wait
-// status to the runner over a second pipe, so run.Exit.Code and Signal
-// are the step's; a setup failure is reported with the setup step that
-// failed.
+// (Executor.Exe, /proc/self/exe), in a user namespace that maps uid and gid
+// 0 to the runner's own (also when the runner is root, so a run behaves
+// the same either way), in one of two roles:
 //
-// Every process is started and stopped by run/process.Run (process group,
-// SIGTERM then SIGKILL after a grace, nothing left behind), and carries the
-// attempt's token, so Reap finds them after a runner crash.
+//   - the sandbox server (server_linux.go), started once per Executor and
+//     let go after 5 s without a step: each attempt is a request over a
+//     socket pair, served on a thread of the server's own that unshares a
+//     network and mount namespace for it, sets them up, and forks the step
+//     from that thread, as the step's own process group. A re-executed
+//     stella pays its Go start and package initialisation (15–19 ms)
+//     before it can do anything; the server pays it once, not per step.
+//   - the sandbox helper, one process per attempt in new user, network and
+//     mount namespaces, for what a shared server cannot do: an allowlist
+//     step, whose forwarder and resolver must be a process in the step's
+//     network namespace, and a pids limit enforced as RLIMIT_NPROC, which
+//     counts every task of the user namespace.
+//
+// Either way the same code (helper.setUp) sets the namespaces up and
+// forks the step from a thread whose bounding set is empty, with
+// SECBIT_NOROOT and no_new_privs, so the step has no capability at all.
+// When the step has limits, it is held at its exec (ptrace) until the
+// runner has placed it in its cgroup and its rlimits are set, so it runs
+// no instruction outside them. The step's parent (server thread or
+// helper) waits for it and reports its own wait status to the runner, so
+// run.Exit.Code and Signal are the step's; a setup failure is reported
+// with the setup step that failed. A helper forwards SIGTERM and SIGINT to
+// its step; a server's step is signalled by the runner directly.
+//
+// A helper process is started and stopped by run/process.Run (process
+// group, SIGTERM then SIGKILL after a grace, nothing left behind); a
+// server's step gets the same from the runner. Steps (and helpers) carry
+// the attempt's token, so Reap finds them after a runner crash; a server
+// whose runner is gone ends once its steps have.
 //
 // Programs that use the sandbox call Init first thing in main (and in
 // TestMain of a package whose tests run it): it runs the helper when the

@@ -1,6 +1,9 @@
 package sandbox
 
-import "time"
+import (
+	"sync"
+	"time"
+)
 
 // ForceUnavailableEnv, set to 1, makes Probe (and so Execute) fail as if
 // isolation were not available here: a way to test that stella fails
@@ -46,4 +49,10 @@ type Executor struct {
 	// remount forces the helper's fallback for kernels without
 	// mount_setattr (tests).
 	remount bool
+	// perStep: every attempt in a helper process of its own, none through
+	// the sandbox server (Probe checks both ways; tests).
+	perStep bool
+
+	mu  sync.Mutex
+	srv *server // started at the first attempt that goes through one
 }

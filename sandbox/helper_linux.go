@@ -36,6 +36,8 @@ func Init() {
 	switch role {
 	case roleHelper:
 		os.Exit(helperMain())
+	case roleServer:
+		os.Exit(serverMain())
 	case roleCheck:
 		os.Exit(checkMain())
 	case roleNoop:
@@ -44,19 +46,32 @@ func Init() {
 	os.Exit(2)
 }
 
-// helper is the sandbox helper: in the attempt's fresh user, network and
-// mount namespaces (uid 0 there, every capability), it sets them up, starts
-// the step and reports how the step ended.
+// helper sets up one attempt's sandbox, starts its step and reports how
+// the step ended. It is either the sandbox helper process of that one
+// attempt, in the attempt's fresh user, network and mount namespaces
+// (uid 0 there, every capability), talking to the runner over two pipes;
+// or one request of the sandbox server (server_linux.go), on a thread of
+// the server's that holds the attempt's own network and mount namespaces.
 type helper struct {
-	in   *bufio.Reader // from the runner
-	out  *os.File      // to the runner
 	spec helperSpec
+
+	// Per-attempt helper process: the runner's pipes.
+	in  *bufio.Reader
+	out *os.File
+
+	// Server request: the connection, the request's id, the runner's
+	// answers to it, and the step's standard descriptors.
+	conn    *serverConn
+	id      uint64
+	answers <-chan string
+	stdio   [3]*os.File
 }
 
 func helperMain() int {
 	unix.CloseOnExec(helperSpecFD)
 	unix.CloseOnExec(helperReportFD)
-	h := &helper{in: bufio.NewReader(os.NewFile(helperSpecFD, "sandbox-spec")), out: os.NewFile(helperReportFD, "sandbox-report")}
+	h := &helper{in: bufio.NewReader(os.NewFile(helperSpecFD, "sandbox-spec")), out: os.NewFile(helperReportFD, "sandbox-report"),
+		stdio: [3]*os.File{os.Stdin, os.Stdout, os.Stderr}}
 	if stage, err := h.run(); err != nil {
 		h.send(report{Stage: stage, Err: err.Error()})
 		return 1
@@ -65,12 +80,31 @@ func helperMain() int {
 }
 
 func (h *helper) send(r report) {
+	if h.conn != nil {
+		r.ID = h.id
+		h.conn.send(r)
+		return
+	}
 	b, _ := json.Marshal(r)
 	_, _ = h.out.Write(append(b, '\n'))
 }
 
-// run sets the sandbox up and runs the step; on failure it names the
-// setup step that failed.
+// await is the runner's answer once the step is ready to be placed in its
+// cgroup: "go" or "abort".
+func (h *helper) await() (string, error) {
+	if h.conn != nil {
+		a, ok := <-h.answers
+		if !ok {
+			return "", errors.New("the runner went away")
+		}
+		return a, nil
+	}
+	line, err := h.in.ReadBytes('\n')
+	return strings.TrimSuffix(string(line), "\n"), err
+}
+
+// run reads the spec, sets the sandbox up and runs the step; on failure
+// it names the setup step that failed.
 func (h *helper) run() (string, error) {
 	line, err := h.in.ReadBytes('\n')
 	if err != nil {
@@ -79,6 +113,12 @@ func (h *helper) run() (string, error) {
 	if err := json.Unmarshal(line, &h.spec); err != nil {
 		return "reading the spec", err
 	}
+	return h.setUp()
+}
+
+// setUp sets the sandbox up in the namespaces the calling thread is in,
+// and runs the step.
+func (h *helper) setUp() (string, error) {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return "making mount propagation private", err
 	}
@@ -264,21 +304,25 @@ func loopbackUp() error {
 }
 
 // step starts the step, lets the runner place it in its cgroup when asked
-// to, forwards SIGTERM and SIGINT to it, waits for it and reports its wait
-// status.
+// to, waits for it and reports its wait status. A helper process forwards
+// SIGTERM and SIGINT to it; for a server request the runner signals the
+// step's own process group itself.
 func (h *helper) step() (string, error) {
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sigs)
-	ch := make(chan started, 1)
-	go func() {
-		// The step is forked from this goroutine's thread and inherits
-		// what dropPrivileges sets on it; the thread is never unlocked,
-		// so it goes when the goroutine does and nothing else runs on it.
-		runtime.LockOSThread()
-		ch <- h.start()
-	}()
-	st := <-ch
+	var st started
+	if h.conn != nil {
+		// This thread is the request's own, locked and never unlocked.
+		st = h.start()
+	} else {
+		ch := make(chan started, 1)
+		go func() {
+			// The step is forked from this goroutine's thread and inherits
+			// what dropPrivileges sets on it; the thread is never unlocked,
+			// so it goes when the goroutine does and nothing else runs on it.
+			runtime.LockOSThread()
+			ch <- h.start()
+		}()
+		st = <-ch
+	}
 	if st.err != nil {
 		return st.stage, st.err
 	}
@@ -287,16 +331,21 @@ func (h *helper) step() (string, error) {
 		ws = *st.ended
 	} else {
 		stop := make(chan struct{})
-		go func() {
-			for {
-				select {
-				case s := <-sigs:
-					_ = st.cmd.Process.Signal(s)
-				case <-stop:
-					return
+		if h.conn == nil {
+			sigs := make(chan os.Signal, 4)
+			signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+			defer signal.Stop(sigs)
+			go func() {
+				for {
+					select {
+					case s := <-sigs:
+						_ = st.cmd.Process.Signal(s)
+					case <-stop:
+						return
+					}
 				}
-			}
-		}()
+			}()
+		}
 		err := st.cmd.Wait()
 		close(stop)
 		if st.cmd.ProcessState == nil {
@@ -337,8 +386,10 @@ func (h *helper) start() started {
 		rl = append(rl, rlimit{Resource: unix.RLIMIT_NPROC, Name: "RLIMIT_NPROC", Value: uint64(h.spec.Nproc) + uint64(threads())})
 	}
 	hold := h.spec.Place || len(rl) > 0
-	cmd := &exec.Cmd{Path: s.Path, Args: s.Argv, Env: s.Env, Dir: s.Dir, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
-		SysProcAttr: &syscall.SysProcAttr{Ptrace: hold}}
+	// A server's step leads a process group of its own, which the runner
+	// signals; a helper process's step stays in the helper's group.
+	cmd := &exec.Cmd{Path: s.Path, Args: s.Argv, Env: s.Env, Dir: s.Dir, Stdin: h.stdio[0], Stdout: h.stdio[1], Stderr: h.stdio[2],
+		SysProcAttr: &syscall.SysProcAttr{Ptrace: hold, Setpgid: h.conn != nil}}
 	if err := cmd.Start(); err != nil {
 		if hold {
 			err = fmt.Errorf("%w (stopped at its exec to set its limits)", err)
@@ -346,6 +397,7 @@ func (h *helper) start() started {
 		return started{stage: stage, err: err}
 	}
 	if !hold {
+		h.send(report{Started: cmd.Process.Pid})
 		return started{cmd: cmd}
 	}
 	pid := cmd.Process.Pid
@@ -384,8 +436,8 @@ func (h *helper) start() started {
 	}
 	if h.spec.Place {
 		h.send(report{Ready: pid})
-		line, err := h.in.ReadBytes('\n')
-		if err != nil || string(line) != "go\n" {
+		answer, err := h.await()
+		if err != nil || answer != "go" {
 			if err == nil {
 				err = errors.New("the runner could not place it")
 			}
@@ -395,6 +447,7 @@ func (h *helper) start() started {
 	if err := unix.PtraceDetach(pid); err != nil {
 		return fail("letting the step run", err)
 	}
+	h.send(report{Started: pid})
 	return started{cmd: cmd}
 }
 

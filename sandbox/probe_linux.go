@@ -22,7 +22,8 @@ var probed struct {
 }
 
 // Probe checks that steps can be isolated here, by running a check
-// through the whole path: the helper in new user, network and mount
+// through the whole path, both ways a step may take (a helper process of
+// its own, and a sandbox server's thread): new user, network and mount
 // namespaces, loopback up, the private folders mounted, and a step that
 // can listen and connect on loopback and has no capability. The result
 // is kept for the life of the process (a cancelled probe is not). On
@@ -48,8 +49,22 @@ func Probe(ctx context.Context) error {
 }
 
 func probe(ctx context.Context) error {
-	var out bytes.Buffer
+	// Both ways a step is started: in a helper process of its own, and
+	// through a sandbox server (whose thread unshares the namespaces).
+	if err := checkThrough(ctx, &Executor{Grace: time.Second, perStep: true}); err != nil {
+		return err
+	}
 	x := &Executor{Grace: time.Second}
+	defer x.closeServer()
+	if err := checkThrough(ctx, x); err != nil {
+		return fmt.Errorf("%w (through the sandbox server)", err)
+	}
+	return nil
+}
+
+// checkThrough runs the check step through x.
+func checkThrough(ctx context.Context, x *Executor) error {
+	var out bytes.Buffer
 	ex := x.execute(ctx, run.Invocation{Command: []string{"/proc/self/exe"}, Env: map[string]string{HelperEnv: roleCheck},
 		Stdout: &out, Stderr: &out}, true)
 	var what string

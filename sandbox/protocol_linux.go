@@ -13,6 +13,7 @@ const HelperEnv = "STELLA_SANDBOX_HELPER"
 // Roles (values of HelperEnv).
 const (
 	roleHelper = "helper"
+	roleServer = "server"
 	roleCheck  = "check"
 	roleNoop   = "noop"
 )
@@ -63,6 +64,12 @@ type rlimit struct {
 
 // report is one message of the helper to the runner.
 type report struct {
+	// ID is the server request the report is about (0 from a helper
+	// process).
+	ID uint64 `json:"id,omitempty"`
+	// Started is the step's pid once it runs (and leads its process
+	// group, for a server request).
+	Started int `json:"started,omitempty"`
 	// Stage and Err: the setup step that failed, and how.
 	Stage string `json:"stage,omitempty"`
 	Err   string `json:"err,omitempty"`

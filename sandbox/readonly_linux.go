@@ -80,10 +80,11 @@ func remountFlags(path string, rdonly uintptr) error {
 	return unix.Mount("", path, "", flags, "")
 }
 
-// mountPoints are the mount points of /proc/self/mountinfo, parents
-// before their children.
+// mountPoints are the mount points of the calling thread's mount
+// namespace (/proc/thread-self/mountinfo: a server request's thread has
+// one of its own), parents before their children.
 func mountPoints() ([]string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	f, err := os.Open("/proc/thread-self/mountinfo")
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +95,7 @@ func mountPoints() ([]string, error) {
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
 		if len(fields) < 5 {
-			return nil, fmt.Errorf("/proc/self/mountinfo: unexpected line %q", sc.Text())
+			return nil, fmt.Errorf("/proc/thread-self/mountinfo: unexpected line %q", sc.Text())
 		}
 		p := unescapeMountinfo(fields[4])
 		if !seen[p] {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -147,26 +148,45 @@ func (x *Executor) execute(ctx context.Context, inv run.Invocation, check bool) 
 	if spec.Binds, spec.Mounts, err = x.mounts(own); err != nil {
 		return fail(err)
 	}
+	grace := x.Grace
+	if grace <= 0 {
+		grace = DefaultGrace
+	}
+	var ex run.Exit
+	if mode == pack.NetworkNone && spec.Nproc == 0 && !x.perStep {
+		ex = x.viaServer(ctx, inv, spec, cg, grace)
+	} else {
+		ex = x.viaHelper(ctx, inv, spec, cg, grace)
+	}
+	if ex.Err == nil && (ex.Code != 0 || ex.Signal != "") {
+		ex.Limit = cg.hit()
+	}
+	iso.Blocked = int(blocked.Load())
+	ex.Isolation = iso
+	return ex
+}
+
+// viaHelper runs the attempt in a helper process of its own, started in
+// new user, network and mount namespaces.
+func (x *Executor) viaHelper(ctx context.Context, inv run.Invocation, spec helperSpec, cg *cgroup, grace time.Duration) run.Exit {
+	helperFail := func(err error) run.Exit { return run.Exit{Code: -1, Err: err} }
 	line, err := json.Marshal(spec)
 	if err != nil {
-		return fail(err)
+		return helperFail(err)
 	}
 
 	specR, specW, err := os.Pipe()
 	if err != nil {
-		return fail(err)
+		return helperFail(err)
 	}
 	defer specW.Close()
 	repR, repW, err := os.Pipe()
 	if err != nil {
 		specR.Close()
-		return fail(err)
+		return helperFail(err)
 	}
 	defer repR.Close()
-	exe := x.Exe
-	if exe == "" {
-		exe = "/proc/self/exe"
-	}
+	exe := x.exe()
 	helperEnv := []string{HelperEnv + "=" + roleHelper}
 	if inv.Token != "" {
 		helperEnv = append(helperEnv, run.TokenEnv+"="+inv.Token)
@@ -178,10 +198,6 @@ func (x *Executor) execute(ctx context.Context, inv run.Invocation, check bool) 
 			UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
 			GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
 		}}
-	grace := x.Grace
-	if grace <= 0 {
-		grace = DefaultGrace
-	}
 	var res talk
 	done := make(chan struct{})
 	started := false
@@ -198,7 +214,7 @@ func (x *Executor) execute(ctx context.Context, inv run.Invocation, check bool) 
 	if !started {
 		specR.Close()
 		repW.Close()
-		return fail(fmt.Errorf("%w: %w", errStartHelper, runErr))
+		return helperFail(fmt.Errorf("%w: %w", errStartHelper, runErr))
 	}
 	<-done
 
@@ -219,11 +235,6 @@ func (x *Executor) execute(ctx context.Context, inv run.Invocation, check bool) 
 	default:
 		ex = run.Exit{Code: -1, Err: fmt.Errorf("sandbox: waiting for the helper: %w", runErr)}
 	}
-	if ex.Err == nil && (ex.Code != 0 || ex.Signal != "") {
-		ex.Limit = cg.hit()
-	}
-	iso.Blocked = int(blocked.Load())
-	ex.Isolation = iso
 	return ex
 }
 

@@ -30,3 +30,6 @@ func (x *Executor) Execute(ctx context.Context, inv run.Invocation) run.Exit {
 
 // Reap has nothing to stop: no isolated step ever ran here.
 func (x *Executor) Reap(token string) error { return nil }
+
+// server is the sandbox server, which only Linux has.
+type server struct{}

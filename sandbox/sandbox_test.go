@@ -852,8 +852,11 @@ func runnerMain() int {
 }
 
 // procsWith lists the live processes whose environment carries token.
-func procsWith(token string) []int {
-	needle := []byte(run.TokenEnv + "=" + token + "\x00")
+func procsWith(token string) []int { return procsWithEnv(run.TokenEnv + "=" + token) }
+
+// procsWithEnv are the processes whose environment holds kv.
+func procsWithEnv(kv string) []int {
+	needle := []byte("\x00" + kv + "\x00")
 	var pids []int
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
@@ -861,7 +864,7 @@ func procsWith(token string) []int {
 		if err != nil {
 			continue
 		}
-		if env, err := os.ReadFile("/proc/" + e.Name() + "/environ"); err == nil && bytes.Contains(env, needle) {
+		if env, err := os.ReadFile("/proc/" + e.Name() + "/environ"); err == nil && bytes.Contains(append([]byte{0}, env...), needle) {
 			pids = append(pids, pid)
 		}
 	}
@@ -903,9 +906,16 @@ func testReap(t *testing.T) {
 	_ = cmd.Process.Kill()
 	_, _ = cmd.Process.Wait()
 	defer func() { _ = cmd.Wait() }()
+	// The step carries the token (and so does its helper process, when
+	// it has one: not through the sandbox server, which carries the
+	// runner's pid instead, and ends once its steps have).
 	left := procsWith(token)
-	if len(left) < 2 {
-		t.Fatalf("after the runner died, %v carry the token; want the helper and the step", left)
+	if len(left) < 1 {
+		t.Fatalf("after the runner died, %v carry the token; want the step", left)
+	}
+	// (Probe's own server may still be exiting.)
+	if servers := procsWithEnv(ServerRunnerEnv + "=" + strconv.Itoa(cmd.Process.Pid)); len(servers) == 0 {
+		t.Fatal("the dead runner's sandbox server is gone under its step")
 	}
 	prefix := cgroupPrefix(token)
 	if err := (&Executor{}).Reap(token); err != nil {
@@ -917,6 +927,12 @@ func testReap(t *testing.T) {
 	}
 	if left := procsWith(token); len(left) > 0 {
 		t.Fatalf("after Reap, %v still carry the token", left)
+	}
+	for len(procsWithEnv(ServerRunnerEnv+"="+strconv.Itoa(cmd.Process.Pid))) > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if left := procsWithEnv(ServerRunnerEnv + "=" + strconv.Itoa(cmd.Process.Pid)); len(left) > 0 {
+		t.Fatalf("after Reap, the dead runner's sandbox server %v is still there", left)
 	}
 	h := cgroupHierarchies()
 	for _, d := range h.v1 {

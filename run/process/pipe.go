@@ -4,6 +4,7 @@ package process
 
 import (
 	"io"
+	"os"
 	"os/exec"
 	"syscall"
 )
@@ -69,3 +70,20 @@ func sameWriter(a, b io.Writer) (same bool) {
 	}()
 	return a != nil && a == b
 }
+
+// OutputPipe makes a pipe for a step's output (the write end is the
+// step's), grown to PipeSize where the system lets it grow.
+func OutputPipe() (r, w *os.File, err error) {
+	r, w, err = os.Pipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	if rc, err := w.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) { growPipe(fd, PipeSize) })
+	}
+	return r, w, nil
+}
+
+// SameWriter reports whether a and b are one writer (both not nil),
+// without panicking on writers that cannot be compared.
+func SameWriter(a, b io.Writer) bool { return sameWriter(a, b) }
