@@ -137,7 +137,7 @@ var errorTable = []errorRow{
 	{trust.ErrSubjectMismatch, "ERR_PACK_SUBJECT_MISMATCH", exitTrust, "the signature is about another artifact (another digest); it was swapped or belongs to another version"},
 	{trust.ErrPayloadType, "ERR_PACK_PAYLOAD_TYPE_UNEXPECTED", exitTrust, "the envelope does not carry an in-toto statement; it is not a stella signature"},
 	{trust.ErrPredicateType, "ERR_PACK_PREDICATE_TYPE_UNEXPECTED", exitTrust, "the statement is another kind of attestation than required (for example an approval where a pack signature is expected)"},
-	{trust.ErrUnknownRole, "ERR_PACK_ROLE_UNKNOWN", exitInvalid, "roles are publisher (signs packs) and Packs.Approve (signs approvals); spelling and case matter"},
+	{trust.ErrUnknownRole, "ERR_PACK_ROLE_UNKNOWN", exitInvalid, "roles are publisher (signs packs), Packs.Approve (signs approvals) and Packs.Run (signs run evidence); spelling and case matter"},
 	{trust.ErrExists, "ERR_PACK_TRUST_KEY_EXISTS", exitGeneric, "that name or that key is already in the trust store (`stella trust list`); a revoked key must be removed with `stella trust rm` before it is added again"},
 	{trust.ErrKeyNotFound, "ERR_PACK_TRUST_KEY_NOT_FOUND", exitNotFound, "no trusted key has that name; see `stella trust list`"},
 	{trust.ErrInvalidEntry, "ERR_PACK_TRUST_ENTRY_INVALID", exitInvalid, "key names are letters, digits and . _ @ + - (at most 128); give at least one --role, and tenants as names or \"*\""},
