@@ -1,0 +1,491 @@
+package evidence
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"stellaops.io/stella/approve"
+	"stellaops.io/stella/bundle"
+	"stellaops.io/stella/integrity"
+	"stellaops.io/stella/keys"
+	"stellaops.io/stella/pack"
+	"stellaops.io/stella/plan"
+	"stellaops.io/stella/run"
+	"stellaops.io/stella/trust"
+)
+
+var t0 = time.Date(2026, 11, 27, 16, 0, 0, 0, time.UTC)
+
+const (
+	tenant    = "acme"
+	canary    = "canary-value-3f9a1c0de2b4-must-never-leave"
+	logSecret = "line with a unique marker 7c1e"
+)
+
+// fixture is a finished run of a pack with one approval gate, approved
+// once, with its plan, log, an output file and ledger, and a trust store
+// holding the runner key (Packs.Run), the approver (Packs.Approve), a
+// revoked runner key and a key with only Packs.Approve.
+type fixture struct {
+	runner, approver, revoked, outsider *keys.Pair
+	trust                               *trust.Store
+	plan                                *plan.Plan
+	hash                                digest.Digest
+	in                                  Input
+}
+
+func genKey(t testing.TB, alg keys.Algorithm) *keys.Pair {
+	t.Helper()
+	p, err := keys.Generate(alg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func newFixture(t testing.TB) *fixture {
+	t.Helper()
+	f := &fixture{
+		runner:   genKey(t, keys.AlgECDSAP256),
+		approver: genKey(t, keys.AlgEd25519),
+		revoked:  genKey(t, keys.AlgEd25519),
+		outsider: genKey(t, keys.AlgECDSAP256),
+		trust:    &trust.Store{},
+	}
+	add := func(name string, p *keys.Pair, role string) {
+		if err := f.trust.Add(name, p.PublicPEM(), []string{role}, []string{tenant}, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add("runner", f.runner, trust.RoleRun)
+	add("alice", f.approver, trust.RoleApprove)
+	add("old-runner", f.revoked, trust.RoleRun)
+	if err := f.trust.Revoke("old-runner", t0); err != nil {
+		t.Fatal(err)
+	}
+
+	packDigest := digest.FromString("pack manifest")
+	f.plan = &plan.Plan{
+		APIVersion: plan.APIVersion,
+		Pack:       plan.PackRef{Name: "gated", Version: "0.1.0", Digest: packDigest},
+		Inputs:     map[string]any{"label": "release"},
+		Secrets:    []plan.Secret{{Name: "token", Source: "vault:ops/token", Scope: "step", Required: true, Steps: []string{"before"}}},
+		Approvals:  []plan.Approval{{Gate: "approve", Approval: "change", Role: trust.RoleApprove, MinApprovers: 1, ExpiresAfter: "10m"}},
+		Steps: []plan.Step{
+			{ID: "before", Kind: "run", Status: "pending", Run: &plan.Run{Command: []string{"echo", "before"}}},
+			{ID: "approve", Kind: "gate", Status: "pending"},
+			{ID: "after", Kind: "run", Status: "pending", Run: &plan.Run{Command: []string{"echo", "after"}}},
+		},
+	}
+	canon, err := f.plan.Canonical()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.hash, err = f.plan.Hash(); err != nil {
+		t.Fatal(err)
+	}
+	env, pred := decision(t, f.approver, f.hash, "approve")
+	ledger := chain(
+		approve.Entry{Time: t0, Event: approve.EventRequest, Tenant: "other", PlanHash: digest.FromString("other"), Gate: "x", RequestDigest: digest.FromString("r0")},
+		approve.Entry{Time: t0, Event: approve.EventRequest, Tenant: tenant, PlanHash: f.hash, Gate: "approve", RequestDigest: pred.RequestDigest},
+		approve.Entry{Time: t0, Event: approve.EventDecision, Tenant: tenant, PlanHash: f.hash, Gate: "approve", RequestDigest: pred.RequestDigest,
+			ResponseDigest: digest.FromString("response"), KeyID: f.approver.ID(), Decision: "approve"},
+		approve.Entry{Time: t0.Add(time.Minute), Event: approve.EventRequest, Tenant: "other", PlanHash: digest.FromString("later"), Gate: "y", RequestDigest: digest.FromString("r9")},
+	)
+	exit0 := 0
+	at := func(m int) *time.Time { x := t0.Add(time.Duration(m) * time.Minute); return &x }
+	rec := &run.Record{
+		ID: "run:acme:20261127T160000.000000Z", Tenant: tenant, Pack: f.plan.Pack, PlanHash: f.hash, State: run.Succeeded,
+		Inputs: map[string]any{"label": "release"}, Created: t0, Updated: *at(5), Ended: at(5),
+		Steps: map[string]*run.StepRecord{
+			"before": {ID: "before", Kind: "run", State: run.Succeeded, Attempts: 1, Exit: &exit0, Started: at(0), Ended: at(1),
+				Outputs:   map[string]any{"version": "1.2.3"},
+				Isolation: &run.Isolation{Namespaces: []string{"user", "net", "mount"}, Network: "none"},
+				Secrets:   []run.SecretUse{{Name: "token", Scope: "step", Source: "vault:ops/token", Delivery: "file"}}},
+			"approve": {ID: "approve", Kind: "gate", State: run.Succeeded, Gate: &run.GateRecord{Approval: "change", State: run.GateApproved, Approved: 1, Required: 1}},
+			"after":   {ID: "after", Kind: "run", State: run.Succeeded, Attempts: 1, Exit: &exit0, Started: at(4), Ended: at(5)},
+		},
+		Timeline: []run.Event{{Time: t0, Type: run.EventRunStarted}, {Time: *at(5), Type: run.EventRunSucceeded}},
+	}
+	line := func(step, msg string) run.Line {
+		return run.Line{Time: t0, RunID: rec.ID, PackID: "gated", Tenant: tenant, StepID: step, Stream: "stdout", Msg: msg}
+	}
+	f.in = Input{
+		Record: rec, Plan: canon,
+		Pack:          ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: packDigest, Size: 123},
+		Log:           []run.Line{line("before", "before"), line("before", logSecret), line("after", "after")},
+		Outputs:       []OutputFile{{Name: "report", Path: "out/report.txt", Data: []byte("all good\n")}, {Name: "absent", Path: "never.txt", Missing: true}},
+		Approvals:     []approve.Recorded{{Gate: "approve", Request: pred.RequestDigest, KeyID: f.approver.ID(), Decision: approve.Approve, Imported: t0, Envelope: env}},
+		Ledger:        ledger,
+		StellaVersion: "test",
+		Sealed:        true,
+		Signer:        f.runner,
+	}
+	return f
+}
+
+// decision signs an approval of gate for planHash, as approve.Sign does.
+func decision(t testing.TB, signer *keys.Pair, planHash digest.Digest, gate string) ([]byte, approve.Predicate) {
+	t.Helper()
+	p := approve.Predicate{RequestDigest: digest.FromString("request " + string(planHash) + gate), PlanHash: planHash, Gate: gate,
+		Tenant: tenant, Decision: approve.Approve, Comment: "ok", ApproverKeyID: signer.ID(), SignedAt: t0,
+		ExpiresAt: t0.Add(time.Hour), Nonce: strings.Repeat("ab", 32)}
+	sub, err := keys.NewSubject("approval-request", p.RequestDigest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := keys.NewStatement(approve.PredicateApprovalDecision, p, sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := signer.SignStatement(context.Background(), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env, p
+}
+
+// chain numbers and hash-chains ledger entries as the approve ledger does.
+func chain(entries ...approve.Entry) []approve.Entry {
+	prev := ""
+	for i := range entries {
+		entries[i].Seq, entries[i].Prev = uint64(i+1), prev
+		entries[i].Hash, _ = entries[i].ComputeHash()
+		prev = entries[i].Hash
+	}
+	return entries
+}
+
+func build(t testing.TB, in Input) *Evidence {
+	t.Helper()
+	ev, err := Build(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+func write(t testing.TB, ev *Evidence) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "evidence.stella.tar")
+	if _, err := ev.Write(context.Background(), p, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func part(t testing.TB, ev *Evidence, title string) *Part {
+	t.Helper()
+	for i := range ev.Parts {
+		if ev.Parts[i].Title == title {
+			return &ev.Parts[i]
+		}
+	}
+	t.Fatalf("no part %s", title)
+	return nil
+}
+
+func TestExportVerify(t *testing.T) {
+	f := newFixture(t)
+	ev := build(t, f.in)
+	rep, err := Verify(context.Background(), write(t, ev), VerifyOptions{Trust: f.trust})
+	if err != nil {
+		t.Fatalf("verify: %v\n%+v", err, rep)
+	}
+	if !rep.Verified || rep.Failure != nil || rep.Run == nil || rep.Run.PlanHash != f.hash || rep.Run.Partial || !rep.Run.Sealed {
+		t.Fatalf("report: %+v", rep)
+	}
+	if rep.Signer.KeyID != f.runner.ID() {
+		t.Errorf("signer %s, want %s", rep.Signer.KeyID, f.runner.ID())
+	}
+	if len(rep.Approvals) != 1 || rep.Approvals[0].KeyID != f.approver.ID() || rep.Approvals[0].LedgerAt != 3 {
+		t.Errorf("approvals: %+v", rep.Approvals)
+	}
+	// The ledger part runs from the first entry about the plan to the last.
+	if rep.Ledger == nil || rep.Ledger.Seq != 3 {
+		t.Errorf("ledger head %+v, want entry 3", rep.Ledger)
+	}
+	var titles []string
+	for _, p := range rep.Parts {
+		titles = append(titles, p.Name)
+	}
+	want := []string{PartPlan, PartInputs, PartRun, PartLog, "outputs/out/report.txt", "approvals/001.dsse.json", PartLedger, PartStatement}
+	if strings.Join(titles, " ") != strings.Join(want, " ") {
+		t.Errorf("parts %v, want %v", titles, want)
+	}
+	if got := digest.FromBytes(part(t, ev, "outputs/out/report.txt").Data); got != digest.FromString("all good\n") {
+		t.Errorf("output digest %s", got)
+	}
+	var doc RunDoc
+	if err := json.Unmarshal(part(t, ev, PartRun).Data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Files) != 2 || !doc.Files[1].Missing || doc.Files[0].Digest != digest.FromString("all good\n") {
+		t.Errorf("files %+v", doc.Files)
+	}
+	if s := doc.Steps[2]; s.ID != "before" || s.Isolation == nil || s.Isolation.Network != "none" || s.Outputs["version"] != digest.FromString(`"1.2.3"`) {
+		t.Errorf("step before: %+v", s)
+	}
+	var lock InputsLock
+	if err := json.Unmarshal(part(t, ev, PartInputs).Data, &lock); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]SecretRef{{Name: "token", Scope: "step", Source: "vault:ops/token", Required: true, Steps: []string{"before"}}}, lock.Secrets); diff != "" {
+		t.Errorf("secrets (-want +got):\n%s", diff)
+	}
+}
+
+func TestExportDeterministic(t *testing.T) {
+	f := newFixture(t)
+	a, err := os.ReadFile(write(t, build(t, f.in)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(write(t, build(t, f.in)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a, b) {
+		t.Fatal("two exports of the same run differ")
+	}
+	// The ledger growing after the run changes nothing.
+	f.in.Ledger = chain(append(f.in.Ledger, approve.Entry{Time: t0.Add(time.Hour), Event: approve.EventRequest, Tenant: "late"})...)
+	c, err := os.ReadFile(write(t, build(t, f.in)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a, c) {
+		t.Fatal("an export after unrelated ledger entries differs")
+	}
+}
+
+func TestExportInProgress(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		state string
+		live  bool
+	}{
+		{"awaiting approval", run.AwaitingApproval, false},
+		{"running", run.Running, false},
+		{"runner alive", run.Succeeded, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.in.Record.State, f.in.Live = tc.state, tc.live
+			if _, err := Build(context.Background(), f.in); !errors.Is(err, ErrRunInProgress) {
+				t.Fatalf("got %v, want ErrRunInProgress", err)
+			}
+			f.in.Partial = true
+			rep, err := Verify(context.Background(), write(t, build(t, f.in)), VerifyOptions{Trust: f.trust})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !rep.Run.Partial || rep.Run.State != tc.state {
+				t.Fatalf("partial %v state %s", rep.Run.Partial, rep.Run.State)
+			}
+		})
+	}
+}
+
+func TestExportRefusesAlteredPlan(t *testing.T) {
+	f := newFixture(t)
+	f.in.Record.PlanHash = digest.FromString("another plan")
+	if _, err := Build(context.Background(), f.in); !errors.Is(err, plan.ErrHashMismatch) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// flip changes one byte of the bundle file, at the first occurrence of
+// marker plus off.
+func flip(t testing.TB, path, marker string, off int) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(b, []byte(marker))
+	if i < 0 {
+		t.Fatalf("%q not in the bundle", marker)
+	}
+	if b[i+off] == '0' {
+		b[i+off] = '1'
+	} else {
+		b[i+off] = '0'
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestVerifyTampered(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		// change alters the input before Build, or the built evidence
+		// before Write (a consistent bundle whose part changed after
+		// signing), or the written file.
+		before func(f *fixture)
+		after  func(t *testing.T, f *fixture, ev *Evidence)
+		file   func(t *testing.T, path string)
+		part   string
+		want   error
+	}{
+		{name: "log line", after: func(t *testing.T, _ *fixture, ev *Evidence) {
+			p := part(t, ev, PartLog)
+			p.Data = bytes.Replace(p.Data, []byte(`"after"`), []byte(`"AFTER"`), 1)
+		}, part: PartLog, want: ErrPartAltered},
+		{name: "log bytes in place", file: func(t *testing.T, path string) { flip(t, path, logSecret, 0) },
+			part: PartLog, want: integrity.ErrDigestMismatch},
+		{name: "output file", after: func(t *testing.T, _ *fixture, ev *Evidence) {
+			part(t, ev, "outputs/out/report.txt").Data = []byte("all bad\n")
+		}, part: "outputs/out/report.txt", want: ErrPartAltered},
+		{name: "plan", after: func(t *testing.T, _ *fixture, ev *Evidence) {
+			p := part(t, ev, PartPlan)
+			p.Data = bytes.Replace(p.Data, []byte(`"release"`), []byte(`"RELEASE"`), 1)
+		}, part: PartPlan, want: ErrPartAltered},
+		{name: "inputs lock", after: func(t *testing.T, _ *fixture, ev *Evidence) {
+			p := part(t, ev, PartInputs)
+			p.Data = bytes.Replace(p.Data, []byte(`vault:ops/token`), []byte(`env:TOKEN`), 1)
+		}, part: PartInputs, want: ErrPartAltered},
+		{name: "approval envelope", after: func(t *testing.T, f *fixture, ev *Evidence) {
+			env, _ := decision(t, f.approver, digest.FromString("elsewhere"), "approve")
+			part(t, ev, "approvals/001.dsse.json").Data = env
+		}, part: "approvals/001.dsse.json", want: ErrPartAltered},
+		{name: "ledger entry", after: func(t *testing.T, _ *fixture, ev *Evidence) {
+			p := part(t, ev, PartLedger)
+			p.Data = bytes.Replace(p.Data, []byte(`"decision":"approve"`), []byte(`"decision":"reject"`), 1)
+		}, part: PartLedger, want: ErrPartAltered},
+		{name: "statement", after: func(t *testing.T, _ *fixture, ev *Evidence) {
+			p := part(t, ev, PartStatement)
+			var env keys.Envelope
+			if err := json.Unmarshal(p.Data, &env); err != nil {
+				t.Fatal(err)
+			}
+			payload, _ := base64.StdEncoding.DecodeString(env.Payload)
+			payload = bytes.Replace(payload, []byte(`"state":"succeeded"`), []byte(`"state":"failed"`), 1)
+			env.Payload = base64.StdEncoding.EncodeToString(payload)
+			p.Data, _ = json.Marshal(env)
+		}, part: PartStatement, want: trust.ErrSignatureInvalid},
+		{name: "signature", after: func(t *testing.T, _ *fixture, ev *Evidence) {
+			p := part(t, ev, PartStatement)
+			var env keys.Envelope
+			if err := json.Unmarshal(p.Data, &env); err != nil {
+				t.Fatal(err)
+			}
+			sig, _ := base64.StdEncoding.DecodeString(env.Signatures[0].Sig)
+			sig[len(sig)-1] ^= 1
+			env.Signatures[0].Sig = base64.StdEncoding.EncodeToString(sig)
+			p.Data, _ = json.Marshal(env)
+		}, part: PartStatement, want: trust.ErrSignatureInvalid},
+		{name: "SHA256SUMS", file: func(t *testing.T, path string) { flip(t, path, "  "+bundle.BlobsDir, -64) },
+			part: PartBundle, want: bundle.ErrChecksums},
+		{name: "approval from another plan", before: func(f *fixture) {
+			env, _ := decision(t, f.approver, digest.FromString("another plan"), "approve")
+			f.in.Approvals[0].Envelope = env
+		}, part: "approvals/001.dsse.json", want: ErrApprovalMismatch},
+		{name: "approval of another gate", before: func(f *fixture) {
+			env, _ := decision(t, f.approver, f.hash, "deploy")
+			f.in.Approvals[0].Envelope = env
+		}, part: "approvals/001.dsse.json", want: ErrApprovalMismatch},
+		{name: "approval not in the ledger", before: func(f *fixture) { f.in.Ledger = f.in.Ledger[:2] },
+			part: "approvals/001.dsse.json", want: ErrApprovalMismatch},
+		{name: "gate passed without its approval", before: func(f *fixture) { f.in.Approvals = nil },
+			part: PartRun, want: ErrApprovalMismatch},
+		{name: "approval by a key without the role", before: func(f *fixture) {
+			env, _ := decision(t, f.runner, f.hash, "approve")
+			f.in.Approvals[0].Envelope = env
+		}, part: "approvals/001.dsse.json", want: trust.ErrRoleMissing},
+		{name: "ledger chain broken", before: func(f *fixture) { f.in.Ledger[2].Prev = f.in.Ledger[0].Hash },
+			part: PartLedger, want: ErrLedgerBroken},
+		{name: "untrusted runner key", before: func(f *fixture) { f.in.Signer = f.outsider },
+			part: PartStatement, want: trust.ErrUnknownKey},
+		{name: "revoked runner key", before: func(f *fixture) { f.in.Signer = f.revoked },
+			part: PartStatement, want: trust.ErrKeyRevoked},
+		{name: "runner key without Packs.Run", before: func(f *fixture) { f.in.Signer = f.approver },
+			part: PartStatement, want: trust.ErrRoleMissing},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			if tc.before != nil {
+				tc.before(f)
+			}
+			ev := build(t, f.in)
+			if tc.after != nil {
+				tc.after(t, f, ev)
+			}
+			path := write(t, ev)
+			if tc.file != nil {
+				tc.file(t, path)
+			}
+			rep, err := Verify(ctx, path, VerifyOptions{Trust: f.trust})
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+			var pe *PartError
+			if !errors.As(err, &pe) || pe.Part != tc.part {
+				t.Fatalf("failing part %+v, want %s (%v)", pe, tc.part, err)
+			}
+			if rep.Verified || rep.Failure == nil || rep.Failure.Part != tc.part {
+				t.Fatalf("report %+v", rep)
+			}
+		})
+	}
+}
+
+func TestVerifySplit(t *testing.T) {
+	f := newFixture(t)
+	ev := build(t, f.in)
+	p := filepath.Join(t.TempDir(), "evidence.stella.tar")
+	sum, err := ev.Write(context.Background(), p, 4096, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sum.Parts) < 2 {
+		t.Fatalf("%d volumes, want several", len(sum.Parts))
+	}
+	rep, err := Verify(context.Background(), p+bundle.PartsSuffix, VerifyOptions{Trust: f.trust})
+	if err != nil || !rep.Verified {
+		t.Fatalf("verify split: %v", err)
+	}
+}
+
+func TestReadOutputs(t *testing.T) {
+	work := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(work, "out"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(work, "out", "report.txt"), []byte("ok\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte(canary), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(secret, filepath.Join(work, "link")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadOutputs(work, []pack.Output{{Name: "report", Path: "out/report.txt"}, {Name: "gone", Path: "gone.txt"}, {Name: "value", From: "x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || string(got[0].Data) != "ok\n" || !got[1].Missing {
+		t.Fatalf("outputs %+v", got)
+	}
+	for _, p := range []string{"link", "../secret", "out"} {
+		if _, err := ReadOutputs(work, []pack.Output{{Name: "x", Path: p}}); !errors.Is(err, ErrOutputInvalid) {
+			t.Errorf("path %s: got %v, want ErrOutputInvalid", p, err)
+		}
+	}
+}
