@@ -35,7 +35,9 @@ type CollectOptions struct {
 // Collect gathers the Input of run id from the cache and the run's folder:
 // the run record, its saved plan, the log (long records filled in), the
 // files named by the plan's spec.outputs[].path in the work folder, the
-// decisions accepted for the plan's gates and the approvals ledger.
+// decisions accepted for the plan's gates and the approvals ledger. It
+// reads no secret: output files are read only once the runner stopped and
+// masked them.
 func Collect(ctx context.Context, st *cache.Store, rs *runs.Store, id string, opts CollectOptions) (Input, error) {
 	rec, err := rs.Get(ctx, id)
 	if err != nil {
@@ -55,7 +57,16 @@ func Collect(ctx context.Context, st *cache.Store, rs *runs.Store, id string, op
 	}); err != nil {
 		return Input{}, err
 	}
-	if in.Outputs, err = ReadOutputs(filepath.Join(rs.Folder(id), "work"), sp.Plan.Outputs); err != nil {
+	// The runner masks output files in place when it stops: while it is
+	// alive they may hold secret values, so partial evidence of a live run
+	// carries none (each is listed as missing).
+	if in.Live {
+		for _, o := range sp.Plan.Outputs {
+			if o.Path != "" {
+				in.Outputs = append(in.Outputs, OutputFile{Name: o.Name, Path: o.Path, Missing: true})
+			}
+		}
+	} else if in.Outputs, err = ReadOutputs(filepath.Join(rs.Folder(id), "work"), sp.Plan.Outputs); err != nil {
 		return Input{}, err
 	}
 	for _, a := range sp.Plan.Approvals {
