@@ -69,7 +69,7 @@ func Collect(ctx context.Context, st *cache.Store, rs *runs.Store, id string, op
 	} else if in.Outputs, err = ReadOutputs(filepath.Join(rs.Folder(id), "work"), sp.Plan.Outputs); err != nil {
 		return Input{}, err
 	}
-	for _, a := range sp.Plan.Approvals {
+	for _, a := range Gates(sp.Plan, rec.Expansions) {
 		ds, err := approve.Decisions(ctx, st, rec.Tenant, rec.PlanHash, a.Gate)
 		if err != nil {
 			return Input{}, err

@@ -489,3 +489,35 @@ func TestReadOutputs(t *testing.T) {
 		}
 	}
 }
+
+// TestExportDeferredGate: a gate of a map expanded at run time is carried
+// and verified like the plan's own; without the expansion recorded, its
+// approval binds no gate of the run.
+func TestExportDeferredGate(t *testing.T) {
+	f := newFixture(t)
+	const gate = "patch[0]::approve"
+	env, pred := decision(t, f.approver, f.hash, gate)
+	last := f.in.Ledger[len(f.in.Ledger)-1]
+	f.in.Ledger = chain(append(f.in.Ledger[:len(f.in.Ledger):len(f.in.Ledger)],
+		approve.Entry{Time: last.Time, Event: approve.EventDecision, Tenant: tenant, PlanHash: f.hash, Gate: gate,
+			RequestDigest: pred.RequestDigest, KeyID: f.approver.ID(), Decision: "approve"})...)
+	f.in.Approvals = append(f.in.Approvals, approve.Recorded{Gate: gate, Request: pred.RequestDigest, KeyID: f.approver.ID(),
+		Decision: approve.Approve, Imported: t0, Envelope: env})
+	f.in.Record.Steps[gate] = &run.StepRecord{ID: gate, Kind: "gate", State: run.Succeeded,
+		Gate: &run.GateRecord{Approval: "change", State: run.GateApproved, Approved: 1, Required: 1}}
+	f.in.Record.Expansions = map[string]plan.Expansion{"patch": {Approvals: []plan.Approval{
+		{Gate: gate, Approval: "change", Role: trust.RoleApprove, MinApprovers: 1, ExpiresAfter: "10m"}}}}
+	rep, err := Verify(context.Background(), write(t, build(t, f.in)), VerifyOptions{Trust: f.trust})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Approvals) != 2 || rep.Approvals[1].Gate != gate || rep.Approvals[1].LedgerAt != 5 {
+		t.Fatalf("approvals %+v", rep.Approvals)
+	}
+	f.in.Record.Expansions = nil
+	_, err = Verify(context.Background(), write(t, build(t, f.in)), VerifyOptions{Trust: f.trust})
+	var pe *PartError
+	if !errors.Is(err, ErrApprovalMismatch) || !errors.As(err, &pe) || pe.Part != "approvals/002.dsse.json" {
+		t.Fatalf("without the expansion: %v", err)
+	}
+}

@@ -76,6 +76,9 @@ type RunDoc struct {
 	Host        Host          `json:"host"`
 	Steps       []Step        `json:"steps"`
 	Timeline    []run.Event   `json:"timeline"`
+	// Expansions are what deferred maps and loops were expanded into at
+	// run time (their gates count as the plan's).
+	Expansions map[string]plan.Expansion `json:"expansions"`
 	// Outputs are the digests of the run's output values (spec.outputs
 	// with from): sha256 of each value's canonical JSON.
 	Outputs map[string]digest.Digest `json:"outputs"`
@@ -278,7 +281,7 @@ func Build(ctx context.Context, in Input) (*Evidence, error) {
 	for i, a := range apps {
 		add(fmt.Sprintf("%s%03d.dsse.json", approvalsPrefix, i+1), artifact.MediaTypeDSSE, a.Envelope)
 	}
-	if err := addJSON(PartLedger, artifact.MediaTypeEvidenceLedger, ledgerRange(in.Ledger, rec, pl)); err != nil {
+	if err := addJSON(PartLedger, artifact.MediaTypeEvidenceLedger, ledgerRange(in.Ledger, rec, Gates(pl, rec.Expansions))); err != nil {
 		return nil, err
 	}
 
@@ -321,10 +324,14 @@ func runDoc(rec *run.Record, partial bool, in Input) (*RunDoc, error) {
 	doc := &RunDoc{RunID: rec.ID, Tenant: rec.Tenant, Pack: rec.Pack, PlanHash: rec.PlanHash, State: rec.State,
 		Partial: partial, Created: rec.Created.UTC(), Updated: rec.Updated.UTC(), Ended: utcPtr(rec.Ended),
 		Failure: rec.Failure, Relaxations: orEmptyList(rec.Relaxations),
-		Host:     Host{StellaVersion: in.StellaVersion, Sealed: in.Sealed},
-		Steps:    []Step{},
-		Timeline: orEmptyEvents(rec.Timeline),
-		Files:    []File{},
+		Host:       Host{StellaVersion: in.StellaVersion, Sealed: in.Sealed},
+		Steps:      []Step{},
+		Timeline:   orEmptyEvents(rec.Timeline),
+		Expansions: rec.Expansions,
+		Files:      []File{},
+	}
+	if doc.Expansions == nil {
+		doc.Expansions = map[string]plan.Expansion{}
 	}
 	var err error
 	if doc.Outputs, err = valueDigests(rec.Outputs); err != nil {
@@ -392,11 +399,27 @@ func sortedApprovals(in []approve.Recorded) []approve.Recorded {
 	return out
 }
 
+// Gates are the approval gates of a run: the plan's, and those of the
+// deferred maps and loops it expanded, in the order of the expanded steps'
+// ids.
+func Gates(pl *plan.Plan, exps map[string]plan.Expansion) []plan.Approval {
+	out := append([]plan.Approval(nil), pl.Approvals...)
+	ids := make([]string, 0, len(exps))
+	for id := range exps {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		out = append(out, exps[id].Approvals...)
+	}
+	return out
+}
+
 // ledgerRange keeps the entries from the first to the last about the
 // run's tenant, plan hash and gates.
-func ledgerRange(all []approve.Entry, rec *run.Record, pl *plan.Plan) Ledger {
+func ledgerRange(all []approve.Entry, rec *run.Record, approvals []plan.Approval) Ledger {
 	gates := map[string]bool{}
-	for _, a := range pl.Approvals {
+	for _, a := range approvals {
 		gates[a.Gate] = true
 	}
 	first, last := -1, -1

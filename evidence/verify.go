@@ -461,8 +461,10 @@ func (v *verifier) checkLedger(context.Context) error {
 }
 
 func (v *verifier) checkApprovals(ctx context.Context) error {
+	var doc RunDoc
+	_ = json.Unmarshal(v.parts[PartRun], &doc) // checked by checkRun
 	gates := map[string]plan.Approval{}
-	for _, a := range v.plan.Approvals {
+	for _, a := range Gates(v.plan, doc.Expansions) {
 		gates[a.Gate] = a
 	}
 	approvers := map[string]map[string]bool{} // gate → approving key ids
@@ -518,8 +520,6 @@ func (v *verifier) checkApprovals(ctx context.Context) error {
 		v.ok(title, "%s of gate %s by trusted key %q holding %s, bound to plan %s, recorded at ledger entry %d",
 			p.Decision, p.Gate, ver.KeyName, a.Role, v.hash, seq)
 	}
-	var doc RunDoc
-	_ = json.Unmarshal(v.parts[PartRun], &doc) // checked by checkRun
 	for _, s := range doc.Steps {
 		if s.Gate == nil || s.Gate.State != run.GateApproved {
 			continue
