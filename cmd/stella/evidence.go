@@ -99,15 +99,16 @@ func (s *session) runsExport(ctx context.Context, c *cli.Context) error {
 		}
 		split = n
 	}
+	// The key first: a passphrase prompt must not hold the cache.
+	signer, err := s.loadSigner(ctx, key)
+	if err != nil {
+		return err
+	}
 	st, rs, err := s.openRuns(ctx)
 	if err != nil {
 		return err
 	}
 	defer rs.Close()
-	signer, err := s.loadSigner(ctx, key)
-	if err != nil {
-		return err
-	}
 	in, err := evidence.Collect(ctx, st, rs, id, evidence.CollectOptions{Partial: c.Bool("partial"),
 		StellaVersion: version, Sealed: s.sealed, Signer: signer})
 	if err != nil {
