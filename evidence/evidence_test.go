@@ -6,6 +6,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,11 +49,40 @@ type fixture struct {
 	in                                  Input
 }
 
-func genKey(t testing.TB, alg keys.Algorithm) *keys.Pair {
+var update = flag.Bool("update", false, "rewrite the vectors under testdata/evidence")
+
+const vectorDir = "../testdata/evidence"
+
+// fixedKey is the test key name under testdata/evidence/keys (written with
+// -update when missing), so evidence built in tests is the same bytes on
+// every run: the vectors pin it.
+func fixedKey(t testing.TB, name string, alg keys.Algorithm) *keys.Pair {
 	t.Helper()
-	p, err := keys.Generate(alg)
+	path := filepath.Join(vectorDir, "keys", name+".pem")
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) && *update {
+		p, err := keys.Generate(alg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, err = keys.MarshalPrivatePEM(p); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	p, err := keys.ParsePrivatePEM(b)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if p.Algorithm() != alg {
+		t.Fatalf("%s is %s, want %s", path, p.Algorithm(), alg)
 	}
 	return p
 }
@@ -58,10 +90,10 @@ func genKey(t testing.TB, alg keys.Algorithm) *keys.Pair {
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	f := &fixture{
-		runner:   genKey(t, keys.AlgECDSAP256),
-		approver: genKey(t, keys.AlgEd25519),
-		revoked:  genKey(t, keys.AlgEd25519),
-		outsider: genKey(t, keys.AlgECDSAP256),
+		runner:   fixedKey(t, "runner", keys.AlgECDSAP256),
+		approver: fixedKey(t, "alice", keys.AlgEd25519),
+		revoked:  fixedKey(t, "old-runner", keys.AlgEd25519),
+		outsider: fixedKey(t, "outsider", keys.AlgECDSAP256),
 		trust:    &trust.Store{},
 	}
 	add := func(name string, p *keys.Pair, role string) {
@@ -307,14 +339,11 @@ func TestExportRefusesAlteredPlan(t *testing.T) {
 	}
 }
 
-// flip changes one byte of the bundle file, at the first occurrence of
-// marker plus off.
-func flip(t testing.TB, path, marker string, off int) {
+// flip changes one byte of a bundle file's bytes, at the first occurrence
+// of marker plus off.
+func flip(t testing.TB, b []byte, marker string, off int) []byte {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b = bytes.Clone(b)
 	i := bytes.Index(b, []byte(marker))
 	if i < 0 {
 		t.Fatalf("%q not in the bundle", marker)
@@ -324,122 +353,150 @@ func flip(t testing.TB, path, marker string, off int) {
 	} else {
 		b[i+off] = '0'
 	}
-	if err := os.WriteFile(path, b, 0o644); err != nil {
+	return b
+}
+
+// reenvelope rewrites the statement envelope's JSON with change.
+func reenvelope(t testing.TB, ev *Evidence, change func(env *keys.Envelope)) {
+	t.Helper()
+	p := part(t, ev, PartStatement)
+	var env keys.Envelope
+	if err := json.Unmarshal(p.Data, &env); err != nil {
+		t.Fatal(err)
+	}
+	change(&env)
+	var err error
+	if p.Data, err = json.Marshal(env); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func TestVerifyTampered(t *testing.T) {
-	ctx := context.Background()
-	for _, tc := range []struct {
-		name string
-		// change alters the input before Build, or the built evidence
-		// before Write (a consistent bundle whose part changed after
-		// signing), or the written file.
-		before func(f *fixture)
-		after  func(t *testing.T, f *fixture, ev *Evidence)
-		file   func(t *testing.T, path string)
-		part   string
-		want   error
-	}{
-		{name: "log line", after: func(t *testing.T, _ *fixture, ev *Evidence) {
-			p := part(t, ev, PartLog)
-			p.Data = bytes.Replace(p.Data, []byte(`"after"`), []byte(`"AFTER"`), 1)
-		}, part: PartLog, want: ErrPartAltered},
-		{name: "log bytes in place", file: func(t *testing.T, path string) { flip(t, path, logSecret, 0) },
-			part: PartLog, want: integrity.ErrDigestMismatch},
-		{name: "output file", after: func(t *testing.T, _ *fixture, ev *Evidence) {
-			part(t, ev, "outputs/out/report.txt").Data = []byte("all bad\n")
-		}, part: "outputs/out/report.txt", want: ErrPartAltered},
-		{name: "plan", after: func(t *testing.T, _ *fixture, ev *Evidence) {
-			p := part(t, ev, PartPlan)
-			p.Data = bytes.Replace(p.Data, []byte(`"release"`), []byte(`"RELEASE"`), 1)
-		}, part: PartPlan, want: ErrPartAltered},
-		{name: "inputs lock", after: func(t *testing.T, _ *fixture, ev *Evidence) {
-			p := part(t, ev, PartInputs)
-			p.Data = bytes.Replace(p.Data, []byte(`vault:ops/token`), []byte(`env:TOKEN`), 1)
-		}, part: PartInputs, want: ErrPartAltered},
-		{name: "approval envelope", after: func(t *testing.T, f *fixture, ev *Evidence) {
-			env, _ := decision(t, f.approver, digest.FromString("elsewhere"), "approve")
-			part(t, ev, "approvals/001.dsse.json").Data = env
-		}, part: "approvals/001.dsse.json", want: ErrPartAltered},
-		{name: "ledger entry", after: func(t *testing.T, _ *fixture, ev *Evidence) {
-			p := part(t, ev, PartLedger)
-			p.Data = bytes.Replace(p.Data, []byte(`"decision":"approve"`), []byte(`"decision":"reject"`), 1)
-		}, part: PartLedger, want: ErrPartAltered},
-		{name: "statement", after: func(t *testing.T, _ *fixture, ev *Evidence) {
-			p := part(t, ev, PartStatement)
-			var env keys.Envelope
-			if err := json.Unmarshal(p.Data, &env); err != nil {
-				t.Fatal(err)
-			}
+// tamperCase is one way evidence goes wrong: the input changed before
+// Build, the built evidence changed before Write (a consistent bundle
+// whose part changed after signing), or the written file's bytes.
+type tamperCase struct {
+	name, about string
+	before      func(t testing.TB, f *fixture)
+	after       func(t testing.TB, f *fixture, ev *Evidence)
+	file        func(t testing.TB, b []byte) []byte
+	part        string
+	want        error
+}
+
+var tamperCases = []tamperCase{
+	{name: "log-line", about: "a log line changed, the bundle rewritten consistently", after: func(t testing.TB, _ *fixture, ev *Evidence) {
+		p := part(t, ev, PartLog)
+		p.Data = bytes.Replace(p.Data, []byte(`"after"`), []byte(`"AFTER"`), 1)
+	}, part: PartLog, want: ErrPartAltered},
+	{name: "log-bytes", about: "one byte of the log changed in place", file: func(t testing.TB, b []byte) []byte { return flip(t, b, logSecret, 0) },
+		part: PartLog, want: integrity.ErrDigestMismatch},
+	{name: "output-file", about: "an output file changed, the bundle rewritten consistently", after: func(t testing.TB, _ *fixture, ev *Evidence) {
+		part(t, ev, "outputs/out/report.txt").Data = []byte("all bad\n")
+	}, part: "outputs/out/report.txt", want: ErrPartAltered},
+	{name: "plan", about: "an input value in the plan changed", after: func(t testing.TB, _ *fixture, ev *Evidence) {
+		p := part(t, ev, PartPlan)
+		p.Data = bytes.Replace(p.Data, []byte(`"release"`), []byte(`"RELEASE"`), 1)
+	}, part: PartPlan, want: ErrPartAltered},
+	{name: "inputs-lock", about: "a secret's source in the inputs lock changed", after: func(t testing.TB, _ *fixture, ev *Evidence) {
+		p := part(t, ev, PartInputs)
+		p.Data = bytes.Replace(p.Data, []byte(`vault:ops/token`), []byte(`env:TOKEN`), 1)
+	}, part: PartInputs, want: ErrPartAltered},
+	{name: "approval-envelope", about: "the approval envelope replaced by another one, validly signed", after: func(t testing.TB, f *fixture, ev *Evidence) {
+		env, _ := decision(t, f.approver, digest.FromString("elsewhere"), "approve")
+		part(t, ev, "approvals/001.dsse.json").Data = env
+	}, part: "approvals/001.dsse.json", want: ErrPartAltered},
+	{name: "ledger-entry", about: "a decision in a ledger entry changed", after: func(t testing.TB, _ *fixture, ev *Evidence) {
+		p := part(t, ev, PartLedger)
+		p.Data = bytes.Replace(p.Data, []byte(`"decision":"approve"`), []byte(`"decision":"reject"`), 1)
+	}, part: PartLedger, want: ErrPartAltered},
+	{name: "statement", about: "the signed statement's state changed, the signature kept", after: func(t testing.TB, _ *fixture, ev *Evidence) {
+		reenvelope(t, ev, func(env *keys.Envelope) {
 			payload, _ := base64.StdEncoding.DecodeString(env.Payload)
 			payload = bytes.Replace(payload, []byte(`"state":"succeeded"`), []byte(`"state":"failed"`), 1)
 			env.Payload = base64.StdEncoding.EncodeToString(payload)
-			p.Data, _ = json.Marshal(env)
-		}, part: PartStatement, want: trust.ErrSignatureInvalid},
-		{name: "signature", after: func(t *testing.T, _ *fixture, ev *Evidence) {
-			p := part(t, ev, PartStatement)
-			var env keys.Envelope
-			if err := json.Unmarshal(p.Data, &env); err != nil {
-				t.Fatal(err)
-			}
+		})
+	}, part: PartStatement, want: trust.ErrSignatureInvalid},
+	{name: "signature", about: "one bit of the run signature flipped", after: func(t testing.TB, _ *fixture, ev *Evidence) {
+		reenvelope(t, ev, func(env *keys.Envelope) {
 			sig, _ := base64.StdEncoding.DecodeString(env.Signatures[0].Sig)
 			sig[len(sig)-1] ^= 1
 			env.Signatures[0].Sig = base64.StdEncoding.EncodeToString(sig)
-			p.Data, _ = json.Marshal(env)
-		}, part: PartStatement, want: trust.ErrSignatureInvalid},
-		{name: "SHA256SUMS", file: func(t *testing.T, path string) { flip(t, path, "  "+bundle.BlobsDir, -64) },
-			part: PartBundle, want: bundle.ErrChecksums},
-		{name: "approval from another plan", before: func(f *fixture) {
-			env, _ := decision(t, f.approver, digest.FromString("another plan"), "approve")
-			f.in.Approvals[0].Envelope = env
-		}, part: "approvals/001.dsse.json", want: ErrApprovalMismatch},
-		{name: "approval of another gate", before: func(f *fixture) {
-			env, _ := decision(t, f.approver, f.hash, "deploy")
-			f.in.Approvals[0].Envelope = env
-		}, part: "approvals/001.dsse.json", want: ErrApprovalMismatch},
-		{name: "approval not in the ledger", before: func(f *fixture) { f.in.Ledger = f.in.Ledger[:2] },
-			part: "approvals/001.dsse.json", want: ErrApprovalMismatch},
-		{name: "gate passed without its approval", before: func(f *fixture) { f.in.Approvals = nil },
-			part: PartRun, want: ErrApprovalMismatch},
-		{name: "approval by a key without the role", before: func(f *fixture) {
-			env, _ := decision(t, f.runner, f.hash, "approve")
-			f.in.Approvals[0].Envelope = env
-		}, part: "approvals/001.dsse.json", want: trust.ErrRoleMissing},
-		{name: "ledger chain broken", before: func(f *fixture) { f.in.Ledger[2].Prev = f.in.Ledger[0].Hash },
-			part: PartLedger, want: ErrLedgerBroken},
-		{name: "untrusted runner key", before: func(f *fixture) { f.in.Signer = f.outsider },
-			part: PartStatement, want: trust.ErrUnknownKey},
-		{name: "revoked runner key", before: func(f *fixture) { f.in.Signer = f.revoked },
-			part: PartStatement, want: trust.ErrKeyRevoked},
-		{name: "runner key without Packs.Run", before: func(f *fixture) { f.in.Signer = f.approver },
-			part: PartStatement, want: trust.ErrRoleMissing},
-	} {
+		})
+	}, part: PartStatement, want: trust.ErrSignatureInvalid},
+	{name: "sha256sums", about: "a digest in SHA256SUMS changed", file: func(t testing.TB, b []byte) []byte { return flip(t, b, "  "+bundle.BlobsDir, -64) },
+		part: PartBundle, want: bundle.ErrChecksums},
+	{name: "approval-other-plan", about: "the runner carried an approval of another plan", before: func(t testing.TB, f *fixture) {
+		env, _ := decision(t, f.approver, digest.FromString("another plan"), "approve")
+		f.in.Approvals[0].Envelope = env
+	}, part: "approvals/001.dsse.json", want: ErrApprovalMismatch},
+	{name: "approval-other-gate", about: "the runner carried an approval of a gate the plan does not have", before: func(t testing.TB, f *fixture) {
+		env, _ := decision(t, f.approver, f.hash, "deploy")
+		f.in.Approvals[0].Envelope = env
+	}, part: "approvals/001.dsse.json", want: ErrApprovalMismatch},
+	{name: "approval-not-in-ledger", about: "the ledger carried lacks the approval's decision entry", before: func(t testing.TB, f *fixture) { f.in.Ledger = f.in.Ledger[:2] },
+		part: "approvals/001.dsse.json", want: ErrApprovalMismatch},
+	{name: "gate-without-approval", about: "a gate recorded approved, with no approval carried", before: func(t testing.TB, f *fixture) { f.in.Approvals = nil },
+		part: PartRun, want: ErrApprovalMismatch},
+	{name: "approval-role-missing", about: "an approval signed by a key without Packs.Approve", before: func(t testing.TB, f *fixture) {
+		env, _ := decision(t, f.runner, f.hash, "approve")
+		f.in.Approvals[0].Envelope = env
+	}, part: "approvals/001.dsse.json", want: trust.ErrRoleMissing},
+	{name: "ledger-chain", about: "a ledger entry that does not chain to the one before", before: func(t testing.TB, f *fixture) { f.in.Ledger[2].Prev = f.in.Ledger[0].Hash },
+		part: PartLedger, want: ErrLedgerBroken},
+	{name: "runner-untrusted", about: "signed by a key the trust store does not hold", before: func(t testing.TB, f *fixture) { f.in.Signer = f.outsider },
+		part: PartStatement, want: trust.ErrUnknownKey},
+	{name: "runner-revoked", about: "signed by a revoked runner key", before: func(t testing.TB, f *fixture) { f.in.Signer = f.revoked },
+		part: PartStatement, want: trust.ErrKeyRevoked},
+	{name: "runner-role-missing", about: "signed by a key without Packs.Run", before: func(t testing.TB, f *fixture) { f.in.Signer = f.approver },
+		part: PartStatement, want: trust.ErrRoleMissing},
+}
+
+// tampered builds the bytes of a tamper case's evidence file.
+func tampered(t testing.TB, tc tamperCase) ([]byte, *fixture) {
+	t.Helper()
+	f := newFixture(t)
+	if tc.before != nil {
+		tc.before(t, f)
+	}
+	ev := build(t, f.in)
+	if tc.after != nil {
+		tc.after(t, f, ev)
+	}
+	b, err := os.ReadFile(write(t, ev))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tc.file != nil {
+		b = tc.file(t, b)
+	}
+	return b, f
+}
+
+// checkRefused verifies path and checks it fails with want, naming part.
+func checkRefused(t testing.TB, path string, ts *trust.Store, want error, wantPart string) {
+	t.Helper()
+	rep, err := Verify(context.Background(), path, VerifyOptions{Trust: ts})
+	if !errors.Is(err, want) {
+		t.Fatalf("got %v, want %v", err, want)
+	}
+	var pe *PartError
+	if !errors.As(err, &pe) || pe.Part != wantPart {
+		t.Fatalf("failing part %+v, want %s (%v)", pe, wantPart, err)
+	}
+	if rep.Verified || rep.Failure == nil || rep.Failure.Part != wantPart {
+		t.Fatalf("report %+v", rep)
+	}
+}
+
+func TestVerifyTampered(t *testing.T) {
+	for _, tc := range tamperCases {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newFixture(t)
-			if tc.before != nil {
-				tc.before(f)
+			b, f := tampered(t, tc)
+			path := filepath.Join(t.TempDir(), "evidence.stella.tar")
+			if err := os.WriteFile(path, b, 0o644); err != nil {
+				t.Fatal(err)
 			}
-			ev := build(t, f.in)
-			if tc.after != nil {
-				tc.after(t, f, ev)
-			}
-			path := write(t, ev)
-			if tc.file != nil {
-				tc.file(t, path)
-			}
-			rep, err := Verify(ctx, path, VerifyOptions{Trust: f.trust})
-			if !errors.Is(err, tc.want) {
-				t.Fatalf("got %v, want %v", err, tc.want)
-			}
-			var pe *PartError
-			if !errors.As(err, &pe) || pe.Part != tc.part {
-				t.Fatalf("failing part %+v, want %s (%v)", pe, tc.part, err)
-			}
-			if rep.Verified || rep.Failure == nil || rep.Failure.Part != tc.part {
-				t.Fatalf("report %+v", rep)
-			}
+			checkRefused(t, path, f.trust, tc.want, tc.part)
 		})
 	}
 }
@@ -520,4 +577,86 @@ func TestExportDeferredGate(t *testing.T) {
 	if !errors.Is(err, ErrApprovalMismatch) || !errors.As(err, &pe) || pe.Part != "approvals/002.dsse.json" {
 		t.Fatalf("without the expansion: %v", err)
 	}
+}
+
+// TestVectors builds the vectors under testdata/evidence: the fixture's
+// evidence and every tamper case's file, the trust store that checks them
+// and a README table. With -update it writes them; without, it checks the
+// committed files are exactly what the current code writes (pinning the
+// export's determinism across runs and versions) and that each verifies or
+// is refused as the table says.
+func TestVectors(t *testing.T) {
+	files := map[string][]byte{}
+	f := newFixture(t)
+	valid, err := os.ReadFile(write(t, build(t, f.in)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files["valid.stella.tar"] = valid
+	ts, err := f.trust.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files["trust.json"] = ts
+	var readme strings.Builder
+	readme.WriteString("# Evidence vectors\n\nGenerated by `go test ./evidence -run TestVectors -update`; checked by `TestVectors`.\n" +
+		"Do not edit by hand. The keys under `keys/` are test keys, unencrypted on purpose.\n\n" +
+		"- `valid.stella.tar`: evidence of a finished run of pack `gated:0.1.0` (tenant `acme`) with one\n" +
+		"  gate approved by `alice`, signed by `runner`; `stella pack evidence verify` accepts it with\n" +
+		"  `trust.json` as the home's trust store (`runner`: Packs.Run, `alice`: Packs.Approve,\n" +
+		"  `old-runner`: revoked).\n\n" +
+		"| vector | refused with | part | what is wrong |\n|---|---|---|---|\n")
+	for _, tc := range tamperCases {
+		b, _ := tampered(t, tc)
+		files["corrupt/"+tc.name+".tar"] = b
+		fmt.Fprintf(&readme, "| `corrupt/%s.tar` | `%s` | `%s` | %s |\n", tc.name, sentinelName(tc.want), tc.part, tc.about)
+	}
+	files["README.md"] = []byte(readme.String())
+	if *update {
+		if err := os.RemoveAll(filepath.Join(vectorDir, "corrupt")); err != nil {
+			t.Fatal(err)
+		}
+		for name, b := range files {
+			p := filepath.Join(vectorDir, name)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for name, b := range files {
+		got, err := os.ReadFile(filepath.Join(vectorDir, name))
+		if err != nil || !bytes.Equal(got, b) {
+			t.Errorf("%s differs from what the code writes now (%v); run with -update if the change is intended", name, err)
+		}
+	}
+	store, err := trust.Load(filepath.Join(vectorDir, "trust.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := Verify(context.Background(), filepath.Join(vectorDir, "valid.stella.tar"), VerifyOptions{Trust: store}); err != nil || !rep.Verified {
+		t.Fatalf("valid vector: %v", err)
+	}
+	for _, tc := range tamperCases {
+		t.Run(tc.name, func(t *testing.T) {
+			checkRefused(t, filepath.Join(vectorDir, "corrupt", tc.name+".tar"), store, tc.want, tc.part)
+		})
+	}
+}
+
+// sentinelName names an error by its package-qualified variable.
+func sentinelName(err error) string {
+	for name, e := range map[string]error{
+		"ErrPartAltered": ErrPartAltered, "ErrApprovalMismatch": ErrApprovalMismatch, "ErrLedgerBroken": ErrLedgerBroken,
+		"integrity.ErrDigestMismatch": integrity.ErrDigestMismatch, "bundle.ErrChecksums": bundle.ErrChecksums,
+		"trust.ErrSignatureInvalid": trust.ErrSignatureInvalid, "trust.ErrRoleMissing": trust.ErrRoleMissing,
+		"trust.ErrUnknownKey": trust.ErrUnknownKey, "trust.ErrKeyRevoked": trust.ErrKeyRevoked,
+	} {
+		if e == err {
+			return name
+		}
+	}
+	return err.Error()
 }
