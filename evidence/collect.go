@@ -51,6 +51,14 @@ func Collect(ctx context.Context, st *cache.Store, rs *runs.Store, id string, op
 	}
 	in.Plan = sp.Canonical
 	in.Pack = ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: sp.Pack.Digest, Size: sp.PackSize}
+	if in.Pack.Size <= 0 {
+		// A plan saved without its pack's size: the pack in the cache says.
+		a, err := st.Resolve(ctx, sp.Pack.Name+":"+sp.Pack.Version)
+		if err != nil || a.Descriptor.Digest != sp.Pack.Digest {
+			return Input{}, fmt.Errorf("pack %s:%s (%s) of run %s is not in this cache: %w", sp.Pack.Name, sp.Pack.Version, sp.Pack.Digest, id, cache.ErrNotFound)
+		}
+		in.Pack.Size = a.Descriptor.Size
+	}
 	if err := rs.ReadLog(id, func(l run.Line) error {
 		in.Log = append(in.Log, l)
 		return nil

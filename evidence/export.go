@@ -221,8 +221,8 @@ func Build(ctx context.Context, in Input) (*Evidence, error) {
 	if h != rec.PlanHash {
 		return nil, fmt.Errorf("plan of run %s hashes to %s, the run records %s: %w", rec.ID, h, rec.PlanHash, plan.ErrHashMismatch)
 	}
-	if in.Pack.Digest != rec.Pack.Digest {
-		return nil, fmt.Errorf("pack manifest %s is not the run's pack %s: %w", in.Pack.Digest, rec.Pack.Digest, ErrInconsistent)
+	if in.Pack.Digest != rec.Pack.Digest || in.Pack.Size <= 0 {
+		return nil, fmt.Errorf("pack manifest %s (%d bytes) is not the run's pack %s: %w", in.Pack.Digest, in.Pack.Size, rec.Pack.Digest, ErrInconsistent)
 	}
 
 	ev := &Evidence{Pack: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: in.Pack.Digest, Size: in.Pack.Size}}
