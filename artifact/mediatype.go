@@ -29,6 +29,12 @@ const (
 	MediaTypeApprovalRequest  = "application/vnd.stellaops.pack.approval-request.v1+json"
 	MediaTypeApprovalResponse = "application/vnd.stellaops.pack.approval-response.v1+json"
 	MediaTypeEvidence         = "application/vnd.stellaops.pack.evidence.v1+json"
+	// Media types of the parts of an evidence artifact (docs/evidence.md).
+	MediaTypeEvidenceRun    = "application/vnd.stellaops.pack.evidence.run.v1+json"
+	MediaTypeEvidenceInputs = "application/vnd.stellaops.pack.evidence.inputs.v1+json"
+	MediaTypeEvidenceLog    = "application/vnd.stellaops.pack.evidence.log.v1+ndjson"
+	MediaTypeEvidenceLedger = "application/vnd.stellaops.pack.evidence.ledger.v1+json"
+	MediaTypeEvidenceOutput = "application/vnd.stellaops.pack.evidence.output.v1"
 	// MediaTypeDSSE is a DSSE envelope (JSON) layer.
 	MediaTypeDSSE = "application/vnd.dsse.envelope.v1+json"
 	// MediaTypeEmptyJSON is the OCI empty config `{}` used by artifacts

@@ -80,6 +80,11 @@ var stellaMediaTypes = map[string]bool{
 	artifact.MediaTypeApprovalRequest:  true,
 	artifact.MediaTypeApprovalResponse: true,
 	artifact.MediaTypeEvidence:         true,
+	artifact.MediaTypeEvidenceRun:      true,
+	artifact.MediaTypeEvidenceInputs:   true,
+	artifact.MediaTypeEvidenceLog:      true,
+	artifact.MediaTypeEvidenceLedger:   true,
+	artifact.MediaTypeEvidenceOutput:   true,
 	artifact.MediaTypeDSSE:             true,
 	artifact.MediaTypeEmptyJSON:        true,
 }

@@ -31,11 +31,13 @@
 //	 "signatures":[{"keyid":"sha256:<hex>","sig":"<base64>"}]}
 //
 // The signature covers DSSE's pre-authentication encoding of payloadType and
-// payload (computed by sigstore's dsse package); keyid is an unsigned hint.
-// ECDSA signatures are ASN.1 DER over SHA-256; Ed25519 signatures are pure
-// Ed25519. The statement bytes are deterministic: the same statement always
-// gives the same payload, and the pack signature predicate carries no time
-// unless the caller sets one.
+// payload (secure-systems-lab's dsse.PAE, which sigstore's verifier uses
+// too); keyid is an unsigned hint. ECDSA signatures are ASN.1 DER over
+// SHA-256 with the nonce derived per RFC 6979; Ed25519 signatures are pure
+// Ed25519. Both are deterministic, and so are the statement bytes: the same
+// statement signed with the same key always gives the same envelope
+// (exported run evidence relies on it, ADR 0011), and the pack signature
+// predicate carries no time unless the caller sets one.
 //
 // Interoperability: cosign verify-blob-attestation --key <name>.pub --type
 // <predicateType> --signature <envelope> <blob> accepts these envelopes

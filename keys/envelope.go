@@ -1,8 +1,9 @@
 package keys
 
 import (
-	"bytes"
 	"context"
+	"crypto"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -10,7 +11,7 @@ import (
 	"slices"
 	"sort"
 
-	"github.com/sigstore/sigstore/pkg/signature/dsse"
+	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 
 	"stellaops.io/stella/canonical"
 )
@@ -40,6 +41,10 @@ type Signature struct {
 // SignStatement signs the statement's canonical JSON (MarshalStatement)
 // as a DSSE envelope of payload type InTotoPayloadType and returns the
 // envelope's canonical JSON, whose one signature carries the pair's key id.
+// The signature is over DSSE's pre-authentication encoding (PAE) and is
+// deterministic: Ed25519 is, and ECDSA signs per RFC 6979, so the same
+// statement signed twice with one key gives the same bytes (exported
+// evidence depends on it). Any DSSE verifier checks it as usual.
 func (p *Pair) SignStatement(ctx context.Context, st Statement) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -48,17 +53,26 @@ func (p *Pair) SignStatement(ctx context.Context, st Statement) ([]byte, error) 
 	if err != nil {
 		return nil, err
 	}
-	raw, err := dsse.WrapSigner(p.signer, InTotoPayloadType).SignMessage(bytes.NewReader(payload))
+	pae := dsse.PAE(InTotoPayloadType, payload)
+	var sig []byte
+	switch p.alg {
+	case AlgEd25519:
+		sig, err = p.priv.Sign(nil, pae, crypto.Hash(0))
+	default:
+		sum := sha256.Sum256(pae)
+		// A nil random source makes crypto/ecdsa sign per RFC 6979.
+		sig, err = p.priv.Sign(nil, sum[:], crypto.SHA256)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("sign with key %s: %w", p.id, err)
 	}
-	var env Envelope
-	if err := json.Unmarshal(raw, &env); err != nil || len(env.Signatures) != 1 {
-		return nil, fmt.Errorf("sign with key %s: unexpected envelope from dsse signer", p.id)
-	}
 	// The key id is outside the signed bytes (PAE covers only payloadType
-	// and payload), so setting it after signing is sound.
-	env.Signatures[0].KeyID = p.id
+	// and payload).
+	env := Envelope{
+		PayloadType: InTotoPayloadType,
+		Payload:     base64.StdEncoding.EncodeToString(payload),
+		Signatures:  []Signature{{KeyID: p.id, Sig: base64.StdEncoding.EncodeToString(sig)}},
+	}
 	return canonical.Marshal(&env)
 }
 

@@ -44,11 +44,10 @@ func ParseAlgorithm(name string) (Algorithm, error) {
 // Pair is a private signing key with its public half and key id.
 // It is safe for concurrent use.
 type Pair struct {
-	alg    Algorithm
-	priv   crypto.Signer
-	pub    crypto.PublicKey
-	id     string
-	signer signature.Signer
+	alg  Algorithm
+	priv crypto.Signer
+	pub  crypto.PublicKey
+	id   string
 }
 
 // Generate creates a new key pair. The zero Algorithm generates ECDSA P-256.
@@ -98,11 +97,7 @@ func newPair(priv crypto.PrivateKey) (*Pair, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := signature.LoadSigner(signer, crypto.SHA256)
-	if err != nil {
-		return nil, fmt.Errorf("key %s: %w", id, err)
-	}
-	return &Pair{alg: alg, priv: signer, pub: pub, id: id, signer: s}, nil
+	return &Pair{alg: alg, priv: signer, pub: pub, id: id}, nil
 }
 
 // Algorithm returns the pair's algorithm.

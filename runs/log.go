@@ -1,6 +1,8 @@
 package runs
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -255,4 +257,42 @@ func (d *LogData) Close() error {
 		return nil
 	}
 	return d.f.Close()
+}
+
+// ReadLog calls fn with each complete record of run id's log, in order,
+// with the text of long records filled in from the data file (Fill). A
+// last record cut short (a runner still writing, or killed mid-write) is
+// not passed; any other undecodable record is ErrCorrupt. A run without a
+// log yet has no records.
+func (s *Store) ReadLog(id string, fn func(run.Line) error) error {
+	b, err := os.ReadFile(s.LogPath(id))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	data := s.LogData(id)
+	defer data.Close()
+	n := 0
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			return nil // cut short
+		}
+		line := b[:i]
+		b = b[i+1:]
+		n++
+		var l run.Line
+		if err := json.Unmarshal(line, &l); err != nil {
+			return fmt.Errorf("log of run %s, line %d: %w: %v", id, n, ErrCorrupt, err)
+		}
+		if err := data.Fill(&l); err != nil {
+			return err
+		}
+		if err := fn(l); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -152,3 +152,61 @@ func TestLogBatchesInOrder(t *testing.T) {
 		t.Fatalf("%d records, want %d", i, n)
 	}
 }
+
+// TestReadLog: records come back in order with long records' text filled
+// in from the data file; a last record cut short is left out; a run
+// without a log has none; an undecodable record before the end is
+// ErrCorrupt.
+func TestReadLog(t *testing.T) {
+	rs := Open(cachetest.Open(t), t.TempDir(), nil)
+	defer rs.Close()
+	const id = "run:acme:20261127T120000.000000Z"
+	if err := os.MkdirAll(rs.Folder(id), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	read := func() ([]string, error) {
+		var got []string
+		err := rs.ReadLog(id, func(l run.Line) error {
+			if l.Data != nil {
+				t.Errorf("record with data ref %+v", l.Data)
+			}
+			got = append(got, l.Msg)
+			return nil
+		})
+		return got, err
+	}
+	if got, err := read(); err != nil || len(got) != 0 {
+		t.Fatalf("no log: %q, %v", got, err)
+	}
+	long := strings.Repeat("x", 5000)
+	l, err := rs.OpenLog(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{"first", long, "last"} {
+		l.Write(run.Line{Time: time.Unix(1, 0).UTC(), RunID: id, StepID: "a", Stream: "stdout", Msg: m})
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(rs.LogPath(id), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprint(f, `{"time":"1970-01-01T00:00:01Z","runId":"`+id+`","msg":"torn`)
+	f.Close()
+	got, err := read()
+	if err != nil || len(got) != 3 || got[0] != "first" || got[1] != long || got[2] != "last" {
+		t.Fatalf("got %d records (%v), want first, the long one, last", len(got), err)
+	}
+	b, err := os.ReadFile(rs.LogPath(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(rs.LogPath(id), append([]byte("not json\n"), b...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := read(); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("bad first record: %v, want ErrCorrupt", err)
+	}
+}

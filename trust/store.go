@@ -28,6 +28,8 @@ const (
 	RolePublisher = "publisher"
 	// RoleApprove signs approvals of run gates.
 	RoleApprove = "Packs.Approve"
+	// RoleRun signs the evidence of runs (runner keys).
+	RoleRun = "Packs.Run"
 )
 
 // AnyTenant in a key's tenants lets the key act for every tenant.
@@ -39,7 +41,7 @@ const FileVersion = 1
 // maxStoreSize bounds the trust store file Load reads.
 const maxStoreSize = 16 << 20
 
-var knownRoles = []string{RoleApprove, RolePublisher}
+var knownRoles = []string{RoleApprove, RoleRun, RolePublisher}
 
 var (
 	nameRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$`)
@@ -230,7 +232,7 @@ func normalizeRoles(roles []string) ([]string, error) {
 	out := make([]string, 0, len(roles))
 	for _, r := range roles {
 		if !slices.Contains(knownRoles, r) {
-			return nil, fmt.Errorf("role %q (known: %s, %s): %w", r, RolePublisher, RoleApprove, ErrUnknownRole)
+			return nil, fmt.Errorf("role %q (known: %s, %s, %s): %w", r, RolePublisher, RoleApprove, RoleRun, ErrUnknownRole)
 		}
 		out = append(out, r)
 	}
@@ -295,7 +297,7 @@ func (s *Store) byKeyID(id string) *entry {
 }
 
 // Add trusts the public key pubPEM (PKIX PEM, ECDSA P-256 or Ed25519)
-// under name, with roles (RolePublisher, RoleApprove) and tenants (names,
+// under name, with roles (RolePublisher, RoleApprove, RoleRun) and tenants (names,
 // or AnyTenant). A name or key already present, even revoked, is ErrExists;
 // an unknown role is ErrUnknownRole.
 func (s *Store) Add(name string, pubPEM []byte, roles, tenants []string, now time.Time) error {

@@ -137,6 +137,7 @@ func TestStoreAddRefuses(t *testing.T) {
 		{"duplicate key (revoked)", "alice2", a.PublicPEM(), []string{trust.RoleApprove}, []string{"*"}, trust.ErrExists},
 		{"unknown role", "bob", pub(), []string{"admin"}, []string{"*"}, trust.ErrUnknownRole},
 		{"role case differs", "bob", pub(), []string{"packs.approve"}, []string{"*"}, trust.ErrUnknownRole},
+		{"run role case differs", "bob", pub(), []string{"packs.run"}, []string{"*"}, trust.ErrUnknownRole},
 		{"no roles", "bob", pub(), nil, []string{"*"}, trust.ErrInvalidEntry},
 		{"no tenants", "bob", pub(), []string{trust.RolePublisher}, nil, trust.ErrInvalidEntry},
 		{"bad tenant", "bob", pub(), []string{trust.RolePublisher}, []string{"a b"}, trust.ErrInvalidEntry},

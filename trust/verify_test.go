@@ -398,3 +398,34 @@ func TestVerifyConcurrent(t *testing.T) {
 		t.Errorf("%d keys after concurrent adds, want 7", n)
 	}
 }
+
+// TestVerifyRunRole: runner keys hold Packs.Run; roles do not imply each
+// other, so neither a publisher nor an approver key signs run evidence, and
+// a runner key signs nothing else.
+func TestVerifyRunRole(t *testing.T) {
+	f := newFixture(t)
+	runner := genKey(t, keys.AlgECDSAP256)
+	if err := f.store.Add("runner", runner.PublicPEM(), []string{trust.RoleRun}, []string{"acme"}, t0); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	st := statement(t, "https://stellaops.io/attestations/pack-run/v1", packDigest)
+	run := trust.Requirement{Subject: packDigest, PredicateType: st.PredicateType, Role: trust.RoleRun, Tenant: "acme"}
+	v, err := f.store.Verify(ctx, sign(t, runner, st), run)
+	if err != nil || v.KeyName != "runner" {
+		t.Fatalf("runner key: %v, %+v", err, v)
+	}
+	for name, p := range map[string]*keys.Pair{"publisher": f.publisher, "approver": f.approver} {
+		if _, err := f.store.Verify(ctx, sign(t, p, st), run); !errors.Is(err, trust.ErrRoleMissing) {
+			t.Errorf("%s key signing run evidence: got %v, want ErrRoleMissing", name, err)
+		}
+	}
+	if _, err := f.store.Verify(ctx, sign(t, runner, st), trust.Requirement{Subject: packDigest, PredicateType: st.PredicateType,
+		Role: trust.RoleApprove, Tenant: "acme"}); !errors.Is(err, trust.ErrRoleMissing) {
+		t.Errorf("runner key approving: got %v, want ErrRoleMissing", err)
+	}
+	if _, err := f.store.Verify(ctx, sign(t, runner, st), trust.Requirement{Subject: packDigest, PredicateType: st.PredicateType,
+		Role: trust.RoleRun, Tenant: "globex"}); !errors.Is(err, trust.ErrTenantNotAllowed) {
+		t.Errorf("runner key for another tenant: got %v, want ErrTenantNotAllowed", err)
+	}
+}

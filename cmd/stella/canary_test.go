@@ -102,10 +102,11 @@ spec:
       run: {command: ["./canary", "fail"], secrets: [token, pem, envtoken]}
 `)
 	var printed bytes.Buffer
+	keyEnv := ""
 	stella := func(wantExit int, args ...string) string {
 		t.Helper()
 		cmd := stellaProcess(t, home, args...)
-		cmd.Env = append(cmd.Env, "TMPDIR="+tmp)
+		cmd.Env = append(cmd.Env, "TMPDIR="+tmp, keyEnv)
 		for k, v := range canaries {
 			cmd.Env = append(cmd.Env, k+"="+v)
 		}
@@ -136,6 +137,18 @@ spec:
 	if n := strings.Count(logs, "***"); n < 40 {
 		t.Fatalf("only %d masked spans in the log: the canary did not leak what it should\n%s", n, logs)
 	}
+	// The run's evidence, exported into the scanned temp folder, carries
+	// the masked log, step outputs and output file: no value either.
+	pass := filepath.Join(dir, "keys", "pass")
+	writeFile(t, pass, "canary runner key passphrase\n")
+	keyEnv = "STELLA_KEY_PASSPHRASE_FILE=" + pass
+	stella(0, "key", "generate", "--dir", filepath.Join(dir, "keys"), "runner")
+	evidenceFile := filepath.Join(tmp, "evidence.stella.tar")
+	stella(0, "pack", "runs", "export", "--run", res.RunID, "-o", evidenceFile, "--key", filepath.Join(dir, "keys", "runner.key"))
+	if ev, err := os.ReadFile(evidenceFile); err != nil || !bytes.Contains(ev, []byte("out/report.txt")) || !bytes.Contains(ev, []byte("***")) {
+		t.Fatalf("evidence %s lacks the masked output file (%v)", evidenceFile, err)
+	}
+
 	var all []string
 	for _, v := range canaries {
 		all = append(all, needles(v)...)

@@ -32,6 +32,9 @@ type Config struct {
 	RequireSignature bool `yaml:"requireSignature" json:"requireSignature,omitempty"`
 	// Vault is the path of the sealed vault file.
 	Vault string `yaml:"vault" json:"vault,omitempty"`
+	// RunKey is the default runner key of `stella pack runs export`: a
+	// key file or vault:NAME.
+	RunKey string `yaml:"runKey" json:"runKey,omitempty"`
 	// ClockSkew is the allowance when checking approval expiry.
 	ClockSkew time.Duration `yaml:"clockSkew" json:"clockSkew,omitempty"`
 	// Registries configures registry access; in sealed mode only these hosts

@@ -36,6 +36,7 @@ var mayReachNetwork = map[string]bool{
 	"bundle":            false,
 	"cache":             false,
 	"cache/cachetest":   false,
+	"evidence":          false,
 	"integrity":         false,
 	"internal/safefile": false,
 	"keys":              false,

@@ -14,6 +14,7 @@ import (
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/egress"
+	"stellaops.io/stella/evidence"
 	"stellaops.io/stella/integrity"
 	"stellaops.io/stella/keys"
 	"stellaops.io/stella/mirror"
@@ -60,6 +61,16 @@ var errorTable = []errorRow{
 	{errFolderMissing, "ERR_PACK_FOLDER_NOT_FOUND", exitNotFound, "the folder to write into does not exist: check the path and that the media is mounted (stella does not create it)"},
 	{errFileTooLarge, "ERR_PACK_FILE_TOO_LARGE", exitInvalid, "the file is larger than stella reads for this purpose; check that it is the right file"},
 	{context.Canceled, "ERR_PACK_INTERRUPTED", exitGeneric, "the command was interrupted; run it again — nothing partial was kept"},
+
+	// Run evidence. Before the plan rows: a plan part that does not
+	// parse wraps plan.ErrInvalid inside ErrInconsistent.
+	{evidence.ErrRunInProgress, "ERR_PACK_RUN_IN_PROGRESS", exitGeneric, "the run has not finished (running, awaiting approval, or its runner is alive): export it when it has, or with --partial for evidence marked partial"},
+	{evidence.ErrOutputInvalid, "ERR_PACK_EVIDENCE_OUTPUT_INVALID", exitInvalid, "a file named by the pack's spec.outputs[].path is a link, a folder or too large: evidence carries only regular files inside the run's work folder (see the runbook evidence-missing)"},
+	{evidence.ErrInvalid, "ERR_PACK_EVIDENCE_INVALID", exitInvalid, "the file is not well-formed stella evidence (the part is named): export it again with `stella pack runs export`; see the runbook evidence-integrity"},
+	{evidence.ErrPartAltered, "ERR_PACK_EVIDENCE_ALTERED", exitInvalid, "the named part differs from what the runner signed: the evidence was altered after export; get a fresh export from the sealed side (runbook evidence-integrity)"},
+	{evidence.ErrInconsistent, "ERR_PACK_EVIDENCE_INCONSISTENT", exitInvalid, "signed parts disagree (the part is named): the runner or its cache was damaged; run `stella cache verify` on the sealed side (runbook evidence-integrity)"},
+	{evidence.ErrApprovalMismatch, "ERR_PACK_EVIDENCE_APPROVAL_MISMATCH", exitTrust, "an approval in the evidence does not bind this run's plan, gate and tenant, is missing from the ledger, or a gate lacks approvals: treat the run as unapproved (runbook evidence-integrity)"},
+	{evidence.ErrLedgerBroken, "ERR_PACK_EVIDENCE_LEDGER_BROKEN", exitInvalid, "the approval ledger entries in the evidence are not one hash chain: run `stella cache verify` on the sealed side (runbook evidence-integrity)"},
 
 	// Pack model and plans.
 	{pack.ErrManifestInvalid, "ERR_PACK_MANIFEST_INVALID", exitInvalid, "fix every problem listed (file:line:column) and run `stella pack validate` again"},
@@ -137,7 +148,7 @@ var errorTable = []errorRow{
 	{trust.ErrSubjectMismatch, "ERR_PACK_SUBJECT_MISMATCH", exitTrust, "the signature is about another artifact (another digest); it was swapped or belongs to another version"},
 	{trust.ErrPayloadType, "ERR_PACK_PAYLOAD_TYPE_UNEXPECTED", exitTrust, "the envelope does not carry an in-toto statement; it is not a stella signature"},
 	{trust.ErrPredicateType, "ERR_PACK_PREDICATE_TYPE_UNEXPECTED", exitTrust, "the statement is another kind of attestation than required (for example an approval where a pack signature is expected)"},
-	{trust.ErrUnknownRole, "ERR_PACK_ROLE_UNKNOWN", exitInvalid, "roles are publisher (signs packs) and Packs.Approve (signs approvals); spelling and case matter"},
+	{trust.ErrUnknownRole, "ERR_PACK_ROLE_UNKNOWN", exitInvalid, "roles are publisher (signs packs), Packs.Approve (signs approvals) and Packs.Run (signs run evidence); spelling and case matter"},
 	{trust.ErrExists, "ERR_PACK_TRUST_KEY_EXISTS", exitGeneric, "that name or that key is already in the trust store (`stella trust list`); a revoked key must be removed with `stella trust rm` before it is added again"},
 	{trust.ErrKeyNotFound, "ERR_PACK_TRUST_KEY_NOT_FOUND", exitNotFound, "no trusted key has that name; see `stella trust list`"},
 	{trust.ErrInvalidEntry, "ERR_PACK_TRUST_ENTRY_INVALID", exitInvalid, "key names are letters, digits and . _ @ + - (at most 128); give at least one --role, and tenants as names or \"*\""},

@@ -19,6 +19,7 @@ import (
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/egress"
+	"stellaops.io/stella/evidence"
 	"stellaops.io/stella/integrity"
 	"stellaops.io/stella/keys"
 	"stellaops.io/stella/mirror"
@@ -38,6 +39,13 @@ import (
 // TestEveryDomainErrorIsListed keeps it complete; TestEveryDomainErrorHasARow
 // checks each has a row in errorTable.
 var domainErrors = map[string]error{
+	"evidence.ErrRunInProgress":         evidence.ErrRunInProgress,
+	"evidence.ErrOutputInvalid":         evidence.ErrOutputInvalid,
+	"evidence.ErrInvalid":               evidence.ErrInvalid,
+	"evidence.ErrPartAltered":           evidence.ErrPartAltered,
+	"evidence.ErrInconsistent":          evidence.ErrInconsistent,
+	"evidence.ErrApprovalMismatch":      evidence.ErrApprovalMismatch,
+	"evidence.ErrLedgerBroken":          evidence.ErrLedgerBroken,
 	"redact.ErrTooShort":                redact.ErrTooShort,
 	"run.ErrSecretUndelivered":          run.ErrSecretUndelivered,
 	"run.ErrLimit":                      run.ErrLimit,

@@ -81,7 +81,7 @@ Examples:
 				},
 				Action: action(s.packPlan),
 			},
-		}, append(append(append(s.artifactCommands(), s.mirrorCommands()...), s.approveCommands()...), s.runCommands()...)...),
+		}, append(append(append(s.artifactCommands(), s.mirrorCommands()...), s.approveCommands()...), append(s.runCommands(), s.evidenceCommand())...)...),
 	}
 }
 

@@ -113,6 +113,7 @@ Examples:
 					Flags:  []cli.Flag{&cli.StringFlag{Name: "run", Usage: "run id (required)"}, insecureIsolationFlag(), secretsFlag()},
 					Action: action(s.runsResume),
 				},
+				s.runsExportCommand(),
 			},
 		},
 	}

@@ -33,7 +33,7 @@ func (s *session) trustCommand() *cli.Command {
 		Usage: "manage the trust store: public keys, their roles and tenants",
 		Description: `The trust store (<home>/trust.json) lists the public keys whose signatures this
 machine accepts, each with a name, the roles it holds (publisher signs packs,
-Packs.Approve signs gate approvals) and the tenants it may act for ("*" for any).
+Packs.Approve signs gate approvals, Packs.Run signs run evidence) and the tenants it may act for ("*" for any).
 Revoked keys stay listed so they cannot come back unnoticed.
 
 Examples:
@@ -55,7 +55,7 @@ Examples:
    stella trust add --key ops.pub --role publisher --role Packs.Approve ops`,
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "key", Usage: "public key file (PEM); required", TakesFile: true},
-					&cli.StringSliceFlag{Name: "role", Usage: "role the key holds: publisher or Packs.Approve (repeatable); at least one"},
+					&cli.StringSliceFlag{Name: "role", Usage: "role the key holds: publisher, Packs.Approve or Packs.Run (repeatable); at least one"},
 					&cli.StringSliceFlag{Name: "tenant", Usage: "tenant the key may act for, or \"*\" for any (repeatable)", Value: cli.NewStringSlice(trust.AnyTenant)},
 				},
 				Action: action(s.trustAdd),
