@@ -2,7 +2,8 @@
 # The main job on embedded defaults: a pack author scaffolds a pack, validates
 # it, plans it, builds and signs it, carries it across the gap on split media,
 # and the sealed operator runs it: the run parks at its approval gate, an
-# offline approver signs, and the run resumes and succeeds.
+# offline approver signs, the run resumes and succeeds, and its signed evidence is verified
+# on a machine with only a trust store.
 # Everything happens in a throwaway STELLA_HOME; nothing outside it is touched.
 set -euo pipefail
 STELLA=${1:-bin/stella}
@@ -98,5 +99,17 @@ echo "the api token reached the step as a 0600 file and is masked in everything 
 "$STELLA" pack runs show "$run_id" | sed -n '/^isolation:/,/^timeline:/p'
 "$STELLA" pack runs list
 "$STELLA" cache verify
+
+step "14. the run's evidence goes out on the media, signed by the sealed host's runner key"
+"$STELLA" key generate --dir "$work/runner-pub" --vault runner runner
+"$STELLA" pack runs export --run "$run_id" --key vault:runner -o "$work/media/run.evidence.tar"
+if grep -aq 'demo-api-token-0123456789' "$work/media/run.evidence.tar"; then echo "unexpected: the token is in the evidence"; exit 1; fi
+echo "the api token appears nowhere in the evidence file"
+
+step "15. connected side, offline: a verifier with only a trust store checks every part"
+export STELLA_HOME="$work/verifier"
+"$STELLA" trust add --key "$work/runner-pub/runner.pub" --role Packs.Run --tenant default runner
+"$STELLA" trust add --key "$work/approver-pub/alice.pub" --role Packs.Approve alice
+"$STELLA" pack evidence verify "$work/media/run.evidence.tar"
 
 step "demo complete"

@@ -158,7 +158,7 @@ func (s *session) keyGenerate(ctx context.Context, c *cli.Context) error {
 		} else {
 			fmt.Fprintf(w, "private key: %s (encrypted with its passphrase)\n", res.PrivateKey)
 		}
-		fmt.Fprintf(w, "next, on each machine that verifies: stella trust add --key %s --role publisher|Packs.Approve %s\n", res.PublicKey, name)
+		fmt.Fprintf(w, "next, on each machine that verifies: stella trust add --key %s --role publisher|Packs.Approve|Packs.Run %s\n", res.PublicKey, name)
 	})
 }
 
