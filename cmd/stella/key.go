@@ -102,7 +102,7 @@ type keyInfo struct {
 
 func (s *session) keyGenerate(ctx context.Context, c *cli.Context) error {
 	if c.NArg() > 1 {
-		return usageError("key generate: expected one key NAME (flags go before it)")
+		return usageError("key generate: expected one key NAME")
 	}
 	name, vname := c.Args().First(), c.String("vault")
 	switch {

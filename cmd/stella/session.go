@@ -61,7 +61,16 @@ const (
 
 func (s *session) run(ctx context.Context, args []string) int {
 	app := s.newApp()
-	err := app.RunContext(ctx, args)
+	ordered, err := reorderArgs(app, args)
+	if s.output == "" && jsonAsked(args) {
+		// Errors found before the command runs (the command line, the
+		// configuration) are reported as JSON too.
+		s.output = outputJSON
+	}
+	if err != nil {
+		return s.fail(err)
+	}
+	err = app.RunContext(ctx, ordered)
 	if err == nil {
 		err = s.usageErr
 	}
@@ -73,6 +82,23 @@ func (s *session) run(ctx context.Context, args []string) int {
 		err = usageError(err.Error())
 	}
 	return s.fail(err)
+}
+
+// jsonAsked reports whether args ask for --output json (before "--").
+func jsonAsked(args []string) bool {
+	for i, a := range args {
+		switch {
+		case a == "--":
+			return false
+		case a == "--output" && i+1 < len(args):
+			if args[i+1] == outputJSON {
+				return true
+			}
+		case a == "--output="+outputJSON:
+			return true
+		}
+	}
+	return false
 }
 
 // before merges defaults, the config file, the environment and flags, in

@@ -156,7 +156,7 @@ func trustedKeyOf(k trust.Key) trustedKey {
 }
 
 func (s *session) trustAdd(ctx context.Context, c *cli.Context) error {
-	if err := argsExactly(c, 1, "one key NAME (flags go before it)"); err != nil {
+	if err := argsExactly(c, 1, "one key NAME"); err != nil {
 		return err
 	}
 	name := c.Args().First()

@@ -235,8 +235,6 @@ func (s *session) vaultPut(ctx context.Context, c *cli.Context) error {
 	switch {
 	case c.NArg() == 0:
 		return usageError("vault put: expected the secret NAME; the value is read from stdin or --from-file")
-	case c.NArg() > 1 && strings.HasPrefix(c.Args().Get(1), "-"):
-		return usageError("vault put: flags go before NAME: stella vault put [--scope S] [--meta K=V] [--from-file FILE] NAME")
 	case c.NArg() > 1:
 		// Never repeat the extra argument: it is probably the value.
 		return usageError("vault put: takes one NAME; the value is read from stdin or --from-file, never from an argument, which would be kept in shell history and visible in process lists")
