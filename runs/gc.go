@@ -119,8 +119,6 @@ type GCOptions struct {
 	Force bool
 	// DryRun reports what would be removed and removes nothing.
 	DryRun bool
-	// Holder names the process in the lock side file of each run it removes.
-	Holder string
 }
 
 // GCEntry is one run GC removed or kept.
@@ -174,6 +172,9 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 			return res, err
 		}
 		ent, remove, err := s.judge(ctx, sum, cutoff, opts.Force, true)
+		if errors.Is(err, ErrNotFound) {
+			continue // another gc removed it meanwhile
+		}
 		if err != nil {
 			return res, err
 		}
@@ -185,7 +186,7 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 			res.Removed = append(res.Removed, ent)
 			continue
 		}
-		lock, err := s.Lock(sum.ID, opts.Holder)
+		unlock, err := s.tryLock(sum.ID)
 		if errors.Is(err, ErrLocked) {
 			ent.Reason = KeptRunning
 			res.Kept = append(res.Kept, ent)
@@ -196,10 +197,14 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 		}
 		// Judged again under the lock: a resume may have started since.
 		ent, remove, err = s.judge(ctx, sum, cutoff, opts.Force, false)
+		if errors.Is(err, ErrNotFound) {
+			unlock()
+			continue // another gc removed it meanwhile
+		}
 		if err == nil && remove {
 			err = s.remove(ctx, sum.ID)
 		}
-		_ = lock.Unlock()
+		unlock()
 		if err != nil {
 			return res, err
 		}
@@ -229,6 +234,27 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 	sort.Slice(res.Removed, func(i, j int) bool { return res.Removed[i].RunID < res.Removed[j].RunID })
 	sort.Slice(res.Kept, func(i, j int) bool { return res.Kept[i].RunID < res.Kept[j].RunID })
 	return res, nil
+}
+
+// tryLock takes run id's lock without waiting and without making its
+// folder (Lock would): ErrLocked if a runner holds it; a run whose folder
+// is already gone needs no lock (its records alone are left to delete).
+func (s *Store) tryLock(id string) (func(), error) {
+	if _, err := os.Stat(s.Folder(id)); errors.Is(err, fs.ErrNotExist) {
+		return func() {}, nil
+	}
+	fl := flock.New(filepath.Join(s.Folder(id), "lock"), flock.SetPermissions(0o600))
+	ok, err := fl.TryLock()
+	if errors.Is(err, fs.ErrNotExist) {
+		return func() {}, nil // removed meanwhile
+	}
+	if err != nil {
+		return nil, fmt.Errorf("run %s: lock: %w", id, err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("run %s: %w", id, ErrLocked)
+	}
+	return func() { _ = fl.Unlock() }, nil
 }
 
 // judge decides on one run from its full record (its summary when the

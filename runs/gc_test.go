@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"stellaops.io/stella/cache"
 	"stellaops.io/stella/cache/cachetest"
 	"stellaops.io/stella/plan"
 	"stellaops.io/stella/run"
@@ -183,7 +184,7 @@ func TestGC(t *testing.T) {
 		}
 	}
 
-	res := f.gc(GCOptions{Holder: "test gc"})
+	res := f.gc(GCOptions{})
 	if diff := cmp.Diff(map[string]string{exported.ID: RemovedExported}, reasons(res.Removed)); diff != "" {
 		t.Errorf("removed (-want +got):\n%s", diff)
 	}
@@ -288,5 +289,80 @@ func TestRecordExport(t *testing.T) {
 	e, err := f.rs.Exported(f.ctx, rec.ID)
 	if err != nil || e == nil || e.State != run.Succeeded || !e.covers(rec) {
 		t.Fatalf("after export: %+v, %v", e, err)
+	}
+}
+
+// TestGCFolderGone: an old exported run whose folder is already gone loses
+// its records too.
+func TestGCFolderGone(t *testing.T) {
+	f := newGCFixture(t)
+	rec := f.run("acme", run.Succeeded)
+	f.export(rec)
+	if err := os.Chmod(filepath.Join(f.rs.Folder(rec.ID), "work", "ro"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(f.rs.Folder(rec.ID)); err != nil {
+		t.Fatal(err)
+	}
+	f.now = f.now.Add(31 * 24 * time.Hour)
+	res := f.gc(GCOptions{})
+	if diff := cmp.Diff(map[string]string{rec.ID: RemovedExported}, reasons(res.Removed)); diff != "" {
+		t.Errorf("removed (-want +got):\n%s", diff)
+	}
+	if f.present(rec.ID) {
+		t.Fatalf("%s still indexed", rec.ID)
+	}
+}
+
+// TestVerifyHook: the runs hook of cache verify reports undecodable
+// records and export records of no run as errors, and a run without its
+// folder as a warning.
+func TestVerifyHook(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st := cachetest.OpenAt(t, t.TempDir()) // checked without the hook: this test breaks the run records on purpose
+	rs := Open(st, dir, func() time.Time { return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) })
+	defer rs.Close()
+	rec := &run.Record{Tenant: "acme", State: run.Succeeded, Steps: map[string]*run.StepRecord{}}
+	if err := rs.Create(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	hook := VerifyHook(dir)
+	probs, err := hook.Check(ctx, st)
+	if err != nil || len(probs) != 0 {
+		t.Fatalf("a sound run: %v, %v", probs, err)
+	}
+	if err := st.Records(namespace).Update(ctx, func(tx cache.RecordTx) error {
+		if err := tx.Put(bucket, []byte("run:acme:20250101T000000.000000Z"), []byte("{not json")); err != nil {
+			return err
+		}
+		return tx.Put(exportsBucket, []byte("run:acme:20250102T000000.000000Z"), []byte(`{"state":"succeeded"}`))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(rs.Folder(rec.ID)); err != nil {
+		t.Fatal(err)
+	}
+	probs, err = hook.Check(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, p := range probs {
+		got[p.Object] = string(p.Severity) + " " + p.Problem
+	}
+	want := map[string]string{
+		"run:acme:20250101T000000.000000Z":           "error " + ProblemRecord,
+		"export of run:acme:20250102T000000.000000Z": "error " + ProblemExportOrphan,
+		rec.ID: "warning " + ProblemFolder,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("problems (-want +got):\n%s", diff)
+	}
+	// Leave the cache sound for cachetest's own check.
+	if err := st.Records(namespace).Update(ctx, func(tx cache.RecordTx) error {
+		return errors.Join(tx.Delete(bucket, []byte("run:acme:20250101T000000.000000Z")), tx.Delete(exportsBucket, []byte("run:acme:20250102T000000.000000Z")))
+	}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1001,7 +1001,7 @@ func (s *session) runsGC(ctx context.Context, c *cli.Context) error {
 		return err
 	}
 	defer rs.Close()
-	res, err := rs.GC(ctx, runs.GCOptions{OlderThan: older, Force: c.Bool("force"), DryRun: c.Bool("dry-run"), Holder: s.holder})
+	res, err := rs.GC(ctx, runs.GCOptions{OlderThan: older, Force: c.Bool("force"), DryRun: c.Bool("dry-run")})
 	if err != nil {
 		return err
 	}
