@@ -3,7 +3,9 @@
 // outputs folder, its NDJSON log, its lock, and its journal: the durable
 // record of the run. The cache index (record namespace "run") holds a
 // summary of every run — its header, without steps or timeline — for
-// listing, updated when the run's state changes.
+// listing, updated when the run's state changes, and, once a finished
+// run's evidence was exported whole, its Export record; GC removes runs
+// past the retention period, records before folders (gc.go).
 //
 // The journal is append-only: each Save appends, in one write followed by
 // fdatasync, the record's header and what changed since the last Save

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"path/filepath"
 	"sort"
 
 	"github.com/opencontainers/go-digest"
@@ -11,6 +12,7 @@ import (
 
 	"stellaops.io/stella/approve"
 	"stellaops.io/stella/cache"
+	"stellaops.io/stella/runs"
 )
 
 // errCacheDamaged: cache verify found problems.
@@ -50,7 +52,9 @@ Examples:
 }
 
 // cacheHooks are the checks other packages add to cache verify.
-func (s *session) cacheHooks() []cache.VerifyHook { return []cache.VerifyHook{approve.VerifyHook()} }
+func (s *session) cacheHooks() []cache.VerifyHook {
+	return []cache.VerifyHook{approve.VerifyHook(), runs.VerifyHook(filepath.Join(s.home, "runs"))}
+}
 
 func (s *session) cacheVerify(ctx context.Context, _ *cli.Context) error {
 	st, err := s.openCache(ctx)

@@ -12,6 +12,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"stellaops.io/stella/pack"
+	"stellaops.io/stella/runs"
 )
 
 const configFile = "config.yaml"
@@ -35,6 +36,9 @@ type Config struct {
 	// RunKey is the default runner key of `stella pack runs export`: a
 	// key file or vault:NAME.
 	RunKey string `yaml:"runKey" json:"runKey,omitempty"`
+	// RunRetention is how long `stella pack runs gc` keeps a finished run,
+	// from its end: a Go duration or whole days ("720h", "30d").
+	RunRetention string `yaml:"runRetention" json:"runRetention,omitempty"`
 	// ClockSkew is the allowance when checking approval expiry.
 	ClockSkew time.Duration `yaml:"clockSkew" json:"clockSkew,omitempty"`
 	// Registries configures registry access; in sealed mode only these hosts
@@ -72,6 +76,11 @@ func LoadConfig(path string) (Config, error) {
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 		return c, fmt.Errorf("%s: %w: %v", path, ErrConfigInvalid, err)
+	}
+	if c.RunRetention != "" {
+		if _, err := runs.ParseRetention(c.RunRetention); err != nil {
+			return c, fmt.Errorf("%s: runRetention: %w: %w", path, ErrConfigInvalid, err)
+		}
 	}
 	for i, h := range c.StepAllowlist {
 		if msg := pack.CheckAllowlistEntry(h); msg != "" {

@@ -135,6 +135,7 @@ var errorTable = []errorRow{
 	{runs.ErrNotFound, "ERR_PACK_RUN_NOT_FOUND", exitNotFound, "check the run id: `stella pack runs list` shows the runs of this home"},
 	{runs.ErrLocked, "ERR_PACK_RUN_LOCKED", exitTransient, "another stella process drives this run (named in the message): wait for it, or cancel it with `stella pack runs cancel --run RUN`"},
 	{runs.ErrCorrupt, "ERR_PACK_RUN_RECORD_CORRUPT", exitInvalid, "a run record in the cache is damaged: run `stella cache verify`"},
+	{runs.ErrRetention, "ERR_PACK_RETENTION_INVALID", exitGeneric, "give the retention period as a positive Go duration or whole days, such as 720h or 30d (--older-than, or runRetention in the config)"},
 	{runs.ErrState, "ERR_PACK_RUN_STATE", exitGeneric, "the run is not in a state that allows this; `stella pack runs show RUN` says what it is"},
 
 	// Keys, trust and vault.

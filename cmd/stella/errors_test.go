@@ -71,6 +71,7 @@ var domainErrors = map[string]error{
 	"runs.ErrLocked":                    runs.ErrLocked,
 	"runs.ErrCorrupt":                   runs.ErrCorrupt,
 	"runs.ErrState":                     runs.ErrState,
+	"runs.ErrRetention":                 runs.ErrRetention,
 	"integrity.ErrDigestMismatch":       integrity.ErrDigestMismatch,
 	"integrity.ErrSizeMismatch":         integrity.ErrSizeMismatch,
 	"integrity.ErrTooLarge":             integrity.ErrTooLarge,

@@ -10,6 +10,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"stellaops.io/stella/evidence"
+	"stellaops.io/stella/run"
+	"stellaops.io/stella/runs"
 )
 
 // runsExportCommand is `stella pack runs export`.
@@ -127,6 +129,13 @@ func (s *session) runsExport(ctx context.Context, c *cli.Context) error {
 	bar.finish()
 	if err != nil {
 		return err
+	}
+	// A whole export of a finished run lets `runs gc` remove it later.
+	if !ev.Predicate.Partial && run.Terminal(in.Record.State) {
+		if err := rs.RecordExport(ctx, id, runs.Export{Time: s.now().UTC(), FileDigest: sum.Digest, Evidence: desc.Digest,
+			State: in.Record.State, Ended: in.Record.Ended}); err != nil {
+			return err
+		}
 	}
 	res := evidenceExport{RunID: id, State: ev.Predicate.State, Partial: ev.Predicate.Partial, Evidence: desc.Digest, KeyID: signer.ID(),
 		bundleSummary: bundleSummary{File: out, Size: sum.Size, Digest: sum.Digest, Blobs: sum.Blobs, Parts: sum.Parts, Refs: []string{}}}

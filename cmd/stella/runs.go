@@ -114,6 +114,27 @@ Examples:
 					Action: action(s.runsResume),
 				},
 				s.runsExportCommand(),
+				{
+					Name:  "gc",
+					Usage: "remove finished runs older than the retention period whose evidence was exported",
+					Description: `Removes the runs of every tenant that ended longer ago than the retention period (--older-than,
+else the config's runRetention, else 30 days): their index records, then their folders (journal,
+lock, log, work, outputs, secrets). A run whose evidence was not exported whole (runs export,
+not --partial) since it last ended is kept unless --force. A run that has not ended, or whose
+runner holds its lock, is never removed. Prints what was removed and what was kept and why.
+Saved plans and packs are shared by runs and approvals and stay (stella cache gc, stella cache rm).
+
+Examples:
+   stella pack runs gc --dry-run
+   stella pack runs gc --older-than 30d
+   stella pack runs gc --older-than 720h --force`,
+					Flags: []cli.Flag{
+						&cli.StringFlag{Name: "older-than", Usage: "retention period: a Go duration or whole days (720h, 30d; default: the config's runRetention, else 30d)"},
+						&cli.BoolFlag{Name: "force", Usage: "remove old runs whose evidence was not exported too"},
+						&cli.BoolFlag{Name: "dry-run", Usage: "only say what would be removed"},
+					},
+					Action: action(s.runsGC),
+				},
 			},
 		},
 	}
@@ -957,4 +978,45 @@ func printIsolation(w io.Writer, rec *run.Record) {
 	for _, l := range lines {
 		fmt.Fprintln(w, l)
 	}
+}
+
+// runsGCResult is the JSON shape of `runs gc`.
+type runsGCResult struct {
+	OlderThan string `json:"olderThan"`
+	Force     bool   `json:"force"`
+	runs.GCResult
+}
+
+func (s *session) runsGC(ctx context.Context, c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usageError("pack runs gc takes no arguments")
+	}
+	period := firstNonEmpty(c.String("older-than"), s.config.RunRetention, "30d")
+	older, err := runs.ParseRetention(period)
+	if err != nil {
+		return fmt.Errorf("--older-than %w", err)
+	}
+	_, rs, err := s.openRuns(ctx)
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	res, err := rs.GC(ctx, runs.GCOptions{OlderThan: older, Force: c.Bool("force"), DryRun: c.Bool("dry-run")})
+	if err != nil {
+		return err
+	}
+	out := runsGCResult{OlderThan: period, Force: c.Bool("force"), GCResult: res}
+	return s.emit(out, func(w io.Writer) {
+		verb := "removed"
+		if res.DryRun {
+			verb = "would remove"
+		}
+		for _, e := range res.Removed {
+			fmt.Fprintf(w, "%s %s (%s, %s)\n", verb, e.RunID, orDash(e.State), e.Reason)
+		}
+		for _, e := range res.Kept {
+			fmt.Fprintf(w, "kept %s (%s, %s)\n", e.RunID, e.State, e.Reason)
+		}
+		fmt.Fprintf(w, "%s %d runs, kept %d (retention %s: ended before %s)\n", verb, len(res.Removed), len(res.Kept), period, res.Cutoff.Format(time.RFC3339))
+	})
 }
