@@ -228,6 +228,29 @@ func Require(subject string, results []Result) error {
 	return rej
 }
 
+// Refuted is what checking signatures without requiring them fails on,
+// as cosign verify fails on a signature that does not verify: subject
+// carries signatures, none is valid, and at least one failed for a reason
+// other than a key the trust store does not know (an altered or foreign
+// envelope, a revoked key, a trusted key without the role or tenant). It
+// returns Require's *RejectedError then, nil otherwise: unsigned, a valid
+// signature, or only signatures this host cannot judge.
+func Refuted(subject string, results []Result) error {
+	judged := false
+	for _, r := range results {
+		if r.Valid {
+			return nil
+		}
+		if !errors.Is(r.err, trust.ErrUnknownKey) {
+			judged = true
+		}
+	}
+	if !judged {
+		return nil
+	}
+	return Require(subject, results)
+}
+
 // RejectedError says why an artifact has no valid signature. It wraps
 // ErrRejected and the trust error of every signature present, so errors.Is
 // finds, say, trust.ErrKeyRevoked.

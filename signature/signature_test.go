@@ -108,6 +108,12 @@ func TestVerifyPolicy(t *testing.T) {
 			if len(res) != 1 {
 				t.Fatalf("want one signature, got %d", len(res))
 			}
+			// Checked without being required: refuted unless valid or
+			// by a key this host does not know.
+			refuted := Refuted(a.Ref, res)
+			if wantRefuted := c.want != nil && c.want != trust.ErrUnknownKey; (refuted != nil) != wantRefuted || (wantRefuted && !errors.Is(refuted, c.want)) {
+				t.Fatalf("Refuted: %v, want refuted %v (%v)", refuted, wantRefuted, c.want)
+			}
 			err = Require(a.Ref, res)
 			if c.want == nil {
 				if err != nil || !res[0].Valid || res[0].KeyID != c.signer.ID() {
@@ -128,6 +134,9 @@ func TestVerifyPolicy(t *testing.T) {
 		must(err)
 		if err := Require(a.Ref, res); !errors.Is(err, ErrRejected) {
 			t.Fatalf("unsigned pack: want ErrRejected, got %v", err)
+		}
+		if err := Refuted(a.Ref, res); err != nil {
+			t.Fatalf("unsigned pack, signatures not required: %v", err)
 		}
 	})
 	t.Run("one valid among bad ones", func(t *testing.T) {

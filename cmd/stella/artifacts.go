@@ -69,7 +69,11 @@ Examples:
 			Name:  "verify",
 			Usage: "check a bundle file without importing it",
 			Description: `Checks the tar structure, SHA256SUMS, every blob's digest and size, the parts of a
-split set, and the signatures of every pack against the trust store.
+split set, and the signatures of every pack against the trust store. It fails (exit 3) when
+a pack's signatures do not meet the policy: none valid when signatures are required
+(--require-signature, sealed mode, the configuration), and otherwise when a pack carries
+signatures, none valid, and one is refuted (altered, by a revoked key, by a key without the
+publisher role or tenant); a signature by a key this host does not know is only reported.
 
 Examples:
    stella pack verify --bundle /media/usb0/packs.stella.tar`,
@@ -431,6 +435,10 @@ func (s *session) packVerify(ctx context.Context, c *cli.Context) error {
 			}
 			out.Signatures = append(out.Signatures, signatureSummaries(e.Ref, v.Signatures)...)
 			err = v.Err
+			if err == nil && pol.Mode == admission.Check {
+				// Not required, but present and refuted: verify fails.
+				err = signature.Refuted(e.Ref, v.Signatures)
+			}
 		}
 		if err != nil {
 			a.Status, a.Reason = "failed", err.Error()
