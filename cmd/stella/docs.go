@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/urfave/cli/v2"
 
@@ -173,12 +174,13 @@ func errorsMarkdown() string {
 		what string
 	}{
 		{exitOK, "success"},
-		{exitGeneric, "generic failure (usage, interrupted, unexpected)"},
+		{exitGeneric, "generic failure (usage, unexpected)"},
 		{exitInvalid, "validation or integrity: the input is wrong or was altered"},
 		{exitTrust, "authentication, authorization or trust: a signature, key, role or tenant is not accepted"},
 		{exitNotFound, "not found: a file, pack, run, plan or gate does not exist"},
 		{exitSealed, "sealed-mode or offline violation: the action would leave the sealed network"},
 		{exitTransient, "transient: a retry may help (registry unreachable, lock held)"},
+		{exitSignal + int(syscall.SIGINT), "interrupted (Ctrl-C), after cleaning up; 143 for SIGTERM (128 + the signal)"},
 	} {
 		fmt.Fprintf(&b, "| %d | %s |\n", e.code, e.what)
 	}

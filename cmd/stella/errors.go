@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"syscall"
 
 	"stellaops.io/stella/admission"
 	"stellaops.io/stella/approve"
@@ -39,6 +40,8 @@ const (
 	exitNotFound  = 4
 	exitSealed    = 5 // sealed-mode or offline violation
 	exitTransient = 10
+	// exitSignal + n: stopped by signal n (130 for Ctrl-C, 143 for SIGTERM).
+	exitSignal = 128
 )
 
 // errorRow maps a domain error to its stable code, exit code and hint.
@@ -60,7 +63,7 @@ var errorTable = []errorRow{
 	{fs.ErrNotExist, "ERR_PACK_FILE_NOT_FOUND", exitNotFound, "check the path; on removable media, check that the volume is mounted"},
 	{errFolderMissing, "ERR_PACK_FOLDER_NOT_FOUND", exitNotFound, "the folder to write into does not exist: check the path and that the media is mounted (stella does not create it)"},
 	{errFileTooLarge, "ERR_PACK_FILE_TOO_LARGE", exitInvalid, "the file is larger than stella reads for this purpose; check that it is the right file"},
-	{context.Canceled, "ERR_PACK_INTERRUPTED", exitGeneric, "the command was interrupted; run it again — nothing partial was kept"},
+	{context.Canceled, "ERR_PACK_INTERRUPTED", exitSignal + int(syscall.SIGINT), "the command was interrupted; run it again — nothing partial was kept"},
 
 	// Run evidence. Before the plan rows: a plan part that does not
 	// parse wraps plan.ErrInvalid inside ErrInconsistent.
@@ -291,6 +294,10 @@ func (s *session) fail(err error) int {
 		if len(ve.Problems) == 1 {
 			msg = ve.Error()
 		}
+	}
+	if sig := s.signal.Load(); sig != 0 {
+		// Whatever the failure says, an interrupt ended the command.
+		row.Exit = exitSignal + int(sig)
 	}
 	msg = strings.ReplaceAll(msg, "\n", " ")
 	if s.redact != nil {

@@ -21,13 +21,28 @@ func main() {
 }
 
 func runMain() int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	s := &session{
 		stdin:  os.Stdin,
 		stdout: os.Stdout,
 		stderr: os.Stderr,
 		getenv: os.Getenv,
 	}
+	// The first SIGINT or SIGTERM cancels the command, which cleans up and
+	// exits 128+signal; later ones are absorbed while it does.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		select {
+		case sig := <-sigs:
+			if n, ok := sig.(syscall.Signal); ok {
+				s.signal.Store(int32(n))
+			}
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	return s.run(ctx, os.Args)
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -31,6 +32,10 @@ type session struct {
 	sealed bool
 	config Config
 	now    func() time.Time
+	// signal is the interrupt (SIGINT, SIGTERM) that cancelled the
+	// command's context, 0 if none: a failure then exits 128+signal, as
+	// shells and the tools operators script against do.
+	signal atomic.Int32
 	// usageErr is set by handlers urfave/cli calls without a way to return
 	// an error (an unknown command), so the run still fails with exit 1.
 	usageErr error
