@@ -7,7 +7,7 @@ BENCHTIME ?= 3x
 .PHONY: build tools test lint fuzz bench demo docs check clean
 
 build: ## build bin/stella
-	$(GO) build -trimpath -o $(BIN) ./cmd/stella
+	$(GO) build -trimpath -buildvcs=auto -o $(BIN) ./cmd/stella
 
 tools: ## build the registry, oras, crane and cosign the tests use (tools/go.mod), once per machine
 	$(GO) run ./internal/regtest/cmd/buildtools

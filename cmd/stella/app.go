@@ -54,9 +54,11 @@ Examples:
 			s.keyCommand(),
 			s.trustCommand(),
 			s.completionCommand(),
+			s.versionCommand(),
 			s.docsCommand(),
 		},
 	}
+	cli.VersionPrinter = func(c *cli.Context) { currentBuild().render(c.App.Writer) }
 	setUsageErrors(app.Commands)
 	return app
 }
