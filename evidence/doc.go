@@ -36,6 +36,14 @@
 // bound to the plan hash, gate and tenant and to a ledger entry
 // (ErrApprovalMismatch); the ledger chain (ErrLedgerBroken).
 //
+// VerifyArtifact makes the same checks, but the bundle file's own, on
+// evidence read from any content.Fetcher (a registry repository, where
+// hosts push evidence beside their pack); it hashes every part itself
+// whatever the source checked, and can require the evidence to be of a
+// given pack. Inspect reads only what evidence claims (its predicate and
+// key ids), checking no signature, for listings. The package reads content
+// it is given and never reaches the network itself.
+//
 // The package never reads a secret: the run record keeps only secret
 // metadata (name, scope, source, delivery), and logs are redacted before
 // they are stored.

@@ -15,6 +15,7 @@ import (
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
+	"oras.land/oras-go/v2/content/memory"
 	"oras.land/oras-go/v2/errdef"
 
 	"stellaops.io/stella/approve"
@@ -41,6 +42,8 @@ const (
 	PartStatement = "statement.dsse.json"
 	// PartBundle names the bundle file itself in a PartError.
 	PartBundle = "bundle"
+	// PartManifest names the evidence manifest in a PartError.
+	PartManifest = "manifest"
 	// SubjectPack names the pack manifest among the statement's subjects.
 	SubjectPack = "pack"
 
@@ -476,6 +479,32 @@ func (ev *Evidence) manifest() (ocispec.Descriptor, blobs, error) {
 func (ev *Evidence) Descriptor() (ocispec.Descriptor, error) {
 	d, _, err := ev.manifest()
 	return d, err
+}
+
+// Storage is the evidence as a read-only content store (its manifest,
+// config and parts; Predecessors names the manifest as its blobs'), for
+// pushing it to a registry (mirror.Push), and the manifest's descriptor.
+func (ev *Evidence) Storage(ctx context.Context) (ocispec.Descriptor, content.ReadOnlyGraphStorage, error) {
+	desc, src, err := ev.manifest()
+	if err != nil {
+		return ocispec.Descriptor{}, nil, err
+	}
+	var m ocispec.Manifest
+	if err := json.Unmarshal(src[desc.Digest], &m); err != nil {
+		return ocispec.Descriptor{}, nil, err
+	}
+	st := memory.New()
+	// The store keys content by media type too: each blob as the manifest
+	// names it, the manifest last.
+	for _, d := range append(append([]ocispec.Descriptor{m.Config}, m.Layers...), desc) {
+		if ok, err := st.Exists(ctx, d); err != nil || ok {
+			continue
+		}
+		if err := st.Push(ctx, d, bytes.NewReader(src[d.Digest])); err != nil {
+			return ocispec.Descriptor{}, nil, err
+		}
+	}
+	return desc, st, nil
 }
 
 // Write writes the evidence as a bundle file at path (package bundle:

@@ -6,10 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/content"
 
 	"stellaops.io/stella/approve"
 	"stellaops.io/stella/artifact"
@@ -91,12 +91,37 @@ const maxPartSize = MaxOutputSize
 // the report of every check made and, at the first failure, a *PartError
 // naming the part (the report's Failure says the same).
 func Verify(ctx context.Context, path string, opts VerifyOptions) (*Report, error) {
-	rep := &Report{File: path, Parts: []PartInfo{}, Approvals: []ApprovalCheck{}, Checks: []Check{}}
+	return verify(path, opts, func(v *verifier) error { return v.runBundle(ctx, path) })
+}
+
+// VerifyArtifact checks the evidence manifest desc read from src (a
+// registry repository, a layout) exactly as Verify checks a bundle file,
+// but for the bundle's own checks: the manifest and every part are read
+// from src and checked against their digest and size here, whatever src
+// checks itself. name is the report's File (the registry reference). When
+// subject is set the evidence must be of that pack manifest (ErrInvalid,
+// part "manifest"), so evidence listed under one pack cannot pass for
+// another's.
+func VerifyArtifact(ctx context.Context, src content.Fetcher, desc ocispec.Descriptor, name string, subject digest.Digest, opts VerifyOptions) (*Report, error) {
+	return verify(name, opts, func(v *verifier) error {
+		if err := v.readParts(ctx, src, desc); err != nil {
+			return err
+		}
+		if subject != "" && v.subject.Digest != subject {
+			return partErr(PartManifest, fmt.Errorf("%w: evidence of pack %s listed under pack %s", ErrInvalid, v.subject.Digest, subject))
+		}
+		v.ok(PartManifest, "sha256 and size of the manifest and of every part as read from %s", name)
+		return v.checks(ctx)
+	})
+}
+
+func verify(name string, opts VerifyOptions, run func(*verifier) error) (*Report, error) {
+	rep := &Report{File: name, Parts: []PartInfo{}, Approvals: []ApprovalCheck{}, Checks: []Check{}}
 	if opts.Trust == nil {
 		return rep, fmt.Errorf("evidence verify: a trust store is required")
 	}
 	v := verifier{rep: rep, trust: opts.Trust}
-	if err := v.run(ctx, path); err != nil {
+	if err := run(&v); err != nil {
 		var pe *PartError
 		if !errors.As(err, &pe) {
 			err = partErr(PartBundle, err)
@@ -127,7 +152,7 @@ func (v *verifier) ok(part, format string, args ...any) {
 	v.rep.Checks = append(v.rep.Checks, Check{Part: part, Check: fmt.Sprintf(format, args...)})
 }
 
-func (v *verifier) run(ctx context.Context, path string) error {
+func (v *verifier) runBundle(ctx context.Context, path string) error {
 	r, err := bundle.Open(ctx, path, bundle.OpenOptions{})
 	if err != nil {
 		return partErr(PartBundle, err)
@@ -144,6 +169,11 @@ func (v *verifier) run(ctx context.Context, path string) error {
 		return partErr(PartBundle, err)
 	}
 	v.ok(PartBundle, "oci-layout, index.json, SHA256SUMS and the sha256 and size of every blob")
+	return v.checks(ctx)
+}
+
+// checks are the checks after the parts were read, in order.
+func (v *verifier) checks(ctx context.Context) error {
 	for _, step := range []func(context.Context) error{v.signature, v.subjects, v.checkPlan, v.checkRun, v.checkInputs, v.checkLog, v.checkLedger, v.checkApprovals} {
 		if err := step(ctx); err != nil {
 			return err
@@ -154,8 +184,8 @@ func (v *verifier) run(ctx context.Context, path string) error {
 
 // readParts reads the manifest and every part, each checked against its
 // digest and size as it is read, and checks the artifact's shape.
-func (v *verifier) readParts(ctx context.Context, r *bundle.Reader, desc ocispec.Descriptor) error {
-	const manifestPart = "manifest"
+func (v *verifier) readParts(ctx context.Context, r content.Fetcher, desc ocispec.Descriptor) error {
+	const manifestPart = PartManifest
 	v.rep.Evidence = desc.Digest
 	mb, err := fetch(ctx, r, desc, integrity.MaxManifestSize)
 	if err != nil {
@@ -231,7 +261,9 @@ func partMediaType(title string) string {
 	return ""
 }
 
-func fetch(ctx context.Context, r *bundle.Reader, d ocispec.Descriptor, limit int64) ([]byte, error) {
+// fetch reads a blob whole from r and checks its size and digest here,
+// whatever r checks itself.
+func fetch(ctx context.Context, r content.Fetcher, d ocispec.Descriptor, limit int64) ([]byte, error) {
 	if d.Size < 0 || d.Size > limit {
 		return nil, fmt.Errorf("blob %s of %d bytes exceeds %d: %w", d.Digest, d.Size, limit, integrity.ErrTooLarge)
 	}
@@ -240,7 +272,7 @@ func fetch(ctx context.Context, r *bundle.Reader, d ocispec.Descriptor, limit in
 		return nil, err
 	}
 	defer rc.Close()
-	return io.ReadAll(rc)
+	return integrity.ReadAll(rc, d, limit)
 }
 
 // signature verifies the run statement with a trusted key holding

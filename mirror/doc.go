@@ -46,6 +46,14 @@
 // referrers of referrers (8 levels, 1000 referrers at most); referrers that
 // are not stella artifacts are reported, not pulled.
 //
+// An artifact pushed with a subject of its own (a host's run evidence,
+// whose subject is its pack) goes beside that subject: the destination must
+// hold it (ErrSubjectMissing), so the registry's listing of the pack shows
+// every host's evidence. Repository reads that listing back: it resolves a
+// pack, lists its referrers of one artifact type and fetches them, every
+// blob hashed as it streams; what the content means is for the caller
+// (package evidence) to verify.
+//
 // # Skips, resumption and retries
 //
 // A blob the destination has is not sent again (HEAD first); a manifest is

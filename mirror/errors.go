@@ -26,6 +26,9 @@ var (
 	// ErrTooManyReferrers: an artifact has more referrers (in total, recursively) than
 	// mirror follows.
 	ErrTooManyReferrers = errors.New("too many referrers")
+	// ErrSubjectMissing: an artifact pushed with a subject (evidence of a pack) names a
+	// manifest the destination repository does not hold; nothing was sent.
+	ErrSubjectMissing = errors.New("subject not in the destination repository")
 	// ErrTLSConfig: the CA file or the client certificate and key cannot be used.
 	ErrTLSConfig = errors.New("invalid TLS configuration")
 	// ErrUntrustedCertificate: the registry's certificate did not verify against the

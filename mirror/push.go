@@ -16,6 +16,7 @@ import (
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/errdef"
 	"oras.land/oras-go/v2/registry/remote"
+
 	"stellaops.io/stella/artifact"
 )
 
@@ -42,6 +43,11 @@ type Artifact struct {
 // sha256-<hex> tag-schema index that oras-go maintains; Push then lists the
 // referrers of each subject and sends again any the listing lacks. Finally
 // each artifact is tagged.
+//
+// An artifact given with a subject of its own (evidence, whose subject is
+// its pack) is pushed beside that subject: the destination repository must
+// hold it already (ErrSubjectMissing otherwise, before anything is sent),
+// and the source need not.
 //
 // Nothing the registry already has is sent again: blobs are checked with a
 // HEAD request, manifests are always descended into (so a blob missing under
@@ -107,6 +113,9 @@ type pusher struct {
 	found  map[digest.Digest]referrer
 	artRef string
 	art    ocispec.Descriptor
+	// rootRef is the artifact itself when it has a subject (evidence
+	// pushed beside its pack): it must be listed as a referrer too.
+	rootRef *referrer
 }
 
 // referrer is a manifest of the source whose subject is another one.
@@ -128,11 +137,19 @@ func (p *pusher) push(ctx context.Context, a Artifact) error {
 	root := plain(a.Descriptor)
 	root.ArtifactType = info.artifactType
 	p.mu.Lock()
-	p.sent, p.found, p.art, p.artRef = map[digest.Digest]bool{}, map[digest.Digest]referrer{}, root, a.Tag
+	p.sent, p.found, p.art, p.artRef, p.rootRef = map[digest.Digest]bool{}, map[digest.Digest]referrer{}, root, a.Tag, nil
+	if info.subject != nil {
+		p.rootRef = &referrer{desc: root, subject: plain(*info.subject), data: data}
+	}
 	p.mu.Unlock()
 	p.op.emit(Event{Kind: ArtifactStarted, Artifact: root, Ref: a.Tag})
 
-	err = p.copy(ctx, root)
+	if p.rootRef != nil {
+		err = p.op.run(ctx, func(ctx context.Context) error { return p.checkSubject(ctx, p.rootRef.subject) })
+	}
+	if err == nil {
+		err = p.copy(ctx, root)
+	}
 	if err == nil {
 		err = p.op.run(ctx, p.ensureReferrers)
 	}
@@ -169,12 +186,37 @@ func subjectDigest(s *ocispec.Descriptor) digest.Digest {
 	return s.Digest
 }
 
+// checkSubject refuses to push an artifact whose subject the destination
+// repository lacks: a referrer lands beside its subject, never alone.
+func (p *pusher) checkSubject(ctx context.Context, subject ocispec.Descriptor) error {
+	ok, err := p.repo.Exists(ctx, subject)
+	if err != nil {
+		return fmt.Errorf("subject %s: %w", subject.Digest, err)
+	}
+	if !ok {
+		return fmt.Errorf("subject %s: %w", subject.Digest, ErrSubjectMissing)
+	}
+	return nil
+}
+
+// successors are content.Successors, but for the subject of the artifact
+// pushed itself, which checkSubject found at the destination and the
+// source need not hold.
+func (p *pusher) successors(ctx context.Context, f content.Fetcher, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+	out, err := content.Successors(ctx, f, desc)
+	if err != nil || p.rootRef == nil || desc.Digest != p.rootRef.desc.Digest {
+		return out, err
+	}
+	return slices.DeleteFunc(out, func(d ocispec.Descriptor) bool { return d.Digest == p.rootRef.subject.Digest }), nil
+}
+
 // copy copies the graph of root and of its referrers.
 func (p *pusher) copy(ctx context.Context, root ocispec.Descriptor) error {
 	return p.op.run(ctx, func(ctx context.Context) error {
 		return oras.ExtendedCopyGraph(ctx, p.src, &pushTarget{p: p}, root, oras.ExtendedCopyGraphOptions{
 			CopyGraphOptions: oras.CopyGraphOptions{
-				Concurrency: p.op.opts.Concurrency,
+				Concurrency:    p.op.opts.Concurrency,
+				FindSuccessors: p.successors,
 				PreCopy: func(_ context.Context, desc ocispec.Descriptor) error {
 					p.event(BlobStarted, desc, 0)
 					return nil
@@ -247,6 +289,10 @@ func (p *pusher) sortedReferrers() []referrer {
 func (p *pusher) ensureReferrers(ctx context.Context) error {
 	p.mu.Lock()
 	rs := p.sortedReferrers()
+	if p.rootRef != nil {
+		rs = append(rs, *p.rootRef)
+		slices.SortStableFunc(rs, func(a, b referrer) int { return cmp.Compare(a.subject.Digest, b.subject.Digest) })
+	}
 	p.mu.Unlock()
 	for i := 0; i < len(rs); {
 		subject := rs[i].subject

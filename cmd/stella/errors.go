@@ -193,6 +193,7 @@ var errorTable = []errorRow{
 	{mirror.ErrInvalidReference, "ERR_PACK_REFERENCE_INVALID", exitInvalid, "write host[:port]/repository[:tag][@digest], with no scheme and no credentials"},
 	{mirror.ErrNotFound, "ERR_PACK_REGISTRY_NOT_FOUND", exitNotFound, "check the repository, tag or digest at the registry"},
 	{mirror.ErrUnsupportedArtifact, "ERR_PACK_ARTIFACT_UNSUPPORTED", exitInvalid, "the reference names something that is not a stella artifact (pack, approval, evidence, signature)"},
+	{mirror.ErrSubjectMissing, "ERR_PACK_SUBJECT_MISSING", exitNotFound, "evidence is pushed beside its pack: push the pack to that repository first (`stella pack mirror push --to PREFIX ID:VERSION`), or give the --to prefix the pack was mirrored under"},
 	{mirror.ErrTooManyReferrers, "ERR_PACK_TOO_MANY_REFERRERS", exitInvalid, "the artifact has more referrers than stella follows; clean up the repository"},
 
 	// Content integrity, whatever the source (bundle, registry, cache, pack

@@ -148,6 +148,7 @@ var domainErrors = map[string]error{
 	"mirror.ErrNotFound":                mirror.ErrNotFound,
 	"mirror.ErrUnsupportedArtifact":     mirror.ErrUnsupportedArtifact,
 	"mirror.ErrTooManyReferrers":        mirror.ErrTooManyReferrers,
+	"mirror.ErrSubjectMissing":          mirror.ErrSubjectMissing,
 	"signature.ErrRejected":             signature.ErrRejected,
 	"signature.ErrNotSignature":         signature.ErrNotSignature,
 	"artifact.ErrFileChanged":           artifact.ErrFileChanged,

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,6 +101,15 @@ func scriptParams(t *testing.T, dir string) testscript.Params {
 				ts.Setenv(name+"_USER", r.Username)
 				ts.Setenv(name+"_PASS", r.Password)
 				ts.Setenv(name+"_STORAGE", r.StorageDir)
+			},
+			// tool NAME sets $NAME, in upper case, to the path of a tool
+			// declared in tools/go.mod (oras, crane, cosign), built once
+			// per machine (`make tools`).
+			"tool": func(ts *testscript.TestScript, neg bool, args []string) {
+				if neg || len(args) != 1 {
+					ts.Fatalf("usage: tool NAME")
+				}
+				ts.Setenv(strings.ToUpper(args[0]), regtest.Tool(t, args[0]))
 			},
 			// jsonvar NAME KEY sets $NAME to the string value of KEY in the
 			// JSON object the last command printed on stdout.
