@@ -166,6 +166,9 @@ func (s *session) packApprove(ctx context.Context, c *cli.Context) error {
 		// A run's gates are decided for the run's tenant.
 		s.tenant = rec.Tenant
 	}
+	if c.Bool("offline-request") && c.String("offline-response") != "" {
+		return usageError("pack approve: --offline-request writes a request and --offline-response imports an answer; give one of them")
+	}
 	switch {
 	case c.Bool("offline-request"):
 		if planArg == "" || c.String("gate") == "" {

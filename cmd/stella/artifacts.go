@@ -151,6 +151,9 @@ func (s *session) packBuild(ctx context.Context, c *cli.Context) error {
 	if c.Bool("sign") && c.String("key") == "" {
 		return usageError("pack build --sign: --key is required")
 	}
+	if !c.Bool("sign") && c.String("key") != "" {
+		return usageError("pack build --key: the key is only used with --sign; add --sign, or drop --key")
+	}
 	if c.String("split") != "" && c.String("out") == "" {
 		return usageError("pack build --split: needs -o FILE")
 	}
