@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -274,7 +275,7 @@ func TestErrorTableRows(t *testing.T) {
 			t.Errorf("code %q: want ERR_PACK_ and upper case", r.Code)
 		}
 		switch r.Exit {
-		case exitGeneric, exitInvalid, exitTrust, exitNotFound, exitSealed, exitTransient:
+		case exitGeneric, exitInvalid, exitTrust, exitNotFound, exitSealed, exitTransient, exitSignal + int(syscall.SIGINT):
 		default:
 			t.Errorf("%s: exit code %d is not a documented one", r.Code, r.Exit)
 		}
@@ -308,6 +309,23 @@ func TestGeneratedDocsUpToDate(t *testing.T) {
 		}
 		if string(got) != want {
 			t.Errorf("docs/%s is stale: run `make docs` and commit the result", name)
+		}
+	}
+}
+
+// TestOneHintPerCode: a code means one thing to an operator: every row of
+// the error table with that code has the same exit code and the same hint,
+// so docs/errors.md gives one of each.
+func TestOneHintPerCode(t *testing.T) {
+	first := map[string]errorRow{}
+	for _, r := range errorTable {
+		f, ok := first[r.Code]
+		if !ok {
+			first[r.Code] = r
+			continue
+		}
+		if f.Exit != r.Exit || f.Hint != r.Hint {
+			t.Errorf("%s: exit %d, hint %q for %v; exit %d, hint %q for %v", r.Code, f.Exit, f.Hint, f.Err, r.Exit, r.Hint, r.Err)
 		}
 	}
 }
