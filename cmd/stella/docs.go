@@ -198,10 +198,96 @@ func errorsMarkdown() string {
 	return b.String()
 }
 
+// cliReference is docs/cli/stella.md: every command with its synopsis
+// (flags and arguments), what it does, its description with examples,
+// and its flags.
 func cliReference(app *cli.App) (string, error) {
-	md, err := app.ToMarkdown()
-	if err != nil {
-		return "", err
+	var b strings.Builder
+	b.WriteString(generatedNote)
+	fmt.Fprintf(&b, "# stella\n\n%s\n\n", app.Usage)
+	b.WriteString("```\nstella [GLOBAL FLAGS] COMMAND [FLAGS] [ARGUMENTS]\n```\n\n")
+	b.WriteString("Flags may come anywhere on the line, global ones included; `--` ends them.\n\n")
+	if app.Description != "" {
+		fmt.Fprintf(&b, "```\n%s\n```\n\n", strings.TrimSpace(app.Description))
 	}
-	return generatedNote + md, nil
+	b.WriteString("## Global flags\n\n")
+	writeFlags(&b, app.Flags)
+	var walk func(path string, cmds []*cli.Command)
+	walk = func(path string, cmds []*cli.Command) {
+		for _, c := range cmds {
+			if c.Hidden {
+				continue
+			}
+			name := path + " " + c.Name
+			fmt.Fprintf(&b, "## `%s`\n\n%s\n\n", name, c.Usage)
+			synopsis := name
+			if len(c.Subcommands) > 0 {
+				synopsis += " COMMAND"
+			}
+			if len(c.Flags) > 0 {
+				synopsis += " [FLAGS]"
+			}
+			if c.ArgsUsage != "" {
+				synopsis += " " + c.ArgsUsage
+			}
+			fmt.Fprintf(&b, "```\n%s\n```\n\n", synopsis)
+			if len(c.Aliases) > 0 {
+				fmt.Fprintf(&b, "Aliases: `%s`.\n\n", strings.Join(c.Aliases, "`, `"))
+			}
+			if d := strings.TrimSpace(c.Description); d != "" {
+				fmt.Fprintf(&b, "```\n%s\n```\n\n", d)
+			}
+			if len(c.Subcommands) > 0 {
+				b.WriteString("Commands:")
+				for _, sc := range c.Subcommands {
+					if !sc.Hidden {
+						fmt.Fprintf(&b, " `%s`", sc.Name)
+					}
+				}
+				b.WriteString(".\n\n")
+			}
+			writeFlags(&b, c.Flags)
+			walk(name, c.Subcommands)
+		}
+	}
+	walk("stella", app.Commands)
+	return b.String(), nil
+}
+
+// writeFlags lists flags as a table: names, value, what it does.
+func writeFlags(b *strings.Builder, flags []cli.Flag) {
+	if len(flags) == 0 {
+		return
+	}
+	b.WriteString("| flag | value | |\n|---|---|---|\n")
+	for _, f := range flags {
+		if v, ok := f.(cli.VisibleFlag); ok && !v.IsVisible() {
+			continue
+		}
+		names := make([]string, 0, len(f.Names()))
+		for _, n := range f.Names() {
+			dash := "--"
+			if len(n) == 1 {
+				dash = "-"
+			}
+			names = append(names, "`"+dash+n+"`")
+		}
+		value, usage := "", ""
+		if d, ok := f.(cli.DocGenerationFlag); ok {
+			usage = d.GetUsage()
+			if d.TakesValue() {
+				value = "VALUE"
+				if def := d.GetDefaultText(); def != "" {
+					value += " (default: " + def + ")"
+				} else if def := d.GetValue(); def != "" && def != `""` && def != "[]" {
+					value += " (default: " + def + ")"
+				}
+			}
+		}
+		if r, ok := f.(cli.RequiredFlag); ok && r.IsRequired() {
+			usage += " (required)"
+		}
+		fmt.Fprintf(b, "| %s | %s | %s |\n", strings.Join(names, ", "), strings.ReplaceAll(value, "|", "\\|"), strings.ReplaceAll(usage, "|", "\\|"))
+	}
+	b.WriteString("\n")
 }
