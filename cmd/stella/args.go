@@ -68,6 +68,11 @@ func reorderArgs(app *cli.App, args []string) ([]string, error) {
 	if len(args) < 2 || args[len(args)-1] == completionFlag {
 		return args, nil
 	}
+	if args[1] == "help" {
+		// `stella help pack build` is `stella pack build --help`, at
+		// every level (urfave/cli has it only below the app).
+		args = append(append([]string{args[0]}, args[2:]...), "--help")
+	}
 	appFlags := flagsOf(app.Flags, true)
 	if cli.VersionFlag != nil && !app.HideVersion {
 		for k, v := range flagsOf([]cli.Flag{cli.VersionFlag}, false) {

@@ -59,6 +59,9 @@ func TestFlagsAnywhere(t *testing.T) {
 			t.Errorf("%s: error %q, want %q", tc.line, got, tc.err)
 		}
 	}
+	// help at the top, at every level.
+	check(t, app, strings.Fields("stella help pack build"), strings.Fields("stella pack build --help"))
+	check(t, app, strings.Fields("stella help"), strings.Fields("stella --help"))
 	// Standard input and negative numbers are arguments, not flags.
 	check(t, app, strings.Fields("stella pack plan - --pack p"), strings.Fields("stella pack plan --pack p -"))
 }
