@@ -58,10 +58,11 @@ signatures are checked against the trust store. Each artifact is imported all or
 nothing; nothing unverified ever becomes visible in the cache.
 
 Examples:
-   stella pack import --bundle /media/usb0/packs.stella.tar
+   stella pack import /media/usb0/packs.stella.tar
    stella pack import --bundle /media/usb0/packs.stella.tar.001 --require-signature`,
+			ArgsUsage: "[FILE]",
 			Flags: append([]cli.Flag{
-				&cli.StringFlag{Name: "bundle", Usage: "bundle file, NAME.001 or NAME.parts.json of a split set (required)"},
+				&cli.StringFlag{Name: "bundle", Usage: "bundle file, NAME.001 or NAME.parts.json of a split set (or give it as the argument)"},
 			}, policyFlags...),
 			Action: action(s.packImport),
 		},
@@ -76,9 +77,11 @@ signatures, none valid, and one is refuted (altered, by a revoked key, by a key 
 publisher role or tenant); a signature by a key this host does not know is only reported.
 
 Examples:
-   stella pack verify --bundle /media/usb0/packs.stella.tar`,
+   stella pack verify /media/usb0/packs.stella.tar
+   stella pack verify --bundle /media/usb0/packs.stella.tar.parts.json --require-signature`,
+			ArgsUsage: "[FILE]",
 			Flags: append([]cli.Flag{
-				&cli.StringFlag{Name: "bundle", Usage: "bundle file (required)"},
+				&cli.StringFlag{Name: "bundle", Usage: "bundle file (or give it as the argument)"},
 			}, policyFlags...),
 			Action: action(s.packVerify),
 		},
@@ -302,10 +305,27 @@ func (s *session) inspectionPolicy() (admission.Policy, error) {
 	return admission.Policy{Mode: admission.Check, Trust: ts, Tenant: s.tenant}, err
 }
 
+// bundleArg is the bundle file of a command that takes it as --bundle or
+// as its one argument (as oras, crane and zarf take files).
+func bundleArg(c *cli.Context, cmd string) (string, error) {
+	flag, args := c.String("bundle"), c.Args().Slice()
+	switch {
+	case len(args) > 1:
+		return "", usageError(fmt.Sprintf("%s: expected one bundle FILE, got %d arguments", cmd, len(args)))
+	case len(args) == 1 && flag != "" && flag != args[0]:
+		return "", usageError(fmt.Sprintf("%s: the bundle is given twice, as --bundle %s and as the argument %s: give it once", cmd, flag, args[0]))
+	case len(args) == 1:
+		return args[0], nil
+	case flag == "":
+		return "", usageError(cmd + ": the bundle FILE is required (as the argument, or --bundle FILE)")
+	}
+	return flag, nil
+}
+
 func (s *session) packImport(ctx context.Context, c *cli.Context) error {
-	file := c.String("bundle")
-	if file == "" {
-		return usageError("pack import: --bundle FILE is required")
+	file, err := bundleArg(c, "pack import")
+	if err != nil {
+		return err
 	}
 	pol, err := s.admissionPolicy(c)
 	if err != nil {
@@ -401,9 +421,9 @@ func (s *session) openBundle(ctx context.Context, file string) (*bundle.Reader, 
 }
 
 func (s *session) packVerify(ctx context.Context, c *cli.Context) error {
-	file := c.String("bundle")
-	if file == "" {
-		return usageError("pack verify: --bundle FILE is required")
+	file, err := bundleArg(c, "pack verify")
+	if err != nil {
+		return err
 	}
 	pol, err := s.admissionPolicy(c)
 	if err != nil {
