@@ -57,14 +57,9 @@ func (p *progress) draw(final bool) {
 		return
 	}
 	p.last = time.Now()
-	el := time.Since(p.start).Seconds()
-	rate := 0.0
-	if el > 0 {
-		rate = float64(p.done) / el
-	}
-	eta := "--"
-	if rate > 0 && p.total > p.done && !final {
-		eta = (time.Duration(float64(p.total-p.done)/rate) * time.Second / time.Second).Round(time.Second).String()
+	rate, eta := rateETA(p.done, p.total, time.Since(p.start))
+	if final {
+		eta = "--"
 	}
 	pct := 100.0
 	if p.total > 0 {
@@ -72,6 +67,19 @@ func (p *progress) draw(final bool) {
 	}
 	fmt.Fprintf(p.w, "\r%-40.40s %5.1f%% %10s / %-10s %10s/s  ETA %-6s", p.label, pct, humanBytes(p.done), humanBytes(p.total), humanBytes(int64(rate)), eta)
 	p.drawn = true
+}
+
+// rateETA is the mean rate since the start, in bytes per second, and the
+// time left at that rate ("--" when it cannot be told).
+func rateETA(done, total int64, elapsed time.Duration) (rate float64, eta string) {
+	if elapsed > 0 {
+		rate = float64(done) / elapsed.Seconds()
+	}
+	if rate <= 0 || total <= done {
+		return rate, "--"
+	}
+	left := time.Duration(float64(total-done) / rate * float64(time.Second))
+	return rate, left.Round(time.Second).String()
 }
 
 // finish ends the line.
