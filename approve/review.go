@@ -13,6 +13,7 @@ import (
 	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/integrity"
+	"stellaops.io/stella/pack"
 	"stellaops.io/stella/plan"
 	"stellaops.io/stella/plans"
 )
@@ -37,6 +38,7 @@ type Summary struct {
 	ExpiresAt    time.Time
 
 	Steps   []StepSummary
+	Network pack.Network // the plan's sandbox network: mode and allowlist
 	Inputs  map[string]any
 	Secrets []plan.Secret // references only: name, source, scope, steps
 	Plan    *plan.Plan    // the whole plan, for detailed display
@@ -51,6 +53,11 @@ type StepSummary struct {
 	Depth   int      `json:"depth"`  // nesting under map, loop and conditional steps
 	Command []string `json:"command,omitempty"`
 	Secrets []string `json:"secrets,omitempty"`
+	// Policy is a policy gate's expression; Decided, when set, is its
+	// outcome, decided from the inputs when the plan was made (the gate
+	// then passes or fails whatever anyone signs).
+	Policy  string `json:"policy,omitempty"`
+	Decided *bool  `json:"decided,omitempty"`
 }
 
 // Review opens a request bundle and checks it for an approver, who needs
@@ -188,12 +195,15 @@ func reviewArtifact(ctx context.Context, src content.Fetcher, desc ocispec.Descr
 		Approval: doc.Approval.ID, Role: doc.Approval.Role, MinApprovers: doc.Approval.MinApprovers,
 		Reason: doc.Approval.Reason, Requester: doc.Requester,
 		RequestedAt: doc.RequestedAt, ExpiresAt: doc.ExpiresAt,
-		Inputs: pl.Inputs, Secrets: pl.Secrets, Plan: pl,
+		Inputs: pl.Inputs, Secrets: pl.Secrets, Plan: pl, Network: pl.Sandbox.Network,
 	}
 	pl.Walk(func(s *plan.Step, depth int) {
 		ss := StepSummary{ID: s.ID, Kind: s.Kind, Name: s.Name, Status: s.Status, Depth: depth}
 		if s.Run != nil {
 			ss.Command, ss.Secrets = s.Run.Command, s.Run.Secrets
+		}
+		if s.Gate != nil && s.Gate.Policy != "" {
+			ss.Policy, ss.Decided = s.Gate.Policy, s.Gate.PolicyResult
 		}
 		rv.Steps = append(rv.Steps, ss)
 	})

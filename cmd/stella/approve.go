@@ -19,6 +19,7 @@ import (
 	"golang.org/x/term"
 
 	"stellaops.io/stella/approve"
+	"stellaops.io/stella/pack"
 	"stellaops.io/stella/plan"
 	"stellaops.io/stella/plans"
 	"stellaops.io/stella/runs"
@@ -298,7 +299,10 @@ func (s *session) approveReview(ctx context.Context, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	res := reviewView(sum)
+	res := s.reviewView(sum)
+	if res.Expired {
+		s.warnf("request %s EXPIRED at %s: a response to it would be refused; ask the operator for a new request", res.Request, res.ExpiresAt)
+	}
 	return s.emit(res, func(w io.Writer) { renderReview(w, res) })
 }
 
@@ -315,19 +319,25 @@ type reviewOut struct {
 	Requester    string                `json:"requester"`
 	RequestedAt  string                `json:"requestedAt"`
 	ExpiresAt    string                `json:"expiresAt"`
+	Expired      bool                  `json:"expired"`
+	Network      pack.Network          `json:"network"`
 	Inputs       map[string]any        `json:"inputs"`
 	Secrets      []plan.Secret         `json:"secrets"`
 	Steps        []approve.StepSummary `json:"steps"`
 }
 
-func reviewView(sum *approve.Summary) reviewOut {
+func (s *session) reviewView(sum *approve.Summary) reviewOut {
 	return reviewOut{Request: sum.Request.Digest, Pack: sum.Pack, Tenant: sum.Tenant, PlanHash: sum.PlanHash, PlanVerified: true, Gate: sum.Gate,
 		Role: sum.Role, MinApprovers: sum.MinApprovers, Reason: sum.Reason, Requester: sum.Requester,
 		RequestedAt: sum.RequestedAt.UTC().Format(time.RFC3339), ExpiresAt: sum.ExpiresAt.UTC().Format(time.RFC3339),
+		Expired: !s.now().Before(sum.ExpiresAt), Network: sum.Network,
 		Inputs: sum.Inputs, Secrets: sum.Secrets, Steps: sum.Steps}
 }
 
 func renderReview(w io.Writer, r reviewOut) {
+	if r.Expired {
+		fmt.Fprintf(w, "!!! EXPIRED at %s: a response to this request would be refused; ask the operator for a new one !!!\n", r.ExpiresAt)
+	}
 	fmt.Fprintf(w, "approval request %s\n", r.Request)
 	fmt.Fprintf(w, "  bundle checksums and digests: verified; plan hash recomputed from the plan inside: %s\n", r.PlanHash)
 	fmt.Fprintf(w, "  pack:      %s:%s (%s)\n", r.Pack.Name, r.Pack.Version, r.Pack.Digest)
@@ -344,13 +354,50 @@ func renderReview(w io.Writer, r reviewOut) {
 	for _, sec := range r.Secrets {
 		fmt.Fprintf(w, "    %s from %s (used by %s)\n", sec.Name, sec.Source, secret.StepsOrNone(sec.Steps))
 	}
-	fmt.Fprintln(w, "  steps:")
+	switch {
+	case r.Network.Mode == pack.NetworkAllowlist:
+		fmt.Fprintf(w, "  network:   allowlist: %s\n", strings.Join(r.Network.Allowlist, ", "))
+	case r.Network.Mode != "":
+		fmt.Fprintf(w, "  network:   %s\n", r.Network.Mode)
+	}
+	fmt.Fprintln(w, "  steps (argv quoted as a POSIX shell would read it):")
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	for _, st := range r.Steps {
-		cmd := strings.Join(st.Command, " ")
-		fmt.Fprintf(tw, "    %s%s\t%s\t%s\t%s\n", strings.Repeat("  ", st.Depth), st.ID, st.Kind, st.Status, cmd)
+		status, what := st.Status, shellQuote(st.Command)
+		if st.Policy != "" {
+			what = "policy: " + st.Policy
+			if st.Decided != nil {
+				status = "decided: fails"
+				if *st.Decided {
+					status = "decided: passes"
+				}
+			}
+		}
+		fmt.Fprintf(tw, "    %s%s\t%s\t%s\t%s\n", strings.Repeat("  ", st.Depth), st.ID, st.Kind, status, what)
 	}
 	tw.Flush()
+}
+
+// shellQuote renders argv unambiguously: each word as is when it holds
+// only characters a shell takes literally, else in single quotes (a quote
+// inside as '\''), and an empty word as ''.
+func shellQuote(argv []string) string {
+	words := make([]string, len(argv))
+	for i, a := range argv {
+		plain := a != ""
+		for _, r := range a {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_@%+=:,./-", r)) {
+				plain = false
+				break
+			}
+		}
+		if plain {
+			words[i] = a
+		} else {
+			words[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+	}
+	return strings.Join(words, " ")
 }
 
 func (s *session) approveSign(ctx context.Context, c *cli.Context) error {
@@ -369,7 +416,7 @@ func (s *session) approveSign(ctx context.Context, c *cli.Context) error {
 		return err
 	}
 	if !c.Bool("yes") {
-		if err := s.confirm(reviewView(sum), v); err != nil {
+		if err := s.confirm(s.reviewView(sum), v); err != nil {
 			return err
 		}
 	}

@@ -30,3 +30,19 @@ func TestVersion(t *testing.T) {
 		t.Errorf("version with an argument: %d %s", r.code, r.stderr)
 	}
 }
+
+// TestShellQuote: argv shown to an approver reads back as the same words.
+func TestShellQuote(t *testing.T) {
+	for _, c := range []struct {
+		argv []string
+		want string
+	}{
+		{[]string{"sh", "scripts/patch.sh", "web-1.prod:22"}, "sh scripts/patch.sh web-1.prod:22"},
+		{[]string{"sh", "-c", "rm -rf $HOME; echo 'x'"}, `sh -c 'rm -rf $HOME; echo '\''x'\'''`},
+		{[]string{"echo", "", "a b"}, "echo '' 'a b'"},
+	} {
+		if got := shellQuote(c.argv); got != c.want {
+			t.Errorf("%q: %s, want %s", c.argv, got, c.want)
+		}
+	}
+}
