@@ -380,7 +380,7 @@ func renderReview(w io.Writer, r reviewOut) {
 
 // shellQuote renders argv unambiguously: each word as is when it holds
 // only characters a shell takes literally, else in single quotes (a quote
-// inside as '\''), and an empty word as ''.
+// inside as '\”), and an empty word as ”.
 func shellQuote(argv []string) string {
 	words := make([]string, len(argv))
 	for i, a := range argv {
