@@ -379,8 +379,9 @@ func renderReview(w io.Writer, r reviewOut) {
 }
 
 // shellQuote renders argv unambiguously: each word as is when it holds
-// only characters a shell takes literally, else in single quotes (a quote
-// inside as '\”), and an empty word as ”.
+// only characters a shell takes literally, else in single quotes (a single
+// quote inside is closed, escaped with a backslash and reopened); an empty
+// word is an empty pair of single quotes.
 func shellQuote(argv []string) string {
 	words := make([]string, len(argv))
 	for i, a := range argv {
