@@ -63,6 +63,9 @@ var errorTable = []errorRow{
 	{fs.ErrNotExist, "ERR_PACK_FILE_NOT_FOUND", exitNotFound, "check the path; on removable media, check that the volume is mounted"},
 	{errFolderMissing, "ERR_PACK_FOLDER_NOT_FOUND", exitNotFound, "the folder to write into does not exist: check the path and that the media is mounted (stella does not create it)"},
 	{errFileTooLarge, "ERR_PACK_FILE_TOO_LARGE", exitInvalid, "the file is larger than stella reads for this purpose; check that it is the right file"},
+	{errOutputIsFolder, "ERR_PACK_OUTPUT_IS_FOLDER", exitGeneric, "name a file to write, not a folder: for example FOLDER/name.stella.tar"},
+	{errFolderNotWritable, "ERR_PACK_FOLDER_NOT_WRITABLE", exitGeneric, "stella cannot create files there (read-only mount, write-protected media, or permissions): fix that, or write to another folder"},
+	{errHomeInvalid, "ERR_PACK_HOME_INVALID", exitGeneric, "--home (or STELLA_HOME) must be a folder, or a path where stella can create one"},
 	{context.Canceled, "ERR_PACK_INTERRUPTED", exitSignal + int(syscall.SIGINT), "the command was interrupted; run it again — nothing partial was kept"},
 
 	// Run evidence. Before the plan rows: a plan part that does not
@@ -249,6 +252,9 @@ var errorTable = []errorRow{
 	// when the subject's own failure is in the same error, that row wins.
 	{admission.ErrSubjectRefused, "ERR_PACK_SUBJECT_FAILED", exitInvalid, "a signature or other referrer was left out because the artifact it belongs to failed; fix that artifact's error first"},
 	{run.ErrSecretUndelivered, "ERR_PACK_SECRET_UNDELIVERED", exitGeneric, "a secret could not be written for the step (named): check the run folder's disk space and permissions, then `stella pack runs resume --run RUN`"},
+	// After every sharper row: a file or folder the operator named that
+	// stella may not read or write.
+	{fs.ErrPermission, "ERR_PACK_PERMISSION_DENIED", exitGeneric, "stella may not read or write the path named: check its permissions and owner (and that removable media is not write-protected), or use another path"},
 }
 
 // errUsage marks a command line that cannot be run as given.

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -326,6 +328,26 @@ func TestOneHintPerCode(t *testing.T) {
 		}
 		if f.Exit != r.Exit || f.Hint != r.Hint {
 			t.Errorf("%s: exit %d, hint %q for %v; exit %d, hint %q for %v", r.Code, f.Exit, f.Hint, f.Err, r.Exit, r.Hint, r.Err)
+		}
+	}
+}
+
+// TestOperatorSituationsAreNotInternal: the failures an operator causes
+// map to their own codes, never ERR_PACK_INTERNAL.
+func TestOperatorSituationsAreNotInternal(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		code string
+	}{
+		{&fs.PathError{Op: "open", Path: "/media/usb0/packs.tar", Err: syscall.EACCES}, "ERR_PACK_PERMISSION_DENIED"},
+		{&fs.PathError{Op: "mkdir", Path: "/mnt/ro/x", Err: syscall.EPERM}, "ERR_PACK_PERMISSION_DENIED"},
+		{&fileError{path: "adir", err: errOutputIsFolder}, "ERR_PACK_OUTPUT_IS_FOLDER"},
+		{&fileError{path: "/mnt/ro", err: errFolderNotWritable}, "ERR_PACK_FOLDER_NOT_WRITABLE"},
+		{&fileError{path: "afile", err: errHomeInvalid}, "ERR_PACK_HOME_INVALID"},
+		{context.Canceled, "ERR_PACK_INTERRUPTED"},
+	} {
+		if got := lookupError(c.err).Code; got != c.code {
+			t.Errorf("%v: %s, want %s", c.err, got, c.code)
 		}
 	}
 }

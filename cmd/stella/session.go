@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 
 	"stellaops.io/stella/redact"
@@ -123,6 +125,9 @@ func (s *session) before(c *cli.Context) error {
 		}
 		s.home = filepath.Join(h, ".stella")
 	}
+	if err := homeFolder(s.home); err != nil {
+		return err
+	}
 	cfg, err := LoadConfig(filepath.Join(s.home, configFile))
 	if err != nil {
 		return err
@@ -229,7 +234,42 @@ func outputPath(path string) error {
 	if err != nil || !st.IsDir() {
 		return &fileError{path: dir, err: errFolderMissing}
 	}
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return &fileError{path: path, err: errOutputIsFolder}
+	}
+	// Written through a temporary file beside it: the folder must take
+	// new files (a read-only mount, write-protected media, permissions).
+	if err := unix.Access(dir, unix.W_OK); err != nil {
+		return &fileError{path: dir, err: errFolderNotWritable}
+	}
 	return nil
+}
+
+// homeFolder checks the home before anything is read from it: a folder,
+// or a path stella can create later (its nearest existing ancestor is a
+// folder that takes new entries). It creates nothing: `stella version`
+// leaves no home behind.
+func homeFolder(home string) error {
+	p := filepath.Clean(home)
+	for first := true; ; first = false {
+		st, err := os.Stat(p)
+		switch {
+		case err == nil && st.IsDir() && first:
+			return nil
+		case err == nil && st.IsDir():
+			if unix.Access(p, unix.W_OK) != nil {
+				return &fileError{path: home, err: errHomeInvalid}
+			}
+			return nil
+		case err == nil || !errors.Is(err, fs.ErrNotExist):
+			return &fileError{path: home, err: errHomeInvalid}
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return &fileError{path: home, err: errHomeInvalid}
+		}
+		p = parent
+	}
 }
 
 var (
@@ -237,6 +277,13 @@ var (
 	errFolderMissing = errors.New("folder does not exist")
 	errFileNotFound  = errors.New("file not found")
 	errFileTooLarge  = errors.New("file too large")
+	// errOutputIsFolder: the output file named is an existing folder.
+	errOutputIsFolder = errors.New("is a folder, not a file to write")
+	// errFolderNotWritable: the folder an output file goes to takes no
+	// new file.
+	errFolderNotWritable = errors.New("folder is not writable")
+	// errHomeInvalid: the home is a file, or cannot be created.
+	errHomeInvalid = errors.New("not a folder stella can use as its home")
 )
 
 type fileError struct {
