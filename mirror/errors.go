@@ -34,4 +34,20 @@ var (
 	// ErrUntrustedCertificate: the registry's certificate did not verify against the
 	// system roots and the configured CA file.
 	ErrUntrustedCertificate = errors.New("registry certificate not trusted")
+	// ErrPlainHTTPRegistry: stella spoke HTTPS and the registry answered in plain HTTP.
+	ErrPlainHTTPRegistry = errors.New("the registry talks plain HTTP, not HTTPS")
+	// ErrTLSRegistry: stella spoke plain HTTP (--plain-http) to a registry that talks HTTPS.
+	ErrTLSRegistry = errors.New("the registry talks HTTPS, not plain HTTP")
 )
+
+// schemeError is a registry answering in the other protocol: its message
+// names the registry, not Go's transport text (kept for errors.Is).
+type schemeError struct {
+	kind error // ErrPlainHTTPRegistry or ErrTLSRegistry
+	host string
+	err  error
+}
+
+func (e *schemeError) Error() string { return e.host + ": " + e.kind.Error() }
+
+func (e *schemeError) Unwrap() []error { return []error{e.kind, e.err} }

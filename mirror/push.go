@@ -161,7 +161,7 @@ func (p *pusher) push(ctx context.Context, a Artifact) error {
 	defer p.mu.Unlock()
 	if err != nil {
 		p.rep.Artifacts = append(p.rep.Artifacts, ArtifactReport{Descriptor: root, Kind: artifact.KindOf(root.ArtifactType),
-			Ref: a.Tag, Subject: subjectDigest(info.subject), Status: StatusFailed, Err: err})
+			Ref: a.Tag, Subject: subjectDigest(info.subject), Status: StatusFailed, Err: classify(err)})
 		return err
 	}
 	status := func(d digest.Digest) Status {

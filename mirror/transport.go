@@ -321,6 +321,34 @@ type expectation struct {
 
 type expectKey struct{}
 
+// talksTLS reports whether host completes a TLS handshake: only to tell an
+// operator who used --plain-http that the registry wants HTTPS. No data is
+// sent and the certificate is not judged (that is not what is asked).
+func talksTLS(host string) bool {
+	d := &net.Dialer{Timeout: 3 * time.Second}
+	c, err := tls.DialWithDialer(d, "tcp", host, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // protocol detection only
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// registryHost is the host err's request went to, or "the registry".
+func registryHost(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if u, perr := url.Parse(ue.URL); perr == nil && u.Host != "" {
+			return u.Host
+		}
+	}
+	var resp *errcode.ErrorResponse
+	if errors.As(err, &resp) && resp.URL != nil {
+		return resp.URL.Host
+	}
+	return "the registry"
+}
+
 // classify adds the sentinel an operator needs to a final error.
 func classify(err error) error {
 	if err == nil || errors.Is(err, ErrTransient) || errors.Is(err, ErrNetworkBlocked) {
@@ -333,6 +361,19 @@ func classify(err error) error {
 	if errors.Is(err, auth.ErrBasicCredentialNotFound) {
 		// The registry asks for basic auth and no credential is stored for it.
 		return fmt.Errorf("%w (no credential stored for this registry): %w", ErrUnauthorized, err)
+	}
+	// The other protocol: net/http and the registry say so only in text.
+	switch msg := err.Error(); {
+	case strings.Contains(msg, "server gave HTTP response to HTTPS client"):
+		return &schemeError{kind: ErrPlainHTTPRegistry, host: registryHost(err), err: err}
+	case strings.Contains(msg, "Client sent an HTTP request to an HTTPS server"),
+		strings.Contains(msg, "The plain HTTP request was sent to HTTPS port"):
+		return &schemeError{kind: ErrTLSRegistry, host: registryHost(err), err: err}
+	}
+	var bad *errcode.ErrorResponse
+	if errors.As(err, &bad) && bad.StatusCode == http.StatusBadRequest && bad.URL != nil && bad.URL.Scheme == "http" && talksTLS(bad.URL.Host) {
+		// A TLS server answers plain HTTP with 400 (and no body to a HEAD).
+		return &schemeError{kind: ErrTLSRegistry, host: bad.URL.Host, err: err}
 	}
 	var cv *tls.CertificateVerificationError
 	var ua x509.UnknownAuthorityError

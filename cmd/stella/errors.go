@@ -191,6 +191,8 @@ var errorTable = []errorRow{
 	{mirror.ErrNetworkBlocked, "ERR_PACK_NETWORK_BLOCKED", exitSealed, "the destination is not allowed: for a step, name it in the pack's sandbox.network.allowlist (and in sealed mode the host's stepAllowlist; a new plan, approved anew); for stella in sealed mode, add the registry to <home>/config.yaml or carry a bundle file"},
 	{mirror.ErrTransient, "ERR_PACK_REGISTRY_UNAVAILABLE", exitTransient, "the registry kept failing: run the same command again later; blobs already copied are not sent again"},
 	{mirror.ErrUnauthorized, "ERR_PACK_REGISTRY_UNAUTHORIZED", exitTrust, "check the credential (`stella registry login`, ~/.docker/config.json or $REGISTRY_AUTH_FILE) and the repository's permissions"},
+	{mirror.ErrPlainHTTPRegistry, "ERR_PACK_REGISTRY_PLAIN_HTTP", exitGeneric, "the registry has no TLS: add --plain-http (a loopback registry, or one on a network you trust), or give the registry a certificate"},
+	{mirror.ErrTLSRegistry, "ERR_PACK_REGISTRY_TLS", exitGeneric, "the registry talks HTTPS: drop --plain-http (and give --ca-file if its certificate comes from a private CA)"},
 	{mirror.ErrUntrustedCertificate, "ERR_PACK_REGISTRY_CERT_UNTRUSTED", exitTrust, "give the registry's CA with --ca-file or the config's caFile"},
 	{mirror.ErrTLSConfig, "ERR_PACK_TLS_CONFIG", exitInvalid, "check --ca-file, --cert-file and --key-file: PEM files, and both of cert and key or neither"},
 	{mirror.ErrInvalidReference, "ERR_PACK_REFERENCE_INVALID", exitInvalid, "write host[:port]/repository[:tag][@digest], with no scheme and no credentials"},

@@ -149,6 +149,8 @@ var domainErrors = map[string]error{
 	"mirror.ErrTLSConfig":               mirror.ErrTLSConfig,
 	"mirror.ErrInvalidReference":        mirror.ErrInvalidReference,
 	"mirror.ErrNotFound":                mirror.ErrNotFound,
+	"mirror.ErrPlainHTTPRegistry":       mirror.ErrPlainHTTPRegistry,
+	"mirror.ErrTLSRegistry":             mirror.ErrTLSRegistry,
 	"mirror.ErrUnsupportedArtifact":     mirror.ErrUnsupportedArtifact,
 	"mirror.ErrTooManyReferrers":        mirror.ErrTooManyReferrers,
 	"mirror.ErrSubjectMissing":          mirror.ErrSubjectMissing,
