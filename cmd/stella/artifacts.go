@@ -392,7 +392,22 @@ type importReport struct {
 }
 
 func renderImport(w io.Writer, r importReport) {
-	fmt.Fprintf(w, "imported from %s: %s written, %s already present\n", r.From, humanBytes(r.BytesWritten), humanBytes(r.BytesSkipped))
+	refused := 0
+	for _, a := range r.Artifacts {
+		if a.Status == "refused" || a.Status == "failed" {
+			refused++
+		}
+	}
+	switch {
+	case refused == len(r.Artifacts) && refused > 0:
+		// Never a success header over a refusal.
+		fmt.Fprintf(w, "REFUSED: nothing imported from %s\n", r.From)
+	case refused > 0:
+		fmt.Fprintf(w, "PARTLY REFUSED: imported from %s, %d of %d artifact(s) refused: %s written, %s already present\n",
+			r.From, refused, len(r.Artifacts), humanBytes(r.BytesWritten), humanBytes(r.BytesSkipped))
+	default:
+		fmt.Fprintf(w, "imported from %s: %s written, %s already present\n", r.From, humanBytes(r.BytesWritten), humanBytes(r.BytesSkipped))
+	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  STATUS\tKIND\tREF\tDIGEST")
 	for _, a := range r.Artifacts {
