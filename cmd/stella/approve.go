@@ -175,6 +175,15 @@ func (s *session) packApprove(ctx context.Context, c *cli.Context) error {
 		if planArg == "" || c.String("gate") == "" {
 			return usageError("pack approve --offline-request: --run or --plan, and --gate, are required")
 		}
+		// The output is checked before the request is recorded: a path that
+		// cannot be written leaves no pending request and no ledger entry.
+		check := c.String("out")
+		if check == "" {
+			check = "request.stella.tar" // in the current folder, named after the request below
+		}
+		if err := outputPath(check); err != nil {
+			return err
+		}
 		req, err := approve.NewRequest(ctx, st, approve.RequestOptions{PlanHash: planArg, Gate: c.String("gate"), Tenant: s.tenant, Requester: s.requester(c.String("requester")), Now: s.now()})
 		if err != nil {
 			return err
