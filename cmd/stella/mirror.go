@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/credentials"
 
@@ -97,14 +98,21 @@ func (s *session) registryCommand() *cli.Command {
 				ArgsUsage: "HOST",
 				Description: `Stores the credential where docker, podman and oras look for it: $REGISTRY_AUTH_FILE
 if set, else ~/.docker/config.json (in plain text unless a credential helper is
-configured there). The password is read from stdin, never from an argument.
+configured there), after checking it against the registry (its /v2/ with the credential;
+--no-check skips that). The password is read from stdin (--password-stdin) or asked on the
+terminal without echo, never taken from an argument; the user name too is asked when -u is
+not given. HOST may be written as a URL (https://registry.sealed.local:5000/): the host is
+what is stored.
 
 Examples:
-   printf '%s' "$PASSWORD" | stella registry login -u robot --password-stdin registry.sealed.local:5000`,
-				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "username", Aliases: []string{"u"}, Usage: "user name (required)"},
-					&cli.BoolFlag{Name: "password-stdin", Usage: "read the password from stdin (required)"},
-				},
+   stella registry login registry.sealed.local:5000
+   printf '%s' "$PASSWORD" | stella registry login -u robot --password-stdin registry.sealed.local:5000
+   stella registry login --plain-http -u robot 127.0.0.1:5000`,
+				Flags: append([]cli.Flag{
+					&cli.StringFlag{Name: "username", Aliases: []string{"u"}, Usage: "user name (asked on a terminal when not given)"},
+					&cli.BoolFlag{Name: "password-stdin", Usage: "read the password from stdin (else it is asked on a terminal, without echo)"},
+					&cli.BoolFlag{Name: "no-check", Usage: "store the credential without checking it against the registry (one not reachable from here)"},
+				}, accessFlags()...),
 				Action: action(s.registryLogin),
 			},
 			{
@@ -490,26 +498,34 @@ func (s *session) registryLogin(ctx context.Context, c *cli.Context) error {
 	if err := argsExactly(c, 1, "one registry HOST"); err != nil {
 		return err
 	}
-	if c.String("username") == "" || !c.Bool("password-stdin") {
-		return usageError("registry login: -u USER and --password-stdin are required; a password is never taken from an argument")
-	}
-	host := c.Args().First()
-	if err := s.allowHost(host); err != nil {
-		return err
-	}
-	pw, err := io.ReadAll(io.LimitReader(s.stdin, 64<<10))
+	host, err := mirror.RegistryHost(c.Args().First())
 	if err != nil {
 		return err
 	}
-	password := strings.TrimRight(string(pw), "\r\n")
-	if password == "" {
-		return usageError("registry login: empty password on stdin")
+	if err := s.allowHost(host); err != nil {
+		return err
+	}
+	user, password, err := s.loginCredential(c, host)
+	if err != nil {
+		return err
+	}
+	opts, err := s.mirrorOptions(c, host)
+	if err != nil {
+		return err
+	}
+	cred := auth.Credential{Username: user, Password: password}
+	if !c.Bool("no-check") {
+		// Checked before it is stored: a mistyped password fails here,
+		// not at the first push hours later.
+		if err := mirror.CheckLogin(ctx, host, cred, opts); err != nil {
+			return err
+		}
 	}
 	store, path, err := s.credentialStore()
 	if err != nil {
 		return err
 	}
-	if err := store.Put(ctx, credentials.ServerAddressFromHostname(host), auth.Credential{Username: c.String("username"), Password: password}); err != nil {
+	if err := store.Put(ctx, credentials.ServerAddressFromHostname(host), cred); err != nil {
 		return fmt.Errorf("store credential for %s in %s: %w", host, path, err)
 	}
 	res := struct {
@@ -517,6 +533,63 @@ func (s *session) registryLogin(ctx context.Context, c *cli.Context) error {
 		File string `json:"file"`
 	}{host, path}
 	return s.emit(res, func(w io.Writer) { fmt.Fprintf(w, "stored credential for %s in %s\n", host, path) })
+}
+
+// loginCredential is the user name (-u, else asked on the terminal) and
+// the password (stdin with --password-stdin, else asked on the terminal
+// without echo); never from an argument.
+func (s *session) loginCredential(c *cli.Context, host string) (string, string, error) {
+	user := c.String("username")
+	if c.Bool("password-stdin") {
+		if user == "" {
+			return "", "", usageError("registry login --password-stdin: -u USER is required")
+		}
+		pw, err := io.ReadAll(io.LimitReader(s.stdin, 64<<10))
+		if err != nil {
+			return "", "", err
+		}
+		password := strings.TrimRight(string(pw), "\r\n")
+		if password == "" {
+			return "", "", usageError("registry login: empty password on stdin")
+		}
+		return user, password, nil
+	}
+	tty, err := openTTY()
+	if err != nil || !term.IsTerminal(int(tty.Fd())) {
+		if tty != nil {
+			tty.Close()
+		}
+		return "", "", usageError("registry login: no terminal to ask on: give -u USER and the password on stdin with --password-stdin (never as an argument)")
+	}
+	defer tty.Close()
+	if user == "" {
+		fmt.Fprintf(tty, "Username for %s: ", host)
+		// A byte at a time: nothing of the password typed ahead is read
+		// into a buffer here.
+		var line []byte
+		b := make([]byte, 1)
+		for len(line) < 1024 {
+			n, err := tty.Read(b)
+			if n == 1 && b[0] != '\n' {
+				line = append(line, b[0])
+			}
+			if err != nil || (n == 1 && b[0] == '\n') {
+				break
+			}
+		}
+		if user = strings.TrimSpace(string(line)); user == "" {
+			return "", "", usageError("registry login: empty user name")
+		}
+	}
+	pw, err := readHidden(tty, fmt.Sprintf("Password for %s@%s: ", user, host))
+	if err != nil {
+		return "", "", err
+	}
+	defer clear(pw)
+	if len(pw) == 0 {
+		return "", "", usageError("registry login: empty password")
+	}
+	return user, string(pw), nil
 }
 
 func (s *session) registryLogout(ctx context.Context, c *cli.Context) error {
@@ -527,7 +600,10 @@ func (s *session) registryLogout(ctx context.Context, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	host := c.Args().First()
+	host, err := mirror.RegistryHost(c.Args().First())
+	if err != nil {
+		return err
+	}
 	if err := store.Delete(ctx, credentials.ServerAddressFromHostname(host)); err != nil {
 		return err
 	}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -63,5 +65,38 @@ func TestRunSecretsPromptsOnATerminal(t *testing.T) {
 	v, err := r.resolve(ctx, secrets[0])
 	if err != nil || string(v) != "typed-token-value-42" {
 		t.Errorf("resolved %q, %v", v, err)
+	}
+}
+
+// TestLoginPromptsOnATerminal: without -u and --password-stdin, the user
+// name and the password are asked on the terminal; without one, login
+// says how to give them.
+func TestLoginPromptsOnATerminal(t *testing.T) {
+	home := t.TempDir()
+	saved := openTTY
+	t.Cleanup(func() { openTTY = saved })
+	openTTY = func() (*os.File, error) { return nil, errors.New("no terminal") }
+	if r := stella(t, home, nil, "registry", "login", "--no-check", "registry.sealed.local:5000"); r.code != 1 || !strings.Contains(r.stderr, "no terminal to ask on") {
+		t.Fatalf("without a terminal: %d %s", r.code, r.stderr)
+	}
+
+	master, tty := openPTY(t)
+	openTTY = func() (*os.File, error) { return os.OpenFile(tty.Name(), os.O_RDWR, 0) }
+	auth := filepath.Join(t.TempDir(), "auth.json")
+	// Typed ahead, both at once: the user name is read without taking
+	// the password with it.
+	if _, err := master.Write([]byte("robot\ntyped-registry-pass-7\n")); err != nil {
+		t.Fatal(err)
+	}
+	r := stella(t, home, map[string]string{"REGISTRY_AUTH_FILE": auth}, "registry", "login", "--no-check", "https://registry.sealed.local:5000/")
+	if r.code != 0 || !strings.Contains(r.stdout, "stored credential for registry.sealed.local:5000") {
+		t.Fatalf("login: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	b, err := os.ReadFile(auth)
+	if err != nil || !strings.Contains(string(b), "registry.sealed.local:5000") {
+		t.Fatalf("auth file: %s %v", b, err)
+	}
+	if strings.Contains(r.stdout+r.stderr, "typed-registry-pass-7") {
+		t.Error("the password was printed")
 	}
 }
