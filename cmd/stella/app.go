@@ -60,6 +60,7 @@ Examples:
 	}
 	cli.VersionPrinter = func(c *cli.Context) { currentBuild().render(c.App.Writer) }
 	setUsageErrors(app.Commands)
+	s.setCompletions(app.Commands)
 	return app
 }
 

@@ -34,6 +34,8 @@ type session struct {
 	sealed bool
 	config Config
 	now    func() time.Time
+	// args is the command line as given (shell completion reads it).
+	args []string
 	// signal is the interrupt (SIGINT, SIGTERM) that cancelled the
 	// command's context, 0 if none: a failure then exits 128+signal, as
 	// shells and the tools operators script against do.
@@ -67,6 +69,7 @@ const (
 )
 
 func (s *session) run(ctx context.Context, args []string) int {
+	s.args = args
 	app := s.newApp()
 	ordered, err := reorderArgs(app, args)
 	if s.output == "" && jsonAsked(args) {
