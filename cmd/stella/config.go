@@ -7,6 +7,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"reflect"
+	"sort"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -72,6 +75,15 @@ func LoadConfig(path string) (Config, error) {
 	if err != nil {
 		return c, err
 	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return c, fmt.Errorf("%s: %w: not YAML: %s", path, ErrConfigInvalid, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	if len(doc.Content) > 0 {
+		if msg := checkConfigNode(doc.Content[0], reflect.TypeOf(c), ""); msg != "" {
+			return c, fmt.Errorf("%s: %w: %s", path, ErrConfigInvalid, msg)
+		}
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
@@ -88,4 +100,65 @@ func LoadConfig(path string) (Config, error) {
 		}
 	}
 	return c, nil
+}
+
+// checkConfigNode checks a YAML node against the config type t before it
+// is decoded, so that the operator reads what is wrong in the config's own
+// words (the line, the key, what it expects, the keys there are) rather
+// than the YAML library's. "" when it finds nothing.
+func checkConfigNode(n *yaml.Node, t reflect.Type, at string) string {
+	durationType := reflect.TypeOf(time.Duration(0))
+	where := func(n *yaml.Node, key string) string {
+		return fmt.Sprintf("line %d: %s", n.Line, strings.TrimPrefix(at+"."+key, "."))
+	}
+	switch {
+	case t == durationType:
+		if _, err := time.ParseDuration(n.Value); n.Kind != yaml.ScalarNode || err != nil {
+			return fmt.Sprintf("line %d: %s: expected a duration such as 30s, 5m or 2h, got %q", n.Line, at, n.Value)
+		}
+	case t.Kind() == reflect.Bool:
+		if n.Kind != yaml.ScalarNode || (n.Value != "true" && n.Value != "false") {
+			return fmt.Sprintf("line %d: %s: expected true or false, got %q", n.Line, at, n.Value)
+		}
+	case t.Kind() == reflect.String:
+		if n.Kind != yaml.ScalarNode {
+			return fmt.Sprintf("line %d: %s: expected a single value", n.Line, at)
+		}
+	case t.Kind() == reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			return fmt.Sprintf("line %d: %s: expected a list", n.Line, at)
+		}
+		for i, item := range n.Content {
+			if msg := checkConfigNode(item, t.Elem(), fmt.Sprintf("%s[%d]", at, i)); msg != "" {
+				return msg
+			}
+		}
+	case t.Kind() == reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			if at == "" {
+				return fmt.Sprintf("line %d: expected keys and values (key: value)", n.Line)
+			}
+			return fmt.Sprintf("line %d: %s: expected keys and values (key: value)", n.Line, at)
+		}
+		fields := map[string]reflect.Type{}
+		var names []string
+		for i := 0; i < t.NumField(); i++ {
+			if tag := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]; tag != "" && tag != "-" {
+				fields[tag] = t.Field(i).Type
+				names = append(names, tag)
+			}
+		}
+		sort.Strings(names)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			ft, ok := fields[k.Value]
+			if !ok {
+				return fmt.Sprintf("%s: unknown key; the keys are %s", where(k, k.Value), strings.Join(names, ", "))
+			}
+			if msg := checkConfigNode(v, ft, strings.TrimPrefix(at+"."+k.Value, ".")); msg != "" {
+				return msg
+			}
+		}
+	}
+	return ""
 }
