@@ -180,16 +180,53 @@ func jsonSyntaxProblem(file string, raw []byte, err error) Problem {
 	case errors.As(err, &je):
 		off = je.off
 	}
-	msg := err.Error()
+	msg := "JSON: " + err.Error()
+	if se != nil {
+		msg = jsonSyntaxMessage(se.Error())
+	}
 	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-		msg = "unexpected end of JSON"
+		msg = "not valid JSON: it ends early (a closing quote, ] or } is missing?)"
 		off = int64(len(raw))
 	}
 	line, col := 0, 0
 	if off >= 0 {
 		line, col = lineCol(raw, off)
 	}
-	return Problem{File: file, Line: line, Column: col, Message: "JSON: " + msg}
+	return Problem{File: file, Line: line, Column: col, Message: msg}
+}
+
+// jsonSyntaxMessage says what encoding/json's syntax error says in an
+// operator's words: what was found and what was expected there.
+func jsonSyntaxMessage(msg string) string {
+	found := ""
+	if i := strings.Index(msg, "invalid character "); i >= 0 {
+		rest := msg[i+len("invalid character "):]
+		if j := strings.Index(rest[1:], "'"); strings.HasPrefix(rest, "'") && j >= 0 {
+			found = rest[:j+2]
+		}
+	}
+	if found == "" {
+		return "not valid JSON"
+	}
+	for _, w := range []struct{ in, says string }{
+		{"looking for beginning of value", "where a value should start (a string in quotes, a number, true, false, null, [ or {)"},
+		{"looking for beginning of object key string", "where a key in double quotes should start"},
+		{"in literal true", "inside the word true"},
+		{"in literal false", "inside the word false"},
+		{"in literal null", "inside the word null"},
+		{"after object key:value pair", "after a member (a ',' or '}' is missing?)"},
+		{"after object key", "after a key (a ':' is missing?)"},
+		{"after array element", "after an element (a ',' or ']' is missing?)"},
+		{"in string literal", "inside a string (control characters must be escaped)"},
+		{"in string escape code", "in a string escape (\\n, \\t, \\\", \\uXXXX...)"},
+		{"in numeric literal", "inside a number"},
+		{"after top-level value", "after the whole value (only one value may be given)"},
+	} {
+		if strings.Contains(msg, w.in) {
+			return "not valid JSON: unexpected " + found + " " + w.says
+		}
+	}
+	return "not valid JSON: unexpected " + found
 }
 
 func lineCol(b []byte, off int64) (int, int) {

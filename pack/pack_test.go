@@ -158,7 +158,7 @@ func TestResolveInputs(t *testing.T) {
 		{"schema violation", `{"registry": "UPPER CASE"}`, []string{`inputs.json:1:2: registry: input "registry" does not match schemas/host.json: at /: 'UPPER CASE' does not match pattern '^[a-z0-9.-]+(:[0-9]{1,5})?$'`}},
 		{"unknown input", "{\"registry\": \"r\",\n \"regsitry\": \"r\"}", []string{`inputs.json:2:2: regsitry: unknown input "regsitry" (the pack declares: registry, account, mirrors)`}},
 		{"not an object", `[1]`, []string{`inputs.json:1:1: inputs must be a JSON object of input names to values, got an array`}},
-		{"syntax", "{\"registry\": }", []string{`inputs.json:1:14: JSON: invalid character '}' looking for beginning of value`}},
+		{"syntax", "{\"registry\": }", []string{`inputs.json:1:14: not valid JSON: unexpected '}' where a value should start (a string in quotes, a number, true, false, null, [ or {)`}},
 		{"duplicate key", `{"registry": "a", "registry": "b"}`, []string{`inputs.json:1:29: JSON: duplicate key "registry"`}},
 		{"ref schema items", `{"registry": "r", "mirrors": ["ok.local", "BAD"]}`, nil},
 	}
