@@ -110,7 +110,10 @@ func VerifyArtifact(ctx context.Context, src content.Fetcher, desc ocispec.Descr
 		if subject != "" && v.subject.Digest != subject {
 			return partErr(PartManifest, fmt.Errorf("%w: evidence of pack %s listed under pack %s", ErrInvalid, v.subject.Digest, subject))
 		}
-		v.ok(PartManifest, "sha256 and size of the manifest and of every part as read from %s", name)
+		v.ok(PartManifest, "sha256 and size of the manifest and of the statement as read from %s", name)
+		if err := v.readSigned(ctx); err != nil {
+			return err
+		}
 		return v.checks(ctx)
 	})
 }
@@ -138,6 +141,7 @@ type verifier struct {
 	rep   *Report
 	trust *trust.Store
 
+	src       content.Fetcher
 	subject   ocispec.Descriptor
 	layers    []ocispec.Descriptor
 	parts     map[string][]byte
@@ -165,6 +169,9 @@ func (v *verifier) runBundle(ctx context.Context, path string) error {
 	if err := v.readParts(ctx, r, entries[0].Descriptor); err != nil {
 		return err
 	}
+	if err := v.readSigned(ctx); err != nil {
+		return err
+	}
 	if _, err := r.Verify(ctx, bundle.VerifyOptions{}); err != nil {
 		return partErr(PartBundle, err)
 	}
@@ -174,7 +181,7 @@ func (v *verifier) runBundle(ctx context.Context, path string) error {
 
 // checks are the checks after the parts were read, in order.
 func (v *verifier) checks(ctx context.Context) error {
-	for _, step := range []func(context.Context) error{v.signature, v.subjects, v.checkPlan, v.checkRun, v.checkInputs, v.checkLog, v.checkLedger, v.checkApprovals} {
+	for _, step := range []func(context.Context) error{v.checkPlan, v.checkRun, v.checkInputs, v.checkLog, v.checkLedger, v.checkApprovals} {
 		if err := step(ctx); err != nil {
 			return err
 		}
@@ -182,8 +189,9 @@ func (v *verifier) checks(ctx context.Context) error {
 	return nil
 }
 
-// readParts reads the manifest and every part, each checked against its
-// digest and size as it is read, and checks the artifact's shape.
+// readParts reads the manifest, checks the artifact's shape and reads the
+// statement, checked against its digest and size; readRest reads the other
+// parts once the statement verified and named them.
 func (v *verifier) readParts(ctx context.Context, r content.Fetcher, desc ocispec.Descriptor) error {
 	const manifestPart = PartManifest
 	v.rep.Evidence = desc.Digest
@@ -211,32 +219,65 @@ func (v *verifier) readParts(ctx context.Context, r content.Fetcher, desc ocispe
 	v.subject = *m.Subject
 	v.layers = m.Layers
 	v.parts = map[string][]byte{}
+	titles := map[string]bool{}
 	for i, l := range m.Layers {
 		title := l.Annotations[artifact.AnnotationTitle]
 		if title == "" {
 			return bad("layer %d has no title", i)
 		}
-		if _, dup := v.parts[title]; dup {
+		if titles[title] {
 			return bad("part %s appears twice", title)
 		}
+		titles[title] = true
 		if want := partMediaType(title); want == "" || want != l.MediaType {
 			return bad("part %s of media type %q is not an evidence part", title, l.MediaType)
 		}
-		b, err := fetch(ctx, r, l, maxPartSize)
-		if err != nil {
-			return partErr(title, err)
-		}
-		v.parts[title] = b
 		v.rep.Parts = append(v.rep.Parts, PartInfo{Name: title, MediaType: l.MediaType, Digest: l.Digest, Size: l.Size})
 	}
 	for _, need := range []string{PartPlan, PartInputs, PartRun, PartLog, PartLedger, PartStatement} {
-		if _, ok := v.parts[need]; !ok {
+		if !titles[need] {
 			return partErr(need, fmt.Errorf("%w: part missing", ErrInvalid))
 		}
 	}
 	if last := m.Layers[len(m.Layers)-1].Annotations[artifact.AnnotationTitle]; last != PartStatement {
 		return bad("the statement must be the last part")
 	}
+	// Only the statement: no other part is read before the signature and
+	// every part's digest are checked against it (readRest), so one large
+	// blob named under many titles the runner did not sign is never read.
+	b, err := fetch(ctx, r, m.Layers[len(m.Layers)-1], keys.MaxEnvelopeSize)
+	if err != nil {
+		return partErr(PartStatement, err)
+	}
+	v.parts[PartStatement] = b
+	v.src = r
+	return nil
+}
+
+// readSigned checks the statement's signature and subjects, then reads the
+// other parts it names.
+func (v *verifier) readSigned(ctx context.Context) error {
+	for _, step := range []func(context.Context) error{v.signature, v.subjects, v.readRest} {
+		if err := step(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readRest reads every part but the statement, each checked against its
+// digest and size as it is read, once the statement named them all.
+func (v *verifier) readRest(ctx context.Context) error {
+	rest := v.layers[:len(v.layers)-1]
+	for _, l := range rest {
+		title := l.Annotations[artifact.AnnotationTitle]
+		b, err := fetch(ctx, v.src, l, maxPartSize)
+		if err != nil {
+			return partErr(title, err)
+		}
+		v.parts[title] = b
+	}
+	v.ok(PartManifest, "sha256 and size of the %d other parts as read", len(rest))
 	return nil
 }
 
