@@ -13,6 +13,8 @@ import (
 	"oras.land/oras-go/v2/content"
 
 	"stellaops.io/stella/artifact"
+	"stellaops.io/stella/canonical"
+	"stellaops.io/stella/keys"
 )
 
 // counting serves blobs and records the digest of each one fetched.
@@ -67,4 +69,64 @@ func TestVerifyReadsNothingUnsigned(t *testing.T) {
 	if len(c.fetched) > 2 {
 		t.Errorf("%d blobs read before the statement was checked, want only the manifest and the statement", len(c.fetched))
 	}
+}
+
+// resign rewrites run.json with change and signs the evidence again with
+// the fixture's runner key: what a trusted runner (buggy, or its key
+// misused) could produce, which the verifier must still hold to the
+// layout.
+func resign(t testing.TB, f *fixture, ev *Evidence, change func(doc *RunDoc)) {
+	t.Helper()
+	p := part(t, ev, PartRun)
+	var doc RunDoc
+	if err := json.Unmarshal(p.Data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	change(&doc)
+	var err error
+	if p.Data, err = canonical.Marshal(doc); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := keys.NewSubject(SubjectPack, ev.Pack.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subjects := []keys.Subject{sub}
+	for _, p := range ev.Parts[:len(ev.Parts)-1] {
+		sub, err := keys.NewSubject(p.Title, digest.FromBytes(p.Data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		subjects = append(subjects, sub)
+	}
+	st, err := keys.NewStatement(PredicateType, ev.Predicate, subjects...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Parts[len(ev.Parts)-1].Data, err = f.runner.SignStatement(context.Background(), st); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestVerifyOutputTitles: an output part's title is outputs/ and a clean
+// relative path (what Build writes), the path run.json gives the file;
+// tools that unpack the layers by title (oras pull) would otherwise write
+// outside their folder.
+func TestVerifyOutputTitles(t *testing.T) {
+	for _, title := range []string{"outputs/../../etc/cron.d/x", "outputs//etc/passwd", "outputs/", "outputs/a/./b"} {
+		t.Run(title, func(t *testing.T) {
+			f := newFixture(t)
+			ev := build(t, f.in)
+			part(t, ev, "outputs/out/report.txt").Title = title
+			resign(t, f, ev, func(doc *RunDoc) { doc.Files[0].Part = title })
+			checkRefused(t, write(t, ev), f.trust, ErrInvalid, PartManifest)
+		})
+	}
+	t.Run("part-not-of-path", func(t *testing.T) {
+		f := newFixture(t)
+		ev := build(t, f.in)
+		part(t, ev, "outputs/out/report.txt").Title = "outputs/elsewhere.txt"
+		resign(t, f, ev, func(doc *RunDoc) { doc.Files[0].Part = "outputs/elsewhere.txt" })
+		checkRefused(t, write(t, ev), f.trust, ErrInconsistent, PartRun)
+	})
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"strings"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -232,6 +234,9 @@ func (v *verifier) readParts(ctx context.Context, r content.Fetcher, desc ocispe
 		if want := partMediaType(title); want == "" || want != l.MediaType {
 			return bad("part %s of media type %q is not an evidence part", title, l.MediaType)
 		}
+		if isOutputPart(title) && !validOutputPath(strings.TrimPrefix(title, outputsPrefix)) {
+			return bad("part %s is not outputs/ and a relative path", title)
+		}
 		v.rep.Parts = append(v.rep.Parts, PartInfo{Name: title, MediaType: l.MediaType, Digest: l.Digest, Size: l.Size})
 	}
 	for _, need := range []string{PartPlan, PartInputs, PartRun, PartLog, PartLedger, PartStatement} {
@@ -280,6 +285,10 @@ func (v *verifier) readRest(ctx context.Context) error {
 	v.ok(PartManifest, "sha256 and size of the %d other parts as read", len(rest))
 	return nil
 }
+
+// validOutputPath reports whether p is a path Build writes an output file
+// under: relative, clean, inside the work folder.
+func validOutputPath(p string) bool { return fs.ValidPath(p) && p != "." }
 
 // partMediaType is the media type a part of that title must have.
 func partMediaType(title string) string {
@@ -424,8 +433,8 @@ func (v *verifier) checkRun(context.Context) error {
 			continue
 		}
 		b, ok := v.parts[f.Part]
-		if !ok || !isOutputPart(f.Part) {
-			return v.inconsistent(PartRun, "output %s names part %q, which the evidence does not hold", f.Name, f.Part)
+		if !ok || f.Part != outputsPrefix+f.Path {
+			return v.inconsistent(PartRun, "output %s at %s names part %q, the evidence holds no part %s%s", f.Name, f.Path, f.Part, outputsPrefix, f.Path)
 		}
 		if digest.FromBytes(b) != f.Digest || int64(len(b)) != f.Size {
 			return partErr(f.Part, fmt.Errorf("%w: run.json records %s", ErrInconsistent, f.Digest))
