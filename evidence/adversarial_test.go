@@ -15,6 +15,7 @@ import (
 	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/canonical"
 	"stellaops.io/stella/keys"
+	"stellaops.io/stella/run"
 )
 
 // counting serves blobs and records the digest of each one fetched.
@@ -129,4 +130,28 @@ func TestVerifyOutputTitles(t *testing.T) {
 		resign(t, f, ev, func(doc *RunDoc) { doc.Files[0].Part = "outputs/elsewhere.txt" })
 		checkRefused(t, write(t, ev), f.trust, ErrInconsistent, PartRun)
 	})
+}
+
+// TestVerifyGatePassedWithoutApproval: a gate step that succeeded passed
+// its gate, whatever its gate record says; without the approvals it needs
+// the evidence is refused.
+func TestVerifyGatePassedWithoutApproval(t *testing.T) {
+	for name, change := range map[string]func(s *Step){
+		"no gate record":   func(s *Step) { s.Gate = nil },
+		"gate not decided": func(s *Step) { s.Gate.State = run.GateWaiting },
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t)
+			f.in.Approvals = nil
+			ev := build(t, f.in)
+			resign(t, f, ev, func(doc *RunDoc) {
+				for i := range doc.Steps {
+					if doc.Steps[i].ID == "approve" {
+						change(&doc.Steps[i])
+					}
+				}
+			})
+			checkRefused(t, write(t, ev), f.trust, ErrApprovalMismatch, PartRun)
+		})
+	}
 }

@@ -603,7 +603,9 @@ func (v *verifier) checkApprovals(ctx context.Context) error {
 			p.Decision, p.Gate, ver.KeyName, a.Role, v.hash, seq)
 	}
 	for _, s := range doc.Steps {
-		if s.Gate == nil || s.Gate.State != run.GateApproved {
+		// A gate step succeeds only when its gate is approved (package run),
+		// whatever its gate record says.
+		if s.State != run.Succeeded && (s.Gate == nil || s.Gate.State != run.GateApproved) {
 			continue
 		}
 		a, ok := gates[s.ID]
