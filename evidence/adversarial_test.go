@@ -1,6 +1,7 @@
 package evidence
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -152,6 +153,43 @@ func TestVerifyGatePassedWithoutApproval(t *testing.T) {
 				}
 			})
 			checkRefused(t, write(t, ev), f.trust, ErrApprovalMismatch, PartRun)
+		})
+	}
+}
+
+// TestVerifyManifestOneReading: the manifest is the only unsigned JSON the
+// verifier trusts for which blob is which part, so it must read one way
+// only. encoding/json takes the last of duplicate names and matches names
+// case-insensitively; a parser that takes the first, or matches exactly
+// (jq, JavaScript, Python), would read other layers from the same
+// manifest digest the verifier reported verified.
+func TestVerifyManifestOneReading(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	ev := build(t, f.in)
+	desc, src, err := ev.manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb := src[desc.Digest]
+	other := src.add(artifact.MediaTypeEvidenceOutput, []byte("not what the runner signed\n"))
+	evil := fmt.Sprintf(`{"mediaType":%q,"digest":%q,"size":%d,"annotations":{%q:"outputs/out/report.txt"}}`,
+		other.MediaType, other.Digest, other.Size, artifact.AnnotationTitle)
+	for name, forge := range map[string]func([]byte) []byte{
+		"duplicate layers": func(b []byte) []byte {
+			return bytes.Replace(b, []byte(`"layers":[`), []byte(`"layers":[`+evil+`],"layers":[`), 1)
+		},
+		"layers in another case": func(b []byte) []byte {
+			return bytes.Replace(b, []byte(`"layers":[`), []byte(`"layers":[`+evil+`],"Layers":[`), 1)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			forged := src.add(ocispec.MediaTypeImageManifest, forge(mb))
+			_, err := VerifyArtifact(ctx, src, forged, "forged", "", VerifyOptions{Trust: f.trust})
+			var pe *PartError
+			if !errors.Is(err, ErrInvalid) || !errors.As(err, &pe) || pe.Part != PartManifest {
+				t.Fatalf("got %v, want ErrInvalid naming the manifest", err)
+			}
 		})
 	}
 }

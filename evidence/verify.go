@@ -208,6 +208,13 @@ func (v *verifier) readParts(ctx context.Context, r content.Fetcher, desc ocispe
 	bad := func(format string, args ...any) error {
 		return partErr(manifestPart, fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...)))
 	}
+	// The manifest says which blob is which part and nothing signs it: it
+	// must read one way only, so it is exactly what Build writes (no name
+	// twice, none in another case, none unknown, for another parser to
+	// read other layers from).
+	if again, err := json.Marshal(m); err != nil || !bytes.Equal(again, mb) {
+		return bad("not in the encoding evidence is written in (a name doubled, unknown or in another case)")
+	}
 	switch {
 	case m.SchemaVersion != 2 || m.MediaType != ocispec.MediaTypeImageManifest:
 		return bad("not an OCI image manifest")
