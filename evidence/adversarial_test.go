@@ -15,6 +15,7 @@ import (
 
 	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/canonical"
+	"stellaops.io/stella/integrity"
 	"stellaops.io/stella/keys"
 	"stellaops.io/stella/run"
 )
@@ -191,5 +192,37 @@ func TestVerifyManifestOneReading(t *testing.T) {
 				t.Fatalf("got %v, want ErrInvalid naming the manifest", err)
 			}
 		})
+	}
+}
+
+// TestInspectStatementBound: listing a registry's evidence reads each
+// referrer's statement; one pushed by anyone is read only up to the size
+// an envelope may have, not the 256 MiB an output part may.
+func TestInspectStatementBound(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	desc, src, err := build(t, f.in).manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m ocispec.Manifest
+	if err := json.Unmarshal(src[desc.Digest], &m); err != nil {
+		t.Fatal(err)
+	}
+	huge := src.add(artifact.MediaTypeDSSE, bytes.Repeat([]byte(" "), keys.MaxEnvelopeSize+1))
+	huge.Annotations = map[string]string{artifact.AnnotationTitle: PartStatement}
+	m.Layers[len(m.Layers)-1] = huge
+	mb, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &counting{Fetcher: src}
+	_, err = Inspect(ctx, c, src.add(ocispec.MediaTypeImageManifest, mb))
+	var pe *PartError
+	if !errors.Is(err, integrity.ErrTooLarge) || !errors.As(err, &pe) || pe.Part != PartStatement {
+		t.Fatalf("got %v, want integrity.ErrTooLarge naming the statement", err)
+	}
+	if len(c.fetched) != 1 {
+		t.Errorf("%d blobs fetched, want only the manifest", len(c.fetched))
 	}
 }
