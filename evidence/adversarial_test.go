@@ -17,6 +17,7 @@ import (
 	"stellaops.io/stella/canonical"
 	"stellaops.io/stella/integrity"
 	"stellaops.io/stella/keys"
+	"stellaops.io/stella/plan"
 	"stellaops.io/stella/run"
 )
 
@@ -225,4 +226,20 @@ func TestInspectStatementBound(t *testing.T) {
 	if len(c.fetched) != 1 {
 		t.Errorf("%d blobs fetched, want only the manifest", len(c.fetched))
 	}
+}
+
+// TestVerifyExpansionShadowsGate: the plan's gates are bound by the plan
+// hash the approvers signed; run.json's expansions are the runner's word
+// alone and add gates, never replace one of the plan's (here with no
+// approver needed) to pass it without its approvals.
+func TestVerifyExpansionShadowsGate(t *testing.T) {
+	f := newFixture(t)
+	f.in.Approvals = nil
+	ev := build(t, f.in)
+	resign(t, f, ev, func(doc *RunDoc) {
+		g := f.plan.Approvals[0]
+		g.MinApprovers = 0
+		doc.Expansions["approve"] = plan.Expansion{Steps: []plan.Step{}, Approvals: []plan.Approval{g}}
+	})
+	checkRefused(t, write(t, ev), f.trust, ErrInconsistent, PartRun)
 }

@@ -554,6 +554,11 @@ func (v *verifier) checkApprovals(ctx context.Context) error {
 	_ = json.Unmarshal(v.parts[PartRun], &doc) // checked by checkRun
 	gates := map[string]plan.Approval{}
 	for _, a := range Gates(v.plan, doc.Expansions) {
+		// An expansion (run.json, the runner's word) adds gates; it never
+		// replaces the plan's, which the approvers' plan hash binds.
+		if _, dup := gates[a.Gate]; dup {
+			return v.inconsistent(PartRun, "gate %s is listed twice among the plan's and the expansions' gates", a.Gate)
+		}
 		gates[a.Gate] = a
 	}
 	approvers := map[string]map[string]bool{} // gate → approving key ids
