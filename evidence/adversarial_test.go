@@ -112,17 +112,26 @@ func resign(t testing.TB, f *fixture, ev *Evidence, change func(doc *RunDoc)) {
 	}
 }
 
-// TestVerifyOutputTitles: an output part's title is outputs/ and a clean
-// relative path (what Build writes), the path run.json gives the file;
-// tools that unpack the layers by title (oras pull) would otherwise write
-// outside their folder.
-func TestVerifyOutputTitles(t *testing.T) {
+// TestVerifyPartTitles: every part's title is a clean relative path (what
+// Build writes), an output's the path run.json gives the file; tools that
+// unpack the layers by title (oras pull, tar) would otherwise write outside
+// their folder.
+func TestVerifyPartTitles(t *testing.T) {
 	for _, title := range []string{"outputs/../../etc/cron.d/x", "outputs//etc/passwd", "outputs/", "outputs/a/./b"} {
 		t.Run(title, func(t *testing.T) {
 			f := newFixture(t)
 			ev := build(t, f.in)
 			part(t, ev, "outputs/out/report.txt").Title = title
 			resign(t, f, ev, func(doc *RunDoc) { doc.Files[0].Part = title })
+			checkRefused(t, write(t, ev), f.trust, ErrInvalid, PartManifest)
+		})
+	}
+	for _, title := range []string{"approvals/../../etc/x.dsse.json", "approvals//x.dsse.json"} {
+		t.Run(title, func(t *testing.T) {
+			f := newFixture(t)
+			ev := build(t, f.in)
+			part(t, ev, "approvals/001.dsse.json").Title = title
+			resign(t, f, ev, func(*RunDoc) {})
 			checkRefused(t, write(t, ev), f.trust, ErrInvalid, PartManifest)
 		})
 	}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"strings"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -241,8 +240,8 @@ func (v *verifier) readParts(ctx context.Context, r content.Fetcher, desc ocispe
 		if want := partMediaType(title); want == "" || want != l.MediaType {
 			return bad("part %s of media type %q is not an evidence part", title, l.MediaType)
 		}
-		if isOutputPart(title) && !validOutputPath(strings.TrimPrefix(title, outputsPrefix)) {
-			return bad("part %s is not outputs/ and a relative path", title)
+		if !fs.ValidPath(title) {
+			return bad("part %s is not a clean relative path", title)
 		}
 		v.rep.Parts = append(v.rep.Parts, PartInfo{Name: title, MediaType: l.MediaType, Digest: l.Digest, Size: l.Size})
 	}
@@ -292,10 +291,6 @@ func (v *verifier) readRest(ctx context.Context) error {
 	v.ok(PartManifest, "sha256 and size of the %d other parts as read", len(rest))
 	return nil
 }
-
-// validOutputPath reports whether p is a path Build writes an output file
-// under: relative, clean, inside the work folder.
-func validOutputPath(p string) bool { return fs.ValidPath(p) && p != "." }
 
 // partMediaType is the media type a part of that title must have.
 func partMediaType(title string) string {
