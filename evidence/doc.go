@@ -28,9 +28,11 @@
 // Verify checks a bundle file with only a trust store, in this order, and
 // stops at the first failure, returned as a *PartError naming the part:
 // the bundle (package bundle's errors); the artifact's shape (ErrInvalid);
-// each part's digest as it is read (integrity errors); the run signature
-// (package trust's errors, role trust.RoleRun and the run's tenant); every
-// subject digest (ErrPartAltered); the plan hash recomputed from the plan
+// the statement's digest as it is read (integrity errors); the run
+// signature (package trust's errors, role trust.RoleRun and the run's
+// tenant); every subject digest (ErrPartAltered); each other part's digest
+// as it is read, no part being read before the statement naming it
+// verified (integrity errors); every blob of the bundle; the plan hash recomputed from the plan
 // and the parts' agreement (ErrInconsistent); each approval envelope
 // against the trust store (trust's errors, role trust.RoleApprove) and
 // bound to the plan hash, gate and tenant and to a ledger entry

@@ -45,7 +45,7 @@ func Inspect(ctx context.Context, src content.Fetcher, desc ocispec.Descriptor) 
 	if last.Annotations[artifact.AnnotationTitle] != PartStatement || last.MediaType != artifact.MediaTypeDSSE {
 		return sum, partErr(PartManifest, fmt.Errorf("%w: the statement must be the last part", ErrInvalid))
 	}
-	env, err := fetch(ctx, src, last, maxPartSize)
+	env, err := fetch(ctx, src, last, keys.MaxEnvelopeSize)
 	if err != nil {
 		return sum, partErr(PartStatement, err)
 	}

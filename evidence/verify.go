@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -110,7 +111,10 @@ func VerifyArtifact(ctx context.Context, src content.Fetcher, desc ocispec.Descr
 		if subject != "" && v.subject.Digest != subject {
 			return partErr(PartManifest, fmt.Errorf("%w: evidence of pack %s listed under pack %s", ErrInvalid, v.subject.Digest, subject))
 		}
-		v.ok(PartManifest, "sha256 and size of the manifest and of every part as read from %s", name)
+		v.ok(PartManifest, "sha256 and size of the manifest and of the statement as read from %s", name)
+		if err := v.readSigned(ctx); err != nil {
+			return err
+		}
 		return v.checks(ctx)
 	})
 }
@@ -138,6 +142,7 @@ type verifier struct {
 	rep   *Report
 	trust *trust.Store
 
+	src       content.Fetcher
 	subject   ocispec.Descriptor
 	layers    []ocispec.Descriptor
 	parts     map[string][]byte
@@ -165,6 +170,9 @@ func (v *verifier) runBundle(ctx context.Context, path string) error {
 	if err := v.readParts(ctx, r, entries[0].Descriptor); err != nil {
 		return err
 	}
+	if err := v.readSigned(ctx); err != nil {
+		return err
+	}
 	if _, err := r.Verify(ctx, bundle.VerifyOptions{}); err != nil {
 		return partErr(PartBundle, err)
 	}
@@ -174,7 +182,7 @@ func (v *verifier) runBundle(ctx context.Context, path string) error {
 
 // checks are the checks after the parts were read, in order.
 func (v *verifier) checks(ctx context.Context) error {
-	for _, step := range []func(context.Context) error{v.signature, v.subjects, v.checkPlan, v.checkRun, v.checkInputs, v.checkLog, v.checkLedger, v.checkApprovals} {
+	for _, step := range []func(context.Context) error{v.checkPlan, v.checkRun, v.checkInputs, v.checkLog, v.checkLedger, v.checkApprovals} {
 		if err := step(ctx); err != nil {
 			return err
 		}
@@ -182,8 +190,9 @@ func (v *verifier) checks(ctx context.Context) error {
 	return nil
 }
 
-// readParts reads the manifest and every part, each checked against its
-// digest and size as it is read, and checks the artifact's shape.
+// readParts reads the manifest, checks the artifact's shape and reads the
+// statement, checked against its digest and size; readRest reads the other
+// parts once the statement verified and named them.
 func (v *verifier) readParts(ctx context.Context, r content.Fetcher, desc ocispec.Descriptor) error {
 	const manifestPart = PartManifest
 	v.rep.Evidence = desc.Digest
@@ -198,6 +207,13 @@ func (v *verifier) readParts(ctx context.Context, r content.Fetcher, desc ocispe
 	bad := func(format string, args ...any) error {
 		return partErr(manifestPart, fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...)))
 	}
+	// The manifest says which blob is which part and nothing signs it: it
+	// must read one way only, so it is exactly what Build writes (no name
+	// twice, none in another case, none unknown, for another parser to
+	// read other layers from).
+	if again, err := json.Marshal(m); err != nil || !bytes.Equal(again, mb) {
+		return bad("not in the encoding evidence is written in (a name doubled, unknown or in another case)")
+	}
 	switch {
 	case m.SchemaVersion != 2 || m.MediaType != ocispec.MediaTypeImageManifest:
 		return bad("not an OCI image manifest")
@@ -211,32 +227,68 @@ func (v *verifier) readParts(ctx context.Context, r content.Fetcher, desc ocispe
 	v.subject = *m.Subject
 	v.layers = m.Layers
 	v.parts = map[string][]byte{}
+	titles := map[string]bool{}
 	for i, l := range m.Layers {
 		title := l.Annotations[artifact.AnnotationTitle]
 		if title == "" {
 			return bad("layer %d has no title", i)
 		}
-		if _, dup := v.parts[title]; dup {
+		if titles[title] {
 			return bad("part %s appears twice", title)
 		}
+		titles[title] = true
 		if want := partMediaType(title); want == "" || want != l.MediaType {
 			return bad("part %s of media type %q is not an evidence part", title, l.MediaType)
 		}
-		b, err := fetch(ctx, r, l, maxPartSize)
-		if err != nil {
-			return partErr(title, err)
+		if !fs.ValidPath(title) {
+			return bad("part %s is not a clean relative path", title)
 		}
-		v.parts[title] = b
 		v.rep.Parts = append(v.rep.Parts, PartInfo{Name: title, MediaType: l.MediaType, Digest: l.Digest, Size: l.Size})
 	}
 	for _, need := range []string{PartPlan, PartInputs, PartRun, PartLog, PartLedger, PartStatement} {
-		if _, ok := v.parts[need]; !ok {
+		if !titles[need] {
 			return partErr(need, fmt.Errorf("%w: part missing", ErrInvalid))
 		}
 	}
 	if last := m.Layers[len(m.Layers)-1].Annotations[artifact.AnnotationTitle]; last != PartStatement {
 		return bad("the statement must be the last part")
 	}
+	// Only the statement: no other part is read before the signature and
+	// every part's digest are checked against it (readRest), so one large
+	// blob named under many titles the runner did not sign is never read.
+	b, err := fetch(ctx, r, m.Layers[len(m.Layers)-1], keys.MaxEnvelopeSize)
+	if err != nil {
+		return partErr(PartStatement, err)
+	}
+	v.parts[PartStatement] = b
+	v.src = r
+	return nil
+}
+
+// readSigned checks the statement's signature and subjects, then reads the
+// other parts it names.
+func (v *verifier) readSigned(ctx context.Context) error {
+	for _, step := range []func(context.Context) error{v.signature, v.subjects, v.readRest} {
+		if err := step(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readRest reads every part but the statement, each checked against its
+// digest and size as it is read, once the statement named them all.
+func (v *verifier) readRest(ctx context.Context) error {
+	rest := v.layers[:len(v.layers)-1]
+	for _, l := range rest {
+		title := l.Annotations[artifact.AnnotationTitle]
+		b, err := fetch(ctx, v.src, l, maxPartSize)
+		if err != nil {
+			return partErr(title, err)
+		}
+		v.parts[title] = b
+	}
+	v.ok(PartManifest, "sha256 and size of the %d other parts as read", len(rest))
 	return nil
 }
 
@@ -383,8 +435,8 @@ func (v *verifier) checkRun(context.Context) error {
 			continue
 		}
 		b, ok := v.parts[f.Part]
-		if !ok || !isOutputPart(f.Part) {
-			return v.inconsistent(PartRun, "output %s names part %q, which the evidence does not hold", f.Name, f.Part)
+		if !ok || f.Part != outputsPrefix+f.Path {
+			return v.inconsistent(PartRun, "output %s at %s names part %q, the evidence holds no part %s%s", f.Name, f.Path, f.Part, outputsPrefix, f.Path)
 		}
 		if digest.FromBytes(b) != f.Digest || int64(len(b)) != f.Size {
 			return partErr(f.Part, fmt.Errorf("%w: run.json records %s", ErrInconsistent, f.Digest))
@@ -497,6 +549,11 @@ func (v *verifier) checkApprovals(ctx context.Context) error {
 	_ = json.Unmarshal(v.parts[PartRun], &doc) // checked by checkRun
 	gates := map[string]plan.Approval{}
 	for _, a := range Gates(v.plan, doc.Expansions) {
+		// An expansion (run.json, the runner's word) adds gates; it never
+		// replaces the plan's, which the approvers' plan hash binds.
+		if _, dup := gates[a.Gate]; dup {
+			return v.inconsistent(PartRun, "gate %s is listed twice among the plan's and the expansions' gates", a.Gate)
+		}
 		gates[a.Gate] = a
 	}
 	approvers := map[string]map[string]bool{} // gate → approving key ids
@@ -553,7 +610,9 @@ func (v *verifier) checkApprovals(ctx context.Context) error {
 			p.Decision, p.Gate, ver.KeyName, a.Role, v.hash, seq)
 	}
 	for _, s := range doc.Steps {
-		if s.Gate == nil || s.Gate.State != run.GateApproved {
+		// A gate step succeeds only when its gate is approved (package run),
+		// whatever its gate record says.
+		if s.State != run.Succeeded && (s.Gate == nil || s.Gate.State != run.GateApproved) {
 			continue
 		}
 		a, ok := gates[s.ID]
