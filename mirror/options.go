@@ -50,6 +50,10 @@ type Options struct {
 	Retry Retry
 	// Progress, if set, is called (never concurrently) as content moves.
 	Progress func(Event)
+	// Trace, if set, is given one line per HTTP exchange (method, URL
+	// without its query, status or error, duration) and per decision of
+	// Allow; never a header, so never a credential or token.
+	Trace func(line string)
 }
 
 // Retry is the policy for transient failures: HTTP 5xx (but 501 and 505),

@@ -293,13 +293,27 @@ type guardTransport struct {
 }
 
 func (t *guardTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	trace := t.op.opts.Trace
+	where := req.URL.Scheme + "://" + req.URL.Host + req.URL.Path
 	if err := t.op.allow(req.URL.Host); err != nil {
+		if trace != nil {
+			trace(fmt.Sprintf("refused %s %s: %v", req.Method, where, err))
+		}
 		if req.Body != nil {
 			_ = req.Body.Close()
 		}
 		return nil, err
 	}
+	start := time.Now()
 	resp, err := t.base.RoundTrip(req)
+	if trace != nil {
+		took := time.Since(start).Round(time.Millisecond)
+		if err != nil {
+			trace(fmt.Sprintf("%s %s: %v (%v)", req.Method, where, err, took))
+		} else {
+			trace(fmt.Sprintf("%s %s: %s (%v)", req.Method, where, resp.Status, took))
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -41,6 +41,7 @@ Examples:
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "output", Usage: "result format: text or json (stable keys, see docs/cli)", DefaultText: "text"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress or diagnostics on stderr; errors are still reported"},
+			&cli.BoolFlag{Name: "debug", Aliases: []string{"verbose"}, Usage: "trace on stderr every registry HTTP exchange and every admission decision (never a credential or secret)"},
 			&cli.StringFlag{Name: "home", Usage: "stella home folder (cache, config, trust store)", DefaultText: "$STELLA_HOME, else ~/.stella"},
 			&cli.StringFlag{Name: "tenant", Usage: "tenant to act for", DefaultText: "$STELLA_TENANT, config tenant, else \"default\""},
 			&cli.BoolFlag{Name: "sealed", Usage: "sealed mode: no network except configured sealed registries; secrets only from the sealed vault (also STELLA_SEALED=1 or config)"},

@@ -356,6 +356,7 @@ func (s *session) importBundle(ctx context.Context, st *cache.Store, file string
 	}
 	defer r.Close()
 	rep, err := admission.ImportBundle(ctx, st, r, pol, "bundle "+filepath.Base(file), cache.ImportOptions{Progress: s.importProgress()})
+	s.traceVerdicts(rep.Admission.Verdicts)
 	if err != nil && len(rep.Import.Artifacts) == 0 {
 		return out, nil, nil, err
 	}
@@ -471,6 +472,7 @@ func (s *session) packVerify(ctx context.Context, c *cli.Context) error {
 			if cerr != nil {
 				return cerr
 			}
+			s.traceVerdicts([]admission.Verdict{v})
 			out.Signatures = append(out.Signatures, signatureSummaries(e.Ref, v.Signatures)...)
 			err = v.Err
 			if err == nil && pol.Mode == admission.Check {

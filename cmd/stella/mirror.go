@@ -166,6 +166,9 @@ func (s *session) mirrorOptions(c *cli.Context, host string) (mirror.Options, er
 	if v := c.String("key-file"); v != "" {
 		opts.ClientKeyFile = v
 	}
+	if s.debug {
+		opts.Trace = func(line string) { s.tracef("http: %s", line) }
+	}
 	// Credentials: $REGISTRY_AUTH_FILE, then the Docker config.
 	var stores []credentials.Store
 	if p := s.getenv("REGISTRY_AUTH_FILE"); p != "" {

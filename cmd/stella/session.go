@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 
+	"stellaops.io/stella/admission"
 	"stellaops.io/stella/redact"
 )
 
@@ -29,6 +31,9 @@ type session struct {
 
 	output string // "text" or "json"
 	quiet  bool
+	debug  bool // --debug: trace lines on stderr
+	// traceMu orders trace lines written from several goroutines.
+	traceMu sync.Mutex
 	home   string
 	tenant string
 	sealed bool
@@ -117,6 +122,7 @@ func (s *session) before(c *cli.Context) error {
 	if s.now == nil {
 		s.now = func() time.Time { return time.Now().UTC().Add(clockOffset) }
 	}
+	s.debug = c.Bool("debug")
 	s.home = c.String("home")
 	if s.home == "" {
 		s.home = s.getenv("STELLA_HOME")
@@ -194,6 +200,39 @@ func (s *session) notef(format string, args ...any) {
 // warnf writes a warning on stderr, even with --quiet.
 func (s *session) warnf(format string, args ...any) {
 	fmt.Fprintf(s.stderr, "warning: "+format+"\n", args...)
+}
+
+// tracef writes a --debug line on stderr (masked like every error), one
+// at a time whatever goroutine traces.
+func (s *session) tracef(format string, args ...any) {
+	if !s.debug {
+		return
+	}
+	line := fmt.Sprintf(format, args...)
+	if s.redact != nil {
+		line = s.redact.String(line)
+	}
+	s.traceMu.Lock()
+	defer s.traceMu.Unlock()
+	fmt.Fprintf(s.stderr, "debug: %s\n", line)
+}
+
+// traceVerdicts traces each admission decision of a command.
+func (s *session) traceVerdicts(vs []admission.Verdict) {
+	for _, v := range vs {
+		what := "admitted"
+		if v.Err != nil {
+			what = "refused: " + v.Err.Error()
+		}
+		s.tracef("admission: %s %s (%s): %s", v.Artifact.Kind, orDash(v.Artifact.Ref), v.Artifact.Descriptor.Digest, what)
+		for _, r := range v.Signatures {
+			state := "valid"
+			if !r.Valid {
+				state = "not valid: " + r.Reason
+			}
+			s.tracef("admission:   signature %s by %s: %s", r.Digest, orDash(r.KeyID), state)
+		}
+	}
 }
 
 // interactive reports whether stderr is a terminal (progress bars, prompts).
