@@ -34,11 +34,11 @@ type session struct {
 	debug  bool // --debug: trace lines on stderr
 	// traceMu orders trace lines written from several goroutines.
 	traceMu sync.Mutex
-	home   string
-	tenant string
-	sealed bool
-	config Config
-	now    func() time.Time
+	home    string
+	tenant  string
+	sealed  bool
+	config  Config
+	now     func() time.Time
 	// args is the command line as given (shell completion reads it).
 	args []string
 	// signal is the interrupt (SIGINT, SIGTERM) that cancelled the
