@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"os"
 	"slices"
@@ -69,7 +70,7 @@ var (
 func Open(ctx context.Context, path string, opts OpenOptions) (*Reader, error) {
 	base, split, err := locate(path)
 	if err != nil {
-		return nil, fmt.Errorf("open bundle %s: %w", path, err)
+		return nil, fmt.Errorf("bundle file %s: %w", path, fileErr(err))
 	}
 	var (
 		ra     io.ReaderAt
@@ -85,14 +86,14 @@ func Open(ctx context.Context, path string, opts OpenOptions) (*Reader, error) {
 	} else {
 		fi, err := os.Stat(base)
 		if err != nil {
-			return nil, fmt.Errorf("open bundle %s: %w", path, err)
+			return nil, fmt.Errorf("bundle file %s: %w", path, fileErr(err))
 		}
 		if !fi.Mode().IsRegular() {
 			return nil, fmt.Errorf("open bundle %s: %w: not a regular file", path, ErrInvalidTar)
 		}
 		f, err := os.Open(base)
 		if err != nil {
-			return nil, fmt.Errorf("open bundle %s: %w", path, err)
+			return nil, fmt.Errorf("bundle file %s: %w", path, fileErr(err))
 		}
 		ra, closer, size = f, f, fi.Size()
 	}
@@ -104,6 +105,31 @@ func Open(ctx context.Context, path string, opts OpenOptions) (*Reader, error) {
 	r.closer = closer
 	return r, nil
 }
+
+// fileErr is the cause of a failed stat or open without the system call
+// and path that the caller names already ("file not found", "permission
+// denied"), still matching fs.ErrNotExist and fs.ErrPermission.
+func fileErr(err error) error {
+	var pe *fs.PathError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	switch {
+	case errors.Is(pe.Err, fs.ErrNotExist):
+		return fileCause{msg: "file not found", is: fs.ErrNotExist}
+	case errors.Is(pe.Err, fs.ErrPermission):
+		return fileCause{msg: "permission denied", is: fs.ErrPermission}
+	}
+	return pe.Err
+}
+
+type fileCause struct {
+	msg string
+	is  error
+}
+
+func (c fileCause) Error() string        { return c.msg }
+func (c fileCause) Is(target error) bool { return target == c.is }
 
 // Close releases the bundle's files.
 func (r *Reader) Close() error {

@@ -276,7 +276,7 @@ func locate(path string) (base string, split bool, err error) {
 	if n := len(path); n > 4 && path[n-4] == '.' && isDigits(path[n-3:]) {
 		base := path[:n-4]
 		if _, err := os.Stat(base + PartsSuffix); err != nil {
-			return "", false, &EntryError{Path: filepath.Base(base + PartsSuffix), Err: fmt.Errorf("%w: %v", ErrPartsManifest, err)}
+			return "", false, &EntryError{Path: filepath.Base(base + PartsSuffix), Err: fmt.Errorf("%w: %v (it must be beside the parts)", ErrPartsManifest, fileErr(err))}
 		}
 		return base, true, nil
 	}

@@ -165,7 +165,7 @@ func (s *session) trustAdd(ctx context.Context, c *cli.Context) error {
 	case c.String("key") == "":
 		return usageError("trust add: --key PUB.pem is required")
 	case len(roles) == 0:
-		return usageError("trust add: give at least one --role (publisher or Packs.Approve)")
+		return usageError("trust add: give at least one --role (publisher, Packs.Approve or Packs.Run)")
 	}
 	pem, err := s.readFileArg(c.String("key"), maxPublicKeyFile)
 	if err != nil {
