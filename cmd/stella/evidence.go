@@ -160,7 +160,7 @@ func (s *session) runsExport(ctx context.Context, c *cli.Context) error {
 	}
 	defer rs.Close()
 	in, err := evidence.Collect(ctx, st, rs, id, evidence.CollectOptions{Partial: c.Bool("partial"),
-		StellaVersion: version, Sealed: s.sealed, Signer: signer})
+		StellaVersion: currentBuild().Version, Sealed: s.sealed, Signer: signer})
 	if err != nil {
 		return err
 	}
