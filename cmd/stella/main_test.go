@@ -28,6 +28,11 @@ func TestMain(m *testing.M) {
 		os.Args = append([]string{"stella"}, os.Args[1:]...)
 		os.Exit(runMain())
 	}
+	// Processes the tests start (the CLI, killed runners) skip the race
+	// detector's one-second sleep at exit; see scriptParams.
+	if _, set := os.LookupEnv("GORACE"); !set {
+		os.Setenv("GORACE", "atexit_sleep_ms=0")
+	}
 	testscript.Main(m, map[string]func(){
 		"stella": func() {
 			// A script moves the clock with STELLA_TEST_CLOCK_OFFSET (a Go
@@ -61,6 +66,11 @@ func scriptParams(t *testing.T, dir string) testscript.Params {
 		RequireExplicitExec: true,
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("STELLA_HOME", filepath.Join(env.WorkDir, ".stella"))
+			// Under -race every process of this binary sleeps a second
+			// when it exits (GORACE atexit_sleep_ms, for late reports);
+			// scripts start hundreds. Races are still reported when they
+			// happen; only that grace at exit goes.
+			env.Setenv("GORACE", "atexit_sleep_ms=0")
 			env.Setenv("PACKS", filepath.Join(root, "testdata", "packs"))
 			env.Setenv("TESTDATA", filepath.Join(root, "testdata"))
 			return nil
