@@ -340,17 +340,17 @@ func packDescriptor(ctx context.Context, st *cache.Store, sp *plans.Saved) (ocis
 }
 
 // buildRequestArtifact makes the request manifest, its config and layers.
-func buildRequestArtifact(doc *RequestDoc, canonicalPlan []byte, subject ocispec.Descriptor) (blobs, ocispec.Descriptor, error) {
+func buildRequestArtifact(doc *RequestDoc, canonicalPlan []byte, subject ocispec.Descriptor) (artifact.Blobs, ocispec.Descriptor, error) {
 	reqJSON, err := canonical.Marshal(doc)
 	if err != nil {
 		return nil, ocispec.Descriptor{}, err
 	}
-	src := blobs{}
+	src := artifact.Blobs{}
 	cfg := emptyConfig()
 	src[cfg.Digest] = []byte("{}")
-	l1 := src.add(artifact.MediaTypeApprovalRequest, reqJSON)
+	l1 := src.Add(artifact.MediaTypeApprovalRequest, reqJSON)
 	l1.Annotations = map[string]string{artifact.AnnotationTitle: requestTitle}
-	l2 := src.add(MediaTypePlan, canonicalPlan)
+	l2 := src.Add(MediaTypePlan, canonicalPlan)
 	l2.Annotations = map[string]string{artifact.AnnotationTitle: planTitle}
 	m := ocispec.Manifest{
 		Versioned:    specs.Versioned{SchemaVersion: 2},
@@ -365,7 +365,7 @@ func buildRequestArtifact(doc *RequestDoc, canonicalPlan []byte, subject ocispec
 	if err != nil {
 		return nil, ocispec.Descriptor{}, err
 	}
-	desc := src.add(ocispec.MediaTypeImageManifest, mb)
+	desc := src.Add(ocispec.MediaTypeImageManifest, mb)
 	desc.ArtifactType = artifact.ArtifactTypeApprovalRequest
 	return src, desc, nil
 }

@@ -131,7 +131,7 @@ type Response struct {
 	Descriptor ocispec.Descriptor // the response manifest
 	Predicate  Predicate
 	Envelope   []byte // the DSSE envelope (canonical JSON)
-	blobs      blobs
+	blobs      artifact.Blobs
 }
 
 // Fetch and Exists make a Response a content.ReadOnlyStorage of its blobs.
@@ -201,10 +201,10 @@ func signPredicate(ctx context.Context, signer *keys.Pair, subject ocispec.Descr
 
 // buildResponse wraps an envelope in an approval-response artifact.
 func buildResponse(subject ocispec.Descriptor, p Predicate, envelope []byte) (*Response, error) {
-	src := blobs{}
+	src := artifact.Blobs{}
 	cfg := emptyConfig()
 	src[cfg.Digest] = []byte("{}")
-	layer := src.add(artifact.MediaTypeDSSE, envelope)
+	layer := src.Add(artifact.MediaTypeDSSE, envelope)
 	m := ocispec.Manifest{
 		Versioned:    specs.Versioned{SchemaVersion: 2},
 		MediaType:    ocispec.MediaTypeImageManifest,
@@ -218,7 +218,7 @@ func buildResponse(subject ocispec.Descriptor, p Predicate, envelope []byte) (*R
 	if err != nil {
 		return nil, err
 	}
-	desc := src.add(ocispec.MediaTypeImageManifest, mb)
+	desc := src.Add(ocispec.MediaTypeImageManifest, mb)
 	desc.ArtifactType = artifact.ArtifactTypeApprovalResponse
 	return &Response{Descriptor: desc, Predicate: p, Envelope: envelope, blobs: src}, nil
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
-	"oras.land/oras-go/v2/errdef"
 
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/canonical"
@@ -153,30 +152,6 @@ func checkTenant(tenant string) error {
 		return fmt.Errorf("tenant %q: %w: letters, digits, '.', '_' and '-', at most 128", tenant, ErrInvalidInput)
 	}
 	return nil
-}
-
-// blobs is an in-memory content.ReadOnlyStorage of an artifact being made.
-type blobs map[digest.Digest][]byte
-
-var _ content.ReadOnlyStorage = blobs(nil)
-
-func (m blobs) add(mediaType string, b []byte) ocispec.Descriptor {
-	d := digest.FromBytes(b)
-	m[d] = b
-	return ocispec.Descriptor{MediaType: mediaType, Digest: d, Size: int64(len(b))}
-}
-
-func (m blobs) Fetch(_ context.Context, d ocispec.Descriptor) (io.ReadCloser, error) {
-	b, ok := m[d.Digest]
-	if !ok || int64(len(b)) != d.Size {
-		return nil, fmt.Errorf("%s: %w", d.Digest, errdef.ErrNotFound)
-	}
-	return io.NopCloser(bytes.NewReader(b)), nil
-}
-
-func (m blobs) Exists(_ context.Context, d ocispec.Descriptor) (bool, error) {
-	b, ok := m[d.Digest]
-	return ok && int64(len(b)) == d.Size, nil
 }
 
 // fetchBlob reads the blob d (at most limit bytes) from src and checks its

@@ -63,7 +63,7 @@ func TestVerifyReadsNothingUnsigned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	forged := src.add(ocispec.MediaTypeImageManifest, mb)
+	forged := src.Add(ocispec.MediaTypeImageManifest, mb)
 	c := &counting{Fetcher: src}
 	_, err = VerifyArtifact(ctx, c, forged, "forged", "", VerifyOptions{Trust: f.trust})
 	var pe *PartError
@@ -183,7 +183,7 @@ func TestVerifyManifestOneReading(t *testing.T) {
 		t.Fatal(err)
 	}
 	mb := src[desc.Digest]
-	other := src.add(artifact.MediaTypeEvidenceOutput, []byte("not what the runner signed\n"))
+	other := src.Add(artifact.MediaTypeEvidenceOutput, []byte("not what the runner signed\n"))
 	evil := fmt.Sprintf(`{"mediaType":%q,"digest":%q,"size":%d,"annotations":{%q:"outputs/out/report.txt"}}`,
 		other.MediaType, other.Digest, other.Size, artifact.AnnotationTitle)
 	for name, forge := range map[string]func([]byte) []byte{
@@ -195,7 +195,7 @@ func TestVerifyManifestOneReading(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			forged := src.add(ocispec.MediaTypeImageManifest, forge(mb))
+			forged := src.Add(ocispec.MediaTypeImageManifest, forge(mb))
 			_, err := VerifyArtifact(ctx, src, forged, "forged", "", VerifyOptions{Trust: f.trust})
 			var pe *PartError
 			if !errors.Is(err, ErrInvalid) || !errors.As(err, &pe) || pe.Part != PartManifest {
@@ -219,7 +219,7 @@ func TestInspectStatementBound(t *testing.T) {
 	if err := json.Unmarshal(src[desc.Digest], &m); err != nil {
 		t.Fatal(err)
 	}
-	huge := src.add(artifact.MediaTypeDSSE, bytes.Repeat([]byte(" "), keys.MaxEnvelopeSize+1))
+	huge := src.Add(artifact.MediaTypeDSSE, bytes.Repeat([]byte(" "), keys.MaxEnvelopeSize+1))
 	huge.Annotations = map[string]string{artifact.AnnotationTitle: PartStatement}
 	m.Layers[len(m.Layers)-1] = huge
 	mb, err := json.Marshal(m)
@@ -227,7 +227,7 @@ func TestInspectStatementBound(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := &counting{Fetcher: src}
-	_, err = Inspect(ctx, c, src.add(ocispec.MediaTypeImageManifest, mb))
+	_, err = Inspect(ctx, c, src.Add(ocispec.MediaTypeImageManifest, mb))
 	var pe *PartError
 	if !errors.Is(err, integrity.ErrTooLarge) || !errors.As(err, &pe) || pe.Part != PartStatement {
 		t.Fatalf("got %v, want integrity.ErrTooLarge naming the statement", err)

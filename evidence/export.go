@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"io/fs"
 	"sort"
 	"strings"
@@ -16,7 +15,6 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/content/memory"
-	"oras.land/oras-go/v2/errdef"
 
 	"stellaops.io/stella/approve"
 	"stellaops.io/stella/artifact"
@@ -445,8 +443,8 @@ func ledgerRange(all []approve.Entry, rec *run.Record, approvals []plan.Approval
 
 // manifest returns the evidence manifest and an in-memory store of it and
 // its blobs.
-func (ev *Evidence) manifest() (ocispec.Descriptor, blobs, error) {
-	src := blobs{}
+func (ev *Evidence) manifest() (ocispec.Descriptor, artifact.Blobs, error) {
+	src := artifact.Blobs{}
 	cfg := ocispec.DescriptorEmptyJSON
 	cfg = ocispec.Descriptor{MediaType: cfg.MediaType, Digest: cfg.Digest, Size: cfg.Size}
 	src[cfg.Digest] = []byte("{}")
@@ -462,7 +460,7 @@ func (ev *Evidence) manifest() (ocispec.Descriptor, blobs, error) {
 		},
 	}
 	for _, p := range ev.Parts {
-		d := src.add(p.MediaType, p.Data)
+		d := src.Add(p.MediaType, p.Data)
 		d.Annotations = map[string]string{artifact.AnnotationTitle: p.Title}
 		m.Layers = append(m.Layers, d)
 	}
@@ -470,7 +468,7 @@ func (ev *Evidence) manifest() (ocispec.Descriptor, blobs, error) {
 	if err != nil {
 		return ocispec.Descriptor{}, nil, err
 	}
-	desc := src.add(ocispec.MediaTypeImageManifest, mb)
+	desc := src.Add(ocispec.MediaTypeImageManifest, mb)
 	desc.ArtifactType = artifact.ArtifactTypeEvidence
 	return desc, src, nil
 }
@@ -521,25 +519,6 @@ func (ev *Evidence) Write(ctx context.Context, path string, split int64, progres
 		return bundle.WriteSplit(ctx, path, split, src, entries, opts)
 	}
 	return bundle.WriteFile(ctx, path, src, entries, opts)
-}
-
-// blobs is an in-memory content.Fetcher of the artifact being written.
-type blobs map[digest.Digest][]byte
-
-var _ content.Fetcher = blobs(nil)
-
-func (m blobs) add(mediaType string, b []byte) ocispec.Descriptor {
-	d := digest.FromBytes(b)
-	m[d] = b
-	return ocispec.Descriptor{MediaType: mediaType, Digest: d, Size: int64(len(b))}
-}
-
-func (m blobs) Fetch(_ context.Context, d ocispec.Descriptor) (io.ReadCloser, error) {
-	b, ok := m[d.Digest]
-	if !ok || int64(len(b)) != d.Size {
-		return nil, fmt.Errorf("%s: %w", d.Digest, errdef.ErrNotFound)
-	}
-	return io.NopCloser(bytes.NewReader(b)), nil
 }
 
 func utcPtr(t *time.Time) *time.Time {
