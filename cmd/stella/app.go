@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 )
@@ -61,6 +62,7 @@ Examples:
 	}
 	cli.VersionPrinter = func(c *cli.Context) { currentBuild().render(c.App.Writer) }
 	setUsageErrors(app.Commands)
+	s.guardHome(app.Commands)
 	s.setCompletions(app.Commands)
 	return app
 }
@@ -73,6 +75,41 @@ func setUsageErrors(cmds []*cli.Command) {
 			return usageError(err.Error())
 		}
 		setUsageErrors(c.Subcommands)
+	}
+}
+
+// homeCommands are the commands that do not need an existing home: those
+// that create it by storing something, and those that read nothing from
+// it (or only what a later step reports as missing anyway). Every other
+// command reads the home and refuses one that was named but does not
+// exist (ERR_PACK_HOME_MISSING): a mistyped --home would otherwise show an
+// empty cache, an empty trust store or no runs, and look like an answer.
+var homeCommands = map[string]bool{
+	// They store something, creating the home.
+	"pack build": true, "pack import": true, "pack sign": true, "pack mirror pull": true,
+	"pack approve": true, "pack run": true, "registry login": true, "vault init": true,
+	"key generate": true, "trust add": true,
+	// They read nothing the home holds, or report what they miss by name.
+	"pack init": true, "pack validate": true, "pack plan": true, "pack approve review": true,
+	"pack approve sign": true, "completion": true, "version": true, "gen-docs": true,
+}
+
+// guardHome makes every command outside homeCommands refuse a named home
+// that does not exist, before it opens anything (which would create it).
+func (s *session) guardHome(cmds []*cli.Command, parents ...string) {
+	for _, c := range cmds {
+		path := strings.Join(append(parents[:len(parents):len(parents)], c.Name), " ")
+		s.guardHome(c.Subcommands, append(parents[:len(parents):len(parents)], c.Name)...)
+		if c.Action == nil || homeCommands[path] {
+			continue
+		}
+		run := c.Action
+		c.Action = func(ctx *cli.Context) error {
+			if s.homeMissing {
+				return &fileError{path: s.home, err: errHomeMissing}
+			}
+			return run(ctx)
+		}
 	}
 }
 

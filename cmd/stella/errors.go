@@ -66,6 +66,7 @@ var errorTable = []errorRow{
 	{errOutputIsFolder, "ERR_PACK_OUTPUT_IS_FOLDER", exitGeneric, "name a file to write, not a folder: for example FOLDER/name.stella.tar"},
 	{errFolderNotWritable, "ERR_PACK_FOLDER_NOT_WRITABLE", exitGeneric, "stella cannot create files there (read-only mount, write-protected media, or permissions): fix that, or write to another folder"},
 	{errHomeInvalid, "ERR_PACK_HOME_INVALID", exitGeneric, "--home (or STELLA_HOME) must be a folder, or a path where stella can create one"},
+	{errHomeMissing, "ERR_PACK_HOME_MISSING", exitNotFound, "check --home and STELLA_HOME for a typo; a home is created by the commands that store something (pack import, pack build, trust add, vault init, key generate, registry login)"},
 	{context.Canceled, "ERR_PACK_INTERRUPTED", exitSignal + int(syscall.SIGINT), "the command was interrupted; run it again — nothing partial was kept"},
 
 	// Run evidence. Before the plan rows: a plan part that does not

@@ -35,7 +35,11 @@ type session struct {
 	// traceMu orders trace lines written from several goroutines.
 	traceMu sync.Mutex
 	home    string
-	tenant  string
+	// homeMissing: the home was named (--home or STELLA_HOME) and does
+	// not exist; a command that only reads the home refuses to start
+	// (guardHome), so a mistyped path never reads as an empty cache.
+	homeMissing bool
+	tenant      string
 	sealed  bool
 	config  Config
 	now     func() time.Time
@@ -126,6 +130,10 @@ func (s *session) before(c *cli.Context) error {
 	s.home = c.String("home")
 	if s.home == "" {
 		s.home = s.getenv("STELLA_HOME")
+	}
+	if s.home != "" {
+		_, err := os.Stat(s.home)
+		s.homeMissing = errors.Is(err, fs.ErrNotExist)
 	}
 	if s.home == "" {
 		h, err := os.UserHomeDir()
@@ -326,6 +334,9 @@ var (
 	errFolderNotWritable = errors.New("folder is not writable")
 	// errHomeInvalid: the home is a file, or cannot be created.
 	errHomeInvalid = errors.New("not a folder stella can use as its home")
+	// errHomeMissing: a command that only reads the home was given one
+	// (--home or STELLA_HOME) that does not exist.
+	errHomeMissing = errors.New("home does not exist")
 )
 
 type fileError struct {
