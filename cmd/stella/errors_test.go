@@ -346,6 +346,7 @@ func TestOperatorSituationsAreNotInternal(t *testing.T) {
 		{&fileError{path: "adir", err: errOutputIsFolder}, "ERR_PACK_OUTPUT_IS_FOLDER"},
 		{&fileError{path: "/mnt/ro", err: errFolderNotWritable}, "ERR_PACK_FOLDER_NOT_WRITABLE"},
 		{&fileError{path: "afile", err: errHomeInvalid}, "ERR_PACK_HOME_INVALID"},
+		{&fileError{path: "nohome", err: errHomeMissing}, "ERR_PACK_HOME_MISSING"},
 		{context.Canceled, "ERR_PACK_INTERRUPTED"},
 	} {
 		if got := lookupError(c.err).Code; got != c.code {

@@ -40,9 +40,9 @@ type session struct {
 	// (guardHome), so a mistyped path never reads as an empty cache.
 	homeMissing bool
 	tenant      string
-	sealed  bool
-	config  Config
-	now     func() time.Time
+	sealed      bool
+	config      Config
+	now         func() time.Time
 	// args is the command line as given (shell completion reads it).
 	args []string
 	// signal is the interrupt (SIGINT, SIGTERM) that cancelled the
