@@ -18,6 +18,7 @@ import (
 	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/cache"
+	"stellaops.io/stella/keys"
 	"stellaops.io/stella/signature"
 )
 
@@ -164,6 +165,24 @@ func (s *session) packBuild(ctx context.Context, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// What can be refused is refused before the cache is written: the
+	// output path, the split size and the signing key (its passphrase).
+	if o := c.String("out"); o != "" {
+		if err := outputPath(o); err != nil {
+			return err
+		}
+		if sp := c.String("split"); sp != "" {
+			if _, err := parseSize(sp); err != nil {
+				return err
+			}
+		}
+	}
+	var signer *keys.Pair
+	if c.Bool("sign") {
+		if signer, err = s.loadSigner(ctx, c.String("key")); err != nil {
+			return err
+		}
+	}
 	st, err := s.openCache(ctx)
 	if err != nil {
 		return err
@@ -180,8 +199,8 @@ func (s *session) packBuild(ctx context.Context, c *cli.Context) error {
 		Signature *artifactSummary `json:"signature,omitempty"`
 		Bundle    *bundleSummary   `json:"bundle,omitempty"`
 	}{Pack: summaryOf(res.Artifacts[0]), Files: len(p.Files)}
-	if c.Bool("sign") {
-		sig, err := s.signInto(ctx, st, c.String("key"), a.Manifest, a.Ref)
+	if signer != nil {
+		sig, err := s.signInto(ctx, st, signer, a.Manifest, a.Ref)
 		if err != nil {
 			return err
 		}
@@ -205,12 +224,8 @@ func (s *session) packBuild(ctx context.Context, c *cli.Context) error {
 	})
 }
 
-// signInto signs subject with the key ref and stores the signature in the cache.
-func (s *session) signInto(ctx context.Context, st *cache.Store, keyRef string, subject ocispec.Descriptor, ref string) (*artifactSummary, error) {
-	signer, err := s.loadSigner(ctx, keyRef)
-	if err != nil {
-		return nil, err
-	}
+// signInto signs subject with signer and stores the signature in the cache.
+func (s *session) signInto(ctx context.Context, st *cache.Store, signer *keys.Pair, subject ocispec.Descriptor, ref string) (*artifactSummary, error) {
 	sig, err := signature.Sign(ctx, signer, subject, ref)
 	if err != nil {
 		return nil, err
@@ -239,7 +254,11 @@ func (s *session) packSign(ctx context.Context, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	sig, err := s.signInto(ctx, st, c.String("key"), art.Descriptor, art.Ref)
+	signer, err := s.loadSigner(ctx, c.String("key"))
+	if err != nil {
+		return err
+	}
+	sig, err := s.signInto(ctx, st, signer, art.Descriptor, art.Ref)
 	if err != nil {
 		return err
 	}
