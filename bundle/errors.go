@@ -24,10 +24,12 @@ var (
 	ErrInvalidPartSize = errors.New("invalid part size")
 
 	// Tar-level refusals, found while scanning headers.
-	ErrAbsolutePath         = errors.New("absolute path in bundle")
-	ErrPathTraversal        = errors.New("path with .. component in bundle")
-	ErrSymlink              = errors.New("symbolic link in bundle")
-	ErrHardLink             = errors.New("hard link in bundle")
+	ErrAbsolutePath  = errors.New("absolute path in bundle")
+	ErrPathTraversal = errors.New("path with .. component in bundle")
+	ErrSymlink       = errors.New("symbolic link in bundle")
+	ErrHardLink      = errors.New("hard link in bundle")
+	// ErrIsFolder: the bundle file named is a folder.
+	ErrIsFolder             = errors.New("is a folder, not a file")
 	ErrUnsupportedEntryType = errors.New("unsupported tar entry type (not a regular file)")
 	ErrDuplicateEntry       = errors.New("duplicate tar entry")
 	ErrUnexpectedEntry      = errors.New("entry not part of the bundle layout")

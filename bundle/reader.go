@@ -88,6 +88,9 @@ func Open(ctx context.Context, path string, opts OpenOptions) (*Reader, error) {
 		if err != nil {
 			return nil, fmt.Errorf("bundle file %s: %w", path, fileErr(err))
 		}
+		if fi.IsDir() {
+			return nil, fmt.Errorf("bundle file %s: %w", path, ErrIsFolder)
+		}
 		if !fi.Mode().IsRegular() {
 			return nil, fmt.Errorf("open bundle %s: %w: not a regular file", path, ErrInvalidTar)
 		}

@@ -93,6 +93,7 @@ var domainErrors = map[string]error{
 	"plans.ErrCorrupt":                  plans.ErrCorrupt,
 	"secret.ErrMissing":                 secret.ErrMissing,
 	"secret.ErrSealedSource":            secret.ErrSealedSource,
+	"bundle.ErrIsFolder":                bundle.ErrIsFolder,
 	"bundle.ErrPartMissing":             bundle.ErrPartMissing,
 	"bundle.ErrPartSize":                bundle.ErrPartSize,
 	"bundle.ErrPartDigest":              bundle.ErrPartDigest,
@@ -347,6 +348,8 @@ func TestOperatorSituationsAreNotInternal(t *testing.T) {
 		{&fileError{path: "/mnt/ro", err: errFolderNotWritable}, "ERR_PACK_FOLDER_NOT_WRITABLE"},
 		{&fileError{path: "afile", err: errHomeInvalid}, "ERR_PACK_HOME_INVALID"},
 		{&fileError{path: "nohome", err: errHomeMissing}, "ERR_PACK_HOME_MISSING"},
+		{&fileError{path: "adir", err: errInputIsFolder}, "ERR_PACK_FILE_IS_FOLDER"},
+		{&fs.PathError{Op: "read", Path: "adir", Err: syscall.EISDIR}, "ERR_PACK_FILE_IS_FOLDER"},
 		{context.Canceled, "ERR_PACK_INTERRUPTED"},
 	} {
 		if got := lookupError(c.err).Code; got != c.code {

@@ -263,6 +263,9 @@ func (s *session) readFileArg(name string, limit int64) ([]byte, error) {
 			return nil, err
 		}
 		defer f.Close()
+		if st, err := f.Stat(); err == nil && st.IsDir() {
+			return nil, &fileError{path: name, err: errInputIsFolder}
+		}
 		r = f
 	}
 	b, err := io.ReadAll(io.LimitReader(r, limit+1))
@@ -327,6 +330,8 @@ var (
 	errFolderMissing = errors.New("folder does not exist")
 	errFileNotFound  = errors.New("file not found")
 	errFileTooLarge  = errors.New("file too large")
+	// errInputIsFolder: a file to read was given as a folder.
+	errInputIsFolder = errors.New("is a folder, not a file")
 	// errOutputIsFolder: the output file named is an existing folder.
 	errOutputIsFolder = errors.New("is a folder, not a file to write")
 	// errFolderNotWritable: the folder an output file goes to takes no
