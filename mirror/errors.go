@@ -38,16 +38,26 @@ var (
 	ErrPlainHTTPRegistry = errors.New("the registry talks plain HTTP, not HTTPS")
 	// ErrTLSRegistry: stella spoke plain HTTP (--plain-http) to a registry that talks HTTPS.
 	ErrTLSRegistry = errors.New("the registry talks HTTPS, not plain HTTP")
+	// ErrUnreachable: the registry's host name does not resolve, or no route
+	// leads to it; no request reached a registry.
+	ErrUnreachable = errors.New("registry host cannot be reached")
 )
 
-// schemeError is a registry answering in the other protocol: its message
-// names the registry, not Go's transport text (kept for errors.Is).
+// schemeError is a registry answering in the other protocol, or not
+// reached at all: its message names the registry, not Go's transport text
+// (kept for errors.Is).
 type schemeError struct {
-	kind error // ErrPlainHTTPRegistry or ErrTLSRegistry
+	kind error // ErrPlainHTTPRegistry, ErrTLSRegistry or ErrUnreachable
 	host string
 	err  error
+	why  string // optional: what was found, in the operator's words
 }
 
-func (e *schemeError) Error() string { return e.host + ": " + e.kind.Error() }
+func (e *schemeError) Error() string {
+	if e.why != "" {
+		return e.host + ": " + e.kind.Error() + ": " + e.why
+	}
+	return e.host + ": " + e.kind.Error()
+}
 
 func (e *schemeError) Unwrap() []error { return []error{e.kind, e.err} }

@@ -389,6 +389,13 @@ func classify(err error) error {
 		// A TLS server answers plain HTTP with 400 (and no body to a HEAD).
 		return &schemeError{kind: ErrTLSRegistry, host: bad.URL.Host, err: err}
 	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return &schemeError{kind: ErrUnreachable, host: registryHost(err), err: err, why: "name " + dns.Name + " does not resolve"}
+	}
+	if errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) {
+		return &schemeError{kind: ErrUnreachable, host: registryHost(err), err: err, why: "no route to it"}
+	}
 	var cv *tls.CertificateVerificationError
 	var ua x509.UnknownAuthorityError
 	var he x509.HostnameError

@@ -152,6 +152,7 @@ var domainErrors = map[string]error{
 	"mirror.ErrNotFound":                mirror.ErrNotFound,
 	"mirror.ErrPlainHTTPRegistry":       mirror.ErrPlainHTTPRegistry,
 	"mirror.ErrTLSRegistry":             mirror.ErrTLSRegistry,
+	"mirror.ErrUnreachable":             mirror.ErrUnreachable,
 	"mirror.ErrUnsupportedArtifact":     mirror.ErrUnsupportedArtifact,
 	"mirror.ErrTooManyReferrers":        mirror.ErrTooManyReferrers,
 	"mirror.ErrSubjectMissing":          mirror.ErrSubjectMissing,
@@ -349,6 +350,7 @@ func TestOperatorSituationsAreNotInternal(t *testing.T) {
 		{&fileError{path: "afile", err: errHomeInvalid}, "ERR_PACK_HOME_INVALID"},
 		{&fileError{path: "nohome", err: errHomeMissing}, "ERR_PACK_HOME_MISSING"},
 		{&fileError{path: "adir", err: errInputIsFolder}, "ERR_PACK_FILE_IS_FOLDER"},
+		{&fileError{path: "/dev/sdb", err: errOutputNotFile}, "ERR_PACK_OUTPUT_NOT_FILE"},
 		{&fs.PathError{Op: "read", Path: "adir", Err: syscall.EISDIR}, "ERR_PACK_FILE_IS_FOLDER"},
 		{context.Canceled, "ERR_PACK_INTERRUPTED"},
 	} {

@@ -289,6 +289,10 @@ func outputPath(path string) error {
 	}
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 		return &fileError{path: path, err: errOutputIsFolder}
+	} else if err == nil && !fi.Mode().IsRegular() {
+		// A device, pipe or socket: the file would be renamed over it,
+		// replacing a device node instead of writing to it.
+		return &fileError{path: path, err: errOutputNotFile}
 	}
 	// Written through a temporary file beside it: the folder must take
 	// new files (a read-only mount, write-protected media, permissions).
@@ -334,6 +338,9 @@ var (
 	errInputIsFolder = errors.New("is a folder, not a file")
 	// errOutputIsFolder: the output file named is an existing folder.
 	errOutputIsFolder = errors.New("is a folder, not a file to write")
+	// errOutputNotFile: the output file named exists and is a device,
+	// a pipe or a socket.
+	errOutputNotFile = errors.New("is a device, pipe or socket, not a file to write")
 	// errFolderNotWritable: the folder an output file goes to takes no
 	// new file.
 	errFolderNotWritable = errors.New("folder is not writable")
