@@ -24,6 +24,9 @@ var (
 	// ErrIndexCorrupt: the index contradicts itself (a record another
 	// record needs is missing or unreadable); run verify.
 	ErrIndexCorrupt = errors.New("cache index is inconsistent")
+	// ErrIndexDamaged: the index file is not a database stella can open
+	// (overwritten, truncated, or damaged on disk).
+	ErrIndexDamaged = errors.New("cache index file is damaged")
 	// ErrIndexVersion: the index was written by a newer stella.
 	ErrIndexVersion = errors.New("cache index version not supported")
 )

@@ -130,6 +130,9 @@ func (s *Store) openIndex(readOnly bool) (*bbolt.DB, error) {
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, s.lockError("index", path)
 	}
+	if errors.Is(err, berrors.ErrInvalid) || errors.Is(err, berrors.ErrChecksum) || errors.Is(err, berrors.ErrVersionMismatch) {
+		return nil, fmt.Errorf("cache index %s: %w (%v)", path, ErrIndexDamaged, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cache index %s: %w", path, err)
 	}

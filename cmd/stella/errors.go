@@ -223,6 +223,7 @@ var errorTable = []errorRow{
 	{cache.ErrInvalidArtifact, "ERR_PACK_ARTIFACT_INVALID", exitInvalid, "a malformed OCI manifest or <id>:<version> ref: check the ref, or build or export the artifact again with stella"},
 	{cache.ErrRefConflict, "ERR_PACK_REF_CONFLICT", exitInvalid, "the <id>:<version> already names different content in the cache: remove it with `stella pack rm` first if the new one is trusted"},
 	{cache.ErrIndexCorrupt, "ERR_PACK_CACHE_CORRUPT", exitInvalid, "the cache index is inconsistent: run `stella cache verify`, then `stella cache gc` or re-import"},
+	{cache.ErrIndexDamaged, "ERR_PACK_CACHE_INDEX_DAMAGED", exitInvalid, "the index file <home>/packs/index.db cannot be opened: restore it from a backup, or move <home>/packs aside and import the bundles again"},
 	{cache.ErrIndexVersion, "ERR_PACK_CACHE_VERSION", exitGeneric, "the cache was written by a newer stella: use that version or a fresh STELLA_HOME"},
 	{cache.ErrNotFound, "ERR_PACK_NOT_FOUND", exitNotFound, "check the name: a pack folder must hold pack.yaml, and an <id>:<version> or digest must be in the cache (`stella pack list`; import or pull it first)"},
 

@@ -126,6 +126,7 @@ var domainErrors = map[string]error{
 	"cache.ErrInvalidArtifact":          cache.ErrInvalidArtifact,
 	"cache.ErrRefConflict":              cache.ErrRefConflict,
 	"cache.ErrIndexCorrupt":             cache.ErrIndexCorrupt,
+	"cache.ErrIndexDamaged":             cache.ErrIndexDamaged,
 	"cache.ErrIndexVersion":             cache.ErrIndexVersion,
 	"cache.ErrNotFound":                 cache.ErrNotFound,
 	"approve.ErrRecordCorrupt":          approve.ErrRecordCorrupt,
