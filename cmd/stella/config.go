@@ -113,7 +113,7 @@ func checkConfigNode(n *yaml.Node, t reflect.Type, at string) string {
 	}
 	switch {
 	case t == durationType:
-		if _, err := time.ParseDuration(n.Value); n.Kind != yaml.ScalarNode || err != nil {
+		if d, err := time.ParseDuration(n.Value); n.Kind != yaml.ScalarNode || err != nil || d < 0 {
 			return fmt.Sprintf("line %d: %s: expected a duration such as 30s, 5m or 2h, got %q", n.Line, at, n.Value)
 		}
 	case t.Kind() == reflect.Bool:
