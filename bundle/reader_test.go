@@ -569,9 +569,9 @@ func TestOpenLimits(t *testing.T) {
 		lim  limits
 		want error
 	}{
-		"entries":   {limits{entries: 3, manifest: integrity.MaxManifestSize, checksums: 1 << 20, depth: 8}, ErrTooManyEntries},
-		"index":     {limits{entries: 100, manifest: 64, checksums: 1 << 20, depth: 8}, integrity.ErrTooLarge},
-		"checksums": {limits{entries: 100, manifest: integrity.MaxManifestSize, checksums: 64, depth: 8}, integrity.ErrTooLarge},
+		"entries":   {limits{entries: 3, manifest: integrity.MaxManifestSize, checksums: 1 << 20, depth: 8, index: 10}, ErrTooManyEntries},
+		"index":     {limits{entries: 100, manifest: 64, checksums: 1 << 20, depth: 8, index: 10}, integrity.ErrTooLarge},
+		"checksums": {limits{entries: 100, manifest: integrity.MaxManifestSize, checksums: 64, depth: 8, index: 10}, integrity.ErrTooLarge},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -588,7 +588,7 @@ func TestOpenLimits(t *testing.T) {
 	m := append(bytes.Clone(fs[i].data[:len(fs[i].data)-1]), append(big, '}')...)
 	fs, _ = replaceBlob(t, fs, k.pack.Digest, m)
 	b := writeTarFiles(t, fs)
-	_, err := load(ctx, bytes.NewReader(b), int64(len(b)), false, limits{entries: 100, manifest: 1500, checksums: 1 << 20, depth: 8})
+	_, err := load(ctx, bytes.NewReader(b), int64(len(b)), false, limits{entries: 100, manifest: 1500, checksums: 1 << 20, depth: 8, index: 10})
 	if !errors.Is(err, integrity.ErrTooLarge) {
 		t.Fatalf("big manifest: err = %v, want integrity.ErrTooLarge", err)
 	}

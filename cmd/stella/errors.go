@@ -245,6 +245,7 @@ var errorTable = []errorRow{
 	{bundle.ErrSelfReference, "ERR_PACK_MANIFEST_SELF_REFERENCE", exitInvalid, "a manifest names itself as its own content: the bundle is malformed"},
 	{bundle.ErrCycle, "ERR_PACK_MANIFEST_CYCLE", exitInvalid, "index manifests refer to each other in a cycle: the bundle is malformed"},
 	{bundle.ErrDecompressionLimit, "ERR_PACK_DECOMPRESSION_LIMIT", exitInvalid, "a compressed layer inflates beyond its declared size (possible decompression bomb): do not use this bundle"},
+	{bundle.ErrDecompressionTotal, "ERR_PACK_DECOMPRESSION_TOTAL_LIMIT", exitInvalid, "the bundle's compressed layers together declare more than stella decompresses for one bundle (64 GiB): it is not one stella wrote, or export fewer artifacts per bundle"},
 	{bundle.ErrBadCompression, "ERR_PACK_COMPRESSION_INVALID", exitInvalid, "a compressed layer does not decompress to its declared digest: the bundle is corrupt"},
 	{bundle.ErrInvalidEntry, "ERR_PACK_BUNDLE_ENTRY_INVALID", exitGeneric, "every artifact in a bundle needs a known kind and a <id>:<version> ref unless it has a subject"},
 	{bundle.ErrNotFound, "ERR_PACK_NOT_FOUND", exitNotFound, "check the name: a pack folder must hold pack.yaml, and an <id>:<version> or digest must be in the cache (`stella pack list`; import or pull it first)"},

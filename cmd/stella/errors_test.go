@@ -117,6 +117,7 @@ var domainErrors = map[string]error{
 	"bundle.ErrSelfReference":           bundle.ErrSelfReference,
 	"bundle.ErrCycle":                   bundle.ErrCycle,
 	"bundle.ErrDecompressionLimit":      bundle.ErrDecompressionLimit,
+	"bundle.ErrDecompressionTotal":      bundle.ErrDecompressionTotal,
 	"bundle.ErrBadCompression":          bundle.ErrBadCompression,
 	"bundle.ErrInvalidEntry":            bundle.ErrInvalidEntry,
 	"bundle.ErrNotFound":                bundle.ErrNotFound,
