@@ -13,8 +13,20 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// MaxInputsSize bounds an inputs file.
-const MaxInputsSize = 4 << 20
+// Limits of an inputs file (--inputs): the work of decoding one is
+// proportional to its size within these caps, and no recursion over it
+// goes deeper than MaxInputsDepth. docs/adr/0014-bounded-work-for-untrusted-input.md
+// lists them with their error codes.
+const (
+	// MaxInputsSize bounds an inputs file, in bytes (ErrInputInvalid).
+	MaxInputsSize = 4 << 20
+	// MaxInputsDepth bounds the nesting of arrays and objects in an inputs
+	// file; the top-level object is depth 1 (ErrInputLimit).
+	MaxInputsDepth = 64
+	// MaxInputsValues bounds the values (scalars, arrays, objects) of an
+	// inputs file (ErrInputLimit).
+	MaxInputsValues = 200_000
+)
 
 // ResolveInputs checks raw (a JSON object of input values; nil or empty means
 // none) against the pack's declared inputs and returns the resolved values:
@@ -22,7 +34,7 @@ const MaxInputsSize = 4 << 20
 // once in a *ValidationError wrapping ErrInputInvalid, located in file.
 // Numbers are float64; integers beyond ±2^53 are refused.
 func (p *Pack) ResolveInputs(file string, raw []byte) (map[string]any, error) {
-	ps := &problems{file: file, index: jsonPositions(raw)}
+	ps := &problems{file: file, index: map[string]pos{"": {1, 1}}}
 	given := map[string]any{}
 	if len(bytes.TrimSpace(raw)) > 0 {
 		if len(raw) > MaxInputsSize {
@@ -32,8 +44,14 @@ func (p *Pack) ResolveInputs(file string, raw []byte) (map[string]any, error) {
 		v, err := decodeJSON(raw)
 		if err != nil {
 			ps.list = append(ps.list, jsonSyntaxProblem(file, raw, err))
+			var je *jsonError
+			if errors.As(err, &je) && je.limit {
+				return nil, ps.err(ErrInputLimit)
+			}
 			return nil, ps.err(ErrInputInvalid)
 		}
+		// Positions only once the value is known to be within the limits.
+		ps.index = jsonPositions(raw)
 		obj, ok := v.(map[string]any)
 		if !ok {
 			ps.at("", "inputs must be a JSON object of input names to values, got %s", jsonTypeName(v))
@@ -96,10 +114,14 @@ func (p *Pack) inputNames() []string {
 
 // decodeJSON decodes one JSON value, refusing duplicate keys and trailing data,
 // and converts numbers to float64.
+// It refuses, as soon as it meets them, nesting deeper than MaxInputsDepth
+// and more than MaxInputsValues values (a *jsonError with limit set), so
+// its recursion is bounded whatever the input.
 func decodeJSON(raw []byte) (any, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
-	v, err := decodeValue(dec)
+	d := &valueDecoder{dec: dec, maxDepth: MaxInputsDepth, maxValues: MaxInputsValues}
+	v, err := d.value(0)
 	if err != nil {
 		return nil, err
 	}
@@ -110,19 +132,38 @@ func decodeJSON(raw []byte) (any, error) {
 }
 
 type jsonError struct {
-	off int64
-	msg string
+	off   int64
+	msg   string
+	limit bool // a limit of the decoder, not a syntax error
+}
+
+// valueDecoder decodes one JSON value within limits.
+type valueDecoder struct {
+	dec                 *json.Decoder
+	maxDepth, maxValues int
+	values              int
 }
 
 func (e *jsonError) Error() string { return e.msg }
 
-func decodeValue(dec *json.Decoder) (any, error) {
+// value decodes the value starting at the next token, depth arrays and
+// objects deep.
+func (d *valueDecoder) value(depth int) (any, error) {
+	dec := d.dec
 	tok, err := dec.Token()
 	if err != nil {
 		return nil, err
 	}
+	if d.values++; d.values > d.maxValues {
+		return nil, &jsonError{off: dec.InputOffset(), limit: true,
+			msg: fmt.Sprintf("more than %d values, the limit (MaxInputsValues)", d.maxValues)}
+	}
 	switch t := tok.(type) {
 	case json.Delim:
+		if depth+1 > d.maxDepth {
+			return nil, &jsonError{off: dec.InputOffset() - 1, limit: true, // at the bracket
+				msg: fmt.Sprintf("arrays and objects nested deeper than %d levels, the limit (MaxInputsDepth)", d.maxDepth)}
+		}
 		switch t {
 		case '{':
 			m := map[string]any{}
@@ -135,7 +176,7 @@ func decodeValue(dec *json.Decoder) (any, error) {
 				if _, dup := m[k]; dup {
 					return nil, &jsonError{off: dec.InputOffset(), msg: fmt.Sprintf("duplicate key %q", k)}
 				}
-				v, err := decodeValue(dec)
+				v, err := d.value(depth + 1)
 				if err != nil {
 					return nil, err
 				}
@@ -146,7 +187,7 @@ func decodeValue(dec *json.Decoder) (any, error) {
 		case '[':
 			a := []any{}
 			for dec.More() {
-				v, err := decodeValue(dec)
+				v, err := d.value(depth + 1)
 				if err != nil {
 					return nil, err
 				}
@@ -181,6 +222,9 @@ func jsonSyntaxProblem(file string, raw []byte, err error) Problem {
 		off = je.off
 	}
 	msg := "JSON: " + err.Error()
+	if je != nil && je.limit {
+		msg = "inputs file holds " + je.msg
+	}
 	if se != nil {
 		msg = jsonSyntaxMessage(se.Error())
 	}

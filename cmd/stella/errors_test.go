@@ -82,6 +82,7 @@ var domainErrors = map[string]error{
 	"integrity.ErrUnsupportedMediaType": integrity.ErrUnsupportedMediaType,
 	"pack.ErrManifestInvalid":           pack.ErrManifestInvalid,
 	"pack.ErrInputInvalid":              pack.ErrInputInvalid,
+	"pack.ErrInputLimit":                pack.ErrInputLimit,
 	"pack.ErrNotFound":                  pack.ErrNotFound,
 	"pack.ErrUnsafePath":                pack.ErrUnsafePath,
 	"pack.ErrExists":                    pack.ErrExists,
