@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -152,4 +153,66 @@ func TestIndexEntriesLimit(t *testing.T) {
 	if _, err := load(ctx, bytes.NewReader(b), int64(len(b)), false, lim); err != nil {
 		t.Fatalf("4 entries, limit 4: %v", err)
 	}
+}
+
+// FuzzCompressedLayer: the check of a zstd layer (its annotations, then one
+// bounded decompression) never panics, never reads past the declared size,
+// and accepts only a blob that decompresses to exactly the declared size
+// and digest.
+func FuzzCompressedLayer(f *testing.F) {
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		f.Fatal(err)
+	}
+	hello := []byte("hello, sealed world\n")
+	f.Add(enc.EncodeAll(hello, nil), "20", digest.FromBytes(hello).String())
+	f.Add(enc.EncodeAll(nil, nil), "0", digest.FromBytes(nil).String())
+	f.Add(rleBomb(64), "1024", digest.FromBytes(nil).String())
+	f.Add([]byte("not zstd at all"), "5", digest.FromString("hello").String())
+	f.Add(enc.EncodeAll(hello, nil), "-1", "md5:00")
+	f.Add(enc.EncodeAll(hello, nil), "99999999999999999999", digest.FromBytes(hello).String())
+	enc.Close()
+	f.Fuzz(func(t *testing.T, blob []byte, sizeText, digestText string) {
+		d := digest.FromBytes(blob)
+		r := &Reader{ra: bytes.NewReader(blob), blobs: map[digest.Digest]tarEntry{}}
+		e := tarEntry{name: blobPath(d), size: int64(len(blob))}
+		r.blobs[d] = e
+		l := ocispec.Descriptor{MediaType: foreignZstd, Digest: d, Size: e.size, Annotations: map[string]string{
+			artifact.AnnotationUncompressedSize:   sizeText,
+			artifact.AnnotationUncompressedDigest: digestText,
+		}}
+		const maxSize = 1 << 20
+		c := r.layerCheck(e, l, maxSize)
+		if c.err != nil {
+			if c.size != 0 || c.digest != "" {
+				t.Fatalf("refused layer with a plan: %+v", c)
+			}
+			return
+		}
+		if c.size > maxSize {
+			t.Fatalf("planned %d bytes over the cap", c.size)
+		}
+		var read int64
+		err := r.checkZstd(context.Background(), e, d, c, func(n int64) { read += n })
+		if read != e.size && err == nil {
+			t.Fatalf("accepted after reading %d of %d compressed bytes", read, e.size)
+		}
+		if err != nil {
+			var ee *EntryError
+			if !errors.As(err, &ee) || ee.Path != e.name {
+				t.Fatalf("error does not name the blob: %v", err)
+			}
+			return
+		}
+		// Accepted: a reference decode agrees with the annotations.
+		dec, derr := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
+		if derr != nil {
+			t.Fatal(derr)
+		}
+		defer dec.Close()
+		plain, derr := dec.DecodeAll(blob, nil)
+		if derr != nil || int64(len(plain)) != c.size || digest.FromBytes(plain) != c.digest {
+			t.Fatalf("accepted a layer that decodes to %d bytes (%v), declared %d %s", len(plain), derr, c.size, c.digest)
+		}
+	})
 }
