@@ -18,10 +18,11 @@ import (
 func TestVerifyCompressed(t *testing.T) {
 	ctx := context.Background()
 	cases := map[string]error{
-		"../testdata/bundles/valid.stella.tar":               nil,
-		"../testdata/bundles/corrupt/zstd-bomb.tar":          ErrDecompressionLimit,
-		"../testdata/bundles/corrupt/zstd-no-annotation.tar": integrity.ErrInvalidManifest,
-		"../testdata/bundles/corrupt/zstd-wrong-digest.tar":  integrity.ErrDigestMismatch,
+		"../testdata/bundles/valid.stella.tar":                nil,
+		"../testdata/bundles/corrupt/zstd-bomb.tar":           ErrDecompressionLimit,
+		"../testdata/bundles/corrupt/zstd-bomb-many-refs.tar": ErrDecompressionLimit,
+		"../testdata/bundles/corrupt/zstd-no-annotation.tar":  integrity.ErrInvalidManifest,
+		"../testdata/bundles/corrupt/zstd-wrong-digest.tar":   integrity.ErrDigestMismatch,
 	}
 	for path, want := range cases {
 		// The zstd vectors hold foreign layers: only AllowAnyMediaType
@@ -34,6 +35,9 @@ func TestVerifyCompressed(t *testing.T) {
 		r.Close()
 		if (want == nil) != (err == nil) || (want != nil && !errors.Is(err, want)) {
 			t.Errorf("%s: want %v, got %v", path, want, err)
+		}
+		if n := r.decompressions.Load(); n > 1 {
+			t.Errorf("%s: %d decompressions of one compressed blob", path, n)
 		}
 	}
 }
