@@ -233,13 +233,15 @@ func (r *Reader) planZstd(maxSize, maxTotal int64) (map[digest.Digest]*zstdCheck
 		}
 	}
 	var total int64
-	for _, c := range plan {
-		if c.err == nil && !c.hashOnly {
-			total += c.size // each at most maxSize: no overflow below 2^63 for MaxEntries blobs
+	for _, d := range slices.Sorted(maps.Keys(plan)) {
+		c := plan[d]
+		if c.err != nil || c.hashOnly {
+			continue
 		}
-	}
-	if total > maxTotal {
-		return nil, fmt.Errorf("%w: its compressed layers declare %d uncompressed bytes, limit %d (DefaultMaxTotalUncompressed)", ErrDecompressionTotal, total, maxTotal)
+		if c.size > maxTotal-total { // total+size > maxTotal, without overflow
+			return nil, fmt.Errorf("%w: the bundle's distinct compressed blobs declare more than %d uncompressed bytes together (DefaultMaxTotalUncompressed)", ErrDecompressionTotal, maxTotal)
+		}
+		total += c.size
 	}
 	return plan, nil
 }
