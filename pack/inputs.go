@@ -9,8 +9,6 @@ import (
 	"math"
 	"sort"
 	"strings"
-
-	"gopkg.in/yaml.v3"
 )
 
 // Limits of an inputs file (--inputs): the work of decoding one is
@@ -41,7 +39,7 @@ func (p *Pack) ResolveInputs(file string, raw []byte) (map[string]any, error) {
 			ps.at("", "inputs file is larger than %d bytes", MaxInputsSize)
 			return nil, ps.err(ErrInputInvalid)
 		}
-		v, err := decodeJSON(raw)
+		v, index, err := decodeJSON(raw)
 		if err != nil {
 			ps.list = append(ps.list, jsonSyntaxProblem(file, raw, err))
 			var je *jsonError
@@ -50,8 +48,7 @@ func (p *Pack) ResolveInputs(file string, raw []byte) (map[string]any, error) {
 			}
 			return nil, ps.err(ErrInputInvalid)
 		}
-		// Positions only once the value is known to be within the limits.
-		ps.index = jsonPositions(raw)
+		ps.index = index
 		obj, ok := v.(map[string]any)
 		if !ok {
 			ps.at("", "inputs must be a JSON object of input names to values, got %s", jsonTypeName(v))
@@ -116,19 +113,49 @@ func (p *Pack) inputNames() []string {
 // and converts numbers to float64.
 // It refuses, as soon as it meets them, nesting deeper than MaxInputsDepth
 // and more than MaxInputsValues values (a *jsonError with limit set), so
-// its recursion is bounded whatever the input.
-func decodeJSON(raw []byte) (any, error) {
+// its recursion is bounded whatever the input. It also returns the
+// positions of the value ("") and of the keys of a top-level object, found
+// in the same single pass.
+func decodeJSON(raw []byte) (any, map[string]pos, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
-	d := &valueDecoder{dec: dec, maxDepth: MaxInputsDepth, maxValues: MaxInputsValues}
+	d := &valueDecoder{raw: raw, dec: dec, maxDepth: MaxInputsDepth, maxValues: MaxInputsValues}
+	d.offsets = append(d.offsets, keyOffset{"", d.nextToken(0)})
 	v, err := d.value(0)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, &jsonError{off: dec.InputOffset(), msg: "unexpected data after the JSON value"}
+		return nil, nil, &jsonError{off: dec.InputOffset(), msg: "unexpected data after the JSON value"}
 	}
-	return v, nil
+	return v, positions(raw, d.offsets), nil
+}
+
+// keyOffset is where a top-level key ("" for the whole value) starts.
+type keyOffset struct {
+	key string
+	off int64
+}
+
+// positions turns offsets, in increasing order, into lines and columns in
+// one pass over raw.
+func positions(raw []byte, offsets []keyOffset) map[string]pos {
+	idx := make(map[string]pos, len(offsets))
+	line, col := 1, 1
+	var at int64
+	for _, k := range offsets {
+		for ; at < k.off && at < int64(len(raw)); at++ {
+			if raw[at] == '\n' {
+				line, col = line+1, 1
+			} else {
+				col++
+			}
+		}
+		if _, dup := idx[k.key]; !dup {
+			idx[k.key] = pos{line, col}
+		}
+	}
+	return idx
 }
 
 type jsonError struct {
@@ -139,9 +166,25 @@ type jsonError struct {
 
 // valueDecoder decodes one JSON value within limits.
 type valueDecoder struct {
+	raw                 []byte
 	dec                 *json.Decoder
 	maxDepth, maxValues int
 	values              int
+	offsets             []keyOffset // of the top-level keys, in order
+}
+
+// nextToken is the offset of the token that follows off: past blanks and
+// the separators the decoder consumes with the token.
+func (d *valueDecoder) nextToken(off int64) int64 {
+	for off < int64(len(d.raw)) {
+		switch d.raw[off] {
+		case ' ', '\t', '\r', '\n', ',', ':':
+			off++
+		default:
+			return off
+		}
+	}
+	return off
 }
 
 func (e *jsonError) Error() string { return e.msg }
@@ -168,11 +211,15 @@ func (d *valueDecoder) value(depth int) (any, error) {
 		case '{':
 			m := map[string]any{}
 			for dec.More() {
+				start := dec.InputOffset()
 				kt, err := dec.Token()
 				if err != nil {
 					return nil, err
 				}
 				k := kt.(string)
+				if depth == 0 {
+					d.offsets = append(d.offsets, keyOffset{k, d.nextToken(start)})
+				}
 				if _, dup := m[k]; dup {
 					return nil, &jsonError{off: dec.InputOffset(), msg: fmt.Sprintf("duplicate key %q", k)}
 				}
@@ -287,23 +334,4 @@ func lineCol(b []byte, off int64) (int, int) {
 		}
 	}
 	return line, col
-}
-
-// jsonPositions indexes the top-level keys of a JSON object by line and
-// column (JSON is YAML, so the YAML parser gives positions).
-func jsonPositions(raw []byte) map[string]pos {
-	idx := map[string]pos{"": {1, 1}}
-	var doc yaml.Node
-	if yaml.Unmarshal(raw, &doc) != nil || len(doc.Content) != 1 {
-		return idx
-	}
-	root := doc.Content[0]
-	idx[""] = pos{root.Line, root.Column}
-	if root.Kind == yaml.MappingNode {
-		for i := 0; i+1 < len(root.Content); i += 2 {
-			k := root.Content[i]
-			idx[k.Value] = pos{k.Line, k.Column}
-		}
-	}
-	return idx
 }

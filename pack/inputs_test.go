@@ -76,7 +76,7 @@ func FuzzInputs(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		v, err := decodeJSON(raw)
+		v, _, err := decodeJSON(raw)
 		if err == nil {
 			if d, n := depthAndCount(v); d > MaxInputsDepth || n > MaxInputsValues {
 				t.Fatalf("decoded depth %d, %d values: beyond the limits", d, n)
