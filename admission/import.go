@@ -118,7 +118,11 @@ func (h hashedOnce) Fetch(ctx context.Context, d ocispec.Descriptor) (io.ReadClo
 }
 
 // orderBySubject puts artifacts with refs first, then each referrer after
-// the artifact it points at, if that is among arts.
+// the artifact it points at, if that is among arts; referrers otherwise
+// keep their order. It reads each referrer's manifest once and takes time
+// linear in len(arts), whatever the chains of referrers (a pass per link of
+// a chain made it quadratic). Referrers caught in a cycle, which cannot
+// hash, come last in their order.
 func orderBySubject(ctx context.Context, src content.Fetcher, arts []cache.Artifact) []cache.Artifact {
 	var out, pending []cache.Artifact
 	for _, a := range arts {
@@ -128,30 +132,39 @@ func orderBySubject(ctx context.Context, src content.Fetcher, arts []cache.Artif
 			pending = append(pending, a)
 		}
 	}
-	subjects := map[digest.Digest]digest.Digest{}
-	for _, a := range pending {
-		subjects[a.Descriptor.Digest] = subjectOf(ctx, src, a.Descriptor).Digest
+	at := make(map[digest.Digest]int, len(pending)) // referrer → its index in pending
+	for i, a := range pending {
+		at[a.Descriptor.Digest] = i
 	}
-	for len(pending) > 0 {
-		waiting := map[digest.Digest]bool{}
-		for _, a := range pending {
-			waiting[a.Descriptor.Digest] = true
+	// waiters[i]: the referrers whose subject is pending[i], in order.
+	waiters := make([][]int, len(pending))
+	var ready []int
+	for i, a := range pending {
+		if j, ok := at[subjectOf(ctx, src, a.Descriptor).Digest]; ok && j != i {
+			waiters[j] = append(waiters[j], i)
+		} else {
+			ready = append(ready, i)
 		}
-		var next []cache.Artifact
-		progressed := false
-		for _, a := range pending {
-			if waiting[subjects[a.Descriptor.Digest]] {
-				next = append(next, a)
-				continue
+	}
+	placed := make([]bool, len(pending))
+	var stack []int
+	for _, r := range ready {
+		// Depth first: a referrer right after its subject, each once.
+		stack = append(stack[:0], r)
+		for len(stack) > 0 {
+			i := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			placed[i] = true
+			out = append(out, pending[i])
+			for k := len(waiters[i]) - 1; k >= 0; k-- {
+				stack = append(stack, waiters[i][k])
 			}
+		}
+	}
+	for i, a := range pending {
+		if !placed[i] {
 			out = append(out, a)
-			delete(waiting, a.Descriptor.Digest)
-			progressed = true
 		}
-		if !progressed { // a cycle cannot hash, but never loop forever
-			return append(out, next...)
-		}
-		pending = next
 	}
 	return out
 }

@@ -51,9 +51,11 @@ type Outcome struct {
 // Accept imports an approval response bundle. It records the decision only
 // if every check holds, in this order:
 //
-//   - the bundle file is intact (bundle.Open and Verify; package bundle's
-//     errors) and holds exactly one approval-response artifact of the
-//     expected shape (ErrInvalidResponse);
+//   - the bundle file's structure is intact (bundle.Open), it lists
+//     exactly one approval-response artifact (ErrInvalidResponse; checked
+//     before any blob is hashed), its blobs are intact (Verify; package
+//     bundle's errors) and the artifact has the expected shape
+//     (ErrInvalidResponse);
 //   - its subject is a request this cache issued (ErrUnknownRequest);
 //   - the DSSE envelope verifies with a key of the trust store, not revoked,
 //     holding the gate's role (Packs.Approve) for the request's tenant, over
@@ -85,13 +87,15 @@ func Accept(ctx context.Context, st *cache.Store, path string, opts AcceptOption
 		return nil, refuse(ctx, st, now, info, err)
 	}
 	defer r.Close()
-	if _, err := r.Verify(ctx, bundle.VerifyOptions{}); err != nil {
-		return nil, refuse(ctx, st, now, info, fmt.Errorf("response bundle %s: %w", path, err))
-	}
+	// The cheap structural check before the blobs are hashed: a bundle
+	// that is not one approval response is refused without reading them.
 	entries := r.Entries()
 	if len(entries) != 1 || entries[0].Kind != artifact.KindApprovalResponse {
 		return nil, refuse(ctx, st, now, info, fmt.Errorf("response bundle %s: %w: want exactly one approval response, found %d entries",
 			path, ErrInvalidResponse, len(entries)))
+	}
+	if _, err := r.Verify(ctx, bundle.VerifyOptions{}); err != nil {
+		return nil, refuse(ctx, st, now, info, fmt.Errorf("response bundle %s: %w", path, err))
 	}
 	return acceptArtifact(ctx, st, r, entries[0].Descriptor, opts, now, filepath.Base(path))
 }

@@ -172,6 +172,14 @@ func TestRefusals(t *testing.T) {
 		{"request bundle instead of a response", func(o *operator, req *Request, reqPath string) string {
 			return reqPath
 		}, ErrInvalidResponse, "invalid-response", time.Time{}},
+		// The count of entries is checked before any blob is hashed: a
+		// damaged bundle of the wrong kind is refused as the wrong kind.
+		{"tampered request bundle instead of a response", func(o *operator, req *Request, reqPath string) string {
+			tampered := filepath.Join(o.t.TempDir(), "tampered.stella.tar")
+			copyFile(o.t, reqPath, tampered)
+			flipByteOf(o.t, tampered, []byte(`"requester":"ops@sealed-1"`))
+			return tampered
+		}, ErrInvalidResponse, "invalid-response", time.Time{}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -61,8 +61,9 @@ type StepSummary struct {
 }
 
 // Review opens a request bundle and checks it for an approver, who needs
-// no cache: the bundle's checksums and every blob (bundle.Open, Verify);
-// exactly one approval-request artifact of the expected shape; the request
+// no cache: the bundle's structure (bundle.Open); exactly one
+// approval-request entry, before any blob is hashed; every blob (Verify);
+// the artifact's expected shape; the request
 // JSON (ParseRequest); the plan layer, whose sha256 must equal the
 // request's planHash (else ErrPlanAltered) and which must be canonical;
 // the plan's pack equals the request's pack and the request's subject; the
@@ -74,12 +75,13 @@ func Review(ctx context.Context, path string) (*Summary, error) {
 		return nil, err
 	}
 	defer r.Close()
-	if _, err := r.Verify(ctx, bundle.VerifyOptions{}); err != nil {
-		return nil, fmt.Errorf("request bundle %s: %w", path, err)
-	}
+	// The cheap structural check before the blobs are hashed.
 	entries := r.Entries()
 	if len(entries) != 1 || entries[0].Kind != artifact.KindApprovalRequest {
 		return nil, fmt.Errorf("request bundle %s: %w: want exactly one approval request, found %d entries", path, ErrInvalidRequest, len(entries))
+	}
+	if _, err := r.Verify(ctx, bundle.VerifyOptions{}); err != nil {
+		return nil, fmt.Errorf("request bundle %s: %w", path, err)
 	}
 	rv, err := reviewArtifact(ctx, r, entries[0].Descriptor)
 	if err != nil {

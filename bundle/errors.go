@@ -49,6 +49,10 @@ var (
 	// Decompression checks of Verify.
 	ErrDecompressionLimit = errors.New("decompressed size exceeds its limit")
 	ErrBadCompression     = errors.New("compressed layer does not decompress")
+	// ErrDecompressionTotal: the compressed layers of a bundle together
+	// declare more uncompressed bytes than DefaultMaxTotalUncompressed (or
+	// the caller's cap); nothing was decompressed.
+	ErrDecompressionTotal = errors.New("compressed layers together exceed the decompression limit")
 
 	// Split sets.
 	ErrPartsManifest = errors.New("missing or invalid parts manifest")

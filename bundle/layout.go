@@ -23,11 +23,28 @@ const (
 // layoutContent is the exact content of the oci-layout file stella writes.
 const layoutContent = `{"imageLayoutVersion":"1.0.0"}`
 
-// Limits of the reader. No allocation is ever sized from an untrusted
-// number larger than these.
+// Limits of the reader and of Verify: the work done for a bundle is
+// proportional to its size within these caps, whatever it declares. No
+// allocation is ever sized from an untrusted number larger than these.
+// docs/adr/0014-bounded-work-for-untrusted-input.md lists them with their
+// error codes.
 const (
-	// MaxEntries bounds the number of tar entries in a bundle.
+	// MaxEntries bounds the number of tar entries in a bundle
+	// (ErrTooManyEntries).
 	MaxEntries = 100_000
+	// MaxIndexEntries bounds the artifacts index.json lists: each becomes
+	// one import transaction (ErrTooManyEntries).
+	MaxIndexEntries = 10_000
+	// DefaultMaxUncompressedSize is the absolute cap on the declared
+	// uncompressed size of one compressed layer, whatever its annotation
+	// says (ErrDecompressionLimit).
+	DefaultMaxUncompressedSize int64 = 16 << 30
+	// DefaultMaxTotalUncompressed caps the uncompressed bytes of all the
+	// distinct compressed blobs of a bundle together, checked against
+	// their declared sizes before anything is decompressed
+	// (ErrDecompressionTotal). Each distinct blob is decompressed at most
+	// once per Verify or VerifyCompressed, however many layers name it.
+	DefaultMaxTotalUncompressed int64 = 64 << 30
 	// maxLayoutSize bounds the oci-layout file.
 	maxLayoutSize = 64 << 10
 	// maxChecksumsSize bounds SHA256SUMS: one line per entry at most.
@@ -45,6 +62,7 @@ type limits struct {
 	manifest  int64
 	checksums int64
 	depth     int
+	index     int // entries of index.json
 }
 
 var defaultLimits = limits{
@@ -52,6 +70,7 @@ var defaultLimits = limits{
 	manifest:  integrity.MaxManifestSize, // index.json and every manifest
 	checksums: int64(maxChecksumsSize),
 	depth:     maxIndexDepth,
+	index:     MaxIndexEntries,
 }
 
 // Entry is one artifact listed in a bundle's index.json: a manifest with its

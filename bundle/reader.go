@@ -13,6 +13,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -46,6 +47,10 @@ type Reader struct {
 	entries []Entry
 	refs    map[string]ocispec.Descriptor
 	preds   map[digest.Digest][]ocispec.Descriptor
+
+	// decompressions counts the zstd blobs decompressed, so that tests
+	// can hold the work to one per distinct blob.
+	decompressions atomic.Int64
 }
 
 // tarEntry locates the data of one regular file of the tar.
@@ -240,7 +245,7 @@ func load(ctx context.Context, ra io.ReaderAt, size int64, allowAny bool, lim li
 	if err := r.checkFiles(lim); err != nil {
 		return nil, err
 	}
-	if err := r.loadIndex(); err != nil {
+	if err := r.loadIndex(lim); err != nil {
 		return nil, err
 	}
 	g := &graph{r: r, lim: lim, referenced: map[digest.Digest]bool{}, load: r.readManifest}
@@ -485,7 +490,7 @@ func (r *Reader) readChecksums(se tarEntry) (map[string]string, error) {
 
 // loadIndex parses index.json (already checked against SHA256SUMS) into
 // the bundle's entries.
-func (r *Reader) loadIndex() error {
+func (r *Reader) loadIndex(lim limits) error {
 	ie := r.files[IndexFile]
 	b, err := r.readFile(ie)
 	if err != nil {
@@ -504,6 +509,9 @@ func (r *Reader) loadIndex() error {
 	}
 	if len(ix.Manifests) == 0 {
 		return bad("lists no artifacts")
+	}
+	if len(ix.Manifests) > lim.index {
+		return entryErr(ie.name, ErrTooManyEntries, "lists %d artifacts, limit %d (MaxIndexEntries)", len(ix.Manifests), lim.index)
 	}
 	type key struct {
 		d   digest.Digest

@@ -92,7 +92,7 @@ type vector struct {
 // is their refusal when opened with openAny, and a strict open (the CLI's)
 // refuses them with ErrUnsupportedMediaType.
 var (
-	foreign  = map[string]bool{"zstd-bomb": true, "zstd-no-annotation": true, "zstd-wrong-digest": true}
+	foreign  = map[string]bool{"zstd-bomb": true, "zstd-bomb-many-refs": true, "zstd-no-annotation": true, "zstd-wrong-digest": true}
 	writeAny = WriteOptions{AllowAnyMediaType: true}
 	openAny  = OpenOptions{AllowAnyMediaType: true}
 )
@@ -262,6 +262,11 @@ var vectors = []vector{
 	{"zstd-bomb", "a foreign zstd layer that inflates 4 MiB of zeros against a declared 1 KiB", ErrDecompressionLimit, func(k *kit) ([]byte, string) {
 		l := k.f.zstdLayer("bomb", make([]byte, 4<<20), 1024)
 		b, _ := k.bundleOf(writeAny, l)
+		return b, blobPath(l.Digest)
+	}},
+	{"zstd-bomb-many-refs", "the zstd-bomb layer named 150 times by one manifest (decompressed once)", ErrDecompressionLimit, func(k *kit) ([]byte, string) {
+		l := k.f.zstdLayer("bomb", make([]byte, 4<<20), 1024)
+		b, _ := k.bundleOf(writeAny, layersTimes(l, 150)...)
 		return b, blobPath(l.Digest)
 	}},
 	{"zstd-no-annotation", "a zstd layer of a stella type without its uncompressed size and digest", integrity.ErrInvalidManifest, func(k *kit) ([]byte, string) {
@@ -569,9 +574,9 @@ func TestOpenLimits(t *testing.T) {
 		lim  limits
 		want error
 	}{
-		"entries":   {limits{entries: 3, manifest: integrity.MaxManifestSize, checksums: 1 << 20, depth: 8}, ErrTooManyEntries},
-		"index":     {limits{entries: 100, manifest: 64, checksums: 1 << 20, depth: 8}, integrity.ErrTooLarge},
-		"checksums": {limits{entries: 100, manifest: integrity.MaxManifestSize, checksums: 64, depth: 8}, integrity.ErrTooLarge},
+		"entries":   {limits{entries: 3, manifest: integrity.MaxManifestSize, checksums: 1 << 20, depth: 8, index: 10}, ErrTooManyEntries},
+		"index":     {limits{entries: 100, manifest: 64, checksums: 1 << 20, depth: 8, index: 10}, integrity.ErrTooLarge},
+		"checksums": {limits{entries: 100, manifest: integrity.MaxManifestSize, checksums: 64, depth: 8, index: 10}, integrity.ErrTooLarge},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -588,7 +593,7 @@ func TestOpenLimits(t *testing.T) {
 	m := append(bytes.Clone(fs[i].data[:len(fs[i].data)-1]), append(big, '}')...)
 	fs, _ = replaceBlob(t, fs, k.pack.Digest, m)
 	b := writeTarFiles(t, fs)
-	_, err := load(ctx, bytes.NewReader(b), int64(len(b)), false, limits{entries: 100, manifest: 1500, checksums: 1 << 20, depth: 8})
+	_, err := load(ctx, bytes.NewReader(b), int64(len(b)), false, limits{entries: 100, manifest: 1500, checksums: 1 << 20, depth: 8, index: 10})
 	if !errors.Is(err, integrity.ErrTooLarge) {
 		t.Fatalf("big manifest: err = %v, want integrity.ErrTooLarge", err)
 	}

@@ -20,10 +20,6 @@ import (
 	"stellaops.io/stella/integrity"
 )
 
-// DefaultMaxUncompressedSize is the absolute cap on the declared
-// uncompressed size of one compressed layer, whatever its annotation says.
-const DefaultMaxUncompressedSize int64 = 16 << 30
-
 // zstd window bounds: at least what common encoders use for small inputs,
 // at most what a bomb may make the decoder allocate.
 const (
@@ -38,6 +34,9 @@ type VerifyOptions struct {
 	// MaxUncompressedSize caps the uncompressed size of a compressed layer;
 	// 0 means DefaultMaxUncompressedSize.
 	MaxUncompressedSize int64
+	// MaxTotalUncompressed caps the uncompressed size of all the distinct
+	// compressed blobs together; 0 means DefaultMaxTotalUncompressed.
+	MaxTotalUncompressed int64
 	// Progress, if set, is called with the bytes checked so far and the
 	// total to check. It may be called from several goroutines, never at
 	// the same time.
@@ -62,43 +61,30 @@ type EntryReport struct {
 
 // Verify re-hashes every blob of the bundle (streaming, bounded memory,
 // Concurrency blobs at once), re-checks each entry's manifest graph, and
-// decompresses every layer whose media type ends in "+zstd", bounded by its
+// decompresses every blob named by a layer whose media type ends in "+zstd",
+// once however many layers name it, bounded by its
 // io.stellaops.uncompressed.size annotation and MaxUncompressedSize, to
 // check its io.stellaops.uncompressed.digest. A layer that inflates beyond
-// its bound fails as soon as it does, with ErrDecompressionLimit. It checks
-// everything, then returns the report and the first entry's error, if any.
+// its bound fails as soon as it does, with ErrDecompressionLimit. Before
+// reading anything it refuses, with ErrDecompressionTotal, a bundle whose
+// compressed blobs declare more than MaxTotalUncompressed together. It
+// checks everything, then returns the report and the first entry's error,
+// if any.
 func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (Report, error) {
 	workers := opts.Concurrency
 	if workers <= 0 {
 		workers = 2
 	}
-	maxSize := opts.MaxUncompressedSize
-	if maxSize <= 0 {
-		maxSize = DefaultMaxUncompressedSize
+	// The cheap checks first: every compressed blob's annotations, and the
+	// total they declare, before anything is read.
+	plan, err := r.planZstd(opts.MaxUncompressedSize, opts.MaxTotalUncompressed)
+	if err != nil {
+		return Report{}, err
 	}
-
-	// One task per blob, with the zstd layer descriptors that name it.
-	layers := map[digest.Digest][]ocispec.Descriptor{}
-	for _, n := range r.nodes {
-		if n.index {
-			continue
-		}
-		for _, c := range n.children {
-			if strings.HasSuffix(c.MediaType, "+zstd") {
-				layers[c.Digest] = append(layers[c.Digest], c)
-			}
-		}
-	}
-	digests := slices.Sorted(func(yield func(digest.Digest) bool) {
-		for d := range r.blobs {
-			if !yield(d) {
-				return
-			}
-		}
-	})
+	digests := slices.Sorted(maps.Keys(r.blobs))
 	var total int64
 	for _, d := range digests {
-		total += r.blobs[d].size * int64(max(1, len(layers[d])))
+		total += r.blobs[d].size
 	}
 
 	results := make(map[digest.Digest]error, len(digests))
@@ -121,7 +107,7 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (Report, error)
 		go func() {
 			defer wg.Done()
 			for d := range tasks {
-				err := r.checkBlob(ctx, d, layers[d], maxSize, report)
+				err := r.checkBlob(ctx, d, plan, report)
 				mu.Lock()
 				results[d] = err
 				mu.Unlock()
@@ -194,48 +180,119 @@ func (r *Reader) closure(root digest.Digest) []digest.Digest {
 	})
 }
 
-// checkBlob hashes one blob, and decompresses it once per zstd layer
-// descriptor naming it.
-func (r *Reader) checkBlob(ctx context.Context, d digest.Digest, layers []ocispec.Descriptor, maxSize int64, report func(int64)) error {
-	e := r.blobs[d]
-	if len(layers) == 0 {
-		_, err := copyBuffer(ctx, io.Discard, r.open(e, d), make([]byte, 256<<10), report)
-		return err
-	}
-	for _, l := range layers {
-		if err := r.checkZstd(ctx, e, l, maxSize, report); err != nil {
-			return err
-		}
-	}
-	return nil
+// zstdCheck is how a blob named by zstd layers is checked: the one bound
+// and uncompressed digest that every layer naming it declares, or hashed
+// only (foreign layers without annotations), or refused by err before it is
+// read.
+type zstdCheck struct {
+	size     int64
+	digest   digest.Digest
+	hashOnly bool
+	err      error
 }
 
-// checkZstd checks a zstd layer: its compressed digest, and that it
-// decompresses to exactly the size and digest its annotations declare.
-func (r *Reader) checkZstd(ctx context.Context, e tarEntry, l ocispec.Descriptor, maxSize int64, report func(int64)) error {
+// planZstd decides, from the manifests alone, how each blob named by a zstd
+// layer is checked: one decompression per distinct blob, never one per
+// layer naming it. A layer with missing or malformed annotations, layers
+// that declare different contents for the same blob, or a declared size
+// over maxSize refuse that blob; declared sizes over maxTotal together
+// refuse the whole bundle (ErrDecompressionTotal).
+func (r *Reader) planZstd(maxSize, maxTotal int64) (map[digest.Digest]*zstdCheck, error) {
+	if maxSize <= 0 {
+		maxSize = DefaultMaxUncompressedSize
+	}
+	if maxTotal <= 0 {
+		maxTotal = DefaultMaxTotalUncompressed
+	}
+	plan := map[digest.Digest]*zstdCheck{}
+	for _, d := range slices.Sorted(maps.Keys(r.nodes)) {
+		n := r.nodes[d]
+		if n.index {
+			continue
+		}
+		for _, l := range n.children {
+			if !strings.HasSuffix(l.MediaType, "+zstd") {
+				continue
+			}
+			e, ok := r.blobs[l.Digest]
+			if !ok {
+				return nil, entryErr(blobPath(l.Digest), ErrBlobMissing, "zstd layer of %s", d)
+			}
+			c := r.layerCheck(e, l, maxSize)
+			old, seen := plan[l.Digest]
+			switch {
+			case !seen || old.hashOnly:
+				plan[l.Digest] = &c
+			case old.err != nil || c.hashOnly:
+			case c.err != nil:
+				plan[l.Digest] = &c
+			case c.size != old.size || c.digest != old.digest:
+				plan[l.Digest] = &zstdCheck{err: entryErr(e.name, integrity.ErrInvalidManifest,
+					"zstd layers naming it declare different contents: %d bytes %s and %d bytes %s", old.size, old.digest, c.size, c.digest)}
+			}
+		}
+	}
+	var total int64
+	for _, d := range slices.Sorted(maps.Keys(plan)) {
+		c := plan[d]
+		if c.err != nil || c.hashOnly {
+			continue
+		}
+		if c.size > maxTotal-total { // total+size > maxTotal, without overflow
+			return nil, fmt.Errorf("%w: the bundle's distinct compressed blobs declare more than %d uncompressed bytes together (DefaultMaxTotalUncompressed)", ErrDecompressionTotal, maxTotal)
+		}
+		total += c.size
+	}
+	return plan, nil
+}
+
+// layerCheck reads the annotations of one zstd layer l of the blob e.
+func (r *Reader) layerCheck(e tarEntry, l ocispec.Descriptor, maxSize int64) zstdCheck {
 	sizeText, hasSize := l.Annotations[artifact.AnnotationUncompressedSize]
 	digestText, hasDigest := l.Annotations[artifact.AnnotationUncompressedDigest]
-	vr := r.open(e, l.Digest)
-	counted := &reportingReader{r: &ctxReader{ctx: ctx, r: vr}, report: report}
 	if !hasSize && !hasDigest && r.allowAny && !strings.HasPrefix(l.MediaType, "application/vnd.stellaops.") {
 		// Foreign zstd content carries no bound: hash it only.
-		_, err := io.Copy(io.Discard, counted)
-		return err
+		return zstdCheck{hashOnly: true}
 	}
 	if !hasSize || !hasDigest {
-		return entryErr(e.name, integrity.ErrInvalidManifest, "zstd layer without %s and %s annotations", artifact.AnnotationUncompressedSize, artifact.AnnotationUncompressedDigest)
+		return zstdCheck{err: entryErr(e.name, integrity.ErrInvalidManifest, "zstd layer without %s and %s annotations", artifact.AnnotationUncompressedSize, artifact.AnnotationUncompressedDigest)}
 	}
 	usize, err := strconv.ParseInt(sizeText, 10, 64)
 	if err != nil || usize < 0 {
-		return entryErr(e.name, integrity.ErrInvalidManifest, "%s %q is not a size", artifact.AnnotationUncompressedSize, sizeText)
+		return zstdCheck{err: entryErr(e.name, integrity.ErrInvalidManifest, "%s %q is not a size", artifact.AnnotationUncompressedSize, sizeText)}
 	}
 	udigest, err := parseDigest(digest.Digest(digestText))
 	if err != nil {
-		return entryErr(e.name, integrity.ErrInvalidManifest, "%s: %v", artifact.AnnotationUncompressedDigest, err)
+		return zstdCheck{err: entryErr(e.name, integrity.ErrInvalidManifest, "%s: %v", artifact.AnnotationUncompressedDigest, err)}
 	}
 	if usize > maxSize {
-		return entryErr(e.name, ErrDecompressionLimit, "declares %d uncompressed bytes, limit %d", usize, maxSize)
+		return zstdCheck{err: entryErr(e.name, ErrDecompressionLimit, "declares %d uncompressed bytes, limit %d", usize, maxSize)}
 	}
+	return zstdCheck{size: usize, digest: udigest}
+}
+
+// checkBlob hashes one blob and, if zstd layers name it, decompresses it
+// once as plan says.
+func (r *Reader) checkBlob(ctx context.Context, d digest.Digest, plan map[digest.Digest]*zstdCheck, report func(int64)) error {
+	e := r.blobs[d]
+	c, ok := plan[d]
+	switch {
+	case ok && c.err != nil:
+		return c.err
+	case !ok || c.hashOnly:
+		_, err := copyBuffer(ctx, io.Discard, r.open(e, d), make([]byte, 256<<10), report)
+		return err
+	}
+	return r.checkZstd(ctx, e, d, *c, report)
+}
+
+// checkZstd checks a zstd blob: its compressed digest, and that it
+// decompresses to exactly the size and digest its layers declare.
+func (r *Reader) checkZstd(ctx context.Context, e tarEntry, d digest.Digest, c zstdCheck, report func(int64)) error {
+	r.decompressions.Add(1)
+	usize, udigest := c.size, c.digest
+	vr := r.open(e, d)
+	counted := &reportingReader{r: &ctxReader{ctx: ctx, r: vr}, report: report}
 	window := uint64(min(max(usize, minZstdWindow), maxZstdWindow))
 	dec, err := zstd.NewReader(counted,
 		zstd.WithDecoderConcurrency(1),
@@ -284,32 +341,34 @@ func (p *reportingReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// VerifyCompressed checks, as Verify does, only the layers whose media type
-// ends in "+zstd": each decompresses, bounded, to its declared size and
-// digest. Importers call it so that a decompression bomb never enters the
-// cache, without hashing everything twice (Fetch verifies the rest while it
-// streams). maxSize 0 means DefaultMaxUncompressedSize.
+// VerifyCompressed checks, as Verify does, only the blobs named by layers
+// whose media type ends in "+zstd": each decompresses once, bounded, to its
+// declared size and digest, and together they declare no more than
+// DefaultMaxTotalUncompressed. Importers call it so that a decompression
+// bomb never enters the cache, without hashing everything twice (Fetch
+// verifies the rest while it streams). maxSize 0 means
+// DefaultMaxUncompressedSize.
 func (r *Reader) VerifyCompressed(ctx context.Context, maxSize int64) error {
-	if maxSize <= 0 {
-		maxSize = DefaultMaxUncompressedSize
+	plan, err := r.planZstd(maxSize, 0)
+	if err != nil {
+		return err
 	}
 	nothing := func(int64) {}
-	for _, d := range slices.Sorted(maps.Keys(r.nodes)) {
-		n := r.nodes[d]
-		if n.index {
-			continue
+	for _, d := range slices.Sorted(maps.Keys(plan)) {
+		if c := plan[d]; c.err != nil {
+			return c.err
 		}
-		for _, c := range n.children {
-			if !strings.HasSuffix(c.MediaType, "+zstd") {
-				continue
-			}
-			e, ok := r.blobs[c.Digest]
-			if !ok {
-				return entryErr(blobPath(c.Digest), ErrBlobMissing, "zstd layer of %s", d)
-			}
-			if err := r.checkZstd(ctx, e, c, maxSize, nothing); err != nil {
-				return err
-			}
+	}
+	for _, d := range slices.Sorted(maps.Keys(plan)) {
+		c := plan[d]
+		var err error
+		if c.hashOnly {
+			_, err = io.Copy(io.Discard, r.open(r.blobs[d], d))
+		} else {
+			err = r.checkZstd(ctx, r.blobs[d], d, *c, nothing)
+		}
+		if err != nil {
+			return err
 		}
 	}
 	return nil

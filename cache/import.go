@@ -3,6 +3,7 @@ package cache
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -562,6 +563,9 @@ func (im *importer) record(ctx context.Context, a Artifact, g *graph) (Status, e
 		if err := putJSON(tx, bucketArtifacts, string(d), ar); err != nil {
 			return err
 		}
+		// The record's header is written once, by its first artifact; each
+		// artifact adds its own entry, so an import of n artifacts writes
+		// O(n) bytes of record, not the whole growing record n times.
 		imports := tx.Bucket(bucketImports)
 		if rec.ID == 0 {
 			id, err := imports.NextSequence()
@@ -569,12 +573,19 @@ func (im *importer) record(ctx context.Context, a Artifact, g *graph) (Status, e
 				return err
 			}
 			rec.ID = id
+			header := rec
+			header.Artifacts = nil
+			if err := im.putRecord(tx, idKey(rec.ID), header); err != nil {
+				return err
+			}
 		}
-		rec.Artifacts = append(slices.Clone(rec.Artifacts), ImportedArtifact{Ref: a.Ref, Kind: a.Kind,
-			Digest: d, ArtifactType: ar.ArtifactType, Status: status})
-		if err := putJSON(tx, bucketImports, string(idKey(rec.ID)), rec); err != nil {
+		ia := ImportedArtifact{Ref: a.Ref, Kind: a.Kind, Digest: d, ArtifactType: ar.ArtifactType, Status: status}
+		if err := im.putRecord(tx, importEntryKey(rec.ID, len(rec.Artifacts)), ia); err != nil {
 			return err
 		}
+		// Appending in place is safe: im.rec is replaced only when this
+		// transaction commits, and nothing else holds the backing array.
+		rec.Artifacts = append(rec.Artifacts, ia)
 		return tx.Bucket(bucketImportsBy).Put(append([]byte(string(d)+"\x00"), idKey(rec.ID)...), []byte{})
 	})
 	if err != nil {
@@ -584,6 +595,16 @@ func (im *importer) record(ctx context.Context, a Artifact, g *graph) (Status, e
 		im.rec = rec
 	}
 	return status, nil
+}
+
+// putRecord writes one key of an import record and counts its bytes.
+func (im *importer) putRecord(tx *bbolt.Tx, key []byte, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	im.s.recordBytes.Add(int64(len(b)))
+	return tx.Bucket(bucketImports).Put(key, b)
 }
 
 // tracker turns the copy's steps into Progress and counters. It shares

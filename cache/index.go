@@ -22,7 +22,7 @@ var (
 	bucketBlobs     = []byte("cache.blobs")             // digest → blobRecord (every node of every graph)
 	bucketChildren  = []byte("cache.children")          // manifest digest → []ocispec.Descriptor
 	bucketReferrers = []byte("cache.referrers")         // subject digest 0x00 referrer digest → ocispec.Descriptor
-	bucketImports   = []byte("cache.imports")           // big-endian uint64 id → ImportRecord
+	bucketImports   = []byte("cache.imports")           // big-endian uint64 id → ImportRecord; id, uint32 n → its n-th ImportedArtifact
 	bucketImportsBy = []byte("cache.imports.by-digest") // digest 0x00 big-endian id → empty
 
 	allBuckets = [][]byte{bucketMeta, bucketRefs, bucketArtifacts, bucketBlobs,
@@ -130,6 +130,13 @@ func hasLink(tx *bbolt.Tx, subject, referrer digest.Digest) bool {
 
 func idKey(id uint64) []byte {
 	return binary.BigEndian.AppendUint64(nil, id)
+}
+
+// importEntryKey is the key of the n-th artifact of import record id. A
+// record's header is under idKey(id); its artifacts follow it in key order.
+// (Records written before this layout hold their artifacts in the header.)
+func importEntryKey(id uint64, n int) []byte {
+	return binary.BigEndian.AppendUint32(idKey(id), uint32(n))
 }
 
 // graphNodes returns the digests of the nodes of the graph rooted at root

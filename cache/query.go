@@ -3,6 +3,7 @@ package cache
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -124,6 +125,14 @@ func (s *Store) Imports(ctx context.Context, d digest.Digest) ([]ImportRecord, e
 			var r ImportRecord
 			if err := json.Unmarshal(raw, &r); err != nil {
 				return fmt.Errorf("import record %x: %w: %v", id, ErrIndexCorrupt, err)
+			}
+			ec := tx.Bucket(bucketImports).Cursor()
+			for k, v := ec.Seek(importEntryKey(binary.BigEndian.Uint64(id), 0)); k != nil && len(k) == 12 && bytes.HasPrefix(k, id); k, v = ec.Next() {
+				var a ImportedArtifact
+				if err := json.Unmarshal(v, &a); err != nil {
+					return fmt.Errorf("import record %x artifact %x: %w: %v", id, k[8:], ErrIndexCorrupt, err)
+				}
+				r.Artifacts = append(r.Artifacts, a)
 			}
 			out = append(out, r)
 		}

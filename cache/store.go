@@ -8,11 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
 	"stellaops.io/stella/internal/safefile"
 )
 
@@ -40,6 +42,10 @@ type Options struct {
 type Store struct {
 	root string
 	opts Options
+
+	// recordBytes counts the bytes of import records written, so that a
+	// test holds an import's record work linear in its artifacts.
+	recordBytes atomic.Int64
 }
 
 // Layout of the root directory.

@@ -15,8 +15,18 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// MaxManifestSize bounds pack.yaml.
-const MaxManifestSize = 1 << 20
+// Limits of pack.yaml: decoding it does work proportional to its size
+// within these caps, and no recursion over it goes deeper than
+// MaxManifestDepth (yaml.v3 itself stops at 10,000 levels, and aliases are
+// refused, never expanded). docs/adr/0014-bounded-work-for-untrusted-input.md
+// lists them.
+const (
+	// MaxManifestSize bounds pack.yaml, in bytes (ErrManifestInvalid).
+	MaxManifestSize = 1 << 20
+	// MaxManifestDepth bounds the nesting of mappings and sequences in
+	// pack.yaml (ErrManifestInvalid).
+	MaxManifestDepth = 64
+)
 
 // Parse decodes pack.yaml bytes strictly: unknown fields, duplicate keys,
 // anchors, aliases, merge keys, tags and type mismatches are all reported,
@@ -60,6 +70,11 @@ func parse(file string, data []byte) (*Manifest, *problems, error) {
 	root := &doc
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
+	}
+	if n := deeperThan(root, MaxManifestDepth); n != nil {
+		ps.list = append(ps.list, Problem{File: file, Line: n.Line, Column: n.Column,
+			Message: fmt.Sprintf("mappings and sequences nested deeper than %d levels, the limit (MaxManifestDepth)", MaxManifestDepth)})
+		return nil, nil, ps.err(ErrManifestInvalid)
 	}
 	indexPositions(root, "", ps.index)
 	var m Manifest
@@ -373,4 +388,29 @@ func describe(n *yaml.Node) string {
 		return n.Tag + " " + n.Value
 	}
 	return "an unexpected node"
+}
+
+// deeperThan returns the first mapping or sequence nested more than limit
+// levels deep under root (root's own level is 1), or nil. It walks the tree
+// without recursion, so that a deep document cannot exhaust the stack.
+func deeperThan(root *yaml.Node, limit int) *yaml.Node {
+	type item struct {
+		n     *yaml.Node
+		depth int
+	}
+	stack := []item{{root, 0}}
+	for len(stack) > 0 {
+		it := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		d := it.depth
+		if it.n.Kind == yaml.MappingNode || it.n.Kind == yaml.SequenceNode {
+			if d++; d > limit {
+				return it.n
+			}
+		}
+		for i := len(it.n.Content) - 1; i >= 0; i-- {
+			stack = append(stack, item{it.n.Content[i], d})
+		}
+	}
+	return nil
 }

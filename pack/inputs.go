@@ -9,12 +9,22 @@ import (
 	"math"
 	"sort"
 	"strings"
-
-	"gopkg.in/yaml.v3"
 )
 
-// MaxInputsSize bounds an inputs file.
-const MaxInputsSize = 4 << 20
+// Limits of an inputs file (--inputs): the work of decoding one is
+// proportional to its size within these caps, and no recursion over it
+// goes deeper than MaxInputsDepth. docs/adr/0014-bounded-work-for-untrusted-input.md
+// lists them with their error codes.
+const (
+	// MaxInputsSize bounds an inputs file, in bytes (ErrInputInvalid).
+	MaxInputsSize = 4 << 20
+	// MaxInputsDepth bounds the nesting of arrays and objects in an inputs
+	// file; the top-level object is depth 1 (ErrInputLimit).
+	MaxInputsDepth = 64
+	// MaxInputsValues bounds the values (scalars, arrays, objects) of an
+	// inputs file (ErrInputLimit).
+	MaxInputsValues = 200_000
+)
 
 // ResolveInputs checks raw (a JSON object of input values; nil or empty means
 // none) against the pack's declared inputs and returns the resolved values:
@@ -22,18 +32,23 @@ const MaxInputsSize = 4 << 20
 // once in a *ValidationError wrapping ErrInputInvalid, located in file.
 // Numbers are float64; integers beyond ±2^53 are refused.
 func (p *Pack) ResolveInputs(file string, raw []byte) (map[string]any, error) {
-	ps := &problems{file: file, index: jsonPositions(raw)}
+	ps := &problems{file: file, index: map[string]pos{"": {1, 1}}}
 	given := map[string]any{}
 	if len(bytes.TrimSpace(raw)) > 0 {
 		if len(raw) > MaxInputsSize {
 			ps.at("", "inputs file is larger than %d bytes", MaxInputsSize)
 			return nil, ps.err(ErrInputInvalid)
 		}
-		v, err := decodeJSON(raw)
+		v, index, err := decodeJSON(raw)
 		if err != nil {
 			ps.list = append(ps.list, jsonSyntaxProblem(file, raw, err))
+			var je *jsonError
+			if errors.As(err, &je) && je.limit {
+				return nil, ps.err(ErrInputLimit)
+			}
 			return nil, ps.err(ErrInputInvalid)
 		}
+		ps.index = index
 		obj, ok := v.(map[string]any)
 		if !ok {
 			ps.at("", "inputs must be a JSON object of input names to values, got %s", jsonTypeName(v))
@@ -96,46 +111,119 @@ func (p *Pack) inputNames() []string {
 
 // decodeJSON decodes one JSON value, refusing duplicate keys and trailing data,
 // and converts numbers to float64.
-func decodeJSON(raw []byte) (any, error) {
+// It refuses, as soon as it meets them, nesting deeper than MaxInputsDepth
+// and more than MaxInputsValues values (a *jsonError with limit set), so
+// its recursion is bounded whatever the input. It also returns the
+// positions of the value ("") and of the keys of a top-level object, found
+// in the same single pass.
+func decodeJSON(raw []byte) (any, map[string]pos, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
-	v, err := decodeValue(dec)
+	d := &valueDecoder{raw: raw, dec: dec, maxDepth: MaxInputsDepth, maxValues: MaxInputsValues}
+	d.offsets = append(d.offsets, keyOffset{"", d.nextToken(0)})
+	v, err := d.value(0)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, &jsonError{off: dec.InputOffset(), msg: "unexpected data after the JSON value"}
+		return nil, nil, &jsonError{off: dec.InputOffset(), msg: "unexpected data after the JSON value"}
 	}
-	return v, nil
+	return v, positions(raw, d.offsets), nil
+}
+
+// keyOffset is where a top-level key ("" for the whole value) starts.
+type keyOffset struct {
+	key string
+	off int64
+}
+
+// positions turns offsets, in increasing order, into lines and columns in
+// one pass over raw.
+func positions(raw []byte, offsets []keyOffset) map[string]pos {
+	idx := make(map[string]pos, len(offsets))
+	line, col := 1, 1
+	var at int64
+	for _, k := range offsets {
+		for ; at < k.off && at < int64(len(raw)); at++ {
+			if raw[at] == '\n' {
+				line, col = line+1, 1
+			} else {
+				col++
+			}
+		}
+		if _, dup := idx[k.key]; !dup {
+			idx[k.key] = pos{line, col}
+		}
+	}
+	return idx
 }
 
 type jsonError struct {
-	off int64
-	msg string
+	off   int64
+	msg   string
+	limit bool // a limit of the decoder, not a syntax error
+}
+
+// valueDecoder decodes one JSON value within limits.
+type valueDecoder struct {
+	raw                 []byte
+	dec                 *json.Decoder
+	maxDepth, maxValues int
+	values              int
+	offsets             []keyOffset // of the top-level keys, in order
+}
+
+// nextToken is the offset of the token that follows off: past blanks and
+// the separators the decoder consumes with the token.
+func (d *valueDecoder) nextToken(off int64) int64 {
+	for off < int64(len(d.raw)) {
+		switch d.raw[off] {
+		case ' ', '\t', '\r', '\n', ',', ':':
+			off++
+		default:
+			return off
+		}
+	}
+	return off
 }
 
 func (e *jsonError) Error() string { return e.msg }
 
-func decodeValue(dec *json.Decoder) (any, error) {
+// value decodes the value starting at the next token, depth arrays and
+// objects deep.
+func (d *valueDecoder) value(depth int) (any, error) {
+	dec := d.dec
 	tok, err := dec.Token()
 	if err != nil {
 		return nil, err
 	}
+	if d.values++; d.values > d.maxValues {
+		return nil, &jsonError{off: dec.InputOffset(), limit: true,
+			msg: fmt.Sprintf("more than %d values, the limit (MaxInputsValues)", d.maxValues)}
+	}
 	switch t := tok.(type) {
 	case json.Delim:
+		if depth+1 > d.maxDepth {
+			return nil, &jsonError{off: dec.InputOffset() - 1, limit: true, // at the bracket
+				msg: fmt.Sprintf("arrays and objects nested deeper than %d levels, the limit (MaxInputsDepth)", d.maxDepth)}
+		}
 		switch t {
 		case '{':
 			m := map[string]any{}
 			for dec.More() {
+				start := dec.InputOffset()
 				kt, err := dec.Token()
 				if err != nil {
 					return nil, err
 				}
 				k := kt.(string)
+				if depth == 0 {
+					d.offsets = append(d.offsets, keyOffset{k, d.nextToken(start)})
+				}
 				if _, dup := m[k]; dup {
 					return nil, &jsonError{off: dec.InputOffset(), msg: fmt.Sprintf("duplicate key %q", k)}
 				}
-				v, err := decodeValue(dec)
+				v, err := d.value(depth + 1)
 				if err != nil {
 					return nil, err
 				}
@@ -146,7 +234,7 @@ func decodeValue(dec *json.Decoder) (any, error) {
 		case '[':
 			a := []any{}
 			for dec.More() {
-				v, err := decodeValue(dec)
+				v, err := d.value(depth + 1)
 				if err != nil {
 					return nil, err
 				}
@@ -181,6 +269,9 @@ func jsonSyntaxProblem(file string, raw []byte, err error) Problem {
 		off = je.off
 	}
 	msg := "JSON: " + err.Error()
+	if je != nil && je.limit {
+		msg = "inputs file holds " + je.msg
+	}
 	if se != nil {
 		msg = jsonSyntaxMessage(se.Error())
 	}
@@ -243,23 +334,4 @@ func lineCol(b []byte, off int64) (int, int) {
 		}
 	}
 	return line, col
-}
-
-// jsonPositions indexes the top-level keys of a JSON object by line and
-// column (JSON is YAML, so the YAML parser gives positions).
-func jsonPositions(raw []byte) map[string]pos {
-	idx := map[string]pos{"": {1, 1}}
-	var doc yaml.Node
-	if yaml.Unmarshal(raw, &doc) != nil || len(doc.Content) != 1 {
-		return idx
-	}
-	root := doc.Content[0]
-	idx[""] = pos{root.Line, root.Column}
-	if root.Kind == yaml.MappingNode {
-		for i := 0; i+1 < len(root.Content); i += 2 {
-			k := root.Content[i]
-			idx[k.Value] = pos{k.Line, k.Column}
-		}
-	}
-	return idx
 }

@@ -259,6 +259,10 @@ func FuzzParse(f *testing.F) {
 			f.Add(ar.Files[0].Data)
 		}
 	}
+	// Deep nesting: at and beyond MaxManifestDepth.
+	for _, depth := range []int{MaxManifestDepth - 1, MaxManifestDepth, 5000} {
+		f.Add([]byte("apiVersion: stellaops.io/pack.v1\nkind: TaskPack\nmetadata: " + strings.Repeat("[", depth) + strings.Repeat("]", depth) + "\n"))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fsys := fstest.MapFS{ManifestFile: &fstest.MapFile{Data: data}}
 		p, err := Load(fsys)

@@ -13,6 +13,9 @@ var (
 	ErrManifestInvalid = errors.New("pack manifest is invalid")
 	// ErrInputInvalid: the inputs given to a plan do not match the pack's declarations.
 	ErrInputInvalid = errors.New("pack inputs are invalid")
+	// ErrInputLimit: the inputs file nests deeper than MaxInputsDepth or
+	// holds more than MaxInputsValues values; it was not decoded further.
+	ErrInputLimit = errors.New("pack inputs exceed a limit")
 	// ErrNotFound: the pack folder or its pack.yaml does not exist.
 	ErrNotFound = errors.New("pack not found")
 	// ErrUnsafePath: a file of the pack is a symlink, device or escapes the pack folder.
@@ -42,9 +45,9 @@ func (p Problem) String() string {
 }
 
 // ValidationError holds every problem found at once. It wraps
-// ErrManifestInvalid or ErrInputInvalid.
+// ErrManifestInvalid, ErrInputInvalid or ErrInputLimit.
 type ValidationError struct {
-	Kind     error // ErrManifestInvalid or ErrInputInvalid
+	Kind     error // ErrManifestInvalid, ErrInputInvalid or ErrInputLimit
 	Problems []Problem
 }
 

@@ -86,6 +86,7 @@ var errorTable = []errorRow{
 	// Pack model and plans.
 	{pack.ErrManifestInvalid, "ERR_PACK_MANIFEST_INVALID", exitInvalid, "fix every problem listed (file:line:column) and run `stella pack validate` again"},
 	{pack.ErrInputInvalid, "ERR_PACK_INPUT_INVALID", exitInvalid, "fix the inputs file; `stella pack show` or pack.yaml lists each input's type and schema"},
+	{pack.ErrInputLimit, "ERR_PACK_INPUT_LIMIT", exitInvalid, "the inputs file nests arrays and objects deeper than 64 levels or holds more than 200000 values: flatten it or pass fewer values"},
 	{pack.ErrUnsafePath, "ERR_PACK_UNSAFE_PATH", exitInvalid, "packs hold regular files only: replace symlinks and special files with real files"},
 	{pack.ErrNotFound, "ERR_PACK_NOT_FOUND", exitNotFound, "check the name: a pack folder must hold pack.yaml, and an <id>:<version> or digest must be in the cache (`stella pack list`; import or pull it first)"},
 	{pack.ErrExists, "ERR_PACK_EXISTS", exitGeneric, "choose another folder or remove the existing one"},
@@ -252,6 +253,7 @@ var errorTable = []errorRow{
 	{bundle.ErrSelfReference, "ERR_PACK_MANIFEST_SELF_REFERENCE", exitInvalid, "a manifest names itself as its own content: the bundle is malformed"},
 	{bundle.ErrCycle, "ERR_PACK_MANIFEST_CYCLE", exitInvalid, "index manifests refer to each other in a cycle: the bundle is malformed"},
 	{bundle.ErrDecompressionLimit, "ERR_PACK_DECOMPRESSION_LIMIT", exitInvalid, "a compressed layer inflates beyond its declared size (possible decompression bomb): do not use this bundle"},
+	{bundle.ErrDecompressionTotal, "ERR_PACK_DECOMPRESSION_TOTAL_LIMIT", exitInvalid, "the bundle's compressed layers together declare more than stella decompresses for one bundle (64 GiB): it is not one stella wrote, or export fewer artifacts per bundle"},
 	{bundle.ErrBadCompression, "ERR_PACK_COMPRESSION_INVALID", exitInvalid, "a compressed layer does not decompress to its declared digest: the bundle is corrupt"},
 	{bundle.ErrInvalidEntry, "ERR_PACK_BUNDLE_ENTRY_INVALID", exitGeneric, "every artifact in a bundle needs a known kind and a <id>:<version> ref unless it has a subject"},
 	{bundle.ErrNotFound, "ERR_PACK_NOT_FOUND", exitNotFound, "check the name: a pack folder must hold pack.yaml, and an <id>:<version> or digest must be in the cache (`stella pack list`; import or pull it first)"},
