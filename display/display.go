@@ -62,7 +62,7 @@ func Text(s string) string {
 // words: a word of only characters the shell takes literally as it is,
 // a word with a character that must be escaped as $'…' (bash, zsh and
 // POSIX.1-2024 sh), any other word in single quotes, and an empty word as
-// ”. The result never holds a character a terminal would obey.
+// a pair of single quotes. The result never holds a character a terminal would obey.
 func Argv(argv []string) string {
 	words := make([]string, len(argv))
 	for i, a := range argv {

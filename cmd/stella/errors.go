@@ -14,6 +14,7 @@ import (
 	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/cache"
+	"stellaops.io/stella/display"
 	"stellaops.io/stella/egress"
 	"stellaops.io/stella/evidence"
 	"stellaops.io/stella/integrity"
@@ -319,10 +320,12 @@ func (s *session) fail(err error) int {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(rep)
 	}
-	fmt.Fprintf(s.stderr, "error: %s: %s\n", row.Code, msg)
+	// A message may quote what a pack or bundle holds: on a terminal it
+	// is rendered (JSON escapes it by itself).
+	fmt.Fprintf(s.stderr, "error: %s: %s\n", row.Code, display.Line(msg))
 	if len(problems) > 1 {
 		for _, p := range problems {
-			fmt.Fprintf(s.stderr, "  %s\n", p)
+			fmt.Fprintf(s.stderr, "  %s\n", display.Line(p.String()))
 		}
 	}
 	fmt.Fprintf(s.stderr, "hint: %s\n", row.Hint)
