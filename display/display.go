@@ -25,7 +25,8 @@
 //
 // Line is for fields that hold one line (a name, a ref, a step id); Text
 // keeps newlines and tabs (a log line, a multi-line message); Argv quotes a
-// command as a POSIX shell would read it; Writer applies Text to a stream.
+// command as a POSIX shell would read it; Writer applies Text to a stream;
+// JSON escapes the same characters in encoded JSON, as JSON escapes.
 // The package never writes anywhere itself.
 package display
 
@@ -33,6 +34,7 @@ import (
 	"fmt"
 	"strings"
 	"unicode"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -182,4 +184,37 @@ func escapeRune(r rune) string {
 		return fmt.Sprintf(`\u%04x`, r)
 	}
 	return fmt.Sprintf(`\U%08x`, r)
+}
+
+// JSON returns encoded JSON with every character that Line would escape
+// written as a JSON escape (\uXXXX, a surrogate pair above U+FFFF): the same
+// document to any JSON reader, but nothing a terminal would obey or hide
+// when it is printed. encoding/json already escapes the C0 controls and
+// U+2028, U+2029; it writes DEL, C1, bidirectional and zero-width
+// characters as they are. b must be valid JSON as encoding/json writes it
+// (every byte outside a string is ASCII; invalid UTF-8 became U+FFFD).
+func JSON(b []byte) []byte {
+	if plain(string(b), true) {
+		return b
+	}
+	out := make([]byte, 0, len(b)+16)
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		switch {
+		case r == '\n' || r == '\t' || r == '\r':
+			// Whitespace between tokens; inside strings it is escaped already.
+			out = append(out, byte(r))
+		case r == utf8.RuneError && n <= 1:
+			out = fmt.Appendf(out, `\u%04x`, utf8.RuneError)
+		case shown(r):
+			out = append(out, b[i:i+n]...)
+		case r > 0xffff:
+			r1, r2 := utf16.EncodeRune(r)
+			out = fmt.Appendf(out, `\u%04x\u%04x`, r1, r2)
+		default:
+			out = fmt.Appendf(out, `\u%04x`, r)
+		}
+		i += n
+	}
+	return out
 }

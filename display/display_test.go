@@ -2,6 +2,8 @@ package display
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -153,6 +155,7 @@ func FuzzRender(f *testing.F) {
 		if r, bad := hidden(Argv([]string{s, s}), false); bad {
 			t.Errorf("Argv(%q) holds %U", s, r)
 		}
+		checkJSON(t, s)
 		if plain(s, false) && Line(s) != s {
 			t.Errorf("Line changed the plain %q", s)
 		}
@@ -203,5 +206,43 @@ func TestWriterSplitRunes(t *testing.T) {
 	w.Flush()
 	if b.String() != `ok\xe2\x80` {
 		t.Errorf("after Flush: %q", b.String())
+	}
+}
+
+// checkJSON: JSON of encoded s holds no character a terminal would obey or
+// hide, and decodes to what encoding/json's own output decodes to.
+func checkJSON(t *testing.T, s string) {
+	t.Helper()
+	v := map[string]any{"k" + s: []string{s, "plain"}}
+	enc, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := JSON(enc)
+	if r, bad := hidden(string(got), true); bad {
+		t.Errorf("JSON of %q holds %U: %s", s, r, got)
+	}
+	var a, b any
+	if err := json.Unmarshal(enc, &a); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(got, &b); err != nil {
+		t.Fatalf("JSON made invalid JSON of %q: %v\n%s", s, err, got)
+	}
+	if ja, jb := fmt.Sprint(a), fmt.Sprint(b); ja != jb {
+		t.Errorf("JSON changed the value of %q: %s, want %s", s, jb, ja)
+	}
+}
+
+func TestJSON(t *testing.T) {
+	for _, s := range []string{"plain", "\x7f\u0085\u009b", "\u202eevil\u2066", "zw\u200b", "tag\U000e0041", "nb\u00a0sp", "esc\x1b[2K\r", "bad\xff", "é日"} {
+		checkJSON(t, s)
+	}
+	enc := []byte(`{"a": "x\u001b` + "\u202e\x7f\U000e0041" + `"}`)
+	if got, want := string(JSON(enc)), `{"a": "x\u001b\u202e\u007f\udb40\udc41"}`; got != want {
+		t.Errorf("JSON: %s, want %s", got, want)
+	}
+	if b := []byte(`{"a": "é"}`); &JSON(b)[0] != &b[0] {
+		t.Error("JSON copied a document that needed nothing")
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -316,9 +315,7 @@ func (s *session) fail(err error) int {
 	if s.output == outputJSON && !s.emitted {
 		var rep errorReport
 		rep.Error.Code, rep.Error.Message, rep.Error.Hint, rep.Error.ExitCode, rep.Error.Problems = row.Code, msg, row.Hint, row.Exit, problems
-		enc := json.NewEncoder(s.stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(rep)
+		_ = s.writeJSON(rep)
 	}
 	// A message may quote what a pack or bundle holds: on a terminal it
 	// is rendered (JSON escapes it by itself).

@@ -787,7 +787,7 @@ func (s *session) runsLogs(ctx context.Context, c *cli.Context) error {
 		if s.output == outputJSON {
 			if c.Bool("follow") {
 				b, _ := json.Marshal(l)
-				fmt.Fprintf(s.stdout, "%s\n", b)
+				fmt.Fprintf(s.stdout, "%s\n", display.JSON(b))
 				return
 			}
 			collected = append(collected, l)
@@ -863,9 +863,7 @@ func (s *session) runsLogs(ctx context.Context, c *cli.Context) error {
 		if collected == nil {
 			collected = []run.Line{}
 		}
-		enc := json.NewEncoder(s.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(collected)
+		return s.writeJSON(collected)
 	}
 	return nil
 }

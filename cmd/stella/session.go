@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -186,13 +187,24 @@ func isTrue(v string) bool {
 func (s *session) emit(v any, text func(w io.Writer)) error {
 	s.emitted = true
 	if s.output == outputJSON {
-		enc := json.NewEncoder(s.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
+		return s.writeJSON(v)
 	}
 	w := display.NewWriter(s.stdout)
 	text(w)
 	return w.Flush()
+}
+
+// writeJSON writes v as indented JSON on stdout, with every character a
+// terminal would obey or hide as a JSON escape (display.JSON).
+func (s *session) writeJSON(v any) error {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	_, err := s.stdout.Write(display.JSON(b.Bytes()))
+	return err
 }
 
 // notef writes a diagnostic line on stderr unless --quiet.
