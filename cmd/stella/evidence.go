@@ -383,13 +383,13 @@ func (s *session) evidenceList(ctx context.Context, c *cli.Context) error {
 			status := "unverified"
 			switch {
 			case e.Failure != nil:
-				status = "FAILED " + e.Failure.Part + " " + e.Failure.Code
+				status = "FAILED " + display.Line(e.Failure.Part) + " " + e.Failure.Code
 			case e.Verified:
 				status = "verified"
 			}
 			key := orDash(e.KeyID)
 			if e.KeyName != "" {
-				key = e.KeyName + " " + e.KeyID
+				key = display.Line(e.KeyName) + " " + display.Line(e.KeyID)
 			}
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s%s\t%s\t%s\n", e.Digest, orDash(e.RunID), orDash(e.Tenant), orDash(e.State), partialText(e.Partial), key, status)
 		}

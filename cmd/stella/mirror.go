@@ -268,9 +268,9 @@ func addReport(out *mirrorOut, rep mirror.Report) error {
 }
 
 func renderMirror(w io.Writer, verb string, out mirrorOut) {
-	where := out.Destination
+	where := display.Line(out.Destination)
 	if where == "" {
-		where = out.Source
+		where = display.Line(out.Source)
 	}
 	failed := 0
 	for _, a := range out.Artifacts {
