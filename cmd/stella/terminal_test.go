@@ -2,7 +2,10 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -164,5 +167,46 @@ func TestTerminalShowsEscapes(t *testing.T) {
 				t.Error("a response was written without confirmation")
 			}
 		})
+	}
+}
+
+// TestSessionRendersWhatRenderersForget: emit's text form, its JSON form,
+// warnings, notes and errors never pass on a raw control or bidi character,
+// even from a renderer that did not call display.Line.
+func TestSessionRendersWhatRenderersForget(t *testing.T) {
+	const evil = "ls\x1b[2K\rrm -rf /\u202e\x7f\u009b"
+	var out, errb bytes.Buffer
+	s := &session{stdout: &out, stderr: &errb, output: outputText}
+	if err := s.emit(nil, func(w io.Writer) { fmt.Fprintf(w, "step: %s\n", evil) }); err != nil {
+		t.Fatal(err)
+	}
+	s.warnf("step %s", evil)
+	s.notef("note %s", evil)
+	s.fail(fmt.Errorf("step %s: %w", evil, errFileNotFound))
+	want := `ls\x1b[2K\rrm -rf /\u202e\x7f\u009b`
+	if got := out.String(); got != "step: "+want+"\n" {
+		t.Errorf("text: %q, want %q", got, "step: "+want+"\n")
+	}
+	for _, w := range []string{"warning: step " + want + "\n", "note " + want + "\n", "error: ERR_PACK_FILE_NOT_FOUND: step " + want + ": "} {
+		if !strings.Contains(errb.String(), w) {
+			t.Errorf("stderr %q lacks %q", errb.String(), w)
+		}
+	}
+	out.Reset()
+	s.output = outputJSON
+	if err := s.emit(map[string]string{"step": evil}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if want := `"step": "ls\u001b[2K\rrm -rf /\u202e\u007f\u009b"`; !strings.Contains(out.String(), want) {
+		t.Errorf("json: %s, want %s", out.String(), want)
+	}
+	var back map[string]string
+	if err := json.Unmarshal(out.Bytes(), &back); err != nil || back["step"] != evil {
+		t.Errorf("json decodes to %q (%v), want %q", back["step"], err, evil)
+	}
+	for name, b := range map[string][]byte{"stdout": out.Bytes(), "stderr": errb.Bytes()} {
+		if loc := rawOnTerminal.FindIndex(b); loc != nil {
+			t.Errorf("raw %q on %s: %q", b[loc[0]:loc[1]], name, b)
+		}
 	}
 }
