@@ -25,7 +25,7 @@
 //
 // Line is for fields that hold one line (a name, a ref, a step id); Text
 // keeps newlines and tabs (a log line, a multi-line message); Argv quotes a
-// command as a POSIX shell would read it; Writer applies Text to a stream;
+// command as a shell reads it back; Writer applies Text to a stream;
 // JSON escapes the same characters in encoded JSON, as JSON escapes.
 // The package never writes anywhere itself.
 package display
@@ -60,11 +60,11 @@ func Text(s string) string {
 	return b.String()
 }
 
-// Argv renders a command so a POSIX shell would read back exactly its
-// words: a word of only characters the shell takes literally as it is,
-// a word with a character that must be escaped as $'…' (bash, zsh and
-// POSIX.1-2024 sh), any other word in single quotes, and an empty word as
-// a pair of single quotes. The result never holds a character a terminal would obey.
+// Argv renders a command so a shell reads back exactly its words: a word
+// of only characters a POSIX shell takes literally as it is, a word with a
+// character that must be escaped as $'…' (as bash, zsh and ksh93 read it),
+// any other word in single quotes, and an empty word as a pair of single
+// quotes. The result never holds a character a terminal would obey.
 func Argv(argv []string) string {
 	words := make([]string, len(argv))
 	for i, a := range argv {

@@ -374,7 +374,7 @@ func renderReview(w io.Writer, r reviewOut) {
 	case r.Network.Mode != "":
 		fmt.Fprintf(w, "  network:   %s\n", display.Line(string(r.Network.Mode)))
 	}
-	fmt.Fprintln(w, "  steps (argv quoted as a POSIX shell would read it):")
+	fmt.Fprintln(w, "  steps (argv quoted as a shell reads it back; $'…' words as bash reads them):")
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	for _, st := range r.Steps {
 		status, what := st.Status, display.Argv(st.Command)
