@@ -287,6 +287,12 @@ func nameError(kind, name string) error {
 	return fmt.Errorf("%s name of %d bytes: %w", kind, len(name), ErrInvalidName)
 }
 
+// notFound is ErrSecretNotFound for name, which it does not repeat: a name
+// that is not there may be a value typed in its place.
+func notFound(name string) error {
+	return fmt.Errorf("secret name of %d bytes: %w", len(name), ErrSecretNotFound)
+}
+
 // Put creates or replaces the secret name. A replaced secret keeps its
 // creation time; Updated becomes now (UTC; the zero time means the current
 // time). The vault keeps its own copy of value and meta. Errors:
@@ -323,7 +329,9 @@ func (v *Vault) Put(ctx context.Context, name string, value []byte, scope string
 	return err
 }
 
-// Get returns a copy of the secret name (ErrSecretNotFound if absent).
+// Get returns a copy of the secret name (ErrSecretNotFound if absent). The
+// error gives the name's length, never the name: an operator may have typed
+// a value where the name belongs (Put's ErrInvalidName does the same).
 func (v *Vault) Get(name string) (Secret, error) {
 	if validName(name) != nil {
 		return Secret{}, nameError("secret", name)
@@ -335,7 +343,7 @@ func (v *Vault) Get(name string) (Secret, error) {
 	}
 	rec := v.p.Secrets[name]
 	if rec == nil {
-		return Secret{}, fmt.Errorf("secret %q: %w", name, ErrSecretNotFound)
+		return Secret{}, notFound(name)
 	}
 	s := Secret{
 		Name:    name,
@@ -387,7 +395,8 @@ func (v *Vault) List() []SecretInfo {
 	return out
 }
 
-// Remove deletes the secret name (ErrSecretNotFound if absent).
+// Remove deletes the secret name (ErrSecretNotFound if absent, without the
+// name, as Get).
 func (v *Vault) Remove(ctx context.Context, name string) error {
 	if validName(name) != nil {
 		return nameError("secret", name)
@@ -395,7 +404,7 @@ func (v *Vault) Remove(ctx context.Context, name string) error {
 	return v.update(ctx, func(p *payload) error {
 		rec := p.Secrets[name]
 		if rec == nil {
-			return fmt.Errorf("secret %q: %w", name, ErrSecretNotFound)
+			return notFound(name)
 		}
 		clear(rec.Value)
 		delete(p.Secrets, name)

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/term"
 
 	"stellaops.io/stella/approve"
+	"stellaops.io/stella/display"
 	"stellaops.io/stella/pack"
 	"stellaops.io/stella/plan"
 	"stellaops.io/stella/plans"
@@ -210,8 +211,8 @@ func (s *session) packApprove(ctx context.Context, c *cli.Context) error {
 			ExpiresAt string        `json:"expiresAt"`
 		}{req.Descriptor.Digest, req.Ref, out, sum.Digest.Encoded(), req.Doc.PlanHash, req.Doc.Gate, req.Doc.Tenant, req.Doc.ExpiresAt.UTC().Format(time.RFC3339)}
 		return s.emit(res, func(w io.Writer) {
-			fmt.Fprintf(w, "wrote request %s to %s (sha256 %s)\n", res.Request, res.File, res.SHA256)
-			fmt.Fprintf(w, "plan %s, gate %s, tenant %s, expires %s\n", res.PlanHash, res.Gate, res.Tenant, res.ExpiresAt)
+			fmt.Fprintf(w, "wrote request %s to %s (sha256 %s)\n", res.Request, display.Line(res.File), res.SHA256)
+			fmt.Fprintf(w, "plan %s, gate %s, tenant %s, expires %s\n", res.PlanHash, display.Line(res.Gate), display.Line(res.Tenant), res.ExpiresAt)
 			fmt.Fprintf(w, "carry it to the approver; import the answer with: stella pack approve --offline-response FILE\n")
 		})
 	case c.String("offline-response") != "":
@@ -294,9 +295,9 @@ func (s *session) emitOutcome(o *approve.Outcome) error {
 		if res.Duplicate {
 			fmt.Fprintf(w, "already recorded: response %s (nothing changed)\n", res.Response)
 		} else {
-			fmt.Fprintf(w, "recorded %s by %s (%s) for gate %s\n", res.Decision, orDash(res.KeyName), res.KeyID, res.Gate.Gate)
+			fmt.Fprintf(w, "recorded %s by %s (%s) for gate %s\n", res.Decision, orDash(res.KeyName), display.Line(res.KeyID), display.Line(res.Gate.Gate))
 		}
-		fmt.Fprintf(w, "gate %s of plan %s: %s\n", res.Gate.Gate, res.Gate.PlanHash, res.Gate.State)
+		fmt.Fprintf(w, "gate %s of plan %s: %s\n", display.Line(res.Gate.Gate), res.Gate.PlanHash, res.Gate.State)
 	})
 }
 
@@ -349,32 +350,36 @@ func renderReview(w io.Writer, r reviewOut) {
 	}
 	fmt.Fprintf(w, "approval request %s\n", r.Request)
 	fmt.Fprintf(w, "  bundle checksums and digests: verified; plan hash recomputed from the plan inside: %s\n", r.PlanHash)
-	fmt.Fprintf(w, "  pack:      %s:%s (%s)\n", r.Pack.Name, r.Pack.Version, r.Pack.Digest)
-	fmt.Fprintf(w, "  tenant:    %s\n  gate:      %s (role %s, %d approver(s))\n", r.Tenant, r.Gate, r.Role, r.MinApprovers)
+	fmt.Fprintf(w, "  pack:      %s:%s (%s)\n", display.Line(r.Pack.Name), display.Line(r.Pack.Version), r.Pack.Digest)
+	fmt.Fprintf(w, "  tenant:    %s\n  gate:      %s (role %s, %d approver(s))\n", display.Line(r.Tenant), display.Line(r.Gate), display.Line(r.Role), r.MinApprovers)
 	if r.Reason != "" {
-		fmt.Fprintf(w, "  reason:    %s\n", r.Reason)
+		fmt.Fprintf(w, "  reason:    %s\n", display.Line(r.Reason))
 	}
-	fmt.Fprintf(w, "  requester: %s at %s\n  expires:   %s\n", r.Requester, r.RequestedAt, r.ExpiresAt)
+	fmt.Fprintf(w, "  requester: %s at %s\n  expires:   %s\n", display.Line(r.Requester), r.RequestedAt, r.ExpiresAt)
 	fmt.Fprintln(w, "  inputs:")
 	for _, k := range sortedKeys(r.Inputs) {
-		fmt.Fprintf(w, "    %s = %s\n", k, compactJSON(r.Inputs[k]))
+		fmt.Fprintf(w, "    %s = %s\n", display.Line(k), display.Line(compactJSON(r.Inputs[k])))
 	}
 	fmt.Fprintln(w, "  secrets (references only):")
 	for _, sec := range r.Secrets {
-		fmt.Fprintf(w, "    %s from %s (used by %s)\n", sec.Name, sec.Source, secret.StepsOrNone(sec.Steps))
+		fmt.Fprintf(w, "    %s from %s (used by %s)\n", display.Line(sec.Name), display.Line(sec.Source), display.Line(secret.StepsOrNone(sec.Steps)))
 	}
 	switch {
 	case r.Network.Mode == pack.NetworkAllowlist:
-		fmt.Fprintf(w, "  network:   allowlist: %s\n", strings.Join(r.Network.Allowlist, ", "))
+		allow := make([]string, len(r.Network.Allowlist))
+		for i, a := range r.Network.Allowlist {
+			allow[i] = display.Line(a)
+		}
+		fmt.Fprintf(w, "  network:   allowlist: %s\n", strings.Join(allow, ", "))
 	case r.Network.Mode != "":
-		fmt.Fprintf(w, "  network:   %s\n", r.Network.Mode)
+		fmt.Fprintf(w, "  network:   %s\n", display.Line(string(r.Network.Mode)))
 	}
-	fmt.Fprintln(w, "  steps (argv quoted as a POSIX shell would read it):")
+	fmt.Fprintln(w, "  steps (argv quoted as a shell reads it back; $'…' words as bash reads them):")
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	for _, st := range r.Steps {
-		status, what := st.Status, shellQuote(st.Command)
+		status, what := st.Status, display.Argv(st.Command)
 		if st.Policy != "" {
-			what = "policy: " + st.Policy
+			what = "policy: " + display.Line(st.Policy)
 			if st.Decided != nil {
 				status = "decided: fails"
 				if *st.Decided {
@@ -382,32 +387,9 @@ func renderReview(w io.Writer, r reviewOut) {
 				}
 			}
 		}
-		fmt.Fprintf(tw, "    %s%s\t%s\t%s\t%s\n", strings.Repeat("  ", st.Depth), st.ID, st.Kind, status, what)
+		fmt.Fprintf(tw, "    %s%s\t%s\t%s\t%s\n", strings.Repeat("  ", st.Depth), display.Line(st.ID), display.Line(st.Kind), display.Line(status), what)
 	}
 	tw.Flush()
-}
-
-// shellQuote renders argv unambiguously: each word as is when it holds
-// only characters a shell takes literally, else in single quotes (a single
-// quote inside is closed, escaped with a backslash and reopened); an empty
-// word is an empty pair of single quotes.
-func shellQuote(argv []string) string {
-	words := make([]string, len(argv))
-	for i, a := range argv {
-		plain := a != ""
-		for _, r := range a {
-			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_@%+=:,./-", r)) {
-				plain = false
-				break
-			}
-		}
-		if plain {
-			words[i] = a
-		} else {
-			words[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-		}
-	}
-	return strings.Join(words, " ")
 }
 
 func (s *session) approveSign(ctx context.Context, c *cli.Context) error {
@@ -474,8 +456,12 @@ func (s *session) confirm(r reviewOut, v approve.Verdict) error {
 		return usageError("pack approve sign: no terminal to confirm on; review the request first and pass --yes")
 	}
 	defer tty.Close()
-	renderReview(tty, r)
-	fmt.Fprintf(tty, "\nSign %s for gate %s of plan %s? [y/N] ", strings.ToUpper(string(v)), r.Gate, r.PlanHash)
+	// The tty gets what emit's text mode gets: every field rendered, and
+	// the whole through display.Writer.
+	dw := display.NewWriter(tty)
+	renderReview(dw, r)
+	fmt.Fprintf(dw, "\nSign %s for gate %s of plan %s? [y/N] ", strings.ToUpper(string(v)), display.Line(r.Gate), r.PlanHash)
+	dw.Flush()
 	line, _ := bufio.NewReader(tty).ReadString('\n')
 	if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
 		return usageError("pack approve sign: not confirmed; nothing was signed")
@@ -504,7 +490,7 @@ func (s *session) approvalsList(ctx context.Context, c *cli.Context) error {
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "TENANT\tPLAN\tGATE\tPACK\tSTATE\tEXPIRES")
 		for _, g := range out {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", g.Tenant, g.PlanHash.Encoded()[:12], g.Gate, g.Pack, g.State, orDash(g.ExpiresAt))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", display.Line(g.Tenant), g.PlanHash.Encoded()[:12], display.Line(g.Gate), display.Line(g.Pack), display.Line(g.State), orDash(g.ExpiresAt))
 		}
 		tw.Flush()
 	})
@@ -528,13 +514,13 @@ func (s *session) approvalsShow(ctx context.Context, c *cli.Context) error {
 	}
 	v := viewOf(*g)
 	return s.emit(v, func(w io.Writer) {
-		fmt.Fprintf(w, "gate %s of plan %s (%s), tenant %s: %s\n", v.Gate, v.PlanHash, v.Pack, v.Tenant, v.State)
+		fmt.Fprintf(w, "gate %s of plan %s (%s), tenant %s: %s\n", display.Line(v.Gate), v.PlanHash, display.Line(v.Pack), display.Line(v.Tenant), display.Line(v.State))
 		for _, d := range v.Decisions {
-			fmt.Fprintf(w, "  %s by %s (%s) signed %s, imported %s: %q\n", d.Decision, orDash(d.KeyName), d.KeyID,
+			fmt.Fprintf(w, "  %s by %s (%s) signed %s, imported %s: %q\n", display.Line(string(d.Decision)), orDash(d.KeyName), display.Line(d.KeyID),
 				d.SignedAt.UTC().Format(time.RFC3339), d.ImportedAt.UTC().Format(time.RFC3339), d.Comment)
 		}
 		for _, r := range v.Requests {
-			fmt.Fprintf(w, "  request %s by %s at %s: %s (expires %s)\n", r.Digest, r.Requester, r.RequestedAt.UTC().Format(time.RFC3339), r.Status, r.ExpiresAt.UTC().Format(time.RFC3339))
+			fmt.Fprintf(w, "  request %s by %s at %s: %s (expires %s)\n", r.Digest, display.Line(r.Requester), r.RequestedAt.UTC().Format(time.RFC3339), r.Status, r.ExpiresAt.UTC().Format(time.RFC3339))
 		}
 	})
 }
@@ -567,7 +553,7 @@ func (s *session) plansList(ctx context.Context, _ *cli.Context) error {
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "PLAN HASH\tPACK\tTENANT\tSAVED\tGATES")
 		for _, r := range out {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Hash, r.Pack, orDash(r.Tenant), r.SavedAt, orDash(strings.Join(r.Approvals, ",")))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Hash, display.Line(r.Pack), orDash(r.Tenant), r.SavedAt, orDash(strings.Join(r.Approvals, ",")))
 		}
 		tw.Flush()
 	})
@@ -589,14 +575,15 @@ func (s *session) plansShow(ctx context.Context, c *cli.Context) error {
 		_, err := s.stdout.Write(append(p.Canonical, '\n'))
 		return err
 	}
-	fmt.Fprintf(s.stdout, "plan %s\npack %s (%s)\ntenant %s\nsaved %s\n", p.Hash, p.PackRef, p.Pack.Digest, orDash(p.Tenant), p.SavedAt.UTC().Format(time.RFC3339))
+	w := display.NewWriter(s.stdout)
+	fmt.Fprintf(w, "plan %s\npack %s (%s)\ntenant %s\nsaved %s\n", p.Hash, display.Line(p.PackRef), p.Pack.Digest, orDash(p.Tenant), p.SavedAt.UTC().Format(time.RFC3339))
 	for _, a := range p.Approvals {
-		fmt.Fprintf(s.stdout, "gate %s: approval %s, role %s, %d approver(s), expires after %s\n", a.Gate, a.Approval, a.Role, a.MinApprovers, a.ExpiresAfter)
+		fmt.Fprintf(w, "gate %s: approval %s, role %s, %d approver(s), expires after %s\n", display.Line(a.Gate), display.Line(a.Approval), display.Line(a.Role), a.MinApprovers, display.Line(fmt.Sprint(a.ExpiresAfter)))
 	}
 	p.Plan.Walk(func(st *plan.Step, depth int) {
-		fmt.Fprintf(s.stdout, "  %s%s %s %s\n", strings.Repeat("  ", depth), st.ID, st.Kind, st.Status)
+		fmt.Fprintf(w, "  %s%s %s %s\n", strings.Repeat("  ", depth), display.Line(st.ID), display.Line(string(st.Kind)), display.Line(string(st.Status)))
 	})
-	return nil
+	return w.Flush()
 }
 
 func sortedKeys(m map[string]any) []string {

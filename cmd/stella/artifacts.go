@@ -18,6 +18,7 @@ import (
 	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/cache"
+	"stellaops.io/stella/display"
 	"stellaops.io/stella/keys"
 	"stellaops.io/stella/signature"
 )
@@ -214,7 +215,7 @@ func (s *session) packBuild(ctx context.Context, c *cli.Context) error {
 		out.Bundle = bs
 	}
 	return s.emit(out, func(w io.Writer) {
-		fmt.Fprintf(w, "built %s %s (%s, %d files)\n", out.Pack.Ref, out.Pack.Digest, out.Pack.Status, out.Files)
+		fmt.Fprintf(w, "built %s %s (%s, %d files)\n", display.Line(out.Pack.Ref), out.Pack.Digest, out.Pack.Status, out.Files)
 		if out.Signature != nil {
 			fmt.Fprintf(w, "signed %s\n", out.Signature.Digest)
 		}
@@ -262,7 +263,9 @@ func (s *session) packSign(ctx context.Context, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.emit(sig, func(w io.Writer) { fmt.Fprintf(w, "signed %s: signature %s (%s)\n", art.Ref, sig.Digest, sig.Status) })
+	return s.emit(sig, func(w io.Writer) {
+		fmt.Fprintf(w, "signed %s: signature %s (%s)\n", display.Line(art.Ref), sig.Digest, sig.Status)
+	})
 }
 
 func summaryOf(r cache.ArtifactResult) artifactSummary {
@@ -421,26 +424,26 @@ func renderImport(w io.Writer, r importReport) {
 	switch {
 	case refused == len(r.Artifacts) && refused > 0:
 		// Never a success header over a refusal.
-		fmt.Fprintf(w, "REFUSED: nothing imported from %s\n", r.From)
+		fmt.Fprintf(w, "REFUSED: nothing imported from %s\n", display.Line(r.From))
 	case refused > 0:
 		fmt.Fprintf(w, "PARTLY REFUSED: imported from %s, %d of %d artifact(s) refused: %s written, %s already present\n",
-			r.From, refused, len(r.Artifacts), humanBytes(r.BytesWritten), humanBytes(r.BytesSkipped))
+			display.Line(r.From), refused, len(r.Artifacts), humanBytes(r.BytesWritten), humanBytes(r.BytesSkipped))
 	default:
-		fmt.Fprintf(w, "imported from %s: %s written, %s already present\n", r.From, humanBytes(r.BytesWritten), humanBytes(r.BytesSkipped))
+		fmt.Fprintf(w, "imported from %s: %s written, %s already present\n", display.Line(r.From), humanBytes(r.BytesWritten), humanBytes(r.BytesSkipped))
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  STATUS\tKIND\tREF\tDIGEST")
 	for _, a := range r.Artifacts {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", a.Status, a.Kind, orDash(a.Ref), a.Digest)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", a.Status, display.Line(string(a.Kind)), orDash(a.Ref), a.Digest)
 	}
 	tw.Flush()
 	for _, a := range r.Artifacts {
 		if a.Reason != "" {
-			fmt.Fprintf(w, "  %s %s: %s\n", a.Status, a.Digest, a.Reason)
+			fmt.Fprintf(w, "  %s %s: %s\n", a.Status, a.Digest, display.Line(a.Reason))
 		}
 	}
 	for _, v := range r.Verified {
-		fmt.Fprintf(w, "  verified: %s\n", v)
+		fmt.Fprintf(w, "  verified: %s\n", display.Line(v))
 	}
 }
 
@@ -508,11 +511,11 @@ func (s *session) packVerify(ctx context.Context, c *cli.Context) error {
 		out.Artifacts = append(out.Artifacts, a)
 	}
 	if err := s.emit(out, func(w io.Writer) {
-		fmt.Fprintf(w, "%s: %d blobs, %s hashed\n", out.Bundle, out.Blobs, humanBytes(out.Bytes))
+		fmt.Fprintf(w, "%s: %d blobs, %s hashed\n", display.Line(out.Bundle), out.Blobs, humanBytes(out.Bytes))
 		for _, a := range out.Artifacts {
-			fmt.Fprintf(w, "  %-6s %-17s %s %s\n", a.Status, a.Kind, orDash(a.Ref), a.Digest)
+			fmt.Fprintf(w, "  %-6s %-17s %s %s\n", a.Status, display.Line(string(a.Kind)), orDash(a.Ref), a.Digest)
 			if a.Reason != "" {
-				fmt.Fprintf(w, "         %s\n", a.Reason)
+				fmt.Fprintf(w, "         %s\n", display.Line(a.Reason))
 			}
 		}
 		renderSignatures(w, out.Signatures)
@@ -549,7 +552,7 @@ func renderSignatures(w io.Writer, sigs []signatureSummary) {
 		if name == "" {
 			name = "unknown key"
 		}
-		fmt.Fprintf(w, "  signature %s of %s by %s (%s): %s\n", sg.Digest, sg.Subject, name, orDash(sg.KeyID), state)
+		fmt.Fprintf(w, "  signature %s of %s by %s (%s): %s\n", sg.Digest, sg.Subject, display.Line(name), orDash(sg.KeyID), display.Line(state))
 	}
 }
 
@@ -563,9 +566,9 @@ type bundleSummary struct {
 }
 
 func renderBundle(w io.Writer, b *bundleSummary) {
-	fmt.Fprintf(w, "wrote %s: %s, %d blobs, sha256 %s\n", b.File, humanBytes(b.Size), b.Blobs, b.Digest.Encoded())
+	fmt.Fprintf(w, "wrote %s: %s, %d blobs, sha256 %s\n", display.Line(b.File), humanBytes(b.Size), b.Blobs, b.Digest.Encoded())
 	for _, p := range b.Parts {
-		fmt.Fprintf(w, "  part %s  %s  sha256 %s\n", p.Name, humanBytes(p.Size), p.SHA256)
+		fmt.Fprintf(w, "  part %s  %s  sha256 %s\n", display.Line(p.Name), humanBytes(p.Size), p.SHA256)
 	}
 }
 
@@ -645,7 +648,7 @@ func (s *session) packList(ctx context.Context, c *cli.Context) error {
 			if a.Subject != "" {
 				sub = a.Subject.Encoded()[:12]
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", a.Kind, orDash(a.Ref), a.Digest, sub)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", display.Line(string(a.Kind)), orDash(a.Ref), a.Digest, sub)
 		}
 		tw.Flush()
 	})
@@ -696,18 +699,18 @@ func (s *session) packShow(ctx context.Context, c *cli.Context) error {
 		out.Imports = []cache.ImportRecord{}
 	}
 	return s.emit(out, func(w io.Writer) {
-		fmt.Fprintf(w, "pack:        %s\ndigest:      %s\ndescription: %s\n", out.Ref, out.Digest, out.Description)
+		fmt.Fprintf(w, "pack:        %s\ndigest:      %s\ndescription: %s\n", display.Line(out.Ref), out.Digest, display.Line(out.Description))
 		fmt.Fprintf(w, "files:       %d (%s)\n", len(out.Files), humanBytes(out.Size))
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 		for _, f := range out.Files {
-			fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\n", f.Mode, f.Path, f.Size, f.Digest)
+			fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\n", f.Mode, display.Line(f.Path), f.Size, f.Digest)
 		}
 		tw.Flush()
 		fmt.Fprintf(w, "signatures:  %d\n", len(out.Signatures))
 		renderSignatures(w, out.Signatures)
 		fmt.Fprintf(w, "imports:     %d\n", len(out.Imports))
 		for _, im := range out.Imports {
-			fmt.Fprintf(w, "  %s from %s: %s\n", im.Time.UTC().Format("2006-01-02T15:04:05Z"), im.From, strings.Join(im.Verified, "; "))
+			fmt.Fprintf(w, "  %s from %s: %s\n", im.Time.UTC().Format("2006-01-02T15:04:05Z"), display.Line(im.From), display.Line(strings.Join(im.Verified, "; ")))
 		}
 	})
 }
@@ -731,7 +734,7 @@ func (s *session) packRemove(ctx context.Context, c *cli.Context) error {
 		Removed []string `json:"removed"`
 	}{removed}, func(w io.Writer) {
 		for _, r := range removed {
-			fmt.Fprintf(w, "removed %s (run `stella cache gc` to free its blobs)\n", r)
+			fmt.Fprintf(w, "removed %s (run `stella cache gc` to free its blobs)\n", display.Line(r))
 		}
 	})
 }

@@ -12,6 +12,7 @@ import (
 
 	"stellaops.io/stella/approve"
 	"stellaops.io/stella/cache"
+	"stellaops.io/stella/display"
 	"stellaops.io/stella/runs"
 )
 
@@ -77,7 +78,7 @@ func (s *session) cacheVerify(ctx context.Context, _ *cli.Context) error {
 	if err := s.emit(rep, func(w io.Writer) {
 		fmt.Fprintf(w, "checked %d artifacts, %d refs, %d blobs (%s)\n", rep.Artifacts, rep.Refs, rep.Blobs, humanBytes(rep.Bytes))
 		for _, p := range rep.Problems {
-			fmt.Fprintf(w, "  %s: %s: %s", p.Severity, p.Object, p.Problem)
+			fmt.Fprintf(w, "  %s: %s: %s", p.Severity, display.Line(p.Object), display.Line(p.Problem))
 			if p.Expected != "" || p.Actual != "" {
 				fmt.Fprintf(w, " (expected %s, actual %s)", orDash(p.Expected), orDash(p.Actual))
 			}
@@ -152,7 +153,7 @@ func (s *session) cacheDu(ctx context.Context, _ *cli.Context) error {
 		sort.Strings(kinds)
 		for _, k := range kinds {
 			ku := u.ByKind[k]
-			fmt.Fprintf(w, "  %-18s %d artifacts, %d blobs, %s\n", k, ku.Artifacts, ku.Blobs, humanBytes(ku.Bytes))
+			fmt.Fprintf(w, "  %-18s %d artifacts, %d blobs, %s\n", display.Line(k), ku.Artifacts, ku.Blobs, humanBytes(ku.Bytes))
 		}
 		fmt.Fprintf(w, "unreferenced: %d blobs (%s); leftovers: %d files (%s)\n", u.UnreferencedBlobs, humanBytes(u.UnreferencedBytes), u.LeftoverFiles, humanBytes(u.LeftoverBytes))
 	})

@@ -32,6 +32,7 @@ var mayReachNetwork = map[string]bool{
 	"approve":           false,
 	"backoff":           false,
 	"canonical":         false,
+	"display":           false,
 	"artifact":          false,
 	"bundle":            false,
 	"cache":             false,

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,6 +13,7 @@ import (
 	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/cache"
+	"stellaops.io/stella/display"
 	"stellaops.io/stella/egress"
 	"stellaops.io/stella/evidence"
 	"stellaops.io/stella/integrity"
@@ -324,14 +324,14 @@ func (s *session) fail(err error) int {
 	if s.output == outputJSON && !s.emitted {
 		var rep errorReport
 		rep.Error.Code, rep.Error.Message, rep.Error.Hint, rep.Error.ExitCode, rep.Error.Problems = row.Code, msg, row.Hint, row.Exit, problems
-		enc := json.NewEncoder(s.stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(rep)
+		_ = s.writeJSON(rep)
 	}
-	fmt.Fprintf(s.stderr, "error: %s: %s\n", row.Code, msg)
+	// A message may quote what a pack or bundle holds: on a terminal it
+	// is rendered (JSON escapes it by itself).
+	fmt.Fprintf(s.stderr, "error: %s: %s\n", row.Code, display.Line(msg))
 	if len(problems) > 1 {
 		for _, p := range problems {
-			fmt.Fprintf(s.stderr, "  %s\n", p)
+			fmt.Fprintf(s.stderr, "  %s\n", display.Line(p.String()))
 		}
 	}
 	fmt.Fprintf(s.stderr, "hint: %s\n", row.Hint)

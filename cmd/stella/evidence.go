@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"stellaops.io/stella/artifact"
+	"stellaops.io/stella/display"
 	"stellaops.io/stella/evidence"
 	"stellaops.io/stella/mirror"
 	"stellaops.io/stella/run"
@@ -174,7 +175,7 @@ func (s *session) runsExport(ctx context.Context, c *cli.Context) error {
 	}
 	res := evidenceExport{RunID: id, State: ev.Predicate.State, Partial: ev.Predicate.Partial, Evidence: desc.Digest, Pack: ev.Pack.Digest, KeyID: signer.ID()}
 	if res.Partial {
-		s.warnf("run %s is %s: the evidence is PARTIAL", id, res.State)
+		s.warnf("run %s is %s: the evidence is PARTIAL", display.Line(id), res.State)
 	}
 	if out != "" {
 		bar := s.newProgress("writing " + filepath.Base(out))
@@ -208,7 +209,7 @@ func (s *session) runsExport(ctx context.Context, c *cli.Context) error {
 		}
 	}
 	err = s.emit(res, func(w io.Writer) {
-		fmt.Fprintf(w, "evidence %s of run %s (%s%s), signed by key %s\n", desc.Digest, id, res.State, partialText(res.Partial), res.KeyID)
+		fmt.Fprintf(w, "evidence %s of run %s (%s%s), signed by key %s\n", desc.Digest, display.Line(id), res.State, partialText(res.Partial), display.Line(res.KeyID))
 		if res.bundleSummary != nil {
 			renderBundle(w, res.bundleSummary)
 		}
@@ -262,15 +263,15 @@ func (s *session) evidenceVerify(ctx context.Context, c *cli.Context) error {
 	}
 	err = s.emit(rep, func(w io.Writer) {
 		for _, ch := range rep.Checks {
-			fmt.Fprintf(w, "ok      %-26s %s\n", ch.Part, ch.Check)
+			fmt.Fprintf(w, "ok      %-26s %s\n", display.Line(ch.Part), display.Line(ch.Check))
 		}
 		if rep.Failure != nil {
-			fmt.Fprintf(w, "FAILED  %-26s %s\n", rep.Failure.Part, rep.Failure.Code)
+			fmt.Fprintf(w, "FAILED  %-26s %s\n", display.Line(rep.Failure.Part), rep.Failure.Code)
 			return
 		}
 		r := rep.Run
 		fmt.Fprintf(w, "verified: evidence %s of run %s (%s%s), pack %s:%s, plan %s, tenant %s, stella %s, sealed %v\n",
-			rep.Evidence, r.RunID, r.State, partialText(r.Partial), r.Pack.Name, r.Pack.Version, r.PlanHash, r.Tenant, r.StellaVersion, r.Sealed)
+			rep.Evidence, display.Line(r.RunID), display.Line(string(r.State)), partialText(r.Partial), display.Line(r.Pack.Name), display.Line(r.Pack.Version), r.PlanHash, display.Line(r.Tenant), display.Line(r.StellaVersion), r.Sealed)
 	})
 	if verr != nil {
 		return verr
@@ -375,20 +376,20 @@ func (s *session) evidenceList(ctx context.Context, c *cli.Context) error {
 		res.Evidence = append(res.Evidence, e)
 	}
 	err = s.emit(res, func(w io.Writer) {
-		fmt.Fprintf(w, "%d evidence of pack %s\n", len(res.Evidence), res.Pack)
+		fmt.Fprintf(w, "%d evidence of pack %s\n", len(res.Evidence), display.Line(res.Pack))
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "  EVIDENCE\tRUN\tTENANT\tSTATE\tKEY\tSTATUS")
 		for _, e := range res.Evidence {
 			status := "unverified"
 			switch {
 			case e.Failure != nil:
-				status = "FAILED " + e.Failure.Part + " " + e.Failure.Code
+				status = "FAILED " + display.Line(e.Failure.Part) + " " + e.Failure.Code
 			case e.Verified:
 				status = "verified"
 			}
 			key := orDash(e.KeyID)
 			if e.KeyName != "" {
-				key = e.KeyName + " " + e.KeyID
+				key = display.Line(e.KeyName) + " " + display.Line(e.KeyID)
 			}
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s%s\t%s\t%s\n", e.Digest, orDash(e.RunID), orDash(e.Tenant), orDash(e.State), partialText(e.Partial), key, status)
 		}

@@ -20,6 +20,7 @@ import (
 	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/cache"
+	"stellaops.io/stella/display"
 	"stellaops.io/stella/mirror"
 )
 
@@ -267,9 +268,9 @@ func addReport(out *mirrorOut, rep mirror.Report) error {
 }
 
 func renderMirror(w io.Writer, verb string, out mirrorOut) {
-	where := out.Destination
+	where := display.Line(out.Destination)
 	if where == "" {
-		where = out.Source
+		where = display.Line(out.Source)
 	}
 	failed := 0
 	for _, a := range out.Artifacts {
@@ -288,16 +289,16 @@ func renderMirror(w io.Writer, verb string, out mirrorOut) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  STATUS\tKIND\tREF\tDIGEST")
 	for _, a := range out.Artifacts {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", a.Status, orDash(a.Kind), orDash(a.Ref), a.Digest)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", display.Line(string(a.Status)), orDash(string(a.Kind)), orDash(a.Ref), a.Digest)
 	}
 	tw.Flush()
 	for _, a := range out.Artifacts {
 		if a.Reason != "" {
-			fmt.Fprintf(w, "  %s %s: %s\n", a.Status, a.Digest, a.Reason)
+			fmt.Fprintf(w, "  %s %s: %s\n", a.Status, a.Digest, display.Line(a.Reason))
 		}
 	}
 	for _, v := range out.Verified {
-		fmt.Fprintf(w, "  verified: %s\n", v)
+		fmt.Fprintf(w, "  verified: %s\n", display.Line(v))
 	}
 }
 
@@ -535,7 +536,9 @@ func (s *session) registryLogin(ctx context.Context, c *cli.Context) error {
 		Host string `json:"host"`
 		File string `json:"file"`
 	}{host, path}
-	return s.emit(res, func(w io.Writer) { fmt.Fprintf(w, "stored credential for %s in %s\n", host, path) })
+	return s.emit(res, func(w io.Writer) {
+		fmt.Fprintf(w, "stored credential for %s in %s\n", display.Line(host), display.Line(path))
+	})
 }
 
 // loginCredential is the user name (-u, else asked on the terminal) and
@@ -566,7 +569,7 @@ func (s *session) loginCredential(c *cli.Context, host string) (string, string, 
 	}
 	defer tty.Close()
 	if user == "" {
-		fmt.Fprintf(tty, "Username for %s: ", host)
+		fmt.Fprintf(tty, "Username for %s: ", display.Line(host))
 		// A byte at a time: nothing of the password typed ahead is read
 		// into a buffer here.
 		var line []byte
@@ -614,5 +617,7 @@ func (s *session) registryLogout(ctx context.Context, c *cli.Context) error {
 		Host string `json:"host"`
 		File string `json:"file"`
 	}{host, path}
-	return s.emit(res, func(w io.Writer) { fmt.Fprintf(w, "removed credential for %s from %s\n", host, path) })
+	return s.emit(res, func(w io.Writer) {
+		fmt.Fprintf(w, "removed credential for %s from %s\n", display.Line(host), display.Line(path))
+	})
 }

@@ -16,6 +16,7 @@ import (
 	"stellaops.io/stella/admission"
 	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
+	"stellaops.io/stella/display"
 	"stellaops.io/stella/integrity"
 	"stellaops.io/stella/internal/safefile"
 	"stellaops.io/stella/pack"
@@ -104,9 +105,9 @@ func (s *session) packInit(_ context.Context, c *cli.Context) error {
 		Files []string `json:"files"`
 	}{name, dir, files}
 	return s.emit(res, func(w io.Writer) {
-		fmt.Fprintf(w, "created pack %s in %s\n", name, dir)
+		fmt.Fprintf(w, "created pack %s in %s\n", display.Line(name), display.Line(dir))
 		for _, f := range files {
-			fmt.Fprintf(w, "  %s\n", f)
+			fmt.Fprintf(w, "  %s\n", display.Line(f))
 		}
 		fmt.Fprintf(w, "next: stella pack validate %s && stella pack plan --pack %s\n", dir, dir)
 	})
@@ -207,7 +208,7 @@ func (s *session) packValidate(ctx context.Context, c *cli.Context) error {
 		Problems []pack.Problem `json:"problems"`
 	}{true, sum, []pack.Problem{}}
 	return s.emit(res, func(w io.Writer) {
-		fmt.Fprintf(w, "%s: valid pack %s:%s (%d steps, %d files, digest %s)\n", filepath.Join(dir, pack.ManifestFile), sum.Name, sum.Version, sum.Steps, sum.Files, sum.Digest)
+		fmt.Fprintf(w, "%s: valid pack %s:%s (%d steps, %d files, digest %s)\n", display.Line(filepath.Join(dir, pack.ManifestFile)), display.Line(sum.Name), display.Line(sum.Version), sum.Steps, sum.Files, sum.Digest)
 	})
 }
 
@@ -289,9 +290,9 @@ func (s *session) packPlan(ctx context.Context, c *cli.Context) error {
 
 func renderPlan(w io.Writer, r planResult) {
 	fmt.Fprintf(w, "plan hash: %s\n", r.PlanHash)
-	fmt.Fprintf(w, "pack:      %s:%s (%s)\n", r.Pack.Name, r.Pack.Version, r.Pack.Digest)
+	fmt.Fprintf(w, "pack:      %s:%s (%s)\n", display.Line(r.Pack.Name), display.Line(r.Pack.Version), r.Pack.Digest)
 	if r.Out != "" {
-		fmt.Fprintf(w, "plan file: %s\n", r.Out)
+		fmt.Fprintf(w, "plan file: %s\n", display.Line(r.Out))
 	}
 	if r.Saved {
 		fmt.Fprintf(w, "saved:     in the cache (stella pack plans show %s)\n", r.PlanHash.Encoded()[:12])
@@ -301,7 +302,7 @@ func renderPlan(w io.Writer, r planResult) {
 	if len(r.Approvals) > 0 {
 		fmt.Fprintln(tw, "  GATE\tAPPROVAL\tROLE\tMIN APPROVERS\tEXPIRES AFTER")
 		for _, ap := range r.Approvals {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\n", ap.Gate, ap.Approval, ap.Role, ap.MinApprovers, ap.ExpiresAfter)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\n", display.Line(ap.Gate), display.Line(ap.Approval), display.Line(ap.Role), ap.MinApprovers, display.Line(fmt.Sprint(ap.ExpiresAfter)))
 		}
 		tw.Flush()
 	}
@@ -310,24 +311,21 @@ func renderPlan(w io.Writer, r planResult) {
 		fmt.Fprintln(tw, "  NAME\tSOURCE\tREQUIRED\tSCOPE\tRESOLVES\tUSED BY")
 		notes := map[string]bool{}
 		for _, sec := range r.Secrets {
-			used := strings.Join(sec.Steps, ",")
-			if used == "" {
-				used = "-"
-			}
-			fmt.Fprintf(tw, "  %s\t%s\t%t\t%s\t%s\t%s\n", sec.Name, sec.Source, sec.Required, sec.Scope, sec.Resolution, used)
+			used := orDash(strings.Join(sec.Steps, ","))
+			fmt.Fprintf(tw, "  %s\t%s\t%t\t%s\t%s\t%s\n", display.Line(sec.Name), display.Line(sec.Source), sec.Required, display.Line(string(sec.Scope)), display.Line(string(sec.Resolution)), used)
 			if sec.Note != "" {
 				notes[sec.Note] = true
 			}
 		}
 		tw.Flush()
 		for n := range notes {
-			fmt.Fprintf(w, "  note: %s\n", n)
+			fmt.Fprintf(w, "  note: %s\n", display.Line(n))
 		}
 	}
 	fmt.Fprintf(w, "\nsteps: %d\n", len(r.Steps))
 	fmt.Fprintln(tw, "  ID\tKIND\tSTATUS")
 	for _, st := range r.Steps {
-		fmt.Fprintf(tw, "  %s%s\t%s\t%s\n", strings.Repeat("  ", st.Depth), st.ID, st.Kind, st.Status)
+		fmt.Fprintf(tw, "  %s%s\t%s\t%s\n", strings.Repeat("  ", st.Depth), display.Line(st.ID), display.Line(string(st.Kind)), display.Line(string(st.Status)))
 	}
 	tw.Flush()
 }
@@ -385,7 +383,7 @@ func (s *session) validateBundle(ctx context.Context, file string) error {
 	}
 	return s.emit(out, func(w io.Writer) {
 		for _, pr := range out.Packs {
-			fmt.Fprintf(w, "%s: valid pack %s:%s (%d steps, %d files, digest %s)\n", out.Bundle, pr.Pack.Name, pr.Pack.Version, pr.Pack.Steps, pr.Pack.Files, pr.Pack.Digest)
+			fmt.Fprintf(w, "%s: valid pack %s:%s (%d steps, %d files, digest %s)\n", display.Line(out.Bundle), display.Line(pr.Pack.Name), display.Line(pr.Pack.Version), pr.Pack.Steps, pr.Pack.Files, pr.Pack.Digest)
 		}
 	})
 }

@@ -5,6 +5,8 @@ import (
 	"io"
 	"sync"
 	"time"
+
+	"stellaops.io/stella/display"
 )
 
 // progress draws one progress line on a terminal: bytes, rate and ETA. It is
@@ -22,7 +24,7 @@ type progress struct {
 }
 
 func (s *session) newProgress(label string) *progress {
-	return &progress{w: s.stderr, label: label, start: time.Now(), enabled: s.interactive()}
+	return &progress{w: s.stderr, label: display.Line(label), start: time.Now(), enabled: s.interactive()}
 }
 
 // relabel starts a new line for another object (e.g. the next artifact).
@@ -36,7 +38,7 @@ func (p *progress) relabel(label string, total int64) {
 		p.draw(true)
 		fmt.Fprintln(p.w)
 	}
-	p.label, p.total, p.done, p.start, p.drawn = label, total, 0, time.Now(), false
+	p.label, p.total, p.done, p.start, p.drawn = display.Line(label), total, 0, time.Now(), false
 }
 
 func (p *progress) set(done, total int64) {

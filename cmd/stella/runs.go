@@ -25,6 +25,7 @@ import (
 	"stellaops.io/stella/admission"
 	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/cache"
+	"stellaops.io/stella/display"
 	"stellaops.io/stella/integrity"
 	"stellaops.io/stella/pack"
 	"stellaops.io/stella/plan"
@@ -346,7 +347,7 @@ func (s *session) packRun(ctx context.Context, c *cli.Context) error {
 	if err := writePackFiles(ctx, st, lp.Verdict.Artifact.Descriptor, filepath.Join(rs.Folder(rec.ID), "work")); err != nil {
 		return err
 	}
-	s.notef("run %s: %s:%s, plan %s", rec.ID, pl.Pack.Name, pl.Pack.Version, hash)
+	s.notef("run %s: %s:%s, plan %s", rec.ID, display.Line(pl.Pack.Name), display.Line(pl.Pack.Version), hash)
 	runErr := s.drive(ctx, st, rs, rec, pl, lp.Pack, secrets)
 	return s.renderRun(rec, runErr)
 }
@@ -479,6 +480,8 @@ func (s *session) drive(ctx context.Context, st *cache.Store, rs *runs.Store, re
 		Log: func(l run.Line) {
 			log.Write(l)
 			if !s.quiet {
+				// Step output is rendered as runs logs renders it: tabs
+				// kept, every other control escaped (notef renders).
 				prefix := "[" + orDash(l.StepID) + "] "
 				s.notef("%s%s", prefix, strings.ReplaceAll(l.Msg, "\n", "\n"+prefix))
 			}
@@ -536,21 +539,21 @@ func (s *session) renderRun(rec *run.Record, runErr error) error {
 	}
 	if err := s.emit(res, func(w io.Writer) {
 		fmt.Fprintf(w, "run %s: %s\n", res.RunID, res.State)
-		fmt.Fprintf(w, "pack:      %s:%s (%s)\nplan hash: %s\n", res.Pack.Name, res.Pack.Version, res.Pack.Digest, res.PlanHash)
+		fmt.Fprintf(w, "pack:      %s:%s (%s)\nplan hash: %s\n", display.Line(res.Pack.Name), display.Line(res.Pack.Version), res.Pack.Digest, res.PlanHash)
 		if f := res.Failure; f != nil {
-			fmt.Fprintf(w, "failure:   %s\n", f.Message)
+			fmt.Fprintf(w, "failure:   %s\n", display.Line(f.Message))
 			if f.Exit != nil {
 				fmt.Fprintf(w, "exit:      %d\n", *f.Exit)
 			}
 			for _, l := range f.LogTail {
-				fmt.Fprintf(w, "  | %s\n", l)
+				fmt.Fprintf(w, "  | %s\n", display.Text(l))
 			}
 		}
 		if res.Gate != "" {
-			fmt.Fprintf(w, "waiting:   approval gate %s\n", res.Gate)
+			fmt.Fprintf(w, "waiting:   approval gate %s\n", display.Line(res.Gate))
 		}
 		for _, n := range res.Next {
-			fmt.Fprintf(w, "next: %s\n", n)
+			fmt.Fprintf(w, "next: %s\n", display.Line(n))
 		}
 	}); err != nil {
 		return err
@@ -674,7 +677,7 @@ func (s *session) runsList(ctx context.Context, c *cli.Context) error {
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "RUN\tSTATE\tPACK\tUPDATED\tRUNNER")
 		for _, r := range out {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.RunID, r.State, r.Pack, r.Updated.UTC().Format(time.RFC3339), r.Runner)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", display.Line(r.RunID), r.State, display.Line(r.Pack), r.Updated.UTC().Format(time.RFC3339), r.Runner)
 		}
 		tw.Flush()
 	})
@@ -709,14 +712,14 @@ func (s *session) runsShow(ctx context.Context, c *cli.Context) error {
 		RunnerState string `json:"runnerState"`
 	}{rec, runnerState(rs, rec)}
 	return s.emit(out, func(w io.Writer) {
-		fmt.Fprintf(w, "run:       %s\nstate:     %s (runner %s)\ntenant:    %s\n", rec.ID, rec.State, out.RunnerState, rec.Tenant)
-		fmt.Fprintf(w, "pack:      %s:%s (%s)\nplan hash: %s\n", rec.Pack.Name, rec.Pack.Version, rec.Pack.Digest, rec.PlanHash)
+		fmt.Fprintf(w, "run:       %s\nstate:     %s (runner %s)\ntenant:    %s\n", display.Line(rec.ID), rec.State, out.RunnerState, display.Line(rec.Tenant))
+		fmt.Fprintf(w, "pack:      %s:%s (%s)\nplan hash: %s\n", display.Line(rec.Pack.Name), display.Line(rec.Pack.Version), rec.Pack.Digest, rec.PlanHash)
 		fmt.Fprintf(w, "created:   %s\n", rec.Created.UTC().Format(time.RFC3339))
 		if rec.Failure != nil {
-			fmt.Fprintf(w, "failure:   %s\n", rec.Failure.Message)
+			fmt.Fprintf(w, "failure:   %s\n", display.Line(rec.Failure.Message))
 		}
 		if len(rec.Relaxations) > 0 {
-			fmt.Fprintf(w, "relaxed:   %s\n", strings.Join(rec.Relaxations, ", "))
+			fmt.Fprintf(w, "relaxed:   %s\n", display.Line(strings.Join(rec.Relaxations, ", ")))
 		}
 		fmt.Fprintln(w, "steps:")
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
@@ -742,17 +745,17 @@ func (s *session) runsShow(ctx context.Context, c *cli.Context) error {
 			case sr.Error != "":
 				detail = sr.Error
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\t%s\t%s\n", id, sr.Kind, sr.State, sr.Attempts, exit, dur, detail)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\t%s\t%s\n", display.Line(id), display.Line(string(sr.Kind)), sr.State, sr.Attempts, exit, dur, display.Line(detail))
 		}
 		tw.Flush()
 		printIsolation(w, rec)
 		if len(rec.Outputs) > 0 {
 			b, _ := json.Marshal(rec.Outputs)
-			fmt.Fprintf(w, "outputs:   %s\n", b)
+			fmt.Fprintf(w, "outputs:   %s\n", display.Line(string(b)))
 		}
 		fmt.Fprintln(w, "timeline:")
 		for _, e := range rec.Timeline {
-			fmt.Fprintf(w, "  %s  %-28s %s %s\n", e.Time.UTC().Format("2006-01-02T15:04:05.000Z"), e.Type, orDash(e.StepID), e.Message)
+			fmt.Fprintf(w, "  %s  %-28s %s %s\n", e.Time.UTC().Format("2006-01-02T15:04:05.000Z"), e.Type, orDash(e.StepID), display.Line(e.Message))
 		}
 	})
 }
@@ -784,13 +787,15 @@ func (s *session) runsLogs(ctx context.Context, c *cli.Context) error {
 		if s.output == outputJSON {
 			if c.Bool("follow") {
 				b, _ := json.Marshal(l)
-				fmt.Fprintf(s.stdout, "%s\n", b)
+				fmt.Fprintf(s.stdout, "%s\n", display.JSON(b))
 				return
 			}
 			collected = append(collected, l)
 			return
 		}
-		fmt.Fprintf(s.stdout, "%s [%s] %s: %s\n", l.Time.UTC().Format("15:04:05.000"), orDash(l.StepID), l.Stream, l.Msg)
+		// One line of step output: tabs kept, every other control and
+		// invisible character escaped (docs/output.md).
+		fmt.Fprintf(s.stdout, "%s [%s] %s: %s\n", l.Time.UTC().Format("15:04:05.000"), orDash(l.StepID), display.Line(l.Stream), display.Text(l.Msg))
 	}
 	data := rs.LogData(id)
 	defer data.Close()
@@ -858,9 +863,7 @@ func (s *session) runsLogs(ctx context.Context, c *cli.Context) error {
 		if collected == nil {
 			collected = []run.Line{}
 		}
-		enc := json.NewEncoder(s.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(collected)
+		return s.writeJSON(collected)
 	}
 	return nil
 }
@@ -976,7 +979,7 @@ func printIsolation(w io.Writer, rec *run.Record) {
 	}
 	fmt.Fprintln(w, "isolation:")
 	for _, l := range lines {
-		fmt.Fprintln(w, l)
+		fmt.Fprintln(w, display.Line(l))
 	}
 }
 
@@ -1012,10 +1015,10 @@ func (s *session) runsGC(ctx context.Context, c *cli.Context) error {
 			verb = "would remove"
 		}
 		for _, e := range res.Removed {
-			fmt.Fprintf(w, "%s %s (%s, %s)\n", verb, e.RunID, orDash(e.State), e.Reason)
+			fmt.Fprintf(w, "%s %s (%s, %s)\n", verb, display.Line(e.RunID), orDash(e.State), e.Reason)
 		}
 		for _, e := range res.Kept {
-			fmt.Fprintf(w, "kept %s (%s, %s)\n", e.RunID, e.State, e.Reason)
+			fmt.Fprintf(w, "kept %s (%s, %s)\n", display.Line(e.RunID), e.State, e.Reason)
 		}
 		fmt.Fprintf(w, "%s %d runs, kept %d (retention %s: ended before %s)\n", verb, len(res.Removed), len(res.Kept), period, res.Cutoff.Format(time.RFC3339))
 	})

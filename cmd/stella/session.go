@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,6 +20,7 @@ import (
 	"golang.org/x/term"
 
 	"stellaops.io/stella/admission"
+	"stellaops.io/stella/display"
 	"stellaops.io/stella/redact"
 )
 
@@ -186,15 +188,31 @@ func isTrue(v string) bool {
 }
 
 // emit writes a command's result: JSON on --output json, else the text form.
+// The text form goes through display.Writer: whatever a renderer forgot to
+// render, no character a terminal would obey or hide reaches it; renderers
+// still pass one-line fields through display.Line (or orDash), which also
+// escapes the newlines and tabs the Writer lets through.
 func (s *session) emit(v any, text func(w io.Writer)) error {
 	s.emitted = true
 	if s.output == outputJSON {
-		enc := json.NewEncoder(s.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
+		return s.writeJSON(v)
 	}
-	text(s.stdout)
-	return nil
+	w := display.NewWriter(s.stdout)
+	text(w)
+	return w.Flush()
+}
+
+// writeJSON writes v as indented JSON on stdout, with every character a
+// terminal would obey or hide as a JSON escape (display.JSON).
+func (s *session) writeJSON(v any) error {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	_, err := s.stdout.Write(display.JSON(b.Bytes()))
+	return err
 }
 
 // notef writes a diagnostic line on stderr unless --quiet.
@@ -202,12 +220,12 @@ func (s *session) notef(format string, args ...any) {
 	if s.quiet {
 		return
 	}
-	fmt.Fprintf(s.stderr, format+"\n", args...)
+	fmt.Fprint(s.stderr, display.Text(fmt.Sprintf(format, args...))+"\n")
 }
 
 // warnf writes a warning on stderr, even with --quiet.
 func (s *session) warnf(format string, args ...any) {
-	fmt.Fprintf(s.stderr, "warning: "+format+"\n", args...)
+	fmt.Fprint(s.stderr, "warning: "+display.Text(fmt.Sprintf(format, args...))+"\n")
 }
 
 // tracef writes a --debug line on stderr (masked like every error), one
@@ -222,7 +240,7 @@ func (s *session) tracef(format string, args ...any) {
 	}
 	s.traceMu.Lock()
 	defer s.traceMu.Unlock()
-	fmt.Fprintf(s.stderr, "debug: %s\n", line)
+	fmt.Fprintf(s.stderr, "debug: %s\n", display.Text(line))
 }
 
 // traceVerdicts traces each admission decision of a command.

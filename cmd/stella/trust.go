@@ -14,6 +14,7 @@ import (
 	"github.com/gofrs/flock"
 	"github.com/urfave/cli/v2"
 
+	"stellaops.io/stella/display"
 	"stellaops.io/stella/trust"
 )
 
@@ -184,7 +185,7 @@ func (s *session) trustAdd(ctx context.Context, c *cli.Context) error {
 	}
 	res := trustedKeyOf(added)
 	return s.emit(res, func(w io.Writer) {
-		fmt.Fprintf(w, "trusted key %s (%s) for roles %s, tenants %s\n", res.Name, res.KeyID, strings.Join(res.Roles, ","), strings.Join(res.Tenants, ","))
+		fmt.Fprintf(w, "trusted key %s (%s) for roles %s, tenants %s\n", display.Line(res.Name), res.KeyID, display.Line(strings.Join(res.Roles, ",")), display.Line(strings.Join(res.Tenants, ",")))
 	})
 }
 
@@ -214,7 +215,7 @@ func (s *session) trustList(_ context.Context, c *cli.Context) error {
 			if k.Revoked {
 				status = "revoked " + k.RevokedAt.Format(time.RFC3339)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.Name, k.KeyID, strings.Join(k.Roles, ","), strings.Join(k.Tenants, ","), k.Added.Format(time.RFC3339), status)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", display.Line(k.Name), k.KeyID, display.Line(strings.Join(k.Roles, ",")), display.Line(strings.Join(k.Tenants, ",")), k.Added.Format(time.RFC3339), status)
 		}
 		tw.Flush()
 	})
@@ -238,7 +239,7 @@ func (s *session) trustRemove(ctx context.Context, c *cli.Context) error {
 		KeyID   string `json:"keyId"`
 	}{name, removed.KeyID}
 	return s.emit(res, func(w io.Writer) {
-		fmt.Fprintf(w, "removed key %s (%s) from the trust store\n", name, removed.KeyID)
+		fmt.Fprintf(w, "removed key %s (%s) from the trust store\n", display.Line(name), removed.KeyID)
 	})
 }
 
@@ -260,6 +261,6 @@ func (s *session) trustRevoke(ctx context.Context, c *cli.Context) error {
 	}
 	res := trustedKeyOf(revoked)
 	return s.emit(res, func(w io.Writer) {
-		fmt.Fprintf(w, "revoked key %s (%s) at %s; its signatures no longer verify\n", name, res.KeyID, res.RevokedAt.Format(time.RFC3339))
+		fmt.Fprintf(w, "revoked key %s (%s) at %s; its signatures no longer verify\n", display.Line(name), res.KeyID, res.RevokedAt.Format(time.RFC3339))
 	})
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
+	"stellaops.io/stella/display"
 	"stellaops.io/stella/vault"
 )
 
@@ -235,7 +236,7 @@ func (s *session) promptPassphrase(prompt string, confirm bool, how string) ([]b
 }
 
 func readHidden(tty *os.File, prompt string) ([]byte, error) {
-	fmt.Fprint(tty, prompt)
+	fmt.Fprint(tty, display.Text(prompt))
 	p, err := term.ReadPassword(int(tty.Fd()))
 	fmt.Fprintln(tty)
 	if err != nil {

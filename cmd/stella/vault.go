@@ -13,6 +13,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"stellaops.io/stella/display"
 	"stellaops.io/stella/vault"
 )
 
@@ -292,13 +293,13 @@ func (s *session) vaultGet(ctx context.Context, c *cli.Context) error {
 	info, _ := infoOf(v, name)
 	info.Meta = sec.Meta
 	return s.emit(info, func(w io.Writer) {
-		fmt.Fprintf(w, "name:    %s\n", info.Name)
+		fmt.Fprintf(w, "name:    %s\n", display.Line(info.Name))
 		fmt.Fprintf(w, "scope:   %s\n", orDash(info.Scope))
 		fmt.Fprintf(w, "last4:   %s\n", info.Last4)
 		fmt.Fprintf(w, "created: %s\n", info.Created.Format(time.RFC3339))
 		fmt.Fprintf(w, "updated: %s\n", info.Updated.Format(time.RFC3339))
 		for _, k := range slices.Sorted(maps.Keys(info.Meta)) {
-			fmt.Fprintf(w, "meta:    %s=%s\n", k, info.Meta[k])
+			fmt.Fprintf(w, "meta:    %s=%s\n", display.Line(k), display.Line(info.Meta[k]))
 		}
 		fmt.Fprintf(w, "(value hidden; use --reveal to print it)\n")
 	})
@@ -328,7 +329,7 @@ func (s *session) vaultList(ctx context.Context, c *cli.Context) error {
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "NAME\tSCOPE\tLAST4\tUPDATED")
 		for _, si := range res.Secrets {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", si.Name, orDash(si.Scope), si.Last4, si.Updated.Format(time.RFC3339))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", display.Line(si.Name), orDash(si.Scope), si.Last4, si.Updated.Format(time.RFC3339))
 		}
 		tw.Flush()
 	})
@@ -434,7 +435,7 @@ func (s *session) vaultKeys(ctx context.Context, c *cli.Context) error {
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "NAME\tALGORITHM\tKEY ID\tCREATED")
 		for _, k := range res.Keys {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", k.Name, k.Algorithm, k.KeyID, k.Created.Format(time.RFC3339))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", display.Line(k.Name), k.Algorithm, k.KeyID, k.Created.Format(time.RFC3339))
 		}
 		tw.Flush()
 	})
@@ -448,9 +449,11 @@ func sealedWith(kind string) string {
 	return "to an identity file"
 }
 
+// orDash renders a one-line field for text output (display.Line), or "-"
+// when it is empty.
 func orDash(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return s
+	return display.Line(s)
 }

@@ -5,6 +5,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"stellaops.io/stella/display"
 )
 
 // TestVersion: `stella version` and `stella --version` print the same;
@@ -31,7 +33,8 @@ func TestVersion(t *testing.T) {
 	}
 }
 
-// TestShellQuote: argv shown to an approver reads back as the same words.
+// TestShellQuote: argv shown to an approver reads back as the same words
+// (display.Argv, which display tests further).
 func TestShellQuote(t *testing.T) {
 	for _, c := range []struct {
 		argv []string
@@ -41,7 +44,7 @@ func TestShellQuote(t *testing.T) {
 		{[]string{"sh", "-c", "rm -rf $HOME; echo 'x'"}, `sh -c 'rm -rf $HOME; echo '\''x'\'''`},
 		{[]string{"echo", "", "a b"}, "echo '' 'a b'"},
 	} {
-		if got := shellQuote(c.argv); got != c.want {
+		if got := display.Argv(c.argv); got != c.want {
 			t.Errorf("%q: %s, want %s", c.argv, got, c.want)
 		}
 	}
