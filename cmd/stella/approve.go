@@ -184,7 +184,11 @@ func (s *session) packApprove(ctx context.Context, c *cli.Context) error {
 		if err := outputPath(check); err != nil {
 			return err
 		}
-		req, err := approve.NewRequest(ctx, st, approve.RequestOptions{PlanHash: planArg, Gate: c.String("gate"), Tenant: s.tenant, Requester: s.requester(c.String("requester")), Now: s.now()})
+		ts, err := s.trustStore()
+		if err != nil {
+			return err
+		}
+		req, err := approve.NewRequest(ctx, st, approve.RequestOptions{PlanHash: planArg, Gate: c.String("gate"), Tenant: s.tenant, Requester: s.requester(c.String("requester")), Now: s.now(), Trust: ts})
 		if err != nil {
 			return err
 		}
@@ -492,7 +496,11 @@ func (s *session) approvalsList(ctx context.Context, c *cli.Context) error {
 	if c.Bool("all-tenants") {
 		tenant = approve.AllTenants
 	}
-	gates, err := approve.Gates(ctx, st, tenant, s.now())
+	ts, err := s.trustStore()
+	if err != nil {
+		return err
+	}
+	gates, err := approve.Gates(ctx, st, ts, tenant, s.now())
 	if err != nil {
 		return err
 	}
@@ -522,7 +530,11 @@ func (s *session) approvalsShow(ctx context.Context, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	g, err := approve.Gate(ctx, st, s.tenant, string(sp.Hash), c.Args().Get(1), s.now())
+	ts, err := s.trustStore()
+	if err != nil {
+		return err
+	}
+	g, err := approve.Gate(ctx, st, ts, s.tenant, string(sp.Hash), c.Args().Get(1), s.now())
 	if err != nil {
 		return err
 	}
@@ -532,6 +544,9 @@ func (s *session) approvalsShow(ctx context.Context, c *cli.Context) error {
 		for _, d := range v.Decisions {
 			fmt.Fprintf(w, "  %s by %s (%s) signed %s, imported %s: %q\n", d.Decision, orDash(d.KeyName), d.KeyID,
 				d.SignedAt.UTC().Format(time.RFC3339), d.ImportedAt.UTC().Format(time.RFC3339), d.Comment)
+			if d.Void != "" {
+				fmt.Fprintf(w, "    approval by %s no longer counts: %s\n", orDash(d.KeyName), d.Void)
+			}
 		}
 		for _, r := range v.Requests {
 			fmt.Fprintf(w, "  request %s by %s at %s: %s (expires %s)\n", r.Digest, r.Requester, r.RequestedAt.UTC().Format(time.RFC3339), r.Status, r.ExpiresAt.UTC().Format(time.RFC3339))
