@@ -108,6 +108,17 @@ A run waiting at a gate names its plan: --run stands for --plan.
 					ArgsUsage: "PLAN GATE",
 					Action:    action(s.approvalsShow),
 				},
+				{
+					Name:  "ledger",
+					Usage: "the approval ledger: every request, decision, refusal, expiry and void, and whether its hash chain verifies",
+					Description: `Entries are hash-chained; a damaged chain is reported (and fails the command
+with ERR_PACK_APPROVAL_RECORD_CORRUPT) like ` + "`stella cache verify`" + ` would.
+
+Examples:
+   stella pack approvals ledger
+   stella --output json pack approvals ledger`,
+					Action: action(s.approvalsLedger),
+				},
 			},
 		},
 		{
@@ -552,6 +563,55 @@ func (s *session) approvalsShow(ctx context.Context, c *cli.Context) error {
 			fmt.Fprintf(w, "  request %s by %s at %s: %s (expires %s)\n", r.Digest, r.Requester, r.RequestedAt.UTC().Format(time.RFC3339), r.Status, r.ExpiresAt.UTC().Format(time.RFC3339))
 		}
 	})
+}
+
+func (s *session) approvalsLedger(ctx context.Context, c *cli.Context) error {
+	if err := argsExactly(c, 0, "no arguments"); err != nil {
+		return err
+	}
+	st, err := s.openCache(ctx)
+	if err != nil {
+		return err
+	}
+	entries, err := approve.Ledger(ctx, st)
+	if err != nil {
+		return err
+	}
+	problems, err := approve.VerifyLedger(ctx, st)
+	if err != nil {
+		return err
+	}
+	res := struct {
+		Entries  []approve.Entry   `json:"entries"`
+		Problems []approve.Problem `json:"problems"`
+	}{entries, problems}
+	if res.Entries == nil {
+		res.Entries = []approve.Entry{}
+	}
+	if res.Problems == nil {
+		res.Problems = []approve.Problem{}
+	}
+	if err := s.emit(res, func(w io.Writer) {
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "SEQ\tTIME\tEVENT\tGATE\tKEY\tDETAIL")
+		for _, e := range res.Entries {
+			detail := e.Decision
+			if e.Reason != "" {
+				detail = strings.TrimSpace(detail + " " + e.Reason)
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.UTC().Format(time.RFC3339), e.Event, orDash(e.Gate), orDash(e.KeyID), orDash(detail))
+		}
+		tw.Flush()
+		if len(res.Problems) == 0 {
+			fmt.Fprintf(w, "ledger of %d entries: hash chain verifies\n", len(res.Entries))
+		}
+	}); err != nil {
+		return err
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("approval ledger: %d problem(s), first %s: %s: %w", len(problems), problems[0].Object, problems[0].Problem, approve.ErrRecordCorrupt)
+	}
+	return nil
 }
 
 func (s *session) plansList(ctx context.Context, _ *cli.Context) error {
