@@ -46,19 +46,39 @@
 // Review recomputes the plan hash from the plan layer (ErrPlanAltered) and
 // checks the plan against the request. Accept checks, in order, the bundle
 // (package bundle's errors), the artifact's shape (ErrInvalidResponse), that
-// this cache issued the request (ErrUnknownRequest), the signature against
-// the trust store with the gate's role and the request's tenant (package
-// trust's errors), every bound field (*MismatchError), replays (Duplicate,
+// this cache issued the request (ErrUnknownRequest), that the gate's role is
+// an approver role of the site (trust.ErrNotApproverRole), the signature
+// against the trust store with the gate's role and the request's tenant
+// (package trust's errors), that the key did not sign the pack unless the
+// site allows it (ErrSelfApproval), every bound field (*MismatchError),
+// replays (Duplicate,
 // a no-op), a rejected gate (ErrGateRejected), the lifetime
 // (ErrLifetimeTooLong), expiry (ErrExpired), signing time (ErrSigningTime),
 // that the request is pending (ErrNotPending) and that the key did not
 // already answer it otherwise (ErrAlreadyDecided). Every refusal appends a
 // refusal entry to the ledger and records nothing else.
 //
+// # Who may approve
+//
+// One rule (admit, approvers.go) says whose approval counts, and it is the
+// site's, from the trust store (trust.Policy), never the pack's: the gate's
+// role must be RoleApprove or a role the site declared (never publisher or
+// Packs.Run); the key must be in the store, not revoked, hold the role and
+// the tenant; and it must not have signed the pack (a valid signature on
+// the pack manifest in the cache) unless the policy allows self-approval.
+// Accept refuses by it, NewRequest refuses a gate whose role cannot
+// approve, and every computation of a gate's state (loadRequests) applies
+// it again to every recorded approval against the trust store given then,
+// so a key revoked or removed, by the CLI or by hand, stops counting at
+// once. Such an approval does not count and closes no request; the first
+// time it is seen, a void entry goes to the ledger and the approval is
+// marked void for good (bucket approve.voids). Rejections always count.
+//
 // # State machine
 //
 // A gate (tenant, plan hash, gate) collects the decisions on all its
-// requests. An approval counts while its expiry has not passed. The gate is
+// requests. An approval counts while its expiry has not passed and admit
+// admits it. The gate is
 //
 //	pending    a request is live, no approval counts yet
 //	approved   n of m distinct keys' approvals count (n/m); it is Satisfied,
@@ -73,8 +93,8 @@
 //
 // # Ledger
 //
-// Every request, decision, refusal and first observed expiry appends an
-// Entry: seq (1, 2, ...), time, event, tenant, plan hash, gate, request and
+// Every request, decision, refusal, first observed expiry and first
+// observed void appends an Entry: seq (1, 2, ...), time, event, tenant, plan hash, gate, request and
 // response digests, key id, decision, reason, prev (the previous entry's
 // hash) and hash (sha256 of the entry's canonical JSON without hash). A
 // head record names the last entry. VerifyLedger (and VerifyHook, for
@@ -89,7 +109,8 @@
 // approve.requests (request digest → request record), approve.gates
 // (tenant 0x00 plan hash 0x00 gate → requests and decisions with their
 // envelopes), approve.ledger (big-endian seq → canonical entry) and
-// approve.meta (the ledger head). The namespace also holds approve.plans,
+// approve.meta (the ledger head) and approve.voids (response digest → the
+// reason of its void entry). The namespace also holds approve.plans,
 // which belongs to package plans (saved plans were this package's before;
 // the bucket stayed so existing caches still read); this package reads it
 // only through plans, and VerifyLedger checks that its records decode.

@@ -23,9 +23,23 @@
 // # Roles and tenants
 //
 // A key holds one or more roles: RolePublisher ("publisher") signs packs,
-// RoleApprove ("Packs.Approve") signs gate approvals. Unknown roles are
-// refused. A key acts for the tenants listed, or for every tenant with
+// RoleApprove ("Packs.Approve") signs gate approvals, RoleRun
+// ("Packs.Run") signs run evidence, plus any approver role the site's
+// Policy declares. Other roles are refused. A key acts for the tenants listed, or for every tenant with
 // AnyTenant ("*"); a requirement with no tenant is met only by "*" keys.
+//
+// # Approval policy
+//
+// The store also holds the site's approval Policy, the "policy" member of
+// the file, present only when it is not the default:
+//
+//	"policy":{"allowSelfApproval":false,"approverRoles":["Change.Board"]}
+//
+// Approver roles (IsApproverRole) are RoleApprove and the declared roles;
+// RolePublisher and RoleRun can never be (ErrNotApproverRole), and a
+// declared role a key holds cannot be withdrawn (ErrRoleInUse).
+// AllowSelfApproval lets a key approve gates of packs it signed; Signers
+// says which keys really signed an envelope. Package approve applies both.
 //
 // # Verification
 //
