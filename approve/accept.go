@@ -81,7 +81,11 @@ func Accept(ctx context.Context, st *cache.Store, path string, opts AcceptOption
 		return nil, fmt.Errorf("accept: %w: a trust store is required", ErrInvalidInput)
 	}
 	now := nowOr(opts.Now)
-	var info refusalInfo
+	a, err := newApprovers(ctx, st, opts.Trust)
+	if err != nil {
+		return nil, err
+	}
+	info := refusalInfo{approvers: a}
 	r, err := bundle.Open(ctx, path, bundle.OpenOptions{})
 	if err != nil {
 		return nil, refuse(ctx, st, now, info, err)
@@ -97,7 +101,7 @@ func Accept(ctx context.Context, st *cache.Store, path string, opts AcceptOption
 	if _, err := r.Verify(ctx, bundle.VerifyOptions{}); err != nil {
 		return nil, refuse(ctx, st, now, info, fmt.Errorf("response bundle %s: %w", path, err))
 	}
-	return acceptArtifact(ctx, st, r, entries[0].Descriptor, opts, now, filepath.Base(path))
+	return acceptArtifact(ctx, st, a, r, entries[0].Descriptor, opts, now, filepath.Base(path))
 }
 
 // LocalDecision is a decision made by an approver at this machine.
@@ -145,13 +149,17 @@ func Decide(ctx context.Context, st *cache.Store, d LocalDecision) (*Outcome, er
 	if d.Tenant == "" {
 		d.Tenant = sp.Tenant
 	}
+	a, err := newApprovers(ctx, st, d.Trust, sp.Pack.Digest)
+	if err != nil {
+		return nil, err
+	}
 	var desc ocispec.Descriptor
 	err = view(ctx, st, func(tx cache.RecordTx) error {
 		g, ok, err := loadGate(tx, d.Tenant, sp.Hash, d.Gate)
 		if err != nil || !ok {
 			return err
 		}
-		reqs, err := loadRequests(tx, g)
+		reqs, err := loadRequests(tx, g, a)
 		if err != nil {
 			return err
 		}
@@ -171,16 +179,16 @@ func Decide(ctx context.Context, st *cache.Store, d LocalDecision) (*Outcome, er
 		// No pending request: a rejected or approved gate refuses the
 		// decision here, as Accept would.
 		if err := view(ctx, st, func(tx cache.RecordTx) error {
-			return checkGateOpen(tx, d.Tenant, sp.Hash, d.Gate, now)
+			return checkGateOpen(tx, a, d.Tenant, sp.Hash, d.Gate, now)
 		}); err != nil {
-			return nil, refuse(ctx, st, now, refusalInfo{tenant: d.Tenant, planHash: sp.Hash, gate: d.Gate, claimed: d.Signer.ID()}, err)
+			return nil, refuse(ctx, st, now, refusalInfo{approvers: a, tenant: d.Tenant, planHash: sp.Hash, gate: d.Gate, claimed: d.Signer.ID()}, err)
 		}
 		requester := d.Requester
 		if requester == "" {
 			requester = "local decision by " + d.Signer.ID()
 		}
 		req, err := NewRequest(ctx, st, RequestOptions{PlanHash: string(sp.Hash), Gate: d.Gate, Tenant: d.Tenant,
-			Requester: requester, Now: now, Rand: d.Rand})
+			Requester: requester, Now: now, Rand: d.Rand, Trust: d.Trust})
 		if err != nil {
 			return nil, err
 		}
@@ -194,15 +202,15 @@ func Decide(ctx context.Context, st *cache.Store, d LocalDecision) (*Outcome, er
 	if err != nil {
 		return nil, err
 	}
-	return acceptArtifact(ctx, st, resp, resp.Descriptor, AcceptOptions{Trust: d.Trust, Now: now, ClockSkew: d.ClockSkew},
+	return acceptArtifact(ctx, st, a, resp, resp.Descriptor, AcceptOptions{Trust: d.Trust, Now: now, ClockSkew: d.ClockSkew},
 		now, "local decision")
 }
 
 // acceptArtifact runs every check of Accept after the bundle level on the
 // response artifact desc read from src, then records it.
-func acceptArtifact(ctx context.Context, st *cache.Store, src content.ReadOnlyStorage, desc ocispec.Descriptor,
+func acceptArtifact(ctx context.Context, st *cache.Store, a *approvers, src content.ReadOnlyStorage, desc ocispec.Descriptor,
 	opts AcceptOptions, now time.Time, from string) (*Outcome, error) {
-	info := refusalInfo{response: desc.Digest}
+	info := refusalInfo{approvers: a, response: desc.Digest}
 	ra, err := readResponseArtifact(ctx, src, desc)
 	if err != nil {
 		return nil, refuse(ctx, st, now, info, err)
@@ -229,12 +237,25 @@ func acceptArtifact(ctx context.Context, st *cache.Store, src content.ReadOnlySt
 			desc.Digest, ErrInvalidResponse, ra.subject.Size, req.Size))
 	}
 
+	// The gate's role must be one the site lets approve (admit checks it
+	// again below; checked first so that no signature is even looked at
+	// for a role that cannot approve).
+	if err := a.trust.CheckApproverRole(req.Approval.Role); err != nil {
+		return nil, refuse(ctx, st, now, info, fmt.Errorf("response %s to request %s, gate %q of pack %s: %w",
+			desc.Digest, ra.subject.Digest, req.Gate, req.Pack.Digest, err))
+	}
 	v, err := opts.Trust.Verify(ctx, ra.envelope, trust.Requirement{Subject: ra.subject.Digest,
 		PredicateType: PredicateApprovalDecision, Role: req.Approval.Role, Tenant: req.Tenant})
 	if err != nil {
 		return nil, refuse(ctx, st, now, info, fmt.Errorf("response %s to request %s: %w", desc.Digest, ra.subject.Digest, err))
 	}
 	info.keyID = v.KeyID
+	if err := a.addPack(ctx, st, req.Pack.Digest); err != nil {
+		return nil, err
+	}
+	if _, err := a.admit(v.KeyID, req.Approval.Role, req.Tenant, req.Pack.Digest); err != nil {
+		return nil, refuse(ctx, st, now, info, fmt.Errorf("response %s to request %s, gate %q: %w", desc.Digest, ra.subject.Digest, req.Gate, err))
+	}
 	p, err := decodePredicate(v.Statement)
 	if err != nil {
 		return nil, refuse(ctx, st, now, info, fmt.Errorf("response %s: %w", desc.Digest, err))
@@ -263,7 +284,7 @@ func acceptArtifact(ctx context.Context, st *cache.Store, src content.ReadOnlySt
 	dec := decisionRecord{Request: ra.subject.Digest, Response: desc.Digest, Payload: digest.FromBytes(payload),
 		KeyID: v.KeyID, KeyName: v.KeyName, Decision: p.Decision, Comment: p.Comment, SignedAt: p.SignedAt,
 		ExpiresAt: p.ExpiresAt, Imported: now, Envelope: ra.envelope}
-	chk := stateCheck{dec: &dec, pred: p, now: now, skew: opts.ClockSkew}
+	chk := stateCheck{approvers: a, dec: &dec, pred: p, now: now, skew: opts.ClockSkew}
 
 	var out *Outcome
 	if err := view(ctx, st, func(tx cache.RecordTx) error {
@@ -290,7 +311,7 @@ func acceptArtifact(ctx context.Context, st *cache.Store, src content.ReadOnlySt
 
 	var refused error
 	err = update(ctx, st, func(tx cache.RecordTx) error {
-		if err := observeExpiry(tx, now); err != nil {
+		if err := observe(tx, a, now); err != nil {
 			return err
 		}
 		var err error
@@ -316,10 +337,11 @@ func acceptArtifact(ctx context.Context, st *cache.Store, src content.ReadOnlySt
 // stateCheck holds a verified decision while it is checked against the
 // gate's state and recorded.
 type stateCheck struct {
-	dec  *decisionRecord
-	pred *Predicate
-	now  time.Time
-	skew time.Duration
+	approvers *approvers
+	dec       *decisionRecord
+	pred      *Predicate
+	now       time.Time
+	skew      time.Duration
 }
 
 // run checks the decision against the recorded state in tx. It returns a
@@ -341,7 +363,7 @@ func (c *stateCheck) run(tx cache.RecordTx) (*Outcome, error) {
 	if !ok {
 		return nil, fmt.Errorf("request %s: gate %q: %w: record missing", dec.Request, req.Gate, ErrRecordCorrupt)
 	}
-	reqs, err := loadRequests(tx, g)
+	reqs, err := loadRequests(tx, g, c.approvers)
 	if err != nil {
 		return nil, err
 	}
@@ -398,7 +420,7 @@ func (c *stateCheck) record(tx cache.RecordTx) (*Outcome, error) {
 	if err := put(tx, bucketGates, gateKey(g.Tenant, g.PlanHash, g.Gate), g); err != nil {
 		return nil, err
 	}
-	reqs, err := loadRequests(tx, g)
+	reqs, err := loadRequests(tx, g, c.approvers)
 	if err != nil {
 		return nil, err
 	}
@@ -415,13 +437,14 @@ func (c *stateCheck) record(tx cache.RecordTx) (*Outcome, error) {
 
 // refusalInfo is what is known about a response when it is refused.
 type refusalInfo struct {
-	tenant   string
-	planHash digest.Digest
-	gate     string
-	request  digest.Digest
-	response digest.Digest
-	keyID    string // the verifying key
-	claimed  string // the key ids the envelope claims (unverified)
+	approvers *approvers // observes voids and expiries in the refusal's transaction
+	tenant    string
+	planHash  digest.Digest
+	gate      string
+	request   digest.Digest
+	response  digest.Digest
+	keyID     string // the verifying key
+	claimed   string // the key ids the envelope claims (unverified)
 }
 
 // refuse appends a refusal entry for err, when err is a refusal (see
@@ -436,7 +459,7 @@ func refuse(ctx context.Context, st *cache.Store, now time.Time, info refusalInf
 		keyID = info.claimed // unverified: what the envelope claims
 	}
 	lerr := update(ctx, st, func(tx cache.RecordTx) error {
-		if err := observeExpiry(tx, now); err != nil {
+		if err := observe(tx, info.approvers, now); err != nil {
 			return err
 		}
 		_, err := appendEntry(tx, Entry{Time: now, Event: EventRefusal, Tenant: info.tenant, PlanHash: info.planHash,
@@ -459,6 +482,8 @@ var reasons = []struct {
 	{trust.ErrKeyRevoked, "key-revoked"},
 	{trust.ErrUnknownKey, "unknown-key"},
 	{trust.ErrSignatureInvalid, "signature-invalid"},
+	{trust.ErrNotApproverRole, "not-approver-role"},
+	{ErrSelfApproval, "self-approval"},
 	{trust.ErrRoleMissing, "role-missing"},
 	{trust.ErrTenantNotAllowed, "tenant-not-allowed"},
 	{trust.ErrSubjectMismatch, "subject-mismatch"},

@@ -144,11 +144,11 @@ func TestRoundTripTwoApprovers(t *testing.T) {
 		t.Fatalf("after expiry: gate %s %+v", g, g)
 	}
 
-	all, err := Gates(o.ctx, o.st, AllTenants, t0.Add(4*time.Hour))
+	all, err := Gates(o.ctx, o.st, o.trust, AllTenants, t0.Add(4*time.Hour))
 	if err != nil || len(all) != 1 || all[0].String() != "approved 2/2" {
 		t.Fatalf("gates: %+v %v", all, err)
 	}
-	if none, err := Gates(o.ctx, o.st, "globex", t0); err != nil || len(none) != 0 {
+	if none, err := Gates(o.ctx, o.st, o.trust, "globex", t0); err != nil || len(none) != 0 {
 		t.Fatalf("gates of another tenant: %+v %v", none, err)
 	}
 }
@@ -184,7 +184,7 @@ func TestRejection(t *testing.T) {
 		t.Fatalf("ledger after a refused local decision: %+v", l[n:])
 	}
 	// And no new request can reopen the gate.
-	if _, err := NewRequest(o.ctx, o.st, RequestOptions{PlanHash: o.fx.hash, Gate: testGate, Requester: "ops", Now: t0.Add(4 * time.Hour)}); !errors.Is(err, ErrGateRejected) {
+	if _, err := NewRequest(o.ctx, o.st, RequestOptions{PlanHash: o.fx.hash, Gate: testGate, Requester: "ops", Now: t0.Add(4 * time.Hour), Trust: o.trust}); !errors.Is(err, ErrGateRejected) {
 		t.Fatalf("new request on a rejected gate: %v", err)
 	}
 	if diff := cmp.Diff([]string{"request", "decision:approve", "decision:reject", "refusal:gate-rejected", "refusal:gate-rejected"}, events(o.ledger())); diff != "" {
@@ -257,7 +257,7 @@ func TestExpiryObservedOnce(t *testing.T) {
 		t.Fatalf("gate past expiry: %s %+v", g, g.Requests)
 	}
 	o.gate(late.Add(time.Hour))
-	if _, err := Gates(o.ctx, o.st, testTenant, late.Add(2*time.Hour)); err != nil {
+	if _, err := Gates(o.ctx, o.st, o.trust, testTenant, late.Add(2*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff([]string{"request", "expiry"}, events(o.ledger())); diff != "" {
@@ -291,7 +291,15 @@ func TestNewRequestChecks(t *testing.T) {
 		{"no requester", RequestOptions{PlanHash: o.fx.hash, Gate: testGate}, ErrInvalidInput},
 		{"bad tenant", RequestOptions{PlanHash: o.fx.hash, Gate: testGate, Requester: "ops", Tenant: "a b"}, ErrInvalidInput},
 	}
-	for _, c := range cases {
+	cases = append(cases, struct {
+		name string
+		opts RequestOptions
+		want error
+	}{"no trust store", RequestOptions{PlanHash: o.fx.hash, Gate: testGate, Requester: "ops"}, ErrInvalidInput})
+	for i, c := range cases {
+		if i < len(cases)-1 {
+			c.opts.Trust = o.trust
+		}
 		t.Run(c.name, func(t *testing.T) {
 			if _, err := NewRequest(o.ctx, o.st, c.opts); !errors.Is(err, c.want) {
 				t.Fatalf("got %v, want %v", err, c.want)
@@ -313,7 +321,7 @@ func TestPackSubjectSize(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := RequestOptions{PlanHash: fx.hash, Gate: testGate, Requester: "ops", Now: t0}
+	opts := RequestOptions{PlanHash: fx.hash, Gate: testGate, Requester: "ops", Now: t0, Trust: &trust.Store{}}
 	if _, err := NewRequest(ctx, st, opts); !errors.Is(err, ErrPackNotFound) {
 		t.Fatalf("request without a known pack size: %v", err)
 	}

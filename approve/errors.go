@@ -55,6 +55,10 @@ var (
 	// ErrGateRejected: the gate was already rejected; nothing more can be
 	// decided on it for this plan.
 	ErrGateRejected = errors.New("gate already rejected")
+	// ErrSelfApproval: the approving key signed the pack whose gate it
+	// approves, and the site's policy (trust.Policy.AllowSelfApproval) does
+	// not allow it: separation of duties.
+	ErrSelfApproval = errors.New("key may not approve a pack it signed")
 	// ErrRecordCorrupt: a record of this package in the cache index
 	// (request, gate, ledger entry) cannot be read, or one another needs is
 	// missing. Altered, removed or reordered ledger entries are reported by

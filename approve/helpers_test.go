@@ -126,7 +126,7 @@ func newOperator(t *testing.T) *operator {
 // request issues a request at now and writes its bundle to the media.
 func (o *operator) request(now time.Time) (*Request, string) {
 	o.t.Helper()
-	req, err := NewRequest(o.ctx, o.st, RequestOptions{PlanHash: o.fx.hash, Gate: testGate, Requester: "ops@sealed-1",
+	req, err := NewRequest(o.ctx, o.st, RequestOptions{PlanHash: o.fx.hash, Gate: testGate, Requester: "ops@sealed-1", Trust: o.trust,
 		Now: now, Rand: o.rnd})
 	if err != nil {
 		o.t.Fatal(err)
@@ -167,7 +167,7 @@ func (o *operator) accept(path string, now time.Time) (*Outcome, error) {
 
 func (o *operator) gate(now time.Time) GateState {
 	o.t.Helper()
-	gs, err := Gate(o.ctx, o.st, testTenant, o.fx.hash, testGate, now)
+	gs, err := Gate(o.ctx, o.st, o.trust, testTenant, o.fx.hash, testGate, now)
 	if err != nil {
 		o.t.Fatal(err)
 	}

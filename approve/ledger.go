@@ -24,6 +24,10 @@ const (
 	EventDecision Event = "decision" // a response was accepted
 	EventRefusal  Event = "refusal"  // a response was refused
 	EventExpiry   Event = "expiry"   // a pending request was seen past its expiry
+	// EventVoid: an accepted approval was seen no longer counting (its key
+	// revoked or removed, its role or tenant withdrawn, ...); Reason says
+	// why. It stays void.
+	EventVoid Event = "void"
 )
 
 // Entry is one ledger entry. Every field is always present in its JSON

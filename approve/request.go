@@ -20,6 +20,7 @@ import (
 	"stellaops.io/stella/integrity"
 	"stellaops.io/stella/plan"
 	"stellaops.io/stella/plans"
+	"stellaops.io/stella/trust"
 )
 
 // RequestAPIVersion identifies the request JSON format.
@@ -171,6 +172,11 @@ type RequestOptions struct {
 	Now time.Time
 	// Rand is the source of the nonce; nil means crypto/rand.
 	Rand io.Reader
+	// Trust is the current trust store; required. It says whether the
+	// gate's role may approve at all here, and which recorded approvals
+	// still count (a gate is open to a new request while they do not
+	// satisfy it).
+	Trust *trust.Store
 }
 
 // requestRecord is what this cache remembers of a request it issued: where
@@ -202,7 +208,12 @@ type requestRecord struct {
 // one of the plan's approval gates. ErrGateRejected: the gate was rejected.
 // ErrNotPending: the gate is approved. ErrPackNotFound: the pack manifest's
 // size is unknown (neither in the cache nor recorded with the plan).
+// trust.ErrNotApproverRole: the gate's role cannot approve at this site, so
+// no answer could ever count.
 func NewRequest(ctx context.Context, st *cache.Store, opts RequestOptions) (*Request, error) {
+	if opts.Trust == nil {
+		return nil, fmt.Errorf("request: %w: a trust store is required", ErrInvalidInput)
+	}
 	if err := checkTenant(opts.Tenant); err != nil {
 		return nil, err
 	}
@@ -230,12 +241,19 @@ func NewRequest(ctx context.Context, st *cache.Store, opts RequestOptions) (*Req
 	if err != nil {
 		return nil, fmt.Errorf("gate %q of plan %s: %w: %v", opts.Gate, sp.Hash, plan.ErrInvalid, err)
 	}
+	if err := opts.Trust.CheckApproverRole(gate.Role); err != nil {
+		return nil, fmt.Errorf("gate %q of plan %s (pack %s): %w", opts.Gate, sp.Hash, sp.PackRef, err)
+	}
 	tenant := opts.Tenant
 	if tenant == "" {
 		tenant = sp.Tenant
 	}
+	a, err := newApprovers(ctx, st, opts.Trust, sp.Pack.Digest)
+	if err != nil {
+		return nil, err
+	}
 	if err := view(ctx, st, func(tx cache.RecordTx) error {
-		return checkGateOpen(tx, tenant, sp.Hash, opts.Gate, now)
+		return checkGateOpen(tx, a, tenant, sp.Hash, opts.Gate, now)
 	}); err != nil {
 		return nil, err
 	}
@@ -280,10 +298,10 @@ func NewRequest(ctx context.Context, st *cache.Store, opts RequestOptions) (*Req
 	}
 	rec := requestRecord{Size: desc.Size, Ref: ref, RequestDoc: doc}
 	err = update(ctx, st, func(tx cache.RecordTx) error {
-		if err := observeExpiry(tx, now); err != nil {
+		if err := observe(tx, a, now); err != nil {
 			return err
 		}
-		if err := checkGateOpen(tx, tenant, sp.Hash, doc.Gate, now); err != nil {
+		if err := checkGateOpen(tx, a, tenant, sp.Hash, doc.Gate, now); err != nil {
 			return err
 		}
 		g, _, err := loadGate(tx, tenant, sp.Hash, doc.Gate)

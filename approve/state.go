@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -11,6 +12,7 @@ import (
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/integrity"
 	"stellaops.io/stella/plans"
+	"stellaops.io/stella/trust"
 )
 
 // State is a gate's (or a request's) state.
@@ -73,6 +75,10 @@ type DecisionInfo struct {
 	ExpiresAt  time.Time     `json:"expiresAt"`
 	Request    digest.Digest `json:"request"`  // request manifest
 	Response   digest.Digest `json:"response"` // response manifest
+	// Void says why an approval no longer counts ("key revoked
+	// 2026-01-02T03:04:05Z", "key removed from the trust store", ...);
+	// empty while it counts.
+	Void string `json:"void,omitempty"`
 }
 
 // RequestInfo is one request issued for a gate.
@@ -86,6 +92,24 @@ type RequestInfo struct {
 	Nonce       string        `json:"nonce"`
 }
 
+// VoidNote says which approvals no longer count and why, as gate displays
+// show it: "approval by alice no longer counts: key revoked
+// 2026-01-02T03:04:05Z" (several joined by "; "), "" when all count.
+func VoidNote(decisions []DecisionInfo) string {
+	var notes []string
+	for _, d := range decisions {
+		if d.Void == "" {
+			continue
+		}
+		who := d.KeyName
+		if who == "" {
+			who = d.KeyID
+		}
+		notes = append(notes, fmt.Sprintf("approval by %s no longer counts: %s", who, d.Void))
+	}
+	return strings.Join(notes, "; ")
+}
+
 // gateRecord is what the cache keeps of a gate: its requests and the
 // decisions accepted on them.
 type gateRecord struct {
@@ -96,6 +120,10 @@ type gateRecord struct {
 	Approval  ApprovalInfo     `json:"approval"`
 	Requests  []digest.Digest  `json:"requests"`
 	Decisions []decisionRecord `json:"decisions"`
+
+	// void is derived when read (loadRequests), never stored: for each
+	// decision, why it no longer counts ("" when it counts).
+	void []string
 }
 
 // decisionRecord is one accepted decision, with its envelope (what
@@ -128,8 +156,10 @@ func loadGate(tx cache.RecordTx, tenant string, planHash digest.Digest, gate str
 }
 
 // loadRequests loads the requests of g, each with the state its gate's
-// decisions closed it in, if any.
-func loadRequests(tx cache.RecordTx, g *gateRecord) (map[digest.Digest]*requestRecord, error) {
+// decisions closed it in, if any, and derives which of g's decisions no
+// longer count (approvers' voidOf; with a nil a, only voids the ledger
+// recorded).
+func loadRequests(tx cache.RecordTx, g *gateRecord, a *approvers) (map[digest.Digest]*requestRecord, error) {
 	out := map[digest.Digest]*requestRecord{}
 	for _, d := range g.Requests {
 		var r requestRecord
@@ -142,6 +172,13 @@ func loadRequests(tx cache.RecordTx, g *gateRecord) (map[digest.Digest]*requestR
 		}
 		out[d] = &r
 	}
+	g.void = make([]string, len(g.Decisions))
+	for i := range g.Decisions {
+		var err error
+		if g.void[i], err = a.voidOf(tx, &g.Decisions[i], out[g.Decisions[i].Request]); err != nil {
+			return nil, err
+		}
+	}
 	for d, st := range closedStates(g, out) {
 		out[d].closed = st
 	}
@@ -153,12 +190,19 @@ func loadRequests(tx cache.RecordTx, g *gateRecord) (map[digest.Digest]*requestR
 // rejected or approved) every request pending when it was accepted —
 // issued by then and not yet past its expiry. A closed request stays closed
 // when the approvals later expire. This is what earlier versions stored as
-// a flag on the request when they accepted the decision.
+// a flag on the request when they accepted the decision. Approvals that no
+// longer count (g.void) are left out, as if never made: a request they
+// closed is open again.
 func closedStates(g *gateRecord, reqs map[digest.Digest]*requestRecord) map[digest.Digest]State {
 	closed := map[digest.Digest]State{}
+	var counted []decisionRecord
 	for k := range g.Decisions {
+		if k < len(g.void) && g.void[k] != "" {
+			continue
+		}
+		counted = append(counted, g.Decisions[k])
 		at := g.Decisions[k].Imported
-		st := decided(g.Decisions[:k+1], g.Approval.MinApprovers, at)
+		st := decided(counted, g.Approval.MinApprovers, at)
 		if st == "" {
 			continue
 		}
@@ -208,11 +252,17 @@ func computeState(g *gateRecord, reqs map[digest.Digest]*requestRecord, now time
 		Required: g.Approval.MinApprovers}
 	rejected := false
 	live := map[string]time.Time{} // key id → latest live expiry
-	for _, d := range g.Decisions {
+	for i, d := range g.Decisions {
+		void := ""
+		if i < len(g.void) {
+			void = g.void[i]
+		}
 		gs.Decisions = append(gs.Decisions, DecisionInfo{KeyID: d.KeyID, KeyName: d.KeyName, Decision: d.Decision,
 			Comment: d.Comment, SignedAt: d.SignedAt, ImportedAt: d.Imported, ExpiresAt: d.ExpiresAt,
-			Request: d.Request, Response: d.Response})
+			Request: d.Request, Response: d.Response, Void: void})
 		switch {
+		case void != "":
+			// no longer counts (key revoked or removed, ...)
 		case d.Decision == Reject:
 			rejected = true
 		case !now.After(d.ExpiresAt) && d.ExpiresAt.After(live[d.KeyID]):
@@ -260,12 +310,12 @@ func computeState(g *gateRecord, reqs map[digest.Digest]*requestRecord, now time
 }
 
 // gateState loads and computes one gate's state inside tx.
-func gateState(tx cache.RecordTx, tenant string, planHash digest.Digest, gate string, now time.Time) (*GateState, error) {
+func gateState(tx cache.RecordTx, a *approvers, tenant string, planHash digest.Digest, gate string, now time.Time) (*GateState, error) {
 	g, ok, err := loadGate(tx, tenant, planHash, gate)
 	if err != nil || !ok {
 		return nil, err
 	}
-	reqs, err := loadRequests(tx, g)
+	reqs, err := loadRequests(tx, g, a)
 	if err != nil {
 		return nil, err
 	}
@@ -275,8 +325,8 @@ func gateState(tx cache.RecordTx, tenant string, planHash digest.Digest, gate st
 
 // checkGateOpen refuses a new request on a rejected (ErrGateRejected) or
 // satisfied (ErrNotPending) gate.
-func checkGateOpen(tx cache.RecordTx, tenant string, planHash digest.Digest, gate string, now time.Time) error {
-	gs, err := gateState(tx, tenant, planHash, gate, now)
+func checkGateOpen(tx cache.RecordTx, a *approvers, tenant string, planHash digest.Digest, gate string, now time.Time) error {
+	gs, err := gateState(tx, a, tenant, planHash, gate, now)
 	if err != nil || gs == nil {
 		return err
 	}
@@ -292,7 +342,7 @@ func checkGateOpen(tx cache.RecordTx, tenant string, planHash digest.Digest, gat
 
 // observeExpiry appends one expiry entry for every request still pending
 // past its expiry that has none in the ledger yet.
-func observeExpiry(tx cache.RecordTx, now time.Time) error {
+func observeExpiry(tx cache.RecordTx, a *approvers, now time.Time) error {
 	type hit struct {
 		key string
 		rec requestRecord
@@ -317,7 +367,7 @@ func observeExpiry(tx cache.RecordTx, now time.Time) error {
 			if !found {
 				return fmt.Errorf("request %s: gate %q: %w: record missing", k, r.Gate, ErrRecordCorrupt)
 			}
-			if reqs, err = loadRequests(tx, g); err != nil {
+			if reqs, err = loadRequests(tx, g, a); err != nil {
 				return err
 			}
 			gates[gk] = reqs
@@ -347,14 +397,21 @@ func observeExpiry(tx cache.RecordTx, now time.Time) error {
 
 // Gates returns the state at now (zero means now) of every gate of tenant
 // ("" for no tenant, AllTenants for all) that had a request, sorted by
-// tenant, plan hash and gate. Requests seen past their expiry for the first
-// time get their expiry entry in the ledger.
-func Gates(ctx context.Context, st *cache.Store, tenant string, now time.Time) ([]GateState, error) {
+// tenant, plan hash and gate. An approval counts only while ts, the
+// current trust store, admits it (see the package comment: a key revoked
+// or removed, or one that signed the pack, does not count); one seen not
+// counting for the first time gets a void entry in the ledger, and
+// requests seen past their expiry for the first time an expiry entry.
+func Gates(ctx context.Context, st *cache.Store, ts *trust.Store, tenant string, now time.Time) ([]GateState, error) {
 	now = nowOr(now)
+	a, err := newApprovers(ctx, st, ts)
+	if err != nil {
+		return nil, err
+	}
 	var out []GateState
-	err := update(ctx, st, func(tx cache.RecordTx) error {
+	err = update(ctx, st, func(tx cache.RecordTx) error {
 		out = nil
-		if err := observeExpiry(tx, now); err != nil {
+		if err := observe(tx, a, now); err != nil {
 			return err
 		}
 		var prefix []byte
@@ -366,7 +423,7 @@ func Gates(ctx context.Context, st *cache.Store, tenant string, now time.Time) (
 			if _, err := get(tx, bucketGates, string(k), &g); err != nil {
 				return err
 			}
-			reqs, err := loadRequests(tx, &g)
+			reqs, err := loadRequests(tx, &g, a)
 			if err != nil {
 				return err
 			}
@@ -380,8 +437,9 @@ func Gates(ctx context.Context, st *cache.Store, tenant string, now time.Time) (
 // Gate returns the state at now (zero means now) of one gate. planHash may
 // be a unique prefix of a saved plan's hash (see plans.Get, whose errors it
 // returns). ErrGateNotFound: no request was ever made for it here. Like
-// Gates, it records expiries it observes.
-func Gate(ctx context.Context, st *cache.Store, tenant, planHash, gate string, now time.Time) (*GateState, error) {
+// Gates, it counts approvals against ts and records voids and expiries it
+// observes.
+func Gate(ctx context.Context, st *cache.Store, ts *trust.Store, tenant, planHash, gate string, now time.Time) (*GateState, error) {
 	now = nowOr(now)
 	h := digest.Digest(planHash)
 	if integrity.CheckSHA256(h) != nil {
@@ -393,13 +451,17 @@ func Gate(ctx context.Context, st *cache.Store, tenant, planHash, gate string, n
 		}
 		h = sp.Hash
 	}
+	a, err := newApprovers(ctx, st, ts)
+	if err != nil {
+		return nil, err
+	}
 	var gs *GateState
-	err := update(ctx, st, func(tx cache.RecordTx) error {
-		if err := observeExpiry(tx, now); err != nil {
+	err = update(ctx, st, func(tx cache.RecordTx) error {
+		if err := observe(tx, a, now); err != nil {
 			return err
 		}
 		var err error
-		gs, err = gateState(tx, tenant, h, gate, now)
+		gs, err = gateState(tx, a, tenant, h, gate, now)
 		if err == nil && gs == nil {
 			err = fmt.Errorf("gate %q of plan %s (tenant %q): no approval was requested: %w", gate, h, tenant, ErrGateNotFound)
 		}

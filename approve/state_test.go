@@ -74,7 +74,7 @@ func TestLegacyRequestRecords(t *testing.T) {
 	later := t0.Add(50 * time.Hour)
 	o.request(later)
 	end := later.Add(49 * time.Hour)
-	before, err := Gates(o.ctx, o.st, AllTenants, end)
+	before, err := Gates(o.ctx, o.st, o.trust, AllTenants, end)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestLegacyRequestRecords(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	after, err := Gates(o.ctx, o.st, AllTenants, end.Add(time.Hour))
+	after, err := Gates(o.ctx, o.st, o.trust, AllTenants, end.Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}

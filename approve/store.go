@@ -31,6 +31,7 @@ const (
 	bucketGates    = "gates"    // tenant 0x00 plan hash 0x00 gate → gateRecord
 	bucketLedger   = "ledger"   // big-endian seq → canonical Entry
 	bucketMeta     = "meta"     // "ledger.head" → ledgerHead
+	bucketVoids    = "voids"    // response manifest digest → why its approval no longer counts (its void entry's reason)
 )
 
 // Bounds on what this package reads from untrusted sources.

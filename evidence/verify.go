@@ -574,6 +574,10 @@ func (v *verifier) checkApprovals(ctx context.Context) error {
 		if !ok {
 			return mismatch("it approves gate %q, which the plan does not have", p.Gate)
 		}
+		// Which roles approve is the verifying site's policy, not the pack's.
+		if err := v.trust.CheckApproverRole(a.Role); err != nil {
+			return partErr(title, fmt.Errorf("gate %s: %w", p.Gate, err))
+		}
 		ver, err := v.trust.Verify(ctx, env, trust.Requirement{Subject: p.RequestDigest,
 			PredicateType: approve.PredicateApprovalDecision, Role: a.Role, Tenant: v.pred.Tenant})
 		if err != nil {

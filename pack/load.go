@@ -23,6 +23,9 @@ type Pack struct {
 	// Files holds every file of the pack, pack.yaml included, sorted by Path.
 	Files []File
 	fsys  fs.FS
+	// positions locates pack.yaml's document paths, for problems found
+	// after loading (ApproverRoleProblems).
+	positions map[string]pos
 	// schemas holds the compiled JSON Schema of each input that names one.
 	schemas map[string]*jsonschema.Schema
 }
@@ -80,7 +83,7 @@ func Load(fsys fs.FS) (*Pack, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Pack{Manifest: m, Files: files, fsys: fsys, schemas: map[string]*jsonschema.Schema{}}
+	p := &Pack{Manifest: m, Files: files, fsys: fsys, schemas: map[string]*jsonschema.Schema{}, positions: decoded.index}
 	// Check the meaning of what decoded too, so every problem is reported
 	// at once; drop findings about values that failed to decode, which
 	// would only repeat the decoding problem.

@@ -372,6 +372,28 @@ func validateApprovals(approvals []Approval, ps *problems) map[string]bool {
 	return ids
 }
 
+// ApproverRoleProblems reports each approval whose role cannot approve at
+// the site: isApprover says which roles can (the site's trust store knows;
+// without one, only "Packs.Approve"). The format itself allows any role;
+// whether it approves is the site's decision, so this is checked apart from
+// Load, by `stella pack validate`, and again when an approval is asked for
+// or accepted. approverRoles names the roles that can, for the message.
+func (p *Pack) ApproverRoleProblems(isApprover func(role string) bool, approverRoles []string) []Problem {
+	ps := &problems{file: ManifestFile, index: p.positions}
+	for i, a := range p.Manifest.Spec.Approvals {
+		if a.Role == "" || isApprover(a.Role) {
+			continue
+		}
+		never := ""
+		if a.Role == "publisher" || a.Role == "Packs.Run" {
+			never = "; publisher and Packs.Run never approve"
+		}
+		ps.at(fmt.Sprintf("spec.approvals[%d].role", i), "role %q is not an approver role at this site (approver roles: %s)%s",
+			a.Role, strings.Join(approverRoles, ", "), never)
+	}
+	return ps.list
+}
+
 func validateSandbox(sb *Sandbox, ps *problems) {
 	switch sb.Network.Mode {
 	case "", NetworkNone:

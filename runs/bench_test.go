@@ -27,6 +27,7 @@ import (
 	"stellaops.io/stella/run"
 	"stellaops.io/stella/run/process"
 	"stellaops.io/stella/runs"
+	"stellaops.io/stella/trust"
 )
 
 // Targets of the runner benchmarks, as ratios to baselines measured in the
@@ -145,7 +146,7 @@ func driveReal(tb testing.TB, pl *plan.Plan, p *pack.Pack, exe run.Executor, opt
 	eng := &run.Engine{
 		Executor: exe,
 		Store:    rs,
-		Gates:    runs.Gates{Cache: cs},
+		Gates:    runs.Gates{Cache: cs, Trust: &trust.Store{}},
 		Expand:   func(s *plan.Step, items []any) (*plan.Expansion, error) { return pl.Expand(p.Manifest, s, items) },
 		Work:     filepath.Join(folder, "work"),
 		Outputs:  filepath.Join(folder, "outputs"),

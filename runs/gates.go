@@ -10,6 +10,7 @@ import (
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/plan"
 	"stellaops.io/stella/run"
+	"stellaops.io/stella/trust"
 )
 
 // Gates answers a run's approval gates from the decisions package approve
@@ -18,9 +19,13 @@ import (
 // started waiting); one with requests follows approve's state: satisfied is
 // approved, rejected is rejected, and expired (no live request, not enough
 // live approvals) is expired once the run's own window (expiresAfter from
-// when it started waiting) has passed too.
+// when it started waiting) has passed too. Approvals count against Trust,
+// the current trust store (approve.Gate): one whose key was revoked or
+// removed since no longer lets the run pass, and the gate's message says
+// so.
 type Gates struct {
 	Cache *cache.Store
+	Trust *trust.Store // required
 	Now   func() time.Time
 }
 
@@ -37,7 +42,7 @@ func (g Gates) Check(ctx context.Context, rec *run.Record, a plan.Approval, sinc
 		window = plan.DefaultExpiry
 	}
 	st := run.GateStatus{State: run.GateWaiting, Required: a.MinApprovers}
-	gs, err := approve.Gate(ctx, g.Cache, rec.Tenant, rec.PlanHash.String(), a.Gate, now)
+	gs, err := approve.Gate(ctx, g.Cache, g.Trust, rec.Tenant, rec.PlanHash.String(), a.Gate, now)
 	switch {
 	case errors.Is(err, approve.ErrGateNotFound):
 		deadline := since.Add(window)
@@ -51,6 +56,9 @@ func (g Gates) Check(ctx context.Context, rec *run.Record, a plan.Approval, sinc
 		return st, err
 	}
 	st.Approved, st.Required = gs.Approvals, gs.Required
+	if !gs.Satisfied {
+		st.Message = approve.VoidNote(gs.Decisions)
+	}
 	if !gs.ExpiresAt.IsZero() {
 		t := gs.ExpiresAt
 		st.Deadline = &t

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 
@@ -268,3 +269,31 @@ func (e *RejectedError) Error() string {
 }
 
 func (e *RejectedError) Unwrap() []error { return append([]error{ErrRejected}, e.errs...) }
+
+// Signers returns the ids of the trust store's keys (revoked ones
+// included, whatever their roles) that made a valid signature of subject
+// found in src: who really signed it, as opposed to whether it counts as
+// signed. A damaged signature artifact signs nothing and is skipped.
+func Signers(ctx context.Context, src Referrers, subject ocispec.Descriptor, store *trust.Store) ([]string, error) {
+	sigs, err := Find(ctx, src, subject)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, sd := range sigs {
+		env, err := envelope(ctx, src, sd)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			continue
+		}
+		for _, id := range store.Signers(env) {
+			if !slices.Contains(out, id) {
+				out = append(out, id)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}

@@ -32,6 +32,13 @@ var (
 	ErrInvalidEntry = errors.New("invalid trust store entry")
 	// ErrInvalidStore: the trust store file is malformed or inconsistent.
 	ErrInvalidStore = errors.New("invalid trust store file")
+	// ErrNotApproverRole: a role that is not an approver role at this site
+	// was asked to approve a gate, or declared an approver role although it
+	// never can be (publisher, Packs.Run). See Policy.
+	ErrNotApproverRole = errors.New("role is not an approver role")
+	// ErrRoleInUse: a declared approver role was withdrawn while a key
+	// still holds it.
+	ErrRoleInUse = errors.New("role still held by a trusted key")
 	// ErrInvalidRequirement: a verification requirement is incomplete.
 	ErrInvalidRequirement = errors.New("invalid verification requirement")
 )

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -87,6 +88,7 @@ type entry struct {
 type Store struct {
 	mu      sync.RWMutex
 	entries []*entry // sorted by name
+	policy  Policy   // normalized (normalizePolicy)
 }
 
 // fileEntry is one key in the trust store file.
@@ -104,6 +106,15 @@ type fileEntry struct {
 type file struct {
 	Version int         `json:"version"`
 	Keys    []fileEntry `json:"keys"`
+	// Policy is absent while the site keeps the default policy, so files
+	// written before it existed stay byte for byte what they were.
+	Policy *filePolicy `json:"policy,omitempty"`
+}
+
+// filePolicy is the site's approval policy in the trust store file.
+type filePolicy struct {
+	ApproverRoles     []string `json:"approverRoles"`
+	AllowSelfApproval bool     `json:"allowSelfApproval"`
 }
 
 // Load reads the trust store at path. A missing file is an empty store.
@@ -144,8 +155,18 @@ func parse(data []byte) (*Store, error) {
 		return nil, fmt.Errorf("version %d, want %d: %w", f.Version, FileVersion, ErrInvalidStore)
 	}
 	s := &Store{}
+	if f.Policy != nil {
+		p, err := normalizePolicy(Policy{ApproverRoles: f.Policy.ApproverRoles, AllowSelfApproval: f.Policy.AllowSelfApproval})
+		if err != nil {
+			return nil, fmt.Errorf("policy: %w: %w", ErrInvalidStore, err)
+		}
+		if !slices.Equal(p.ApproverRoles, f.Policy.ApproverRoles) {
+			return nil, fmt.Errorf("policy: approverRoles not sorted, unique and without %s: %w", RoleApprove, ErrInvalidStore)
+		}
+		s.policy = p
+	}
 	for _, fe := range f.Keys {
-		e, err := entryFromFile(fe)
+		e, err := entryFromFile(fe, s.policy.ApproverRoles)
 		if err != nil {
 			return nil, err
 		}
@@ -156,8 +177,8 @@ func parse(data []byte) (*Store, error) {
 	return s, nil
 }
 
-func entryFromFile(fe fileEntry) (*entry, error) {
-	e, err := newEntry(fe.Name, []byte(fe.PublicKey), fe.Roles, fe.Tenants)
+func entryFromFile(fe fileEntry, extraRoles []string) (*entry, error) {
+	e, err := newEntry(fe.Name, []byte(fe.PublicKey), fe.Roles, fe.Tenants, extraRoles)
 	if err != nil {
 		return nil, fmt.Errorf("key %q: %w: %w", fe.Name, ErrInvalidStore, err)
 	}
@@ -193,8 +214,9 @@ func parseTime(s string) (time.Time, error) {
 func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 // newEntry validates and normalizes a key's fields: name, public key (stored
-// re-encoded), roles and tenants (sorted, deduplicated).
-func newEntry(name string, pubPEM []byte, roles, tenants []string) (*entry, error) {
+// re-encoded), roles (built-in ones and extraRoles, the site's declared
+// approver roles) and tenants (sorted, deduplicated).
+func newEntry(name string, pubPEM []byte, roles, tenants, extraRoles []string) (*entry, error) {
 	if !nameRE.MatchString(name) {
 		return nil, fmt.Errorf("key name %q: %w", name, ErrInvalidEntry)
 	}
@@ -206,7 +228,7 @@ func newEntry(name string, pubPEM []byte, roles, tenants []string) (*entry, erro
 	if err != nil {
 		return nil, fmt.Errorf("key %q: %w", name, err)
 	}
-	normRoles, err := normalizeRoles(roles)
+	normRoles, err := normalizeRoles(roles, extraRoles)
 	if err != nil {
 		return nil, fmt.Errorf("key %q: %w", name, err)
 	}
@@ -225,14 +247,15 @@ func newEntry(name string, pubPEM []byte, roles, tenants []string) (*entry, erro
 	}, nil
 }
 
-func normalizeRoles(roles []string) ([]string, error) {
+func normalizeRoles(roles, extraRoles []string) ([]string, error) {
 	if len(roles) == 0 {
 		return nil, fmt.Errorf("no roles: %w", ErrInvalidEntry)
 	}
 	out := make([]string, 0, len(roles))
 	for _, r := range roles {
-		if !slices.Contains(knownRoles, r) {
-			return nil, fmt.Errorf("role %q (known: %s, %s, %s): %w", r, RolePublisher, RoleApprove, RoleRun, ErrUnknownRole)
+		if !slices.Contains(knownRoles, r) && !slices.Contains(extraRoles, r) {
+			known := slices.Concat(knownRoles, extraRoles)
+			return nil, fmt.Errorf("role %q (known: %s): %w", r, strings.Join(known, ", "), ErrUnknownRole)
 		}
 		out = append(out, r)
 	}
@@ -297,17 +320,18 @@ func (s *Store) byKeyID(id string) *entry {
 }
 
 // Add trusts the public key pubPEM (PKIX PEM, ECDSA P-256 or Ed25519)
-// under name, with roles (RolePublisher, RoleApprove, RoleRun) and tenants (names,
-// or AnyTenant). A name or key already present, even revoked, is ErrExists;
+// under name, with roles (RolePublisher, RoleApprove, RoleRun, or an
+// approver role the site's Policy declares) and tenants (names, or
+// AnyTenant). A name or key already present, even revoked, is ErrExists;
 // an unknown role is ErrUnknownRole.
 func (s *Store) Add(name string, pubPEM []byte, roles, tenants []string, now time.Time) error {
-	e, err := newEntry(name, pubPEM, roles, tenants)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, err := newEntry(name, pubPEM, roles, tenants, s.policy.ApproverRoles)
 	if err != nil {
 		return err
 	}
 	e.Added = now.UTC().Truncate(time.Second)
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	return s.insert(e)
 }
 
@@ -386,6 +410,12 @@ func (s *Store) Marshal() ([]byte, error) {
 			fe.RevokedAt = formatTime(e.RevokedAt)
 		}
 		f.Keys[i] = fe
+	}
+	if len(s.policy.ApproverRoles) > 0 || s.policy.AllowSelfApproval {
+		f.Policy = &filePolicy{ApproverRoles: slices.Clone(s.policy.ApproverRoles), AllowSelfApproval: s.policy.AllowSelfApproval}
+		if f.Policy.ApproverRoles == nil {
+			f.Policy.ApproverRoles = []string{}
+		}
 	}
 	s.mu.RUnlock()
 	canon, err := canonical.Marshal(f)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"sort"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -54,7 +55,7 @@ type Verified struct {
 // With several verifying keys, the first in envelope order that meets the
 // role and tenant is returned.
 func (s *Store) Verify(ctx context.Context, envelope []byte, req Requirement) (*Verified, error) {
-	if err := req.validate(); err != nil {
+	if err := s.validate(req); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -161,14 +162,17 @@ func (s *Store) Verify(ctx context.Context, envelope []byte, req Requirement) (*
 	return nil, fmt.Errorf("key %s may not act for tenant %q: %w", describe(withRole, false), tenant, ErrTenantNotAllowed)
 }
 
-func (r Requirement) validate() error {
+func (s *Store) validate(r Requirement) error {
 	if err := r.Subject.Validate(); err != nil {
 		return fmt.Errorf("subject %q: %w: %v", r.Subject, ErrInvalidRequirement, err)
 	}
 	if r.PredicateType == "" {
 		return fmt.Errorf("no predicate type: %w", ErrInvalidRequirement)
 	}
-	if !slices.Contains(knownRoles, r.Role) {
+	s.mu.RLock()
+	known := s.isKnownRole(r.Role)
+	s.mu.RUnlock()
+	if !known {
 		return fmt.Errorf("required role %q: %w", r.Role, ErrUnknownRole)
 	}
 	if r.Tenant != "" && !tenantRE.MatchString(r.Tenant) {
@@ -198,6 +202,34 @@ func verifyOne(e *entry, env *keys.Envelope, sig keys.Signature) ([]byte, error)
 		return nil, err
 	}
 	return payload, nil
+}
+
+// Signers returns the ids of the keys of the store, revoked ones included,
+// whose signature in envelope verifies, whatever their roles and whatever
+// the envelope's keyid hints say. A malformed envelope has none. It is how
+// a caller learns who really signed something (a pack's publisher), as
+// opposed to who is trusted to have.
+func (s *Store) Signers(envelope []byte) []string {
+	env, err := keys.ParseEnvelope(envelope)
+	if err != nil || env.PayloadType != keys.InTotoPayloadType {
+		return nil
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []string
+	for _, sig := range env.Signatures {
+		for _, e := range s.entries {
+			if slices.Contains(out, e.KeyID) {
+				continue
+			}
+			if _, err := verifyOne(e, env, sig); err == nil {
+				out = append(out, e.KeyID)
+				break
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 func appendOnce(list []*entry, e *entry) []*entry {

@@ -109,6 +109,17 @@ A run waiting at a gate names its plan: --run stands for --plan.
 					ArgsUsage: "PLAN GATE",
 					Action:    action(s.approvalsShow),
 				},
+				{
+					Name:  "ledger",
+					Usage: "the approval ledger: every request, decision, refusal, expiry and void, and whether its hash chain verifies",
+					Description: `Entries are hash-chained; a damaged chain is reported (and fails the command
+with ERR_PACK_APPROVAL_RECORD_CORRUPT) like ` + "`stella cache verify`" + ` would.
+
+Examples:
+   stella pack approvals ledger
+   stella --output json pack approvals ledger`,
+					Action: action(s.approvalsLedger),
+				},
 			},
 		},
 		{
@@ -185,7 +196,11 @@ func (s *session) packApprove(ctx context.Context, c *cli.Context) error {
 		if err := outputPath(check); err != nil {
 			return err
 		}
-		req, err := approve.NewRequest(ctx, st, approve.RequestOptions{PlanHash: planArg, Gate: c.String("gate"), Tenant: s.tenant, Requester: s.requester(c.String("requester")), Now: s.now()})
+		ts, err := s.trustStore()
+		if err != nil {
+			return err
+		}
+		req, err := approve.NewRequest(ctx, st, approve.RequestOptions{PlanHash: planArg, Gate: c.String("gate"), Tenant: s.tenant, Requester: s.requester(c.String("requester")), Now: s.now(), Trust: ts})
 		if err != nil {
 			return err
 		}
@@ -478,7 +493,11 @@ func (s *session) approvalsList(ctx context.Context, c *cli.Context) error {
 	if c.Bool("all-tenants") {
 		tenant = approve.AllTenants
 	}
-	gates, err := approve.Gates(ctx, st, tenant, s.now())
+	ts, err := s.trustStore()
+	if err != nil {
+		return err
+	}
+	gates, err := approve.Gates(ctx, st, ts, tenant, s.now())
 	if err != nil {
 		return err
 	}
@@ -508,7 +527,11 @@ func (s *session) approvalsShow(ctx context.Context, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	g, err := approve.Gate(ctx, st, s.tenant, string(sp.Hash), c.Args().Get(1), s.now())
+	ts, err := s.trustStore()
+	if err != nil {
+		return err
+	}
+	g, err := approve.Gate(ctx, st, ts, s.tenant, string(sp.Hash), c.Args().Get(1), s.now())
 	if err != nil {
 		return err
 	}
@@ -518,11 +541,63 @@ func (s *session) approvalsShow(ctx context.Context, c *cli.Context) error {
 		for _, d := range v.Decisions {
 			fmt.Fprintf(w, "  %s by %s (%s) signed %s, imported %s: %q\n", display.Line(string(d.Decision)), orDash(d.KeyName), display.Line(d.KeyID),
 				d.SignedAt.UTC().Format(time.RFC3339), d.ImportedAt.UTC().Format(time.RFC3339), d.Comment)
+			if d.Void != "" {
+				fmt.Fprintf(w, "    approval by %s no longer counts: %s\n", orDash(d.KeyName), d.Void)
+			}
 		}
 		for _, r := range v.Requests {
 			fmt.Fprintf(w, "  request %s by %s at %s: %s (expires %s)\n", r.Digest, display.Line(r.Requester), r.RequestedAt.UTC().Format(time.RFC3339), r.Status, r.ExpiresAt.UTC().Format(time.RFC3339))
 		}
 	})
+}
+
+func (s *session) approvalsLedger(ctx context.Context, c *cli.Context) error {
+	if err := argsExactly(c, 0, "no arguments"); err != nil {
+		return err
+	}
+	st, err := s.openCache(ctx)
+	if err != nil {
+		return err
+	}
+	entries, err := approve.Ledger(ctx, st)
+	if err != nil {
+		return err
+	}
+	problems, err := approve.VerifyLedger(ctx, st)
+	if err != nil {
+		return err
+	}
+	res := struct {
+		Entries  []approve.Entry   `json:"entries"`
+		Problems []approve.Problem `json:"problems"`
+	}{entries, problems}
+	if res.Entries == nil {
+		res.Entries = []approve.Entry{}
+	}
+	if res.Problems == nil {
+		res.Problems = []approve.Problem{}
+	}
+	if err := s.emit(res, func(w io.Writer) {
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "SEQ\tTIME\tEVENT\tGATE\tKEY\tDETAIL")
+		for _, e := range res.Entries {
+			detail := e.Decision
+			if e.Reason != "" {
+				detail = strings.TrimSpace(detail + " " + e.Reason)
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.UTC().Format(time.RFC3339), e.Event, orDash(e.Gate), orDash(e.KeyID), orDash(detail))
+		}
+		tw.Flush()
+		if len(res.Problems) == 0 {
+			fmt.Fprintf(w, "ledger of %d entries: hash chain verifies\n", len(res.Entries))
+		}
+	}); err != nil {
+		return err
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("approval ledger: %d problem(s), first %s: %s: %w", len(problems), problems[0].Object, problems[0].Problem, approve.ErrRecordCorrupt)
+	}
+	return nil
 }
 
 func (s *session) plansList(ctx context.Context, _ *cli.Context) error {

@@ -112,6 +112,7 @@ var errorTable = []errorRow{
 	{approve.ErrLifetimeTooLong, "ERR_PACK_APPROVAL_LIFETIME", exitTrust, "the decision claims to outlive its request: it was not made by stella, or was altered; have it signed again"},
 	{approve.ErrSigningTime, "ERR_PACK_APPROVAL_CLOCK", exitTrust, "the decision's signing time is out of range: check the approver's clock, or the clockSkew setting"},
 	{approve.ErrAlreadyDecided, "ERR_PACK_APPROVAL_ALREADY_DECIDED", exitTrust, "this key already answered this request; a change of mind needs a new request"},
+	{approve.ErrSelfApproval, "ERR_PACK_APPROVAL_SELF_APPROVAL", exitTrust, "separation of duties: a key may not approve a gate of a pack it signed; have another approver sign, or, if the site accepts it, allow it with `stella trust policy --self-approval allow`"},
 	{approve.ErrGateRejected, "ERR_PACK_GATE_REJECTED", exitTrust, "an approver rejected the gate for this plan; a changed plan (new hash) must be approved anew"},
 
 	{secret.ErrSealedSource, "ERR_PACK_SEALED_SECRET_SOURCE", exitSealed, "in sealed mode secrets come only from the sealed vault: store them there (`stella vault put`) and point the pack's source at vault:<name>"},
@@ -161,7 +162,9 @@ var errorTable = []errorRow{
 	{trust.ErrSubjectMismatch, "ERR_PACK_SUBJECT_MISMATCH", exitTrust, "the signature is about another artifact (another digest); it was swapped or belongs to another version"},
 	{trust.ErrPayloadType, "ERR_PACK_PAYLOAD_TYPE_UNEXPECTED", exitTrust, "the envelope does not carry an in-toto statement; it is not a stella signature"},
 	{trust.ErrPredicateType, "ERR_PACK_PREDICATE_TYPE_UNEXPECTED", exitTrust, "the statement is another kind of attestation than required (for example an approval where a pack signature is expected)"},
-	{trust.ErrUnknownRole, "ERR_PACK_ROLE_UNKNOWN", exitInvalid, "roles are publisher (signs packs), Packs.Approve (signs approvals) and Packs.Run (signs run evidence); spelling and case matter"},
+	{trust.ErrUnknownRole, "ERR_PACK_ROLE_UNKNOWN", exitInvalid, "roles are publisher (signs packs), Packs.Approve (signs approvals), Packs.Run (signs run evidence) and the approver roles the site declares (`stella trust policy`); spelling and case matter"},
+	{trust.ErrNotApproverRole, "ERR_PACK_ROLE_NOT_APPROVER", exitTrust, "gates are approved by Packs.Approve or by a role the site declares with `stella trust policy --add-approver-role ROLE`; publisher and Packs.Run never approve, so change the gate's role in pack.yaml"},
+	{trust.ErrRoleInUse, "ERR_PACK_ROLE_IN_USE", exitGeneric, "a trusted key still holds that role (`stella trust list`): remove or re-add the key without it first"},
 	{trust.ErrExists, "ERR_PACK_TRUST_KEY_EXISTS", exitGeneric, "that name or that key is already in the trust store (`stella trust list`); a revoked key must be removed with `stella trust rm` before it is added again"},
 	{trust.ErrKeyNotFound, "ERR_PACK_TRUST_KEY_NOT_FOUND", exitNotFound, "no trusted key has that name; see `stella trust list`"},
 	{trust.ErrInvalidEntry, "ERR_PACK_TRUST_ENTRY_INVALID", exitInvalid, "key names are letters, digits and . _ @ + - (at most 128); give at least one --role, and tenants as names or \"*\""},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -23,6 +24,7 @@ import (
 	"stellaops.io/stella/plan"
 	"stellaops.io/stella/plans"
 	"stellaops.io/stella/secret"
+	"stellaops.io/stella/trust"
 )
 
 func (s *session) packCommand() *cli.Command {
@@ -200,6 +202,16 @@ func (s *session) packValidate(ctx context.Context, c *cli.Context) error {
 	p, a, err := s.loadPack(dir)
 	if err != nil {
 		return err
+	}
+	// Whether a gate's role approves is the site's decision: the trust
+	// store's policy (a missing store is the default, Packs.Approve only).
+	ts, err := s.trustStore()
+	if err != nil {
+		return err
+	}
+	roles := slices.Concat(trust.DefaultApproverRoles, ts.Policy().ApproverRoles)
+	if problems := p.ApproverRoleProblems(ts.IsApproverRole, roles); len(problems) > 0 {
+		return &pack.ValidationError{Kind: pack.ErrManifestInvalid, Problems: problems}
 	}
 	sum := summarize(p, a)
 	res := struct {

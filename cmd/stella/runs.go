@@ -438,6 +438,11 @@ func (s *session) drive(ctx context.Context, st *cache.Store, rs *runs.Store, re
 	if s.redact == nil {
 		s.redact = redact.New()
 	}
+	// Gates count approvals against the trust store as it is now.
+	ts, err := s.trustStore()
+	if err != nil {
+		return err
+	}
 	log, err := rs.OpenLog(rec.ID)
 	if err != nil {
 		return err
@@ -469,7 +474,7 @@ func (s *session) drive(ctx context.Context, st *cache.Store, rs *runs.Store, re
 	eng := &run.Engine{
 		Executor:   s.executor(folder),
 		Store:      rs,
-		Gates:      runs.Gates{Cache: st, Now: s.now},
+		Gates:      runs.Gates{Cache: st, Trust: ts, Now: s.now},
 		Expand:     func(step *plan.Step, items []any) (*plan.Expansion, error) { return pl.Expand(p.Manifest, step, items) },
 		Work:       filepath.Join(folder, "work"),
 		Outputs:    filepath.Join(folder, "outputs"),
@@ -738,6 +743,9 @@ func (s *session) runsShow(ctx context.Context, c *cli.Context) error {
 				detail = "gate " + sr.Gate.State
 				if sr.Gate.Required > 0 {
 					detail += fmt.Sprintf(" %d/%d", sr.Gate.Approved, sr.Gate.Required)
+				}
+				if sr.Gate.State == run.GateWaiting && sr.Gate.Message != "" {
+					detail += " (" + sr.Gate.Message + ")"
 				}
 			case len(sr.Outputs) > 0:
 				b, _ := json.Marshal(sr.Outputs)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -14,6 +15,8 @@ import (
 	"github.com/gofrs/flock"
 	"github.com/urfave/cli/v2"
 
+	"stellaops.io/stella/approve"
+	"stellaops.io/stella/cache"
 	"stellaops.io/stella/display"
 	"stellaops.io/stella/trust"
 )
@@ -35,7 +38,9 @@ func (s *session) trustCommand() *cli.Command {
 		Description: `The trust store (<home>/trust.json) lists the public keys whose signatures this
 machine accepts, each with a name, the roles it holds (publisher signs packs,
 Packs.Approve signs gate approvals, Packs.Run signs run evidence) and the tenants it may act for ("*" for any).
-Revoked keys stay listed so they cannot come back unnoticed.
+Revoked keys stay listed so they cannot come back unnoticed. The store also
+holds the site's approval policy (stella trust policy): which roles approve
+gates, and whether a pack's signer may approve its own gates.
 
 Examples:
    stella trust add --key release-signer.pub --role publisher release-signer
@@ -56,7 +61,7 @@ Examples:
    stella trust add --key ops.pub --role publisher --role Packs.Approve ops`,
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "key", Usage: "public key file (PEM); required", TakesFile: true},
-					&cli.StringSliceFlag{Name: "role", Usage: "role the key holds: publisher, Packs.Approve or Packs.Run (repeatable); at least one"},
+					&cli.StringSliceFlag{Name: "role", Usage: "role the key holds: publisher, Packs.Approve, Packs.Run or a declared approver role (repeatable); at least one"},
 					&cli.StringSliceFlag{Name: "tenant", Usage: "tenant the key may act for, or \"*\" for any (repeatable)", Value: cli.NewStringSlice(trust.AnyTenant)},
 				},
 				Action: action(s.trustAdd),
@@ -84,9 +89,35 @@ Examples:
 				Name:      "revoke",
 				Usage:     "revoke a key: its signatures no longer verify",
 				ArgsUsage: "NAME",
-				Description: `Examples:
+				Description: `Approvals the key made stop counting at once: a gate they satisfied waits
+again, and the approval ledger records a void entry for each.
+
+Examples:
    stella trust revoke alice`,
 				Action: action(s.trustRevoke),
+			},
+			{
+				Name:  "policy",
+				Usage: "show or change the site's approval policy: approver roles and self-approval",
+				Description: `Gates are approved by keys holding Packs.Approve, and by keys holding a role
+the site declares here as an approver role (a pack's gate names the role it
+needs; a role the site did not declare approves nothing). publisher and
+Packs.Run can never be approver roles. A key may not approve a gate of a pack
+it signed unless self-approval is allowed here (denied by default).
+Without flags, prints the policy.
+
+Examples:
+   stella trust policy
+   stella trust policy --add-approver-role Change.Board
+   stella trust add --key cab.pub --role Change.Board --tenant acme cab-chair
+   stella trust policy --remove-approver-role Change.Board
+   stella trust policy --self-approval allow`,
+				Flags: []cli.Flag{
+					&cli.StringSliceFlag{Name: "add-approver-role", Usage: "declare ROLE an approver role (repeatable)"},
+					&cli.StringSliceFlag{Name: "remove-approver-role", Usage: "withdraw a declared approver role no key holds (repeatable)"},
+					&cli.StringFlag{Name: "self-approval", Usage: "allow or deny: whether a key may approve a gate of a pack it signed"},
+				},
+				Action: action(s.trustPolicy),
 			},
 		},
 	}
@@ -234,12 +265,17 @@ func (s *session) trustRemove(ctx context.Context, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	voided := s.recordVoids(ctx, removed.KeyID)
 	res := struct {
 		Removed string `json:"removed"`
 		KeyID   string `json:"keyId"`
-	}{name, removed.KeyID}
+		Voided  int    `json:"voidedApprovals"`
+	}{name, removed.KeyID, voided}
 	return s.emit(res, func(w io.Writer) {
 		fmt.Fprintf(w, "removed key %s (%s) from the trust store\n", display.Line(name), removed.KeyID)
+		if voided > 0 {
+			fmt.Fprintf(w, "%d recorded approval(s) by it no longer count\n", voided)
+		}
 	})
 }
 
@@ -259,8 +295,96 @@ func (s *session) trustRevoke(ctx context.Context, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	res := trustedKeyOf(revoked)
+	res := struct {
+		trustedKey
+		Voided int `json:"voidedApprovals"`
+	}{trustedKeyOf(revoked), s.recordVoids(ctx, revoked.KeyID)}
 	return s.emit(res, func(w io.Writer) {
 		fmt.Fprintf(w, "revoked key %s (%s) at %s; its signatures no longer verify\n", display.Line(name), res.KeyID, res.RevokedAt.Format(time.RFC3339))
+		if res.Voided > 0 {
+			fmt.Fprintf(w, "%d recorded approval(s) by it no longer count\n", res.Voided)
+		}
+	})
+}
+
+// recordVoids brings the approval ledger up to date with the trust store
+// just changed, when this home has a cache: every approval that no longer
+// counts gets its void entry now rather than when next looked at. It
+// returns how many live approvals by keyID are void. The change itself
+// already holds (gate states are computed against the trust store), so a
+// failure here is only a warning.
+func (s *session) recordVoids(ctx context.Context, keyID string) int {
+	if _, err := os.Stat(filepath.Join(s.home, "packs")); err != nil {
+		return 0
+	}
+	ts, err := s.trustStore()
+	if err == nil {
+		var st *cache.Store
+		if st, err = s.openCache(ctx); err == nil {
+			var gates []approve.GateState
+			if gates, err = approve.Gates(ctx, st, ts, approve.AllTenants, s.now()); err == nil {
+				n := 0
+				for _, g := range gates {
+					for _, d := range g.Decisions {
+						if d.KeyID == keyID && d.Void != "" && !s.now().After(d.ExpiresAt) {
+							n++
+						}
+					}
+				}
+				return n
+			}
+		}
+	}
+	s.warnf("the approval ledger will record the approvals that no longer count when next read: %v", err)
+	return 0
+}
+
+// policyView is the JSON shape of the site's approval policy.
+type policyView struct {
+	ApproverRoles     []string `json:"approverRoles"`
+	AllowSelfApproval bool     `json:"allowSelfApproval"`
+}
+
+func (s *session) trustPolicy(ctx context.Context, c *cli.Context) error {
+	if err := argsExactly(c, 0, "no arguments"); err != nil {
+		return err
+	}
+	add, remove, self := c.StringSlice("add-approver-role"), c.StringSlice("remove-approver-role"), c.String("self-approval")
+	if self != "" && self != "allow" && self != "deny" {
+		return usageError(fmt.Sprintf("trust policy: --self-approval %q: want allow or deny", self))
+	}
+	var pol trust.Policy
+	if len(add) == 0 && len(remove) == 0 && self == "" {
+		st, err := s.trustStore()
+		if err != nil {
+			return err
+		}
+		pol = st.Policy()
+	} else {
+		err := s.updateTrust(ctx, func(st *trust.Store) error {
+			p := st.Policy()
+			p.ApproverRoles = append(p.ApproverRoles, add...)
+			p.ApproverRoles = slices.DeleteFunc(p.ApproverRoles, func(r string) bool { return slices.Contains(remove, r) })
+			if self != "" {
+				p.AllowSelfApproval = self == "allow"
+			}
+			if err := st.SetPolicy(p); err != nil {
+				return err
+			}
+			pol = st.Policy()
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	res := policyView{ApproverRoles: slices.Concat(trust.DefaultApproverRoles, pol.ApproverRoles), AllowSelfApproval: pol.AllowSelfApproval}
+	return s.emit(res, func(w io.Writer) {
+		fmt.Fprintf(w, "approver roles: %s\n", strings.Join(res.ApproverRoles, ", "))
+		if res.AllowSelfApproval {
+			fmt.Fprintln(w, "self-approval:  allowed (a key may approve gates of packs it signed)")
+		} else {
+			fmt.Fprintln(w, "self-approval:  denied (a key may not approve gates of packs it signed)")
+		}
 	})
 }
