@@ -48,6 +48,7 @@ const (
 	blobsDir   = "blobs"
 	ingestDir  = "ingest"
 	gcLockFile = "gc.lock"
+	holdsDir   = "holds"
 	holderExt  = ".holder"
 )
 
@@ -141,11 +142,7 @@ func (s *Store) openIndex(readOnly bool) (*bbolt.DB, error) {
 // error message), so a failure to write it is not an error, and it is not
 // fsynced: it is replaced atomically by rename, never durable.
 func (s *Store) writeHolder(path string) {
-	args := s.opts.Holder
-	if args == "" {
-		args = "pid " + strconv.Itoa(os.Getpid())
-	}
-	b, err := json.Marshal(Holder{PID: os.Getpid(), Command: args, Since: s.now().Truncate(time.Second)})
+	b, err := json.Marshal(s.holderRecord())
 	if err != nil {
 		return
 	}
