@@ -570,7 +570,7 @@ func (s *session) exportBundle(ctx context.Context, st *cache.Store, refs []stri
 	for _, a := range arts {
 		entries = append(entries, bundle.Entry{Descriptor: a.Descriptor, Kind: a.Kind, Ref: a.Ref})
 	}
-	if err := outputPath(out); err != nil {
+	if err := s.prepareOutput(out); err != nil {
 		return nil, err
 	}
 	bar := s.newProgress("writing " + filepath.Base(out))
