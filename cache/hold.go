@@ -43,6 +43,9 @@ type Hold struct {
 type holdRecord struct {
 	Holder
 	Digests []digest.Digest `json:"digests"`
+	// GCLock: the holder holds the gc lock shared (an import, a push of
+	// blobs, verify), so a GC waiting for it can name it.
+	GCLock bool `json:"gcLock,omitempty"`
 }
 
 // HoldClosure is Closure(refs) and a Hold on every artifact it returns (and
@@ -64,7 +67,7 @@ func (s *Store) HoldClosure(ctx context.Context, refs []string) ([]Artifact, *Ho
 	for _, a := range arts {
 		ds = append(ds, a.Descriptor.Digest)
 	}
-	h, err := s.hold(ds)
+	h, err := s.hold(ds, false)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -72,8 +75,9 @@ func (s *Store) HoldClosure(ctx context.Context, refs []string) ([]Artifact, *Ho
 }
 
 // hold writes a hold file for digests and locks it. The caller holds the
-// gc lock (shared), so no GC reads the file before it is complete.
-func (s *Store) hold(ds []digest.Digest) (*Hold, error) {
+// gc lock (shared), so no GC reads the file before it is complete; gcLock
+// says the hold stands for that lock itself.
+func (s *Store) hold(ds []digest.Digest, gcLock bool) (*Hold, error) {
 	dir := s.path(holdsDir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("cache hold: %w", err)
@@ -81,7 +85,7 @@ func (s *Store) hold(ds []digest.Digest) (*Hold, error) {
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
 	path := filepath.Join(dir, strconv.Itoa(os.Getpid())+"-"+hex.EncodeToString(rnd[:])+holdExt)
-	b, err := json.Marshal(holdRecord{Holder: s.holderRecord(), Digests: ds})
+	b, err := json.Marshal(holdRecord{Holder: s.holderRecord(), Digests: ds, GCLock: gcLock})
 	if err != nil {
 		return nil, err
 	}
@@ -169,4 +173,31 @@ func (s *Store) holderRecord() Holder {
 		args = "pid " + strconv.Itoa(os.Getpid())
 	}
 	return Holder{PID: os.Getpid(), Command: args, Since: s.now().Truncate(time.Second)}
+}
+
+// gcLockHolders names the running processes that hold the gc lock shared,
+// oldest first, for a lock error. It only reads: a hold file of a process
+// that is gone (by its pid) is skipped.
+func (s *Store) gcLockHolders() []Holder {
+	ents, err := os.ReadDir(s.path(holdsDir))
+	if err != nil {
+		return nil
+	}
+	var out []Holder
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), holdExt) {
+			continue
+		}
+		b, err := os.ReadFile(s.path(holdsDir, e.Name()))
+		if err != nil {
+			continue
+		}
+		var r holdRecord
+		if json.Unmarshal(b, &r) != nil || !r.GCLock || r.PID <= 0 || !alive(r.PID) {
+			continue
+		}
+		out = append(out, r.Holder)
+	}
+	slices.SortFunc(out, func(a, b Holder) int { return a.Since.Compare(b.Since) })
+	return out
 }

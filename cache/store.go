@@ -160,6 +160,11 @@ func (s *Store) lockError(lock, path string) error {
 			e.Holder = &h
 		}
 	}
+	if e.Holder == nil && lock == "gc" {
+		if hs := s.gcLockHolders(); len(hs) > 0 {
+			e.Holder, e.Others = &hs[0], len(hs)-1
+		}
+	}
 	return e
 }
 
