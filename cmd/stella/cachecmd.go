@@ -38,6 +38,13 @@ Examples:
 			{
 				Name:  "gc",
 				Usage: "remove blobs nothing references and leftovers of interrupted imports",
+				Description: `Blobs a running export or push still reads are kept (and listed as held, with
+the process that holds them); the next gc after it ends removes them. gc waits for
+imports in flight (at most the lock timeout).
+
+Examples:
+   stella cache gc --dry-run
+   stella cache gc`,
 				Flags: []cli.Flag{
 					&cli.BoolFlag{Name: "dry-run", Usage: "only say what would be removed"},
 				},

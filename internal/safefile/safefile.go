@@ -3,6 +3,12 @@
 // directory → write → fsync → rename → fsync of the directory. Every durable
 // write in stella (cache blobs and index side files, vault, bundle files,
 // keys, trust store, config) goes through this one helper.
+//
+// A killed writer leaves its temp file behind (as large as the bundle it
+// was writing, on removable media). Temp files name their writer's pid and
+// are flock(2)ed while written, so Stale can tell a leftover from a write
+// still running, in any process, and RemoveStale can remove leftovers
+// without ever touching a running write.
 package safefile
 
 import (
