@@ -6,9 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
+
+	"stellaops.io/stella/internal/safefile"
 )
 
 // heldCache imports a pack of n files (size bytes in all) into a new home
@@ -99,38 +102,38 @@ func TestExportHoldsAgainstGC(t *testing.T) {
 }
 
 // TestExportHoldsAgainstGCProcess is TestExportHoldsAgainstGC across real
-// processes: a `stella pack export` is stopped (SIGSTOP) while its hold file
-// exists, another process removes the pack and runs gc, and the export,
-// continued, writes the same bundle as before.
+// processes: a `stella pack export` is stopped (SIGSTOP) while it streams
+// its bundle (its temp file exists on the output folder), another process
+// removes the pack and runs gc, and the export, continued, writes the same
+// bundle as before.
 func TestExportHoldsAgainstGCProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("large export")
 	}
 	home, want := heldCache(t, 8, crashSize()/2)
-	holds := filepath.Join(home, "packs", "holds", "*.hold")
+	media := t.TempDir()
+	temps := filepath.Join(media, safefile.TempPrefix+"*")
 	var stopped *os.Process
 	var cmd *stellaCmd
 	for try := 0; try < 10 && stopped == nil; try++ {
-		cmd = startStella(t, home, "--output", "json", "pack", "export", "-o", filepath.Join(t.TempDir(), "x.tar"), "payload:1.0.0")
-		deadline := time.Now().Add(30 * time.Second)
-		for time.Now().Before(deadline) {
-			if m, _ := filepath.Glob(holds); len(m) > 0 {
+		cmd = startStella(t, home, "--output", "json", "pack", "export", "-o", filepath.Join(media, "x.tar"), "payload:1.0.0")
+		for !cmd.exited() {
+			if m, _ := filepath.Glob(temps); len(m) > 0 {
 				_ = cmd.Process.Signal(syscall.SIGSTOP)
-				// Held still, once stopped: caught mid-export.
-				if m, _ := filepath.Glob(holds); len(m) > 0 {
+				waitStopped(t, cmd.Process.Pid)
+				// Still writing, once stopped: caught mid-export.
+				if m, _ := filepath.Glob(temps); len(m) > 0 {
 					stopped = cmd.Process
 				} else {
 					_ = cmd.Process.Signal(syscall.SIGCONT)
 				}
 				break
 			}
-			if cmd.exited() {
-				break
-			}
 			time.Sleep(time.Millisecond)
 		}
 		if stopped == nil {
 			cmd.wait(t)
+			_ = os.Remove(filepath.Join(media, "x.tar"))
 		}
 	}
 	if stopped == nil {
@@ -155,7 +158,7 @@ func TestExportHoldsAgainstGCProcess(t *testing.T) {
 	if after := cacheGC(t, home); len(after.Removed) != len(during.Held) {
 		t.Errorf("gc after the export removed %d blobs, want %d", len(after.Removed), len(during.Held))
 	}
-	if m, _ := filepath.Glob(holds); len(m) != 0 {
+	if m, _ := filepath.Glob(filepath.Join(home, "packs", "holds", "*")); len(m) != 0 {
 		t.Errorf("hold files left: %v", m)
 	}
 }
@@ -203,4 +206,22 @@ func (c *stellaCmd) wait(t *testing.T) string {
 		t.Fatalf("%v: %v\n%s", c.Args[1:], c.err, c.errb.String())
 	}
 	return c.out.String()
+}
+
+// waitStopped waits until the kernel shows process pid stopped (state T in
+// /proc/<pid>/stat): kill(2) returns before a running process stops.
+func waitStopped(t *testing.T, pid int) {
+	t.Helper()
+	path := filepath.Join("/proc", strconv.Itoa(pid), "stat")
+	for start := time.Now(); time.Since(start) < 10*time.Second; time.Sleep(time.Millisecond) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Skipf("cannot tell a stopped process here: %v", err)
+		}
+		// pid (comm) state ...: comm may hold spaces and parentheses.
+		if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) && b[i+2] == 'T' {
+			return
+		}
+	}
+	t.Fatalf("process %d did not stop", pid)
 }
