@@ -91,9 +91,13 @@ func (s *Store) hold(ds []digest.Digest, gcLock bool) (*Hold, error) {
 	}
 	fl := flock.New(path, flock.SetPermissions(0o644))
 	ok, err := fl.TryLock()
-	if err != nil || !ok {
+	if err != nil {
 		_ = fl.Close()
-		return nil, fmt.Errorf("cache hold %s: cannot lock: %v", path, err)
+		return nil, fmt.Errorf("cache hold %s: %w", path, err)
+	}
+	if !ok { // a fresh random name: only a broken file system gets here
+		_ = fl.Close()
+		return nil, fmt.Errorf("cache hold %s: locked by another process", path)
 	}
 	h := &Hold{path: path, fl: fl}
 	// Written through the path, not the lock's descriptor (opened

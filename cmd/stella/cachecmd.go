@@ -145,9 +145,9 @@ func (s *session) cacheGC(ctx context.Context, c *cli.Context) error {
 		}
 		if len(res.Held) > 0 {
 			fmt.Fprintf(w, "kept %d unreachable blobs a running operation still reads; the next gc after it ends removes them\n", len(res.Held))
-		}
-		for _, h := range res.Holders {
-			fmt.Fprintf(w, "  held by pid %d (%s) since %s\n", h.PID, h.Command, h.Since.UTC().Format(time.RFC3339))
+			for _, h := range res.Holders {
+				fmt.Fprintf(w, "  held by pid %d (%s) since %s\n", h.PID, h.Command, h.Since.UTC().Format(time.RFC3339))
+			}
 		}
 	})
 }

@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -70,12 +72,14 @@ func cacheGC(t *testing.T, home string) gcOut {
 func TestExportHoldsAgainstGC(t *testing.T) {
 	home, want := heldCache(t, 4, 1<<20)
 	var during gcOut
+	var text result
 	exportHeld = func() {
 		exportHeld = nil
 		if r := stella(t, home, nil, "pack", "rm", "payload:1.0.0"); r.code != 0 {
 			t.Errorf("pack rm: %s", r.stderr)
 		}
 		during = cacheGC(t, home)
+		text = stella(t, home, nil, "cache", "gc", "--dry-run")
 	}
 	t.Cleanup(func() { exportHeld = nil })
 	got := exportDigest(t, stella(t, home, nil, "--output", "json", "pack", "export", "-o", filepath.Join(t.TempDir(), "x.tar"), "payload:1.0.0"))
@@ -91,6 +95,12 @@ func TestExportHoldsAgainstGC(t *testing.T) {
 	}
 	if len(during.Holders) != 1 || during.Holders[0].PID != os.Getpid() || during.Holders[0].Command != "stella pack export" {
 		t.Errorf("gc during the export named holders %+v", during.Holders)
+	}
+	wantText := fmt.Sprintf("would remove 0 blobs (0 B) and 0 leftovers (0 B)\n"+
+		"kept %d unreachable blobs a running operation still reads; the next gc after it ends removes them\n"+
+		"  held by pid %d (stella pack export) since ", len(during.Held), os.Getpid())
+	if text.code != 0 || !strings.HasPrefix(text.stdout, wantText) || strings.Count(text.stdout, "\n") != 3 {
+		t.Errorf("cache gc --dry-run during the export: exit %d\n%s\nwant\n%s…", text.code, text.stdout, wantText)
 	}
 	after := cacheGC(t, home)
 	if len(after.Removed) != len(during.Held) || len(after.Held) != 0 {
