@@ -108,26 +108,30 @@ func staleFile(path, name string, now time.Time, remove bool) (Leftover, bool, e
 	return l, true, nil
 }
 
-// tempPID is the writer's pid a temp name carries (…-<pid>-<digits>), 0 if
-// it carries none.
+// tempPID is the writer's pid a temp name carries (TempPrefix…-<pid>-<digits>,
+// the pid without leading zeros), 0 if it carries none.
 func tempPID(name string) int {
-	rest := strings.TrimPrefix(name, TempPrefix)
+	rest, ok := strings.CutPrefix(name, TempPrefix)
+	if !ok {
+		return 0
+	}
 	i := strings.LastIndexByte(rest, '-')
-	if i < 0 || strings.Trim(rest[i+1:], "0123456789") != "" {
+	if i < 0 || !digits(rest[i+1:]) {
 		return 0
 	}
 	rest = rest[:i]
 	j := strings.LastIndexByte(rest, '-')
-	if j < 0 {
+	if j < 0 || !digits(rest[j+1:]) || rest[j+1] == '0' {
 		return 0
 	}
-	digits := rest[j+1:]
-	if digits == "" || strings.Trim(digits, "0123456789") != "" {
-		return 0
-	}
-	pid, err := strconv.Atoi(digits)
-	if err != nil || pid <= 0 {
+	pid, err := strconv.Atoi(rest[j+1:])
+	if err != nil {
 		return 0
 	}
 	return pid
+}
+
+// digits reports whether s is one or more decimal digits.
+func digits(s string) bool {
+	return s != "" && strings.Trim(s, "0123456789") == ""
 }

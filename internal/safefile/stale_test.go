@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -114,6 +115,9 @@ func TestTempPID(t *testing.T) {
 		TempPrefix + "x.tar-0-456":       0,
 		TempPrefix + "x.tar-12-abc":      0,
 		TempPrefix + "backup-x.tar--456": 0,
+		TempPrefix + "x.tar-12-":         0,
+		TempPrefix + "x.tar-012-3":       0,
+		"x.tar-123-456":                  0,
 	} {
 		if got := tempPID(name); got != want {
 			t.Errorf("tempPID(%q) = %d, want %d", name, got, want)
@@ -130,4 +134,27 @@ func TestCreateNamesWriter(t *testing.T) {
 	if got := tempPID(filepath.Base(f.Name())); got != os.Getpid() {
 		t.Errorf("temp %s names pid %d, want %d", f.Name(), got, os.Getpid())
 	}
+}
+
+// FuzzTempPID: names on an output folder (removable media) are anyone's.
+// tempPID never panics, and a pid it finds is spelled in the name as
+// "-<pid>-" followed by digits only.
+func FuzzTempPID(f *testing.F) {
+	for _, s := range []string{TempPrefix + "x.tar-123-456", TempPrefix + "x-1-2-3", TempPrefix + "-", TempPrefix + "--", "x-9-9", TempPrefix + "a-99999999999999999999-1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		pid := tempPID(name)
+		if pid < 0 {
+			t.Fatalf("tempPID(%q) = %d", name, pid)
+		}
+		if pid == 0 {
+			return
+		}
+		spelled := "-" + strconv.Itoa(pid) + "-"
+		i := strings.LastIndex(name, spelled)
+		if !strings.HasPrefix(name, TempPrefix) || i < 0 || !digits(name[i+len(spelled):]) {
+			t.Fatalf("tempPID(%q) = %d, not spelled -<pid>-<digits>", name, pid)
+		}
+	})
 }
