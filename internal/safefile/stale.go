@@ -31,7 +31,8 @@ type Leftover struct {
 // Stale lists the temp files in dir (not below) that no running writer
 // owns, sorted by name: files named with TempPrefix that nobody holds
 // locked, and whose writer's pid is gone or that went unwritten for
-// StaleAfter. A pending write (File) is never listed. It removes nothing.
+// StaleAfter. A pending write (File) is never listed, nor a temp file this
+// user may not open (another user's). It removes nothing.
 func Stale(dir string) ([]Leftover, error) {
 	return scan(dir, false)
 }
@@ -79,6 +80,9 @@ func staleFile(path, name string, now time.Time, remove bool) (Leftover, bool, e
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Leftover{}, false, nil // committed or aborted meanwhile
+	}
+	if errors.Is(err, fs.ErrPermission) {
+		return Leftover{}, false, nil // another user's write: not ours to judge
 	}
 	if err != nil {
 		return Leftover{}, false, fmt.Errorf("temp file %s: %w", path, err)
