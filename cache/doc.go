@@ -28,6 +28,7 @@
 //	root/index.db.holder       who holds the index lock (while held)
 //	root/gc.lock               gc lock (gofrs/flock)
 //	root/gc.lock.holder        who holds the gc lock exclusively (while held)
+//	root/holds/<pid>-<rnd>.hold  a running operation's hold (see Hold), or a shared gc lock holder
 //	root/blobs/<alg>/<hex>     blob files, mode 0444, named by digest
 //	root/ingest/.stella-tmp-*  blobs being written (leftovers after a crash)
 //
@@ -77,7 +78,23 @@
 // after Options.LockTimeout fails with a *LockError (ErrLocked) naming it.
 // Side files are advisory, replaced by rename but not fsynced, and removed
 // on release; one left by a killed process names no one (its pid is gone).
-// Shared holders are not written down. Waits poll every 50ms, with no
-// queue: a lock released and retaken at once, forever, starves waiters.
-// A Store holds no open file between calls and needs no Close.
+// A shared holder of the gc lock writes itself down in a hold file with no
+// digests, so a GC that gives up names the oldest and counts the others.
+// Waits poll every 50ms, with no queue: a lock released and retaken at
+// once, forever, starves waiters. A Store holds no open file between calls
+// and needs no Close.
+//
+// # Holds
+//
+// An operation that reads the cache for long without writing it (an
+// export, a push) does not hold the gc lock while it reads: it takes a
+// Hold (HoldClosure). Under the gc lock held shared it resolves its refs
+// and writes root/holds/<pid>-<random>.hold naming its pid, command, start
+// and the manifests it will read, and it keeps an exclusive flock on that
+// file until it ends. GC, under the gc lock exclusive, marks every held
+// manifest live with everything the index records it references, keeps
+// those blobs and reports them (GCResult.Held) and their holders. A hold
+// file GC can lock belongs to a process that died: GC removes it and
+// honours nothing in it. So a GC never removes a blob an export was
+// promised, waits for no export, and a killed export holds nothing.
 package cache

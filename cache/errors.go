@@ -40,13 +40,16 @@ type Holder struct {
 }
 
 // LockError reports a lock that could not be had in time. It unwraps to
-// ErrLocked. Holder is nil when the lock was held shared (by importers),
-// whose holders are not written down, or when the side file was unreadable.
+// ErrLocked. Holder names the holder: the exclusive one, or the oldest of
+// the processes holding the gc lock shared (Others counts the rest). It is
+// nil when no running holder wrote itself down (a side file unreadable, or
+// left by a process that is gone).
 type LockError struct {
 	Lock    string // "index" (index.db) or "gc" (gc.lock)
 	Path    string
 	Timeout time.Duration
 	Holder  *Holder
+	Others  int
 }
 
 func (e *LockError) Error() string {
@@ -54,6 +57,12 @@ func (e *LockError) Error() string {
 	if e.Holder != nil {
 		who = fmt.Sprintf("pid %d (%s) since %s", e.Holder.PID, e.Holder.Command,
 			e.Holder.Since.UTC().Format(time.RFC3339))
+	}
+	switch {
+	case e.Others == 1:
+		who += " and 1 other process"
+	case e.Others > 1:
+		who += fmt.Sprintf(" and %d other processes", e.Others)
 	}
 	return fmt.Sprintf("cache %s lock %s held by %s; gave up after %s: %v",
 		e.Lock, e.Path, who, e.Timeout, ErrLocked)

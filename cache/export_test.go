@@ -14,3 +14,6 @@ func LockGCExclusive(ctx context.Context, s *Store) (func(), error) { return s.l
 func Update(ctx context.Context, s *Store, fn func(tx *bbolt.Tx) error) error {
 	return s.update(ctx, fn)
 }
+
+// LockGCShared takes the gc lock as importers do, for lock tests.
+func LockGCShared(ctx context.Context, s *Store) (func(), error) { return s.lockGC(ctx, false) }

@@ -31,13 +31,21 @@ type GCResult struct {
 	// Kept lists unreachable blobs whose recorded refcount is not zero: the
 	// index contradicts itself there, so gc leaves them (run verify).
 	Kept []digest.Digest
+	// Held lists unreachable blobs kept because a running operation (an
+	// export, a push) holds them (see Hold); a gc after it ends removes them.
+	Held []digest.Digest
+	// Holders are the running operations whose holds gc honoured, oldest
+	// first.
+	Holders []Holder
 }
 
 // GC removes what no ref needs: a mark from every ref and every referrer
 // link, following recorded children, then a sweep of blob files and blob
 // records not marked (and with a zero refcount), and of leftover temp
 // files older than the run. It holds the gc lock exclusive, so no import
-// or push is in flight while it runs. Index records go first, then files:
+// or push is in flight while it runs, and it removes nothing a running
+// operation holds (HoldClosure): those blobs are reported in Held, their
+// holders in Holders, and kept. Index records go first, then files:
 // a crash in between leaves only unreferenced files, which the next run
 // removes.
 func (s *Store) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
@@ -49,10 +57,19 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 	defer release()
 
 	res := GCResult{DryRun: opts.DryRun}
-	var live map[digest.Digest]bool
+	holds, err := s.liveHolds()
+	if err != nil {
+		return GCResult{}, err
+	}
+	var roots []digest.Digest
+	for _, h := range holds {
+		res.Holders = append(res.Holders, h.Holder)
+		roots = append(roots, h.Digests...)
+	}
+	var live, held map[digest.Digest]bool
 	recorded := map[digest.Digest]int64{} // refcounts of blob records
 	sweep := func(tx *bbolt.Tx) error {
-		live = mark(tx)
+		live, held = markHeld(tx, roots)
 		blobs := tx.Bucket(bucketBlobs)
 		var drop [][]byte
 		err := blobs.ForEach(func(k, v []byte) error {
@@ -63,7 +80,7 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 				return err
 			}
 			recorded[d] = br.Refs
-			if !live[d] && br.Refs == 0 {
+			if !live[d] && !held[d] && br.Refs == 0 {
 				drop = append(drop, k)
 			}
 			return nil
@@ -98,6 +115,10 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 	for _, f := range files {
 		if f.digest == "" || live[f.digest] {
 			continue // stray files are reported by verify, not removed
+		}
+		if held[f.digest] {
+			res.Held = append(res.Held, f.digest)
+			continue
 		}
 		if recorded[f.digest] != 0 {
 			res.Kept = append(res.Kept, f.digest)

@@ -260,10 +260,18 @@ func drop(tx *bbolt.Tx, d digest.Digest) error {
 // refs and all referrer links, following recorded children. Missing
 // records are skipped here (verify reports them).
 func mark(tx *bbolt.Tx) map[digest.Digest]bool {
-	live := map[digest.Digest]bool{}
+	live, _ := markHeld(tx, nil)
+	return live
+}
+
+// markHeld is mark, then a mark from the held digests: held has the nodes
+// only a hold keeps (reachable from held, not from the roots).
+func markHeld(tx *bbolt.Tx, holds []digest.Digest) (live, held map[digest.Digest]bool) {
+	live = map[digest.Digest]bool{}
+	held = map[digest.Digest]bool{}
 	var queue []digest.Digest
 	push := func(d digest.Digest) {
-		if !live[d] {
+		if !live[d] && !held[d] {
 			live[d] = true
 			queue = append(queue, d)
 		}
@@ -282,18 +290,30 @@ func mark(tx *bbolt.Tx) map[digest.Digest]bool {
 		return nil
 	})
 	children := tx.Bucket(bucketChildren)
-	for i := 0; i < len(queue); i++ {
-		raw := children.Get([]byte(queue[i]))
-		if raw == nil {
-			continue
-		}
-		var cs []ocispec.Descriptor
-		if json.Unmarshal(raw, &cs) != nil {
-			continue
-		}
-		for _, c := range cs {
-			push(c.Digest)
+	walk := func(from int) {
+		for i := from; i < len(queue); i++ {
+			raw := children.Get([]byte(queue[i]))
+			if raw == nil {
+				continue
+			}
+			var cs []ocispec.Descriptor
+			if json.Unmarshal(raw, &cs) != nil {
+				continue
+			}
+			for _, c := range cs {
+				push(c.Digest)
+			}
 		}
 	}
-	return live
+	walk(0)
+	rooted := len(queue)
+	for _, d := range holds {
+		push(d)
+	}
+	walk(rooted)
+	for _, d := range queue[rooted:] {
+		delete(live, d)
+		held[d] = true
+	}
+	return live, held
 }

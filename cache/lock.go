@@ -14,7 +14,8 @@ const lockRetry = 50 * time.Millisecond
 
 // lockGC takes root/gc.lock, shared (importers, writers, verify) or
 // exclusive (gc), waiting at most the lock timeout. The returned function
-// releases it. Each call opens its own file description, so goroutines of
+// releases it. A shared holder writes itself down in a hold file (with no
+// digests), an exclusive one in gc.lock.holder. Each call opens its own file description, so goroutines of
 // one process exclude each other exactly as processes do.
 func (s *Store) lockGC(ctx context.Context, exclusive bool) (func(), error) {
 	path := s.path(gcLockFile)
@@ -39,7 +40,13 @@ func (s *Store) lockGC(ctx context.Context, exclusive bool) (func(), error) {
 		return nil, s.lockError("gc", path)
 	}
 	if !exclusive {
-		return func() { _ = fl.Close() }, nil
+		// Written down so that a GC giving up can say who it waited for;
+		// advisory, so a failure to write it is no error.
+		h, _ := s.hold(nil, true)
+		return func() {
+			h.Release()
+			_ = fl.Close()
+		}, nil
 	}
 	holder := path + holderExt
 	s.writeHolder(holder)

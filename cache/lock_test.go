@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -119,8 +120,8 @@ func TestGCLockTimeout(t *testing.T) {
 	}
 }
 
-// GC waits for an import in flight (shared holders are not named) and does
-// not remove what the import wrote.
+// GC waits for an import in flight, names it when it gives up, and does not
+// remove what the import wrote.
 func TestGCWaitsForImport(t *testing.T) {
 	ctx := context.Background()
 	a, b := twoStores(t)
@@ -139,7 +140,11 @@ func TestGCWaitsForImport(t *testing.T) {
 	}()
 	<-inHook // blobs durable, not yet recorded: unreferenced
 	_, err := b.GC(ctx, cache.GCOptions{})
-	wantLocked(t, err, "gc", false)
+	wantLocked(t, err, "gc", true)
+	var le *cache.LockError
+	if errors.As(err, &le) && le.Others != 0 {
+		t.Errorf("lock error counts %d other holders, want 0: %v", le.Others, err)
+	}
 	close(release)
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -150,5 +155,55 @@ func TestGCWaitsForImport(t *testing.T) {
 	}
 	if got := fetchAll(t, b, pack); int64(len(got)) != pack.Size {
 		t.Errorf("manifest unreadable after gc")
+	}
+}
+
+func TestLockErrorMessage(t *testing.T) {
+	since := time.Date(2026, 11, 28, 1, 2, 3, 0, time.UTC)
+	h := &cache.Holder{PID: 4242, Command: "stella pack import", Since: since}
+	for _, tc := range []struct {
+		holder *cache.Holder
+		others int
+		want   string
+	}{
+		{nil, 0, "cache gc lock /c/gc.lock held by another stella process; gave up after 30s: cache is locked by another process"},
+		{h, 0, "cache gc lock /c/gc.lock held by pid 4242 (stella pack import) since 2026-11-28T01:02:03Z; gave up after 30s: cache is locked by another process"},
+		{h, 1, "cache gc lock /c/gc.lock held by pid 4242 (stella pack import) since 2026-11-28T01:02:03Z and 1 other process; gave up after 30s: cache is locked by another process"},
+		{h, 3, "cache gc lock /c/gc.lock held by pid 4242 (stella pack import) since 2026-11-28T01:02:03Z and 3 other processes; gave up after 30s: cache is locked by another process"},
+	} {
+		e := &cache.LockError{Lock: "gc", Path: "/c/gc.lock", Timeout: 30 * time.Second, Holder: tc.holder, Others: tc.others}
+		if got := e.Error(); got != tc.want {
+			t.Errorf("got  %s\nwant %s", got, tc.want)
+		}
+	}
+}
+
+// A GC that gives up on the gc lock held shared names the oldest holder and
+// counts the others; once they are gone it runs.
+func TestGCNamesSharedHolders(t *testing.T) {
+	ctx := context.Background()
+	a, b := twoStores(t)
+	var unlocks []func()
+	for range 2 {
+		unlock, err := cache.LockGCShared(ctx, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		unlocks = append(unlocks, unlock)
+	}
+	_, err := b.GC(ctx, cache.GCOptions{})
+	wantLocked(t, err, "gc", true)
+	var le *cache.LockError
+	if errors.As(err, &le) && le.Others != 1 {
+		t.Errorf("lock error counts %d other holders, want 1: %v", le.Others, err)
+	}
+	for _, u := range unlocks {
+		u()
+	}
+	if _, err := b.GC(ctx, cache.GCOptions{}); err != nil {
+		t.Fatalf("gc after the holders left: %v", err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(b.Root(), "holds")); len(ents) != 0 {
+		t.Errorf("hold files left: %v", ents)
 	}
 }

@@ -54,6 +54,7 @@ const (
 	blobsDir   = "blobs"
 	ingestDir  = "ingest"
 	gcLockFile = "gc.lock"
+	holdsDir   = "holds"
 	holderExt  = ".holder"
 )
 
@@ -150,11 +151,7 @@ func (s *Store) openIndex(readOnly bool) (*bbolt.DB, error) {
 // error message), so a failure to write it is not an error, and it is not
 // fsynced: it is replaced atomically by rename, never durable.
 func (s *Store) writeHolder(path string) {
-	args := s.opts.Holder
-	if args == "" {
-		args = "pid " + strconv.Itoa(os.Getpid())
-	}
-	b, err := json.Marshal(Holder{PID: os.Getpid(), Command: args, Since: s.now().Truncate(time.Second)})
+	b, err := json.Marshal(s.holderRecord())
 	if err != nil {
 		return
 	}
@@ -170,6 +167,11 @@ func (s *Store) lockError(lock, path string) error {
 		var h Holder
 		if json.Unmarshal(b, &h) == nil && h.PID > 0 && alive(h.PID) {
 			e.Holder = &h
+		}
+	}
+	if e.Holder == nil && lock == "gc" {
+		if hs := s.gcLockHolders(); len(hs) > 0 {
+			e.Holder, e.Others = &hs[0], len(hs)-1
 		}
 	}
 	return e

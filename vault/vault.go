@@ -214,7 +214,9 @@ func write(ctx context.Context, path string, p *payload, recips []age.Recipient)
 // removeStaleTemps deletes temp files that safefile left for this vault when
 // a writer was killed. Only called under the lock, when no other writer of
 // this vault can have a temp file open. A temp name is the safefile prefix,
-// the vault's base name, '-' and decimal digits; other files never match.
+// the vault's base name, '-', the writer's pid, '-' and random digits (or,
+// written by older versions, the random digits only); other files never
+// match.
 func removeStaleTemps(path string) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
@@ -227,11 +229,25 @@ func removeStaleTemps(path string) {
 	prefix := safefile.TempPrefix + base + "-"
 	for _, e := range ents {
 		rest, ok := strings.CutPrefix(e.Name(), prefix)
-		if !ok || rest == "" || strings.Trim(rest, "0123456789") != "" || !e.Type().IsRegular() {
+		if !ok || !tempSuffix(rest) || !e.Type().IsRegular() {
 			continue
 		}
 		_ = os.Remove(filepath.Join(dir, e.Name()))
 	}
+}
+
+// tempSuffix reports whether rest is "<digits>-<digits>" or "<digits>".
+func tempSuffix(rest string) bool {
+	parts := strings.Split(rest, "-")
+	if len(parts) > 2 {
+		return false
+	}
+	for _, p := range parts {
+		if p == "" || strings.Trim(p, "0123456789") != "" {
+			return false
+		}
+	}
+	return true
 }
 
 // update applies fn to the vault as it is on disk now, under the lock, and

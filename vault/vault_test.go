@@ -600,8 +600,10 @@ func TestStaleTempsRemovedOnWrite(t *testing.T) {
 	path, v := newVault(t, testPass("pw"))
 	dir := filepath.Dir(path)
 	stale := filepath.Join(dir, ".stella-tmp-vault.age-12345")
+	// As safefile names it now: the writer's pid, then random digits.
+	stalePID := filepath.Join(dir, ".stella-tmp-vault.age-4321-12345")
 	unrelated := filepath.Join(dir, ".stella-tmp-vault.age-backup-12345")
-	for _, p := range []string{stale, unrelated} {
+	for _, p := range []string{stale, stalePID, unrelated} {
 		if err := os.WriteFile(p, []byte("partial"), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -610,8 +612,10 @@ func TestStaleTempsRemovedOnWrite(t *testing.T) {
 		t.Fatalf("Open with a temp leftover: %v", err)
 	}
 	mustPut(t, v, "a", "alpha-value")
-	if _, err := os.Stat(stale); !os.IsNotExist(err) {
-		t.Fatalf("stale temp survived a write: %v", err)
+	for _, p := range []string{stale, stalePID} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Fatalf("stale temp %s survived a write: %v", filepath.Base(p), err)
+		}
 	}
 	if _, err := os.Stat(unrelated); err != nil {
 		t.Fatalf("another file's temp was removed: %v", err)

@@ -208,7 +208,7 @@ func (s *session) packApprove(ctx context.Context, c *cli.Context) error {
 		if out == "" {
 			out = "request-" + req.Doc.Nonce[:12] + ".stella.tar"
 		}
-		if err := outputPath(out); err != nil {
+		if err := s.prepareOutput(out); err != nil {
 			return err
 		}
 		sum, err := approve.WriteRequestBundle(ctx, st, req, out)
@@ -439,7 +439,7 @@ func (s *session) approveSign(ctx context.Context, c *cli.Context) error {
 	if out == "" {
 		out = "response-" + resp.Descriptor.Digest.Encoded()[:12] + ".stella.tar"
 	}
-	if err := outputPath(out); err != nil {
+	if err := s.prepareOutput(out); err != nil {
 		return err
 	}
 	bs, err := approve.WriteResponseBundle(ctx, resp, out)

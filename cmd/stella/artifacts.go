@@ -572,17 +572,27 @@ func renderBundle(w io.Writer, b *bundleSummary) {
 	}
 }
 
-// exportBundle writes refs and their referrers from the cache to a bundle file.
+// exportHeld, when set, runs in an export once what it will read is held
+// and before it reads it. Only tests set it (to run gc at that point).
+var exportHeld func()
+
+// exportBundle writes refs and their referrers from the cache to a bundle
+// file. What it reads is held against a concurrent `cache gc` until it is
+// written.
 func (s *session) exportBundle(ctx context.Context, st *cache.Store, refs []string, out, split string) (*bundleSummary, error) {
-	arts, err := st.Closure(ctx, refs)
+	arts, hold, err := st.HoldClosure(ctx, refs)
 	if err != nil {
 		return nil, err
+	}
+	defer hold.Release()
+	if exportHeld != nil {
+		exportHeld()
 	}
 	entries := make([]bundle.Entry, 0, len(arts))
 	for _, a := range arts {
 		entries = append(entries, bundle.Entry{Descriptor: a.Descriptor, Kind: a.Kind, Ref: a.Ref})
 	}
-	if err := outputPath(out); err != nil {
+	if err := s.prepareOutput(out); err != nil {
 		return nil, err
 	}
 	bar := s.newProgress("writing " + filepath.Base(out))

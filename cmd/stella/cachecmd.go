@@ -6,6 +6,7 @@ import (
 	"io"
 	"path/filepath"
 	"sort"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/urfave/cli/v2"
@@ -38,6 +39,13 @@ Examples:
 			{
 				Name:  "gc",
 				Usage: "remove blobs nothing references and leftovers of interrupted imports",
+				Description: `Blobs a running export or push still reads are kept (and listed as held, with
+the process that holds them); the next gc after it ends removes them. gc waits for
+imports in flight (at most the lock timeout).
+
+Examples:
+   stella cache gc --dry-run
+   stella cache gc`,
 				Flags: []cli.Flag{
 					&cli.BoolFlag{Name: "dry-run", Usage: "only say what would be removed"},
 				},
@@ -116,12 +124,16 @@ func (s *session) cacheGC(ctx context.Context, c *cli.Context) error {
 		Leftovers     int             `json:"leftovers"`
 		LeftoverBytes int64           `json:"leftoverBytes"`
 		Kept          []digest.Digest `json:"kept"`
-	}{res.DryRun, res.Removed, res.Blobs, res.Bytes, res.Leftovers, res.LeftoverBytes, res.Kept}
-	if out.Removed == nil {
-		out.Removed = []digest.Digest{}
+		Held          []digest.Digest `json:"held"`
+		Holders       []cache.Holder  `json:"holders"`
+	}{res.DryRun, res.Removed, res.Blobs, res.Bytes, res.Leftovers, res.LeftoverBytes, res.Kept, res.Held, res.Holders}
+	for _, l := range []*[]digest.Digest{&out.Removed, &out.Kept, &out.Held} {
+		if *l == nil {
+			*l = []digest.Digest{}
+		}
 	}
-	if out.Kept == nil {
-		out.Kept = []digest.Digest{}
+	if out.Holders == nil {
+		out.Holders = []cache.Holder{}
 	}
 	return s.emit(out, func(w io.Writer) {
 		verb := "removed"
@@ -131,6 +143,12 @@ func (s *session) cacheGC(ctx context.Context, c *cli.Context) error {
 		fmt.Fprintf(w, "%s %d blobs (%s) and %d leftovers (%s)\n", verb, res.Blobs, humanBytes(res.Bytes), res.Leftovers, humanBytes(res.LeftoverBytes))
 		if len(res.Kept) > 0 {
 			fmt.Fprintf(w, "kept %d unreachable blobs whose index records disagree: run `stella cache verify`\n", len(res.Kept))
+		}
+		if len(res.Held) > 0 {
+			fmt.Fprintf(w, "kept %d unreachable blobs a running operation still reads; the next gc after it ends removes them\n", len(res.Held))
+			for _, h := range res.Holders {
+				fmt.Fprintf(w, "  held by pid %d (%s) since %s\n", h.PID, h.Command, h.Since.UTC().Format(time.RFC3339))
+			}
 		}
 	})
 }

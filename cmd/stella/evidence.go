@@ -128,7 +128,7 @@ func (s *session) runsExport(ctx context.Context, c *cli.Context) error {
 		return usageError("runs export: no runner key: give --key FILE.key or --key vault:NAME, or set runKey in the config")
 	}
 	if out != "" {
-		if err := outputPath(out); err != nil {
+		if err := s.prepareOutput(out); err != nil {
 			return err
 		}
 	}

@@ -314,10 +314,12 @@ func (s *session) packPush(ctx context.Context, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	art, err := st.Resolve(ctx, c.Args().Get(0))
+	arts, hold, err := st.HoldClosure(ctx, []string{c.Args().Get(0)})
 	if err != nil {
 		return err
 	}
+	defer hold.Release()
+	art := arts[0]
 	tag := dst.Tag
 	if tag == "" {
 		tag = versionOf(art.Ref)
@@ -370,13 +372,15 @@ func (s *session) pushRefs(ctx context.Context, c *cli.Context, st *cache.Store,
 	}
 	var first error
 	for _, ref := range refs {
-		art, err := st.Resolve(ctx, ref)
+		arts, hold, err := st.HoldClosure(ctx, []string{ref})
 		if err != nil {
 			return err
 		}
+		art := arts[0]
 		dst := base
 		dst.Repository = strings.TrimSuffix(base.Repository, "/") + "/" + nameOf(art.Ref)
 		rep, err := mirror.Push(ctx, st, []mirror.Artifact{{Descriptor: art.Descriptor, Tag: versionOf(art.Ref)}}, dst, opts)
+		hold.Release()
 		if e := addReport(out, rep); e != nil && first == nil {
 			first = e
 		}

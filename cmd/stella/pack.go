@@ -277,7 +277,7 @@ func (s *session) packPlan(ctx context.Context, c *cli.Context) error {
 	}
 	hash := plan.HashBytes(canon)
 	if out := c.String("out"); out != "" {
-		if err := outputPath(out); err != nil {
+		if err := s.prepareOutput(out); err != nil {
 			return err
 		}
 		if err := safefile.WriteBytes(out, canon, 0o644); err != nil {

@@ -21,6 +21,7 @@ import (
 
 	"stellaops.io/stella/admission"
 	"stellaops.io/stella/display"
+	"stellaops.io/stella/internal/safefile"
 	"stellaops.io/stella/redact"
 )
 
@@ -316,6 +317,25 @@ func outputPath(path string) error {
 	// new files (a read-only mount, write-protected media, permissions).
 	if err := unix.Access(dir, unix.W_OK); err != nil {
 		return &fileError{path: dir, err: errFolderNotWritable}
+	}
+	return nil
+}
+
+// prepareOutput checks an output path (outputPath), then removes the temp
+// files that killed stella writes left in its folder (a killed export
+// leaves one as large as the bundle on the medium), saying so. Temp files
+// of writes still running are never touched (safefile.RemoveStale). A
+// failure to remove one is a warning: it does not stop this write.
+func (s *session) prepareOutput(path string) error {
+	if err := outputPath(path); err != nil {
+		return err
+	}
+	removed, err := safefile.RemoveStale(filepath.Dir(path))
+	for _, l := range removed {
+		s.notef("removed %s (%s), a temp file left by an interrupted stella write", l.Path, humanBytes(l.Size))
+	}
+	if err != nil {
+		s.warnf("%v", err)
 	}
 	return nil
 }

@@ -3,6 +3,12 @@
 // directory → write → fsync → rename → fsync of the directory. Every durable
 // write in stella (cache blobs and index side files, vault, bundle files,
 // keys, trust store, config) goes through this one helper.
+//
+// A killed writer leaves its temp file behind (as large as the bundle it
+// was writing, on removable media). Temp files name their writer's pid and
+// are flock(2)ed while written, so Stale can tell a leftover from a write
+// still running, in any process, and RemoveStale can remove leftovers
+// without ever touching a running write.
 package safefile
 
 import (
@@ -10,10 +16,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 )
 
 // TempPrefix starts the name of every temporary file this package creates.
-// Leftovers of a killed process carry it, so cleaners (cache gc) can find them.
+// Leftovers of a killed process carry it, so cleaners (cache gc, Stale) can
+// find them. The full name is TempPrefix, the final file's base name, '-',
+// the writer's pid, '-' and random digits.
 const TempPrefix = ".stella-tmp-"
 
 // Write atomically replaces path with the bytes read from r, with mode perm.
@@ -47,6 +56,10 @@ func WriteBytes(path string, b []byte, perm os.FileMode) error {
 // File is a pending atomic write. Write to it, then Commit to make it visible
 // at its final path, or Abort to discard it. Abort after Commit is a no-op, so
 // `defer f.Abort()` is always safe.
+//
+// While it is pending, its temp file carries the writer's pid in its name
+// and an exclusive flock(2) on it (where the system has flock), so Stale
+// never takes it for a leftover.
 type File struct {
 	*os.File
 	path string
@@ -59,10 +72,11 @@ func Create(path string, perm os.FileMode) (*File, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	f, err := os.CreateTemp(dir, TempPrefix+filepath.Base(path)+"-*")
+	f, err := os.CreateTemp(dir, TempPrefix+filepath.Base(path)+"-"+strconv.Itoa(os.Getpid())+"-*")
 	if err != nil {
 		return nil, err
 	}
+	lock(f)
 	if err := f.Chmod(perm); err != nil {
 		_ = f.Close()
 		_ = os.Remove(f.Name())

@@ -1,0 +1,207 @@
+package cache
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gofrs/flock"
+	"github.com/opencontainers/go-digest"
+)
+
+// holdExt ends the name of every hold file under root/holds.
+const holdExt = ".hold"
+
+// Hold keeps artifacts from GC while a running operation (an export, a
+// push) reads them. It is a file root/holds/<pid>-<random>.hold naming the
+// process, its command and the held manifest digests, on which the
+// process keeps an exclusive flock until Release. GC marks every held
+// digest live, with everything the index records it references, and
+// reports the unreachable blobs it kept that way. A hold file GC can lock
+// belongs to a process that is gone (the kernel dropped its lock when it
+// died): GC removes it and honours nothing in it.
+//
+// A Hold is safe for concurrent use; Release is idempotent.
+type Hold struct {
+	path string
+	fl   *flock.Flock
+	once sync.Once
+}
+
+// holdRecord is the content of a hold file.
+type holdRecord struct {
+	Holder
+	Digests []digest.Digest `json:"digests"`
+	// GCLock: the holder holds the gc lock shared (an import, a push of
+	// blobs, verify), so a GC waiting for it can name it.
+	GCLock bool `json:"gcLock,omitempty"`
+}
+
+// HoldClosure is Closure(refs) and a Hold on every artifact it returns (and
+// so on everything they reference) until Release. Both happen under the gc
+// lock held shared, so a GC running at the same time either finished
+// before (refs resolve to what it left) or starts after and honours the
+// hold: an export never meets a blob that GC removed under it.
+func (s *Store) HoldClosure(ctx context.Context, refs []string) ([]Artifact, *Hold, error) {
+	release, err := s.lockGC(ctx, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer release()
+	arts, err := s.Closure(ctx, refs)
+	if err != nil {
+		return nil, nil, err
+	}
+	ds := make([]digest.Digest, 0, len(arts))
+	for _, a := range arts {
+		ds = append(ds, a.Descriptor.Digest)
+	}
+	h, err := s.hold(ds, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	return arts, h, nil
+}
+
+// hold writes a hold file for digests and locks it. The caller holds the
+// gc lock (shared), so no GC reads the file before it is complete; gcLock
+// says the hold stands for that lock itself.
+func (s *Store) hold(ds []digest.Digest, gcLock bool) (*Hold, error) {
+	dir := s.path(holdsDir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("cache hold: %w", err)
+	}
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:])
+	path := filepath.Join(dir, strconv.Itoa(os.Getpid())+"-"+hex.EncodeToString(rnd[:])+holdExt)
+	b, err := json.Marshal(holdRecord{Holder: s.holderRecord(), Digests: ds, GCLock: gcLock})
+	if err != nil {
+		return nil, err
+	}
+	fl := flock.New(path, flock.SetPermissions(0o644))
+	ok, err := fl.TryLock()
+	if err != nil {
+		_ = fl.Close()
+		return nil, fmt.Errorf("cache hold %s: %w", path, err)
+	}
+	if !ok { // a fresh random name: only a broken file system gets here
+		_ = fl.Close()
+		return nil, fmt.Errorf("cache hold %s: locked by another process", path)
+	}
+	h := &Hold{path: path, fl: fl}
+	// Written through the path, not the lock's descriptor (opened
+	// read-only); advisory locks do not stop it.
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		h.Release()
+		return nil, fmt.Errorf("cache hold %s: %w", path, err)
+	}
+	return h, nil
+}
+
+// Release ends the hold: the next GC may remove what it kept. The file is
+// removed while still locked, so no GC takes it for a stale one.
+func (h *Hold) Release() {
+	if h == nil {
+		return
+	}
+	h.once.Do(func() {
+		_ = os.Remove(h.path)
+		_ = h.fl.Close()
+	})
+}
+
+// liveHolds reads the holds of running processes. Hold files whose lock it
+// can take belong to processes that are gone: they are removed (even by a
+// dry run: they are bookkeeping, not content). Called with the gc lock held exclusive, so no hold is being
+// written. A live hold that cannot be read fails: GC must not guess what
+// it keeps.
+func (s *Store) liveHolds() ([]holdRecord, error) {
+	ents, err := os.ReadDir(s.path(holdsDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cache holds: %w", err)
+	}
+	var out []holdRecord
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), holdExt) {
+			continue
+		}
+		path := s.path(holdsDir, e.Name())
+		fl := flock.New(path, flock.SetPermissions(0o644))
+		locked, err := fl.TryLock()
+		if err != nil {
+			_ = fl.Close()
+			return nil, fmt.Errorf("cache hold %s: %w", path, err)
+		}
+		if locked {
+			// Its process is gone (or released it just now).
+			_ = os.Remove(path)
+			_ = fl.Close()
+			continue
+		}
+		_ = fl.Close()
+		b, err := os.ReadFile(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // released meanwhile
+		}
+		var r holdRecord
+		if err == nil {
+			err = json.Unmarshal(b, &r)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("cache hold %s of a running process is unreadable: %w", path, err)
+		}
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b holdRecord) int { return a.Since.Compare(b.Since) })
+	return out, nil
+}
+
+// holderRecord describes this process as a lock or hold holder.
+func (s *Store) holderRecord() Holder {
+	args := s.opts.Holder
+	if args == "" {
+		args = "pid " + strconv.Itoa(os.Getpid())
+	}
+	return Holder{PID: os.Getpid(), Command: args, Since: s.now().Truncate(time.Second)}
+}
+
+// gcLockHolders names the running processes that hold the gc lock shared,
+// oldest first, for a lock error. It only reads: a hold file of a process
+// that is gone (by its pid) is skipped.
+func (s *Store) gcLockHolders() []Holder {
+	ents, err := os.ReadDir(s.path(holdsDir))
+	if err != nil {
+		return nil
+	}
+	var out []Holder
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), holdExt) {
+			continue
+		}
+		b, err := os.ReadFile(s.path(holdsDir, e.Name()))
+		if err != nil {
+			continue
+		}
+		var r holdRecord
+		if json.Unmarshal(b, &r) != nil || !r.GCLock || r.PID <= 0 || !alive(r.PID) {
+			continue
+		}
+		out = append(out, r.Holder)
+	}
+	slices.SortFunc(out, func(a, b Holder) int { return a.Since.Compare(b.Since) })
+	return out
+}
