@@ -112,7 +112,7 @@ func CheckRef(kind, ref string) error {
 		return nil
 	}
 	if c := ClaimOf(ref); c.Name != kind || pack.ValidRef(ref) {
-		return fmt.Errorf("%s %s: refs of a %s are %s:<id>, and never a pack's <name>:<version>: %w", kind, ref, kind, kind, ErrRefNamespace)
+		return fmt.Errorf("%s artifact named %s: refs of its kind are %s:<id>, never a pack's <name>:<version>: %w", kind, ref, kind, ErrRefNamespace)
 	}
 	return nil
 }
