@@ -597,6 +597,9 @@ func (s *session) runsResume(ctx context.Context, c *cli.Context) error {
 	if rec.State == run.Succeeded {
 		return fmt.Errorf("run %s already succeeded: %w", id, runs.ErrState)
 	}
+	// A run resumes for its own tenant: its pack must be visible to it,
+	// and signed for it, as when it started.
+	pol.Tenant = rec.Tenant
 	ref := rec.Pack.Name + ":" + rec.Pack.Version
 	lp, err := pol.LoadPack(ctx, st, ref)
 	if err != nil {
