@@ -33,6 +33,9 @@ import (
 //   - squat KIND: only an artifact of KIND (evidence, approval-request,
 //     approval-response, signature), of its own artifactType, listed under
 //     the pack's ref.
+//
+// $CRAFTED is set to the digest of the last entry written (the crafted
+// manifest, or the pack listed again).
 func craftBundle(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) < 3 {
 		ts.Fatalf("usage: craftbundle twice|title|squat IN OUT [ARG...]")
@@ -93,6 +96,7 @@ func craftBundle(ts *testscript.TestScript, neg bool, args []string) {
 	if _, err := bundle.WriteFile(ctx, ts.MkAbs(args[2]), src, entries, bundle.WriteOptions{}); err != nil {
 		ts.Fatalf("craftbundle: write %s: %v", args[2], err)
 	}
+	ts.Setenv("CRAFTED", entries[len(entries)-1].Descriptor.Digest.String())
 }
 
 // overlay serves crafted blobs, then the original bundle's.
