@@ -379,3 +379,30 @@ func TestBindSignatures(t *testing.T) {
 		t.Errorf("a digest admitted under one entry is not refused by another: %v", refused)
 	}
 }
+
+// TestLoadPackVisibility: a pack is loaded for use only for a tenant its
+// tenantVisibility lists.
+func TestLoadPackVisibility(t *testing.T) {
+	ctx := context.Background()
+	p, err := pack.LoadDir("../testdata/packs/remediate-cve") // acme, globex
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := artifact.Build(p, artifact.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := cachetest.Open(t)
+	if _, err := st.Import(ctx, a, []cache.Artifact{{Descriptor: a.Manifest, Kind: artifact.KindPack, Ref: a.Ref}}, cache.ImportRecord{From: "test"}, cache.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for tenant, want := range map[string]error{"acme": nil, "globex": nil, "initech": ErrNotVisible, "default": ErrNotVisible} {
+		lp, err := Policy{Mode: Check, Trust: &trust.Store{}, Tenant: tenant}.LoadPack(ctx, st, a.Ref)
+		if !errors.Is(err, want) || (want == nil && lp.Ref != a.Ref) {
+			t.Errorf("tenant %s: want %v, got %v", tenant, want, err)
+		}
+		if want != nil && (!strings.Contains(err.Error(), tenant) || !strings.Contains(err.Error(), a.Ref)) {
+			t.Errorf("tenant %s: the refusal must name pack and tenant: %v", tenant, err)
+		}
+	}
+}

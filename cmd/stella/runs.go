@@ -284,8 +284,11 @@ func (s *session) packRun(ctx context.Context, c *cli.Context) error {
 		return err
 	}
 	if fi, err := os.Stat(ref); err == nil && fi.IsDir() {
-		_, a, err := s.loadPack(ref)
+		p, a, err := s.loadPack(ref)
 		if err != nil {
+			return err
+		}
+		if err := admission.Visible(p, s.tenant); err != nil { // before it enters the cache
 			return err
 		}
 		if _, err := st.Import(ctx, a, []cache.Artifact{{Descriptor: a.Manifest, Kind: artifact.KindPack, Ref: a.Ref}},
