@@ -313,3 +313,27 @@ func TestValidRef(t *testing.T) {
 		}
 	}
 }
+
+// FuzzCheckFilePath: every path the rule accepts stays inside the pack
+// folder once joined to it, is already clean, and hides nothing.
+func FuzzCheckFilePath(f *testing.F) {
+	for _, s := range []string{"pack.yaml", "scripts/run.sh", "../x", "/etc/passwd", `a\b`, ".git/x", "a/./b", "a//b", "ä/ö"} {
+		f.Add(s)
+	}
+	root := filepath.FromSlash("/pack/root")
+	f.Fuzz(func(t *testing.T, p string) {
+		if CheckFilePath(p) != nil {
+			return
+		}
+		j := filepath.Join(root, filepath.FromSlash(p))
+		rel, err := filepath.Rel(root, j)
+		if err != nil || rel == "." || strings.HasPrefix(rel, "..") || filepath.ToSlash(rel) != p {
+			t.Fatalf("accepted %q escapes or is not clean: %q %v", p, rel, err)
+		}
+		for _, el := range strings.Split(p, "/") {
+			if el == "" || strings.HasPrefix(el, ".") || strings.Contains(el, `\`) {
+				t.Fatalf("accepted %q with element %q", p, el)
+			}
+		}
+	})
+}
