@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -250,5 +251,158 @@ func TestLoadPackRebuilds(t *testing.T) {
 	st := cachetest.Open(t)
 	if _, err := p.LoadPack(ctx, st, "backup-database:0.4.2"); !errors.Is(err, cache.ErrNotFound) {
 		t.Fatalf("want not found, got %v", err)
+	}
+}
+
+// TestCheckRef: only a pack carries <name>:<version>; other kinds are named
+// in their own namespace, with an id that is not a version.
+func TestCheckRef(t *testing.T) {
+	for _, tc := range []struct {
+		kind, ref string
+		ok        bool
+	}{
+		{artifact.KindPack, "backup-database:0.4.2", true},
+		{artifact.KindEvidence, "", true},
+		{artifact.KindSignature, "", true},
+		{artifact.KindApprovalRequest, "approval-request:0123456789abcdef", true},
+		{artifact.KindEvidence, "evidence:run-1", true},
+		{artifact.KindEvidence, "backup-database:0.4.2", false},
+		{artifact.KindApprovalRequest, "backup-database:0.4.2", false},
+		{artifact.KindApprovalResponse, "approval-request:0123456789abcdef", false},
+		{artifact.KindSignature, "backup-database:0.4.2", false},
+		{artifact.KindEvidence, "evidence:1.0.0", false}, // a pack named evidence would need it
+		{artifact.KindEvidence, "registry.local/packs/backup-database:0.4.2", false},
+	} {
+		err := CheckRef(tc.kind, tc.ref)
+		if tc.ok != (err == nil) || (!tc.ok && !errors.Is(err, ErrRefNamespace)) {
+			t.Errorf("%s %q: want ok %v, got %v", tc.kind, tc.ref, tc.ok, err)
+		}
+	}
+}
+
+// TestCheckRefusesSquatters: an artifact of another kind listed under a
+// pack's name is refused by the policy under every mode.
+func TestCheckRefusesSquatters(t *testing.T) {
+	ctx := context.Background()
+	store := memory.New()
+	a := memoryPack(t, store)
+	for _, mode := range []Mode{Check, Require, Skip} {
+		p := Policy{Mode: mode, Trust: &trust.Store{}, Tenant: "default"}
+		for _, kind := range []string{artifact.KindEvidence, artifact.KindApprovalRequest, artifact.KindApprovalResponse, artifact.KindSignature} {
+			v, err := p.Check(ctx, store, cache.Artifact{Descriptor: a.Manifest, Kind: kind, Ref: a.Ref}, Claim{})
+			if err != nil || !errors.Is(v.Err, ErrRefNamespace) {
+				t.Errorf("mode %d, %s under %s: want ErrRefNamespace, got %v %v", mode, kind, a.Ref, v.Err, err)
+			}
+		}
+	}
+}
+
+// TestCheckRefusesUnsafeTitles: a pack whose file titles pack build could
+// not write is refused under every mode, signed or not.
+func TestCheckRefusesUnsafeTitles(t *testing.T) {
+	ctx := context.Background()
+	store := memory.New()
+	a := memoryPack(t, store)
+	for _, title := range []string{"../escape.sh", "/etc/passwd", `scripts\dump.sh`, "pack.yaml", ".git/config", "scripts/.x", "scripts"} {
+		d := pushManifest(t, store, a, func(m *ocispec.Manifest) {
+			for i, l := range m.Layers {
+				if l.Annotations[artifact.AnnotationTitle] == "scripts/dump.sh" {
+					m.Layers[i].Annotations = map[string]string{artifact.AnnotationTitle: title}
+				}
+			}
+		})
+		for _, mode := range []Mode{Check, Require, Skip} {
+			p := Policy{Mode: mode, Trust: &trust.Store{}, Tenant: "default"}
+			v, err := p.Check(ctx, store, cache.Artifact{Descriptor: d, Kind: artifact.KindPack, Ref: a.Ref}, Claim{})
+			if err != nil || !errors.Is(v.Err, artifact.ErrUnsafeTitle) {
+				t.Errorf("mode %d, title %q: want artifact.ErrUnsafeTitle, got %v %v", mode, title, v.Err, err)
+			}
+		}
+	}
+}
+
+// TestVisible: a pack is visible to the tenants it lists, to all with "*"
+// or no list, and to no other.
+func TestVisible(t *testing.T) {
+	p, err := pack.LoadDir("../testdata/packs/remediate-cve") // acme, globex
+	if err != nil {
+		t.Fatal(err)
+	}
+	for tenant, ok := range map[string]bool{"acme": true, "globex": true, "default": false, "initech": false, "": false} {
+		err := Visible(p, tenant)
+		if ok != (err == nil) || (!ok && (!errors.Is(err, ErrNotVisible) || !strings.Contains(err.Error(), "remediate-cve:1.0.0"))) {
+			t.Errorf("tenant %q: want visible %v, got %v", tenant, ok, err)
+		}
+	}
+	p.Manifest.Metadata.TenantVisibility = []string{"*"}
+	if err := Visible(p, "initech"); err != nil {
+		t.Errorf("\"*\": %v", err)
+	}
+	p.Manifest.Metadata.TenantVisibility = nil
+	if err := Visible(p, "initech"); err != nil {
+		t.Errorf("no list: %v", err)
+	}
+}
+
+// TestBindSignatures: each admitted pack's valid signatures follow its
+// first entry, bound to it; invalid signatures, other referrers and the
+// signatures of a refused pack stay unbound.
+func TestBindSignatures(t *testing.T) {
+	d := func(s string) digest.Digest { return digest.FromString(s) }
+	art := func(kind, name, ref string) cache.Artifact {
+		return cache.Artifact{Descriptor: ocispec.Descriptor{Digest: d(name)}, Kind: kind, Ref: ref}
+	}
+	pk, renamed := art(artifact.KindPack, "p", "p:1.0.0"), art(artifact.KindPack, "p", "p:9.9.9")
+	other := art(artifact.KindPack, "q", "q:1.0.0")
+	good, bad, ev := art(artifact.KindSignature, "good", ""), art(artifact.KindSignature, "bad", ""), art(artifact.KindEvidence, "ev", "")
+	qsig := art(artifact.KindSignature, "qsig", "")
+	ad := Admission{Verdicts: []Verdict{
+		{Artifact: renamed, Err: ErrRefMismatch},
+		{Artifact: pk, Signatures: []signature.Result{{Digest: d("good"), Valid: true}, {Digest: d("bad")}}},
+		{Artifact: other, Err: signature.ErrRejected, Signatures: []signature.Result{{Digest: d("qsig"), Valid: true}}},
+		{Artifact: good}, {Artifact: bad}, {Artifact: ev}, {Artifact: qsig},
+	}}
+	got := bindSignatures([]cache.Artifact{pk, bad, ev, good, qsig}, ad)
+	type row struct {
+		Digest digest.Digest
+		Bound  bool
+	}
+	var rows []row
+	for _, a := range got {
+		rows = append(rows, row{a.Descriptor.Digest, a.WithPrevious})
+	}
+	want := []row{{d("p"), false}, {d("good"), true}, {d("bad"), false}, {d("ev"), false}, {d("qsig"), false}}
+	if diff := cmp.Diff(want, rows); diff != "" {
+		t.Errorf("bound order (-want +got):\n%s", diff)
+	}
+	if refused := ad.refusedSet(); refused[d("p")] || !refused[d("q")] {
+		t.Errorf("a digest admitted under one entry is not refused by another: %v", refused)
+	}
+}
+
+// TestLoadPackVisibility: a pack is loaded for use only for a tenant its
+// tenantVisibility lists.
+func TestLoadPackVisibility(t *testing.T) {
+	ctx := context.Background()
+	p, err := pack.LoadDir("../testdata/packs/remediate-cve") // acme, globex
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := artifact.Build(p, artifact.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := cachetest.Open(t)
+	if _, err := st.Import(ctx, a, []cache.Artifact{{Descriptor: a.Manifest, Kind: artifact.KindPack, Ref: a.Ref}}, cache.ImportRecord{From: "test"}, cache.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for tenant, want := range map[string]error{"acme": nil, "globex": nil, "initech": ErrNotVisible, "default": ErrNotVisible} {
+		lp, err := Policy{Mode: Check, Trust: &trust.Store{}, Tenant: tenant}.LoadPack(ctx, st, a.Ref)
+		if !errors.Is(err, want) || (want == nil && lp.Ref != a.Ref) {
+			t.Errorf("tenant %s: want %v, got %v", tenant, want, err)
+		}
+		if want != nil && (!strings.Contains(err.Error(), tenant) || !strings.Contains(err.Error(), a.Ref)) {
+			t.Errorf("tenant %s: the refusal must name pack and tenant: %v", tenant, err)
+		}
 	}
 }

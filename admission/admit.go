@@ -128,11 +128,17 @@ func (noReferrers) Predecessors(context.Context, ocispec.Descriptor) ([]ocispec.
 	return nil, nil
 }
 
-// refusedSet is the digests refused by ad.
+// refusedSet is the digests refused by ad and not admitted under another
+// entry (a pack a bundle lists twice, once under a ref its manifest does
+// not carry, is refused under that ref only; its signatures go with the
+// entry admitted).
 func (ad Admission) refusedSet() map[digest.Digest]bool {
 	out := map[digest.Digest]bool{}
 	for _, v := range ad.Refused() {
 		out[v.Artifact.Descriptor.Digest] = true
+	}
+	for _, a := range ad.Admitted() {
+		delete(out, a.Descriptor.Digest)
 	}
 	return out
 }

@@ -11,6 +11,7 @@ import (
 	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/integrity"
+	"stellaops.io/stella/pack"
 	"stellaops.io/stella/signature"
 )
 
@@ -51,13 +52,15 @@ type Verdict struct {
 }
 
 // Check decides one artifact read from src. claim is the name the source
-// gives it (zero Claim: use the artifact's own Ref). Only packs are judged
-// here; other kinds are admitted, and enter with their subject (Import).
+// gives it (zero Claim: use the artifact's own Ref). Packs are judged in
+// full; an artifact of another kind is admitted when its ref, if any, is
+// in its kind's namespace (CheckRef), and enters with its subject (Import).
 // The error return is for failures that judge nothing (a cancelled
 // context); a refusal is in the verdict.
 func (p Policy) Check(ctx context.Context, src signature.Referrers, a cache.Artifact, claim Claim) (Verdict, error) {
 	v := Verdict{Artifact: a}
 	if a.Kind != artifact.KindPack {
+		v.Err = CheckRef(a.Kind, a.Ref)
 		return v, nil
 	}
 	if claim == (Claim{}) {
@@ -98,10 +101,27 @@ func (p Policy) Check(ctx context.Context, src signature.Referrers, a cache.Arti
 	return v, nil
 }
 
+// CheckRef is the rule of names by kind: only a pack may carry a pack's
+// name, <name>:<version> with a semantic version, which its signed
+// manifest binds (Check). Any other kind's ref must be "<kind>:<id>" where
+// <id> is not a version (an approval request's "approval-request:<nonce>"),
+// so that no unsigned artifact can take the name a signed pack will need.
+// An empty ref (a referrer, kept by its subject) is always fine.
+func CheckRef(kind, ref string) error {
+	if ref == "" || kind == artifact.KindPack {
+		return nil
+	}
+	if c := ClaimOf(ref); c.Name != kind || pack.ValidRef(ref) {
+		return fmt.Errorf("%s artifact named %s: refs of its kind are %s:<id>, never a pack's <name>:<version>: %w", kind, ref, kind, ErrRefNamespace)
+	}
+	return nil
+}
+
 // checkPackManifest binds a pack to its manifest: the name the source gives
 // it (only checksummed, or only a registry's say-so, never signed) must be
 // the manifest's own io.stellaops.ref, and the layers must be the plain
-// files stella builds.
+// files stella builds, titled with paths `stella pack build` can produce
+// (artifact.CheckTitles).
 func checkPackManifest(ctx context.Context, src content.Fetcher, a cache.Artifact, claim Claim) error {
 	m, err := fetchManifest(ctx, src, a.Descriptor)
 	if err != nil {
@@ -118,6 +138,9 @@ func checkPackManifest(ctx context.Context, src content.Fetcher, a cache.Artifac
 		if l.MediaType != artifact.MediaTypePackFile {
 			return fmt.Errorf("pack %s: layer %s of media type %q (packs hold plain file layers): %w", a.Ref, l.Digest, l.MediaType, ErrPackLayout)
 		}
+	}
+	if err := artifact.CheckTitles(m.Layers); err != nil {
+		return fmt.Errorf("pack %s: %w", a.Ref, err)
 	}
 	return nil
 }

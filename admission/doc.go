@@ -9,13 +9,20 @@
 //     gives it (a bundle's index.json, a registry's repository and tag) must
 //     be the io.stellaops.ref its manifest carries, which the pack digest and
 //     so every signature and approval cover (ADR 0007);
+//   - only a pack carries a pack's <name>:<version>; any other kind's ref
+//     is in its own namespace, <kind>:<id> (CheckRef), so no unsigned
+//     artifact can occupy the name a signed pack needs (ADR 0015);
 //   - a pack artifact is exactly what `stella pack build` produces: a pack
-//     config and plain file layers;
+//     config and plain file layers titled with paths build can write
+//     (artifact.CheckTitles);
 //   - signatures are checked against the trust store for the policy's role
 //     and tenant, and required when the policy says so;
 //   - a referrer (signature, approval, evidence) enters only after its
 //     subject, and never when its subject was refused or failed;
-//   - a pack loaded from the cache rebuilds to its own digest.
+//   - an admitted pack and the valid signatures that admitted it are
+//     recorded in one cache transaction, or neither is;
+//   - a pack loaded from the cache rebuilds to its own digest, and is used
+//     only for a tenant its tenantVisibility lists (Visible).
 //
 // The policy's strictness is decided once, by Decide: sealed mode and the
 // configuration's requireSignature cannot be weakened by an explicit

@@ -44,7 +44,10 @@ func (r Report) Failure() error {
 // subject. A referrer whose subject was refused or failed — directly or
 // through another referrer — is refused too (ErrSubjectRefused), so a
 // refused pack never leaves its signature, nor a refused request its
-// response, behind. The record's Verified lines are ad.Verified.
+// response, behind. An admitted pack and the valid signatures that let it
+// in are recorded in one cache transaction (cache.Artifact.WithPrevious):
+// a crash or a failure leaves both or neither. The record's Verified lines
+// are ad.Verified.
 func Import(ctx context.Context, st *cache.Store, src content.ReadOnlyStorage, ad Admission, rec cache.ImportRecord, opts cache.ImportOptions) (Report, error) {
 	rep := Report{Admission: ad}
 	admitted := ad.Admitted()
@@ -72,7 +75,7 @@ func Import(ctx context.Context, st *cache.Store, src content.ReadOnlyStorage, a
 		return nil
 	}
 	rec.Verified = ad.Verified
-	res, err := st.Import(ctx, src, orderBySubject(ctx, src, admitted), rec, opts)
+	res, err := st.Import(ctx, src, bindSignatures(orderBySubject(ctx, src, admitted), ad), rec, opts)
 	rep.Import = res
 	for _, a := range res.Artifacts {
 		if a.Err == nil && a.Artifact.Kind == artifact.KindPack {
@@ -98,6 +101,52 @@ func ImportBundle(ctx context.Context, st *cache.Store, r *bundle.Reader, p Poli
 		return Report{}, err
 	}
 	return Import(ctx, st, hashedOnce{r}, ad, cache.ImportRecord{From: from}, opts)
+}
+
+// bindSignatures moves the valid signatures of each admitted pack (its
+// verdict's) right after the pack's first entry, bound to it, so they are
+// recorded with it in one transaction.
+func bindSignatures(arts []cache.Artifact, ad Admission) []cache.Artifact {
+	valid := map[digest.Digest]map[digest.Digest]bool{} // pack → its valid signatures
+	for _, v := range ad.Verdicts {
+		if v.Err != nil || v.Artifact.Kind != artifact.KindPack {
+			continue
+		}
+		for _, r := range v.Signatures {
+			if r.Valid {
+				if valid[v.Artifact.Descriptor.Digest] == nil {
+					valid[v.Artifact.Descriptor.Digest] = map[digest.Digest]bool{}
+				}
+				valid[v.Artifact.Descriptor.Digest][r.Digest] = true
+			}
+		}
+	}
+	bound := map[digest.Digest]bool{}
+	for _, sigs := range valid {
+		for d := range sigs {
+			bound[d] = true
+		}
+	}
+	out := make([]cache.Artifact, 0, len(arts))
+	placed := map[digest.Digest]bool{}
+	for _, a := range arts {
+		if a.Kind == artifact.KindSignature && bound[a.Descriptor.Digest] {
+			continue // placed after its pack
+		}
+		out = append(out, a)
+		sigs := valid[a.Descriptor.Digest]
+		if a.Kind != artifact.KindPack || len(sigs) == 0 || placed[a.Descriptor.Digest] {
+			continue
+		}
+		placed[a.Descriptor.Digest] = true
+		for _, s := range arts {
+			if s.Kind == artifact.KindSignature && sigs[s.Descriptor.Digest] {
+				s.WithPrevious = true
+				out = append(out, s)
+			}
+		}
+	}
+	return out
 }
 
 // Entries lists a bundle's artifacts as cache artifacts.

@@ -3,6 +3,8 @@ package admission
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -26,8 +28,9 @@ type Loaded struct {
 // LoadPack loads the pack ref names from the cache for use (a plan, a run,
 // a listing of its files): it must be a pack, it must rebuild from its
 // files to its own digest (integrity.ErrDigestMismatch otherwise), and it
-// must pass the policy (a refusal is returned as the error). A ref that
-// names no pack wraps cache.ErrNotFound.
+// must pass the policy (a refusal is returned as the error), and it must be
+// visible to the policy's tenant (Visible). A ref that names no pack wraps
+// cache.ErrNotFound.
 func (p Policy) LoadPack(ctx context.Context, st *cache.Store, ref string) (*Loaded, error) {
 	art, err := st.Resolve(ctx, ref)
 	if err != nil {
@@ -50,7 +53,23 @@ func (p Policy) LoadPack(ctx context.Context, st *cache.Store, ref string) (*Loa
 	if v.Err != nil {
 		return nil, v.Err
 	}
+	if err := Visible(pk, p.Tenant); err != nil {
+		return nil, err
+	}
 	return &Loaded{Ref: art.Ref, Pack: pk, Artifact: a, Verdict: v}, nil
+}
+
+// Visible is the rule of tenant visibility: a pack may be planned,
+// approved or run for tenant only when its metadata.tenantVisibility lists
+// the tenant or "*". A pack that sets no tenantVisibility is visible to
+// every tenant. The list is in the manifest's pack config, which the pack
+// digest and so every signature cover. The refusal wraps ErrNotVisible.
+func Visible(pk *pack.Pack, tenant string) error {
+	vis := pk.Manifest.Metadata.TenantVisibility
+	if len(vis) == 0 || slices.Contains(vis, "*") || slices.Contains(vis, tenant) {
+		return nil
+	}
+	return fmt.Errorf("pack %s is visible to tenants %s, not to tenant %s: %w", pk.ID(), strings.Join(vis, ", "), tenant, ErrNotVisible)
 }
 
 // Rebuild loads a pack from its artifact in src and derives its artifact

@@ -26,6 +26,13 @@ var (
 	// ErrSubjectRefused: a referrer was left out because its subject was
 	// refused or failed.
 	ErrSubjectRefused = errors.New("subject failed")
+	// ErrRefNamespace: an artifact other than a pack carries a ref outside
+	// its kind's namespace ("<kind>:<id>", never a pack's <name>:<version>),
+	// which could take a name a signed pack needs.
+	ErrRefNamespace = errors.New("ref outside its kind's namespace")
+	// ErrNotVisible: the pack's tenantVisibility does not list the tenant
+	// it is to be planned, approved or run for.
+	ErrNotVisible = errors.New("pack not visible to the tenant")
 )
 
 // Relaxation names an explicit weakening of the policy, printed and recorded.

@@ -9,12 +9,13 @@ import (
 	"path"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
+
 	"stellaops.io/stella/integrity"
+	"stellaops.io/stella/pack"
 )
 
 // PackFS presents the files of a pack artifact as a read-only file system,
@@ -30,25 +31,51 @@ func PackFS(ctx context.Context, src content.Fetcher, manifest []byte) (fs.FS, e
 	if m.ArtifactType != ArtifactTypePack {
 		return nil, fmt.Errorf("artifact type %q is not a pack: %w", m.ArtifactType, integrity.ErrUnsupportedMediaType)
 	}
-	p := &packFS{ctx: ctx, src: src, files: map[string]ocispec.Descriptor{}, dirs: map[string]map[string]bool{".": {}}}
-	for _, l := range m.Layers {
+	p, err := indexFiles(m.Layers)
+	if err != nil {
+		return nil, err
+	}
+	p.ctx, p.src = ctx, src
+	return p, nil
+}
+
+// CheckTitles applies the rule of pack file paths (pack.CheckFilePath) to
+// the titles of a pack manifest's file layers, and refuses a title given
+// twice or used both as a file and as a folder: what `stella pack build`
+// cannot produce. The error wraps ErrUnsafeTitle (and so
+// integrity.ErrInvalidManifest).
+func CheckTitles(layers []ocispec.Descriptor) error {
+	_, err := indexFiles(layers)
+	return err
+}
+
+// ErrUnsafeTitle: a pack layer's title is not a path `stella pack build`
+// could have recorded (it escapes the pack, is absolute, has a backslash,
+// hides an element, is given twice, or is both a file and a folder).
+var ErrUnsafeTitle = fmt.Errorf("pack file title stella would not build: %w", integrity.ErrInvalidManifest)
+
+// indexFiles maps the titles of the file layers to their layers and
+// folders to their entries, under the title rule.
+func indexFiles(layers []ocispec.Descriptor) (*packFS, error) {
+	p := &packFS{files: map[string]ocispec.Descriptor{}, dirs: map[string]map[string]bool{".": {}}}
+	for _, l := range layers {
 		if l.MediaType != MediaTypePackFile {
 			return nil, fmt.Errorf("pack layer %s has media type %q: %w", l.Digest, l.MediaType, integrity.ErrUnsupportedMediaType)
 		}
 		name := l.Annotations[AnnotationTitle]
-		if name == "" || !fs.ValidPath(name) || name == "." || strings.HasPrefix(path.Base(name), ".") {
-			return nil, fmt.Errorf("pack layer %s has an unsafe title %q: %w", l.Digest, name, integrity.ErrInvalidManifest)
+		if err := pack.CheckFilePath(name); err != nil {
+			return nil, fmt.Errorf("pack layer %s: %v: %w", l.Digest, err, ErrUnsafeTitle)
 		}
 		if _, dup := p.files[name]; dup {
-			return nil, fmt.Errorf("pack layer title %q appears twice: %w", name, integrity.ErrInvalidManifest)
+			return nil, fmt.Errorf("pack layer title %q appears twice: %w", name, ErrUnsafeTitle)
 		}
 		if _, isDir := p.dirs[name]; isDir {
-			return nil, fmt.Errorf("pack layer title %q is also a folder: %w", name, integrity.ErrInvalidManifest)
+			return nil, fmt.Errorf("pack layer title %q is also a folder: %w", name, ErrUnsafeTitle)
 		}
 		p.files[name] = l
 		for child, dir := name, path.Dir(name); ; child, dir = dir, path.Dir(dir) {
 			if _, isFile := p.files[dir]; isFile && dir != name {
-				return nil, fmt.Errorf("pack layer title %q is also a folder: %w", dir, integrity.ErrInvalidManifest)
+				return nil, fmt.Errorf("pack layer title %q is also a folder: %w", dir, ErrUnsafeTitle)
 			}
 			if p.dirs[dir] == nil {
 				p.dirs[dir] = map[string]bool{}

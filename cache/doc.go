@@ -63,6 +63,9 @@
 //     import copies an artifact's whole graph first, runs the Verify hook,
 //     then records the artifact in one transaction. A killed process leaves
 //     at most unreferenced blob files and ingest leftovers, which gc removes.
+//   - Artifacts bound by WithPrevious (a pack and the signatures that
+//     admitted it) are recorded in one transaction: all become visible
+//     together, or none does, whether one fails or the process is killed.
 //   - An artifact record exists exactly while a ref or a referrer link keeps
 //     it; refcounts equal a mark from all artifact records.
 //

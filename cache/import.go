@@ -32,6 +32,12 @@ type Artifact struct {
 	Descriptor ocispec.Descriptor
 	Kind       string
 	Ref        string
+	// WithPrevious binds the artifact to the one before it in Import's
+	// list (and so to the whole run of bound artifacts it belongs to, such
+	// as a pack followed by the signatures that admitted it): the run is
+	// recorded in one index transaction, so all of it becomes visible
+	// together or none of it does, and one failure fails it all.
+	WithPrevious bool
 }
 
 // Status says what an import did with an artifact.
@@ -135,15 +141,22 @@ type ArtifactResult struct {
 // referrer link to its subject and the import record. Import holds the gc
 // lock shared from start to end, so gc cannot remove what it wrote.
 //
+// Artifacts bound by WithPrevious are copied and verified one after the
+// other, then recorded in one index transaction: a crash or a failure
+// anywhere leaves none of them recorded.
+//
 // An artifact that fails is not recorded; the others still are. When any
 // failed, the error joins the failures (each naming its artifact) and the
 // result tells which. ErrRefConflict: the ref names another digest and
 // opts.Replace is false. ErrInvalidArtifact: malformed input (checked
 // before anything is copied).
 func (s *Store) Import(ctx context.Context, src content.ReadOnlyStorage, artifacts []Artifact, rec ImportRecord, opts ImportOptions) (ImportResult, error) {
-	for _, a := range artifacts {
+	for i, a := range artifacts {
 		if err := checkArtifact(a); err != nil {
 			return ImportResult{}, err
+		}
+		if i == 0 && a.WithPrevious {
+			return ImportResult{}, fmt.Errorf("artifact %s: %w: bound to a previous artifact, but it is the first", describe(a), ErrInvalidArtifact)
 		}
 	}
 	if opts.Concurrency <= 0 {
@@ -163,14 +176,20 @@ func (s *Store) Import(ctx context.Context, src content.ReadOnlyStorage, artifac
 	im := &importer{s: s, src: src, opts: opts, rec: rec}
 	res := ImportResult{}
 	var errs []error
-	for i, a := range artifacts {
-		ar := im.one(ctx, i, a)
-		res.Artifacts = append(res.Artifacts, ar)
-		res.BlobsWritten += ar.BlobsWritten
-		res.BytesWritten += ar.BytesWritten
-		if ar.Err != nil {
-			errs = append(errs, fmt.Errorf("artifact %s: %w", describe(a), ar.Err))
+	for i := 0; i < len(artifacts); {
+		j := i + 1
+		for j < len(artifacts) && artifacts[j].WithPrevious {
+			j++
 		}
+		for _, ar := range im.group(ctx, i, artifacts[i:j]) {
+			res.Artifacts = append(res.Artifacts, ar)
+			res.BlobsWritten += ar.BlobsWritten
+			res.BytesWritten += ar.BytesWritten
+			if ar.Err != nil {
+				errs = append(errs, fmt.Errorf("artifact %s: %w", describe(ar.Artifact), ar.Err))
+			}
+		}
+		i = j
 	}
 	res.BlobsSkipped, res.BytesSkipped = im.skipped, im.skippedBytes
 	res.Record = im.rec
@@ -233,16 +252,107 @@ func (im *importer) emit(p Progress) {
 	im.opts.Progress(p)
 }
 
-func (im *importer) one(ctx context.Context, i int, a Artifact) ArtifactResult {
-	res := ArtifactResult{Artifact: a}
-	im.emit(Progress{Event: ArtifactStarted, Index: i, Artifact: a})
-	st, err := im.copyAndRecord(ctx, i, &res)
-	res.Status = st
-	if err != nil {
-		res.Status, res.Err = StatusFailed, err
+// member is one artifact of a group being imported.
+type member struct {
+	i       int // position in Import's list
+	res     *ArtifactResult
+	present bool   // already recorded with its ref and link: nothing to record
+	g       *graph // when not present
+	created []digest.Digest
+}
+
+// group imports a run of artifacts bound by WithPrevious (often just one):
+// each is copied and verified in turn, then all are recorded in one index
+// transaction. When one fails, all fail and the blob files this import
+// created for them are removed again unless the index names them.
+func (im *importer) group(ctx context.Context, first int, arts []Artifact) []ArtifactResult {
+	results := make([]ArtifactResult, len(arts))
+	ms := make([]*member, len(arts))
+	for k, a := range arts {
+		results[k] = ArtifactResult{Artifact: a}
+		ms[k] = &member{i: first + k, res: &results[k]}
 	}
-	im.emit(Progress{Event: ArtifactDone, Index: i, Artifact: res.Artifact, Status: res.Status, Err: res.Err})
-	return res
+	failed, err := im.copyVerifyRecord(ctx, ms)
+	if err != nil {
+		var created []digest.Digest
+		for _, m := range ms {
+			created = append(created, m.created...)
+		}
+		if rerr := im.rollback(ctx, created); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+		for k, m := range ms {
+			m.res.Status, m.res.Err = StatusFailed, err
+			if failed >= 0 && k != failed {
+				m.res.Err = fmt.Errorf("not recorded: it is recorded together with %s, which failed: %w", describe(ms[failed].res.Artifact), err)
+			}
+		}
+	}
+	for _, m := range ms {
+		im.emit(Progress{Event: ArtifactDone, Index: m.i, Artifact: m.res.Artifact, Status: m.res.Status, Err: m.res.Err})
+	}
+	return results
+}
+
+// prepare reads what an artifact needs before its copy: whether it is
+// already there, and otherwise its graph.
+func (im *importer) prepare(ctx context.Context, m *member) error {
+	a := m.res.Artifact
+	present, artifactType, err := im.precheck(ctx, a)
+	if err != nil {
+		return err
+	}
+	if present {
+		m.present = true
+		m.res.Artifact.Descriptor.ArtifactType = artifactType
+		return nil
+	}
+	g, err := walk(ctx, im.src, a.Descriptor)
+	if err != nil {
+		return err
+	}
+	m.res.Artifact.Descriptor.ArtifactType = g.info.artifactType
+	if a.Ref == "" && g.info.subject == nil {
+		return fmt.Errorf("manifest %s: %w: no ref and no subject would keep it", a.Descriptor.Digest, ErrInvalidArtifact)
+	}
+	m.g = g
+	return nil
+}
+
+// copyVerifyRecord copies and verifies every member, then records them in
+// one transaction. On failure it returns the position of the member that
+// failed, or -1 when the transaction did.
+func (im *importer) copyVerifyRecord(ctx context.Context, ms []*member) (int, error) {
+	for attempt := 0; ; attempt++ {
+		for k, m := range ms {
+			if attempt == 0 {
+				im.emit(Progress{Event: ArtifactStarted, Index: m.i, Artifact: m.res.Artifact})
+				if err := im.prepare(ctx, m); err != nil {
+					return k, err
+				}
+			}
+			if m.present {
+				if attempt > 0 {
+					continue
+				}
+			} else if err := im.copy(ctx, m.i, m.res, m.g, &m.created); err != nil {
+				return k, err
+			}
+			if err := im.verify(ctx, m.res.Artifact); err != nil {
+				return k, err
+			}
+		}
+		err := im.record(ctx, ms)
+		if errors.Is(err, errBlobVanished) && attempt < 2 {
+			// Another process rolled back a blob this copy found present:
+			// copy it again.
+			continue
+		}
+		if err != nil {
+			return -1, err
+		}
+		return -1, nil
+	}
 }
 
 // precheck says whether the artifact is already recorded with its ref and
@@ -300,59 +410,6 @@ func (im *importer) precheck(ctx context.Context, a Artifact) (present bool, art
 
 func refConflict(ref string, have, want digest.Digest) error {
 	return fmt.Errorf("ref %s points to %s, not %s: %w", ref, have, want, ErrRefConflict)
-}
-
-func (im *importer) copyAndRecord(ctx context.Context, i int, res *ArtifactResult) (Status, error) {
-	a := res.Artifact
-	present, artifactType, err := im.precheck(ctx, a)
-	if err != nil {
-		return StatusFailed, err
-	}
-	if present {
-		res.Artifact.Descriptor.ArtifactType = artifactType
-		if err := im.verify(ctx, res.Artifact); err != nil {
-			return StatusFailed, err
-		}
-		return StatusPresent, nil
-	}
-
-	g, err := walk(ctx, im.src, a.Descriptor)
-	if err != nil {
-		return StatusFailed, err
-	}
-	res.Artifact.Descriptor.ArtifactType = g.info.artifactType
-	if a.Ref == "" && g.info.subject == nil {
-		return StatusFailed, fmt.Errorf("manifest %s: %w: no ref and no subject would keep it", a.Descriptor.Digest, ErrInvalidArtifact)
-	}
-	// A failed artifact leaves nothing behind: the blob files this import
-	// created for it are removed again unless the index names them.
-	var created []digest.Digest
-	status, err := im.copyVerifyRecord(ctx, i, res, g, &created)
-	if err != nil {
-		if rerr := im.rollback(ctx, created); rerr != nil {
-			err = errors.Join(err, rerr)
-		}
-		return StatusFailed, err
-	}
-	return status, nil
-}
-
-func (im *importer) copyVerifyRecord(ctx context.Context, i int, res *ArtifactResult, g *graph, created *[]digest.Digest) (Status, error) {
-	for attempt := 0; ; attempt++ {
-		if err := im.copy(ctx, i, res, g, created); err != nil {
-			return StatusFailed, err
-		}
-		if err := im.verify(ctx, res.Artifact); err != nil {
-			return StatusFailed, err
-		}
-		st, err := im.record(ctx, res.Artifact, g)
-		if errors.Is(err, errBlobVanished) && attempt < 2 {
-			// Another process rolled back a blob this copy found present:
-			// copy it again.
-			continue
-		}
-		return st, err
-	}
 }
 
 // errBlobVanished: a blob file counted as present disappeared before the
@@ -475,126 +532,153 @@ func (im *importer) copyNode(ctx context.Context, t *tracker, g *graph, desc oci
 	return nil
 }
 
-// record is the one index transaction of an artifact.
-func (im *importer) record(ctx context.Context, a Artifact, g *graph) (Status, error) {
-	d := a.Descriptor.Digest
-	rec := im.rec
-	var status Status
+// record is the one index transaction of a group: every member not
+// already present is recorded in it, or none is. It sets each member's
+// status.
+func (im *importer) record(ctx context.Context, ms []*member) error {
+	if !slices.ContainsFunc(ms, func(m *member) bool { return !m.present }) {
+		for _, m := range ms {
+			m.res.Status = StatusPresent
+		}
+		return nil
+	}
+	var rec ImportRecord
+	statuses := make([]Status, len(ms))
 	err := im.s.update(ctx, func(tx *bbolt.Tx) error {
-		status = StatusPresent
-		if a.Ref != "" {
-			var r refRecord
-			ok, err := getJSON(tx, bucketRefs, a.Ref, &r)
+		rec = im.rec // the transaction may run again
+		for k, m := range ms {
+			statuses[k] = StatusPresent
+			if m.present {
+				continue
+			}
+			st, err := im.recordTx(tx, m.res.Artifact, m.g, &rec)
 			if err != nil {
 				return err
 			}
-			if ok && r.Digest != d {
-				if !im.opts.Replace {
-					return refConflict(a.Ref, r.Digest, d)
-				}
-				if err := tx.Bucket(bucketRefs).Delete([]byte(a.Ref)); err != nil {
-					return err
-				}
-				if err := unref(tx, a.Ref, r.Digest); err != nil {
-					return err
-				}
-			}
+			statuses[k] = st
 		}
-		var ar artifactRecord
-		ok, err := getJSON(tx, bucketArtifacts, string(d), &ar)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			// Under the index lock: every blob the record will name must
-			// still be there (see rollback).
-			for _, n := range g.nodes {
-				if _, err := os.Stat(im.s.blobPath(n.Digest)); err != nil {
-					if errors.Is(err, fs.ErrNotExist) {
-						return fmt.Errorf("blob %s: %w", n.Digest, errBlobVanished)
-					}
-					return err
-				}
-			}
-			status = StatusNew
-			ar = artifactRecord{MediaType: g.root.MediaType, ArtifactType: g.info.artifactType,
-				Size: g.root.Size, Kind: a.Kind, Subject: g.info.subject, Annotations: g.info.annotations}
-			for _, n := range g.nodes {
-				var br blobRecord
-				if _, err := getJSON(tx, bucketBlobs, string(n.Digest), &br); err != nil {
-					return err
-				}
-				br.Size, br.MediaType = n.Size, n.MediaType
-				br.Refs++
-				if err := putJSON(tx, bucketBlobs, string(n.Digest), br); err != nil {
-					return err
-				}
-				if cs, isManifest := g.children[n.Digest]; isManifest {
-					if cs == nil {
-						cs = []ocispec.Descriptor{}
-					}
-					if err := putJSON(tx, bucketChildren, string(n.Digest), cs); err != nil {
-						return err
-					}
-				}
-			}
-		}
-		if a.Ref != "" && !slices.Contains(ar.Refs, a.Ref) {
-			ar.Refs = append(ar.Refs, a.Ref)
-			slices.Sort(ar.Refs)
-			if err := putJSON(tx, bucketRefs, a.Ref, refRecord{Digest: d}); err != nil {
-				return err
-			}
-			if status == StatusPresent {
-				status = StatusLinked
-			}
-		}
-		if ar.Subject != nil && !hasLink(tx, ar.Subject.Digest, d) {
-			if err := putJSON(tx, bucketReferrers, string(linkKey(ar.Subject.Digest, d)), ar.descriptor(d)); err != nil {
-				return err
-			}
-			if status == StatusPresent {
-				status = StatusLinked
-			}
-		}
-		if status == StatusPresent {
-			return nil // raced with an identical import: nothing to add
-		}
-		if err := putJSON(tx, bucketArtifacts, string(d), ar); err != nil {
-			return err
-		}
-		// The record's header is written once, by its first artifact; each
-		// artifact adds its own entry, so an import of n artifacts writes
-		// O(n) bytes of record, not the whole growing record n times.
-		imports := tx.Bucket(bucketImports)
-		if rec.ID == 0 {
-			id, err := imports.NextSequence()
-			if err != nil {
-				return err
-			}
-			rec.ID = id
-			header := rec
-			header.Artifacts = nil
-			if err := im.putRecord(tx, idKey(rec.ID), header); err != nil {
-				return err
-			}
-		}
-		ia := ImportedArtifact{Ref: a.Ref, Kind: a.Kind, Digest: d, ArtifactType: ar.ArtifactType, Status: status}
-		if err := im.putRecord(tx, importEntryKey(rec.ID, len(rec.Artifacts)), ia); err != nil {
-			return err
-		}
-		// Appending in place is safe: im.rec is replaced only when this
-		// transaction commits, and nothing else holds the backing array.
-		rec.Artifacts = append(rec.Artifacts, ia)
-		return tx.Bucket(bucketImportsBy).Put(append([]byte(string(d)+"\x00"), idKey(rec.ID)...), []byte{})
+		return nil
 	})
+	if err != nil {
+		return err
+	}
+	for k, m := range ms {
+		m.res.Status = statuses[k]
+	}
+	im.rec = rec
+	return nil
+}
+
+// recordTx records one artifact in tx and adds it to rec, which gets its
+// ID from the first artifact recorded; it returns the artifact's status.
+func (im *importer) recordTx(tx *bbolt.Tx, a Artifact, g *graph, rec *ImportRecord) (Status, error) {
+	d := a.Descriptor.Digest
+	status := StatusPresent
+	if a.Ref != "" {
+		var r refRecord
+		ok, err := getJSON(tx, bucketRefs, a.Ref, &r)
+		if err != nil {
+			return StatusFailed, err
+		}
+		if ok && r.Digest != d {
+			if !im.opts.Replace {
+				return StatusFailed, refConflict(a.Ref, r.Digest, d)
+			}
+			if err := tx.Bucket(bucketRefs).Delete([]byte(a.Ref)); err != nil {
+				return StatusFailed, err
+			}
+			if err := unref(tx, a.Ref, r.Digest); err != nil {
+				return StatusFailed, err
+			}
+		}
+	}
+	var ar artifactRecord
+	ok, err := getJSON(tx, bucketArtifacts, string(d), &ar)
 	if err != nil {
 		return StatusFailed, err
 	}
-	if status != StatusPresent {
-		im.rec = rec
+	if !ok {
+		// Under the index lock: every blob the record will name must
+		// still be there (see rollback).
+		for _, n := range g.nodes {
+			if _, err := os.Stat(im.s.blobPath(n.Digest)); err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					return StatusFailed, fmt.Errorf("blob %s: %w", n.Digest, errBlobVanished)
+				}
+				return StatusFailed, err
+			}
+		}
+		status = StatusNew
+		ar = artifactRecord{MediaType: g.root.MediaType, ArtifactType: g.info.artifactType,
+			Size: g.root.Size, Kind: a.Kind, Subject: g.info.subject, Annotations: g.info.annotations}
+		for _, n := range g.nodes {
+			var br blobRecord
+			if _, err := getJSON(tx, bucketBlobs, string(n.Digest), &br); err != nil {
+				return StatusFailed, err
+			}
+			br.Size, br.MediaType = n.Size, n.MediaType
+			br.Refs++
+			if err := putJSON(tx, bucketBlobs, string(n.Digest), br); err != nil {
+				return StatusFailed, err
+			}
+			if cs, isManifest := g.children[n.Digest]; isManifest {
+				if cs == nil {
+					cs = []ocispec.Descriptor{}
+				}
+				if err := putJSON(tx, bucketChildren, string(n.Digest), cs); err != nil {
+					return StatusFailed, err
+				}
+			}
+		}
 	}
-	return status, nil
+	if a.Ref != "" && !slices.Contains(ar.Refs, a.Ref) {
+		ar.Refs = append(ar.Refs, a.Ref)
+		slices.Sort(ar.Refs)
+		if err := putJSON(tx, bucketRefs, a.Ref, refRecord{Digest: d}); err != nil {
+			return StatusFailed, err
+		}
+		if status == StatusPresent {
+			status = StatusLinked
+		}
+	}
+	if ar.Subject != nil && !hasLink(tx, ar.Subject.Digest, d) {
+		if err := putJSON(tx, bucketReferrers, string(linkKey(ar.Subject.Digest, d)), ar.descriptor(d)); err != nil {
+			return StatusFailed, err
+		}
+		if status == StatusPresent {
+			status = StatusLinked
+		}
+	}
+	if status == StatusPresent {
+		return status, nil // raced with an identical import: nothing to add
+	}
+	if err := putJSON(tx, bucketArtifacts, string(d), ar); err != nil {
+		return StatusFailed, err
+	}
+	// The record's header is written once, by its first artifact; each
+	// artifact adds its own entry, so an import of n artifacts writes O(n)
+	// bytes of record, not the whole growing record n times.
+	if rec.ID == 0 {
+		id, err := tx.Bucket(bucketImports).NextSequence()
+		if err != nil {
+			return StatusFailed, err
+		}
+		rec.ID = id
+		header := *rec
+		header.Artifacts = nil
+		if err := im.putRecord(tx, idKey(rec.ID), header); err != nil {
+			return StatusFailed, err
+		}
+	}
+	ia := ImportedArtifact{Ref: a.Ref, Kind: a.Kind, Digest: d, ArtifactType: ar.ArtifactType, Status: status}
+	if err := im.putRecord(tx, importEntryKey(rec.ID, len(rec.Artifacts)), ia); err != nil {
+		return StatusFailed, err
+	}
+	// Appending in place is safe: im.rec is replaced only when the
+	// transaction commits (a transaction run again starts from im.rec and
+	// overwrites the same entries), and nothing else holds the backing array.
+	rec.Artifacts = append(rec.Artifacts, ia)
+	return status, tx.Bucket(bucketImportsBy).Put(append([]byte(string(d)+"\x00"), idKey(rec.ID)...), []byte{})
 }
 
 // putRecord writes one key of an import record and counts its bytes.

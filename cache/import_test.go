@@ -542,3 +542,83 @@ func TestImportProgress(t *testing.T) {
 		t.Errorf("event counts = %v", count)
 	}
 }
+
+// TestImportBoundFailsTogether: artifacts bound by WithPrevious are
+// recorded together or not at all — a refused signature takes its pack
+// with it (and the pack's new blobs are removed again), a pack already
+// present stays, and an unbound import of the same artifacts is unaffected.
+func TestImportBoundFailsTogether(t *testing.T) {
+	ctx := context.Background()
+	src := newSource()
+	pk := src.pack(t, "bound file one", "bound file two")
+	good, bad := src.signature(t, pk, "good"), src.signature(t, pk, "bad")
+	refuse := func(_ context.Context, a cache.Artifact, _ content.Fetcher) error {
+		if a.Descriptor.Digest == bad.Digest {
+			return errors.New("refused by the test")
+		}
+		return nil
+	}
+	bound := func(d ocispec.Descriptor) cache.Artifact {
+		a := sigArtifact(d)
+		a.WithPrevious = true
+		return a
+	}
+
+	s := cachetest.Open(t)
+	res, err := s.Import(ctx, src, []cache.Artifact{packArtifact(pk, "bound:1"), bound(good), bound(bad)},
+		cache.ImportRecord{From: "test"}, cache.ImportOptions{Verify: refuse})
+	if err == nil {
+		t.Fatal("want the refusal reported")
+	}
+	for _, a := range res.Artifacts {
+		if a.Status != cache.StatusFailed || a.Err == nil {
+			t.Errorf("%s: want failed with the group, got %s %v", a.Artifact.Descriptor.Digest, a.Status, a.Err)
+		}
+	}
+	if res.Record.ID != 0 {
+		t.Errorf("nothing recorded, yet import record %d", res.Record.ID)
+	}
+	if list, _ := s.List(ctx, ""); len(list) != 0 {
+		t.Fatalf("nothing may be recorded: %+v", list)
+	}
+	for _, d := range []ocispec.Descriptor{pk, good, bad} {
+		if fileExists(blobPath(s, d.Digest)) {
+			t.Errorf("manifest %s left behind by a failed group", d.Digest)
+		}
+	}
+
+	// The pack alone, then the group again: the present pack is not undone
+	// by its bound signature's failure.
+	if _, err := s.Import(ctx, src, []cache.Artifact{packArtifact(pk, "bound:1")}, cache.ImportRecord{From: "test"}, cache.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	res, err = s.Import(ctx, src, []cache.Artifact{packArtifact(pk, "bound:1"), bound(good), bound(bad)},
+		cache.ImportRecord{From: "test"}, cache.ImportOptions{Verify: refuse})
+	if err == nil || res.Artifacts[1].Status != cache.StatusFailed || res.Artifacts[2].Status != cache.StatusFailed {
+		t.Fatalf("want the signatures failed: %v %+v", err, res.Artifacts)
+	}
+	if a, err := s.Resolve(ctx, "bound:1"); err != nil || a.Descriptor.Digest != pk.Digest {
+		t.Fatalf("the pack recorded before must stay: %v", err)
+	}
+	if refs, _ := s.Referrers(ctx, pk.Digest, ""); len(refs) != 0 {
+		t.Fatalf("no signature of a failed group may be recorded: %+v", refs)
+	}
+
+	// Without the bad one, the group enters whole, in one import record.
+	s2 := cachetest.Open(t)
+	res, err = s2.Import(ctx, src, []cache.Artifact{packArtifact(pk, "bound:1"), bound(good)},
+		cache.ImportRecord{From: "test"}, cache.ImportOptions{Verify: refuse})
+	if err != nil || res.Artifacts[0].Status != cache.StatusNew || res.Artifacts[1].Status != cache.StatusNew {
+		t.Fatalf("want both new: %v %+v", err, res.Artifacts)
+	}
+	if len(res.Record.Artifacts) != 2 {
+		t.Errorf("import record lists %d artifacts, want 2", len(res.Record.Artifacts))
+	}
+	if refs, _ := s2.Referrers(ctx, pk.Digest, ""); len(refs) != 1 || refs[0].Digest != good.Digest {
+		t.Errorf("referrers: %+v", refs)
+	}
+
+	if _, err := s2.Import(ctx, src, []cache.Artifact{bound(good)}, cache.ImportRecord{From: "test"}, cache.ImportOptions{}); !errors.Is(err, cache.ErrInvalidArtifact) {
+		t.Errorf("a first artifact bound to nothing: want ErrInvalidArtifact, got %v", err)
+	}
+}

@@ -2,7 +2,9 @@ package cache_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -15,6 +17,9 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2"
+	"oras.land/oras-go/v2/content"
 
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/cache/cachetest"
@@ -28,6 +33,9 @@ const helperEnv = "STELLA_CACHE_TEST_HELPER"
 func TestMain(m *testing.M) {
 	if spec := os.Getenv(helperEnv); spec != "" {
 		os.Exit(helperMain(spec))
+	}
+	if spec := os.Getenv(boundEnv); spec != "" {
+		os.Exit(boundMain(spec))
 	}
 	os.Exit(m.Run())
 }
@@ -360,4 +368,148 @@ func TestCrashDuringImport(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("gc after crashes: %+v", gc)
+}
+
+// boundEnv makes the test binary a helper process that imports a pack
+// bound to its two signatures (WithPrevious) and, at the stopAt-th progress
+// event, says "stop" and waits to be killed.
+const boundEnv = "STELLA_CACHE_TEST_BOUND"
+
+// boundGraph is a pack with two signatures, the signatures bound to it.
+func boundGraph(src *source) ([]cache.Artifact, error) {
+	arts, err := genGraphs(src, 7, "bound", 1, 2, 64<<10)
+	if err != nil {
+		return nil, err
+	}
+	pk := arts[0].Descriptor
+	for i := range 2 {
+		body := []byte(fmt.Sprintf(`{"signature":%d}`, i))
+		ld := content.NewDescriptorFromBytes(typeLayer, body)
+		if err := src.Push(context.Background(), ld, bytes.NewReader(body)); err != nil {
+			return nil, err
+		}
+		sig, err := oras.PackManifest(context.Background(), src, oras.PackManifestVersion1_1, typeSignature, oras.PackManifestOptions{
+			Subject: &pk, Layers: []ocispec.Descriptor{ld},
+			ManifestAnnotations: map[string]string{ocispec.AnnotationCreated: created},
+		})
+		if err != nil {
+			return nil, err
+		}
+		arts = append(arts, cache.Artifact{Descriptor: sig, Kind: "signature", WithPrevious: true})
+	}
+	return arts, nil
+}
+
+func boundMain(spec string) int {
+	root, n, _ := strings.Cut(spec, "|")
+	stopAt, err := strconv.Atoi(n)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	ctx := context.Background()
+	src := newSource()
+	arts, err := boundGraph(src)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	s, err := cache.Open(ctx, root, cache.Options{Holder: "cache test bound helper"})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	events := 0
+	_, err = s.Import(ctx, src, arts, cache.ImportRecord{From: "bound helper"}, cache.ImportOptions{
+		Concurrency: 1,
+		Progress: func(p cache.Progress) {
+			if events++; events == stopAt {
+				fmt.Printf("stop at %d\n", p.Event)
+				select {} // wait for the kill
+			}
+		},
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Println("done")
+	return 0
+}
+
+// TestCrashBetweenPackAndSignatures kills an import of a pack bound to its
+// signatures at every progress event in turn (from the pack's start to
+// the signatures' end): after restart the cache holds the pack with both
+// signatures, or none of the three, never the pack alone.
+func TestCrashBetweenPackAndSignatures(t *testing.T) {
+	ctx := context.Background()
+	src := newSource()
+	arts, err := boundGraph(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := 0
+	if _, err := cachetest.Open(t).Import(ctx, src, arts, cache.ImportRecord{From: "count"}, cache.ImportOptions{
+		Concurrency: 1, Progress: func(cache.Progress) { events++ },
+	}); err != nil {
+		t.Fatal(err)
+	}
+	pk := arts[0]
+	sawBoth, sawNone := false, false
+	for stopAt := 1; stopAt <= events; stopAt++ {
+		root := t.TempDir()
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s|%d", boundEnv, root, stopAt))
+		cmd.Stderr = os.Stderr
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(out)
+		if !sc.Scan() || !strings.HasPrefix(sc.Text(), "stop at ") {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			t.Fatalf("event %d: helper did not stop: %q", stopAt, sc.Text())
+		}
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = cmd.Wait()
+
+		s, err := cache.Open(ctx, root, cache.Options{})
+		if err != nil {
+			t.Fatalf("open after kill: %v", err)
+		}
+		r, err := s.Verify(ctx, cache.VerifyOptions{})
+		if err != nil {
+			t.Fatalf("verify after kill: %v", err)
+		}
+		for _, p := range r.Problems {
+			if p.Severity == cache.SeverityError { // a leftover temp file is only a warning
+				t.Errorf("killed at event %d: %s %s (expected %q, actual %q)", stopAt, p.Object, p.Problem, p.Expected, p.Actual)
+			}
+		}
+		_, rerr := s.Resolve(ctx, pk.Ref)
+		sigs, err := s.Referrers(ctx, pk.Descriptor.Digest, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case rerr == nil && len(sigs) == 2:
+			sawBoth = true
+		case errors.Is(rerr, cache.ErrNotFound) && len(sigs) == 0:
+			sawNone = true
+		default:
+			t.Errorf("killed at event %d (%s): pack resolves: %v, %d of 2 signatures recorded", stopAt, sc.Text(), rerr, len(sigs))
+		}
+		if list, err := s.List(ctx, ""); err != nil || (len(list) != 0 && len(list) != 3) {
+			t.Errorf("killed at event %d: listed %d artifacts (%v), want 0 or 3", stopAt, len(list), err)
+		}
+	}
+	if !sawNone || !sawBoth {
+		t.Errorf("the kills must land both before (none) and after (all) the transaction: none %v, all %v", sawNone, sawBoth)
+	}
 }

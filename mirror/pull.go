@@ -42,6 +42,12 @@ type PullOptions struct {
 	// at the registry, so a signature policy can read the signatures of an
 	// artifact before they are imported.
 	Verify func(ctx context.Context, a cache.Artifact, fetcher content.Fetcher) error
+	// BindSignatures records a pulled pack and its own signatures (its
+	// direct referrers of kind signature) in one cache transaction
+	// (cache.Artifact.WithPrevious): a crash or the failure of either
+	// leaves neither recorded, so a pack admitted by a signature never
+	// stays without it.
+	BindSignatures bool
 }
 
 // Pull fetches the artifact src names and its referrers (signatures,
@@ -141,7 +147,20 @@ func (pl *puller) pull(ctx context.Context, rec cache.ImportRecord) error {
 	if err != nil {
 		return err
 	}
-	artifacts = append(artifacts, found...)
+	ownSignature := func(a cache.Artifact) bool {
+		return pl.opts.BindSignatures && kind == artifact.KindPack && a.Kind == artifact.KindSignature && pl.subjects[a.Descriptor.Digest] == root.Digest
+	}
+	for _, a := range found { // bound signatures right after the pack
+		if ownSignature(a) {
+			a.WithPrevious = true
+			artifacts = append(artifacts, a)
+		}
+	}
+	for _, a := range found {
+		if !ownSignature(a) {
+			artifacts = append(artifacts, a)
+		}
+	}
 
 	if rec.From == "" {
 		rec.From = pl.src.String()

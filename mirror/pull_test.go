@@ -73,6 +73,40 @@ func TestPullVerifyHook(t *testing.T) {
 		}
 	})
 
+	t.Run("bound signature refused", func(t *testing.T) {
+		t.Parallel()
+		c := cachetest.Open(t)
+		rep, err := mirror.Pull(testContext(t), src, c, cache.ImportRecord{}, mirror.PullOptions{Options: optionsFor(r), BindSignatures: true,
+			Verify: func(ctx context.Context, a cache.Artifact, _ content.Fetcher) error {
+				if a.Kind == artifact.KindSignature {
+					return errPolicy
+				}
+				return nil
+			}})
+		if !errors.Is(err, errPolicy) {
+			t.Fatalf("pull: %v; want the policy's error", err)
+		}
+		if len(rep.Artifacts) != 2 || rep.Artifacts[0].Status != mirror.StatusFailed || rep.Artifacts[1].Status != mirror.StatusFailed {
+			t.Errorf("report: %+v; want the pack failed with its bound signature", rep.Artifacts)
+		}
+		assertNothingStored(t, c)
+	})
+
+	t.Run("bound signature recorded with the pack", func(t *testing.T) {
+		t.Parallel()
+		c := cachetest.Open(t)
+		rep, err := mirror.Pull(testContext(t), src, c, cache.ImportRecord{}, mirror.PullOptions{Options: optionsFor(r), BindSignatures: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.ImportIDs) != 1 {
+			t.Errorf("import records %v; want one for the pack and its signature", rep.ImportIDs)
+		}
+		if refs, err := c.Referrers(testContext(t), f.pack.Digest, ""); err != nil || len(refs) != 1 {
+			t.Errorf("referrers of the pack: %v, %v; want its signature", refs, err)
+		}
+	})
+
 	t.Run("policy reads the signature before it is imported", func(t *testing.T) {
 		t.Parallel()
 		c := cachetest.Open(t)

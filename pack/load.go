@@ -131,6 +131,29 @@ func readLimited(fsys fs.FS, name string, limit int64) ([]byte, error) {
 	return b, nil
 }
 
+// CheckFilePath is the one rule for the path of a file in a pack, as
+// `stella pack build` records it (the title of its layer) and as every
+// import requires it: relative and slash-separated with no "." or ".."
+// element (fs.ValidPath), no backslash, and no hidden element (a name
+// starting with ".", which a build skips). It returns nil or says what is
+// wrong with p.
+func CheckFilePath(p string) error {
+	switch {
+	case p == "" || p == ".":
+		return fmt.Errorf("file path %q: empty", p)
+	case strings.Contains(p, "\\"):
+		return fmt.Errorf("file path %q: backslash (paths are slash-separated)", p)
+	case !fs.ValidPath(p):
+		return fmt.Errorf("file path %q: not a clean relative path inside the pack", p)
+	}
+	for _, el := range strings.Split(p, "/") {
+		if strings.HasPrefix(el, ".") {
+			return fmt.Errorf("file path %q: hidden element %q", p, el)
+		}
+	}
+	return nil
+}
+
 // walkFiles lists and hashes every regular file. Hidden entries (a name
 // starting with ".") are skipped; symlinks and special files are refused.
 func walkFiles(fsys fs.FS) ([]File, error) {
@@ -147,6 +170,9 @@ func walkFiles(fsys fs.FS) ([]File, error) {
 		}
 		if d.IsDir() {
 			return nil
+		}
+		if err := CheckFilePath(p); err != nil {
+			return fmt.Errorf("%w: %w", err, ErrUnsafePath)
 		}
 		if !d.Type().IsRegular() {
 			return fmt.Errorf("%s is a %s, not a regular file: %w", p, typeName(d.Type()), ErrUnsafePath)

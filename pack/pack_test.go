@@ -291,3 +291,53 @@ func FuzzCompileExpr(f *testing.F) {
 		_, _ = e.Eval(map[string]any{"inputs": map[string]any{"a": []any{float64(1), "x"}}, "item": "i", "index": float64(0)})
 	})
 }
+
+// TestCheckFilePath: the one rule of pack file paths, shared by build and
+// import (artifact.CheckTitles).
+func TestCheckFilePath(t *testing.T) {
+	for p, ok := range map[string]bool{
+		"pack.yaml": true, "scripts/run.sh": true, "a/b/c-d_e.txt": true, "schemas/x.json": true,
+		"": false, ".": false, "..": false, "../x": false, "a/../b": false, "/etc/passwd": false, "./a": false,
+		"a//b": false, "a/": false, `a\b`: false, `..\x`: false, ".hidden": false, ".git/config": false, "a/.ssh/id": false,
+	} {
+		if err := CheckFilePath(p); ok != (err == nil) {
+			t.Errorf("%q: want ok %v, got %v", p, ok, err)
+		}
+	}
+}
+
+// TestValidRef: a pack's ref is a valid name and a strict semantic version.
+func TestValidRef(t *testing.T) {
+	for ref, ok := range map[string]bool{
+		"backup-database:0.4.2": true, "evidence:1.0.0-rc.1": true,
+		"approval-request:0123456789abcdef": false, "backup-database:1.0": false, "Backup:1.0.0": false, "nover": false, "a/b:1.0.0": false,
+	} {
+		if ValidRef(ref) != ok {
+			t.Errorf("%q: want %v", ref, ok)
+		}
+	}
+}
+
+// FuzzCheckFilePath: every path the rule accepts stays inside the pack
+// folder once joined to it, is already clean, and hides nothing.
+func FuzzCheckFilePath(f *testing.F) {
+	for _, s := range []string{"pack.yaml", "scripts/run.sh", "../x", "/etc/passwd", `a\b`, ".git/x", "a/./b", "a//b", "ä/ö"} {
+		f.Add(s)
+	}
+	root := filepath.FromSlash("/pack/root")
+	f.Fuzz(func(t *testing.T, p string) {
+		if CheckFilePath(p) != nil {
+			return
+		}
+		j := filepath.Join(root, filepath.FromSlash(p))
+		rel, err := filepath.Rel(root, j)
+		if err != nil || rel == "." || strings.HasPrefix(rel, "..") || filepath.ToSlash(rel) != p {
+			t.Fatalf("accepted %q escapes or is not clean: %q %v", p, rel, err)
+		}
+		for _, el := range strings.Split(p, "/") {
+			if el == "" || strings.HasPrefix(el, ".") || strings.Contains(el, `\`) {
+				t.Fatalf("accepted %q with element %q", p, el)
+			}
+		}
+	})
+}

@@ -711,3 +711,14 @@ func stepIDsRead(src string) []string {
 	}
 	return ids
 }
+
+// ValidRef reports whether ref is a pack's <name>:<version>: a valid pack
+// name and a strict semantic version.
+func ValidRef(ref string) bool {
+	i := strings.LastIndexByte(ref, ':')
+	if i < 0 || !nameRe.MatchString(ref[:i]) {
+		return false
+	}
+	_, err := semver.StrictNewVersion(ref[i+1:])
+	return err == nil
+}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -18,7 +19,9 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
+	"stellaops.io/stella/admission"
 	"stellaops.io/stella/approve"
+	"stellaops.io/stella/cache"
 	"stellaops.io/stella/display"
 	"stellaops.io/stella/pack"
 	"stellaops.io/stella/plan"
@@ -181,6 +184,11 @@ func (s *session) packApprove(ctx context.Context, c *cli.Context) error {
 	}
 	if c.Bool("offline-request") && c.String("offline-response") != "" {
 		return usageError("pack approve: --offline-request writes a request and --offline-response imports an answer; give one of them")
+	}
+	if planArg != "" && c.String("offline-response") == "" {
+		if err := s.planVisible(ctx, st, planArg); err != nil {
+			return err
+		}
 	}
 	switch {
 	case c.Bool("offline-request"):
@@ -676,4 +684,22 @@ func compactJSON(v any) string {
 		return fmt.Sprint(v)
 	}
 	return string(b)
+}
+
+// planVisible refuses to approve a gate of a saved plan for a tenant its
+// pack is not visible to (admission.Visible, through LoadPack). Other
+// problems of the plan or its pack are approve's own to report.
+func (s *session) planVisible(ctx context.Context, st *cache.Store, planArg string) error {
+	sp, perr := plans.Get(ctx, st, planArg)
+	if perr != nil {
+		return nil // approve reports an unknown plan itself
+	}
+	pol, err := s.inspectionPolicy()
+	if err != nil {
+		return err
+	}
+	if _, err := pol.LoadPack(ctx, st, sp.PackRef); errors.Is(err, admission.ErrNotVisible) {
+		return fmt.Errorf("gates of plan %s: %w", sp.Hash, err)
+	}
+	return nil
 }

@@ -129,6 +129,9 @@ var errorTable = []errorRow{
 	{admission.ErrSealedRelaxation, "ERR_PACK_SEALED_POLICY", exitSealed, "sealed mode always requires signatures: drop --insecure-skip-signature and import a pack signed by a trusted publisher key"},
 	{admission.ErrConfiguredRelaxation, "ERR_PACK_POLICY_RELAXATION_REFUSED", exitTrust, "<home>/config.yaml sets requireSignature: true, which a flag cannot weaken: drop --insecure-skip-signature, or change the configuration"},
 	{admission.ErrRefMismatch, "ERR_PACK_REF_MISMATCH", exitInvalid, "the bundle or registry names a pack differently from its signed manifest: the source was altered or mis-tagged; get a fresh copy, or pull <prefix>/<name>:<version> as published"},
+	{admission.ErrRefNamespace, "ERR_PACK_REF_NAMESPACE", exitInvalid, "only a pack may carry a pack's <name>:<version>, and only as its signed manifest names it; other artifacts are named <kind>:<id>: the source was altered, get a fresh copy from the publisher"},
+	{admission.ErrNotVisible, "ERR_PACK_TENANT_NOT_VISIBLE", exitTrust, "the pack's metadata.tenantVisibility does not list this tenant: use --tenant with a tenant it lists, or ask the publisher for a pack built for yours"},
+	{artifact.ErrUnsafeTitle, "ERR_PACK_FILE_TITLE_UNSAFE", exitInvalid, "a pack file is titled with a path `stella pack build` never writes (outside the pack, absolute, backslash, hidden, twice, or file and folder at once): the artifact was crafted or altered; rebuild it with stella"},
 	{admission.ErrPackLayout, "ERR_PACK_ARTIFACT_UNSUPPORTED", exitInvalid, "not an artifact stella makes (a pack is a config plus plain file layers; approvals, evidence and signatures are stella's too): rebuild or export it with stella"},
 
 	// Runs.

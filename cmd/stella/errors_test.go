@@ -60,6 +60,8 @@ var domainErrors = map[string]error{
 	"admission.ErrRefMismatch":          admission.ErrRefMismatch,
 	"admission.ErrPackLayout":           admission.ErrPackLayout,
 	"admission.ErrSubjectRefused":       admission.ErrSubjectRefused,
+	"admission.ErrRefNamespace":         admission.ErrRefNamespace,
+	"admission.ErrNotVisible":           admission.ErrNotVisible,
 	"plan.ErrHashMismatch":              plan.ErrHashMismatch,
 	"run.ErrSandboxUnavailable":         run.ErrSandboxUnavailable,
 	"run.ErrStepFailed":                 run.ErrStepFailed,
@@ -164,6 +166,7 @@ var domainErrors = map[string]error{
 	"signature.ErrNotSignature":         signature.ErrNotSignature,
 	"artifact.ErrFileChanged":           artifact.ErrFileChanged,
 	"artifact.ErrNotInArtifact":         artifact.ErrNotInArtifact,
+	"artifact.ErrUnsafeTitle":           artifact.ErrUnsafeTitle,
 
 	// Keys, trust and vault.
 	"keys.ErrUnknownAlgorithm":    keys.ErrUnknownAlgorithm,

@@ -137,6 +137,9 @@ func scriptParams(t *testing.T, dir string) testscript.Params {
 				}
 				ts.Setenv(args[0], v)
 			},
+			// craftbundle MODE IN OUT [ARG...] writes a hostile but
+			// well-formed bundle from one stella wrote (craft_test.go).
+			"craftbundle": craftBundle,
 			// exitcode N cmd args... runs cmd and checks its exact exit code.
 			"exitcode": func(ts *testscript.TestScript, neg bool, args []string) {
 				if neg || len(args) < 2 {

@@ -448,7 +448,7 @@ func (s *session) mirrorPull(ctx context.Context, c *cli.Context) error {
 	if d := pol.Describe(); d != "" {
 		how = append(how, d)
 	}
-	rep, err := mirror.Pull(ctx, ref, st, cache.ImportRecord{From: "registry " + ref.String(), Verified: how}, mirror.PullOptions{Options: opts, Verify: hook})
+	rep, err := mirror.Pull(ctx, ref, st, cache.ImportRecord{From: "registry " + ref.String(), Verified: how}, mirror.PullOptions{Options: opts, Verify: hook, BindSignatures: true})
 	out := mirrorOut{Source: ref.String(), Artifacts: []artifactSummary{}}
 	first := addReport(&out, rep)
 	out.Verified = append(how, log.Verified()...)

@@ -251,6 +251,9 @@ func (s *session) packPlan(ctx context.Context, c *cli.Context) error {
 		return err
 	}
 	p, a := lp.pack, lp.artifact
+	if err := admission.Visible(p, s.tenant); err != nil { // a folder's pack, not through LoadPack
+		return err
+	}
 	var raw []byte
 	inputsFile := "inputs"
 	if f := c.String("inputs"); f != "" {

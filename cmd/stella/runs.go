@@ -285,8 +285,11 @@ func (s *session) packRun(ctx context.Context, c *cli.Context) error {
 		return err
 	}
 	if fi, err := os.Stat(ref); err == nil && fi.IsDir() {
-		_, a, err := s.loadPack(ref)
+		p, a, err := s.loadPack(ref)
 		if err != nil {
+			return err
+		}
+		if err := admission.Visible(p, s.tenant); err != nil { // before it enters the cache
 			return err
 		}
 		if _, err := st.Import(ctx, a, []cache.Artifact{{Descriptor: a.Manifest, Kind: artifact.KindPack, Ref: a.Ref}},
@@ -605,6 +608,9 @@ func (s *session) runsResume(ctx context.Context, c *cli.Context) error {
 	if rec.State == run.Succeeded {
 		return fmt.Errorf("run %s already succeeded: %w", id, runs.ErrState)
 	}
+	// A run resumes for its own tenant: its pack must be visible to it,
+	// and signed for it, as when it started.
+	pol.Tenant = rec.Tenant
 	ref := rec.Pack.Name + ":" + rec.Pack.Version
 	lp, err := pol.LoadPack(ctx, st, ref)
 	if err != nil {
