@@ -95,8 +95,8 @@ func Accept(ctx context.Context, st *cache.Store, path string, opts AcceptOption
 	// that is not one approval response is refused without reading them.
 	entries := r.Entries()
 	if len(entries) != 1 || entries[0].Kind != artifact.KindApprovalResponse {
-		return nil, refuse(ctx, st, now, info, fmt.Errorf("response bundle %s: %w: want exactly one approval response, found %d entries",
-			path, ErrInvalidResponse, len(entries)))
+		return nil, refuse(ctx, st, now, info, fmt.Errorf("response bundle %s: %w: want exactly one approval response, the bundle holds %s",
+			path, ErrInvalidResponse, bundle.Holds(entries)))
 	}
 	if _, err := r.Verify(ctx, bundle.VerifyOptions{}); err != nil {
 		return nil, refuse(ctx, st, now, info, fmt.Errorf("response bundle %s: %w", path, err))

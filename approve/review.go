@@ -78,7 +78,7 @@ func Review(ctx context.Context, path string) (*Summary, error) {
 	// The cheap structural check before the blobs are hashed.
 	entries := r.Entries()
 	if len(entries) != 1 || entries[0].Kind != artifact.KindApprovalRequest {
-		return nil, fmt.Errorf("request bundle %s: %w: want exactly one approval request, found %d entries", path, ErrInvalidRequest, len(entries))
+		return nil, fmt.Errorf("request bundle %s: %w: want exactly one approval request, the bundle holds %s", path, ErrInvalidRequest, bundle.Holds(entries))
 	}
 	if _, err := r.Verify(ctx, bundle.VerifyOptions{}); err != nil {
 		return nil, fmt.Errorf("request bundle %s: %w", path, err)

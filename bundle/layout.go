@@ -3,6 +3,7 @@ package bundle
 import (
 	"archive/tar"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -342,4 +343,38 @@ func checkChild(parent, d ocispec.Descriptor, role string) error {
 // annotations Verify needs for compressed layers.
 func plain(d ocispec.Descriptor) ocispec.Descriptor {
 	return ocispec.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size, Annotations: d.Annotations}
+}
+
+// Holds says what entries are, by kind, in an operator's words: "nothing",
+// "1 pack", "2 packs and 1 signature". Refusals of a bundle of the wrong
+// kind name what it holds instead.
+func Holds(entries []Entry) string {
+	if len(entries) == 0 {
+		return "nothing"
+	}
+	count := map[string]int{}
+	var order []string
+	for _, e := range entries {
+		k := e.Kind
+		if k == "" {
+			k = "unnamed artifact"
+		}
+		if count[k] == 0 {
+			order = append(order, k)
+		}
+		count[k]++
+	}
+	sort.Strings(order)
+	parts := make([]string, len(order))
+	for i, k := range order {
+		if count[k] == 1 {
+			parts[i] = "1 " + k
+		} else {
+			parts[i] = fmt.Sprintf("%d %ss", count[k], k)
+		}
+	}
+	if len(parts) == 1 {
+		return parts[0]
+	}
+	return strings.Join(parts[:len(parts)-1], ", ") + " and " + parts[len(parts)-1]
 }

@@ -402,3 +402,20 @@ func ExampleEntryError() {
 	fmt.Println(errors.As(err, &ee), ee.Path, errors.Is(err, ErrBlobMissing))
 	// Output: true blobs/sha256/ab true
 }
+
+func TestHolds(t *testing.T) {
+	e := func(kind string) Entry { return Entry{Kind: kind} }
+	for _, c := range []struct {
+		entries []Entry
+		want    string
+	}{
+		{nil, "nothing"},
+		{[]Entry{e("pack")}, "1 pack"},
+		{[]Entry{e("pack"), e("signature"), e("pack")}, "2 packs and 1 signature"},
+		{[]Entry{e("signature"), e("evidence"), e("pack"), e("")}, "1 evidence, 1 pack, 1 signature and 1 unnamed artifact"},
+	} {
+		if got := Holds(c.entries); got != c.want {
+			t.Errorf("Holds(%v) = %q, want %q", c.entries, got, c.want)
+		}
+	}
+}

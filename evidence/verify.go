@@ -165,7 +165,7 @@ func (v *verifier) runBundle(ctx context.Context, path string) error {
 	defer r.Close()
 	entries := r.Entries()
 	if len(entries) != 1 || entries[0].Kind != artifact.KindEvidence {
-		return partErr(PartBundle, fmt.Errorf("%w: want exactly one evidence artifact, the bundle lists %d entries", ErrInvalid, len(entries)))
+		return partErr(PartBundle, fmt.Errorf("%w: want exactly one evidence artifact, the bundle holds %s", ErrInvalid, bundle.Holds(entries)))
 	}
 	if err := v.readParts(ctx, r, entries[0].Descriptor); err != nil {
 		return err
