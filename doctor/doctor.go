@@ -58,9 +58,9 @@ type Result struct {
 	// Message says what was found, naming the object (file, run, key, host).
 	Message string `json:"message"`
 	// Remediation says what to do; empty when the status is ok or skipped.
-	Remediation string `json:"remediation,omitempty"`
+	Remediation string `json:"remediation"`
 	// Commands are the commands to type, in order.
-	Commands []string `json:"commands,omitempty"`
+	Commands []string `json:"commands"`
 }
 
 // Check is one diagnostic.
@@ -127,13 +127,17 @@ func runOne(ctx context.Context, env *Env, c Check) (r Result) {
 				Message:     fmt.Sprintf("check %s crashed: %v%s", c.ID, p, where),
 				Remediation: "this is a defect of stella: report it with this message; the other checks ran",
 				Commands:    []string{"stella doctor --check " + c.ID + " --output json"}}
+			return
 		}
 	}()
 	if err := ctx.Err(); err != nil {
-		return Result{ID: c.ID, Status: Skipped, Message: "not run: " + err.Error()}
+		return Result{ID: c.ID, Status: Skipped, Message: "not run: " + err.Error(), Commands: []string{}}
 	}
 	r = c.Run(ctx, env)
 	r.ID = c.ID
+	if r.Commands == nil {
+		r.Commands = []string{}
+	}
 	return r
 }
 

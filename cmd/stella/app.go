@@ -55,6 +55,7 @@ Examples:
 			s.vaultCommand(),
 			s.keyCommand(),
 			s.trustCommand(),
+			s.doctorCommand(),
 			s.completionCommand(),
 			s.versionCommand(),
 			s.docsCommand(),
