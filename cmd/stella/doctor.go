@@ -116,6 +116,9 @@ func (s *session) doctor(ctx context.Context, c *cli.Context) error {
 			}
 		})
 	}
+	if s.homeMissing {
+		return &fileError{path: s.home, err: errHomeMissing}
+	}
 	bundle := c.String("bundle")
 	if bundle != "" {
 		if err := s.prepareOutput(bundle); err != nil {
