@@ -142,10 +142,8 @@ func checkCacheHolds(ctx context.Context, env *Env) Result {
 	}
 	var temps []string
 	for _, dir := range []string{st.Root(), filepath.Join(st.Root(), "ingest")} {
-		ls, err := safefile.Stale(dir)
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
+		// Files it could not check are not listed: only what it is sure of.
+		ls, _ := safefile.Stale(dir)
 		for _, l := range ls {
 			temps = append(temps, l.Path)
 		}
@@ -334,7 +332,7 @@ func checkSealed(_ context.Context, env *Env) Result {
 		return bad(Warn, fmt.Sprintf("STELLA_SEALED=%s says off but %s turns sealed mode on: sealed mode is on", e, where),
 			"sealed mode cannot be turned off by the environment; make them agree", "unset STELLA_SEALED")
 	case envTrue(e) && !s.Config:
-		return bad(Warn, fmt.Sprintf("sealed mode comes from STELLA_SEALED only; %s does not say sealed: true, so a shell without it runs unsealed", filepath.Join(env.Home, "config.yaml")),
+		return bad(Warn, fmt.Sprintf("sealed mode is set by STELLA_SEALED but %s does not say sealed: true, so a shell without it runs unsealed", filepath.Join(env.Home, "config.yaml")),
 			"make sealed mode part of the home's configuration", "echo 'sealed: true' >> "+filepath.Join(env.Home, "config.yaml"))
 	}
 	if s.Effective {

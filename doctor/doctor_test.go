@@ -333,7 +333,7 @@ func TestSealed(t *testing.T) {
 		{Sealed{Config: true, Env: "1", Effective: true}, OK, "sealed mode on"},
 		{Sealed{Config: true, Env: "0", Effective: true}, Warn, "STELLA_SEALED=0 says off but the config's sealed: true turns sealed mode on"},
 		{Sealed{Flag: true, Env: "false", Effective: true}, Warn, "STELLA_SEALED=false says off but --sealed"},
-		{Sealed{Env: "1", Effective: true}, Warn, "sealed mode comes from STELLA_SEALED only"},
+		{Sealed{Env: "1", Effective: true}, Warn, "sealed mode is set by STELLA_SEALED but"},
 		{Sealed{Env: "ture"}, Warn, `STELLA_SEALED="ture" is neither true nor false`},
 	} {
 		env := newEnv(t)

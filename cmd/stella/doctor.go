@@ -194,7 +194,16 @@ func (s *session) doctorEnv(c *cli.Context) (*doctor.Env, error) {
 		env.Retention, _ = runs.ParseRetention(s.config.RunRetention) // checked when the config was loaded
 	}
 	if c.Bool("unlock") {
-		env.Unlocker = func() (vault.Unlocker, error) { return s.vaultUnlocker("", "Vault passphrase: ", false) }
+		// Asked once: the escalation bundle's mask uses it too.
+		var u vault.Unlocker
+		env.Unlocker = func() (vault.Unlocker, error) {
+			if u != nil {
+				return u, nil
+			}
+			var err error
+			u, err = s.vaultUnlocker("", "Vault passphrase: ", false)
+			return u, err
+		}
 	}
 	for _, rc := range s.config.Registries {
 		env.Registries = append(env.Registries, rc.Host)
@@ -221,7 +230,7 @@ func (s *session) doctorEnv(c *cli.Context) (*doctor.Env, error) {
 func (s *session) writeEscalation(ctx context.Context, c *cli.Context, env *doctor.Env, path string, rep doctor.Report) error {
 	e := doctor.Escalation{Version: 1, Created: s.now().UTC().Truncate(time.Second), Stella: currentBuild().Version,
 		Tenant: s.tenant, Sealed: s.sealed, Doctor: rep}
-	mask, err := s.escalationMask(ctx, c, env)
+	mask, err := s.escalationMask(ctx, env)
 	if err != nil {
 		return err
 	}
@@ -242,7 +251,7 @@ func (s *session) writeEscalation(ctx context.Context, c *cli.Context, env *doct
 	return doctor.WriteBundle(ctx, path, e, log, mask)
 }
 
-func (s *session) escalationMask(ctx context.Context, c *cli.Context, env *doctor.Env) (*redact.Set, error) {
+func (s *session) escalationMask(ctx context.Context, env *doctor.Env) (*redact.Set, error) {
 	mask := redact.New()
 	if s.redact != nil {
 		mask = s.redact
@@ -250,11 +259,15 @@ func (s *session) escalationMask(ctx context.Context, c *cli.Context, env *docto
 	if _, err := os.Stat(env.VaultPath); err != nil {
 		return mask, nil
 	}
-	if !c.Bool("unlock") && s.getenv(envVaultIdentityFile) == "" && s.getenv(envVaultPassphraseFile) == "" {
-		s.warnf("the vault %s was not unlocked: the bundle's log is masked as the run stored it, not again with the vault's values (give STELLA_VAULT_IDENTITY_FILE, STELLA_VAULT_PASSPHRASE_FILE or --unlock)", env.VaultPath)
-		return mask, nil
+	unlocker := env.Unlocker
+	if unlocker == nil {
+		if s.getenv(envVaultIdentityFile) == "" && s.getenv(envVaultPassphraseFile) == "" {
+			s.warnf("the vault %s was not unlocked: the bundle's log is masked as the run stored it, not again with the vault's values (give STELLA_VAULT_IDENTITY_FILE, STELLA_VAULT_PASSPHRASE_FILE or --unlock)", env.VaultPath)
+			return mask, nil
+		}
+		unlocker = func() (vault.Unlocker, error) { return s.vaultUnlocker("", "Vault passphrase: ", false) }
 	}
-	u, err := s.vaultUnlocker("", "Vault passphrase: ", false)
+	u, err := unlocker()
 	if err != nil {
 		return nil, err
 	}
