@@ -142,6 +142,9 @@ func WriteBundle(ctx context.Context, path string, e Escalation, log func(fn fun
 	if mask == nil {
 		mask = redact.New()
 	}
+	if log != nil && e.Run == nil {
+		return fmt.Errorf("escalation bundle %s: a log without its run", path)
+	}
 	meta, err := json.MarshalIndent(e, "", "  ")
 	if err != nil {
 		return err
