@@ -118,10 +118,9 @@ func Run(ctx context.Context, env *Env, checks []Check) []Result {
 func runOne(ctx context.Context, env *Env, c Check) (r Result) {
 	defer func() {
 		if p := recover(); p != nil {
-			stack := strings.Split(string(debug.Stack()), "\n")
 			where := ""
-			if len(stack) > 8 {
-				where = " at " + strings.TrimSpace(stack[8])
+			if at := panicSite(string(debug.Stack())); at != "" {
+				where = " at " + at
 			}
 			r = Result{ID: c.ID, Status: Fail,
 				Message:     fmt.Sprintf("check %s crashed: %v%s", c.ID, p, where),
@@ -165,4 +164,22 @@ func Summarize(rs []Result) Summary {
 		}
 	}
 	return s
+}
+
+// panicSite is the file:line that panicked in a goroutine stack: the first
+// frame after panic( that is not the runtime's.
+func panicSite(stack string) string {
+	lines := strings.Split(stack, "\n")
+	for i, l := range lines {
+		if !strings.HasPrefix(l, "panic(") {
+			continue
+		}
+		for j := i + 2; j+1 < len(lines); j += 2 {
+			if !strings.HasPrefix(lines[j], "runtime.") {
+				site, _, _ := strings.Cut(strings.TrimSpace(lines[j+1]), " +0x")
+				return site
+			}
+		}
+	}
+	return ""
 }

@@ -133,7 +133,15 @@ func TestCrashIsAResult(t *testing.T) {
 	if len(rs) != 2 {
 		t.Fatalf("%d results, want 2", len(rs))
 	}
-	expect(t, rs[0], Fail, "check a.crash crashed: boom at the disk", "defect of stella", "stella doctor --check a.crash")
+	expect(t, rs[0], Fail, "check a.crash crashed: boom at the disk at ", "defect of stella", "stella doctor --check a.crash")
+	if !strings.Contains(rs[0].Message, "doctor_test.go:") {
+		t.Errorf("crash message %q does not name where it panicked", rs[0].Message)
+	}
+	var m map[string]int
+	nilMap := Run(context.Background(), newEnv(t), []Check{{ID: "c.nil", Run: func(context.Context, *Env) Result { m["x"]++; return Result{} }}})
+	if !strings.Contains(nilMap[0].Message, "assignment to entry in nil map at ") || !strings.Contains(nilMap[0].Message, "doctor_test.go:") {
+		t.Errorf("runtime panic: %q, want its error and the test's line", nilMap[0].Message)
+	}
 	expect(t, rs[1], OK, "fine", "", "")
 	if s := Summarize(rs); s != (Summary{OK: 1, Fail: 1}) {
 		t.Errorf("summary %+v", s)
