@@ -1,0 +1,450 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/urfave/cli/v2"
+)
+
+// The runbooks (docs/operations/runbooks) and the per-pack playbooks
+// (docs/task-packs/runbook) are checked against the code: every error code
+// of errorTable is named by exactly one runbook, every runbook has the
+// template's structure and names a doctor check that exists, and every
+// `stella …` command they show exists with the flags it is given.
+
+const (
+	runbooksDir  = "../../docs/operations/runbooks"
+	playbooksDir = "../../docs/task-packs/runbook"
+)
+
+// runbookIndexes are files in runbooksDir that are not runbooks.
+var runbookIndexes = map[string]bool{"task-packs.md": true}
+
+// imposedRule opens every runbook and the template.
+const imposedRule = "> **Imposed rule:**"
+
+// runbookFields are the metadata rows every runbook has.
+var runbookFields = []string{"Component", "Severity", "Who is paged", "Doctor check", "Error codes", "Last reviewed"}
+
+// runbookSections are the headings every runbook has, in this order.
+var runbookSections = []string{
+	"## Symptoms",
+	"## Impact",
+	"## Diagnosis",
+	"### Quick checks",
+	"### Deep checks",
+	"## Resolution",
+	"### Mitigation",
+	"### Root-cause fix",
+	"## Verification",
+	"## Prevention",
+	"## Related",
+}
+
+// playbookSections are the headings every per-pack playbook has.
+var playbookSections = []string{
+	"## Purpose",
+	"## Inputs and secrets",
+	"## Approvers",
+	"## Pre-checks",
+	"## Post-checks",
+	"## Rollback",
+}
+
+// doctorCheckIDs are the doctor check IDs runbooks may name.
+// PENDING MERGE of branch doctor: replace this list by doctor.IDs (package
+// stellaops.io/stella/doctor) once that branch is merged; until then it is
+// the list agreed between the helpers of issue 14.
+var doctorCheckIDs = []string{
+	"cache.lock", "cache.integrity", "cache.holds",
+	"trust.store", "trust.keys",
+	"vault.file", "vault.unlock",
+	"registry.reachable", "sealed.consistency", "clock.sanity", "isolation.available",
+	"runs.stuck", "runs.parked", "runs.retention",
+	"home.space", "notify.deadletter",
+}
+
+// pendingCommands stand in for commands of branches not merged yet; the
+// real command wins as soon as it exists in the command tree.
+// PENDING MERGE of branch doctor: remove `doctor` here once it is merged.
+var pendingCommands = []*cli.Command{{
+	Name: "doctor",
+	Flags: []cli.Flag{
+		&cli.StringSliceFlag{Name: "check"},
+		&cli.StringFlag{Name: "bundle"},
+	},
+}}
+
+var (
+	codeRE        = regexp.MustCompile(`ERR_PACK_[A-Z0-9_]+`)
+	doctorCheckRE = regexp.MustCompile("^`stella doctor --check ([a-z.]+)`")
+	inlineCodeRE  = regexp.MustCompile("`(stella [^`]*)`")
+	severities    = []string{"critical", "high", "medium", "low"}
+)
+
+// runbook is what the test reads from one runbook file.
+type runbook struct {
+	name   string
+	fields map[string]string
+	text   string
+}
+
+// readRunbook parses the metadata table and keeps the text.
+func readRunbook(t *testing.T, path string) runbook {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb := runbook{name: filepath.Base(path), fields: map[string]string{}, text: string(data)}
+	for _, line := range strings.Split(rb.text, "\n") {
+		if !strings.HasPrefix(line, "| ") {
+			continue
+		}
+		cells := strings.Split(strings.Trim(line, "| "), " | ")
+		if len(cells) >= 2 && slices.Contains(runbookFields, cells[0]) {
+			if _, dup := rb.fields[cells[0]]; !dup {
+				rb.fields[cells[0]] = strings.Join(cells[1:], " | ")
+			}
+		}
+	}
+	return rb
+}
+
+func runbookFiles(t *testing.T) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(runbooksDir, "*.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, f := range files {
+		if base := filepath.Base(f); !runbookIndexes[base] && base != "_template.md" {
+			out = append(out, f)
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("no runbooks in %s", runbooksDir)
+	}
+	return out
+}
+
+// checkStructure reports the sections missing or out of order in text.
+func checkStructure(text string, sections []string) []string {
+	var problems []string
+	lines := strings.Split(text, "\n")
+	at := -1
+	for _, s := range sections {
+		found := -1
+		for i, line := range lines {
+			if strings.TrimSpace(line) == s || strings.HasPrefix(line, s+" ") {
+				found = i
+				break
+			}
+		}
+		switch {
+		case found < 0:
+			problems = append(problems, fmt.Sprintf("section %q is missing", s))
+		case found < at:
+			problems = append(problems, fmt.Sprintf("section %q is out of order", s))
+		default:
+			at = found
+		}
+	}
+	return problems
+}
+
+func TestRunbookStructure(t *testing.T) {
+	files := append(runbookFiles(t), filepath.Join(runbooksDir, "_template.md"))
+	for _, f := range files {
+		rb := readRunbook(t, f)
+		if !strings.HasPrefix(rb.text, imposedRule) {
+			t.Errorf("%s: the first line is not the imposed rule reminder (%s …)", rb.name, imposedRule)
+		}
+		if !strings.Contains(rb.text, "\n# Runbook: ") {
+			t.Errorf("%s: no title line \"# Runbook: <component> — <failure>\"", rb.name)
+		}
+		for _, field := range runbookFields {
+			if strings.TrimSpace(rb.fields[field]) == "" {
+				t.Errorf("%s: metadata field %q is missing or empty", rb.name, field)
+			}
+		}
+		for _, p := range checkStructure(rb.text, runbookSections) {
+			t.Errorf("%s: %s", rb.name, p)
+		}
+		if rb.name == "_template.md" {
+			continue
+		}
+		if sev := strings.Fields(rb.fields["Severity"]); len(sev) == 0 || !slices.Contains(severities, sev[0]) {
+			t.Errorf("%s: Severity %q does not start with one of %v", rb.name, rb.fields["Severity"], severities)
+		}
+		if !regexp.MustCompile(`^\d{4}-\d{2}-\d{2}$`).MatchString(rb.fields["Last reviewed"]) {
+			t.Errorf("%s: Last reviewed %q is not a date YYYY-MM-DD", rb.name, rb.fields["Last reviewed"])
+		}
+		m := doctorCheckRE.FindStringSubmatch(rb.fields["Doctor check"])
+		switch {
+		case m == nil:
+			t.Errorf("%s: Doctor check %q does not start with `stella doctor --check <id>`", rb.name, rb.fields["Doctor check"])
+		case !slices.Contains(doctorCheckIDs, m[1]):
+			t.Errorf("%s: Doctor check names %q, which is not a doctor check (%v)", rb.name, m[1], doctorCheckIDs)
+		}
+	}
+}
+
+// TestEveryErrorCodeHasOneRunbook: each code of errorTable is in the "Error
+// codes" field of exactly one runbook, and each code there exists.
+func TestEveryErrorCodeHasOneRunbook(t *testing.T) {
+	// ERR_PACK_INTERNAL has no row: it is what lookupError gives an error
+	// no row describes.
+	known := map[string]bool{lookupError(errors.New("unexpected")).Code: true}
+	for _, r := range errorTable {
+		known[r.Code] = true
+	}
+	owners := map[string][]string{}
+	for _, f := range runbookFiles(t) {
+		rb := readRunbook(t, f)
+		field := rb.fields["Error codes"]
+		codes := codeRE.FindAllString(field, -1)
+		if len(codes) == 0 && !strings.HasPrefix(field, "none") {
+			t.Errorf("%s: Error codes names no ERR_PACK_ code and does not say \"none (…)\"", rb.name)
+		}
+		seen := map[string]bool{}
+		for _, c := range codes {
+			if !known[c] {
+				t.Errorf("%s: Error codes lists %s, which is not in errorTable (cmd/stella/errors.go)", rb.name, c)
+			}
+			if seen[c] {
+				t.Errorf("%s: Error codes lists %s twice", rb.name, c)
+			}
+			seen[c] = true
+			owners[c] = append(owners[c], rb.name)
+		}
+		// Codes in the prose must exist too.
+		for _, c := range codeRE.FindAllString(rb.text, -1) {
+			if !known[c] && !strings.HasSuffix(c, "_") {
+				t.Errorf("%s: mentions %s, which is not in errorTable", rb.name, c)
+			}
+		}
+	}
+	var codes []string
+	for c := range known {
+		codes = append(codes, c)
+	}
+	sort.Strings(codes)
+	for _, c := range codes {
+		switch n := owners[c]; len(n) {
+		case 0:
+			t.Errorf("%s has no runbook: add it to the Error codes field of the runbook of its family in docs/operations/runbooks (or write one from _template.md)", c)
+		case 1:
+		default:
+			t.Errorf("%s is in the Error codes field of several runbooks %v: keep it in exactly one", c, n)
+		}
+	}
+}
+
+// TestRunbookCommandsExist: every `stella …` command shown in a runbook or
+// a playbook (code blocks and inline code) is a command of the tree, with
+// flags it has; every doctor --check names a check.
+func TestRunbookCommandsExist(t *testing.T) {
+	app := (&session{stdin: strings.NewReader(""), getenv: func(string) string { return "" }}).newApp()
+	for _, pc := range pendingCommands {
+		if !slices.ContainsFunc(app.Commands, func(c *cli.Command) bool { return c.Name == pc.Name }) {
+			app.Commands = append(app.Commands, pc)
+		}
+	}
+	files := runbookFiles(t)
+	playbooks, _ := filepath.Glob(filepath.Join(playbooksDir, "*.md"))
+	files = append(files, playbooks...)
+	files = append(files, filepath.Join(runbooksDir, "task-packs.md"))
+	total := 0
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, cmd := range stellaCommands(string(data)) {
+			total++
+			if err := checkCommandLine(app, cmd); err != nil {
+				t.Errorf("%s: `%s`: %v", filepath.Base(f), cmd, err)
+			}
+		}
+	}
+	if total < 50 {
+		t.Errorf("found only %d stella commands in the runbooks: the parser lost them", total)
+	}
+}
+
+// stellaCommands returns the stella command lines of a markdown text: lines
+// of fenced code blocks that start with stella (continuations joined), and
+// inline code spans that start with "stella ".
+func stellaCommands(text string) []string {
+	var out []string
+	inBlock := false
+	var pending string
+	for _, line := range strings.Split(text, "\n") {
+		trimmed := strings.TrimSpace(line)
+		if strings.HasPrefix(trimmed, "```") {
+			inBlock = !inBlock
+			continue
+		}
+		if inBlock {
+			if pending != "" {
+				pending += " " + strings.TrimSuffix(trimmed, "\\")
+				if !strings.HasSuffix(trimmed, "\\") {
+					out = append(out, pending)
+					pending = ""
+				}
+				continue
+			}
+			trimmed = strings.TrimPrefix(trimmed, "$ ")
+			if strings.HasPrefix(trimmed, "stella ") {
+				if strings.HasSuffix(trimmed, "\\") {
+					pending = strings.TrimSuffix(trimmed, "\\")
+					continue
+				}
+				out = append(out, trimmed)
+			}
+			continue
+		}
+		for _, m := range inlineCodeRE.FindAllStringSubmatch(line, -1) {
+			out = append(out, m[1])
+		}
+	}
+	return out
+}
+
+// checkCommandLine walks the command words of line through the tree and
+// checks each flag against the command reached, its parents and the
+// global flags. Flags given before a subcommand must belong to the
+// command reached so far.
+func checkCommandLine(app *cli.App, line string) error {
+	// Cut at shell operators and comments.
+	for _, sep := range []string{" #", " |", " &&", " ;", " >", " <", " 2>"} {
+		if i := strings.Index(line, sep); i >= 0 {
+			line = line[:i]
+		}
+	}
+	words := strings.Fields(line)[1:]
+	scopes := [][]cli.Flag{app.Flags}
+	cmds := app.Commands
+	var cur *cli.Command
+	path := "stella"
+	argsStarted := false
+	for i := 0; i < len(words); i++ {
+		w := words[i]
+		if w == "--" {
+			break
+		}
+		if strings.HasPrefix(w, "-") && len(w) > 1 {
+			name, hasValue := strings.TrimLeft(w, "-"), false
+			if j := strings.Index(name, "="); j >= 0 {
+				name, hasValue = name[:j], true
+			}
+			if name == "help" || name == "h" {
+				continue
+			}
+			f := runbookFlag(scopes, name)
+			if f == nil {
+				return fmt.Errorf("%s has no flag --%s", path, name)
+			}
+			if d, ok := f.(cli.DocGenerationFlag); ok && d.TakesValue() && !hasValue {
+				i++
+			}
+			if name == "check" && path == "stella doctor" && i < len(words) {
+				for _, id := range strings.Split(strings.Trim(words[i], "\"'"), ",") {
+					if !slices.Contains(doctorCheckIDs, id) && !slices.ContainsFunc(doctorCheckIDs, func(x string) bool { return strings.HasPrefix(x, id+".") }) {
+						return fmt.Errorf("stella doctor --check %s: no such check", id)
+					}
+				}
+			}
+			continue
+		}
+		if argsStarted {
+			continue
+		}
+		if next := runbookCommand(cmds, w); next != nil {
+			cur, cmds, path = next, next.Subcommands, path+" "+next.Name
+			scopes = append(scopes, next.Flags)
+			continue
+		}
+		if cur == nil || (len(cur.Subcommands) > 0 && cur.Action == nil) {
+			return fmt.Errorf("%s has no command %q", path, w)
+		}
+		argsStarted = true
+	}
+	if cur == nil {
+		return fmt.Errorf("no command")
+	}
+	if len(cur.Subcommands) > 0 && cur.Action == nil {
+		return fmt.Errorf("%s needs a command", path)
+	}
+	return nil
+}
+
+func runbookCommand(cmds []*cli.Command, name string) *cli.Command {
+	for _, c := range cmds {
+		if c.Name == name || slices.Contains(c.Aliases, name) {
+			return c
+		}
+	}
+	return nil
+}
+
+func runbookFlag(scopes [][]cli.Flag, name string) cli.Flag {
+	for _, flags := range scopes {
+		for _, f := range flags {
+			if slices.Contains(f.Names(), name) {
+				return f
+			}
+		}
+	}
+	return nil
+}
+
+// TestPlaybooksCoverSamplePacks: each sample pack of testdata/packs has a
+// playbook with every section, and each playbook is of a sample pack.
+func TestPlaybooksCoverSamplePacks(t *testing.T) {
+	packs, err := filepath.Glob("../../testdata/packs/*/pack.yaml")
+	if err != nil || len(packs) == 0 {
+		t.Fatalf("no sample packs: %v", err)
+	}
+	want := map[string]bool{}
+	for _, p := range packs {
+		want[filepath.Base(filepath.Dir(p))] = true
+	}
+	playbooks, _ := filepath.Glob(filepath.Join(playbooksDir, "*.md"))
+	have := map[string]bool{}
+	for _, f := range playbooks {
+		name := strings.TrimSuffix(filepath.Base(f), ".md")
+		if name == "README" {
+			continue
+		}
+		have[name] = true
+		if !want[name] {
+			t.Errorf("%s: no sample pack testdata/packs/%s", filepath.Base(f), name)
+		}
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range checkStructure(string(data), playbookSections) {
+			t.Errorf("%s: %s", filepath.Base(f), p)
+		}
+		if !strings.Contains(string(data), "$PACKS/"+name) && !strings.Contains(string(data), name+":") {
+			t.Errorf("%s: never names the pack %s in a command", filepath.Base(f), name)
+		}
+	}
+	for p := range want {
+		if !have[p] {
+			t.Errorf("sample pack %s has no playbook %s/%s.md", p, playbooksDir, p)
+		}
+	}
+}
