@@ -86,7 +86,7 @@ var pendingCommands = []*cli.Command{{
 var (
 	codeRE        = regexp.MustCompile(`ERR_PACK_[A-Z0-9_]+`)
 	doctorCheckRE = regexp.MustCompile("^`stella doctor --check ([a-z.]+)`")
-	inlineCodeRE  = regexp.MustCompile("`(stella [^`]*)`")
+	inlineCodeRE  = regexp.MustCompile("`(stella\\s[^`]*)`")
 	severities    = []string{"critical", "high", "medium", "low"}
 )
 
@@ -216,8 +216,12 @@ func TestEveryErrorCodeHasOneRunbook(t *testing.T) {
 		if len(codes) == 0 && !strings.HasPrefix(field, "none") {
 			t.Errorf("%s: Error codes names no ERR_PACK_ code and does not say \"none (…)\"", rb.name)
 		}
+		symptoms := section(rb.text, "## Symptoms")
 		seen := map[string]bool{}
 		for _, c := range codes {
+			if !strings.Contains(symptoms, c) {
+				t.Errorf("%s: %s is in Error codes but its Symptoms never say what it looks like", rb.name, c)
+			}
 			if !known[c] {
 				t.Errorf("%s: Error codes lists %s, which is not in errorTable (cmd/stella/errors.go)", rb.name, c)
 			}
@@ -248,6 +252,57 @@ func TestEveryErrorCodeHasOneRunbook(t *testing.T) {
 			t.Errorf("%s is in the Error codes field of several runbooks %v: keep it in exactly one", c, n)
 		}
 	}
+}
+
+// TestRunbookExitCodes: an exit code a runbook gives for a code, in a
+// table row (| `CODE`, `CODE` | N, M |) or in prose (`CODE` (exit N)), is the
+// exit code of errorTable.
+func TestRunbookExitCodes(t *testing.T) {
+	exits := map[string]int{}
+	for _, r := range errorTable {
+		exits[r.Code] = r.Exit
+	}
+	rowRE := regexp.MustCompile("(?m)^\\| ((?:`ERR_PACK_[A-Z0-9_]+`(?:, )?)+) \\| ([0-9]+(?:, [0-9]+)*) \\|")
+	proseRE := regexp.MustCompile("`(ERR_PACK_[A-Z0-9_]+)`[^`\\n]{0,12}\\(exit ([0-9]+)")
+	checked := 0
+	for _, f := range runbookFiles(t) {
+		rb := readRunbook(t, f)
+		for _, m := range rowRE.FindAllStringSubmatch(rb.text, -1) {
+			listed := strings.Split(m[2], ", ")
+			for _, c := range codeRE.FindAllString(m[1], -1) {
+				checked++
+				if e, ok := exits[c]; ok && !slices.Contains(listed, fmt.Sprint(e)) {
+					t.Errorf("%s: the row of %s gives exit %s; errorTable says %d", rb.name, c, m[2], e)
+				}
+			}
+		}
+		for _, m := range proseRE.FindAllStringSubmatch(rb.text, -1) {
+			checked++
+			if e, ok := exits[m[1]]; ok && fmt.Sprint(e) != m[2] {
+				t.Errorf("%s: %s (exit %s); errorTable says %d", rb.name, m[1], m[2], e)
+			}
+		}
+	}
+	if checked < 40 {
+		t.Errorf("checked only %d exit codes: the parser lost them", checked)
+	}
+}
+
+// section returns the text from the heading to the next heading of the
+// same or a higher level.
+func section(text, heading string) string {
+	i := strings.Index(text, "\n"+heading+"\n")
+	if i < 0 {
+		return ""
+	}
+	rest := text[i+len(heading)+2:]
+	level := strings.Count(strings.Fields(heading)[0], "#")
+	for _, prefix := range []string{"\n# ", "\n## ", "\n### "}[:level] {
+		if j := strings.Index(rest, prefix); j >= 0 {
+			rest = rest[:j]
+		}
+	}
+	return rest
 }
 
 // TestRunbookCommandsExist: every `stella …` command shown in a runbook or
@@ -284,39 +339,42 @@ func TestRunbookCommandsExist(t *testing.T) {
 
 // stellaCommands returns the stella command lines of a markdown text: lines
 // of fenced code blocks that start with stella (continuations joined), and
-// inline code spans that start with "stella ".
+// inline code spans, also across line breaks, that start with "stella ".
 func stellaCommands(text string) []string {
 	var out []string
+	var prose strings.Builder
 	inBlock := false
-	var pending string
+	pending := ""
 	for _, line := range strings.Split(text, "\n") {
 		trimmed := strings.TrimSpace(line)
 		if strings.HasPrefix(trimmed, "```") {
 			inBlock = !inBlock
+			prose.WriteString("\n")
 			continue
 		}
-		if inBlock {
-			if pending != "" {
-				pending += " " + strings.TrimSuffix(trimmed, "\\")
-				if !strings.HasSuffix(trimmed, "\\") {
-					out = append(out, pending)
-					pending = ""
-				}
+		if !inBlock {
+			prose.WriteString(line + "\n")
+			continue
+		}
+		if pending != "" {
+			pending += " " + strings.TrimSuffix(trimmed, "\\")
+			if !strings.HasSuffix(trimmed, "\\") {
+				out = append(out, strings.Join(strings.Fields(pending), " "))
+				pending = ""
+			}
+			continue
+		}
+		trimmed = strings.TrimPrefix(trimmed, "$ ")
+		if strings.HasPrefix(trimmed, "stella ") {
+			if strings.HasSuffix(trimmed, "\\") {
+				pending = strings.TrimSuffix(trimmed, "\\")
 				continue
 			}
-			trimmed = strings.TrimPrefix(trimmed, "$ ")
-			if strings.HasPrefix(trimmed, "stella ") {
-				if strings.HasSuffix(trimmed, "\\") {
-					pending = strings.TrimSuffix(trimmed, "\\")
-					continue
-				}
-				out = append(out, trimmed)
-			}
-			continue
+			out = append(out, trimmed)
 		}
-		for _, m := range inlineCodeRE.FindAllStringSubmatch(line, -1) {
-			out = append(out, m[1])
-		}
+	}
+	for _, m := range inlineCodeRE.FindAllStringSubmatch(prose.String(), -1) {
+		out = append(out, strings.Join(strings.Fields(m[1]), " "))
 	}
 	return out
 }
@@ -446,5 +504,34 @@ func TestPlaybooksCoverSamplePacks(t *testing.T) {
 		if !have[p] {
 			t.Errorf("sample pack %s has no playbook %s/%s.md", p, playbooksDir, p)
 		}
+	}
+}
+
+// TestCheckCommandLine: the command check refuses what does not exist.
+func TestCheckCommandLine(t *testing.T) {
+	app := (&session{stdin: strings.NewReader(""), getenv: func(string) string { return "" }}).newApp()
+	app.Commands = append(app.Commands, pendingCommands...)
+	for line, ok := range map[string]bool{
+		"stella pack runs show RUN":                                        true,
+		"stella --output json pack runs show RUN":                          true,
+		"stella pack runs logs --step STEP RUN":                            true,
+		"stella pack approve --offline-request --run RUN --gate GATE -o F": true,
+		"stella pack approve review REQUEST":                               true,
+		"stella doctor --check cache.lock":                                 true,
+		"stella doctor --check cache":                                      true,
+		"stella pack runs":                                                 false, // needs a command
+		"stella pack runz show RUN":                                        false,
+		"stella pack runs show --nope RUN":                                 false,
+		"stella --nope pack list":                                          false,
+		"stella doctor --check cache.nope":                                 false,
+		"stella vault put --reveal NAME":                                   false, // a flag of vault get
+	} {
+		if err := checkCommandLine(app, line); (err == nil) != ok {
+			t.Errorf("%s: got %v, want ok=%v", line, err, ok)
+		}
+	}
+	got := stellaCommands("a `stella pack\n  runs list` b\n```sh\nstella cache \\\n  verify\n```\n")
+	if want := []string{"stella cache verify", "stella pack runs list"}; !slices.Equal(got, want) {
+		t.Errorf("stellaCommands = %q, want %q", got, want)
 	}
 }
