@@ -238,6 +238,15 @@ func TestEveryErrorCodeHasOneRunbook(t *testing.T) {
 			}
 		}
 	}
+	index, err := os.ReadFile(filepath.Join(runbooksDir, "task-packs.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range runbookFiles(t) {
+		if !strings.Contains(string(index), "("+filepath.Base(f)+")") {
+			t.Errorf("task-packs.md does not link the runbook %s", filepath.Base(f))
+		}
+	}
 	var codes []string
 	for c := range known {
 		codes = append(codes, c)
