@@ -55,6 +55,7 @@ Examples:
 			s.vaultCommand(),
 			s.keyCommand(),
 			s.trustCommand(),
+			s.doctorCommand(),
 			s.completionCommand(),
 			s.versionCommand(),
 			s.docsCommand(),
@@ -92,6 +93,8 @@ var homeCommands = map[string]bool{
 	// They read nothing the home holds, or report what they miss by name.
 	"pack init": true, "pack validate": true, "pack plan": true, "pack approve review": true,
 	"pack approve sign": true, "completion": true, "version": true, "gen-docs": true,
+	// It refuses a missing home itself, except for --list.
+	"doctor": true,
 }
 
 // guardHome makes every command outside homeCommands refuse a named home

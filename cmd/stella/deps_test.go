@@ -33,6 +33,7 @@ var mayReachNetwork = map[string]bool{
 	"backoff":           false,
 	"canonical":         false,
 	"display":           false,
+	"doctor":            false,
 	"artifact":          false,
 	"bundle":            false,
 	"cache":             false,

@@ -180,6 +180,8 @@ func errorsMarkdown() string {
 		{exitNotFound, "not found: a file, pack, run, plan or gate does not exist"},
 		{exitSealed, "sealed-mode or offline violation: the action would leave the sealed network"},
 		{exitTransient, "transient: a retry may help (registry unreachable, lock held)"},
+		{exitDoctorWarn, "`stella doctor`: some check warns, none fails (docs/operations/doctor.md)"},
+		{exitDoctorFail, "`stella doctor`: some check fails"},
 		{exitSignal + int(syscall.SIGINT), "interrupted (Ctrl-C), after cleaning up; 143 for SIGTERM (128 + the signal)"},
 	} {
 		fmt.Fprintf(&b, "| %d | %s |\n", e.code, e.what)

@@ -14,6 +14,7 @@ import (
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/display"
+	"stellaops.io/stella/doctor"
 	"stellaops.io/stella/egress"
 	"stellaops.io/stella/evidence"
 	"stellaops.io/stella/integrity"
@@ -71,6 +72,7 @@ var errorTable = []errorRow{
 	{errFolderNotWritable, "ERR_PACK_FOLDER_NOT_WRITABLE", exitGeneric, "stella cannot create files there (read-only mount, write-protected media, or permissions): fix that, or write to another folder"},
 	{errHomeInvalid, "ERR_PACK_HOME_INVALID", exitGeneric, "--home (or STELLA_HOME) must be a folder, or a path where stella can create one"},
 	{errHomeMissing, "ERR_PACK_HOME_MISSING", exitNotFound, "check --home and STELLA_HOME for a typo; a home is created by the commands that store something (pack import, pack build, trust add, vault init, key generate, registry login)"},
+	{doctor.ErrUnknownCheck, "ERR_PACK_DOCTOR_CHECK_UNKNOWN", exitGeneric, "name a check by its id or a prefix of ids (cache, runs.stuck): `stella doctor --list` lists them"},
 	{context.Canceled, "ERR_PACK_INTERRUPTED", exitSignal + int(syscall.SIGINT), "the command was interrupted; run it again — nothing partial was kept"},
 
 	// Run evidence. Before the plan rows: a plan part that does not
@@ -308,6 +310,11 @@ type errorReport struct {
 // fail reports err and returns its exit code. A one-line message names the
 // object; validation problems follow one per line; then the hint.
 func (s *session) fail(err error) int {
+	var es *exitStatus
+	if errors.As(err, &es) {
+		// The command wrote its result; its exit status says the rest.
+		return es.code
+	}
 	row := lookupError(err)
 	var ve *pack.ValidationError
 	var problems []pack.Problem

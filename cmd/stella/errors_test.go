@@ -21,6 +21,7 @@ import (
 	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/cache"
+	"stellaops.io/stella/doctor"
 	"stellaops.io/stella/egress"
 	"stellaops.io/stella/evidence"
 	"stellaops.io/stella/integrity"
@@ -42,6 +43,7 @@ import (
 // TestEveryDomainErrorIsListed keeps it complete; TestEveryDomainErrorHasARow
 // checks each has a row in errorTable.
 var domainErrors = map[string]error{
+	"doctor.ErrUnknownCheck":            doctor.ErrUnknownCheck,
 	"evidence.ErrRunInProgress":         evidence.ErrRunInProgress,
 	"evidence.ErrOutputInvalid":         evidence.ErrOutputInvalid,
 	"evidence.ErrInvalid":               evidence.ErrInvalid,

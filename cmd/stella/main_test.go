@@ -45,6 +45,9 @@ func TestMain(m *testing.M) {
 				}
 				clockOffset = d
 			}
+			// A script makes one doctor check crash with
+			// STELLA_TEST_DOCTOR_CRASH=ID: only this test binary reads it.
+			doctorCrash = os.Getenv("STELLA_TEST_DOCTOR_CRASH")
 			os.Exit(runMain())
 		},
 	})

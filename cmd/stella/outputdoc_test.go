@@ -252,6 +252,9 @@ spec:
 	check("cache verify", run(home, "cache", "verify"))
 	check("cache du", run(home, "cache", "du"))
 	check("cache gc", run(home, "cache", "gc", "--dry-run"))
+	// The report and the list share the doctor row; each lacks the other's keys.
+	check("doctor", run(home, "doctor", "--check", "cache", "--check", "runs"), "id", "title", "network")
+	check("doctor", runList(home, "doctor", "--list"), "checks", "summary")
 	res := run(home, "pack", "run", "--insecure-skip-isolation", "--pack", "doc-keys:1.0.0")
 	check("pack run", res, "failure", "gate", "outputs") // it succeeded, at no gate, and the pack declares no outputs
 	id, _ := res["runId"].(string)
