@@ -180,6 +180,26 @@ func TestRunbookStructure(t *testing.T) {
 	}
 }
 
+// TestEveryDoctorCheckHasARunbook: each doctor check is named by some
+// runbook (in its metadata or its diagnosis), so a failing check leads to
+// what to do.
+func TestEveryDoctorCheckHasARunbook(t *testing.T) {
+	named := map[string]bool{}
+	for _, f := range runbookFiles(t) {
+		rb := readRunbook(t, f)
+		for _, cmd := range stellaCommands(rb.text) {
+			if m := regexp.MustCompile(`^stella doctor --check ([a-z.]+)`).FindStringSubmatch(cmd); m != nil {
+				named[m[1]] = true
+			}
+		}
+	}
+	for _, id := range doctorCheckIDs {
+		if !named[id] {
+			t.Errorf("doctor check %s is named by no runbook: add `stella doctor --check %s` to the runbook of what it finds", id, id)
+		}
+	}
+}
+
 // TestEveryErrorCodeHasOneRunbook: each code of errorTable is in the "Error
 // codes" field of exactly one runbook, and each code there exists.
 func TestEveryErrorCodeHasOneRunbook(t *testing.T) {
