@@ -239,6 +239,15 @@ func TestEveryErrorCodeHasOneRunbook(t *testing.T) {
 			}
 		}
 	}
+	// A hint that sends the operator to a runbook sends them to the owner.
+	hintRE := regexp.MustCompile(`runbook ([a-z][a-z-]*[a-z])`)
+	for _, r := range errorTable {
+		for _, m := range hintRE.FindAllStringSubmatch(r.Hint, -1) {
+			if n := owners[r.Code]; len(n) == 1 && n[0] != m[1]+".md" {
+				t.Errorf("the hint of %s points to the runbook %s, but %s owns the code", r.Code, m[1], n[0])
+			}
+		}
+	}
 	index, err := os.ReadFile(filepath.Join(runbooksDir, "task-packs.md"))
 	if err != nil {
 		t.Fatal(err)
