@@ -161,6 +161,11 @@ func TestRunbookStructure(t *testing.T) {
 		for _, p := range checkStructure(rb.text, runbookSections) {
 			t.Errorf("%s: %s", rb.name, p)
 		}
+		for _, h := range runbookSections {
+			if h != "## Diagnosis" && h != "## Resolution" && strings.TrimSpace(section(rb.text, h)) == "" {
+				t.Errorf("%s: section %q is empty", rb.name, h)
+			}
+		}
 		if rb.name == "_template.md" {
 			continue
 		}
@@ -542,6 +547,10 @@ func TestCheckCommandLine(t *testing.T) {
 		if err := checkCommandLine(app, line); (err == nil) != ok {
 			t.Errorf("%s: got %v, want ok=%v", line, err, ok)
 		}
+	}
+	doc := "# T\n## A\n\nx\n### B\n\n## C\ny\n"
+	if b, a := strings.TrimSpace(section(doc, "### B")), section(doc, "## A"); b != "" || !strings.Contains(a, "x") || strings.Contains(a, "y") {
+		t.Errorf("section: ### B = %q, ## A = %q", b, a)
 	}
 	got := stellaCommands("a `stella pack\n  runs list` b\n```sh\nstella cache \\\n  verify\n```\n")
 	if want := []string{"stella cache verify", "stella pack runs list"}; !slices.Equal(got, want) {
