@@ -55,6 +55,7 @@ Examples:
 			s.vaultCommand(),
 			s.keyCommand(),
 			s.trustCommand(),
+			s.serveCommand(),
 			s.completionCommand(),
 			s.versionCommand(),
 			s.docsCommand(),

@@ -31,6 +31,7 @@ var mayReachNetwork = map[string]bool{
 	// negotiation, expvar); metrics opens no connection. serve is the
 	// HTTP server of `stella serve`.
 	"metrics": true,
+	"serve":   true,
 
 	"admission":         false,
 	"approve":           false,

@@ -33,6 +33,7 @@ import (
 	"stellaops.io/stella/run"
 	"stellaops.io/stella/runs"
 	"stellaops.io/stella/secret"
+	"stellaops.io/stella/serve"
 	"stellaops.io/stella/signature"
 	"stellaops.io/stella/trust"
 	"stellaops.io/stella/vault"
@@ -54,6 +55,7 @@ var domainErrors = map[string]error{
 	"run.ErrLimit":                      run.ErrLimit,
 	"run.ErrIsolationRequired":          run.ErrIsolationRequired,
 	"egress.ErrBlocked":                 egress.ErrBlocked,
+	"serve.ErrPlainRemote":              serve.ErrPlainRemote,
 	"admission.ErrConflictingFlags":     admission.ErrConflictingFlags,
 	"admission.ErrSealedRelaxation":     admission.ErrSealedRelaxation,
 	"admission.ErrConfiguredRelaxation": admission.ErrConfiguredRelaxation,
