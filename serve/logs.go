@@ -78,6 +78,13 @@ type record struct {
 	end  int64
 }
 
+// recordHead is what a follower reads of a stored record.
+type recordHead struct {
+	Time   time.Time    `json:"time"`
+	StepID string       `json:"stepId"`
+	Data   *run.DataRef `json:"data"`
+}
+
 // readMax bounds what one read of a log takes in, so a follower of a
 // large log interleaves its records with the timeline and sends them in
 // pieces.
@@ -121,11 +128,17 @@ func (t *tail) read() ([]record, error) {
 		raw := b[:i]
 		b = b[i+1:]
 		t.off += int64(i + 1)
-		var l run.Line
-		if json.Unmarshal(raw, &l) != nil {
+		// Only what ordering and filtering need is decoded; the record
+		// is sent as stored unless its text is in the data file.
+		var h recordHead
+		if json.Unmarshal(raw, &h) != nil {
 			continue // a record no reader can decode (runs logs skips it too)
 		}
-		if l.Data != nil {
+		l := run.Line{Time: h.Time, StepID: h.StepID}
+		if h.Data != nil {
+			if json.Unmarshal(raw, &l) != nil {
+				continue
+			}
 			if err := t.data.Fill(&l); err != nil {
 				return out, err
 			}
