@@ -85,6 +85,39 @@ type recordHead struct {
 	Data   *run.DataRef `json:"data"`
 }
 
+// quickHead reads a record's head without a JSON decoder when the
+// record is as runs.Log writes it (run.Line.AppendJSON: time first, then
+// runId, packId, tenant, stepId, stream, msg, data). Inside a JSON
+// string a quote is always escaped, so `,"stepId":"` and `,"data":{`
+// can only be the fields themselves. ok is false for a record with a
+// data reference or of another shape: decode it.
+func quickHead(raw []byte) (h recordHead, ok bool) {
+	const prefix = `{"time":"`
+	if !bytes.HasPrefix(raw, []byte(prefix)) || raw[len(raw)-1] != '}' || bytes.Contains(raw, []byte(`,"data":{`)) {
+		return h, false
+	}
+	rest := raw[len(prefix):]
+	i := bytes.IndexByte(rest, '"')
+	if i < 0 {
+		return h, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(rest[:i]))
+	if err != nil {
+		return h, false
+	}
+	h.Time = t
+	const step = `,"stepId":"`
+	if j := bytes.Index(raw, []byte(step)); j >= 0 {
+		s := raw[j+len(step):]
+		k := bytes.IndexByte(s, '"')
+		if k < 0 || bytes.IndexByte(s[:k], '\\') >= 0 {
+			return h, false
+		}
+		h.StepID = string(s[:k])
+	}
+	return h, true
+}
+
 // readMax bounds what one read of a log takes in, so a follower of a
 // large log interleaves its records with the timeline and sends them in
 // pieces.
@@ -130,8 +163,8 @@ func (t *tail) read() ([]record, error) {
 		t.off += int64(i + 1)
 		// Only what ordering and filtering need is decoded; the record
 		// is sent as stored unless its text is in the data file.
-		var h recordHead
-		if json.Unmarshal(raw, &h) != nil {
+		h, ok := quickHead(raw)
+		if !ok && json.Unmarshal(raw, &h) != nil {
 			continue // a record no reader can decode (runs logs skips it too)
 		}
 		l := run.Line{Time: h.Time, StepID: h.StepID}
@@ -146,8 +179,11 @@ func (t *tail) read() ([]record, error) {
 		}
 		out = append(out, record{line: l, raw: raw, end: t.off})
 	}
-	// What is left is a record being written: keep it for the next read.
-	t.buf = append(t.buf[:0], b...)
+	// What is left is a record being written: keep it for the next read,
+	// in a buffer of its own (the records returned point into this one).
+	rest := make([]byte, len(b), len(b)+readMax)
+	copy(rest, b)
+	t.buf = rest
 	return out, nil
 }
 
