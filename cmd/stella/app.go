@@ -56,6 +56,7 @@ Examples:
 			s.keyCommand(),
 			s.trustCommand(),
 			s.doctorCommand(),
+			s.serveCommand(),
 			s.completionCommand(),
 			s.versionCommand(),
 			s.docsCommand(),

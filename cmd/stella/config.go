@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"stellaops.io/stella/metrics"
 	"stellaops.io/stella/pack"
 	"stellaops.io/stella/runs"
 )
@@ -51,6 +53,13 @@ type Config struct {
 	// sealed mode: a pack's destination must match an entry here too
 	// (same forms as sandbox.network.allowlist).
 	StepAllowlist []string `yaml:"stepAllowlist" json:"stepAllowlist,omitempty"`
+
+	// Metrics (issue 14, docs/operations/metrics.md).
+
+	// MetricsTextfile is where `stella pack run` and `stella pack runs
+	// resume` write the pack_* metrics after each run, for
+	// node_exporter's textfile collector: a file name ending in .prom.
+	MetricsTextfile string `yaml:"metricsTextfile" json:"metricsTextfile,omitempty"`
 }
 
 // RegistryConfig is how to reach one registry host.
@@ -93,6 +102,9 @@ func LoadConfig(path string) (Config, error) {
 		if _, err := runs.ParseRetention(c.RunRetention); err != nil {
 			return c, fmt.Errorf("%s: runRetention: %w: %w", path, ErrConfigInvalid, err)
 		}
+	}
+	if c.MetricsTextfile != "" && (!strings.HasSuffix(c.MetricsTextfile, metrics.TextfileExt) || !filepath.IsAbs(c.MetricsTextfile)) {
+		return c, fmt.Errorf("%s: metricsTextfile: %w: expected an absolute file name ending in %s (node_exporter reads only those), got %q", path, ErrConfigInvalid, metrics.TextfileExt, c.MetricsTextfile)
 	}
 	for i, h := range c.StepAllowlist {
 		if msg := pack.CheckAllowlistEntry(h); msg != "" {

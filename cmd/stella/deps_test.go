@@ -27,6 +27,11 @@ var mayReachNetwork = map[string]bool{
 	// the destinations its pack allows; the sandbox starts that relay.
 	"egress":  true,
 	"sandbox": true,
+	// The Prometheus client imports net/http (expfmt's content
+	// negotiation, expvar); metrics opens no connection. serve is the
+	// HTTP server of `stella serve`.
+	"metrics": true,
+	"serve":   true,
 
 	"admission":         false,
 	"approve":           false,

@@ -27,6 +27,7 @@ import (
 	"stellaops.io/stella/run"
 	"stellaops.io/stella/runs"
 	"stellaops.io/stella/secret"
+	"stellaops.io/stella/serve"
 	"stellaops.io/stella/signature"
 	"stellaops.io/stella/trust"
 	"stellaops.io/stella/vault"
@@ -59,6 +60,7 @@ type errorRow struct {
 var errorTable = []errorRow{
 	// Usage and environment.
 	{errUsage, "ERR_PACK_USAGE", exitGeneric, "run the command with --help to see its flags and examples"},
+	{serve.ErrPlainRemote, "ERR_PACK_SERVE_TLS_REQUIRED", exitGeneric, "listen on loopback (--listen 127.0.0.1:PORT, the default) and reach it through an SSH tunnel, or give --cert-file and --key-file to serve HTTPS on that address"},
 	{ErrConfigInvalid, "ERR_PACK_CONFIG_INVALID", exitInvalid, "fix or remove the named key in <home>/config.yaml; unknown keys are refused so a typo never weakens a policy"},
 	{errFileNotFound, "ERR_PACK_FILE_NOT_FOUND", exitNotFound, "check the path; on removable media, check that the volume is mounted"},
 	{fs.ErrNotExist, "ERR_PACK_FILE_NOT_FOUND", exitNotFound, "check the path; on removable media, check that the volume is mounted"},

@@ -34,6 +34,7 @@ import (
 	"stellaops.io/stella/run"
 	"stellaops.io/stella/runs"
 	"stellaops.io/stella/secret"
+	"stellaops.io/stella/serve"
 	"stellaops.io/stella/signature"
 	"stellaops.io/stella/trust"
 	"stellaops.io/stella/vault"
@@ -56,6 +57,7 @@ var domainErrors = map[string]error{
 	"run.ErrLimit":                      run.ErrLimit,
 	"run.ErrIsolationRequired":          run.ErrIsolationRequired,
 	"egress.ErrBlocked":                 egress.ErrBlocked,
+	"serve.ErrPlainRemote":              serve.ErrPlainRemote,
 	"admission.ErrConflictingFlags":     admission.ErrConflictingFlags,
 	"admission.ErrSealedRelaxation":     admission.ErrSealedRelaxation,
 	"admission.ErrConfiguredRelaxation": admission.ErrConfiguredRelaxation,

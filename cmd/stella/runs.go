@@ -27,6 +27,7 @@ import (
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/display"
 	"stellaops.io/stella/integrity"
+	"stellaops.io/stella/metrics"
 	"stellaops.io/stella/pack"
 	"stellaops.io/stella/plan"
 	"stellaops.io/stella/plans"
@@ -505,7 +506,22 @@ func (s *session) drive(ctx context.Context, st *cache.Store, rs *runs.Store, re
 	if err := rs.Save(context.WithoutCancel(ctx), rec, run.Delta{}); err != nil {
 		return errors.Join(runErr, err)
 	}
+	s.writeMetricsTextfile(rs)
 	return runErr
+}
+
+// writeMetricsTextfile writes the pack_* metrics to the configured
+// textfile for node_exporter, after a run stopped. The run's outcome is
+// what the command reports: a textfile that cannot be written is a
+// warning, never a change of exit code.
+func (s *session) writeMetricsTextfile(rs *runs.Store) {
+	path := s.config.MetricsTextfile
+	if path == "" {
+		return
+	}
+	if err := metrics.WriteTextfile(metrics.NewRegistry(rs, s.now), path); err != nil {
+		s.warnf("%v", err)
+	}
 }
 
 // stepEnv is the base environment of every step: nothing of the runner's
