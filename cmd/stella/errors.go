@@ -142,6 +142,7 @@ var errorTable = []errorRow{
 	{run.ErrLimit, "ERR_PACK_STEP_LIMIT", exitGeneric, "a step was stopped by the sandbox limit named (memoryMiB, pids, cpu): raise sandbox.limits in the pack (a new plan, approved anew) or make the step use less"},
 	{run.ErrStepFailed, "ERR_PACK_STEP_FAILED", exitGeneric, "a step's command exited non-zero: read its lines (`stella pack runs logs RUN --step STEP`), fix the cause, then `stella pack runs resume --run RUN`"},
 	{run.ErrStepErrored, "ERR_PACK_STEP_ERRORED", exitGeneric, "a step could not start, timed out or lost its runner: see `stella pack runs show RUN`, fix the cause, then `stella pack runs resume --run RUN`"},
+	{run.ErrChaosSpec, "ERR_PACK_CHAOS_SPEC", exitInvalid, "a --chaos fault is KIND=STEP (pause-after, fail, drop-network, kill-after; a step of the plan, and drop-network only for isolated steps) or delay-approvals=DURATION: see docs/operations/chaos.md"},
 	{run.ErrExpression, "ERR_PACK_EXPRESSION_FAILED", exitInvalid, "a when, items, policy or ${{ }} expression failed on the run's values: check the step outputs it reads (`stella pack runs show RUN`)"},
 	{run.ErrPolicyDenied, "ERR_PACK_POLICY_DENIED", exitTrust, "a gate.policy of the pack refused these inputs or outputs (the gate and its message are named); change the inputs and run again"},
 	{run.ErrGateRejected, "ERR_PACK_GATE_REJECTED", exitTrust, "an approver rejected the gate for this plan; a changed plan (new hash) must be approved anew"},

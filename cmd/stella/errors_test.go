@@ -53,6 +53,7 @@ var domainErrors = map[string]error{
 	"run.ErrSecretUndelivered":          run.ErrSecretUndelivered,
 	"run.ErrLimit":                      run.ErrLimit,
 	"run.ErrIsolationRequired":          run.ErrIsolationRequired,
+	"run.ErrChaosSpec":                  run.ErrChaosSpec,
 	"egress.ErrBlocked":                 egress.ErrBlocked,
 	"admission.ErrConflictingFlags":     admission.ErrConflictingFlags,
 	"admission.ErrSealedRelaxation":     admission.ErrSealedRelaxation,

@@ -63,6 +63,8 @@ Examples:
 				&cli.StringFlag{Name: "plan-hash", Usage: "refuse to run unless the plan hashes to this (full hash, a prefix of 12+ hex digits, or a saved plan's)"},
 				insecureIsolationFlag(),
 				secretsFlag(),
+				&cli.StringSliceFlag{Name: "chaos", Usage: "inject a fault to rehearse a failure (repeatable): pause-after=STEP, fail=STEP, drop-network=STEP, kill-after=STEP, delay-approvals=DURATION; recorded in the run and its evidence (docs/operations/chaos.md)"},
+				&cli.StringFlag{Name: "chaos-file", Usage: "file of chaos faults, one KIND=ARG a line (# comments), added to --chaos"},
 			},
 			Action: action(s.packRun),
 		},
@@ -337,7 +339,11 @@ func (s *session) packRun(ctx context.Context, c *cli.Context) error {
 	if _, err := plans.Save(ctx, st, canon, plans.Meta{PackRef: lp.Ref, Tenant: s.tenant, SavedAt: s.now(), PackSize: lp.Verdict.Artifact.Descriptor.Size}); err != nil {
 		return err
 	}
-	rec := &run.Record{Tenant: s.tenant, Pack: pl.Pack, PlanHash: hash, State: run.Running, Inputs: pl.Inputs, Relaxations: relax}
+	faults, err := s.chaosFaults(c, pl)
+	if err != nil {
+		return err
+	}
+	rec := &run.Record{Tenant: s.tenant, Pack: pl.Pack, PlanHash: hash, State: run.Running, Inputs: pl.Inputs, Relaxations: relax, Chaos: faults}
 	if err := rs.Create(ctx, rec); err != nil {
 		return err
 	}
@@ -485,6 +491,7 @@ func (s *session) drive(ctx context.Context, st *cache.Store, rs *runs.Store, re
 		SecretsDir: rs.SecretsPath(rec.ID),
 		Redact:     s.redact,
 		Now:        s.now,
+		Kill:       killRunner,
 		Log: func(l run.Line) {
 			log.Write(l)
 			if !s.quiet {
@@ -537,6 +544,8 @@ func (s *session) renderRun(rec *run.Record, runErr error) error {
 			fmt.Sprintf("stella pack approve --run %s --gate %s --key KEY --comment '...'", rec.ID, res.Gate),
 			fmt.Sprintf("stella pack approve --offline-request --run %s --gate %s -o request.stella.tar", rec.ID, res.Gate),
 			"stella pack runs resume --run "+rec.ID)
+	case run.Paused:
+		res.Next = append(res.Next, "stella pack runs resume --run "+rec.ID)
 	case run.Failed:
 		if rec.Failure != nil && rec.Failure.StepID != "" {
 			res.Next = append(res.Next, fmt.Sprintf("stella pack runs logs %s --step %s", rec.ID, rec.Failure.StepID))
@@ -731,6 +740,9 @@ func (s *session) runsShow(ctx context.Context, c *cli.Context) error {
 		}
 		if len(rec.Relaxations) > 0 {
 			fmt.Fprintf(w, "relaxed:   %s\n", display.Line(strings.Join(rec.Relaxations, ", ")))
+		}
+		for _, f := range rec.Chaos {
+			fmt.Fprintf(w, "chaos:     %s (fired %d)\n", display.Line(f.String()), f.Fired)
 		}
 		fmt.Fprintln(w, "steps:")
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
