@@ -27,6 +27,9 @@ var mayReachNetwork = map[string]bool{
 	// the destinations its pack allows; the sandbox starts that relay.
 	"egress":  true,
 	"sandbox": true,
+	// Notifications: webhooks to the hosts the site configures (the
+	// sealed allowlist gates them).
+	"notify": true,
 
 	"admission":         false,
 	"approve":           false,
