@@ -55,6 +55,7 @@ Examples:
 			s.vaultCommand(),
 			s.keyCommand(),
 			s.trustCommand(),
+			s.notifyCommand(),
 			s.completionCommand(),
 			s.versionCommand(),
 			s.docsCommand(),

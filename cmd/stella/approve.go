@@ -247,7 +247,7 @@ func (s *session) packApprove(ctx context.Context, c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		return s.emitOutcome(out)
+		return s.emitOutcome(ctx, out)
 	case planArg != "" || c.String("gate") != "":
 		if planArg == "" || c.String("gate") == "" || c.String("key") == "" {
 			return usageError("pack approve: a local decision needs --run or --plan, --gate and --key")
@@ -269,7 +269,7 @@ func (s *session) packApprove(ctx context.Context, c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		return s.emitOutcome(out)
+		return s.emitOutcome(ctx, out)
 	}
 	return usageError("pack approve: give --offline-request, --offline-response FILE, or --run (or --plan), --gate and --key for a local decision (see --help)")
 }
@@ -304,7 +304,10 @@ func viewOf(g approve.GateState) gateView {
 	return v
 }
 
-func (s *session) emitOutcome(o *approve.Outcome) error {
+func (s *session) emitOutcome(ctx context.Context, o *approve.Outcome) error {
+	if !o.Duplicate {
+		s.notifyApproval(ctx, o)
+	}
 	res := struct {
 		Duplicate bool          `json:"duplicate"`
 		Request   digest.Digest `json:"request"`

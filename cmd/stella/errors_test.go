@@ -26,6 +26,7 @@ import (
 	"stellaops.io/stella/integrity"
 	"stellaops.io/stella/keys"
 	"stellaops.io/stella/mirror"
+	"stellaops.io/stella/notify"
 	"stellaops.io/stella/pack"
 	"stellaops.io/stella/plan"
 	"stellaops.io/stella/plans"
@@ -54,6 +55,9 @@ var domainErrors = map[string]error{
 	"run.ErrLimit":                      run.ErrLimit,
 	"run.ErrIsolationRequired":          run.ErrIsolationRequired,
 	"run.ErrChaosSpec":                  run.ErrChaosSpec,
+	"notify.ErrHook":                    notify.ErrHook,
+	"notify.ErrHostRefused":             notify.ErrHostRefused,
+	"notify.ErrDelivery":                notify.ErrDelivery,
 	"egress.ErrBlocked":                 egress.ErrBlocked,
 	"admission.ErrConflictingFlags":     admission.ErrConflictingFlags,
 	"admission.ErrSealedRelaxation":     admission.ErrSealedRelaxation,

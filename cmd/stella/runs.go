@@ -505,6 +505,7 @@ func (s *session) drive(ctx context.Context, st *cache.Store, rs *runs.Store, re
 	runErr := eng.Drive(ctx, pl, rec)
 	cancel()
 	wg.Wait()
+	defer s.notifyEvents(ctx, s.runEvents(rec))
 	if err := log.Close(); err != nil {
 		runErr = errors.Join(runErr, fmt.Errorf("run %s: log: %w", rec.ID, err))
 	}
