@@ -12,7 +12,7 @@
 // Each hook (a command that reads the event as JSON on stdin, or a webhook
 // that receives it as a POST) has a cursor: the spool offset up to which
 // every event was delivered to it or given up on. Deliver walks each hook
-// from its cursor, in order, under the spool's lock, so across processes
+// from its cursor, in order, under the spool's delivery lock, so across processes
 // and retries a hook receives each event once. A failed delivery is retried
 // with backoff (package backoff); past MaxAttempts, or when the hook may
 // never be reached (a webhook host the sealed allowlist does not permit),
@@ -198,12 +198,21 @@ func (s *Spool) cursorPath(hook string) string {
 	return filepath.Join(s.dir, "cursors", hook+".json")
 }
 
-// lock takes the spool's lock, waiting for it until ctx ends.
-func (s *Spool) lock(ctx context.Context) (*flock.Flock, error) {
+// Locks: appenders take appendLock, so ids are checked and lines
+// written one process at a time; deliverers take deliverLock, so cursors
+// move one process at a time. A deliverer never holds up an appender: it
+// reads only complete lines, and a line is written in one write.
+const (
+	appendLock  = "append.lock"
+	deliverLock = "deliver.lock"
+)
+
+// lock takes one of the spool's locks, waiting for it until ctx ends.
+func (s *Spool) lock(ctx context.Context, name string) (*flock.Flock, error) {
 	if err := os.MkdirAll(s.dir, 0o700); err != nil {
 		return nil, err
 	}
-	l := flock.New(filepath.Join(s.dir, "lock"))
+	l := flock.New(filepath.Join(s.dir, name))
 	ok, err := l.TryLockContext(ctx, 20*time.Millisecond)
 	if err != nil {
 		return nil, fmt.Errorf("notification spool %s: lock: %w", s.dir, err)
@@ -220,7 +229,7 @@ func (s *Spool) Append(ctx context.Context, events []Event) error {
 	if len(events) == 0 {
 		return nil
 	}
-	l, err := s.lock(ctx)
+	l, err := s.lock(ctx, appendLock)
 	if err != nil {
 		return err
 	}
@@ -347,8 +356,11 @@ type Report struct {
 // the next Deliver goes on from it). It holds the spool's lock throughout.
 func (s *Spool) Deliver(ctx context.Context) (Report, error) {
 	var rep Report
-	l, err := s.lock(ctx)
+	l, err := s.lock(ctx, deliverLock)
 	if err != nil {
+		if ctx.Err() != nil { // another process delivers: it goes on from where we would
+			return rep, nil
+		}
 		return rep, err
 	}
 	defer l.Unlock()

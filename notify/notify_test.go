@@ -264,3 +264,37 @@ func TestHookCheck(t *testing.T) {
 		}
 	}
 }
+
+// Two deliverers at once (two commands ending together) and an appender:
+// the hook still receives every event once, in order.
+func TestConcurrentDeliverers(t *testing.T) {
+	dir := t.TempDir()
+	h, out := flakyHook(t, 1)
+	evs := events(6)
+	var wg sync.WaitGroup
+	for i := 0; i < 3; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			s, _ := testSpool(t, dir, h)
+			if err := s.Append(context.Background(), evs[:2*(i+1)]); err != nil {
+				t.Error(err)
+			}
+			if _, err := s.Deliver(context.Background()); err != nil {
+				t.Error(err)
+			}
+		}(i)
+	}
+	wg.Wait()
+	s, _ := testSpool(t, dir, h)
+	if _, err := s.Deliver(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, e := range evs {
+		want = append(want, e.ID)
+	}
+	if diff := cmp.Diff(want, received(t, out)); diff != "" {
+		t.Errorf("hook received (-want +got):\n%s", diff)
+	}
+}
