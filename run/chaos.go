@@ -85,9 +85,9 @@ func ParseFault(s string) (Fault, error) {
 	return Fault{}, fmt.Errorf("chaos fault %q: unknown kind %q (pause-after, fail, drop-network, delay-approvals, kill-after): %w", s, kind, ErrChaosSpec)
 }
 
-// CheckFaults refuses faults naming a step the plan does not have (an
-// iteration's id, e.g. each[0]::touch, counts once the plan expanded it;
-// a deferred map's iterations are accepted by their template id's suffix).
+// CheckFaults refuses faults naming a step the plan does not have: a
+// step's id, an iteration's (each[0]::touch) or its template's (touch,
+// which fires at the first iteration reaching it).
 func CheckFaults(pl *plan.Plan, faults []Fault) error {
 	ids := map[string]bool{}
 	var walk func(steps []plan.Step)
@@ -99,6 +99,7 @@ func CheckFaults(pl *plan.Plan, faults []Fault) error {
 				ids[s.ID[j+2:]] = true
 			}
 			walk(s.Children)
+			walk(s.Template)
 			for _, b := range s.Branches {
 				walk(b.Steps)
 			}
@@ -117,12 +118,13 @@ func CheckFaults(pl *plan.Plan, faults []Fault) error {
 	return nil
 }
 
-// fault returns the unfired step fault of kind for step s; d.mu must be
-// held.
+// fault returns the unfired step fault of kind for step s (named by its
+// id, or for an iteration by its template's id: the first iteration to get
+// there); d.mu must be held.
 func (d *driver) fault(kind string, s *plan.Step) *Fault {
 	for i := range d.rec.Chaos {
 		f := &d.rec.Chaos[i]
-		if f.Kind == kind && f.Fired == 0 && f.Step == s.ID {
+		if f.Kind == kind && f.Fired == 0 && (f.Step == s.ID || strings.HasSuffix(s.ID, "::"+f.Step)) {
 			return f
 		}
 	}
@@ -191,11 +193,8 @@ func (d *driver) chaosNetwork(s *plan.Step, sb pack.Sandbox) pack.Sandbox {
 	defer d.mu.Unlock()
 	f := d.fault(ChaosDropNetwork, s)
 	if f == nil {
-		for i := range d.rec.Chaos {
-			// Retries of the attempt it fired at stay cut off.
-			if g := &d.rec.Chaos[i]; g.Kind == ChaosDropNetwork && g.Step == s.ID && d.dropped[s.ID] {
-				sb.Network = pack.Network{Mode: pack.NetworkNone}
-			}
+		if d.dropped[s.ID] { // retries of the attempt it fired at stay cut off
+			sb.Network = pack.Network{Mode: pack.NetworkNone}
 		}
 		return sb
 	}

@@ -180,3 +180,37 @@ func TestParseFault(t *testing.T) {
 		}
 	}
 }
+
+// A fault naming a deferred map's template step fires at the first
+// iteration reaching it, once.
+func TestChaosTemplateStep(t *testing.T) {
+	f := newFixture(t, `  steps:
+    - id: discover
+      run: {command: [out, 'hosts=["h1","h2"]'], outputs: [hosts]}
+    - id: each
+      map:
+        items: steps.discover.outputs.hosts
+        steps:
+          - id: touch
+            run: {command: [ok]}
+`, nil)
+	faults := []Fault{{Kind: ChaosPauseAfter, Step: "touch"}}
+	if err := CheckFaults(f.pl, faults); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckFaults(f.pl, []Fault{{Kind: ChaosFail, Step: "nothere"}}); !errors.Is(err, ErrChaosSpec) {
+		t.Fatalf("unknown step: %v", err)
+	}
+	rec := &Record{ID: "run:default:test", Tenant: "default", Pack: f.pl.Pack, Chaos: faults}
+	r, err := f.drive(rec)
+	if err != nil || r.State != Paused {
+		t.Fatalf("state %s, err %v", r.State, err)
+	}
+	ev := chaosEvents(r)
+	if len(ev) != 1 || !strings.HasSuffix(strings.Fields(ev[0])[0], "::touch") {
+		t.Errorf("chaos events %q", ev)
+	}
+	if r, err = f.drive(r); err != nil || r.State != Succeeded {
+		t.Fatalf("resumed: state %s, err %v", r.State, err)
+	}
+}
