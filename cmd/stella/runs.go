@@ -358,7 +358,11 @@ func (s *session) packRun(ctx context.Context, c *cli.Context) error {
 	}
 	s.notef("run %s: %s:%s, plan %s", rec.ID, display.Line(pl.Pack.Name), display.Line(pl.Pack.Version), hash)
 	runErr := s.drive(ctx, st, rs, rec, pl, lp.Pack, secrets)
-	return s.renderRun(rec, runErr)
+	err = s.renderRun(rec, runErr)
+	// Told once the operator has the result: a slow hook delays only the
+	// exit (within notify.deliverWithin).
+	s.notifyEvents(ctx, s.runEvents(rec))
+	return err
 }
 
 // planOf plans a loaded pack with the code `stella pack plan` uses.
@@ -505,7 +509,6 @@ func (s *session) drive(ctx context.Context, st *cache.Store, rs *runs.Store, re
 	runErr := eng.Drive(ctx, pl, rec)
 	cancel()
 	wg.Wait()
-	defer s.notifyEvents(ctx, s.runEvents(rec))
 	if err := log.Close(); err != nil {
 		runErr = errors.Join(runErr, fmt.Errorf("run %s: log: %w", rec.ID, err))
 	}
@@ -661,7 +664,11 @@ func (s *session) runsResume(ctx context.Context, c *cli.Context) error {
 	defer rs.Close()
 	s.notef("resuming run %s", id)
 	runErr := s.drive(ctx, st, rs, rec, pl, lp.Pack, secrets)
-	return s.renderRun(rec, runErr)
+	err = s.renderRun(rec, runErr)
+	// Told once the operator has the result: a slow hook delays only the
+	// exit (within notify.deliverWithin).
+	s.notifyEvents(ctx, s.runEvents(rec))
+	return err
 }
 
 // runSummary is one line of `runs list`.
