@@ -43,7 +43,7 @@ Examples:
 		Subcommands: []*cli.Command{
 			{
 				Name:  "deliver",
-				Usage: "raise due gate-wait alerts and deliver what the hooks have not taken yet",
+				Usage: "raise due gate-wait alerts and deliver what the hooks have not taken yet (exit 10 when some event was not delivered)",
 				Flags: []cli.Flag{
 					&cli.DurationFlag{Name: "within", Usage: "give up (keeping each hook's place) after this long", Value: time.Minute},
 				},
@@ -185,9 +185,16 @@ func (s *session) notifyDeliver(ctx context.Context, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.emit(rep, func(w io.Writer) {
+	if err := s.emit(rep, func(w io.Writer) {
 		fmt.Fprintf(w, "delivered %d, failed attempts %d, dead letters %d, pending %d\n", rep.Delivered, rep.Failed, rep.Dead, rep.Pending)
-	})
+	}); err != nil {
+		return err
+	}
+	// Exit 10 tells a cron job that something was not delivered.
+	if rep.Dead > 0 || rep.Pending > 0 {
+		return fmt.Errorf("%d event(s) went to the dead letters %s, %d still pending: %w", rep.Dead, sp.DeadLetterPath(), rep.Pending, notify.ErrDelivery)
+	}
+	return nil
 }
 
 func (s *session) notifyDeadLetters(ctx context.Context, _ *cli.Context) error {
