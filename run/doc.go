@@ -22,4 +22,10 @@
 // once the change is durable; the engine starts no command before the
 // record saying it is about to is saved, and marks no step succeeded before
 // its outputs are saved with it.
+//
+// Chaos faults (chaos.go) are data of the record (Record.Chaos): the
+// engine injects each where it applies (before a step, after it, in its
+// sandbox, at a gate), records a pack.chaos.injected event, and marks it
+// fired in the same save, so a resumed run never injects a step fault twice.
+// kill-after calls Engine.Kill only once that save is durable.
 package run

@@ -218,6 +218,10 @@ type Engine struct {
 	// shows; each value is added as it is resolved. Nil: the engine keeps
 	// a set of its own.
 	Redact *redact.Set
+	// Kill ends the runner at once, as a crash would (chaos kill-after);
+	// it does not return. Nil: kill-after is recorded but nothing is
+	// killed.
+	Kill func()
 }
 
 // driver carries one Drive.
@@ -246,6 +250,7 @@ type driver struct {
 	outputs map[string]map[string]any // step id → outputs (succeeded steps)
 	redact  *redact.Set
 	secrets map[string]plan.Secret // by name
+	dropped map[string]bool        // steps cut off the network by chaos (under mu)
 }
 
 // Drive runs pl under rec until the run ends or parks at an approval gate.
@@ -427,7 +432,7 @@ func (d *driver) finish(ctx context.Context, runErr error) error {
 	now := d.now()
 	// A file the pack names as an output is masked like everything else
 	// the run wrote, whatever state the run ends in.
-	if err := d.maskOutputFiles(); err != nil && (runErr == nil || errors.Is(runErr, errParked)) {
+	if err := d.maskOutputFiles(); err != nil && (runErr == nil || errors.Is(runErr, errParked) || errors.Is(runErr, errPaused)) {
 		runErr = err
 	}
 	switch {
@@ -445,6 +450,10 @@ func (d *driver) finish(ctx context.Context, runErr error) error {
 	case errors.Is(runErr, errParked):
 		d.rec.State = AwaitingApproval
 		d.event(EventRunParked, "", 0, runErr.Error())
+		return d.saveLocked(ctx)
+	case errors.Is(runErr, errPaused):
+		d.rec.State = Paused
+		d.event(EventRunPaused, "", 0, runErr.Error())
 		return d.saveLocked(ctx)
 	}
 	if ctx.Err() != nil && !errors.Is(runErr, ErrRunTimeout) && errors.Is(context.Cause(ctx), ErrRunTimeout) {
@@ -540,10 +549,31 @@ func (d *driver) step(ctx context.Context, s *plan.Step, vars map[string]any) er
 	if skip {
 		return d.skip(ctx, s)
 	}
+	err := d.chaosBefore(ctx, s)
+	switch {
+	case err != nil:
+	case s.Kind == pack.KindRun:
+		err = d.runStep(ctx, s, vars)
+	default:
+		err = d.kind(ctx, s, vars)
+	}
+	if err == nil {
+		err = d.chaosAfter(ctx, s)
+	}
+	if err != nil && s.ContinueOnError && !errors.Is(err, errParked) && !errors.Is(err, errPaused) && ctx.Err() == nil &&
+		(errors.Is(err, ErrStepFailed) || errors.Is(err, ErrStepErrored)) {
+		d.mu.Lock()
+		d.event(EventStepFailed, s.ID, 0, "continueOnError: the run goes on")
+		d.mu.Unlock()
+		return nil
+	}
+	return err
+}
+
+// kind runs a step of any kind but run.
+func (d *driver) kind(ctx context.Context, s *plan.Step, vars map[string]any) error {
 	var err error
 	switch s.Kind {
-	case pack.KindRun:
-		err = d.runStep(ctx, s, vars)
 	case pack.KindParallel:
 		err = d.container(ctx, s, func(ctx context.Context) error { return d.parallel(ctx, s.Children, s.MaxParallel, vars) })
 	case pack.KindMap, pack.KindLoop:
@@ -556,13 +586,6 @@ func (d *driver) step(ctx context.Context, s *plan.Step, vars map[string]any) er
 		err = d.approvalGate(ctx, s)
 	default:
 		err = fmt.Errorf("step %s: unknown kind %q: %w", s.ID, s.Kind, ErrStepErrored)
-	}
-	if err != nil && s.ContinueOnError && !errors.Is(err, errParked) && ctx.Err() == nil &&
-		(errors.Is(err, ErrStepFailed) || errors.Is(err, ErrStepErrored)) {
-		d.mu.Lock()
-		d.event(EventStepFailed, s.ID, 0, "continueOnError: the run goes on")
-		d.mu.Unlock()
-		return nil
 	}
 	return err
 }
@@ -589,6 +612,8 @@ func (d *driver) container(ctx context.Context, s *plan.Step, body func(context.
 			sr.State, sr.Ended = Succeeded, &now
 		case errors.Is(err, errParked):
 			sr.State = AwaitingApproval
+		case errors.Is(err, errPaused):
+			sr.State = StepPending
 		case ctx.Err() != nil || errors.Is(err, ErrCancelled):
 			sr.State, sr.Ended = Cancelled, &now
 		case errors.Is(err, ErrStepErrored) || errors.Is(err, ErrExpression):
@@ -694,7 +719,7 @@ func (d *driver) concurrently(ctx context.Context, groups [][]plan.Step, max int
 			defer mu.Unlock()
 			switch {
 			case err == nil:
-			case errors.Is(err, errParked):
+			case errors.Is(err, errParked) || errors.Is(err, errPaused):
 				if parked == nil {
 					parked = err
 				}
@@ -893,6 +918,9 @@ func (d *driver) approvalGate(ctx context.Context, s *plan.Step) error {
 	st, err := d.e.Gates.Check(ctx, d.rec, gate, since)
 	if err != nil {
 		return err
+	}
+	if held, msg := d.chaosGate(s, since); held && st.State == GateApproved {
+		st.State, st.Message = GateWaiting, msg
 	}
 	var out error
 	uerr := d.update(ctx, func(r *Record) {

@@ -69,6 +69,9 @@ type Record struct {
 	// Relaxations are explicit weakenings in force for this run (printed
 	// and recorded, e.g. an isolation override).
 	Relaxations []string `json:"relaxations,omitempty"`
+	// Chaos are the faults injected on purpose in this run, each with
+	// whether it fired (chaos.go).
+	Chaos []Fault `json:"chaos,omitempty"`
 }
 
 // StepRecord is the state of one expanded step.

@@ -163,6 +163,7 @@ func (d *driver) attempt(ctx context.Context, s *plan.Step, vars map[string]any,
 	}
 
 	token := fmt.Sprintf("%s|%s|%d", d.rec.ID, s.ID, attempt)
+	sandbox := d.chaosNetwork(s, d.pl.Sandbox)
 	if err := d.update(ctx, func(r *Record) {
 		sr := d.stepRecord(s)
 		now := d.now()
@@ -188,7 +189,7 @@ func (d *driver) attempt(ctx context.Context, s *plan.Step, vars map[string]any,
 	stdout, stderr := d.redact.Writer(stdoutLines), d.redact.Writer(stderrLines)
 	blocked := d.blockedReporter(ctx, s, attempt)
 	exit := d.e.Executor.Execute(sctx, Invocation{RunID: d.rec.ID, StepID: s.ID, Attempt: attempt, Command: argv, Env: env, Dir: dir,
-		Secrets: s.Run.Secrets, SecretDir: secretDir, Sandbox: d.pl.Sandbox, Blocked: blocked.report,
+		Secrets: s.Run.Secrets, SecretDir: secretDir, Sandbox: sandbox, Blocked: blocked.report,
 		Stdout: stdout, Stderr: stderr, Token: token})
 	_ = stdout.Flush()
 	_ = stderr.Flush()

@@ -57,6 +57,7 @@ Examples:
 			s.trustCommand(),
 			s.doctorCommand(),
 			s.serveCommand(),
+			s.notifyCommand(),
 			s.completionCommand(),
 			s.versionCommand(),
 			s.docsCommand(),

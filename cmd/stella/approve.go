@@ -23,6 +23,7 @@ import (
 	"stellaops.io/stella/approve"
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/display"
+	"stellaops.io/stella/notify"
 	"stellaops.io/stella/pack"
 	"stellaops.io/stella/plan"
 	"stellaops.io/stella/plans"
@@ -233,6 +234,9 @@ func (s *session) packApprove(ctx context.Context, c *cli.Context) error {
 			Tenant    string        `json:"tenant"`
 			ExpiresAt string        `json:"expiresAt"`
 		}{req.Descriptor.Digest, req.Ref, out, sum.Digest.Encoded(), req.Doc.PlanHash, req.Doc.Gate, req.Doc.Tenant, req.Doc.ExpiresAt.UTC().Format(time.RFC3339)}
+		s.notifyEvents(ctx, []notify.Event{{ID: "approval-request:" + req.Descriptor.Digest.String(), Type: "pack.approval.requested", Time: s.now().UTC(),
+			RunID: c.String("run"), Tenant: req.Doc.Tenant, Gate: req.Doc.Gate,
+			Message: fmt.Sprintf("offline request %s for plan %s, expires %s", req.Descriptor.Digest, req.Doc.PlanHash, res.ExpiresAt)}})
 		return s.emit(res, func(w io.Writer) {
 			fmt.Fprintf(w, "wrote request %s to %s (sha256 %s)\n", res.Request, display.Line(res.File), res.SHA256)
 			fmt.Fprintf(w, "plan %s, gate %s, tenant %s, expires %s\n", res.PlanHash, display.Line(res.Gate), display.Line(res.Tenant), res.ExpiresAt)
@@ -247,7 +251,7 @@ func (s *session) packApprove(ctx context.Context, c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		return s.emitOutcome(out)
+		return s.emitOutcome(ctx, out)
 	case planArg != "" || c.String("gate") != "":
 		if planArg == "" || c.String("gate") == "" || c.String("key") == "" {
 			return usageError("pack approve: a local decision needs --run or --plan, --gate and --key")
@@ -269,7 +273,7 @@ func (s *session) packApprove(ctx context.Context, c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		return s.emitOutcome(out)
+		return s.emitOutcome(ctx, out)
 	}
 	return usageError("pack approve: give --offline-request, --offline-response FILE, or --run (or --plan), --gate and --key for a local decision (see --help)")
 }
@@ -304,7 +308,10 @@ func viewOf(g approve.GateState) gateView {
 	return v
 }
 
-func (s *session) emitOutcome(o *approve.Outcome) error {
+func (s *session) emitOutcome(ctx context.Context, o *approve.Outcome) error {
+	if !o.Duplicate {
+		s.notifyApproval(ctx, o)
+	}
 	res := struct {
 		Duplicate bool          `json:"duplicate"`
 		Request   digest.Digest `json:"request"`

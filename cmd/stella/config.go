@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"stellaops.io/stella/metrics"
+	"stellaops.io/stella/notify"
 	"stellaops.io/stella/pack"
 	"stellaops.io/stella/runs"
 )
@@ -60,6 +61,33 @@ type Config struct {
 	// resume` write the pack_* metrics after each run, for
 	// node_exporter's textfile collector: a file name ending in .prom.
 	MetricsTextfile string `yaml:"metricsTextfile" json:"metricsTextfile,omitempty"`
+
+	// Notifications (docs/operations/notifications.md).
+	Notify NotifyConfig `yaml:"notify" json:"notify,omitempty"`
+}
+
+// NotifyConfig is where run, approval and chaos events are delivered, and
+// how hard stella tries.
+type NotifyConfig struct {
+	// Hooks receive the events of the spool: a command (the event as JSON
+	// on stdin) or a webhook URL.
+	Hooks []notify.Hook `yaml:"hooks" json:"hooks,omitempty"`
+	// MaxAttempts before an event goes to the dead letters (default 5).
+	MaxAttempts int `yaml:"maxAttempts" json:"maxAttempts,omitempty"`
+	// RetryInitial and RetryMax are the backoff between attempts
+	// (default 1s doubling to 30s).
+	RetryInitial time.Duration `yaml:"retryInitial" json:"retryInitial,omitempty"`
+	RetryMax     time.Duration `yaml:"retryMax" json:"retryMax,omitempty"`
+	// DeliverWithin bounds the delivery a command does before it exits
+	// (default 10s); what is left waits for the next command or
+	// `stella notify deliver`.
+	DeliverWithin time.Duration `yaml:"deliverWithin" json:"deliverWithin,omitempty"`
+	// SealedAllowlist are the webhook hosts (host or host:port, as in
+	// the URL) stella may post to in sealed mode; no other is contacted.
+	SealedAllowlist []string `yaml:"sealedAllowlist" json:"sealedAllowlist,omitempty"`
+	// GateWaitAlert raises pack.approval.overdue when a run has waited at
+	// a gate longer (default 30m).
+	GateWaitAlert time.Duration `yaml:"gateWaitAlert" json:"gateWaitAlert,omitempty"`
 }
 
 // RegistryConfig is how to reach one registry host.
@@ -105,6 +133,11 @@ func LoadConfig(path string) (Config, error) {
 	}
 	if c.MetricsTextfile != "" && (!strings.HasSuffix(c.MetricsTextfile, metrics.TextfileExt) || !filepath.IsAbs(c.MetricsTextfile)) {
 		return c, fmt.Errorf("%s: metricsTextfile: %w: expected an absolute file name ending in %s (node_exporter reads only those), got %q", path, ErrConfigInvalid, metrics.TextfileExt, c.MetricsTextfile)
+	}
+	for i, h := range c.Notify.Hooks {
+		if err := h.Check(); err != nil {
+			return c, fmt.Errorf("%s: notify.hooks[%d]: %w: %w", path, i, ErrConfigInvalid, err)
+		}
 	}
 	for i, h := range c.StepAllowlist {
 		if msg := pack.CheckAllowlistEntry(h); msg != "" {

@@ -32,6 +32,9 @@ var mayReachNetwork = map[string]bool{
 	// HTTP server of `stella serve`.
 	"metrics": true,
 	"serve":   true,
+	// Notifications: webhooks to the hosts the site configures (the
+	// sealed allowlist gates them).
+	"notify": true,
 
 	"admission":         false,
 	"approve":           false,

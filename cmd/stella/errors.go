@@ -20,6 +20,7 @@ import (
 	"stellaops.io/stella/integrity"
 	"stellaops.io/stella/keys"
 	"stellaops.io/stella/mirror"
+	"stellaops.io/stella/notify"
 	"stellaops.io/stella/pack"
 	"stellaops.io/stella/plan"
 	"stellaops.io/stella/plans"
@@ -61,6 +62,8 @@ var errorTable = []errorRow{
 	// Usage and environment.
 	{errUsage, "ERR_PACK_USAGE", exitGeneric, "run the command with --help to see its flags and examples"},
 	{serve.ErrPlainRemote, "ERR_PACK_SERVE_TLS_REQUIRED", exitGeneric, "listen on loopback (--listen 127.0.0.1:PORT, the default) and reach it through an SSH tunnel, or give --cert-file and --key-file to serve HTTPS on that address"},
+	// A hook's own row first: the config error wraps both.
+	{notify.ErrHook, "ERR_PACK_NOTIFY_HOOK", exitInvalid, "a notify hook of <home>/config.yaml needs a name and exactly one of command (argv) and url (http or https), and event patterns such as pack.run.*: see docs/operations/notifications.md"},
 	{ErrConfigInvalid, "ERR_PACK_CONFIG_INVALID", exitInvalid, "fix or remove the named key in <home>/config.yaml; unknown keys are refused so a typo never weakens a policy"},
 	{errFileNotFound, "ERR_PACK_FILE_NOT_FOUND", exitNotFound, "check the path; on removable media, check that the volume is mounted"},
 	{fs.ErrNotExist, "ERR_PACK_FILE_NOT_FOUND", exitNotFound, "check the path; on removable media, check that the volume is mounted"},
@@ -146,6 +149,9 @@ var errorTable = []errorRow{
 	{run.ErrLimit, "ERR_PACK_STEP_LIMIT", exitGeneric, "a step was stopped by the sandbox limit named (memoryMiB, pids, cpu): raise sandbox.limits in the pack (a new plan, approved anew) or make the step use less"},
 	{run.ErrStepFailed, "ERR_PACK_STEP_FAILED", exitGeneric, "a step's command exited non-zero: read its lines (`stella pack runs logs RUN --step STEP`), fix the cause, then `stella pack runs resume --run RUN`"},
 	{run.ErrStepErrored, "ERR_PACK_STEP_ERRORED", exitGeneric, "a step could not start, timed out or lost its runner: see `stella pack runs show RUN`, fix the cause, then `stella pack runs resume --run RUN`"},
+	{notify.ErrHostRefused, "ERR_PACK_NOTIFY_HOST_REFUSED", exitSealed, "in sealed mode a webhook is posted only to a host listed in notify.sealedAllowlist of <home>/config.yaml: add it there, or use a command hook (a local relay)"},
+	{notify.ErrDelivery, "ERR_PACK_NOTIFY_UNDELIVERED", exitTransient, "a hook did not take an event (the message says how): fix the hook or its host, then `stella notify deliver`; events given up on are listed by `stella notify dead-letters`"},
+	{run.ErrChaosSpec, "ERR_PACK_CHAOS_SPEC", exitInvalid, "a --chaos fault is KIND=STEP (pause-after, fail, drop-network, kill-after; a step of the plan, and drop-network only for isolated steps) or delay-approvals=DURATION: see docs/operations/chaos.md"},
 	{run.ErrExpression, "ERR_PACK_EXPRESSION_FAILED", exitInvalid, "a when, items, policy or ${{ }} expression failed on the run's values: check the step outputs it reads (`stella pack runs show RUN`)"},
 	{run.ErrPolicyDenied, "ERR_PACK_POLICY_DENIED", exitTrust, "a gate.policy of the pack refused these inputs or outputs (the gate and its message are named); change the inputs and run again"},
 	{run.ErrGateRejected, "ERR_PACK_GATE_REJECTED", exitTrust, "an approver rejected the gate for this plan; a changed plan (new hash) must be approved anew"},

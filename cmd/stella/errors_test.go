@@ -27,6 +27,7 @@ import (
 	"stellaops.io/stella/integrity"
 	"stellaops.io/stella/keys"
 	"stellaops.io/stella/mirror"
+	"stellaops.io/stella/notify"
 	"stellaops.io/stella/pack"
 	"stellaops.io/stella/plan"
 	"stellaops.io/stella/plans"
@@ -56,6 +57,10 @@ var domainErrors = map[string]error{
 	"run.ErrSecretUndelivered":          run.ErrSecretUndelivered,
 	"run.ErrLimit":                      run.ErrLimit,
 	"run.ErrIsolationRequired":          run.ErrIsolationRequired,
+	"run.ErrChaosSpec":                  run.ErrChaosSpec,
+	"notify.ErrHook":                    notify.ErrHook,
+	"notify.ErrHostRefused":             notify.ErrHostRefused,
+	"notify.ErrDelivery":                notify.ErrDelivery,
 	"egress.ErrBlocked":                 egress.ErrBlocked,
 	"serve.ErrPlainRemote":              serve.ErrPlainRemote,
 	"admission.ErrConflictingFlags":     admission.ErrConflictingFlags,

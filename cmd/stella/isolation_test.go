@@ -121,9 +121,9 @@ spec:
 }
 
 // run runs pack (none or allow) in a fresh home as uid (or as this
-// process's user when uid < 0), and returns the step's result lines and
-// the run record.
-func (w *isolationWorld) run(t *testing.T, pack string, uid int) ([]string, *run.Record) {
+// process's user when uid < 0), with the extra flags of pack run, and
+// returns the step's result lines and the run record.
+func (w *isolationWorld) run(t *testing.T, pack string, uid int, extra ...string) ([]string, *run.Record) {
 	t.Helper()
 	home, err := os.MkdirTemp(w.dir, "home-")
 	if err != nil {
@@ -155,7 +155,7 @@ func (w *isolationWorld) run(t *testing.T, pack string, uid int) ([]string, *run
 		}
 		return out.String()
 	}
-	out := stella("--output", "json", "pack", "run", "--pack", filepath.Join(w.dir, "kit", pack))
+	out := stella(append([]string{"--output", "json", "pack", "run", "--pack", filepath.Join(w.dir, "kit", pack)}, extra...)...)
 	var res struct {
 		RunID string `json:"runId"`
 	}
@@ -251,6 +251,39 @@ func TestStepNetwork(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestChaosDropNetwork: the step of the allowlist pack, which reaches the
+// host's TCP service on its own (TestStepNetwork), reaches nothing but its
+// loopback when chaos drops its network, and the injection is recorded.
+func TestChaosDropNetwork(t *testing.T) {
+	w := newIsolationWorld(t)
+	got, rec := w.run(t, "allow", -1, "--chaos", "drop-network=probe")
+	want := []string{
+		"reached loopback: pong",
+		"unreachable 192.0.2.1:80",
+		"unreachable HOST-TCP",
+		"unreachable HOST-UNIX",
+		"unresolved blocked.stella.test",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("results:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if iso := rec.Steps["probe"].Isolation; iso == nil || iso.Network != "none" || len(iso.Allowlist) != 0 {
+		t.Errorf("isolation %+v, want network none", iso)
+	}
+	var chaos []string
+	for _, e := range rec.Timeline {
+		if e.Type == run.EventChaosInjected {
+			chaos = append(chaos, e.StepID+" "+e.Message)
+		}
+	}
+	if len(chaos) != 1 || chaos[0] != "probe drop-network=probe: the step runs with no network" {
+		t.Errorf("chaos events %q", chaos)
+	}
+	if len(rec.Chaos) != 1 || rec.Chaos[0].Fired != 1 {
+		t.Errorf("record chaos %+v", rec.Chaos)
 	}
 }
 

@@ -125,14 +125,19 @@ func scriptParams(t *testing.T, dir string) testscript.Params {
 				ts.Setenv(strings.ToUpper(args[0]), regtest.Tool(t, args[0]))
 			},
 			// jsonvar NAME KEY sets $NAME to the string value of KEY in the
-			// JSON object the last command printed on stdout.
+			// JSON object the last command printed on stdout (the first
+			// object, when it printed a list).
 			"jsonvar": func(ts *testscript.TestScript, neg bool, args []string) {
 				if neg || len(args) != 2 {
 					ts.Fatalf("usage: jsonvar NAME KEY")
 				}
 				var m map[string]any
 				if err := json.Unmarshal([]byte(ts.ReadFile("stdout")), &m); err != nil {
-					ts.Fatalf("jsonvar: stdout is not a JSON object: %v", err)
+					var list []map[string]any
+					if lerr := json.Unmarshal([]byte(ts.ReadFile("stdout")), &list); lerr != nil || len(list) == 0 {
+						ts.Fatalf("jsonvar: stdout is not a JSON object nor a list of them: %v", err)
+					}
+					m = list[0]
 				}
 				v, ok := m[args[1]].(string)
 				if !ok {

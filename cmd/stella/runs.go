@@ -64,6 +64,8 @@ Examples:
 				&cli.StringFlag{Name: "plan-hash", Usage: "refuse to run unless the plan hashes to this (full hash, a prefix of 12+ hex digits, or a saved plan's)"},
 				insecureIsolationFlag(),
 				secretsFlag(),
+				&cli.StringSliceFlag{Name: "chaos", Usage: "inject a fault to rehearse a failure (repeatable): pause-after=STEP, fail=STEP, drop-network=STEP, kill-after=STEP, delay-approvals=DURATION; recorded in the run and its evidence (docs/operations/chaos.md)"},
+				&cli.StringFlag{Name: "chaos-file", Usage: "file of chaos faults, one KIND=ARG a line (# comments), added to --chaos"},
 			},
 			Action: action(s.packRun),
 		},
@@ -338,7 +340,11 @@ func (s *session) packRun(ctx context.Context, c *cli.Context) error {
 	if _, err := plans.Save(ctx, st, canon, plans.Meta{PackRef: lp.Ref, Tenant: s.tenant, SavedAt: s.now(), PackSize: lp.Verdict.Artifact.Descriptor.Size}); err != nil {
 		return err
 	}
-	rec := &run.Record{Tenant: s.tenant, Pack: pl.Pack, PlanHash: hash, State: run.Running, Inputs: pl.Inputs, Relaxations: relax}
+	faults, err := s.chaosFaults(c, pl)
+	if err != nil {
+		return err
+	}
+	rec := &run.Record{Tenant: s.tenant, Pack: pl.Pack, PlanHash: hash, State: run.Running, Inputs: pl.Inputs, Relaxations: relax, Chaos: faults}
 	if err := rs.Create(ctx, rec); err != nil {
 		return err
 	}
@@ -353,7 +359,11 @@ func (s *session) packRun(ctx context.Context, c *cli.Context) error {
 	}
 	s.notef("run %s: %s:%s, plan %s", rec.ID, display.Line(pl.Pack.Name), display.Line(pl.Pack.Version), hash)
 	runErr := s.drive(ctx, st, rs, rec, pl, lp.Pack, secrets)
-	return s.renderRun(rec, runErr)
+	err = s.renderRun(rec, runErr)
+	// Told once the operator has the result: a slow hook delays only the
+	// exit (within notify.deliverWithin).
+	s.notifyEvents(ctx, s.runEvents(rec))
+	return err
 }
 
 // planOf plans a loaded pack with the code `stella pack plan` uses.
@@ -486,6 +496,7 @@ func (s *session) drive(ctx context.Context, st *cache.Store, rs *runs.Store, re
 		SecretsDir: rs.SecretsPath(rec.ID),
 		Redact:     s.redact,
 		Now:        s.now,
+		Kill:       killRunner,
 		Log: func(l run.Line) {
 			log.Write(l)
 			if !s.quiet {
@@ -553,6 +564,8 @@ func (s *session) renderRun(rec *run.Record, runErr error) error {
 			fmt.Sprintf("stella pack approve --run %s --gate %s --key KEY --comment '...'", rec.ID, res.Gate),
 			fmt.Sprintf("stella pack approve --offline-request --run %s --gate %s -o request.stella.tar", rec.ID, res.Gate),
 			"stella pack runs resume --run "+rec.ID)
+	case run.Paused:
+		res.Next = append(res.Next, "stella pack runs resume --run "+rec.ID)
 	case run.Failed:
 		if rec.Failure != nil && rec.Failure.StepID != "" {
 			res.Next = append(res.Next, fmt.Sprintf("stella pack runs logs %s --step %s", rec.ID, rec.Failure.StepID))
@@ -667,7 +680,11 @@ func (s *session) runsResume(ctx context.Context, c *cli.Context) error {
 	defer rs.Close()
 	s.notef("resuming run %s", id)
 	runErr := s.drive(ctx, st, rs, rec, pl, lp.Pack, secrets)
-	return s.renderRun(rec, runErr)
+	err = s.renderRun(rec, runErr)
+	// Told once the operator has the result: a slow hook delays only the
+	// exit (within notify.deliverWithin).
+	s.notifyEvents(ctx, s.runEvents(rec))
+	return err
 }
 
 // runSummary is one line of `runs list`.
@@ -747,6 +764,9 @@ func (s *session) runsShow(ctx context.Context, c *cli.Context) error {
 		}
 		if len(rec.Relaxations) > 0 {
 			fmt.Fprintf(w, "relaxed:   %s\n", display.Line(strings.Join(rec.Relaxations, ", ")))
+		}
+		for _, f := range rec.Chaos {
+			fmt.Fprintf(w, "chaos:     %s (fired %d)\n", display.Line(f.String()), f.Fired)
 		}
 		fmt.Fprintln(w, "steps:")
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
