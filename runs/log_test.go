@@ -86,8 +86,9 @@ func TestLogKeepsLongTextApart(t *testing.T) {
 }
 
 // TestLogBatchesInOrder: records written while batches are handed to the
-// writer (full batches, timed flushes and explicit ones racing) come back
-// in order with their text; a record written after Close is dropped.
+// writer (full batches, timed flushes and explicit ones racing), their
+// texts gathered or written at once, come back in order with their text;
+// a record written after Close is dropped.
 func TestLogBatchesInOrder(t *testing.T) {
 	rs := Open(cachetest.Open(t), t.TempDir(), nil)
 	defer rs.Close()
@@ -111,8 +112,11 @@ func TestLogBatchesInOrder(t *testing.T) {
 	}()
 	const n = 3000
 	text := func(i int) string {
-		if i%3 == 0 {
+		switch {
+		case i%3 == 0:
 			return fmt.Sprintf("short %d", i)
+		case i%10 == 1:
+			return fmt.Sprintf("%d:", i) + strings.Repeat("very long record text ", directText/20+i%100) // written at once
 		}
 		return fmt.Sprintf("%d:", i) + strings.Repeat("long record text ", 100+i%500) // beyond inlineMax, many batches in all
 	}
@@ -150,6 +154,64 @@ func TestLogBatchesInOrder(t *testing.T) {
 	}
 	if i != n {
 		t.Fatalf("%d records, want %d", i, n)
+	}
+}
+
+// TestLogTextBeforeRecord: a reader of the log while it is written (as
+// `runs logs --follow` is) finds the text of every record it reads, for
+// texts gathered and texts written at once alike.
+func TestLogTextBeforeRecord(t *testing.T) {
+	rs := Open(cachetest.Open(t), t.TempDir(), nil)
+	defer rs.Close()
+	const id = "run:acme:20261127T120002.000000Z"
+	if err := os.MkdirAll(rs.Folder(id), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	l, err := rs.OpenLog(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	done := make(chan int)
+	go func() {
+		reads := 0
+		defer func() { done <- reads }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			n := 0
+			if err := rs.ReadLog(id, func(line run.Line) error {
+				if !strings.HasPrefix(line.Msg, fmt.Sprintf("%d:", n)) {
+					return fmt.Errorf("record %d: %.20q", n, line.Msg)
+				}
+				n++
+				return nil
+			}); err != nil {
+				t.Error(err)
+				return
+			}
+			reads++
+		}
+	}()
+	for i := 0; i < 400; i++ {
+		size := 2 << 10
+		if i%2 == 0 {
+			size = directText + i
+		}
+		l.Write(run.Line{StepID: "s", Stream: "stdout", Msg: fmt.Sprintf("%d:", i) + strings.Repeat("t", size)})
+		if i%50 == 0 {
+			time.Sleep(FlushEvery / 10)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	if reads := <-done; reads == 0 {
+		t.Fatal("the log was never read while written")
 	}
 }
 
