@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 	"testing/iotest"
+	"unsafe"
 )
 
 // splitValues are the values of the split tests: a token, one with
@@ -466,5 +467,100 @@ func TestWriterAgainstBruteForce(t *testing.T) {
 				t.Fatalf("alphabet %q round %d: values %q\ntext %q\n got %q\nwant %q", alphabet, round, values, text, out.Bytes(), want)
 			}
 		}
+	}
+}
+
+// alignedReader reads like pieceReader and fails the test when it is asked
+// to read into an address that is not a multiple of align (the kernel's
+// copy into such an address is much slower).
+type alignedReader struct {
+	t testing.TB
+	pieceReader
+}
+
+func (a *alignedReader) Read(b []byte) (int, error) {
+	if len(b) > 0 && uintptr(unsafe.Pointer(&b[0]))%align != 0 {
+		a.t.Fatalf("read into %p, not aligned to %d", &b[0], align)
+	}
+	return a.pieceReader.Read(b)
+}
+
+// TestReadFromAgainstBruteForce streams random texts through a Writer,
+// alternating Write and ReadFrom of pieces of random sizes, and flushing
+// between streams: the output is bruteMask of each stream, what is held is
+// never more than bruteHold, and every read is to an aligned address.
+func TestReadFromAgainstBruteForce(t *testing.T) {
+	r := rand.New(rand.NewPCG(10, 10))
+	for _, alphabet := range []string{"ab", "abcdefgh"} {
+		for round := range 40 {
+			s := New()
+			var values []string
+			for _, p := range randomPatterns(r, r.IntN(6), r.IntN(100), alphabet) { // no value at all in some rounds
+				if err := s.Add([]byte(p)); err != nil {
+					t.Fatal(err)
+				}
+				values = append(values, p)
+			}
+			pats := s.matcher().pats
+			inText := values
+			if len(inText) == 0 {
+				inText = []string{alphabet} // in the text, not registered
+			}
+			var out bytes.Buffer
+			w := s.Writer(&out)
+			for stream := range 3 {
+				out.Reset()
+				text := randomText(r, r.IntN(1500), alphabet, inText)
+				for i := 0; i < len(text); {
+					n := min(len(text)-i, r.IntN(300))
+					if r.IntN(2) == 0 {
+						if k, err := w.Write(text[i : i+n]); k != n || err != nil {
+							t.Fatalf("Write = %d, %v, want %d, nil", k, err, n)
+						}
+					} else {
+						sizes := []int{1 + r.IntN(50), 1 + r.IntN(5), 1 + r.IntN(200)}
+						if k, err := w.ReadFrom(&alignedReader{t, pieceReader{text[i : i+n], sizes}}); k != int64(n) || err != nil {
+							t.Fatalf("ReadFrom = %d, %v, want %d, nil", k, err, n)
+						}
+					}
+					i += n
+					if got, want := len(w.held), bruteHold(text[:i], pats); got != want {
+						t.Fatalf("after %q the writer holds %d bytes, want %d", text[:i], got, want)
+					}
+				}
+				if err := w.Flush(); err != nil {
+					t.Fatal(err)
+				}
+				if want := bruteMask(text, pats); !bytes.Equal(out.Bytes(), want) {
+					t.Fatalf("alphabet %q round %d stream %d: values %q\ntext %q\n got %q\nwant %q", alphabet, round, stream, values, text, out.Bytes(), want)
+				}
+			}
+		}
+	}
+}
+
+// TestReadFromLongerValueAdded: a value longer than any before, added
+// between reads, is masked when the next reads bring it a byte at a time
+// (what ReadFrom holds back outgrows the room it had kept for it).
+func TestReadFromLongerValueAdded(t *testing.T) {
+	s := newSet(t, "short-value-1")
+	var out bytes.Buffer
+	w := s.Writer(&out)
+	if _, err := w.ReadFrom(strings.NewReader("a short-value-1 b ")); err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("long-value-", 20)
+	if err := s.Add([]byte(long)); err != nil {
+		t.Fatal(err)
+	}
+	r := &alignedReader{t, pieceReader{[]byte("c " + long + " d short-value-1\n"), []int{1}}}
+	if _, err := w.ReadFrom(r); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if want := "a *** b c *** d ***\n"; out.String() != want {
+		t.Errorf("%q, want %q", out.String(), want)
 	}
 }
