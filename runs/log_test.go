@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"stellaops.io/stella/cache/cachetest"
 	"stellaops.io/stella/run"
@@ -212,6 +213,68 @@ func TestLogTextBeforeRecord(t *testing.T) {
 	close(stop)
 	if reads := <-done; reads == 0 {
 		t.Fatal("the log was never read while written")
+	}
+}
+
+// TestLogAlignsLongText: a text written at once lands at an offset of the
+// data file congruent to its address modulo align (the kernel copies it
+// at half speed otherwise), whatever came before it; every text reads
+// back.
+func TestLogAlignsLongText(t *testing.T) {
+	rs := Open(cachetest.Open(t), t.TempDir(), nil)
+	defer rs.Close()
+	const id = "run:acme:20261127T120003.000000Z"
+	if err := os.MkdirAll(rs.Folder(id), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	l, err := rs.OpenLog(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := []byte(strings.Repeat("0123456789abcdef", (directText+4*align)/16))
+	var want []string
+	var addrs []uintptr
+	for i := 0; i < 12; i++ {
+		if i%3 == 0 { // a gathered text before, of an odd length
+			msg := strings.Repeat("g", inlineMax+1+i)
+			l.Write(run.Line{StepID: "s", Stream: "stdout", Msg: msg})
+			want, addrs = append(want, msg), append(addrs, 0)
+		}
+		b := buf[i*5%align:][:directText+i]
+		msg := unsafe.String(&b[0], len(b))
+		l.Write(run.Line{StepID: "s", Stream: "stdout", Msg: msg})
+		want, addrs = append(want, msg), append(addrs, uintptr(unsafe.Pointer(&b[0])))
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(rs.LogPath(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := rs.LogData(id)
+	defer data.Close()
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if len(lines) != len(want) {
+		t.Fatalf("%d records, want %d", len(lines), len(want))
+	}
+	for i, s := range lines {
+		var line run.Line
+		if err := json.Unmarshal([]byte(s), &line); err != nil {
+			t.Fatal(err)
+		}
+		if line.Data == nil {
+			t.Fatalf("record %d has its text inline", i)
+		}
+		if addrs[i] != 0 && uintptr(line.Data.Offset)%align != addrs[i]%align {
+			t.Errorf("record %d: text at offset %d, address %#x: not aligned alike", i, line.Data.Offset, addrs[i])
+		}
+		if err := data.Fill(&line); err != nil {
+			t.Fatal(err)
+		}
+		if line.Msg != want[i] {
+			t.Errorf("record %d: %.20q… (%d bytes), want %.20q… (%d bytes)", i, line.Msg, len(line.Msg), want[i], len(want[i]))
+		}
 	}
 }
 
