@@ -10,8 +10,10 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"testing/iotest"
+	"time"
 	"unsafe"
 )
 
@@ -562,5 +564,119 @@ func TestReadFromLongerValueAdded(t *testing.T) {
 	}
 	if want := "a *** b c *** d ***\n"; out.String() != want {
 		t.Errorf("%q, want %q", out.String(), want)
+	}
+}
+
+// connReader reads text in chunks of the size asked for, as a file or a
+// pipe that has that much does; it is a syscall.Conn, as they are. Each
+// Read reports its number on reads (when not nil) and then waits for gate
+// (when not nil); after an error it is still an error.
+type connReader struct {
+	text  []byte
+	n     int
+	err   error // what it returns at the end of text (io.EOF when nil)
+	reads chan int
+	gate  chan struct{}
+}
+
+func (c *connReader) SyscallConn() (syscall.RawConn, error) { return nil, errors.ErrUnsupported }
+
+func (c *connReader) Read(b []byte) (int, error) {
+	c.n++
+	if c.reads != nil {
+		c.reads <- c.n
+	}
+	if c.gate != nil {
+		<-c.gate
+	}
+	if len(c.text) == 0 {
+		if c.err != nil {
+			return 0, c.err
+		}
+		return 0, io.EOF
+	}
+	k := copy(b, c.text)
+	c.text = c.text[k:]
+	return k, nil
+}
+
+// waitWriter passes writes to w, but from the second on only once the
+// reader has been asked for the chunk after the one being written: it
+// fails the test when ReadFrom does not read the next chunk while it masks
+// one (the first chunk is read before ReadFrom knows the stream is fast).
+type waitWriter struct {
+	t      testing.TB
+	w      io.Writer
+	reads  chan int
+	asked  int
+	writes int
+}
+
+func (w *waitWriter) Write(p []byte) (int, error) {
+	w.writes++
+	for w.writes > 1 && w.asked < w.writes+1 {
+		select {
+		case w.asked = <-w.reads:
+		case <-time.After(10 * time.Second):
+			w.t.Fatalf("write %d: the next chunk was not read meanwhile (%d reads)", w.writes, w.asked)
+		}
+	}
+	return w.w.Write(p)
+}
+
+// TestReadFromReadsAhead: from a pipe or a file (a syscall.Conn) whose
+// reads fill the buffer, ReadFrom reads the next chunk while it masks and
+// writes out the one before, and the output is what Bytes makes of the
+// whole stream, for values split across chunks, with a reader that ends
+// in an error as well.
+func TestReadFromReadsAhead(t *testing.T) {
+	s := newSet(t, splitValues...)
+	text := bytes.Repeat(splitText(), 4*readChunk/len(splitText()))
+	text = append(text, splitText()...) // not a multiple of readChunk
+	boom := errors.New("pipe broke")
+	for _, end := range []error{nil, boom} {
+		var out bytes.Buffer
+		reads := make(chan int, 100)
+		w := s.Writer(&waitWriter{t: t, w: &out, reads: reads})
+		n, err := w.ReadFrom(&connReader{text: text, reads: reads, err: end})
+		if n != int64(len(text)) || err != end {
+			t.Fatalf("ReadFrom = %d, %v; want %d, %v", n, err, len(text), end)
+		}
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if want := s.Bytes(text); !bytes.Equal(out.Bytes(), want) {
+			t.Fatalf("ending with %v: the output differs from Bytes of the stream (%d bytes, want %d)", end, out.Len(), len(want))
+		}
+	}
+}
+
+// TestReadFromAheadWriterError: when the underlying writer fails while a
+// read is in progress, ReadFrom returns its error without waiting for the
+// read.
+func TestReadFromAheadWriterError(t *testing.T) {
+	boom := errors.New("disk full")
+	s := newSet(t, "tokenvalue123")
+	gate := make(chan struct{}, 2)
+	gate <- struct{}{} // the first read, ReadFrom's own
+	gate <- struct{}{} // the second, by the goroutine; the third waits
+	r := &connReader{text: bytes.Repeat([]byte("some text\n"), readChunk), gate: gate}
+	w := s.Writer(&errWriter{err: boom})
+	done := make(chan error)
+	go func() {
+		_, err := w.ReadFrom(r)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, boom) {
+			t.Errorf("ReadFrom = %v, want %v", err, boom)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ReadFrom waits for a read after its writer failed")
+	}
+	close(gate) // the read in progress ends
+	if _, err := w.Write([]byte("more")); !errors.Is(err, boom) {
+		t.Errorf("Write after: %v", err)
 	}
 }
