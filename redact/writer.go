@@ -1,6 +1,9 @@
 package redact
 
-import "io"
+import (
+	"io"
+	"syscall"
+)
 
 // chunk bounds the bytes one pass of Write scans and one read of ReadFrom
 // asks for, so that the Writer's buffers stay small whatever the size of a
@@ -38,9 +41,11 @@ type Writer struct {
 	err  error
 
 	// Reused between writes, so that a steady stream allocates nothing.
-	buf []byte // held followed by the chunk being scanned or read
-	out []byte // the masked output of a chunk
-	iv  []span // the occurrences found in a chunk
+	buf   []byte   // held followed by the chunk being scanned
+	rbufs [][]byte // ReadFrom's: room for held, then a chunk read at [head:]
+	head  int      // a multiple of align
+	out   []byte   // the masked output of a chunk
+	iv    []span   // the occurrences found in a chunk
 }
 
 // Write masks p, with what was held back before it, and writes the result
@@ -81,6 +86,14 @@ func (w *Writer) Write(p []byte) (int, error) {
 // that) then copies each byte once less than through Write. It does not
 // Flush. It returns the number of bytes read and the first error, of r
 // (io.EOF excepted) or of the underlying writer.
+//
+// When r is read by system calls (a pipe or a file: r is a syscall.Conn)
+// and a read fills the whole buffer (a stream arriving faster than it is
+// masked), a goroutine reads the next part of the stream while the last
+// one is masked and written out, for the rest of the call. After an error
+// of the underlying writer, ReadFrom then returns without waiting for a
+// read in progress, and what that read brings is dropped; r may not be
+// read by anyone else until the read returns (closing r ends it).
 func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
 	var n int64
 	for {
@@ -88,15 +101,13 @@ func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
 			return n, w.err
 		}
 		m := w.set.matcher()
-		if cap(w.buf) < len(w.held)+readChunk {
-			// What is held is never longer than the longest pattern.
-			w.buf = make([]byte, 0, max(len(w.held), m.prefix.span)+readChunk)
-		}
-		b := append(w.buf[:0], w.held...)
-		k, err := r.Read(b[len(b) : len(b)+readChunk])
+		w.room(m, 1)
+		b := w.rbufs[0][w.head-len(w.held):]
+		copy(b, w.held)
+		k, err := r.Read(b[len(w.held):])
 		if k > 0 {
 			n += int64(k)
-			if _, werr := w.scan(m, b[:len(b)+k], false); werr != nil {
+			if _, werr := w.scan(m, b[:len(w.held)+k], false); werr != nil {
 				return n, werr
 			}
 		}
@@ -106,8 +117,99 @@ func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
 		if err != nil {
 			return n, err
 		}
+		if _, ok := r.(syscall.Conn); ok && k == readChunk {
+			return w.readAhead(r, n)
+		}
 	}
 }
+
+// room makes sure the Writer has bufs read buffers, each with room for
+// what is held, and more, before the chunk at head.
+func (w *Writer) room(m *matcher, bufs int) {
+	if len(w.held) > w.head || m.prefix.span > w.head {
+		// Each read lands at the same aligned offset of its buffer, with
+		// what is held copied just before it: the kernel copies into an
+		// unaligned address at a fraction of its speed (a read from a
+		// pipe to the odd address just after the held bytes cost 44%
+		// more CPU than reading and writing the same bytes aligned).
+		w.head = alignUp(max(len(w.held), m.prefix.span))
+		w.rbufs = w.rbufs[:0]
+	}
+	for len(w.rbufs) < bufs {
+		w.rbufs = append(w.rbufs, make([]byte, w.head+readChunk))
+	}
+}
+
+// readAhead is ReadFrom once the stream comes faster than it is masked:
+// a goroutine reads each chunk into one buffer while the chunk before is
+// masked from the other. n is what was read before.
+func (w *Writer) readAhead(r io.Reader, n int64) (int64, error) {
+	type chunk struct {
+		buf []byte
+		k   int
+		err error
+	}
+	w.room(w.set.matcher(), 2)
+	head := w.head
+	free := make(chan []byte, len(w.rbufs))
+	full := make(chan chunk, len(w.rbufs)) // never full: a chunk a buffer
+	for _, b := range w.rbufs {
+		free <- b
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		defer close(full)
+		for {
+			var b []byte
+			select {
+			case b = <-free:
+			case <-stop:
+				return
+			}
+			k, err := r.Read(b[head : head+readChunk])
+			full <- chunk{b, k, err}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for c := range full {
+		if c.k > 0 {
+			n += int64(c.k)
+			if w.err != nil {
+				return n, w.err
+			}
+			m := w.set.matcher()
+			var b []byte
+			if len(w.held) <= head {
+				b = c.buf[head-len(w.held) : head+c.k]
+				copy(b, w.held)
+			} else {
+				// A value longer than the room kept was added meanwhile.
+				w.buf = append(append(w.buf[:0], w.held...), c.buf[head:head+c.k]...)
+				b = w.buf
+			}
+			if _, werr := w.scan(m, b, false); werr != nil {
+				return n, werr
+			}
+		}
+		free <- c.buf
+		if c.err == io.EOF {
+			return n, nil
+		}
+		if c.err != nil {
+			return n, c.err
+		}
+	}
+	return n, nil
+}
+
+// align is what ReadFrom aligns its reads to: a cache line.
+const align = 64
+
+// alignUp rounds n up to a multiple of align.
+func alignUp(n int) int { return (n + align - 1) &^ (align - 1) }
 
 // Flush ends the stream: it writes out, masked, what was held back. A
 // match that the held bytes began but the stream never completed was no

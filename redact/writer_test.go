@@ -10,8 +10,11 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"testing/iotest"
+	"time"
+	"unsafe"
 )
 
 // splitValues are the values of the split tests: a token, one with
@@ -466,5 +469,214 @@ func TestWriterAgainstBruteForce(t *testing.T) {
 				t.Fatalf("alphabet %q round %d: values %q\ntext %q\n got %q\nwant %q", alphabet, round, values, text, out.Bytes(), want)
 			}
 		}
+	}
+}
+
+// alignedReader reads like pieceReader and fails the test when it is asked
+// to read into an address that is not a multiple of align (the kernel's
+// copy into such an address is much slower).
+type alignedReader struct {
+	t testing.TB
+	pieceReader
+}
+
+func (a *alignedReader) Read(b []byte) (int, error) {
+	if len(b) > 0 && uintptr(unsafe.Pointer(&b[0]))%align != 0 {
+		a.t.Fatalf("read into %p, not aligned to %d", &b[0], align)
+	}
+	return a.pieceReader.Read(b)
+}
+
+// TestReadFromAgainstBruteForce streams random texts through a Writer,
+// alternating Write and ReadFrom of pieces of random sizes, and flushing
+// between streams: the output is bruteMask of each stream, what is held is
+// never more than bruteHold, and every read is to an aligned address.
+func TestReadFromAgainstBruteForce(t *testing.T) {
+	r := rand.New(rand.NewPCG(10, 10))
+	for _, alphabet := range []string{"ab", "abcdefgh"} {
+		for round := range 40 {
+			s := New()
+			var values []string
+			for _, p := range randomPatterns(r, r.IntN(6), r.IntN(100), alphabet) { // no value at all in some rounds
+				if err := s.Add([]byte(p)); err != nil {
+					t.Fatal(err)
+				}
+				values = append(values, p)
+			}
+			pats := s.matcher().pats
+			inText := values
+			if len(inText) == 0 {
+				inText = []string{alphabet} // in the text, not registered
+			}
+			var out bytes.Buffer
+			w := s.Writer(&out)
+			for stream := range 3 {
+				out.Reset()
+				text := randomText(r, r.IntN(1500), alphabet, inText)
+				for i := 0; i < len(text); {
+					n := min(len(text)-i, r.IntN(300))
+					if r.IntN(2) == 0 {
+						if k, err := w.Write(text[i : i+n]); k != n || err != nil {
+							t.Fatalf("Write = %d, %v, want %d, nil", k, err, n)
+						}
+					} else {
+						sizes := []int{1 + r.IntN(50), 1 + r.IntN(5), 1 + r.IntN(200)}
+						if k, err := w.ReadFrom(&alignedReader{t, pieceReader{text[i : i+n], sizes}}); k != int64(n) || err != nil {
+							t.Fatalf("ReadFrom = %d, %v, want %d, nil", k, err, n)
+						}
+					}
+					i += n
+					if got, want := len(w.held), bruteHold(text[:i], pats); got != want {
+						t.Fatalf("after %q the writer holds %d bytes, want %d", text[:i], got, want)
+					}
+				}
+				if err := w.Flush(); err != nil {
+					t.Fatal(err)
+				}
+				if want := bruteMask(text, pats); !bytes.Equal(out.Bytes(), want) {
+					t.Fatalf("alphabet %q round %d stream %d: values %q\ntext %q\n got %q\nwant %q", alphabet, round, stream, values, text, out.Bytes(), want)
+				}
+			}
+		}
+	}
+}
+
+// TestReadFromLongerValueAdded: a value longer than any before, added
+// between reads, is masked when the next reads bring it a byte at a time
+// (what ReadFrom holds back outgrows the room it had kept for it).
+func TestReadFromLongerValueAdded(t *testing.T) {
+	s := newSet(t, "short-value-1")
+	var out bytes.Buffer
+	w := s.Writer(&out)
+	if _, err := w.ReadFrom(strings.NewReader("a short-value-1 b ")); err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("long-value-", 20)
+	if err := s.Add([]byte(long)); err != nil {
+		t.Fatal(err)
+	}
+	r := &alignedReader{t, pieceReader{[]byte("c " + long + " d short-value-1\n"), []int{1}}}
+	if _, err := w.ReadFrom(r); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if want := "a *** b c *** d ***\n"; out.String() != want {
+		t.Errorf("%q, want %q", out.String(), want)
+	}
+}
+
+// connReader reads text in chunks of the size asked for, as a file or a
+// pipe that has that much does; it is a syscall.Conn, as they are. Each
+// Read reports its number on reads (when not nil) and then waits for gate
+// (when not nil); after an error it is still an error.
+type connReader struct {
+	text  []byte
+	n     int
+	err   error // what it returns at the end of text (io.EOF when nil)
+	reads chan int
+	gate  chan struct{}
+}
+
+func (c *connReader) SyscallConn() (syscall.RawConn, error) { return nil, errors.ErrUnsupported }
+
+func (c *connReader) Read(b []byte) (int, error) {
+	c.n++
+	if c.reads != nil {
+		c.reads <- c.n
+	}
+	if c.gate != nil {
+		<-c.gate
+	}
+	if len(c.text) == 0 {
+		if c.err != nil {
+			return 0, c.err
+		}
+		return 0, io.EOF
+	}
+	k := copy(b, c.text)
+	c.text = c.text[k:]
+	return k, nil
+}
+
+// waitWriter passes writes to w, but from the second on only once the
+// reader has been asked for the chunk after the one being written: it
+// fails the test when ReadFrom does not read the next chunk while it masks
+// one (the first chunk is read before ReadFrom knows the stream is fast).
+type waitWriter struct {
+	t      testing.TB
+	w      io.Writer
+	reads  chan int
+	asked  int
+	writes int
+}
+
+func (w *waitWriter) Write(p []byte) (int, error) {
+	w.writes++
+	for w.writes > 1 && w.asked < w.writes+1 {
+		select {
+		case w.asked = <-w.reads:
+		case <-time.After(10 * time.Second):
+			w.t.Fatalf("write %d: the next chunk was not read meanwhile (%d reads)", w.writes, w.asked)
+		}
+	}
+	return w.w.Write(p)
+}
+
+// TestReadFromReadsAhead: from a pipe or a file (a syscall.Conn) whose
+// reads fill the buffer, ReadFrom reads the next chunk while it masks and
+// writes out the one before, and the output is what Bytes makes of the
+// whole stream, for values split across chunks, with a reader that ends
+// in an error as well.
+func TestReadFromReadsAhead(t *testing.T) {
+	s := newSet(t, splitValues...)
+	text := bytes.Repeat(splitText(), 4*readChunk/len(splitText()))
+	text = append(text, splitText()...) // not a multiple of readChunk
+	boom := errors.New("pipe broke")
+	for _, end := range []error{nil, boom} {
+		var out bytes.Buffer
+		reads := make(chan int, 100)
+		w := s.Writer(&waitWriter{t: t, w: &out, reads: reads})
+		n, err := w.ReadFrom(&connReader{text: text, reads: reads, err: end})
+		if n != int64(len(text)) || err != end {
+			t.Fatalf("ReadFrom = %d, %v; want %d, %v", n, err, len(text), end)
+		}
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if want := s.Bytes(text); !bytes.Equal(out.Bytes(), want) {
+			t.Fatalf("ending with %v: the output differs from Bytes of the stream (%d bytes, want %d)", end, out.Len(), len(want))
+		}
+	}
+}
+
+// TestReadFromAheadWriterError: when the underlying writer fails while a
+// read is in progress, ReadFrom returns its error without waiting for the
+// read.
+func TestReadFromAheadWriterError(t *testing.T) {
+	boom := errors.New("disk full")
+	s := newSet(t, "tokenvalue123")
+	gate := make(chan struct{}, 2)
+	gate <- struct{}{} // the first read, ReadFrom's own
+	gate <- struct{}{} // the second, by the goroutine; the third waits
+	r := &connReader{text: bytes.Repeat([]byte("some text\n"), readChunk), gate: gate}
+	w := s.Writer(&errWriter{err: boom})
+	done := make(chan error)
+	go func() {
+		_, err := w.ReadFrom(r)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, boom) {
+			t.Errorf("ReadFrom = %v, want %v", err, boom)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ReadFrom waits for a read after its writer failed")
+	}
+	close(gate) // the read in progress ends
+	if _, err := w.Write([]byte("more")); !errors.Is(err, boom) {
+		t.Errorf("Write after: %v", err)
 	}
 }

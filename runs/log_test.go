@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"stellaops.io/stella/cache/cachetest"
 	"stellaops.io/stella/run"
@@ -86,8 +87,9 @@ func TestLogKeepsLongTextApart(t *testing.T) {
 }
 
 // TestLogBatchesInOrder: records written while batches are handed to the
-// writer (full batches, timed flushes and explicit ones racing) come back
-// in order with their text; a record written after Close is dropped.
+// writer (full batches, timed flushes and explicit ones racing), their
+// texts gathered or written at once, come back in order with their text;
+// a record written after Close is dropped.
 func TestLogBatchesInOrder(t *testing.T) {
 	rs := Open(cachetest.Open(t), t.TempDir(), nil)
 	defer rs.Close()
@@ -111,8 +113,11 @@ func TestLogBatchesInOrder(t *testing.T) {
 	}()
 	const n = 3000
 	text := func(i int) string {
-		if i%3 == 0 {
+		switch {
+		case i%3 == 0:
 			return fmt.Sprintf("short %d", i)
+		case i%10 == 1:
+			return fmt.Sprintf("%d:", i) + strings.Repeat("very long record text ", directText/20+i%100) // written at once
 		}
 		return fmt.Sprintf("%d:", i) + strings.Repeat("long record text ", 100+i%500) // beyond inlineMax, many batches in all
 	}
@@ -150,6 +155,126 @@ func TestLogBatchesInOrder(t *testing.T) {
 	}
 	if i != n {
 		t.Fatalf("%d records, want %d", i, n)
+	}
+}
+
+// TestLogTextBeforeRecord: a reader of the log while it is written (as
+// `runs logs --follow` is) finds the text of every record it reads, for
+// texts gathered and texts written at once alike.
+func TestLogTextBeforeRecord(t *testing.T) {
+	rs := Open(cachetest.Open(t), t.TempDir(), nil)
+	defer rs.Close()
+	const id = "run:acme:20261127T120002.000000Z"
+	if err := os.MkdirAll(rs.Folder(id), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	l, err := rs.OpenLog(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	done := make(chan int)
+	go func() {
+		reads := 0
+		defer func() { done <- reads }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			n := 0
+			if err := rs.ReadLog(id, func(line run.Line) error {
+				if !strings.HasPrefix(line.Msg, fmt.Sprintf("%d:", n)) {
+					return fmt.Errorf("record %d: %.20q", n, line.Msg)
+				}
+				n++
+				return nil
+			}); err != nil {
+				t.Error(err)
+				return
+			}
+			reads++
+		}
+	}()
+	for i := 0; i < 400; i++ {
+		size := 2 << 10
+		if i%2 == 0 {
+			size = directText + i
+		}
+		l.Write(run.Line{StepID: "s", Stream: "stdout", Msg: fmt.Sprintf("%d:", i) + strings.Repeat("t", size)})
+		if i%50 == 0 {
+			time.Sleep(FlushEvery / 10)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	if reads := <-done; reads == 0 {
+		t.Fatal("the log was never read while written")
+	}
+}
+
+// TestLogAlignsLongText: a text written at once lands at an offset of the
+// data file congruent to its address modulo align (the kernel copies it
+// at half speed otherwise), whatever came before it; every text reads
+// back.
+func TestLogAlignsLongText(t *testing.T) {
+	rs := Open(cachetest.Open(t), t.TempDir(), nil)
+	defer rs.Close()
+	const id = "run:acme:20261127T120003.000000Z"
+	if err := os.MkdirAll(rs.Folder(id), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	l, err := rs.OpenLog(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := []byte(strings.Repeat("0123456789abcdef", (directText+4*align)/16))
+	var want []string
+	var addrs []uintptr
+	for i := 0; i < 12; i++ {
+		if i%3 == 0 { // a gathered text before, of an odd length
+			msg := strings.Repeat("g", inlineMax+1+i)
+			l.Write(run.Line{StepID: "s", Stream: "stdout", Msg: msg})
+			want, addrs = append(want, msg), append(addrs, 0)
+		}
+		b := buf[i*5%align:][:directText+i]
+		msg := unsafe.String(&b[0], len(b))
+		l.Write(run.Line{StepID: "s", Stream: "stdout", Msg: msg})
+		want, addrs = append(want, msg), append(addrs, uintptr(unsafe.Pointer(&b[0])))
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(rs.LogPath(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := rs.LogData(id)
+	defer data.Close()
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if len(lines) != len(want) {
+		t.Fatalf("%d records, want %d", len(lines), len(want))
+	}
+	for i, s := range lines {
+		var line run.Line
+		if err := json.Unmarshal([]byte(s), &line); err != nil {
+			t.Fatal(err)
+		}
+		if line.Data == nil {
+			t.Fatalf("record %d has its text inline", i)
+		}
+		if addrs[i] != 0 && uintptr(line.Data.Offset)%align != addrs[i]%align {
+			t.Errorf("record %d: text at offset %d, address %#x: not aligned alike", i, line.Data.Offset, addrs[i])
+		}
+		if err := data.Fill(&line); err != nil {
+			t.Fatal(err)
+		}
+		if line.Msg != want[i] {
+			t.Errorf("record %d: %.20q… (%d bytes), want %.20q… (%d bytes)", i, line.Msg, len(line.Msg), want[i], len(want[i]))
+		}
 	}
 }
 
