@@ -124,8 +124,14 @@ const writebackChunk = 8 << 20
 // durable on its own. It reports whether it wrote the blob (false: already
 // present). progress, if set, gets the bytes read.
 func (s *Store) writeBlob(ctx context.Context, desc ocispec.Descriptor, r io.Reader, progress func(n int64)) (bool, error) {
+	if err := checkDescriptor(desc); err != nil {
+		return false, err
+	}
+	if ok, err := s.Exists(ctx, desc); err != nil || ok {
+		return false, err
+	}
 	p, err := s.ingestBlob(ctx, desc, r, progress)
-	if err != nil || p == nil {
+	if err != nil {
 		return false, err
 	}
 	if err := s.commitBlobs([]pendingBlob{*p}); err != nil {
@@ -145,14 +151,9 @@ type pendingBlob struct {
 // while it streams and checked against the descriptor's digest and size
 // (the last bytes of a wrong blob are never written). It neither fsyncs nor
 // renames: commitBlobs makes a set of pending blobs durable together, then
-// visible. It returns nil when the blob is already present.
+// visible. The caller has checked that the blob is not present (Exists,
+// which checks the descriptor too).
 func (s *Store) ingestBlob(ctx context.Context, desc ocispec.Descriptor, r io.Reader, progress func(n int64)) (*pendingBlob, error) {
-	if err := checkDescriptor(desc); err != nil {
-		return nil, err
-	}
-	if ok, err := s.Exists(ctx, desc); err != nil || ok {
-		return nil, err
-	}
 	f, err := os.CreateTemp(s.path(ingestDir), safefile.TempPrefix+desc.Digest.Encoded()+"-*")
 	if err != nil {
 		return nil, fmt.Errorf("blob %s: %w", desc.Digest, err)

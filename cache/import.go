@@ -626,13 +626,11 @@ func (im *importer) copyNode(ctx context.Context, t *tracker, g *graph, desc oci
 	if err != nil {
 		return err
 	}
-	if p != nil {
-		im.mu.Lock()
-		im.pending = append(im.pending, *p)
-		im.pendingSet[desc.Digest] = true
-		im.mu.Unlock()
-		t.wrote(desc)
-	}
+	im.mu.Lock()
+	im.pending = append(im.pending, *p)
+	im.pendingSet[desc.Digest] = true
+	im.mu.Unlock()
+	t.wrote(desc)
 	t.done(desc)
 	return nil
 }
