@@ -96,7 +96,7 @@ const (
 	ArtifactStarted ProgressEvent = iota + 1
 	BlobStarted                   // Blob is being copied
 	BlobBytes                     // BlobBytes of Blob copied so far
-	BlobDone                      // Blob is durable in the cache
+	BlobDone                      // Blob is written and checked (durable before its artifact is verified)
 	BlobSkipped                   // Blob was already in the cache
 	ArtifactDone                  // Status is final (Err set when failed)
 )
@@ -138,7 +138,10 @@ type ArtifactResult struct {
 // its whole graph (manifest, config, layers; blobs already present are
 // skipped) is made durable, then opts.Verify runs, then one index
 // transaction records the ref, blob refcounts, manifest children, the
-// referrer link to its subject and the import record. Import holds the gc
+// referrer link to its subject and the import record. Artifacts go a batch
+// at a time (see batch): the blobs of a batch are made durable together
+// and the batch is recorded in one transaction, so the syncs and
+// transactions of an import do not grow with its files and artifacts. Import holds the gc
 // lock shared from start to end, so gc cannot remove what it wrote.
 //
 // Artifacts bound by WithPrevious are copied and verified one after the
