@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 
 	"github.com/opencontainers/go-digest"
@@ -31,7 +33,8 @@ const bufSize = 1 << 20
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
 
-// blobMode is the mode of blob files: content-addressed, never rewritten in place.
+// blobMode is the mode of blob files (less the umask): content-addressed,
+// never rewritten in place.
 const blobMode = 0o444
 
 func checkDescriptor(desc ocispec.Descriptor) error {
@@ -154,7 +157,7 @@ type pendingBlob struct {
 // visible. The caller has checked that the blob is not present (Exists,
 // which checks the descriptor too).
 func (s *Store) ingestBlob(ctx context.Context, desc ocispec.Descriptor, r io.Reader, progress func(n int64)) (*pendingBlob, error) {
-	f, err := os.CreateTemp(s.path(ingestDir), safefile.TempPrefix+desc.Digest.Encoded()+"-*")
+	f, err := createIngest(s.path(ingestDir), desc.Digest)
 	if err != nil {
 		return nil, fmt.Errorf("blob %s: %w", desc.Digest, err)
 	}
@@ -200,14 +203,26 @@ func (s *Store) ingestBlob(ctx context.Context, desc ocispec.Descriptor, r io.Re
 			return nil, rerr
 		}
 	}
-	if err := f.Chmod(blobMode); err != nil {
-		return nil, fmt.Errorf("blob %s: %w", desc.Digest, err)
-	}
 	if err := f.Close(); err != nil {
 		return nil, fmt.Errorf("blob %s: close %s: %w", desc.Digest, tmp, err)
 	}
 	done = true
 	return &pendingBlob{digest: desc.Digest, tmp: tmp}, nil
+}
+
+// createIngest creates a new temporary file for a blob in dir, with the
+// mode of blob files from the start (the file is open for writing all the
+// same), so that no chmod is needed per blob.
+func createIngest(dir string, d digest.Digest) (*os.File, error) {
+	for range 10 {
+		name := filepath.Join(dir, safefile.TempPrefix+d.Encoded()+"-"+strconv.FormatUint(rand.Uint64(), 36))
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, blobMode)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		return f, err
+	}
+	return nil, fmt.Errorf("create a temporary file in %s: too many names taken", dir)
 }
 
 // syncEachMax is the number of pending blobs up to which commitBlobs
