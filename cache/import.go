@@ -285,6 +285,7 @@ type group struct {
 	err      error // set when the group failed
 	failed   int   // the member that failed, -1 when its recording did
 	vanished error // a blob it counted as present vanished before it was recorded
+	reported bool  // its members' ArtifactDone went out
 }
 
 func (g *group) fail(k int, err error) {
@@ -340,17 +341,34 @@ func (im *importer) batch(ctx context.Context, gs []*group, attempt int) {
 		}
 	}
 	im.pending, im.pendingSet = nil, nil
+	// A group that failed is reported at once, so the Verify hook of a
+	// later artifact (a referrer whose subject failed) knows it.
 	for _, g := range gs {
-		for k, m := range g.ms {
-			if g.err != nil || (m.present && attempt > 0) {
-				continue
+		if g.err != nil {
+			im.settle(g)
+		}
+	}
+	for todo := gs; len(todo) > 0; {
+		for _, g := range todo {
+			for k, m := range g.ms {
+				if g.err != nil || (m.present && attempt > 0) {
+					continue
+				}
+				if err := im.verify(ctx, m.res.Artifact); err != nil {
+					g.fail(k, err)
+					im.settle(g)
+				}
 			}
-			if err := im.verify(ctx, m.res.Artifact); err != nil {
-				g.fail(k, err)
+		}
+		// Groups after one that failed to record are verified again
+		// once its failure is reported, then recorded.
+		todo = im.recordBatch(ctx, todo)
+		for _, g := range gs {
+			if g.err != nil && !g.reported {
+				im.settle(g)
 			}
 		}
 	}
-	im.recordBatch(ctx, gs)
 
 	var created []digest.Digest
 	var again []*group
@@ -374,6 +392,7 @@ func (im *importer) batch(ctx context.Context, gs []*group, attempt int) {
 		for _, g := range gs {
 			if g.err != nil {
 				g.err = errors.Join(g.err, err)
+				g.setResults()
 			}
 		}
 	}
@@ -381,18 +400,31 @@ func (im *importer) batch(ctx context.Context, gs []*group, attempt int) {
 		im.batch(ctx, again, attempt+1)
 	}
 	for _, g := range gs {
-		if slices.Contains(again, g) {
-			continue // reported by the batch that ran it again
+		if !g.reported && !slices.Contains(again, g) { // a group run again is reported by that run
+			im.settle(g)
 		}
-		for k, m := range g.ms {
-			if g.err != nil {
-				m.res.Status, m.res.Err = StatusFailed, g.err
-				if g.failed >= 0 && k != g.failed {
-					m.res.Err = fmt.Errorf("not recorded: it is recorded together with %s, which failed: %w", describe(g.ms[g.failed].res.Artifact), g.err)
-				}
-			}
-			im.emit(Progress{Event: ArtifactDone, Index: m.i, Artifact: m.res.Artifact, Status: m.res.Status, Err: m.res.Err})
+	}
+}
+
+// setResults sets the status and error of each member of a failed group.
+func (g *group) setResults() {
+	if g.err == nil {
+		return
+	}
+	for k, m := range g.ms {
+		m.res.Status, m.res.Err = StatusFailed, g.err
+		if g.failed >= 0 && k != g.failed {
+			m.res.Err = fmt.Errorf("not recorded: it is recorded together with %s, which failed: %w", describe(g.ms[g.failed].res.Artifact), g.err)
 		}
+	}
+}
+
+// settle reports a group's members done, with their final status.
+func (im *importer) settle(g *group) {
+	g.setResults()
+	g.reported = true
+	for _, m := range g.ms {
+		im.emit(Progress{Event: ArtifactDone, Index: m.i, Artifact: m.res.Artifact, Status: m.res.Status, Err: m.res.Err})
 	}
 }
 
@@ -641,28 +673,27 @@ func (im *importer) copyNode(ctx context.Context, t *tracker, g *graph, desc oci
 // errGroupFailed stops a batch's transaction when one of its groups fails.
 var errGroupFailed = errors.New("group failed")
 
-// recordBatch is the one index transaction of a batch: every group that
-// has not failed is recorded in it, each all or nothing. A group whose
-// recording fails is marked failed (or vanished) and the transaction runs
-// again without it. It sets each recorded member's status.
-func (im *importer) recordBatch(ctx context.Context, gs []*group) {
-	for {
-		var todo []*group
-		for _, g := range gs {
-			if g.err == nil && g.vanished == nil && slices.ContainsFunc(g.ms, func(m *member) bool { return !m.present }) {
-				todo = append(todo, g)
-			}
+// recordBatch is the one index transaction of a batch: the groups that
+// have not failed are recorded in it, each all or nothing. When one fails
+// to record, it is marked failed (or vanished), the groups before it are
+// recorded without it, and the groups after it are returned unrecorded, to
+// be verified again once its failure is reported (a referrer's Verify
+// hook may depend on it). It sets each recorded member's status.
+func (im *importer) recordBatch(ctx context.Context, gs []*group) (rest []*group) {
+	var todo []*group
+	for _, g := range gs {
+		if g.err == nil && g.vanished == nil && slices.ContainsFunc(g.ms, func(m *member) bool { return !m.present }) {
+			todo = append(todo, g)
 		}
-		if len(todo) == 0 {
-			return
-		}
+	}
+	for len(todo) > 0 {
 		var rec ImportRecord
-		var bad *group
+		bad := -1
 		var badErr error
 		statuses := map[*member]Status{}
 		err := im.s.update(ctx, func(tx *bbolt.Tx) error {
-			rec, bad, badErr = im.rec, nil, nil // the transaction may run again
-			for _, g := range todo {
+			rec, bad, badErr = im.rec, -1, nil // the transaction may run again
+			for p, g := range todo {
 				for _, m := range g.ms {
 					statuses[m] = StatusPresent
 					if m.present {
@@ -670,7 +701,7 @@ func (im *importer) recordBatch(ctx context.Context, gs []*group) {
 					}
 					st, err := im.recordTx(tx, m.res.Artifact, m.g, &rec)
 					if err != nil {
-						bad, badErr = g, err
+						bad, badErr = p, err
 						return errGroupFailed
 					}
 					statuses[m] = st
@@ -678,26 +709,29 @@ func (im *importer) recordBatch(ctx context.Context, gs []*group) {
 			}
 			return nil
 		})
-		if bad != nil && errors.Is(err, errGroupFailed) {
+		if bad >= 0 && errors.Is(err, errGroupFailed) {
 			if errors.Is(badErr, errBlobVanished) {
-				bad.vanished = badErr
+				todo[bad].vanished = badErr
 			} else {
-				bad.fail(-1, badErr)
+				todo[bad].fail(-1, badErr)
 			}
+			rest = append(slices.Clone(todo[bad+1:]), rest...)
+			todo = todo[:bad]
 			continue
 		}
 		if err != nil {
 			for _, g := range todo {
 				g.fail(-1, err)
 			}
-			return
+			return rest
 		}
 		for m, st := range statuses {
 			m.res.Status = st
 		}
 		im.rec = rec
-		return
+		return rest
 	}
+	return rest
 }
 
 // recordTx records one artifact in tx and adds it to rec, which gets its
