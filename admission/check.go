@@ -86,7 +86,7 @@ func (p Policy) Check(ctx context.Context, src signature.Referrers, a cache.Arti
 	v.Signatures = res
 	for _, r := range res {
 		if r.Valid {
-			v.Verified = append(v.Verified, fmt.Sprintf("%s: signature by %s (%s)", a.Ref, r.KeyName, r.KeyID))
+			v.Verified = append(v.Verified, fmt.Sprintf("%s%s%s (%s)", a.Ref, lineSigned, r.KeyName, r.KeyID))
 		}
 	}
 	if p.Mode == Require {
@@ -96,9 +96,30 @@ func (p Policy) Check(ctx context.Context, src signature.Referrers, a cache.Arti
 		}
 	}
 	if len(v.Verified) == 0 {
-		v.Verified = []string{a.Ref + ": no valid signature (not required)"}
+		v.Verified = []string{a.Ref + lineUnsigned}
 	}
 	return v, nil
+}
+
+// The verified lines of one pack's verdict: "<ref>: signature by <key>
+// (<id>)", or "<ref>: no valid signature (not required)".
+const (
+	lineSigned   = ": signature by "
+	lineUnsigned = ": no valid signature (not required)"
+)
+
+// VerdictRef says whether a Verified line is one pack's verdict, and
+// which pack's: the other lines (the source's checks, the policy) are
+// about a whole import. It lets one pack's view of an import record show
+// its own verdicts only.
+func VerdictRef(line string) (ref string, ok bool) {
+	if ref, ok := strings.CutSuffix(line, lineUnsigned); ok && ref != "" {
+		return ref, true
+	}
+	if i := strings.Index(line, lineSigned); i > 0 {
+		return line[:i], true
+	}
+	return "", false
 }
 
 // CheckRef is the rule of names by kind: only a pack may carry a pack's

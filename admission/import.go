@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -96,12 +97,28 @@ func ImportBundle(ctx context.Context, st *cache.Store, r *bundle.Reader, p Poli
 	if err := r.VerifyCompressed(ctx, 0); err != nil {
 		return Report{}, err
 	}
-	ad, err := p.Admit(ctx, r, Entries(r), "SHA256SUMS and tar structure", "sha256 and size of every blob while it streamed")
+	ad, err := p.Admit(ctx, r, Entries(r), "SHA256SUMS and tar structure", VerifiedStreamed)
 	if err != nil {
 		return Report{}, err
 	}
-	return Import(ctx, st, hashedOnce{r}, ad, cache.ImportRecord{From: from}, opts)
+	rep, err := Import(ctx, st, hashedOnce{r}, ad, cache.ImportRecord{From: from}, opts)
+	if rep.Import.BlobsWritten == 0 {
+		// Nothing streamed: say so rather than claim blobs were hashed.
+		v := slices.Clone(rep.Import.Record.Verified)
+		if i := slices.Index(v, VerifiedStreamed); i >= 0 {
+			v[i] = VerifiedNothingRead
+		}
+		rep.Import.Record.Verified = v
+	}
+	return rep, err
 }
+
+// Verified lines of a bundle import: blobs were hashed as they streamed
+// into the cache, or none was read because the cache held every one.
+const (
+	VerifiedStreamed    = "sha256 and size of every blob while it streamed"
+	VerifiedNothingRead = "nothing read from the bundle: every blob was already in the cache"
+)
 
 // bindSignatures moves the valid signatures of each admitted pack (its
 // verdict's) right after the pack's first entry, bound to it, so they are

@@ -2,6 +2,7 @@ package bundle
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"cmp"
 	"context"
@@ -307,7 +308,10 @@ func (l *layoutPlan) write(ctx context.Context, w io.Writer, src content.Fetcher
 	for _, d := range l.blobs {
 		sizes = append(sizes, d.Size)
 	}
-	cw := &countingWriter{w: w, h: sha256.New(), total: tarSize(sizes), progress: progress}
+	// Buffered: a tar header, a small blob and its padding would be three
+	// writes each, and a bundle of 10,000 small files 30,000 system calls.
+	bw := bufio.NewWriterSize(w, 1<<20)
+	cw := &countingWriter{w: bw, h: sha256.New(), total: tarSize(sizes), progress: progress}
 	tw := tar.NewWriter(cw)
 	for _, f := range []struct {
 		name string
@@ -342,6 +346,9 @@ func (l *layoutPlan) write(ctx context.Context, w io.Writer, src content.Fetcher
 		}
 	}
 	if err := tw.Close(); err != nil {
+		return Summary{}, err
+	}
+	if err := bw.Flush(); err != nil {
 		return Summary{}, err
 	}
 	cw.report(true)

@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 
 	"github.com/opencontainers/go-digest"
@@ -31,7 +33,8 @@ const bufSize = 1 << 20
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
 
-// blobMode is the mode of blob files: content-addressed, never rewritten in place.
+// blobMode is the mode of blob files (less the umask): content-addressed,
+// never rewritten in place.
 const blobMode = 0o444
 
 func checkDescriptor(desc ocispec.Descriptor) error {
@@ -120,8 +123,9 @@ func (s *Store) Push(ctx context.Context, desc ocispec.Descriptor, r io.Reader) 
 // disk is started (see startWriteback).
 const writebackChunk = 8 << 20
 
-// writeBlob is Push without the lock; it reports whether it wrote the
-// blob (false: already present). progress, if set, gets the bytes read.
+// writeBlob is Push without the lock: the blob is written and made
+// durable on its own. It reports whether it wrote the blob (false: already
+// present). progress, if set, gets the bytes read.
 func (s *Store) writeBlob(ctx context.Context, desc ocispec.Descriptor, r io.Reader, progress func(n int64)) (bool, error) {
 	if err := checkDescriptor(desc); err != nil {
 		return false, err
@@ -129,14 +133,33 @@ func (s *Store) writeBlob(ctx context.Context, desc ocispec.Descriptor, r io.Rea
 	if ok, err := s.Exists(ctx, desc); err != nil || ok {
 		return false, err
 	}
-	final := s.blobPath(desc.Digest)
-	dir := filepath.Dir(final)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return false, fmt.Errorf("blob %s: %w", desc.Digest, err)
-	}
-	f, err := os.CreateTemp(s.path(ingestDir), safefile.TempPrefix+desc.Digest.Encoded()+"-*")
+	p, err := s.ingestBlob(ctx, desc, r, progress)
 	if err != nil {
-		return false, fmt.Errorf("blob %s: %w", desc.Digest, err)
+		return false, err
+	}
+	if err := s.commitBlobs([]pendingBlob{*p}); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// pendingBlob is a blob written, hashed and checked in ingest/, not yet
+// durable nor visible.
+type pendingBlob struct {
+	digest digest.Digest
+	tmp    string
+}
+
+// ingestBlob writes a blob into a temporary file under ingest/, hashed
+// while it streams and checked against the descriptor's digest and size
+// (the last bytes of a wrong blob are never written). It neither fsyncs nor
+// renames: commitBlobs makes a set of pending blobs durable together, then
+// visible. The caller has checked that the blob is not present (Exists,
+// which checks the descriptor too).
+func (s *Store) ingestBlob(ctx context.Context, desc ocispec.Descriptor, r io.Reader, progress func(n int64)) (*pendingBlob, error) {
+	f, err := createIngest(s.path(ingestDir), desc.Digest)
+	if err != nil {
+		return nil, fmt.Errorf("blob %s: %w", desc.Digest, err)
 	}
 	tmp := f.Name()
 	done := false
@@ -157,12 +180,12 @@ func (s *Store) writeBlob(ctx context.Context, desc ocispec.Descriptor, r io.Rea
 	var n, flushed int64
 	for {
 		if err := ctx.Err(); err != nil {
-			return false, err
+			return nil, err
 		}
 		m, rerr := vr.Read(buf)
 		if m > 0 {
 			if _, err := f.Write(buf[:m]); err != nil {
-				return false, fmt.Errorf("blob %s: write %s: %w", desc.Digest, tmp, err)
+				return nil, fmt.Errorf("blob %s: write %s: %w", desc.Digest, tmp, err)
 			}
 			n += int64(m)
 			if n-flushed >= writebackChunk {
@@ -177,27 +200,113 @@ func (s *Store) writeBlob(ctx context.Context, desc ocispec.Descriptor, r io.Rea
 			break
 		}
 		if rerr != nil {
-			return false, rerr
+			return nil, rerr
 		}
 	}
-	if err := f.Chmod(blobMode); err != nil {
-		return false, fmt.Errorf("blob %s: %w", desc.Digest, err)
-	}
-	if err := f.Sync(); err != nil {
-		return false, fmt.Errorf("blob %s: sync %s: %w", desc.Digest, tmp, err)
-	}
 	if err := f.Close(); err != nil {
-		return false, fmt.Errorf("blob %s: close %s: %w", desc.Digest, tmp, err)
+		return nil, fmt.Errorf("blob %s: close %s: %w", desc.Digest, tmp, err)
 	}
 	done = true
-	if err := os.Rename(tmp, final); err != nil {
-		_ = os.Remove(tmp)
-		return false, fmt.Errorf("blob %s: %w", desc.Digest, err)
+	return &pendingBlob{digest: desc.Digest, tmp: tmp}, nil
+}
+
+// createIngest creates a new temporary file for a blob in dir, with the
+// mode of blob files from the start (the file is open for writing all the
+// same), so that no chmod is needed per blob.
+func createIngest(dir string, d digest.Digest) (*os.File, error) {
+	for range 10 {
+		name := filepath.Join(dir, safefile.TempPrefix+d.Encoded()+"-"+strconv.FormatUint(rand.Uint64(), 36))
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, blobMode)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		return f, err
 	}
-	if err := safefile.SyncDir(dir); err != nil {
-		return false, fmt.Errorf("blob %s: %w", desc.Digest, err)
+	return nil, fmt.Errorf("create a temporary file in %s: too many names taken", dir)
+}
+
+// syncEachMax is the number of pending blobs up to which commitBlobs
+// fsyncs each file; above it, one syncfs(2) of the cache's file system
+// costs less than a journal commit per file.
+const syncEachMax = 8
+
+// commitBlobs makes pending blobs durable, then visible: their data is
+// flushed (each file fsynced, or the file system synced at once), then
+// each is renamed into blobs/ and every directory renamed into is
+// fsynced, with the directories in also. Only then may the index name
+// them. On failure the temporary files not yet renamed are removed.
+func (s *Store) commitBlobs(ps []pendingBlob, also ...string) (err error) {
+	renamed := 0
+	defer func() {
+		if err != nil {
+			for _, p := range ps[renamed:] {
+				_ = os.Remove(p.tmp)
+			}
+		}
+	}()
+	if err := s.syncPending(ps); err != nil {
+		return err
 	}
-	return true, nil
+	dirs := map[string]bool{}
+	for _, d := range also {
+		dirs[d] = false
+	}
+	for _, p := range ps {
+		final := s.blobPath(p.digest)
+		dir := filepath.Dir(final)
+		if made, ok := dirs[dir]; !ok || !made {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return fmt.Errorf("blob %s: %w", p.digest, err)
+			}
+			dirs[dir] = true
+		}
+		if err := os.Rename(p.tmp, final); err != nil {
+			return fmt.Errorf("blob %s: %w", p.digest, err)
+		}
+		renamed++
+	}
+	for dir, made := range dirs {
+		if err := s.syncDir(dir); err != nil && (made || !errors.Is(err, fs.ErrNotExist)) {
+			return err
+		}
+	}
+	return nil
+}
+
+// syncPending flushes the data of pending blob files to disk.
+func (s *Store) syncPending(ps []pendingBlob) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	if len(ps) > syncEachMax {
+		ok, err := syncFS(s.path(ingestDir))
+		if ok {
+			s.syncs.Add(1)
+			if err != nil {
+				return fmt.Errorf("sync %d blobs in %s: %w", len(ps), s.path(ingestDir), err)
+			}
+			return nil
+		}
+	}
+	for _, p := range ps {
+		f, err := os.Open(p.tmp)
+		if err != nil {
+			return fmt.Errorf("blob %s: %w", p.digest, err)
+		}
+		s.syncs.Add(1)
+		err = f.Sync()
+		_ = f.Close()
+		if err != nil {
+			return fmt.Errorf("blob %s: sync %s: %w", p.digest, p.tmp, err)
+		}
+	}
+	return nil
+}
+
+// syncDir fsyncs a directory of the cache and counts it.
+func (s *Store) syncDir(dir string) error {
+	s.syncs.Add(1)
+	return safefile.SyncDir(dir)
 }
 
 // hashFile re-hashes a blob file with the algorithm of d.

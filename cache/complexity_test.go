@@ -3,10 +3,13 @@ package cache
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"runtime"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content/memory"
 )
@@ -55,3 +58,87 @@ func TestImportRecordWorkIsLinear(t *testing.T) {
 }
 
 func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
+
+// TestImportSyncsDoNotGrowWithFiles: the blobs of an import are made
+// durable together (one syncfs of the cache's file system, then one fsync
+// per blob directory), not one fsync per file and per rename; and a
+// bundle of many artifacts is recorded in a transaction per batch, not one
+// per artifact. Syncs and transactions are counted, not time measured.
+func TestImportSyncsDoNotGrowWithFiles(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("syncfs(2) is Linux's; elsewhere each blob is fsynced")
+	}
+	ctx := context.Background()
+	// onePack imports one pack of files layers; manyPacks imports n packs of
+	// two layers each. Both return the syncs and index write transactions
+	// of the import alone, after checking every blob is there.
+	run := func(src *memory.Store, arts []Artifact) (syncs, updates int64) {
+		s, err := Open(ctx, t.TempDir(), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s0, u0 := s.syncs.Load(), s.updates.Load()
+		res, err := s.Import(ctx, src, arts, ImportRecord{From: "test"}, ImportOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		syncs, updates = s.syncs.Load()-s0, s.updates.Load()-u0
+		for _, a := range res.Artifacts {
+			if a.Status != StatusNew {
+				t.Fatalf("%s: status %s, want new", a.Artifact.Ref, a.Status)
+			}
+		}
+		if rep, err := s.Verify(ctx, VerifyOptions{}); err != nil || !rep.OK() {
+			t.Fatalf("verify after import: %+v, %v", rep, err)
+		}
+		return syncs, updates
+	}
+	pack := func(src *memory.Store, ref string, files int) Artifact {
+		var layers []ocispec.Descriptor
+		for i := range files {
+			b := []byte(fmt.Sprintf("%s file %d", ref, i))
+			d := ocispec.Descriptor{MediaType: "application/vnd.example.file", Digest: digest.FromBytes(b), Size: int64(len(b))}
+			if err := src.Push(ctx, d, bytesReader(b)); err != nil {
+				t.Fatal(err)
+			}
+			layers = append(layers, d)
+		}
+		cfg := []byte(`{}`)
+		cd := ocispec.Descriptor{MediaType: "application/vnd.example.config.v1+json", Digest: digest.FromBytes(cfg), Size: int64(len(cfg))}
+		_ = src.Push(ctx, cd, bytesReader(cfg)) // shared by every pack
+		m, err := json.Marshal(ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
+			Config: cd, Layers: layers, Annotations: map[string]string{"ref": ref}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		md := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(m), Size: int64(len(m))}
+		if err := src.Push(ctx, md, bytesReader(m)); err != nil {
+			t.Fatal(err)
+		}
+		return Artifact{Descriptor: md, Kind: "pack", Ref: ref}
+	}
+	files := func(n int) (int64, int64) {
+		src := memory.New()
+		return run(src, []Artifact{pack(src, "files:1", n)})
+	}
+	packs := func(n int) (int64, int64) {
+		src := memory.New()
+		var arts []Artifact
+		for i := range n {
+			arts = append(arts, pack(src, fmt.Sprintf("p%d:1", i), 2))
+		}
+		return run(src, arts)
+	}
+	s20, u20 := files(20)
+	s2000, u2000 := files(2000)
+	if s2000 > s20 || s2000 > 4 || u2000 != u20 {
+		t.Errorf("one pack: %d syncs and %d transactions for 20 files, %d and %d for 2,000: want the same, at most 4 syncs", s20, u20, s2000, u2000)
+	}
+	s10, u10 := packs(10)
+	s600, u600 := packs(600)
+	// 600 packs are three batches of at most 256.
+	if s600 > 3*s10 || u600 > 3*u10 {
+		t.Errorf("packs: %d syncs and %d transactions for 10 packs, %d and %d for 600: want at most 3 times as many (one per batch of 256)",
+			s10, u10, s600, u600)
+	}
+}

@@ -56,12 +56,15 @@
 //
 //   - A blob is visible (its file exists under blobs/) only after its
 //     content was hashed while written to ingest/, checked against the
-//     descriptor's digest and size, fsynced, renamed, and the directory
+//     descriptor's digest and size, made durable, renamed, and the directory
 //     fsynced. Files are content-addressed: concurrent writers of the same
 //     blob are harmless. Every Fetch verifies again while it streams.
 //   - The index changes only after every blob it will name is durable: an
-//     import copies an artifact's whole graph first, runs the Verify hook,
-//     then records the artifact in one transaction. A killed process leaves
+//     import copies a batch of artifacts (up to 256 groups) to ingest/,
+//     makes all their blobs durable at once (one syncfs(2) of the file
+//     system, or an fsync each when few), renames them and fsyncs each blob
+//     directory once, runs the Verify hook, then records the batch in one
+//     transaction, each group of it all or nothing. A killed process leaves
 //     at most unreferenced blob files and ingest leftovers, which gc removes.
 //   - Artifacts bound by WithPrevious (a pack and the signatures that
 //     admitted it) are recorded in one transaction: all become visible

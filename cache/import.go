@@ -96,7 +96,7 @@ const (
 	ArtifactStarted ProgressEvent = iota + 1
 	BlobStarted                   // Blob is being copied
 	BlobBytes                     // BlobBytes of Blob copied so far
-	BlobDone                      // Blob is durable in the cache
+	BlobDone                      // Blob is written and checked (durable before its artifact is verified)
 	BlobSkipped                   // Blob was already in the cache
 	ArtifactDone                  // Status is final (Err set when failed)
 )
@@ -138,7 +138,10 @@ type ArtifactResult struct {
 // its whole graph (manifest, config, layers; blobs already present are
 // skipped) is made durable, then opts.Verify runs, then one index
 // transaction records the ref, blob refcounts, manifest children, the
-// referrer link to its subject and the import record. Import holds the gc
+// referrer link to its subject and the import record. Artifacts go a batch
+// at a time (see batch): the blobs of a batch are made durable together
+// and the batch is recorded in one transaction, so the syncs and
+// transactions of an import do not grow with its files and artifacts. Import holds the gc
 // lock shared from start to end, so gc cannot remove what it wrote.
 //
 // Artifacts bound by WithPrevious are copied and verified one after the
@@ -174,22 +177,34 @@ func (s *Store) Import(ctx context.Context, src content.ReadOnlyStorage, artifac
 	rec.Artifacts = nil
 	rec.Verified = slices.Clone(rec.Verified)
 	im := &importer{s: s, src: src, opts: opts, rec: rec}
-	res := ImportResult{}
-	var errs []error
+	results := make([]ArtifactResult, len(artifacts))
+	var batch []*group
 	for i := 0; i < len(artifacts); {
 		j := i + 1
 		for j < len(artifacts) && artifacts[j].WithPrevious {
 			j++
 		}
-		for _, ar := range im.group(ctx, i, artifacts[i:j]) {
-			res.Artifacts = append(res.Artifacts, ar)
-			res.BlobsWritten += ar.BlobsWritten
-			res.BytesWritten += ar.BytesWritten
-			if ar.Err != nil {
-				errs = append(errs, fmt.Errorf("artifact %s: %w", describe(ar.Artifact), ar.Err))
-			}
+		g := &group{}
+		for k := i; k < j; k++ {
+			results[k] = ArtifactResult{Artifact: artifacts[k]}
+			g.ms = append(g.ms, &member{i: k, res: &results[k]})
+		}
+		batch = append(batch, g)
+		if len(batch) == maxBatchGroups || j == len(artifacts) {
+			im.batch(ctx, batch, 0)
+			batch = nil
 		}
 		i = j
+	}
+	res := ImportResult{}
+	var errs []error
+	for _, ar := range results {
+		res.Artifacts = append(res.Artifacts, ar)
+		res.BlobsWritten += ar.BlobsWritten
+		res.BytesWritten += ar.BytesWritten
+		if ar.Err != nil {
+			errs = append(errs, fmt.Errorf("artifact %s: %w", describe(ar.Artifact), ar.Err))
+		}
 	}
 	res.BlobsSkipped, res.BytesSkipped = im.skipped, im.skippedBytes
 	res.Record = im.rec
@@ -238,9 +253,11 @@ type importer struct {
 	opts ImportOptions
 	rec  ImportRecord
 
-	mu           sync.Mutex // serializes Progress and guards the counters
+	mu           sync.Mutex // serializes Progress and guards the counters and pending blobs
 	skipped      int
 	skippedBytes int64
+	pending      []pendingBlob          // blobs the batch wrote, not yet durable
+	pendingSet   map[digest.Digest]bool // their digests
 }
 
 func (im *importer) emit(p Progress) {
@@ -261,51 +278,221 @@ type member struct {
 	created []digest.Digest
 }
 
-// group imports a run of artifacts bound by WithPrevious (often just one):
-// each is copied and verified in turn, then all are recorded in one index
-// transaction. When one fails, all fail and the blob files this import
-// created for them are removed again unless the index names them.
-func (im *importer) group(ctx context.Context, first int, arts []Artifact) []ArtifactResult {
-	results := make([]ArtifactResult, len(arts))
-	ms := make([]*member, len(arts))
-	for k, a := range arts {
-		results[k] = ArtifactResult{Artifact: a}
-		ms[k] = &member{i: first + k, res: &results[k]}
+// group is a run of artifacts bound by WithPrevious (often just one),
+// recorded all together or not at all.
+type group struct {
+	ms       []*member
+	err      error // set when the group failed
+	failed   int   // the member that failed, -1 when its recording did
+	vanished error // a blob it counted as present vanished before it was recorded
+	reported bool  // its members' ArtifactDone went out
+}
+
+func (g *group) fail(k int, err error) {
+	if g.err == nil {
+		g.failed, g.err = k, err
 	}
-	failed, err := im.copyVerifyRecord(ctx, ms)
-	if err != nil {
-		var created []digest.Digest
-		for _, m := range ms {
-			created = append(created, m.created...)
-		}
-		if rerr := im.rollback(ctx, created); rerr != nil {
-			err = errors.Join(err, rerr)
-		}
-		for k, m := range ms {
-			m.res.Status, m.res.Err = StatusFailed, err
-			if failed >= 0 && k != failed {
-				m.res.Err = fmt.Errorf("not recorded: it is recorded together with %s, which failed: %w", describe(ms[failed].res.Artifact), err)
+}
+
+// maxBatchGroups bounds the groups imported in one batch: copied without a
+// sync each, made durable together, then recorded in one transaction.
+const maxBatchGroups = 256
+
+// batch imports groups in four steps, so an import costs what its bytes
+// cost rather than a sync per file and a transaction per artifact: every
+// blob is written to ingest/ (none fsynced), then all are made durable at
+// once and renamed into blobs/ (commitBlobs), then each artifact is
+// verified, then one index transaction records every group that has not
+// failed. A group that fails in that transaction is left out and the
+// transaction run again without it, so each group stays all or nothing;
+// the blob files created for failed groups are removed again unless the
+// index names them. The index never names a blob before it is durable.
+func (im *importer) batch(ctx context.Context, gs []*group, attempt int) {
+	im.pending, im.pendingSet = nil, map[digest.Digest]bool{}
+	if attempt == 0 {
+		im.prepare(ctx, gs)
+	}
+	algs := map[digest.Algorithm]bool{}
+	for _, g := range gs {
+		for k, m := range g.ms {
+			if g.err != nil || m.present {
+				continue
+			}
+			for _, n := range m.g.nodes {
+				algs[n.Digest.Algorithm()] = true
+			}
+			if err := im.copy(ctx, m.i, m.res, m.g, &m.created); err != nil {
+				g.fail(k, err)
 			}
 		}
 	}
-	for _, m := range ms {
-		im.emit(Progress{Event: ArtifactDone, Index: m.i, Artifact: m.res.Artifact, Status: m.res.Status, Err: m.res.Err})
+	// A blob skipped as present may have been renamed by a process killed
+	// before its directory fsync: its directory is fsynced too, before the
+	// index names it.
+	var dirs []string
+	for alg := range algs {
+		dirs = append(dirs, im.s.path(blobsDir, alg.String()))
 	}
-	return results
+	if err := im.s.commitBlobs(im.pending, dirs...); err != nil {
+		for _, g := range gs {
+			if g.err == nil && slices.ContainsFunc(g.ms, func(m *member) bool { return !m.present }) {
+				g.fail(-1, err)
+			}
+		}
+	}
+	im.pending, im.pendingSet = nil, nil
+	// A group that failed is reported at once, so the Verify hook of a
+	// later artifact (a referrer whose subject failed) knows it.
+	for _, g := range gs {
+		if g.err != nil {
+			im.settle(g)
+		}
+	}
+	for todo := gs; len(todo) > 0; {
+		for _, g := range todo {
+			for k, m := range g.ms {
+				if g.err != nil || (m.present && attempt > 0) {
+					continue
+				}
+				if err := im.verify(ctx, m.res.Artifact); err != nil {
+					g.fail(k, err)
+					im.settle(g)
+				}
+			}
+		}
+		// Groups after one that failed to record are verified again
+		// once its failure is reported, then recorded.
+		todo = im.recordBatch(ctx, todo)
+		for _, g := range gs {
+			if g.err != nil && !g.reported {
+				im.settle(g)
+			}
+		}
+	}
+
+	var created []digest.Digest
+	var again []*group
+	for _, g := range gs {
+		switch {
+		case g.vanished != nil && attempt < 2:
+			// Another process rolled back a blob this copy found
+			// present: copy it again.
+			g.vanished = nil
+			again = append(again, g)
+		case g.vanished != nil:
+			g.fail(-1, g.vanished)
+			fallthrough
+		case g.err != nil:
+			for _, m := range g.ms {
+				created = append(created, m.created...)
+			}
+		}
+	}
+	if err := im.rollback(ctx, created); err != nil {
+		for _, g := range gs {
+			if g.err != nil {
+				g.err = errors.Join(g.err, err)
+				g.setResults()
+			}
+		}
+	}
+	if len(again) > 0 {
+		im.batch(ctx, again, attempt+1)
+	}
+	for _, g := range gs {
+		if !g.reported && !slices.Contains(again, g) { // a group run again is reported by that run
+			im.settle(g)
+		}
+	}
 }
 
-// prepare reads what an artifact needs before its copy: whether it is
-// already there, and otherwise its graph.
-func (im *importer) prepare(ctx context.Context, m *member) error {
-	a := m.res.Artifact
-	present, artifactType, err := im.precheck(ctx, a)
-	if err != nil {
-		return err
+// setResults sets the status and error of each member of a failed group.
+func (g *group) setResults() {
+	if g.err == nil {
+		return
 	}
-	if present {
-		m.present = true
-		m.res.Artifact.Descriptor.ArtifactType = artifactType
+	for k, m := range g.ms {
+		m.res.Status, m.res.Err = StatusFailed, g.err
+		if g.failed >= 0 && k != g.failed {
+			m.res.Err = fmt.Errorf("not recorded: it is recorded together with %s, which failed: %w", describe(g.ms[g.failed].res.Artifact), g.err)
+		}
+	}
+}
+
+// settle reports a group's members done, with their final status.
+func (im *importer) settle(g *group) {
+	g.setResults()
+	g.reported = true
+	for _, m := range g.ms {
+		im.emit(Progress{Event: ArtifactDone, Index: m.i, Artifact: m.res.Artifact, Status: m.res.Status, Err: m.res.Err})
+	}
+}
+
+// precheck is what the index says of an artifact before its copy.
+type precheck struct {
+	recorded     bool // recorded with its ref and link
+	artifactType string
+	nodes        []ocispec.Descriptor // its graph, when recorded
+	err          error
+}
+
+// prepare reads what each artifact needs before its copy, in one index
+// transaction for the batch: whether it is already there, and otherwise
+// its graph. A member that fails fails its group.
+func (im *importer) prepare(ctx context.Context, gs []*group) {
+	for _, g := range gs {
+		for _, m := range g.ms {
+			im.emit(Progress{Event: ArtifactStarted, Index: m.i, Artifact: m.res.Artifact})
+		}
+	}
+	pre := map[*member]*precheck{}
+	err := im.s.view(ctx, func(tx *bbolt.Tx) error {
+		for _, g := range gs {
+			for _, m := range g.ms {
+				pre[m] = im.precheckTx(tx, m.res.Artifact)
+			}
+		}
 		return nil
+	})
+	for _, g := range gs {
+		for k, m := range g.ms {
+			if g.err != nil {
+				break
+			}
+			if err != nil {
+				g.fail(k, err)
+				break
+			}
+			if err := im.prepareMember(ctx, m, pre[m]); err != nil {
+				g.fail(k, err)
+			}
+		}
+	}
+}
+
+func (im *importer) prepareMember(ctx context.Context, m *member, p *precheck) error {
+	if p.err != nil {
+		return p.err
+	}
+	a := m.res.Artifact
+	if p.recorded {
+		present := true
+		for _, n := range p.nodes {
+			ok, err := im.s.Exists(ctx, n)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				present = false // a blob file is gone: copy again
+				break
+			}
+		}
+		if present {
+			m.present = true
+			m.res.Status = StatusPresent
+			m.res.Artifact.Descriptor.ArtifactType = p.artifactType
+			return nil
+		}
 	}
 	g, err := walk(ctx, im.src, a.Descriptor)
 	if err != nil {
@@ -319,48 +506,12 @@ func (im *importer) prepare(ctx context.Context, m *member) error {
 	return nil
 }
 
-// copyVerifyRecord copies and verifies every member, then records them in
-// one transaction. On failure it returns the position of the member that
-// failed, or -1 when the transaction did.
-func (im *importer) copyVerifyRecord(ctx context.Context, ms []*member) (int, error) {
-	for attempt := 0; ; attempt++ {
-		for k, m := range ms {
-			if attempt == 0 {
-				im.emit(Progress{Event: ArtifactStarted, Index: m.i, Artifact: m.res.Artifact})
-				if err := im.prepare(ctx, m); err != nil {
-					return k, err
-				}
-			}
-			if m.present {
-				if attempt > 0 {
-					continue
-				}
-			} else if err := im.copy(ctx, m.i, m.res, m.g, &m.created); err != nil {
-				return k, err
-			}
-			if err := im.verify(ctx, m.res.Artifact); err != nil {
-				return k, err
-			}
-		}
-		err := im.record(ctx, ms)
-		if errors.Is(err, errBlobVanished) && attempt < 2 {
-			// Another process rolled back a blob this copy found present:
-			// copy it again.
-			continue
-		}
-		if err != nil {
-			return -1, err
-		}
-		return -1, nil
-	}
-}
-
-// precheck says whether the artifact is already recorded with its ref and
-// link and all its blob files are there, and fails early on a ref conflict.
-func (im *importer) precheck(ctx context.Context, a Artifact) (present bool, artifactType string, err error) {
-	var nodes []ocispec.Descriptor
-	var recorded bool
-	err = im.s.view(ctx, func(tx *bbolt.Tx) error {
+// precheckTx says whether the artifact is already recorded with its ref
+// and link (and then which blobs its graph has), and fails early on a ref
+// conflict.
+func (im *importer) precheckTx(tx *bbolt.Tx, a Artifact) *precheck {
+	p := &precheck{}
+	p.err = func() error {
 		if a.Ref != "" && !im.opts.Replace {
 			var r refRecord
 			ok, err := getJSON(tx, bucketRefs, a.Ref, &r)
@@ -376,7 +527,7 @@ func (im *importer) precheck(ctx context.Context, a Artifact) (present bool, art
 		if err != nil || !ok {
 			return err
 		}
-		artifactType = ar.ArtifactType
+		p.artifactType = ar.ArtifactType
 		if a.Ref != "" && !slices.Contains(ar.Refs, a.Ref) {
 			return nil
 		}
@@ -392,20 +543,12 @@ func (im *importer) precheck(ctx context.Context, a Artifact) (present bool, art
 			if _, err := getJSON(tx, bucketBlobs, string(d), &br); err != nil {
 				return err
 			}
-			nodes = append(nodes, ocispec.Descriptor{Digest: d, Size: br.Size, MediaType: br.MediaType})
+			p.nodes = append(p.nodes, ocispec.Descriptor{Digest: d, Size: br.Size, MediaType: br.MediaType})
 		}
-		recorded = true
+		p.recorded = true
 		return nil
-	})
-	if err != nil || !recorded {
-		return false, artifactType, err
-	}
-	for _, n := range nodes {
-		if ok, err := im.s.Exists(ctx, n); err != nil || !ok {
-			return false, artifactType, err // a blob file is gone: copy again
-		}
-	}
-	return true, artifactType, nil
+	}()
+	return p
 }
 
 func refConflict(ref string, have, want digest.Digest) error {
@@ -484,26 +627,19 @@ func (im *importer) copy(ctx context.Context, i int, res *ArtifactResult, g *gra
 			return err
 		}
 	}
-	// A blob skipped as present may have been renamed by a process killed
-	// before its directory fsync: make every rename durable before the
-	// index names the blobs.
-	algs := map[digest.Algorithm]bool{}
-	for _, n := range g.nodes {
-		algs[n.Digest.Algorithm()] = true
-	}
-	for alg := range algs {
-		if err := safefile.SyncDir(im.s.path(blobsDir, alg.String())); err != nil {
-			return err
-		}
-	}
 	return nil
 }
 
 // copyNode copies one blob from the source unless the cache has it.
 func (im *importer) copyNode(ctx context.Context, t *tracker, g *graph, desc ocispec.Descriptor) error {
-	ok, err := im.s.Exists(ctx, desc)
-	if err != nil {
-		return err
+	im.mu.Lock()
+	ok := im.pendingSet[desc.Digest] // written by this batch, not yet visible
+	im.mu.Unlock()
+	if !ok {
+		var err error
+		if ok, err = im.s.Exists(ctx, desc); err != nil {
+			return err
+		}
 	}
 	if ok {
 		t.skip(desc)
@@ -521,52 +657,81 @@ func (im *importer) copyNode(ctx context.Context, t *tracker, g *graph, desc oci
 		defer rc.Close()
 		r = rc
 	}
-	wrote, err := im.s.writeBlob(ctx, desc, r, func(n int64) { t.bytes(desc, n) })
+	p, err := im.s.ingestBlob(ctx, desc, r, func(n int64) { t.bytes(desc, n) })
 	if err != nil {
 		return err
 	}
-	if wrote {
-		t.wrote(desc)
-	}
+	im.mu.Lock()
+	im.pending = append(im.pending, *p)
+	im.pendingSet[desc.Digest] = true
+	im.mu.Unlock()
+	t.wrote(desc)
 	t.done(desc)
 	return nil
 }
 
-// record is the one index transaction of a group: every member not
-// already present is recorded in it, or none is. It sets each member's
-// status.
-func (im *importer) record(ctx context.Context, ms []*member) error {
-	if !slices.ContainsFunc(ms, func(m *member) bool { return !m.present }) {
-		for _, m := range ms {
-			m.res.Status = StatusPresent
+// errGroupFailed stops a batch's transaction when one of its groups fails.
+var errGroupFailed = errors.New("group failed")
+
+// recordBatch is the one index transaction of a batch: the groups that
+// have not failed are recorded in it, each all or nothing. When one fails
+// to record, it is marked failed (or vanished), the groups before it are
+// recorded without it, and the groups after it are returned unrecorded, to
+// be verified again once its failure is reported (a referrer's Verify
+// hook may depend on it). It sets each recorded member's status.
+func (im *importer) recordBatch(ctx context.Context, gs []*group) (rest []*group) {
+	var todo []*group
+	for _, g := range gs {
+		if g.err == nil && g.vanished == nil && slices.ContainsFunc(g.ms, func(m *member) bool { return !m.present }) {
+			todo = append(todo, g)
 		}
-		return nil
 	}
-	var rec ImportRecord
-	statuses := make([]Status, len(ms))
-	err := im.s.update(ctx, func(tx *bbolt.Tx) error {
-		rec = im.rec // the transaction may run again
-		for k, m := range ms {
-			statuses[k] = StatusPresent
-			if m.present {
-				continue
+	for len(todo) > 0 {
+		var rec ImportRecord
+		bad := -1
+		var badErr error
+		statuses := map[*member]Status{}
+		err := im.s.update(ctx, func(tx *bbolt.Tx) error {
+			rec, bad, badErr = im.rec, -1, nil // the transaction may run again
+			for p, g := range todo {
+				for _, m := range g.ms {
+					statuses[m] = StatusPresent
+					if m.present {
+						continue
+					}
+					st, err := im.recordTx(tx, m.res.Artifact, m.g, &rec)
+					if err != nil {
+						bad, badErr = p, err
+						return errGroupFailed
+					}
+					statuses[m] = st
+				}
 			}
-			st, err := im.recordTx(tx, m.res.Artifact, m.g, &rec)
-			if err != nil {
-				return err
+			return nil
+		})
+		if bad >= 0 && errors.Is(err, errGroupFailed) {
+			if errors.Is(badErr, errBlobVanished) {
+				todo[bad].vanished = badErr
+			} else {
+				todo[bad].fail(-1, badErr)
 			}
-			statuses[k] = st
+			rest = append(slices.Clone(todo[bad+1:]), rest...)
+			todo = todo[:bad]
+			continue
 		}
-		return nil
-	})
-	if err != nil {
-		return err
+		if err != nil {
+			for _, g := range todo {
+				g.fail(-1, err)
+			}
+			return rest
+		}
+		for m, st := range statuses {
+			m.res.Status = st
+		}
+		im.rec = rec
+		return rest
 	}
-	for k, m := range ms {
-		m.res.Status = statuses[k]
-	}
-	im.rec = rec
-	return nil
+	return rest
 }
 
 // recordTx records one artifact in tx and adds it to rec, which gets its

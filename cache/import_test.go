@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -620,5 +621,65 @@ func TestImportBoundFailsTogether(t *testing.T) {
 
 	if _, err := s2.Import(ctx, src, []cache.Artifact{bound(good)}, cache.ImportRecord{From: "test"}, cache.ImportOptions{}); !errors.Is(err, cache.ErrInvalidArtifact) {
 		t.Errorf("a first artifact bound to nothing: want ErrInvalidArtifact, got %v", err)
+	}
+}
+
+// TestImportFailureReportedBeforeLaterVerify: artifacts of one batch are
+// copied together and recorded together, yet a failed artifact's
+// ArtifactDone still goes out before the Verify hook of any later one, so
+// a hook can refuse a referrer whose subject failed — whether the subject
+// failed in its copy or in the transaction (here a ref conflict with an
+// earlier artifact of the same batch).
+func TestImportFailureReportedBeforeLaterVerify(t *testing.T) {
+	ctx := context.Background()
+	src := newSource()
+	corrupt := []byte("corrupted in transit")
+	broken := src.pack(t, string(corrupt))
+	first := src.pack(t, "first holder of the name")
+	second := src.pack(t, "second claimant of the name")
+	sigBroken := src.signature(t, broken, "signs the broken pack")
+	sigSecond := src.signature(t, second, "signs the second claimant")
+	arts := []cache.Artifact{
+		packArtifact(broken, "broken:1"),
+		sigArtifact(sigBroken),
+		packArtifact(first, "name:1"),
+		packArtifact(second, "name:1"),
+		sigArtifact(sigSecond),
+	}
+	s := cachetest.Open(t)
+	failed := map[digest.Digest]bool{}
+	res, err := s.Import(ctx, corruptSource{src, sha(corrupt)}, arts, cache.ImportRecord{}, cache.ImportOptions{
+		Progress: func(p cache.Progress) {
+			if p.Event == cache.ArtifactDone && p.Status == cache.StatusFailed {
+				failed[p.Artifact.Descriptor.Digest] = true
+			}
+		},
+		Verify: func(ctx context.Context, a cache.Artifact, f content.Fetcher) error {
+			for _, sub := range []digest.Digest{broken.Digest, second.Digest} {
+				if failed[sub] && (a.Descriptor.Digest == sigBroken.Digest && sub == broken.Digest ||
+					a.Descriptor.Digest == sigSecond.Digest && sub == second.Digest) {
+					return errors.New("subject failed")
+				}
+			}
+			return nil
+		},
+	})
+	if err == nil {
+		t.Fatal("import succeeded, want failures")
+	}
+	want := []cache.Status{cache.StatusFailed, cache.StatusFailed, cache.StatusNew, cache.StatusFailed, cache.StatusFailed}
+	if got := statuses(res); !slices.Equal(got, want) {
+		t.Fatalf("statuses = %v, want %v", got, want)
+	}
+	if !errors.Is(res.Artifacts[3].Err, cache.ErrRefConflict) {
+		t.Errorf("second claimant: %v, want ErrRefConflict", res.Artifacts[3].Err)
+	}
+	for _, i := range []int{1, 4} {
+		if e := res.Artifacts[i].Err; e == nil || !strings.Contains(e.Error(), "subject failed") {
+			t.Errorf("signature %d: %v, want refused by the hook", i, e)
+		}
+	}
+	if list, _ := s.List(ctx, ""); len(list) != 1 || list[0].Ref != "name:1" || list[0].Descriptor.Digest != first.Digest {
+		t.Errorf("list = %v, want only name:1 (the first)", entries(list))
 	}
 }

@@ -265,12 +265,41 @@ func TestConcurrentGoroutines(t *testing.T) {
 // import: the cache must stay consistent, list nothing half-imported, and
 // accept the import again.
 func TestCrashDuringImport(t *testing.T) {
-	ctx := context.Background()
-	root := t.TempDir()
 	n, k, size := 4, 4, 4<<20 // 64 MiB per helper
 	if testing.Short() || raceEnabled {
 		n, k, size = 4, 4, 1<<20 // the race detector slows the helpers down 5-10 times
 	}
+	crashDuringImport(t, n, k, size, 4)
+}
+
+// TestCrashDuringImportManyFiles kills imports of one pack of 10,000 small
+// files, whose blobs are made durable together: after each kill the index
+// names no blob that is not there and whole.
+func TestCrashDuringImportManyFiles(t *testing.T) {
+	k := 10000
+	if testing.Short() || raceEnabled {
+		k = 2000
+	}
+	crashDuringImport(t, 1, k, 512, 1) // one kill: each import and verify of 10,000 files takes seconds
+}
+
+// TestCrashDuringImportManyPacks kills imports of 1,000 packs, recorded a
+// batch at a time: after each kill every pack listed is whole.
+func TestCrashDuringImportManyPacks(t *testing.T) {
+	n := 1000
+	if testing.Short() || raceEnabled {
+		n = 300
+	}
+	crashDuringImport(t, n, 1, 256, 2)
+}
+
+// crashDuringImport runs one import of n packs of k layers of size bytes to
+// the end, to time it, then kills as many others at random moments of the
+// same length; after each kill the cache verifies and lists only whole
+// artifacts, and every import then runs again to completion.
+func crashDuringImport(t *testing.T, n, k, size, kills int) {
+	ctx := context.Background()
+	root := t.TempDir()
 	spec := func(seed uint64) helperSpec {
 		return helperSpec{root: root, seed: seed, prefix: fmt.Sprintf("crash%d", seed), n: n, k: k, size: size}
 	}
@@ -286,14 +315,17 @@ func TestCrashDuringImport(t *testing.T) {
 		t.Fatalf("full helper run: %v", err)
 	}
 	full := time.Since(start)
-	t.Logf("full import of %d MiB: %v", n*k*size>>20, full)
+	t.Logf("full import of %d packs of %d layers of %d bytes: %v", n, k, size, full)
 
 	want := map[string]digest.Digest{}
 	_, _, w := expected(t, spec(100))
 	for r, d := range w {
 		want[r] = d
 	}
-	seeds := []uint64{101, 102, 103, 104}
+	var seeds []uint64
+	for i := range kills {
+		seeds = append(seeds, uint64(101+i))
+	}
 	for _, sd := range seeds {
 		cmd, sc, goAhead := startHelper(t, spec(sd))
 		goAhead()

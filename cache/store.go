@@ -46,6 +46,13 @@ type Store struct {
 	// recordBytes counts the bytes of import records written, so that a
 	// test holds an import's record work linear in its artifacts.
 	recordBytes atomic.Int64
+	// syncs counts the fsync, syncfs and directory fsync calls made for
+	// blob files, so that a test holds an import's syncs independent of
+	// its number of files.
+	syncs atomic.Int64
+	// updates counts index write transactions, so that a test holds an
+	// import's transactions below one per artifact.
+	updates atomic.Int64
 }
 
 // Layout of the root directory.
@@ -120,6 +127,7 @@ func (s *Store) update(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
 	if err != nil {
 		return err
 	}
+	s.updates.Add(1)
 	holder := s.path(indexFile + holderExt)
 	s.writeHolder(holder)
 	defer func() {

@@ -5,3 +5,5 @@ package cache
 import "os"
 
 func startWriteback(*os.File, int64, int64) {}
+
+func syncFS(string) (bool, error) { return false, nil }

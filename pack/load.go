@@ -40,6 +40,8 @@ type File struct {
 
 // Limits on pack contents.
 const (
+	// MaxFiles is the most files a pack holds besides pack.yaml
+	// (ErrTooManyFiles).
 	MaxFiles = 10000
 )
 
@@ -158,6 +160,7 @@ func CheckFilePath(p string) error {
 // starting with ".") are skipped; symlinks and special files are refused.
 func walkFiles(fsys fs.FS) ([]File, error) {
 	var files []File
+	data := 0 // files other than pack.yaml
 	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -177,8 +180,11 @@ func walkFiles(fsys fs.FS) ([]File, error) {
 		if !d.Type().IsRegular() {
 			return fmt.Errorf("%s is a %s, not a regular file: %w", p, typeName(d.Type()), ErrUnsafePath)
 		}
-		if len(files) >= MaxFiles {
-			return fmt.Errorf("more than %d files: %w", MaxFiles, ErrManifestInvalid)
+		if p != ManifestFile {
+			if data >= MaxFiles {
+				return fmt.Errorf("more than %d files besides %s: %w", MaxFiles, ManifestFile, ErrTooManyFiles)
+			}
+			data++
 		}
 		info, err := d.Info()
 		if err != nil {

@@ -3,6 +3,7 @@ package pack
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -340,4 +341,27 @@ func FuzzCheckFilePath(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestMaxFiles: the limit counts the pack's files besides pack.yaml, so a
+// pack of MaxFiles data files loads, and one more is refused with
+// ErrTooManyFiles (not a manifest problem: there is no line to point at).
+func TestMaxFiles(t *testing.T) {
+	manifest := "apiVersion: stellaops.io/pack.v1\nkind: TaskPack\nmetadata: {name: many, version: 1.0.0, description: Many files.}\nspec:\n  steps:\n    - {id: s, run: {command: [\"true\"]}}\n"
+	fsys := fstest.MapFS{ManifestFile: &fstest.MapFile{Data: []byte(manifest), Mode: 0o644}}
+	for i := range MaxFiles {
+		fsys[fmt.Sprintf("d%03d/f%04d", i/100, i)] = &fstest.MapFile{Data: []byte{byte(i)}, Mode: 0o644}
+	}
+	p, err := Load(fsys)
+	if err != nil {
+		t.Fatalf("%d data files: %v", MaxFiles, err)
+	}
+	if len(p.Files) != MaxFiles+1 {
+		t.Fatalf("%d files loaded, want %d and pack.yaml", len(p.Files), MaxFiles)
+	}
+	fsys["zzz"] = &fstest.MapFile{Data: []byte("one more"), Mode: 0o644}
+	_, err = Load(fsys)
+	if !errors.Is(err, ErrTooManyFiles) || errors.Is(err, ErrManifestInvalid) {
+		t.Fatalf("%d data files: err = %v, want ErrTooManyFiles only", MaxFiles+1, err)
+	}
 }

@@ -20,6 +20,9 @@ var (
 	ErrNotFound = errors.New("pack not found")
 	// ErrUnsafePath: a file of the pack is a symlink, device or escapes the pack folder.
 	ErrUnsafePath = errors.New("unsafe path in pack")
+	// ErrTooManyFiles: the pack folder holds more than MaxFiles files
+	// besides pack.yaml.
+	ErrTooManyFiles = errors.New("pack has too many files")
 	// ErrExists: the folder pack init would write already exists.
 	ErrExists = errors.New("already exists")
 )

@@ -686,6 +686,9 @@ func (s *session) packShow(ctx context.Context, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	for i := range imports {
+		imports[i] = ownImport(imports[i], art.Ref, art.Descriptor.Digest)
+	}
 	type fileOut struct {
 		Path   string        `json:"path"`
 		Size   int64         `json:"size"`
@@ -723,6 +726,26 @@ func (s *session) packShow(ctx context.Context, c *cli.Context) error {
 			fmt.Fprintf(w, "  %s from %s: %s\n", im.Time.UTC().Format("2006-01-02T15:04:05Z"), display.Line(im.From), display.Line(strings.Join(im.Verified, "; ")))
 		}
 	})
+}
+
+// ownImport is one pack's view of an import record: the checks of the
+// whole import, its own verdicts and its own entry, so what `pack show`
+// prints does not depend on what else the bundle held.
+func ownImport(r cache.ImportRecord, ref string, d digest.Digest) cache.ImportRecord {
+	var verified []string
+	for _, line := range r.Verified {
+		if of, ok := admission.VerdictRef(line); !ok || of == ref {
+			verified = append(verified, line)
+		}
+	}
+	var own []cache.ImportedArtifact
+	for _, a := range r.Artifacts {
+		if a.Digest == d {
+			own = append(own, a)
+		}
+	}
+	r.Verified, r.Artifacts = verified, own
+	return r
 }
 
 func (s *session) packRemove(ctx context.Context, c *cli.Context) error {

@@ -94,6 +94,7 @@ var errorTable = []errorRow{
 	{pack.ErrManifestInvalid, "ERR_PACK_MANIFEST_INVALID", exitInvalid, "fix every problem listed (file:line:column) and run `stella pack validate` again"},
 	{pack.ErrInputInvalid, "ERR_PACK_INPUT_INVALID", exitInvalid, "fix the inputs file; `stella pack show` or pack.yaml lists each input's type and schema"},
 	{pack.ErrInputLimit, "ERR_PACK_INPUT_LIMIT", exitInvalid, "the inputs file nests arrays and objects deeper than 64 levels or holds more than 200000 values: flatten it or pass fewer values"},
+	{pack.ErrTooManyFiles, "ERR_PACK_TOO_MANY_FILES", exitInvalid, "a pack holds at most 10000 files besides pack.yaml: archive the rest into fewer files, or split the pack"},
 	{pack.ErrUnsafePath, "ERR_PACK_UNSAFE_PATH", exitInvalid, "packs hold regular files only: replace symlinks and special files with real files"},
 	{pack.ErrNotFound, "ERR_PACK_NOT_FOUND", exitNotFound, "check the name: a pack folder must hold pack.yaml, and an <id>:<version> or digest must be in the cache (`stella pack list`; import or pull it first)"},
 	{pack.ErrExists, "ERR_PACK_EXISTS", exitGeneric, "choose another folder or remove the existing one"},

@@ -96,6 +96,7 @@ var domainErrors = map[string]error{
 	"pack.ErrInputLimit":                pack.ErrInputLimit,
 	"pack.ErrNotFound":                  pack.ErrNotFound,
 	"pack.ErrUnsafePath":                pack.ErrUnsafePath,
+	"pack.ErrTooManyFiles":              pack.ErrTooManyFiles,
 	"pack.ErrExists":                    pack.ErrExists,
 	"plan.ErrExpansion":                 plan.ErrExpansion,
 	"plan.ErrInvalid":                   plan.ErrInvalid,
