@@ -137,19 +137,20 @@ func (h *handler) health(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// Summary is one run in /api/runs: its summary, whether a runner holds
-// it (live, gone, none), as `stella pack runs list` says, its steps in
-// the order they started, and the commands to run next (for a run at a
-// gate: the gate and its approve commands), as `stella pack run` prints
-// them.
+// Summary is one run in /api/runs: its summary and whether a runner
+// holds it (live, gone, none), as `stella pack runs list` says. In
+// /api/runs/{id} it also has the run's steps in the order they started
+// and the commands to run next (for a run at a gate: the gate and its
+// approve commands), as `stella pack run` prints them.
 type Summary struct {
 	*run.Record
 	RunnerState string   `json:"runnerState"`
-	StepOrder   []string `json:"stepOrder"`
+	StepOrder   []string `json:"stepOrder,omitempty"`
 	Gate        string   `json:"gate,omitempty"`
-	Next        []string `json:"next"`
+	Next        []string `json:"next,omitempty"`
 }
 
+// summary is a run's Summary as /api/runs/{id} gives it.
 func (h *handler) summary(rec *run.Record) Summary {
 	gate, next := runs.Next(rec)
 	return Summary{Record: rec, RunnerState: h.runnerState(rec), StepOrder: runs.StepOrder(rec), Gate: gate, Next: next}
@@ -164,7 +165,7 @@ func (h *handler) list(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]Summary, 0, len(rs))
 	for _, rec := range rs {
-		out = append(out, h.summary(rec))
+		out = append(out, Summary{Record: rec, RunnerState: h.runnerState(rec)})
 	}
 	writeJSON(w, http.StatusOK, out)
 }
