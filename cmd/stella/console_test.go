@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 )
 
@@ -22,8 +24,11 @@ import (
 // step running then succeeded, the gate waiting with the exact approve
 // command, and, once the gate is approved (the CLI) and the run resumed,
 // the last step and the run succeeded. A log line with markup and an
-// escape sequence shows as text, escaped. Every request the browser
-// makes goes to 127.0.0.1. A screenshot is kept in
+// escape sequence shows as text, escaped. The run list links to the
+// run. Every request the browser makes goes to 127.0.0.1, and the page
+// reports no error (a script error, or anything the
+// Content-Security-Policy blocked, such as a file from another host or
+// an inline script). A screenshot is kept in
 // $STELLA_TEST_ARTIFACTS (else the test's temporary folder; the log says
 // where).
 func TestConsoleShowsLiveRun(t *testing.T) {
@@ -79,13 +84,23 @@ func TestConsoleShowsLiveRun(t *testing.T) {
 	ctx, stop := context.WithTimeout(ctx, 2*time.Minute)
 	defer stop()
 
+	// Every request the page makes, and every error it reports (a
+	// script error, a blocked resource, a Content-Security-Policy
+	// violation).
 	var mu sync.Mutex
-	var requests []string
+	var requests, pageErrors []string
 	if err := chromedp.Listen(ctx, func(ev any) {
-		if e, ok := ev.(*network.EventRequestWillBeSent); ok {
-			mu.Lock()
+		mu.Lock()
+		defer mu.Unlock()
+		switch e := ev.(type) {
+		case *network.EventRequestWillBeSent:
 			requests = append(requests, e.Request.URL)
-			mu.Unlock()
+		case *cdplog.EventEntryAdded:
+			if e.Entry.Level == cdplog.EntryLevelError && !strings.HasSuffix(e.Entry.URL, "/favicon.ico") {
+				pageErrors = append(pageErrors, e.Entry.Text+" "+e.Entry.URL)
+			}
+		case *runtime.EventExceptionThrown:
+			pageErrors = append(pageErrors, e.ExceptionDetails.Text)
 		}
 	}); err != nil {
 		t.Fatalf("start chromium: %v", err)
@@ -158,6 +173,20 @@ func TestConsoleShowsLiveRun(t *testing.T) {
 	}
 	shot(t, ctx, "console-succeeded.png")
 
+	// The run list links to the run, with its end state.
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/console/packs/runs")); err != nil {
+		t.Fatal(err)
+	}
+	waitPage("the run in the run list", func() bool {
+		return strings.Contains(text(`document.querySelector('#runs tbody').innerText`), id)
+	})
+	if href := text(`document.querySelector('#runs tbody a').getAttribute('href')`); href != "/console/packs/runs/"+url.PathEscape(id) {
+		t.Errorf("the run list links to %q", href)
+	}
+	if row := text(`document.querySelector('#runs tbody tr').innerText`); !strings.Contains(row, "console:0.1.0") || !strings.Contains(row, "succeeded") {
+		t.Errorf("the run list shows %q", row)
+	}
+
 	mu.Lock()
 	defer mu.Unlock()
 	var logs bool
@@ -172,6 +201,9 @@ func TestConsoleShowsLiveRun(t *testing.T) {
 		t.Errorf("the browser never opened the log stream: %q", requests)
 	}
 	t.Logf("%d browser requests, all to 127.0.0.1", len(requests))
+	if len(pageErrors) > 0 {
+		t.Errorf("the page reported errors: %q", pageErrors)
+	}
 	if srv.exited() {
 		t.Fatalf("stella serve exited: %v\n%s", srv.err, srv.errb.String())
 	}

@@ -53,7 +53,7 @@
         const tr = el('tr');
         const td = el('td');
         const a = el('a', null, esc(x.id));
-        a.href = '/console/packs/runs/' + encodeURIComponent(x.id);
+        a.href = '/console/packs/runs/' + encodeURIComponent(x.id).replace(/%3A/g, ':');
         td.appendChild(a);
         tr.appendChild(td);
         tr.appendChild(el('td', null, esc(x.pack.name + ':' + x.pack.version)));
