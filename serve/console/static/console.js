@@ -225,6 +225,9 @@
     refresh().then(connect);
   }
 
-  if (document.body.dataset.page === 'runs') runsPage();
+  if (document.body.dataset.page === 'runs') {
+    runsPage();
+    setInterval(runsPage, 3000); // the list is read again every 3 s
+  }
   if (document.body.dataset.page === 'run') runPage();
 })();
