@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"stellaops.io/stella/display"
 	"stellaops.io/stella/run"
 	"stellaops.io/stella/runs"
 )
@@ -251,7 +252,7 @@ func (h *handler) logs(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Accel-Buffering", "no")
 		w.WriteHeader(http.StatusOK)
 		fmt.Fprintf(fl.bw, "retry: %d\n\n", h.o.Poll.Milliseconds()*10)
-		s = &sseSink{f: fl, step: step, heartbeat: h.o.Heartbeat, last: time.Now()}
+		s = &sseSink{f: fl, step: step, heartbeat: h.o.Heartbeat, last: time.Now(), display: r.URL.Query().Get("display") == "text"}
 	} else {
 		follow = r.URL.Query().Get("follow") == "true"
 		w.Header().Set("Content-Type", "application/x-ndjson")
@@ -364,6 +365,9 @@ type sseSink struct {
 	heartbeat time.Duration
 	last      time.Time // last write
 	scratch   []byte
+	// display sends each log record's msg as package display renders
+	// it for a terminal (?display=text, what the console asks for).
+	display bool
 }
 
 func (s *sseSink) write(typ string, c Cursor, data []byte) error {
@@ -387,7 +391,16 @@ func (s *sseSink) log(r record, c Cursor) error {
 		return nil
 	}
 	data := r.raw
-	if data == nil {
+	if s.display {
+		l := r.line
+		if r.raw != nil {
+			if err := json.Unmarshal(r.raw, &l); err != nil {
+				return err
+			}
+		}
+		l.Msg = display.Text(l.Msg)
+		data = l.AppendJSON(nil)
+	} else if data == nil {
 		data = r.line.AppendJSON(nil)
 	}
 	return s.write(EventLog, c, data)

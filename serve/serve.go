@@ -1,6 +1,7 @@
 // Package serve is the HTTP side of `stella serve`: health, the pack_*
 // metrics, and a read-only API over the runs of one home, with run logs
-// streamed as NDJSON or Server-Sent Events.
+// streamed as NDJSON or Server-Sent Events, and the run console: pages
+// built into the binary that follow a run through that same stream.
 //
 // # Model
 //
@@ -86,6 +87,12 @@ type Options struct {
 //	GET /api/runs/{id}                one run's record
 //	GET /api/runs/{id}/logs           its log: SSE when Accept asks for text/event-stream, else NDJSON (?follow=true follows)
 //	GET /task-runner/runs/{id}/logs   the same, at the runbook's path
+//	GET /console/packs/runs           the run console: the run list
+//	GET /console/packs/runs/{id}      the run console: one run, live
+//	GET /console/static/{file}        the console's script and style
+//
+// Every answer carries Content-Security-Policy (only this origin: no
+// inline script, no other host) and X-Content-Type-Options: nosniff.
 func Handler(o Options) http.Handler {
 	if o.Poll <= 0 {
 		o.Poll = 100 * time.Millisecond
@@ -101,7 +108,23 @@ func Handler(o Options) http.Handler {
 	mux.HandleFunc("GET /api/runs/{id}", h.show)
 	mux.HandleFunc("GET /api/runs/{id}/logs", h.logs)
 	mux.HandleFunc("GET /task-runner/runs/{id}/logs", h.logs)
-	return mux
+	consoleRoutes(mux)
+	return secure(mux)
+}
+
+// contentSecurityPolicy lets a page load only this origin's own files:
+// no inline script or style, no other host, no frames, no forms.
+const contentSecurityPolicy = "default-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; object-src 'none'"
+
+// secure sets the security headers of every answer.
+func secure(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("Content-Security-Policy", contentSecurityPolicy)
+		hd.Set("X-Content-Type-Options", "nosniff")
+		hd.Set("Referrer-Policy", "no-referrer")
+		next.ServeHTTP(w, r)
+	})
 }
 
 type handler struct{ o Options }
@@ -115,10 +138,22 @@ func (h *handler) health(w http.ResponseWriter, r *http.Request) {
 }
 
 // Summary is one run in /api/runs: its summary and whether a runner
-// holds it (live, gone, none), as `stella pack runs list` says.
+// holds it (live, gone, none), as `stella pack runs list` says. In
+// /api/runs/{id} it also has the run's steps in the order they started
+// and the commands to run next (for a run at a gate: the gate and its
+// approve commands), as `stella pack run` prints them.
 type Summary struct {
 	*run.Record
-	RunnerState string `json:"runnerState"`
+	RunnerState string   `json:"runnerState"`
+	StepOrder   []string `json:"stepOrder,omitempty"`
+	Gate        string   `json:"gate,omitempty"`
+	Next        []string `json:"next,omitempty"`
+}
+
+// summary is a run's Summary as /api/runs/{id} gives it.
+func (h *handler) summary(rec *run.Record) Summary {
+	gate, next := runs.Next(rec)
+	return Summary{Record: rec, RunnerState: h.runnerState(rec), StepOrder: runs.StepOrder(rec), Gate: gate, Next: next}
 }
 
 func (h *handler) list(w http.ResponseWriter, r *http.Request) {
@@ -130,7 +165,7 @@ func (h *handler) list(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]Summary, 0, len(rs))
 	for _, rec := range rs {
-		out = append(out, Summary{rec, h.runnerState(rec)})
+		out = append(out, Summary{Record: rec, RunnerState: h.runnerState(rec)})
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -153,7 +188,7 @@ func (h *handler) show(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, Summary{rec, h.runnerState(rec)})
+	writeJSON(w, http.StatusOK, h.summary(rec))
 }
 
 // get reads the record of the run the path names; an id of another form

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -549,31 +548,8 @@ func stepEnv(folder string) []string {
 // renderRun prints a run's end state and the next command, then returns
 // the run's failure for the exit code.
 func (s *session) renderRun(rec *run.Record, runErr error) error {
-	res := runResult{RunID: rec.ID, State: rec.State, PlanHash: rec.PlanHash, Pack: rec.Pack, Outputs: rec.Outputs, Failure: rec.Failure, Next: []string{}}
-	switch rec.State {
-	case run.Succeeded:
-		res.Next = append(res.Next, "stella pack runs show "+rec.ID)
-	case run.AwaitingApproval:
-		for _, id := range sortedStepIDs(rec) {
-			if sr := rec.Steps[id]; sr.State == run.AwaitingApproval && sr.Gate != nil {
-				res.Gate = id
-				break
-			}
-		}
-		res.Next = append(res.Next,
-			fmt.Sprintf("stella pack approve --run %s --gate %s --key KEY --comment '...'", rec.ID, res.Gate),
-			fmt.Sprintf("stella pack approve --offline-request --run %s --gate %s -o request.stella.tar", rec.ID, res.Gate),
-			"stella pack runs resume --run "+rec.ID)
-	case run.Paused:
-		res.Next = append(res.Next, "stella pack runs resume --run "+rec.ID)
-	case run.Failed:
-		if rec.Failure != nil && rec.Failure.StepID != "" {
-			res.Next = append(res.Next, fmt.Sprintf("stella pack runs logs %s --step %s", rec.ID, rec.Failure.StepID))
-		}
-		res.Next = append(res.Next, "stella pack runs resume --run "+rec.ID)
-	default:
-		res.Next = append(res.Next, "stella pack runs show "+rec.ID)
-	}
+	res := runResult{RunID: rec.ID, State: rec.State, PlanHash: rec.PlanHash, Pack: rec.Pack, Outputs: rec.Outputs, Failure: rec.Failure}
+	res.Gate, res.Next = runs.Next(rec)
 	if err := s.emit(res, func(w io.Writer) {
 		fmt.Fprintf(w, "run %s: %s\n", res.RunID, res.State)
 		fmt.Fprintf(w, "pack:      %s:%s (%s)\nplan hash: %s\n", display.Line(res.Pack.Name), display.Line(res.Pack.Version), res.Pack.Digest, res.PlanHash)
@@ -598,23 +574,7 @@ func (s *session) renderRun(rec *run.Record, runErr error) error {
 	return runErr
 }
 
-func sortedStepIDs(rec *run.Record) []string {
-	ids := make([]string, 0, len(rec.Steps))
-	for id := range rec.Steps {
-		ids = append(ids, id)
-	}
-	sort.Slice(ids, func(i, j int) bool {
-		a, b := rec.Steps[ids[i]], rec.Steps[ids[j]]
-		switch {
-		case a.Started != nil && b.Started != nil && !a.Started.Equal(*b.Started):
-			return a.Started.Before(*b.Started)
-		case (a.Started == nil) != (b.Started == nil):
-			return a.Started != nil
-		}
-		return ids[i] < ids[j]
-	})
-	return ids
-}
+func sortedStepIDs(rec *run.Record) []string { return runs.StepOrder(rec) }
 
 func (s *session) runsResume(ctx context.Context, c *cli.Context) error {
 	id := c.String("run")

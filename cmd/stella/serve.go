@@ -22,9 +22,10 @@ const defaultListen = "127.0.0.1:9464"
 func (s *session) serveCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "serve",
-		Usage: "serve /healthz, the pack_* metrics at /metrics and a read-only run API with live logs (SSE), on loopback unless TLS is given",
+		Usage: "serve /healthz, the pack_* metrics at /metrics, a read-only run API with live logs (SSE) and the run console, on loopback unless TLS is given",
 		Description: "Endpoints: /healthz, /metrics, /api/runs, /api/runs/{id}, /api/runs/{id}/logs and /task-runner/runs/{id}/logs " +
-			"(Server-Sent Events when the client accepts text/event-stream, NDJSON otherwise). An address other than loopback " +
+			"(Server-Sent Events when the client accepts text/event-stream, NDJSON otherwise), and the run console at " +
+			"/console/packs/runs and /console/packs/runs/{id} (built into the binary; it loads nothing from another host). An address other than loopback " +
 			"needs --cert-file and --key-file. Runs until interrupted. See docs/serve.md.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "listen", Value: defaultListen, Usage: "HOST:PORT to listen on (port 0 picks a free port)"},
