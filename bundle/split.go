@@ -3,7 +3,6 @@ package bundle
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -16,9 +15,11 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/opencontainers/go-digest"
 	"oras.land/oras-go/v2/content"
 
 	"stellaops.io/stella/canonical"
+	"stellaops.io/stella/integrity"
 	"stellaops.io/stella/internal/safefile"
 )
 
@@ -144,7 +145,7 @@ func (s *splitWriter) Write(p []byte) (int, error) {
 			if err != nil {
 				return written, err
 			}
-			s.cur, s.curN, s.curHash = f, 0, sha256.New()
+			s.cur, s.curN, s.curHash = f, 0, integrity.NewHash(digest.SHA256)
 		}
 		n := int(min(int64(len(p)), s.partSize-s.curN))
 		m, err := s.cur.Write(p[:n])
@@ -319,7 +320,7 @@ func openParts(ctx context.Context, base string, progress func(done, total int64
 			mr.Close()
 		}
 	}()
-	whole := sha256.New()
+	whole := integrity.NewHash(digest.SHA256)
 	var done int64
 	buf := make([]byte, 1<<20)
 	for i, p := range m.Parts {
@@ -343,7 +344,7 @@ func openParts(ctx context.Context, base string, progress func(done, total int64
 		}
 		mr.parts = append(mr.parts, partFile{f: f, off: mr.used, size: p.Size})
 		mr.used += p.Size
-		h := sha256.New()
+		h := integrity.NewHash(digest.SHA256)
 		w := io.Writer(h)
 		if fi.Size() == p.Size {
 			w = io.MultiWriter(h, whole)
