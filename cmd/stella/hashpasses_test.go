@@ -22,6 +22,11 @@ import (
 //   - pack export: 2, the last two of those.
 //   - pack import: 1, each blob checked as it is written into the cache
 //     (the bundle's check and the cache's are one).
+//   - pack export --split: 3, the cache's read check, each part's sha256
+//     and the whole-file sha256 of the parts manifest.
+//   - pack import of a split set: 3, each part's sha256 and the whole-file
+//     sha256 checked before anything else (bundle-format.md §7, the two
+//     side by side), then the import's one pass.
 //
 // Slack: manifests, tar headers and padding, a few KiB.
 func TestHashPasses(t *testing.T) {
@@ -63,4 +68,7 @@ spec:
 	passes("builder", 4, "--quiet", "pack", "build", "-o", built, src)
 	passes("builder", 2, "--quiet", "pack", "export", "-o", filepath.Join(dir, "exported.stella.tar"), "bench:1.0.0")
 	passes("importer", 1, "--quiet", "pack", "import", "--bundle", built)
+	split := filepath.Join(dir, "split.stella.tar")
+	passes("builder", 3, "--quiet", "pack", "export", "--split", "1MiB", "-o", split, "bench:1.0.0")
+	passes("split-importer", 3, "--quiet", "pack", "import", "--bundle", split)
 }
