@@ -3,7 +3,6 @@ package bundle
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -15,10 +14,13 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
+	"github.com/opencontainers/go-digest"
 	"oras.land/oras-go/v2/content"
 
 	"stellaops.io/stella/canonical"
+	"stellaops.io/stella/integrity"
 	"stellaops.io/stella/internal/safefile"
 )
 
@@ -144,7 +146,7 @@ func (s *splitWriter) Write(p []byte) (int, error) {
 			if err != nil {
 				return written, err
 			}
-			s.cur, s.curN, s.curHash = f, 0, sha256.New()
+			s.cur, s.curN, s.curHash = f, 0, integrity.NewHash(digest.SHA256)
 		}
 		n := int(min(int64(len(p)), s.partSize-s.curN))
 		m, err := s.cur.Write(p[:n])
@@ -319,9 +321,12 @@ func openParts(ctx context.Context, base string, progress func(done, total int64
 			mr.Close()
 		}
 	}()
-	whole := sha256.New()
+	// The whole-file sha256 is computed by its own goroutine from the
+	// chunks each part's hash has read: the two hashes run side by side
+	// and the parts are read once.
+	whole := newPipedHash(integrity.NewHash(digest.SHA256))
+	defer whole.close()
 	var done int64
-	buf := make([]byte, 1<<20)
 	for i, p := range m.Parts {
 		pname := partName(name, p.Index)
 		perr := func(sentinel error, format string, args ...any) error {
@@ -343,14 +348,12 @@ func openParts(ctx context.Context, base string, progress func(done, total int64
 		}
 		mr.parts = append(mr.parts, partFile{f: f, off: mr.used, size: p.Size})
 		mr.used += p.Size
-		h := sha256.New()
-		w := io.Writer(h)
-		if fi.Size() == p.Size {
-			w = io.MultiWriter(h, whole)
-		} else if !sizeOfOther(m, i, fi.Size()) {
+		h := integrity.NewHash(digest.SHA256)
+		toWhole := fi.Size() == p.Size
+		if !toWhole && !sizeOfOther(m, i, fi.Size()) {
 			return nil, perr(ErrPartSize, "%d bytes, the parts manifest says %d%s", fi.Size(), p.Size, truncatedHint(fi.Size(), p.Size))
 		}
-		n, err := copyBuffer(ctx, w, f, buf, func(k int64) {
+		n, err := whole.copy(ctx, h, f, toWhole, func(k int64) {
 			done += k
 			if progress != nil {
 				progress(done, m.Size)
@@ -372,7 +375,7 @@ func openParts(ctx context.Context, base string, progress func(done, total int64
 			return nil, perr(ErrPartDigest, "sha256 %s, the parts manifest says %s", got, p.SHA256)
 		}
 	}
-	if got := hex.EncodeToString(whole.Sum(nil)); got != m.SHA256 {
+	if got := hex.EncodeToString(whole.sum()); got != m.SHA256 {
 		return nil, &EntryError{Path: manifestName, Err: fmt.Errorf("%w: the parts hash to %s, the whole-file sha256 says %s", ErrPartsManifest, got, m.SHA256)}
 	}
 	ok = true
@@ -395,18 +398,55 @@ func truncatedHint(have, want int64) string {
 	return ""
 }
 
-// copyBuffer copies with context checks and reports each chunk.
-func copyBuffer(ctx context.Context, w io.Writer, r io.Reader, buf []byte, report func(int64)) (int64, error) {
+// pipedHash is a hash fed by its own goroutine, so that it runs beside
+// the hash of the goroutine that reads.
+type pipedHash struct {
+	h    hash.Hash
+	in   chan []byte // chunks to hash
+	free chan []byte // buffers to read into
+	done chan struct{}
+	once sync.Once
+}
+
+const (
+	pipeBuffers = 3
+	pipeChunk   = 1 << 20
+)
+
+func newPipedHash(h hash.Hash) *pipedHash {
+	p := &pipedHash{h: h, in: make(chan []byte, pipeBuffers), free: make(chan []byte, pipeBuffers), done: make(chan struct{})}
+	for range pipeBuffers {
+		p.free <- make([]byte, pipeChunk)
+	}
+	go func() {
+		defer close(p.done)
+		for b := range p.in {
+			p.h.Write(b) // hashes never fail
+			p.free <- b[:cap(b)]
+		}
+	}()
+	return p
+}
+
+// copy reads r to its end with context checks, hashes it into h, passes
+// it to the piped hash too if toPipe, and reports each chunk.
+func (p *pipedHash) copy(ctx context.Context, h hash.Hash, r io.Reader, toPipe bool, report func(int64)) (int64, error) {
 	var n int64
 	for {
 		if err := ctx.Err(); err != nil {
 			return n, err
 		}
+		buf := <-p.free
 		k, err := r.Read(buf)
 		if k > 0 {
-			w.Write(buf[:k]) // hashes never fail
+			h.Write(buf[:k])
 			n += int64(k)
 			report(int64(k))
+		}
+		if k > 0 && toPipe {
+			p.in <- buf[:k]
+		} else {
+			p.free <- buf
 		}
 		if errors.Is(err, io.EOF) {
 			return n, nil
@@ -415,6 +455,19 @@ func copyBuffer(ctx context.Context, w io.Writer, r io.Reader, buf []byte, repor
 			return n, err
 		}
 	}
+}
+
+// close stops the goroutine once everything sent is hashed; it is
+// idempotent.
+func (p *pipedHash) close() {
+	p.once.Do(func() { close(p.in) })
+	<-p.done
+}
+
+// sum closes the pipe and returns the hash of everything piped.
+func (p *pipedHash) sum() []byte {
+	p.close()
+	return p.h.Sum(nil)
 }
 
 // readSmallFile reads a file of at most limit bytes.
@@ -482,4 +535,26 @@ func (m *multiReaderAt) Close() error {
 	}
 	m.parts = nil
 	return errors.Join(errs...)
+}
+
+// copyBuffer copies with context checks and reports each chunk.
+func copyBuffer(ctx context.Context, w io.Writer, r io.Reader, buf []byte, report func(int64)) (int64, error) {
+	var n int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		k, err := r.Read(buf)
+		if k > 0 {
+			w.Write(buf[:k]) // hashes never fail
+			n += int64(k)
+			report(int64(k))
+		}
+		if errors.Is(err, io.EOF) {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
 }

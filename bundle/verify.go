@@ -2,7 +2,6 @@ package bundle
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +15,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
 	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/integrity"
 )
@@ -303,7 +303,7 @@ func (r *Reader) checkZstd(ctx context.Context, e tarEntry, d digest.Digest, c z
 	if err != nil {
 		return err
 	}
-	h := sha256.New()
+	h := integrity.NewHash(digest.SHA256)
 	n, derr := io.Copy(h, io.LimitReader(dec, usize+1))
 	dec.Close()
 	// The compressed digest comes first: a tampered blob is a digest

@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"hash"
 	"io"
@@ -311,7 +310,7 @@ func (l *layoutPlan) write(ctx context.Context, w io.Writer, src content.Fetcher
 	// Buffered: a tar header, a small blob and its padding would be three
 	// writes each, and a bundle of 10,000 small files 30,000 system calls.
 	bw := bufio.NewWriterSize(w, 1<<20)
-	cw := &countingWriter{w: bw, h: sha256.New(), total: tarSize(sizes), progress: progress}
+	cw := &countingWriter{w: bw, h: integrity.NewHash(digest.SHA256), total: tarSize(sizes), progress: progress}
 	tw := tar.NewWriter(cw)
 	for _, f := range []struct {
 		name string
@@ -367,10 +366,26 @@ func copyBlob(ctx context.Context, w io.Writer, src content.Fetcher, d ocispec.D
 		return fmt.Errorf("fetch %s: %w", d.Digest, err)
 	}
 	defer rc.Close()
-	v := integrity.NewReader(&ctxReader{ctx: ctx, r: rc}, d)
+	// A blob from the cache is already checked as it streams (an
+	// integrity.Reader of the same descriptor): NewReader then does not
+	// hash it again. The context is checked at each write.
+	v := integrity.NewReader(rc, d)
 	v.Wrap = func(err error) error { return fmt.Errorf("blob %s: %w", d.Digest, err) }
-	_, err = io.Copy(w, v)
+	_, err = v.WriteTo(&ctxWriter{ctx: ctx, w: w})
 	return err
+}
+
+// ctxWriter stops a copy when its context ends.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c *ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
 }
 
 // tarSize is the size of the tar stella writes for files of these sizes.

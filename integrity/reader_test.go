@@ -155,3 +155,43 @@ func TestReaderWriteTo(t *testing.T) {
 		t.Fatalf("copy of altered content: wrote %d bytes, %v; want less than all and ErrDigestMismatch", n, err)
 	}
 }
+
+// TestReaderOverReaderHashesOnce: a Reader over a fresh Reader of the same
+// descriptor hashes nothing itself and still refuses wrong content (the
+// inner reader's check); over a Reader of another descriptor, or one
+// already read from, it checks on its own.
+func TestReaderOverReaderHashesOnce(t *testing.T) {
+	good := []byte("the content of a blob")
+	desc := ocispec.Descriptor{Digest: digest.FromBytes(good), Size: int64(len(good))}
+
+	before := HashedBytes()
+	got, err := io.ReadAll(NewReader(NewReader(bytes.NewReader(good), desc), desc))
+	if err != nil || !bytes.Equal(got, good) {
+		t.Fatalf("read %q, %v: want the content", got, err)
+	}
+	if n := HashedBytes() - before; n != int64(len(good)) {
+		t.Fatalf("hashed %d bytes, want %d (one pass)", n, len(good))
+	}
+
+	bad := []byte("the content of a blub")
+	got, err = io.ReadAll(NewReader(NewReader(bytes.NewReader(bad), desc), desc))
+	if !errors.Is(err, ErrDigestMismatch) || len(got) == len(bad) {
+		t.Fatalf("wrong content through two readers: read %d bytes, %v: want ErrDigestMismatch and not all of it", len(got), err)
+	}
+
+	// An inner reader already read from would let the outer see only the
+	// rest: the outer must check the whole content itself.
+	inner := NewReader(bytes.NewReader(good), desc)
+	if _, err := inner.Read(make([]byte, 4)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(NewReader(inner, desc)); !errors.Is(err, ErrSizeMismatch) {
+		t.Fatalf("outer over a partly read inner: %v, want ErrSizeMismatch", err)
+	}
+
+	// Another descriptor: both check.
+	other := ocispec.Descriptor{Digest: digest.FromBytes(bad), Size: int64(len(bad))}
+	if _, err := io.ReadAll(NewReader(NewReader(bytes.NewReader(good), desc), other)); !errors.Is(err, ErrDigestMismatch) {
+		t.Fatalf("outer of another digest: %v, want ErrDigestMismatch", err)
+	}
+}

@@ -1,7 +1,6 @@
 package pack
 
 import (
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +12,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"stellaops.io/stella/integrity"
 )
 
 // Pack is a loaded, validated task pack: its manifest and every file of its
@@ -228,12 +229,12 @@ func hashFile(fsys fs.FS, name string) (digest.Digest, int64, error) {
 		return "", 0, err
 	}
 	defer f.Close()
-	h := sha256.New()
+	h := integrity.NewHash(digest.SHA256)
 	n, err := io.Copy(h, f)
 	if err != nil {
 		return "", 0, fmt.Errorf("read %s: %w", name, err)
 	}
-	return digest.NewDigestFromBytes(digest.SHA256, h.Sum(nil)), n, nil
+	return digest.NewDigest(digest.SHA256, h), n, nil
 }
 
 // File returns the pack file at slash path name.

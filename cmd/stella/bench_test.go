@@ -17,6 +17,10 @@ const (
 	targetImportVsTar       = 1.3 // import of an empty cache vs tar -xf
 	targetReimportVsOpenSSL = 1.2 // re-import vs hashing the file once
 	targetPeakMiB           = 100.0
+	// Issue 13: export vs tar -cf + sync; build -o vs tar -cf + openssl
+	// dgst -sha256 of the result + sync.
+	targetExportVsTar = 1.3
+	targetBuildVsTar  = 1.3
 )
 
 func benchBytes() int64 {
@@ -66,13 +70,25 @@ func BenchmarkBundleImport(b *testing.B) {
 	size := benchBytes()
 	src := benchPack(b, dir, size)
 	bundleFile := filepath.Join(dir, "bench.stella.tar")
+	var build, buildBase time.Duration
 	{
+		// Build once, against its baseline (issue 13): tar -cf of the
+		// folder, openssl dgst -sha256 of the result, sync.
+		syncAll(b)
 		home := filepath.Join(dir, "builder")
-		cmd := exec.Command(os.Args[0], "pack", "build", "-o", bundleFile, src)
+		cmd := exec.Command(os.Args[0], "--quiet", "pack", "build", "-o", bundleFile, src)
 		cmd.Env = append(os.Environ(), "STELLA_RUN_MAIN=1", "STELLA_HOME="+home)
-		timed(b, cmd)
+		build, _ = timed(b, cmd)
+		syncAll(b)
+		tarFile := filepath.Join(dir, "folder.tar")
+		d1, _ := timed(b, exec.Command("tar", "-cf", tarFile, "-C", src, "."))
+		d2, _ := timed(b, exec.Command("openssl", "dgst", "-sha256", tarFile))
+		start := time.Now()
+		syncAll(b)
+		buildBase = d1 + d2 + time.Since(start)
+		_ = os.Remove(tarFile)
 	}
-	var tarX, tarXSync, openssl, imp, reimp, export, tarC time.Duration
+	var tarX, tarXSync, openssl, imp, reimp, export, tarC, tarCSync time.Duration
 	var peak float64
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -113,6 +129,9 @@ func BenchmarkBundleImport(b *testing.B) {
 		syncAll(b)
 		d, _ = timed(b, exec.Command("tar", "-cf", filepath.Join(round, "tarc.tar"), "-C", x, "."))
 		tarC += d
+		start = time.Now()
+		syncAll(b)
+		tarCSync += d + time.Since(start)
 		_ = os.RemoveAll(round)
 	}
 	b.StopTimer()
@@ -123,10 +142,14 @@ func BenchmarkBundleImport(b *testing.B) {
 	b.ReportMetric(float64(imp)/float64(tarXSync), "import/tar-x+sync")
 	b.ReportMetric(float64(reimp)/float64(openssl), "reimport/openssl")
 	b.ReportMetric(float64(export)/float64(tarC), "export/tar-c")
+	b.ReportMetric(float64(export)/float64(tarCSync), "export/tar-c+sync")
+	b.ReportMetric(float64(build)/float64(buildBase), "build/tar-c+sha+sync")
 	b.ReportMetric(peak, "peak-RSS-MiB")
 	b.Logf("size %.0f MiB; per run: tar -xf %v, tar -xf+sync %v, openssl %v, import %v, re-import %v, export %v, tar -cf %v",
 		mb, tarX/time.Duration(b.N), tarXSync/time.Duration(b.N), openssl/time.Duration(b.N), imp/time.Duration(b.N), reimp/time.Duration(b.N), export/time.Duration(b.N), tarC/time.Duration(b.N))
-	b.Logf("targets: import/tar-x <= %.1f, reimport/openssl <= %.1f, peak RSS < %.0f MiB", targetImportVsTar, targetReimportVsOpenSSL, targetPeakMiB)
+	b.Logf("build %v against tar -cf + openssl dgst + sync %v (once)", build, buildBase)
+	b.Logf("targets: import/tar-x <= %.1f, reimport/openssl <= %.1f, export/tar-c+sync <= %.1f, build/tar-c+sha+sync <= %.1f, peak RSS < %.0f MiB",
+		targetImportVsTar, targetReimportVsOpenSSL, targetExportVsTar, targetBuildVsTar, targetPeakMiB)
 }
 
 // benchPack writes a pack of eight large random files totalling size bytes.

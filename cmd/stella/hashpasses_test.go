@@ -1,0 +1,74 @@
+package main
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"stellaops.io/stella/integrity"
+)
+
+// TestHashPasses counts the bytes each command hashes over a pack of a few
+// MiB (integrity.HashedBytes), so that a pass added over the content fails
+// a test whatever the speed of the machine (issue 13). The necessary passes:
+//
+//   - pack build -o: 4. The folder is hashed to name its files in the
+//     manifest (1); each file is checked again as it is copied into the
+//     cache, since it may have changed since (2, one check though both the
+//     pack and the cache verify); the export checks each blob it reads from
+//     the cache (3) and hashes the bundle file for the sha256 it prints (4).
+//   - pack export: 2, the last two of those.
+//   - pack import: 1, each blob checked as it is written into the cache
+//     (the bundle's check and the cache's are one).
+//   - pack export --split: 3, the cache's read check, each part's sha256
+//     and the whole-file sha256 of the parts manifest.
+//   - pack import of a split set: 3, each part's sha256 and the whole-file
+//     sha256 checked before anything else (bundle-format.md §7, the two
+//     side by side), then the import's one pass.
+//
+// Slack: manifests, tar headers and padding, a few KiB.
+func TestHashPasses(t *testing.T) {
+	const files, size = 4, 1 << 20
+	dir := t.TempDir()
+	src := filepath.Join(dir, "bench")
+	writeFile(t, filepath.Join(src, "pack.yaml"), `apiVersion: stellaops.io/pack.v1
+kind: TaskPack
+metadata:
+  name: bench
+  version: 1.0.0
+  description: Hash passes.
+spec:
+  steps:
+    - id: load
+      run: {command: ["true"]}
+`)
+	rng := rand.NewChaCha8([32]byte{13})
+	for i := range files {
+		b := make([]byte, size)
+		_, _ = rng.Read(b)
+		if err := os.WriteFile(filepath.Join(src, fmt.Sprintf("layer-%d.bin", i)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	content := int64(files * size)
+	passes := func(name string, want int, args ...string) {
+		t.Helper()
+		before := integrity.HashedBytes()
+		if r := stella(t, filepath.Join(dir, name), nil, args...); r.code != 0 {
+			t.Fatalf("%s: exit %d\n%s%s", name, r.code, r.stdout, r.stderr)
+		}
+		got := integrity.HashedBytes() - before
+		if got < int64(want)*content || got > int64(want)*content+64<<10 {
+			t.Errorf("%s of %d bytes hashed %d bytes (%.2f passes), want %d passes", name, content, got, float64(got)/float64(content), want)
+		}
+	}
+	built := filepath.Join(dir, "built.stella.tar")
+	passes("builder", 4, "--quiet", "pack", "build", "-o", built, src)
+	passes("builder", 2, "--quiet", "pack", "export", "-o", filepath.Join(dir, "exported.stella.tar"), "bench:1.0.0")
+	passes("importer", 1, "--quiet", "pack", "import", "--bundle", built)
+	split := filepath.Join(dir, "split.stella.tar")
+	passes("builder", 3, "--quiet", "pack", "export", "--split", "1MiB", "-o", split, "bench:1.0.0")
+	passes("split-importer", 3, "--quiet", "pack", "import", "--bundle", split)
+}
