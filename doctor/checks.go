@@ -13,6 +13,7 @@ import (
 
 	"stellaops.io/stella/approve"
 	"stellaops.io/stella/cache"
+	"stellaops.io/stella/display"
 	"stellaops.io/stella/internal/safefile"
 	"stellaops.io/stella/plan"
 	"stellaops.io/stella/run"
@@ -515,31 +516,18 @@ func checkHomeSpace(_ context.Context, env *Env) Result {
 	if err != nil {
 		return bad(Fail, fmt.Sprintf("free space of %s: %v", env.Home, err), "check that the home exists and is readable", "df -h "+env.Home)
 	}
-	msg := fmt.Sprintf("home %s: %s free", env.Home, humanBytes(free))
+	msg := fmt.Sprintf("home %s: %s free", env.Home, display.Bytes(int64(free)))
 	switch {
 	case free < min:
-		return bad(Fail, msg+" (below "+humanBytes(min)+"): imports and runs will fail",
+		return bad(Fail, msg+" (below "+display.Bytes(int64(min))+"): imports and runs will fail",
 			"free space: collect unreferenced blobs and old runs, or move the home to a larger file system",
 			"stella cache du", "stella cache gc", "stella pack runs gc", "df -h "+env.Home)
 	case free < warn:
-		return bad(Warn, msg+" (below "+humanBytes(warn)+")",
+		return bad(Warn, msg+" (below "+display.Bytes(int64(warn))+")",
 			"free space before it runs out: collect unreferenced blobs and old runs",
 			"stella cache du", "stella cache gc", "stella pack runs gc")
 	}
 	return ok("%s", msg)
-}
-
-func humanBytes(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := uint64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // DeadLetterPath is the notifications' dead-letter file of a home.

@@ -427,9 +427,9 @@ func renderImport(w io.Writer, r importReport) {
 		fmt.Fprintf(w, "REFUSED: nothing imported from %s\n", display.Line(r.From))
 	case refused > 0:
 		fmt.Fprintf(w, "PARTLY REFUSED: imported from %s, %d of %d artifact(s) refused: %s written, %s already present\n",
-			display.Line(r.From), refused, len(r.Artifacts), humanBytes(r.BytesWritten), humanBytes(r.BytesSkipped))
+			display.Line(r.From), refused, len(r.Artifacts), display.Bytes(r.BytesWritten), display.Bytes(r.BytesSkipped))
 	default:
-		fmt.Fprintf(w, "imported from %s: %s written, %s already present\n", display.Line(r.From), humanBytes(r.BytesWritten), humanBytes(r.BytesSkipped))
+		fmt.Fprintf(w, "imported from %s: %s written, %s already present\n", display.Line(r.From), display.Bytes(r.BytesWritten), display.Bytes(r.BytesSkipped))
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  STATUS\tKIND\tREF\tDIGEST")
@@ -511,7 +511,7 @@ func (s *session) packVerify(ctx context.Context, c *cli.Context) error {
 		out.Artifacts = append(out.Artifacts, a)
 	}
 	if err := s.emit(out, func(w io.Writer) {
-		fmt.Fprintf(w, "%s: %d blobs, %s hashed\n", display.Line(out.Bundle), out.Blobs, humanBytes(out.Bytes))
+		fmt.Fprintf(w, "%s: %d blobs, %s hashed\n", display.Line(out.Bundle), out.Blobs, display.Bytes(out.Bytes))
 		for _, a := range out.Artifacts {
 			fmt.Fprintf(w, "  %-6s %-17s %s %s\n", a.Status, display.Line(string(a.Kind)), orDash(a.Ref), a.Digest)
 			if a.Reason != "" {
@@ -566,9 +566,9 @@ type bundleSummary struct {
 }
 
 func renderBundle(w io.Writer, b *bundleSummary) {
-	fmt.Fprintf(w, "wrote %s: %s, %d blobs, sha256 %s\n", display.Line(b.File), humanBytes(b.Size), b.Blobs, b.Digest.Encoded())
+	fmt.Fprintf(w, "wrote %s: %s, %d blobs, sha256 %s\n", display.Line(b.File), display.Bytes(b.Size), b.Blobs, b.Digest.Encoded())
 	for _, p := range b.Parts {
-		fmt.Fprintf(w, "  part %s  %s  sha256 %s\n", display.Line(p.Name), humanBytes(p.Size), p.SHA256)
+		fmt.Fprintf(w, "  part %s  %s  sha256 %s\n", display.Line(p.Name), display.Bytes(p.Size), p.SHA256)
 	}
 }
 
@@ -713,7 +713,7 @@ func (s *session) packShow(ctx context.Context, c *cli.Context) error {
 	}
 	return s.emit(out, func(w io.Writer) {
 		fmt.Fprintf(w, "pack:        %s\ndigest:      %s\ndescription: %s\n", display.Line(out.Ref), out.Digest, display.Line(out.Description))
-		fmt.Fprintf(w, "files:       %d (%s)\n", len(out.Files), humanBytes(out.Size))
+		fmt.Fprintf(w, "files:       %d (%s)\n", len(out.Files), display.Bytes(out.Size))
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 		for _, f := range out.Files {
 			fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\n", f.Mode, display.Line(f.Path), f.Size, f.Digest)

@@ -84,7 +84,7 @@ func (s *session) cacheVerify(ctx context.Context, _ *cli.Context) error {
 		}
 	}
 	if err := s.emit(rep, func(w io.Writer) {
-		fmt.Fprintf(w, "checked %d artifacts, %d refs, %d blobs (%s)\n", rep.Artifacts, rep.Refs, rep.Blobs, humanBytes(rep.Bytes))
+		fmt.Fprintf(w, "checked %d artifacts, %d refs, %d blobs (%s)\n", rep.Artifacts, rep.Refs, rep.Blobs, display.Bytes(rep.Bytes))
 		for _, p := range rep.Problems {
 			fmt.Fprintf(w, "  %s: %s: %s", p.Severity, display.Line(p.Object), display.Line(p.Problem))
 			if p.Expected != "" || p.Actual != "" {
@@ -93,7 +93,7 @@ func (s *session) cacheVerify(ctx context.Context, _ *cli.Context) error {
 			fmt.Fprintln(w)
 		}
 		if rep.UnreferencedBlobs > 0 {
-			fmt.Fprintf(w, "  %d unreferenced blobs (%s): `stella cache gc` removes them\n", rep.UnreferencedBlobs, humanBytes(rep.UnreferencedBytes))
+			fmt.Fprintf(w, "  %d unreferenced blobs (%s): `stella cache gc` removes them\n", rep.UnreferencedBlobs, display.Bytes(rep.UnreferencedBytes))
 		}
 		if errors == 0 {
 			fmt.Fprintln(w, "cache is consistent")
@@ -140,7 +140,7 @@ func (s *session) cacheGC(ctx context.Context, c *cli.Context) error {
 		if res.DryRun {
 			verb = "would remove"
 		}
-		fmt.Fprintf(w, "%s %d blobs (%s) and %d leftovers (%s)\n", verb, res.Blobs, humanBytes(res.Bytes), res.Leftovers, humanBytes(res.LeftoverBytes))
+		fmt.Fprintf(w, "%s %d blobs (%s) and %d leftovers (%s)\n", verb, res.Blobs, display.Bytes(res.Bytes), res.Leftovers, display.Bytes(res.LeftoverBytes))
 		if len(res.Kept) > 0 {
 			fmt.Fprintf(w, "kept %d unreachable blobs whose index records disagree: run `stella cache verify`\n", len(res.Kept))
 		}
@@ -163,7 +163,7 @@ func (s *session) cacheDu(ctx context.Context, _ *cli.Context) error {
 		return err
 	}
 	return s.emit(u, func(w io.Writer) {
-		fmt.Fprintf(w, "total: %d blobs, %s (index %s)\n", u.Blobs, humanBytes(u.Bytes), humanBytes(u.IndexBytes))
+		fmt.Fprintf(w, "total: %d blobs, %s (index %s)\n", u.Blobs, display.Bytes(u.Bytes), display.Bytes(u.IndexBytes))
 		kinds := make([]string, 0, len(u.ByKind))
 		for k := range u.ByKind {
 			kinds = append(kinds, k)
@@ -171,8 +171,8 @@ func (s *session) cacheDu(ctx context.Context, _ *cli.Context) error {
 		sort.Strings(kinds)
 		for _, k := range kinds {
 			ku := u.ByKind[k]
-			fmt.Fprintf(w, "  %-18s %d artifacts, %d blobs, %s\n", display.Line(k), ku.Artifacts, ku.Blobs, humanBytes(ku.Bytes))
+			fmt.Fprintf(w, "  %-18s %d artifacts, %d blobs, %s\n", display.Line(k), ku.Artifacts, ku.Blobs, display.Bytes(ku.Bytes))
 		}
-		fmt.Fprintf(w, "unreferenced: %d blobs (%s); leftovers: %d files (%s)\n", u.UnreferencedBlobs, humanBytes(u.UnreferencedBytes), u.LeftoverFiles, humanBytes(u.LeftoverBytes))
+		fmt.Fprintf(w, "unreferenced: %d blobs (%s); leftovers: %d files (%s)\n", u.UnreferencedBlobs, display.Bytes(u.UnreferencedBytes), u.LeftoverFiles, display.Bytes(u.LeftoverBytes))
 	})
 }

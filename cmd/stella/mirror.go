@@ -281,10 +281,10 @@ func renderMirror(w io.Writer, verb string, out mirrorOut) {
 	if failed > 0 {
 		// Never a success header over a failure.
 		fmt.Fprintf(w, "FAILED (%s %s): %d of %d artifact(s) failed; %d blobs (%s) copied, %d blobs (%s) already there, %d retries\n", verb, where,
-			failed, len(out.Artifacts), out.BlobsCopied, humanBytes(out.BytesCopied), out.BlobsSkipped, humanBytes(out.BytesSkipped), out.Retries)
+			failed, len(out.Artifacts), out.BlobsCopied, display.Bytes(out.BytesCopied), out.BlobsSkipped, display.Bytes(out.BytesSkipped), out.Retries)
 	} else {
 		fmt.Fprintf(w, "%s %s: %d blobs (%s) copied, %d blobs (%s) already there, %d retries\n", verb, where,
-			out.BlobsCopied, humanBytes(out.BytesCopied), out.BlobsSkipped, humanBytes(out.BytesSkipped), out.Retries)
+			out.BlobsCopied, display.Bytes(out.BytesCopied), out.BlobsSkipped, display.Bytes(out.BytesSkipped), out.Retries)
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  STATUS\tKIND\tREF\tDIGEST")

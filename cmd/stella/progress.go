@@ -67,7 +67,7 @@ func (p *progress) draw(final bool) {
 	if p.total > 0 {
 		pct = 100 * float64(p.done) / float64(p.total)
 	}
-	fmt.Fprintf(p.w, "\r%-40.40s %5.1f%% %10s / %-10s %10s/s  ETA %-6s", p.label, pct, humanBytes(p.done), humanBytes(p.total), humanBytes(int64(rate)), eta)
+	fmt.Fprintf(p.w, "\r%-40.40s %5.1f%% %10s / %-10s %10s/s  ETA %-6s", p.label, pct, display.Bytes(p.done), display.Bytes(p.total), display.Bytes(int64(rate)), eta)
 	p.drawn = true
 }
 
@@ -96,19 +96,6 @@ func (p *progress) finish() {
 		fmt.Fprintln(p.w)
 		p.drawn = false
 	}
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // parseSize reads sizes such as 4GiB, 700MB, 512m, 1048576.

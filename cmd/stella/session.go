@@ -332,7 +332,7 @@ func (s *session) prepareOutput(path string) error {
 	}
 	removed, err := safefile.RemoveStale(filepath.Dir(path))
 	for _, l := range removed {
-		s.notef("removed %s (%s), a temp file left by an interrupted stella write", l.Path, humanBytes(l.Size))
+		s.notef("removed %s (%s), a temp file left by an interrupted stella write", l.Path, display.Bytes(l.Size))
 	}
 	if err != nil {
 		s.warnf("%v", err)
