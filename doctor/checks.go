@@ -18,6 +18,7 @@ import (
 	"stellaops.io/stella/plan"
 	"stellaops.io/stella/run"
 	"stellaops.io/stella/runs"
+	"stellaops.io/stella/traces"
 	"stellaops.io/stella/trust"
 	"stellaops.io/stella/vault"
 )
@@ -43,6 +44,7 @@ func Checks() []Check {
 		{ID: RunsRetention, Title: "no finished run is kept past the retention period", Run: checkRunsRetention},
 		{ID: HomeSpace, Title: "the home's file system has free space", Run: checkHomeSpace},
 		{ID: NotifyDeadLetter, Title: "no notification is in the dead-letter file", Run: checkDeadLetter},
+		{ID: TracesPending, Title: "the traces collector took every ended span of every run (when traces.endpoint is set)", Run: checkTracesPending},
 	}
 }
 
@@ -557,4 +559,45 @@ func checkDeadLetter(_ context.Context, env *Env) Result {
 			"tail -n 5 "+path, "mv "+path+" "+path+".handled")
 	}
 	return ok("dead-letter file %s is empty", path)
+}
+
+func checkTracesPending(ctx context.Context, env *Env) Result {
+	if env.TracesEndpoint == "" {
+		return ok("no traces collector is configured (traces.endpoint): no span is sent")
+	}
+	rs, r, found := runStore(ctx, env)
+	if !found {
+		return r
+	}
+	list, err := rs.List(ctx, runs.Filter{})
+	if err != nil {
+		return bad(Fail, fmt.Sprintf("runs cannot be listed: %v", err), "verify the cache", "stella cache verify")
+	}
+	spans, pending := 0, 0
+	var behind []string
+	for _, sum := range list {
+		rec, err := rs.Get(ctx, sum.ID)
+		if err != nil {
+			return bad(Fail, fmt.Sprintf("run %s cannot be read: %v", sum.ID, err), "verify the cache", "stella cache verify")
+		}
+		sent, err := traces.ReadSent(rs.Folder(rec.ID))
+		if err != nil {
+			return bad(Fail, fmt.Sprintf("run %s: %v", rec.ID, err), "check the run folder's permissions", "ls -l "+rs.Folder(rec.ID))
+		}
+		all := traces.Of(rec)
+		spans += len(all)
+		if n := len(traces.Pending(all, sent)); n > 0 {
+			pending += n
+			behind = append(behind, rec.ID)
+		}
+	}
+	if pending > 0 {
+		cmds := []string{}
+		for _, id := range behind {
+			cmds = append(cmds, "stella pack runs trace "+id+" --export")
+		}
+		return bad(Warn, fmt.Sprintf("%d span(s) of %d run(s) not taken by the collector at %s: %s", pending, len(behind), env.TracesEndpoint, strings.Join(behind, ", ")),
+			"the collector was down or refused them when the runs ended; once it answers, export them again", cmds...)
+	}
+	return ok("the collector at %s took all %d ended span(s) of %d run(s)", env.TracesEndpoint, spans, len(list))
 }

@@ -39,6 +39,7 @@ const (
 	RunsRetention      = "runs.retention"
 	HomeSpace          = "home.space"
 	NotifyDeadLetter   = "notify.deadletter"
+	TracesPending      = "traces.pending"
 )
 
 // IDs lists every check ID, in the order checks run.
@@ -48,7 +49,7 @@ var IDs = []string{
 	VaultFile, VaultUnlock,
 	RegistryReachable, SealedConsistency, ClockSanity, IsolationAvailable,
 	RunsStuck, RunsParked, RunsRetention,
-	HomeSpace, NotifyDeadLetter,
+	HomeSpace, NotifyDeadLetter, TracesPending,
 }
 
 // Result is what one check found.

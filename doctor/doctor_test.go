@@ -22,6 +22,7 @@ import (
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/plan"
 	"stellaops.io/stella/run"
+	"stellaops.io/stella/traces"
 	"stellaops.io/stella/runs"
 	"stellaops.io/stella/trust"
 	"stellaops.io/stella/vault"
@@ -465,4 +466,34 @@ func TestDeadLetter(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect(t, one(t, env, NotifyDeadLetter), Warn, "1 notification(s) in the dead-letter file "+path, "fix the hook", "tail -n 5 "+path)
+}
+
+// TestTracesPending: with a collector configured, a run whose ended spans
+// it did not take is reported with the command that sends them; once
+// recorded as sent, the check is clean. With none configured, it is ok.
+func TestTracesPending(t *testing.T) {
+	env := newEnv(t)
+	expect(t, one(t, env, TracesPending), OK, "no traces collector is configured", "", "")
+	env.TracesEndpoint = "http://127.0.0.1:4318"
+	rs, rec := newRun(t, env, t0, run.Running, map[string]*run.StepRecord{})
+	rec.State, rec.Ended = run.Succeeded, &t0
+	ev := run.Event{Time: t0, Type: run.EventRunSucceeded}
+	rec.Timeline = append(rec.Timeline, ev)
+	if err := rs.Save(context.Background(), rec, run.Delta{Events: []run.Event{ev}}); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, one(t, env, TracesPending), Warn, "1 span(s) of 1 run(s) not taken by the collector at http://127.0.0.1:4318: "+rec.ID,
+		"export them again", "stella pack runs trace "+rec.ID+" --export")
+	got, err := rs.Get(context.Background(), rec.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := map[string]bool{}
+	for _, s := range traces.Of(got) {
+		sent[s.SpanID] = true
+	}
+	if err := traces.RecordSent(rs.Folder(rec.ID), sent); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, one(t, env, TracesPending), OK, "took all 1 ended span(s) of 1 run(s)", "", "")
 }

@@ -46,6 +46,10 @@ type Env struct {
 	Registries []string
 	Reach      func(ctx context.Context, host string) error
 
+	// TracesEndpoint is the configured traces collector ("" when none):
+	// traces.pending checks, offline, that it took every ended span.
+	TracesEndpoint string
+
 	// Sealed are the three places sealed mode is set.
 	Sealed Sealed
 

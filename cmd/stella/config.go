@@ -19,6 +19,7 @@ import (
 	"stellaops.io/stella/notify"
 	"stellaops.io/stella/pack"
 	"stellaops.io/stella/runs"
+	"stellaops.io/stella/traces/otlp"
 )
 
 const configFile = "config.yaml"
@@ -64,6 +65,28 @@ type Config struct {
 
 	// Notifications (docs/operations/notifications.md).
 	Notify NotifyConfig `yaml:"notify" json:"notify,omitempty"`
+
+	// Traces (docs/operations/traces.md).
+	Traces TracesConfig `yaml:"traces" json:"traces,omitempty"`
+}
+
+// TracesConfig is the OpenTelemetry collector runs' spans go to; with no
+// endpoint, none are sent.
+type TracesConfig struct {
+	// Endpoint is the collector's OTLP/HTTP base URL, such as
+	// http://127.0.0.1:4318 (spans are posted to /v1/traces).
+	Endpoint string `yaml:"endpoint" json:"endpoint,omitempty"`
+	// CAFile, CertFile and KeyFile are for an https endpoint: the CA to
+	// trust, and a client certificate and key when the collector asks.
+	CAFile   string `yaml:"caFile" json:"caFile,omitempty"`
+	CertFile string `yaml:"certFile" json:"certFile,omitempty"`
+	KeyFile  string `yaml:"keyFile" json:"keyFile,omitempty"`
+	// Timeout bounds each request, and the wait at the end of a command
+	// for spans still queued (default 10s).
+	Timeout time.Duration `yaml:"timeout" json:"timeout,omitempty"`
+	// SealedAllowlist are the collector hosts (host or host:port, as in
+	// the URL) spans may be sent to in sealed mode.
+	SealedAllowlist []string `yaml:"sealedAllowlist" json:"sealedAllowlist,omitempty"`
 }
 
 // NotifyConfig is where run, approval and chaos events are delivered, and
@@ -138,6 +161,14 @@ func LoadConfig(path string) (Config, error) {
 		if err := h.Check(); err != nil {
 			return c, fmt.Errorf("%s: notify.hooks[%d]: %w: %w", path, i, ErrConfigInvalid, err)
 		}
+	}
+	if c.Traces.Endpoint != "" {
+		if _, err := otlp.CheckEndpoint(c.Traces.Endpoint); err != nil {
+			return c, fmt.Errorf("%s: traces.endpoint: %w: %v", path, ErrConfigInvalid, err)
+		}
+	}
+	if (c.Traces.CertFile == "") != (c.Traces.KeyFile == "") {
+		return c, fmt.Errorf("%s: traces: %w: certFile and keyFile go together", path, ErrConfigInvalid)
 	}
 	for i, h := range c.StepAllowlist {
 		if msg := pack.CheckAllowlistEntry(h); msg != "" {

@@ -35,6 +35,10 @@ var mayReachNetwork = map[string]bool{
 	// Notifications: webhooks to the hosts the site configures (the
 	// sealed allowlist gates them).
 	"notify": true,
+	// Traces: spans to the OpenTelemetry collector the site configures
+	// (the sealed allowlist gates it); package traces derives them offline.
+	"traces/otlp": true,
+	"traces":      false,
 
 	"admission":         false,
 	"approve":           false,

@@ -175,13 +175,14 @@ func (s *session) doctorEnv(c *cli.Context) (*doctor.Env, error) {
 		OpenCache: func(ctx context.Context) (*cache.Store, error) {
 			return cache.Open(ctx, filepath.Join(s.home, "packs"), cache.Options{LockTimeout: doctorLockTimeout, Holder: s.holder, Now: s.now})
 		},
-		CacheHooks: s.cacheHooks(),
-		RunsDir:    filepath.Join(s.home, "runs"),
-		TrustPath:  s.trustPath(),
-		VaultPath:  vp,
-		VaultNamed: s.getenv(envVaultURL) != "" || s.config.Vault != "",
-		Sealed:     doctor.Sealed{Flag: c.Bool("sealed"), Env: s.getenv("STELLA_SEALED"), Config: s.config.Sealed, Effective: s.sealed},
-		Probe:      sandbox.Probe,
+		CacheHooks:     s.cacheHooks(),
+		RunsDir:        filepath.Join(s.home, "runs"),
+		TrustPath:      s.trustPath(),
+		VaultPath:      vp,
+		VaultNamed:     s.getenv(envVaultURL) != "" || s.config.Vault != "",
+		Sealed:         doctor.Sealed{Flag: c.Bool("sealed"), Env: s.getenv("STELLA_SEALED"), Config: s.config.Sealed, Effective: s.sealed},
+		Probe:          sandbox.Probe,
+		TracesEndpoint: s.config.Traces.Endpoint,
 		Free: func(path string) (uint64, error) {
 			var st unix.Statfs_t
 			if err := unix.Statfs(path, &st); err != nil {

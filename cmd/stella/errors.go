@@ -30,6 +30,7 @@ import (
 	"stellaops.io/stella/secret"
 	"stellaops.io/stella/serve"
 	"stellaops.io/stella/signature"
+	"stellaops.io/stella/traces/otlp"
 	"stellaops.io/stella/trust"
 	"stellaops.io/stella/vault"
 )
@@ -151,6 +152,8 @@ var errorTable = []errorRow{
 	{run.ErrStepFailed, "ERR_PACK_STEP_FAILED", exitGeneric, "a step's command exited non-zero: read its lines (`stella pack runs logs RUN --step STEP`), fix the cause, then `stella pack runs resume --run RUN`"},
 	{run.ErrStepErrored, "ERR_PACK_STEP_ERRORED", exitGeneric, "a step could not start, timed out or lost its runner: see `stella pack runs show RUN`, fix the cause, then `stella pack runs resume --run RUN`"},
 	{notify.ErrHostRefused, "ERR_PACK_NOTIFY_HOST_REFUSED", exitSealed, "in sealed mode a webhook is posted only to a host listed in notify.sealedAllowlist of <home>/config.yaml: add it there, or use a command hook (a local relay)"},
+	{otlp.ErrHostRefused, "ERR_PACK_TRACES_HOST_REFUSED", exitSealed, "in sealed mode spans go only to a collector host listed in traces.sealedAllowlist of <home>/config.yaml: add it there, or leave traces.endpoint empty (no spans are sent)"},
+	{otlp.ErrUndelivered, "ERR_PACK_TRACES_UNDELIVERED", exitTransient, "the collector did not take every span (the message says why): fix the collector or traces.endpoint, then `stella pack runs trace RUN --export`; the run itself is unaffected"},
 	{notify.ErrDelivery, "ERR_PACK_NOTIFY_UNDELIVERED", exitTransient, "a hook did not take an event (the message says how): fix the hook or its host, then `stella notify deliver`; events given up on are listed by `stella notify dead-letters`"},
 	{run.ErrChaosSpec, "ERR_PACK_CHAOS_SPEC", exitInvalid, "a --chaos fault is KIND=STEP (pause-after, fail, drop-network, kill-after; a step of the plan, and drop-network only for isolated steps) or delay-approvals=DURATION: see docs/operations/chaos.md"},
 	{run.ErrExpression, "ERR_PACK_EXPRESSION_FAILED", exitInvalid, "a when, items, policy or ${{ }} expression failed on the run's values: check the step outputs it reads (`stella pack runs show RUN`)"},

@@ -37,6 +37,7 @@ import (
 	"stellaops.io/stella/secret"
 	"stellaops.io/stella/serve"
 	"stellaops.io/stella/signature"
+	"stellaops.io/stella/traces/otlp"
 	"stellaops.io/stella/trust"
 	"stellaops.io/stella/vault"
 )
@@ -61,6 +62,8 @@ var domainErrors = map[string]error{
 	"notify.ErrHook":                    notify.ErrHook,
 	"notify.ErrHostRefused":             notify.ErrHostRefused,
 	"notify.ErrDelivery":                notify.ErrDelivery,
+	"otlp.ErrHostRefused":               otlp.ErrHostRefused,
+	"otlp.ErrUndelivered":               otlp.ErrUndelivered,
 	"egress.ErrBlocked":                 egress.ErrBlocked,
 	"serve.ErrPlainRemote":              serve.ErrPlainRemote,
 	"admission.ErrConflictingFlags":     admission.ErrConflictingFlags,

@@ -36,6 +36,7 @@ import (
 	"stellaops.io/stella/runs"
 	"stellaops.io/stella/sandbox"
 	"stellaops.io/stella/secret"
+	"stellaops.io/stella/traces"
 )
 
 func (s *session) runCommands() []*cli.Command {
@@ -87,6 +88,15 @@ Examples:
 					Usage:     "show a run: steps, attempts, exit codes, outputs, gates, timeline",
 					ArgsUsage: "RUN-ID",
 					Action:    action(s.runsShow),
+				},
+				{
+					Name:      "trace",
+					Usage:     "show a run's trace: the taskrunner.run span and a span per step attempt and gate wait, and whether a collector took each; --export sends those it did not",
+					ArgsUsage: "RUN-ID",
+					Flags: []cli.Flag{
+						&cli.BoolFlag{Name: "export", Usage: "send the spans no collector took yet to traces.endpoint of <home>/config.yaml (exit 10 when some were not taken)"},
+					},
+					Action: action(s.runsTrace),
 				},
 				{
 					Name:      "logs",
@@ -484,9 +494,14 @@ func (s *session) drive(ctx context.Context, st *cache.Store, rs *runs.Store, re
 			}
 		}
 	}()
+	var store run.Store = rs
+	if t := s.tracer(ctx, rs, rec); t != nil {
+		store = t
+		defer t.close(ctx, s, rec.ID)
+	}
 	eng := &run.Engine{
 		Executor:   s.executor(folder),
-		Store:      rs,
+		Store:      store,
 		Gates:      runs.Gates{Cache: st, Trust: ts, Now: s.now},
 		Expand:     func(step *plan.Step, items []any) (*plan.Expansion, error) { return pl.Expand(p.Manifest, step, items) },
 		Work:       filepath.Join(folder, "work"),
@@ -714,11 +729,12 @@ func (s *session) runsShow(ctx context.Context, c *cli.Context) error {
 	out := struct {
 		*run.Record
 		RunnerState string `json:"runnerState"`
-	}{rec, runnerState(rs, rec)}
+		TraceID     string `json:"traceId"`
+	}{rec, runnerState(rs, rec), traces.TraceID(rec.ID)}
 	return s.emit(out, func(w io.Writer) {
 		fmt.Fprintf(w, "run:       %s\nstate:     %s (runner %s)\ntenant:    %s\n", display.Line(rec.ID), rec.State, out.RunnerState, display.Line(rec.Tenant))
 		fmt.Fprintf(w, "pack:      %s:%s (%s)\nplan hash: %s\n", display.Line(rec.Pack.Name), display.Line(rec.Pack.Version), rec.Pack.Digest, rec.PlanHash)
-		fmt.Fprintf(w, "created:   %s\n", rec.Created.UTC().Format(time.RFC3339))
+		fmt.Fprintf(w, "created:   %s\ntrace:     %s\n", rec.Created.UTC().Format(time.RFC3339), out.TraceID)
 		if rec.Failure != nil {
 			fmt.Fprintf(w, "failure:   %s\n", display.Line(rec.Failure.Message))
 		}
@@ -939,6 +955,7 @@ func (s *session) runsCancel(ctx context.Context, c *cli.Context) error {
 			return err
 		}
 		how = "it had no live runner"
+		s.exportRunTraces(ctx, rs, rec)
 	}
 	out := struct {
 		RunID string `json:"runId"`

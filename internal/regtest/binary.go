@@ -99,6 +99,10 @@ func buildLocked(ctx context.Context, c CachedTool) (bool, error) {
 		"-modfile="+filepath.Join(toolsDir, "go.mod"),
 		"-o", tmp, c.Package)
 	cmd.Dir = toolsDir
+	if c.dir != "" { // a program of its own module under tools/
+		cmd = exec.CommandContext(ctx, "go", "build", "-o", tmp, ".")
+		cmd.Dir = c.dir
+	}
 	cmd.Env = append(os.Environ(), "GOWORK=off")
 	var out bytes.Buffer
 	cmd.Stdout = &out

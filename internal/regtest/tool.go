@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path"
@@ -38,6 +40,7 @@ type CachedTool struct {
 	Path    string // where [Tool] (and [Binary], for the registry) find it
 
 	root string // of the repository whose tools/go.mod declares it
+	dir  string // for a program of its own module, tools/<name>: built there
 }
 
 // CachedTools lists every tool declared in tools/go.mod, at the paths [Tool] and
@@ -52,6 +55,11 @@ func CachedTools() ([]CachedTool, error) {
 	if err != nil {
 		return nil, err
 	}
+	local, err := localToolNames(root)
+	if err != nil {
+		return nil, err
+	}
+	names = append(names, local...)
 	var tools []CachedTool
 	for _, name := range names {
 		c, err := cachedTool(root, name)
@@ -77,6 +85,9 @@ func (c CachedTool) Build(ctx context.Context) (built bool, err error) {
 // module providing it. The distribution registry's folder is named
 // distribution-<version>, as it was before tools/go.mod declared other tools.
 func cachedTool(root, name string) (CachedTool, error) {
+	if dir := filepath.Join(root, "tools", name); fileExists(filepath.Join(dir, "go.mod")) {
+		return localTool(root, dir, name)
+	}
 	pkg, module, err := toolPackage(filepath.Join(root, "tools", "go.mod"), name)
 	if err != nil {
 		return CachedTool{}, err
@@ -175,4 +186,55 @@ func parseToolsMod(gomod string) (tools, modules []string, err error) {
 		return nil, nil, fmt.Errorf("%s: %w", gomod, err)
 	}
 	return tools, modules, nil
+}
+
+// localToolNames lists the programs under tools/ that are modules of their
+// own (tools/<name>/go.mod with package main at its root), such as the
+// OTLP receiver the trace tests send spans to: small programs written for
+// the tests on top of libraries from the module proxy.
+func localToolNames(root string) ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(root, "tools"))
+	if err != nil {
+		return nil, fmt.Errorf("tools: %w", err)
+	}
+	var names []string
+	for _, e := range entries {
+		if e.IsDir() && fileExists(filepath.Join(root, "tools", e.Name(), "go.mod")) {
+			names = append(names, e.Name())
+		}
+	}
+	return names, nil
+}
+
+// localTool is the program of the module in dir, cached under a version
+// that is the hash of its go.mod, go.sum and Go files: a change to any of
+// them builds it again.
+func localTool(root, dir, name string) (CachedTool, error) {
+	h := sha256.New()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return CachedTool{}, fmt.Errorf("tool %s: %w", name, err)
+	}
+	for _, e := range entries {
+		if n := e.Name(); e.Type().IsRegular() && (n == "go.mod" || n == "go.sum" || strings.HasSuffix(n, ".go")) {
+			b, err := os.ReadFile(filepath.Join(dir, n))
+			if err != nil {
+				return CachedTool{}, fmt.Errorf("tool %s: %w", name, err)
+			}
+			fmt.Fprintf(h, "%s %d\n", n, len(b))
+			h.Write(b)
+		}
+	}
+	cacheDir, err := os.UserCacheDir()
+	if err != nil {
+		return CachedTool{}, fmt.Errorf("user cache dir: %w", err)
+	}
+	version := "src-" + hex.EncodeToString(h.Sum(nil))[:16]
+	return CachedTool{Name: name, Package: moduleName(filepath.Join(dir, "go.mod")),
+		Path: filepath.Join(cacheDir, "stella-test", name+"-"+version, name), root: root, dir: dir}, nil
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
