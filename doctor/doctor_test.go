@@ -22,8 +22,8 @@ import (
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/plan"
 	"stellaops.io/stella/run"
-	"stellaops.io/stella/traces"
 	"stellaops.io/stella/runs"
+	"stellaops.io/stella/traces"
 	"stellaops.io/stella/trust"
 	"stellaops.io/stella/vault"
 )
