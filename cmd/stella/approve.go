@@ -248,6 +248,8 @@ func (s *session) packApprove(ctx context.Context, c *cli.Context) error {
 			return err
 		}
 		out, err := approve.Accept(ctx, st, c.String("offline-response"), approve.AcceptOptions{Trust: ts, Now: s.now(), ClockSkew: s.clockSkew()})
+		// A refusal is in the ledger too: tell the hooks either way.
+		defer s.notifyEvents(ctx, s.ledgerEvents(ctx, st))
 		if err != nil {
 			return err
 		}
@@ -270,6 +272,7 @@ func (s *session) packApprove(ctx context.Context, c *cli.Context) error {
 		}
 		out, err := approve.Decide(ctx, st, approve.LocalDecision{PlanHash: planArg, Gate: c.String("gate"), Tenant: s.tenant,
 			Signer: signer, Decision: v, Comment: c.String("comment"), Trust: ts, Now: s.now(), ClockSkew: s.clockSkew(), Requester: s.requester(c.String("requester"))})
+		defer s.notifyEvents(ctx, s.ledgerEvents(ctx, st))
 		if err != nil {
 			return err
 		}

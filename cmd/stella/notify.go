@@ -13,6 +13,7 @@ import (
 
 	"stellaops.io/stella/approve"
 	"stellaops.io/stella/backoff"
+	"stellaops.io/stella/cache"
 	"stellaops.io/stella/display"
 	"stellaops.io/stella/notify"
 	"stellaops.io/stella/run"
@@ -147,6 +148,38 @@ func (s *session) notifyEvents(ctx context.Context, events []notify.Event) {
 	}
 }
 
+// ledgerEvents are the notifications of the approval ledger's entries no
+// command raises itself: a response refused at import
+// (pack.approval.refused), a request seen past its expiry
+// (pack.approval.expired) and an approval that stopped counting, its key
+// revoked or its role withdrawn (pack.approval.voided). Each entry once,
+// by its hash. The ledger is read whole: one entry per decision.
+func (s *session) ledgerEvents(ctx context.Context, st *cache.Store) []notify.Event {
+	entries, err := approve.Ledger(ctx, st)
+	if err != nil {
+		s.warnf("notifications: approval ledger: %v", err)
+		return nil
+	}
+	types := map[approve.Event]string{approve.EventRefusal: "pack.approval.refused", approve.EventExpiry: "pack.approval.expired",
+		approve.EventVoid: "pack.approval.voided"}
+	var out []notify.Event
+	for _, e := range entries {
+		typ, ok := types[e.Event]
+		if !ok {
+			continue
+		}
+		msg := fmt.Sprintf("%s of gate %s, plan %s", e.Event, e.Gate, e.PlanHash)
+		if e.KeyID != "" {
+			msg += ", key " + e.KeyID
+		}
+		if e.Reason != "" {
+			msg += ": " + e.Reason
+		}
+		out = append(out, notify.Event{ID: "approval-ledger:" + e.Hash, Type: typ, Time: e.Time, Tenant: e.Tenant, Gate: e.Gate, Message: msg})
+	}
+	return out
+}
+
 // notifyApproval spools the decision an approval recorded.
 func (s *session) notifyApproval(ctx context.Context, o *approve.Outcome) {
 	typ := "pack.approval.approved"
@@ -159,7 +192,7 @@ func (s *session) notifyApproval(ctx context.Context, o *approve.Outcome) {
 }
 
 func (s *session) notifyDeliver(ctx context.Context, c *cli.Context) error {
-	_, rs, err := s.openRuns(ctx)
+	st, rs, err := s.openRuns(ctx)
 	if err != nil {
 		return err
 	}
@@ -175,6 +208,7 @@ func (s *session) notifyDeliver(ctx context.Context, c *cli.Context) error {
 		}
 		events = append(events, s.runEvents(rec)...)
 	}
+	events = append(events, s.ledgerEvents(ctx, st)...)
 	sp := s.spool()
 	if err := sp.Append(ctx, events); err != nil {
 		return err

@@ -371,7 +371,7 @@ func (s *session) packRun(ctx context.Context, c *cli.Context) error {
 	err = s.renderRun(rec, runErr)
 	// Told once the operator has the result: a slow hook delays only the
 	// exit (within notify.deliverWithin).
-	s.notifyEvents(ctx, s.runEvents(rec))
+	s.notifyEvents(ctx, append(s.runEvents(rec), s.ledgerEvents(ctx, st)...))
 	return err
 }
 
@@ -658,7 +658,7 @@ func (s *session) runsResume(ctx context.Context, c *cli.Context) error {
 	err = s.renderRun(rec, runErr)
 	// Told once the operator has the result: a slow hook delays only the
 	// exit (within notify.deliverWithin).
-	s.notifyEvents(ctx, s.runEvents(rec))
+	s.notifyEvents(ctx, append(s.runEvents(rec), s.ledgerEvents(ctx, st)...))
 	return err
 }
 
