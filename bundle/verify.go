@@ -1,6 +1,7 @@
 package bundle
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -82,6 +83,16 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (Report, error)
 		return Report{}, err
 	}
 	digests := slices.Sorted(maps.Keys(r.blobs))
+	order := digests
+	if r.parts != nil {
+		// A split set whose parts are checked as they are read: one
+		// reader, in file order, so that the blob pass is also the part
+		// check (the part and whole-file hashes run beside it).
+		workers = 1
+		order = slices.SortedFunc(slices.Values(digests), func(a, b digest.Digest) int {
+			return cmp.Compare(r.blobs[a].off, r.blobs[b].off)
+		})
+	}
 	var total int64
 	for _, d := range digests {
 		total += r.blobs[d].size
@@ -114,7 +125,7 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (Report, error)
 			}
 		}()
 	}
-	for _, d := range digests {
+	for _, d := range order {
 		if ctx.Err() != nil {
 			break
 		}
@@ -123,6 +134,10 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (Report, error)
 	close(tasks)
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
+		return Report{}, err
+	}
+	// A bad part is reported as such, before any blob it damaged.
+	if err := r.CheckParts(ctx); err != nil {
 		return Report{}, err
 	}
 
