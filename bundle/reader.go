@@ -78,7 +78,9 @@ var (
 // Open opens the bundle at path: a bundle file, or a split set named by its
 // parts manifest (path.parts.json), one of its parts (path.001) or the
 // bundle's name when only the parts exist. The parts of a split set are
-// checked first (presence, size, sha256, order). Open then scans the tar
+// checked first (presence, size, sha256, order), or, with DeferPartChecks,
+// presence and size first and the rest as the set is read (CheckParts).
+// Open then scans the tar
 // headers without reading blob data, checks the layout, SHA256SUMS,
 // index.json and every manifest (hashed before it is parsed), and refuses
 // anything else: see the errors of this package. Blob contents are checked

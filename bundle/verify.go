@@ -70,7 +70,10 @@ type EntryReport struct {
 // reading anything it refuses, with ErrDecompressionTotal, a bundle whose
 // compressed blobs declare more than MaxTotalUncompressed together. It
 // checks everything, then returns the report and the first entry's error,
-// if any.
+// if any. For a split set opened with DeferPartChecks it reads the blobs
+// one at a time in file order, so that the same read checks the parts,
+// and completes the part checks (CheckParts) before it returns: a bad part
+// is returned, with no report, in place of any blob error it caused.
 func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (Report, error) {
 	workers := opts.Concurrency
 	if workers <= 0 {
