@@ -24,9 +24,9 @@ func PartBytesRead() int64 { return partsRead.Load() }
 
 const (
 	// checkChunk is the size of the chunks handed to the part hashes.
-	checkChunk = 1 << 20
+	checkChunk = 512 << 10
 	// checkBuffers bounds the memory of a part check: chunks in flight.
-	checkBuffers = 4
+	checkBuffers = 16
 	// maxCheckGap is the most a read may jump ahead of the bytes hashed
 	// so far and still be hashed at once: the check reads the bytes in
 	// between itself (tar headers, padding, the small files of the
