@@ -83,6 +83,9 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (Report, error)
 	// total they declare, before anything is read.
 	plan, err := r.planZstd(opts.MaxUncompressedSize, opts.MaxTotalUncompressed)
 	if err != nil {
+		if perr := r.CheckParts(ctx); perr != nil {
+			return Report{}, perr
+		}
 		return Report{}, err
 	}
 	digests := slices.Sorted(maps.Keys(r.blobs))
