@@ -15,7 +15,9 @@
 //
 // Reading (Open) never unpacks and never copies: it scans the tar headers,
 // seeking past the data, and serves each blob from its offset in the file,
-// or in the parts of a split set, whose sizes and digests it checks first.
+// or in the parts of a split set, whose sizes and digests it checks first,
+// or (DeferPartChecks) whose sizes it checks first and whose digests it
+// checks from the bytes the caller's own pass reads (docs/adr/0024).
 // Open trusts nothing it reads: names, entry types, sizes, index.json and
 // every manifest are checked (manifest bytes are hashed before they are
 // parsed, and no allocation is sized from a number in the file beyond fixed

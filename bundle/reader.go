@@ -28,8 +28,17 @@ type OpenOptions struct {
 	// artifact type. Manifests must still be OCI image manifests or indexes.
 	AllowAnyMediaType bool
 	// Progress, if set, is called while the parts of a split set are
-	// checked, with the bytes hashed so far and the size of the set.
+	// checked by Open, with the bytes hashed so far and the size of the
+	// set (not with DeferPartChecks).
 	Progress func(done, total int64)
+	// DeferPartChecks leaves the sha256 of each part of a split set, and
+	// the whole-file sha256, to be checked as the bytes are read rather
+	// than by Open in a pass of its own (docs/bundle-format.md §7): Open
+	// checks only the parts manifest and the presence and size of each
+	// part. Verify then completes the checks before it returns; a caller
+	// that does not call Verify must call CheckParts, and act on its
+	// error, before it reports success or keeps anything it read.
+	DeferPartChecks bool
 }
 
 // Reader is an open bundle, read in place (one file or the parts of a
@@ -40,6 +49,8 @@ type Reader struct {
 	ra       io.ReaderAt
 	closer   io.Closer
 	allowAny bool
+	parts    *partCheck // the deferred part checks of a split set, or nil
+	name     string     // the path given to Open
 
 	files   map[string]tarEntry // oci-layout, index.json, SHA256SUMS
 	blobs   map[digest.Digest]tarEntry
@@ -67,7 +78,9 @@ var (
 // Open opens the bundle at path: a bundle file, or a split set named by its
 // parts manifest (path.parts.json), one of its parts (path.001) or the
 // bundle's name when only the parts exist. The parts of a split set are
-// checked first (presence, size, sha256, order). Open then scans the tar
+// checked first (presence, size, sha256, order), or, with DeferPartChecks,
+// presence and size first and the rest as the set is read (CheckParts).
+// Open then scans the tar
 // headers without reading blob data, checks the layout, SHA256SUMS,
 // index.json and every manifest (hashed before it is parsed), and refuses
 // anything else: see the errors of this package. Blob contents are checked
@@ -81,9 +94,15 @@ func Open(ctx context.Context, path string, opts OpenOptions) (*Reader, error) {
 		ra     io.ReaderAt
 		closer io.Closer
 		size   int64
+		pc     *partCheck
 	)
 	if split {
-		mr, err := openParts(ctx, base, opts.Progress)
+		var mr *multiReaderAt
+		if opts.DeferPartChecks {
+			mr, pc, err = openPartsDeferred(ctx, base, opts.Progress)
+		} else {
+			mr, err = openParts(ctx, base, opts.Progress)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("open bundle %s: %w", path, err)
 		}
@@ -106,12 +125,45 @@ func Open(ctx context.Context, path string, opts OpenOptions) (*Reader, error) {
 		ra, closer, size = f, f, fi.Size()
 	}
 	r, err := load(ctx, ra, size, opts.AllowAnyMediaType, defaultLimits)
+	if err != nil && pc != nil {
+		// A damaged or misplaced part explains a refusal best: the parts
+		// are checked now, and the first bad one is reported instead.
+		if perr := pc.check(ctx); perr != nil {
+			err = perr
+		}
+	}
 	if err != nil {
 		closer.Close()
 		return nil, fmt.Errorf("open bundle %s: %w", path, err)
 	}
+	if pc != nil {
+		// From here on, what is read through the set feeds its part
+		// checks (the reads of load above are headers and small files,
+		// out of order: they are not).
+		ra.(*multiReaderAt).check = pc
+		r.parts = pc
+	}
 	r.closer = closer
+	r.name = path
 	return r, nil
+}
+
+// CheckParts completes the part checks of a split set opened with
+// DeferPartChecks: it reads, in order, whatever the reads so far have not
+// covered, then compares each part's sha256 with the parts manifest and
+// the whole-file sha256, and returns the first problem in part order
+// (ErrPartDigest, ErrPartOrder, then ErrPartsManifest), naming the part,
+// as Open would have. It runs once; later and concurrent calls return the
+// same result. It returns nil for a bundle file and for a split set
+// checked by Open.
+func (r *Reader) CheckParts(ctx context.Context) error {
+	if r.parts == nil {
+		return nil
+	}
+	if err := r.parts.check(ctx); err != nil {
+		return fmt.Errorf("check parts of bundle %s: %w", r.name, err)
+	}
+	return nil
 }
 
 // fileErr is the cause of a failed stat or open without the system call

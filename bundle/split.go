@@ -304,14 +304,9 @@ func isDigits(s string) bool {
 // (presence, size, sha256, order) and as a whole, and returns a ReaderAt
 // over the concatenation that reads the parts in place.
 func openParts(ctx context.Context, base string, progress func(done, total int64)) (*multiReaderAt, error) {
-	manifestName := filepath.Base(base + PartsSuffix)
-	b, err := readSmallFile(base+PartsSuffix, maxPartsManifestSize)
+	m, manifestName, err := readPartsManifest(base)
 	if err != nil {
-		return nil, &EntryError{Path: manifestName, Err: fmt.Errorf("%w: %v", ErrPartsManifest, err)}
-	}
-	m, err := parseParts(b)
-	if err != nil {
-		return nil, &EntryError{Path: manifestName, Err: err}
+		return nil, err
 	}
 	dir, name := filepath.Dir(base), filepath.Base(base)
 	mr := &multiReaderAt{size: m.Size}
@@ -382,6 +377,53 @@ func openParts(ctx context.Context, base string, progress func(done, total int64
 	return mr, nil
 }
 
+// readPartsManifest reads and parses the parts manifest of the split set
+// base, and returns it with its file name.
+func readPartsManifest(base string) (*partsManifest, string, error) {
+	manifestName := filepath.Base(base + PartsSuffix)
+	b, err := readSmallFile(base+PartsSuffix, maxPartsManifestSize)
+	if err != nil {
+		return nil, manifestName, &EntryError{Path: manifestName, Err: fmt.Errorf("%w: %v", ErrPartsManifest, err)}
+	}
+	m, err := parseParts(b)
+	if err != nil {
+		return nil, manifestName, &EntryError{Path: manifestName, Err: err}
+	}
+	return m, manifestName, nil
+}
+
+// openPartsDeferred opens a split set whose parts' sha256 and whole-file
+// sha256 are to be checked as its bytes are read (see partCheck): here
+// only the parts manifest and each part's presence and size are checked.
+// When a part is absent or of another size, it checks the set as
+// openParts does instead, which reports the first problem in part order,
+// and returns no partCheck.
+func openPartsDeferred(ctx context.Context, base string, progress func(done, total int64)) (*multiReaderAt, *partCheck, error) {
+	m, manifestName, err := readPartsManifest(base)
+	if err != nil {
+		return nil, nil, err
+	}
+	dir, name := filepath.Dir(base), filepath.Base(base)
+	for _, p := range m.Parts {
+		fi, err := os.Stat(filepath.Join(dir, partName(name, p.Index)))
+		if err != nil || !fi.Mode().IsRegular() || fi.Size() != p.Size {
+			mr, err := openParts(ctx, base, progress)
+			return mr, nil, err
+		}
+	}
+	mr := &multiReaderAt{size: m.Size}
+	for _, p := range m.Parts {
+		f, err := os.Open(filepath.Join(dir, partName(name, p.Index)))
+		if err != nil {
+			mr.Close()
+			return nil, nil, err
+		}
+		mr.parts = append(mr.parts, partFile{f: f, off: mr.used, size: p.Size})
+		mr.used += p.Size
+	}
+	return mr, newPartCheck(m, mr, name, manifestName), nil
+}
+
 func sizeOfOther(m *partsManifest, i int, size int64) bool {
 	for j, q := range m.Parts {
 		if j != i && q.Size == size {
@@ -438,6 +480,7 @@ func (p *pipedHash) copy(ctx context.Context, h hash.Hash, r io.Reader, toPipe b
 		}
 		buf := <-p.free
 		k, err := r.Read(buf)
+		partsRead.Add(int64(k))
 		if k > 0 {
 			h.Write(buf[:k])
 			n += int64(k)
@@ -487,11 +530,13 @@ func readSmallFile(path string, limit int64) ([]byte, error) {
 	return b, nil
 }
 
-// multiReaderAt reads the concatenation of the parts of a split set.
+// multiReaderAt reads the concatenation of the parts of a split set. When
+// its parts' sha256 are checked as they are read, check is set.
 type multiReaderAt struct {
 	parts []partFile
 	used  int64 // offset after the last part added
 	size  int64
+	check *partCheck
 }
 
 type partFile struct {
@@ -500,6 +545,15 @@ type partFile struct {
 }
 
 func (m *multiReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	n, err := m.readAt(p, off)
+	if m.check != nil && n > 0 {
+		m.check.feed(p[:n], off)
+	}
+	return n, err
+}
+
+// readAt reads the parts, as ReadAt without the part check.
+func (m *multiReaderAt) readAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, errors.New("negative offset")
 	}
@@ -513,6 +567,7 @@ func (m *multiReaderAt) ReadAt(p []byte, off int64) (int, error) {
 		po := off + int64(n) - pf.off
 		k := int(min(int64(len(p)-n), pf.size-po))
 		got, err := pf.f.ReadAt(p[n:n+k], po)
+		partsRead.Add(int64(got))
 		n += got
 		if got < k {
 			if err == nil || errors.Is(err, io.EOF) {
@@ -529,6 +584,9 @@ func (m *multiReaderAt) ReadAt(p []byte, off int64) (int, error) {
 }
 
 func (m *multiReaderAt) Close() error {
+	if m.check != nil {
+		m.check.stop()
+	}
 	var errs []error
 	for _, p := range m.parts {
 		errs = append(errs, p.f.Close())

@@ -110,6 +110,25 @@ func TestSplitVectors(t *testing.T) {
 	}
 }
 
+// TestSplitVectorsDeferred opens every split vector with the part checks
+// deferred to the blob pass (DeferPartChecks): each is refused by Open or
+// Verify with the same sentinel and names the same part or file as when
+// Open checks the parts first.
+func TestSplitVectorsDeferred(t *testing.T) {
+	for _, sv := range splitVectors {
+		t.Run(sv.name, func(t *testing.T) {
+			err := openAndVerify(t, filepath.Join(vectorDir, "split", sv.name, sv.open), OpenOptions{DeferPartChecks: true})
+			if sv.want == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			checkRefusal(t, err, sv.want, sv.part)
+		})
+	}
+}
+
 func TestWriteSplitRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	f, entries := standard(t)

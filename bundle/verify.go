@@ -1,6 +1,7 @@
 package bundle
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -69,7 +70,10 @@ type EntryReport struct {
 // reading anything it refuses, with ErrDecompressionTotal, a bundle whose
 // compressed blobs declare more than MaxTotalUncompressed together. It
 // checks everything, then returns the report and the first entry's error,
-// if any.
+// if any. For a split set opened with DeferPartChecks it reads the blobs
+// one at a time in file order, so that the same read checks the parts,
+// and completes the part checks (CheckParts) before it returns: a bad part
+// is returned, with no report, in place of any blob error it caused.
 func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (Report, error) {
 	workers := opts.Concurrency
 	if workers <= 0 {
@@ -79,9 +83,22 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (Report, error)
 	// total they declare, before anything is read.
 	plan, err := r.planZstd(opts.MaxUncompressedSize, opts.MaxTotalUncompressed)
 	if err != nil {
+		if perr := r.CheckParts(ctx); perr != nil {
+			return Report{}, perr
+		}
 		return Report{}, err
 	}
 	digests := slices.Sorted(maps.Keys(r.blobs))
+	order := digests
+	if r.parts != nil {
+		// A split set whose parts are checked as they are read: one
+		// reader, in file order, so that the blob pass is also the part
+		// check (the part and whole-file hashes run beside it).
+		workers = 1
+		order = slices.SortedFunc(slices.Values(digests), func(a, b digest.Digest) int {
+			return cmp.Compare(r.blobs[a].off, r.blobs[b].off)
+		})
+	}
 	var total int64
 	for _, d := range digests {
 		total += r.blobs[d].size
@@ -114,7 +131,7 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (Report, error)
 			}
 		}()
 	}
-	for _, d := range digests {
+	for _, d := range order {
 		if ctx.Err() != nil {
 			break
 		}
@@ -123,6 +140,10 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (Report, error)
 	close(tasks)
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
+		return Report{}, err
+	}
+	// A bad part is reported as such, before any blob it damaged.
+	if err := r.CheckParts(ctx); err != nil {
 		return Report{}, err
 	}
 

@@ -8,11 +8,13 @@ import (
 	"io/fs"
 	"path/filepath"
 	"strings"
+	"sync"
 	"text/tabwriter"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/urfave/cli/v2"
+	"oras.land/oras-go/v2/content"
 
 	"stellaops.io/stella/admission"
 	"stellaops.io/stella/artifact"
@@ -377,8 +379,32 @@ func (s *session) importBundle(ctx context.Context, st *cache.Store, file string
 		return out, nil, nil, err
 	}
 	defer r.Close()
-	rep, err := admission.ImportBundle(ctx, st, r, pol, "bundle "+filepath.Base(file), cache.ImportOptions{Progress: s.importProgress()})
+	// The parts of a split set are checked beside the import, in order,
+	// by their own reader (the import reads blobs in graph order, several
+	// at once); each artifact waits for the result before it is recorded,
+	// so a bad part leaves nothing in the cache.
+	checkCtx, stopCheck := context.WithCancel(ctx)
+	var checking sync.WaitGroup
+	checking.Add(1)
+	go func() {
+		defer checking.Done()
+		_ = r.CheckParts(checkCtx) // the result is read below
+	}()
+	defer func() {
+		stopCheck()
+		checking.Wait()
+	}()
+	opts := cache.ImportOptions{
+		Progress: s.importProgress(),
+		Verify: func(ctx context.Context, _ cache.Artifact, _ content.Fetcher) error {
+			return r.CheckParts(ctx)
+		},
+	}
+	rep, err := admission.ImportBundle(ctx, st, r, pol, "bundle "+filepath.Base(file), opts)
 	s.traceVerdicts(rep.Admission.Verdicts)
+	if perr := r.CheckParts(ctx); perr != nil {
+		return out, nil, nil, perr
+	}
 	if err != nil && len(rep.Import.Artifacts) == 0 {
 		return out, nil, nil, err
 	}
@@ -447,11 +473,14 @@ func renderImport(w io.Writer, r importReport) {
 	}
 }
 
-// openBundle opens a bundle file or split set, with progress while parts are checked.
+// openBundle opens a bundle file or split set. The parts of a split set
+// are checked as they are read (bundle.OpenOptions.DeferPartChecks): by
+// Reader.Verify, or by Reader.CheckParts, which every caller calls before
+// it reports success.
 func (s *session) openBundle(ctx context.Context, file string) (*bundle.Reader, error) {
 	bar := s.newProgress("checking parts of " + filepath.Base(file))
 	defer bar.finish()
-	r, err := bundle.Open(ctx, file, bundle.OpenOptions{Progress: bar.set})
+	r, err := bundle.Open(ctx, file, bundle.OpenOptions{Progress: bar.set, DeferPartChecks: true})
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, &fileError{path: file, err: errFileNotFound}
 	}
