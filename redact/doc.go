@@ -75,7 +75,8 @@
 // reads land at a cache-line aligned address, what it holds back copied
 // just before (the kernel copies into an unaligned address at a fraction
 // of its speed), and from a pipe or a file that keeps it busy, it reads
-// the next chunk on a goroutine of its own while it masks the last.
+// the next chunk on a goroutine of its own while it masks the last,
+// unless it is Serial (a step's output: the step holds a core already).
 //
 // Measured on a 2-vCPU VM (BenchmarkWriter100Secrets against
 // BenchmarkCopyBaseline, 100 random values of 16–40 bytes, about 1,600

@@ -32,6 +32,15 @@ const readChunk = 256 << 10
 // A Writer is not safe for concurrent use. After an error from the
 // underlying writer, every Write, ReadFrom and Flush returns that error.
 type Writer struct {
+	// Serial keeps ReadFrom on the calling goroutine: it never reads the
+	// next chunk while it masks the last. Set it when the stream comes
+	// from another process (a step's output pipe): that process already
+	// keeps a core busy producing the stream, and on a host with few cores
+	// a second reading goroutine costs more than it overlaps (on 2 cores,
+	// with cat printing 1 GiB into the pipe, it took about 0.3 s of CPU
+	// more than reading and masking in turn, and no less wall time).
+	Serial bool
+
 	set *Set
 	w   io.Writer
 
@@ -87,10 +96,11 @@ func (w *Writer) Write(p []byte) (int, error) {
 // Flush. It returns the number of bytes read and the first error, of r
 // (io.EOF excepted) or of the underlying writer.
 //
-// When r is read by system calls (a pipe or a file: r is a syscall.Conn)
-// and a read fills the whole buffer (a stream arriving faster than it is
-// masked), a goroutine reads the next part of the stream while the last
-// one is masked and written out, for the rest of the call. After an error
+// When r is read by system calls (a pipe or a file: r is a syscall.Conn),
+// a read fills the whole buffer (a stream arriving faster than it is
+// masked) and the Writer is not Serial, a goroutine reads the next part
+// of the stream while the last one is masked and written out, for the
+// rest of the call. After an error
 // of the underlying writer, ReadFrom then returns without waiting for a
 // read in progress, and what that read brings is dropped; r may not be
 // read by anyone else until the read returns (closing r ends it).
@@ -117,7 +127,7 @@ func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
 		if err != nil {
 			return n, err
 		}
-		if _, ok := r.(syscall.Conn); ok && k == readChunk {
+		if _, ok := r.(syscall.Conn); ok && k == readChunk && !w.Serial {
 			return w.readAhead(r, n)
 		}
 	}

@@ -651,6 +651,55 @@ func TestReadFromReadsAhead(t *testing.T) {
 	}
 }
 
+// alternateWriter passes writes to w and fails the test unless exactly one
+// read was asked of the reader since the write before: what a Serial
+// Writer's ReadFrom does with a reader whose every read brings output.
+type alternateWriter struct {
+	t      testing.TB
+	w      io.Writer
+	reads  chan int
+	writes int
+}
+
+func (w *alternateWriter) Write(p []byte) (int, error) {
+	w.writes++
+	if got := len(w.reads); got != 1 {
+		w.t.Errorf("write %d: %d reads asked since the write before, want 1", w.writes, got)
+	}
+	for len(w.reads) > 0 {
+		<-w.reads
+	}
+	return w.w.Write(p)
+}
+
+// TestReadFromSerial: a Serial Writer reads from a pipe or a file (a
+// syscall.Conn) whose reads fill the buffer one chunk at a time, masking
+// and writing out each before it reads the next, and its output is what
+// Bytes makes of the whole stream, values split across chunks included.
+func TestReadFromSerial(t *testing.T) {
+	s := newSet(t, splitValues...)
+	text := bytes.Repeat(splitText(), 4*readChunk/len(splitText()))
+	text = append(text, splitText()...) // not a multiple of readChunk
+	var out bytes.Buffer
+	reads := make(chan int, 100)
+	aw := &alternateWriter{t: t, w: &out, reads: reads}
+	w := s.Writer(aw)
+	w.Serial = true
+	n, err := w.ReadFrom(&connReader{text: text, reads: reads})
+	if n != int64(len(text)) || err != nil {
+		t.Fatalf("ReadFrom = %d, %v; want %d, nil", n, err, len(text))
+	}
+	if aw.writes < 5 {
+		t.Fatalf("%d writes for %d bytes read %d at a time", aw.writes, len(text), readChunk)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if want := s.Bytes(text); !bytes.Equal(out.Bytes(), want) {
+		t.Fatalf("the output differs from Bytes of the stream (%d bytes, want %d)", out.Len(), len(want))
+	}
+}
+
 // TestReadFromAheadWriterError: when the underlying writer fails while a
 // read is in progress, ReadFrom returns its error without waiting for the
 // read.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ import (
 
 	"stellaops.io/stella/pack"
 	"stellaops.io/stella/plan"
+	"stellaops.io/stella/redact"
 )
 
 // script is a fake executor: argv[0] says what the "command" does.
@@ -653,5 +655,47 @@ func TestLazyEndIsSavedWithinTheWindow(t *testing.T) {
 	}()
 	if r, err := f.drive(nil); err != nil || r.State != Succeeded {
 		t.Fatal(r.State, err)
+	}
+}
+
+// serialCheck passes each invocation to a script after noting whether the
+// step's output writers are maskers that read serially.
+type serialCheck struct {
+	*script
+	serial []bool
+}
+
+func (c *serialCheck) Execute(ctx context.Context, inv Invocation) Exit {
+	for _, w := range []io.Writer{inv.Stdout, inv.Stderr} {
+		m, ok := w.(*redact.Writer)
+		c.serial = append(c.serial, ok && m.Serial)
+	}
+	return c.script.Execute(ctx, inv)
+}
+
+// TestStepOutputMaskedSerially: a step's stdout and stderr reach the
+// executor as maskers that read in turn with masking (the step holds a
+// core already; a read-ahead goroutine cost CPU it needs), and what they
+// mask still reaches the log.
+func TestStepOutputMaskedSerially(t *testing.T) {
+	f := newFixture(t, `  steps:
+    - id: a
+      run: {command: [fail, "3"]}
+`, nil)
+	check := &serialCheck{script: f.exec}
+	f.eng.Executor = check
+	r, _ := f.drive(nil)
+	wantStates(t, r, map[string]string{"a": Failed})
+	if fmt.Sprint(check.serial) != "[true true]" {
+		t.Errorf("stdout, stderr serial maskers: %v, want [true true]", check.serial)
+	}
+	var got []string
+	for _, l := range f.lines {
+		if l.StepID == "a" {
+			got = append(got, l.Stream+":"+l.Msg)
+		}
+	}
+	if want := "[stdout:a running fail 3 stderr:boom 3]"; fmt.Sprint(got) != want {
+		t.Errorf("log lines %v, want %v", got, want)
 	}
 }

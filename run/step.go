@@ -187,6 +187,9 @@ func (d *driver) attempt(ctx context.Context, s *plan.Step, vars map[string]any,
 	// Masking comes before framing: a value split across writes or lines
 	// is masked before any line is cut from it.
 	stdout, stderr := d.redact.Writer(stdoutLines), d.redact.Writer(stderrLines)
+	// The step holds a core producing its output: reading ahead of the
+	// masker on another goroutine would cost CPU that the step needs.
+	stdout.Serial, stderr.Serial = true, true
 	blocked := d.blockedReporter(ctx, s, attempt)
 	exit := d.e.Executor.Execute(sctx, Invocation{RunID: d.rec.ID, StepID: s.ID, Attempt: attempt, Command: argv, Env: env, Dir: dir,
 		Secrets: s.Run.Secrets, SecretDir: secretDir, Sandbox: sandbox, Blocked: blocked.report,
