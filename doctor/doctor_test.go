@@ -34,6 +34,9 @@ var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 func newEnv(t *testing.T) *Env {
 	t.Helper()
 	home := t.TempDir()
+	if err := os.Mkdir(filepath.Join(home, "packs"), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	return &Env{
 		Home: home,
 		Now:  func() time.Time { return t0 },
@@ -496,4 +499,22 @@ func TestTracesPending(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect(t, one(t, env, TracesPending), OK, "took all 1 ended span(s) of 1 run(s)", "", "")
+}
+
+// TestDoctorCreatesNothing: on a home with no cache yet, the cache and
+// runs checks say there is nothing to look at, and the home is left as it
+// was (doctor never creates <home>/packs).
+func TestDoctorCreatesNothing(t *testing.T) {
+	env := newEnv(t)
+	if err := os.Remove(filepath.Join(env.Home, "packs")); err != nil {
+		t.Fatal(err)
+	}
+	env.TracesEndpoint = "http://127.0.0.1:4318"
+	for _, id := range []string{CacheLock, CacheIntegrity, RunsStuck, RunsParked, TracesPending} {
+		expect(t, one(t, env, id), Skipped, "no cache to look at", "", "")
+	}
+	entries, err := os.ReadDir(env.Home)
+	if err != nil || len(entries) != 0 {
+		t.Fatalf("doctor left %v in the home (%v)", entries, err)
+	}
 }

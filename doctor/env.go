@@ -2,6 +2,10 @@ package doctor
 
 import (
 	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -88,6 +92,12 @@ func (e *Env) now() time.Time {
 func (e *Env) cache(ctx context.Context) (*cache.Store, error) {
 	e.once.Do(func() {
 		if e.OpenCache == nil {
+			e.storeErr = errNoCache
+			return
+		}
+		// A home with no cache yet stays so: doctor reads, it never
+		// creates what it looks at.
+		if _, err := os.Stat(filepath.Join(e.Home, "packs")); errors.Is(err, fs.ErrNotExist) {
 			e.storeErr = errNoCache
 			return
 		}
