@@ -49,8 +49,8 @@ func (s *Spool) step(name string) error {
 	return nil
 }
 
-// line is one complete line of the spool and where it starts.
-type line struct {
+// spoolLine is one complete line of the spool and where it starts.
+type spoolLine struct {
 	start int64
 	raw   []byte
 	event Event
@@ -73,7 +73,7 @@ func (s *Spool) compact() error {
 	if err != nil {
 		return err
 	}
-	var lines []line
+	var lines []spoolLine
 	var off int64
 	r := bufio.NewReader(bytes.NewReader(b))
 	for {
@@ -85,7 +85,7 @@ func (s *Spool) compact() error {
 			return err
 		}
 		e, ok := parseLine(raw)
-		lines = append(lines, line{start: off, raw: raw, event: e, ok: ok})
+		lines = append(lines, spoolLine{start: off, raw: raw, event: e, ok: ok})
 		off += int64(len(raw))
 	}
 	end := off
@@ -112,7 +112,7 @@ func (s *Spool) compact() error {
 	}
 
 	horizon := s.opts.Now().Add(-s.opts.Keep)
-	keep := func(l line) bool {
+	keep := func(l spoolLine) bool {
 		if !l.ok {
 			return false
 		}
