@@ -147,15 +147,30 @@ type Options struct {
 	Client *http.Client
 	// Env is the environment of hook commands (nil: none beyond PATH).
 	Env []string
+	// Keep is how long a delivered event stays in the spool, and how old
+	// an event may be to be appended (default 7 days).
+	Keep time.Duration
+	// CompactAt is the spool size over which Append and Deliver compact
+	// it (default 4 MiB).
+	CompactAt int64
 	// Now and Sleep are the clock (defaults: time.Now, a timer ctx ends).
 	Now   func() time.Time
 	Sleep func(ctx context.Context, d time.Duration) error
 }
 
+// Defaults of Options.Keep and Options.CompactAt.
+const (
+	DefaultKeep      = 7 * 24 * time.Hour
+	DefaultCompactAt = 4 << 20
+)
+
 // Spool is the notification spool of one home.
 type Spool struct {
 	dir  string
 	opts Options
+	// crash, when set (by tests), is called after each step of a
+	// compaction; an error stops it there, as a crash would.
+	crash func(step string) error
 }
 
 // Open returns the spool kept in dir (<home>/notify), which is created
@@ -172,6 +187,12 @@ func Open(dir string, opts Options) *Spool {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.Keep <= 0 {
+		opts.Keep = DefaultKeep
+	}
+	if opts.CompactAt <= 0 {
+		opts.CompactAt = DefaultCompactAt
 	}
 	if opts.Client == nil {
 		opts.Client = &http.Client{Timeout: opts.Timeout}
@@ -197,6 +218,7 @@ func (s *Spool) DeadLetterPath() string { return filepath.Join(s.dir, "dead-lett
 func (s *Spool) cursorPath(hook string) string {
 	return filepath.Join(s.dir, "cursors", hook+".json")
 }
+func (s *Spool) journalPath() string { return filepath.Join(s.dir, "compact.json") }
 
 // Locks: appenders take appendLock, so ids are checked and lines
 // written one process at a time; deliverers take deliverLock, so cursors
@@ -238,9 +260,10 @@ func (s *Spool) Append(ctx context.Context, events []Event) error {
 	if err := s.scan(0, func(e Event, _ int64) error { seen[e.ID] = true; return nil }); err != nil {
 		return err
 	}
+	horizon := s.opts.Now().Add(-s.opts.Keep)
 	var buf bytes.Buffer
 	for _, e := range events {
-		if seen[e.ID] {
+		if seen[e.ID] || e.Time.Before(horizon) {
 			continue
 		}
 		seen[e.ID] = true
@@ -255,7 +278,32 @@ func (s *Spool) Append(ctx context.Context, events []Event) error {
 	if buf.Len() == 0 {
 		return nil
 	}
-	return appendSynced(s.SpoolPath(), buf.Bytes())
+	if err := appendSynced(s.SpoolPath(), buf.Bytes()); err != nil {
+		return err
+	}
+	if s.over() {
+		if d, ok := s.tryLock(deliverLock); ok {
+			defer d.Unlock()
+			return s.compact()
+		}
+	}
+	return nil
+}
+
+// over tells whether the spool has grown past CompactAt.
+func (s *Spool) over() bool {
+	fi, err := os.Stat(s.SpoolPath())
+	return err == nil && fi.Size() > s.opts.CompactAt
+}
+
+// tryLock takes one of the spool's locks if no one holds it.
+func (s *Spool) tryLock(name string) (*flock.Flock, bool) {
+	l := flock.New(filepath.Join(s.dir, name))
+	ok, err := l.TryLock()
+	if err != nil || !ok {
+		return nil, false
+	}
+	return l, true
 }
 
 func appendSynced(p string, b []byte) error {
@@ -298,8 +346,8 @@ func (s *Spool) scan(offset int64, fn func(e Event, next int64) error) error {
 			return err
 		}
 		offset += int64(len(line))
-		var e Event
-		if jerr := json.Unmarshal(line, &e); jerr != nil {
+		e, ok := parseLine(line)
+		if !ok {
 			continue // not an event: skipped, never delivered
 		}
 		if err := fn(e, offset); err != nil {
@@ -308,11 +356,56 @@ func (s *Spool) scan(offset int64, fn func(e Event, next int64) error) error {
 	}
 }
 
+// header is the first line of a compacted spool.
+type header struct {
+	Generation *int `json:"spoolGeneration"`
+}
+
+// parseLine reads one spool line as an event; the header and lines that
+// are not events are not.
+func parseLine(line []byte) (Event, bool) {
+	var e Event
+	if bytes.HasPrefix(line, []byte(`{"spoolGeneration":`)) {
+		var h header
+		if json.Unmarshal(line, &h) == nil && h.Generation != nil {
+			return e, false
+		}
+	}
+	if json.Unmarshal(line, &e) != nil {
+		return e, false
+	}
+	return e, true
+}
+
+// generation is the spool's generation: its header's, or 0 for a spool
+// never compacted (or not there).
+func (s *Spool) generation() (int, error) {
+	f, err := os.Open(s.SpoolPath())
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	line, err := bufio.NewReader(f).ReadBytes('\n')
+	if err != nil {
+		return 0, nil // empty, or no complete line: no header
+	}
+	var h header
+	if bytes.HasPrefix(line, []byte(`{"spoolGeneration":`)) && json.Unmarshal(line, &h) == nil && h.Generation != nil {
+		return *h.Generation, nil
+	}
+	return 0, nil
+}
+
 // cursor is a hook's delivery state.
 type cursor struct {
-	Offset   int64  `json:"offset"`   // every event before it is done
-	Attempts int    `json:"attempts"` // failed attempts of the event at Offset
-	Error    string `json:"error,omitempty"`
+	// Generation is the spool generation Offset is in.
+	Generation int    `json:"generation,omitempty"`
+	Offset     int64  `json:"offset"`   // every event before it is done
+	Attempts   int    `json:"attempts"` // failed attempts of the event at Offset
+	Error      string `json:"error,omitempty"`
 }
 
 func (s *Spool) cursor(hook string) (cursor, error) {
@@ -364,18 +457,37 @@ func (s *Spool) Deliver(ctx context.Context) (Report, error) {
 		return rep, err
 	}
 	defer l.Unlock()
+	if err := s.recover(); err != nil {
+		return rep, err
+	}
+	gen, err := s.generation()
+	if err != nil {
+		return rep, err
+	}
 	for _, h := range s.opts.Hooks {
-		if err := s.deliverHook(ctx, h, &rep); err != nil {
+		if err := s.deliverHook(ctx, h, gen, &rep); err != nil {
 			return rep, err
+		}
+	}
+	if s.over() {
+		if a, ok := s.tryLock(appendLock); ok {
+			defer a.Unlock()
+			return rep, s.compact()
 		}
 	}
 	return rep, nil
 }
 
-func (s *Spool) deliverHook(ctx context.Context, h Hook, rep *Report) error {
+func (s *Spool) deliverHook(ctx context.Context, h Hook, gen int, rep *Report) error {
 	c, err := s.cursor(h.Name)
 	if err != nil {
 		return err
+	}
+	if _, err := os.Stat(s.cursorPath(h.Name)); errors.Is(err, fs.ErrNotExist) {
+		c.Generation = gen // a new hook starts at the oldest event kept
+	}
+	if c.Generation != gen {
+		return fmt.Errorf("notification cursor %s: of spool generation %d, the spool is of %d (remove it to start the hook at the oldest event kept)", s.cursorPath(h.Name), c.Generation, gen)
 	}
 	stopped := false
 	err = s.scan(c.Offset, func(e Event, next int64) error {
@@ -421,7 +533,7 @@ func (s *Spool) deliverHook(ctx context.Context, h Hook, rep *Report) error {
 				}
 			}
 		}
-		c = cursor{Offset: next}
+		c = cursor{Generation: gen, Offset: next}
 		return s.saveCursor(h.Name, c)
 	})
 	if err != nil {

@@ -111,6 +111,9 @@ type NotifyConfig struct {
 	// GateWaitAlert raises pack.approval.overdue when a run has waited at
 	// a gate longer (default 30m).
 	GateWaitAlert time.Duration `yaml:"gateWaitAlert" json:"gateWaitAlert,omitempty"`
+	// Keep is how long a delivered event stays in the spool, and how old
+	// an event may be to be spooled at all (default 7 days).
+	Keep time.Duration `yaml:"keep" json:"keep,omitempty"`
 }
 
 // RegistryConfig is how to reach one registry host.

@@ -36,7 +36,9 @@ func (s *session) notifyCommand() *cli.Command {
 <home>/notify/spool.ndjson and delivered to the hooks of the config's notify block, at the end
 of the command that saw it (within notify.deliverWithin) and by ` + "`stella notify deliver`" + `.
 Each hook gets each event once; an event a hook keeps refusing goes to
-<home>/notify/dead-letter.ndjson (docs/operations/notifications.md).
+<home>/notify/dead-letter.ndjson (docs/operations/notifications.md). Events every hook has
+taken are kept notify.keep (7 days) and then compacted away, by ` + "`stella notify deliver`" + `
+and whenever the spool is over 4 MiB.
 
 Examples:
    stella notify deliver
@@ -44,7 +46,7 @@ Examples:
 		Subcommands: []*cli.Command{
 			{
 				Name:  "deliver",
-				Usage: "raise due gate-wait alerts and deliver what the hooks have not taken yet (exit 10 when some event was not delivered)",
+				Usage: "raise due gate-wait alerts, deliver what the hooks have not taken yet and compact the spool (exit 10 when some event was not delivered)",
 				Flags: []cli.Flag{
 					&cli.DurationFlag{Name: "within", Usage: "give up (keeping each hook's place) after this long", Value: time.Minute},
 				},
@@ -64,7 +66,7 @@ func (s *session) notifyDir() string { return filepath.Join(s.home, "notify") }
 // spool is the home's notification spool with the configured hooks.
 func (s *session) spool() *notify.Spool {
 	nc := s.config.Notify
-	opts := notify.Options{Hooks: nc.Hooks, MaxAttempts: nc.MaxAttempts, Now: s.now,
+	opts := notify.Options{Hooks: nc.Hooks, MaxAttempts: nc.MaxAttempts, Keep: nc.Keep, Now: s.now,
 		Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"}}
 	if nc.RetryInitial > 0 {
 		opts.Backoff = backoff.Policy{Initial: nc.RetryInitial, Max: nc.RetryMax, Jitter: 0.1}
@@ -110,9 +112,11 @@ func (s *session) runEvents(rec *run.Record) []notify.Event {
 		if rec.State != run.AwaitingApproval || sr.Gate == nil || sr.Gate.State != run.GateWaiting || sr.Gate.Since == nil {
 			continue
 		}
+		// The alert's time is when the gate became overdue, the same each
+		// time it is raised, so once compacted away it is not spooled again.
 		if waited := now.Sub(*sr.Gate.Since); waited > limit {
 			out = append(out, notify.Event{ID: fmt.Sprintf("%s#overdue#%s#%s", rec.ID, id, sr.Gate.Since.UTC().Format(time.RFC3339Nano)),
-				Type: eventApprovalOverdue, Time: now, RunID: rec.ID, PackID: packID, Tenant: rec.Tenant, StepID: id, Gate: id,
+				Type: eventApprovalOverdue, Time: sr.Gate.Since.Add(limit).UTC(), RunID: rec.ID, PackID: packID, Tenant: rec.Tenant, StepID: id, Gate: id,
 				Message: fmt.Sprintf("gate %s has waited %s (alert over %s)", id, waited.Round(time.Second), limit)})
 		}
 	}
@@ -217,6 +221,12 @@ func (s *session) notifyDeliver(ctx context.Context, c *cli.Context) error {
 	defer cancel()
 	rep, err := sp.Deliver(dctx)
 	if err != nil {
+		return err
+	}
+	// Compacting is quick; it gets its own deadline, not what delivery left.
+	cctx, ccancel := context.WithTimeout(ctx, c.Duration("within"))
+	defer ccancel()
+	if err := sp.Compact(cctx); err != nil {
 		return err
 	}
 	if err := s.emit(rep, func(w io.Writer) {
