@@ -53,7 +53,10 @@ func (p *Pack) ID() string { return p.Manifest.Metadata.Name + ":" + p.Manifest.
 func (p *Pack) Open(name string) (fs.File, error) { return p.fsys.Open(name) }
 
 // LoadDir loads and validates the pack in a host folder.
-func LoadDir(dir string) (*Pack, error) {
+func LoadDir(dir string) (*Pack, error) { return LoadDirWith(dir, LoadOptions{}) }
+
+// LoadDirWith is LoadDir with options.
+func LoadDirWith(dir string, opts LoadOptions) (*Pack, error) {
 	st, err := os.Stat(dir)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -64,13 +67,17 @@ func LoadDir(dir string) (*Pack, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("%s is not a folder: %w", dir, ErrNotFound)
 	}
-	return Load(os.DirFS(dir))
+	return LoadWith(os.DirFS(dir), opts)
 }
 
 // Load loads and validates the pack whose root is fsys: every problem of
 // pack.yaml, its schemas and its step graph is reported at once in a
-// *ValidationError wrapping ErrManifestInvalid.
-func Load(fsys fs.FS) (*Pack, error) {
+// *ValidationError wrapping ErrManifestInvalid. Each file is read once and
+// must not change while it is read (ErrFileChanged).
+func Load(fsys fs.FS) (*Pack, error) { return LoadWith(fsys, LoadOptions{}) }
+
+// LoadWith is Load with options.
+func LoadWith(fsys fs.FS, opts LoadOptions) (*Pack, error) {
 	raw, err := readLimited(fsys, ManifestFile, MaxManifestSize)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -101,6 +108,17 @@ func Load(fsys fs.FS) (*Pack, error) {
 	decoded.list = all
 	if err := decoded.err(ErrManifestInvalid); err != nil {
 		return nil, err
+	}
+	// Files are read only once the pack is valid: a build reads them into
+	// the cache (opts.Read), so an invalid pack writes nothing.
+	for i := range p.Files {
+		f := &p.Files[i]
+		if f.Digest, f.Size, err = readFile(fsys, f.Path, opts.Read); err != nil {
+			return nil, err
+		}
+		if f.Path == ManifestFile && f.Digest != digest.FromBytes(raw) {
+			return nil, fmt.Errorf("%s: %w: it changed between its parse and its read", ManifestFile, ErrFileChanged)
+		}
 	}
 	return p, nil
 }
@@ -157,8 +175,9 @@ func CheckFilePath(p string) error {
 	return nil
 }
 
-// walkFiles lists and hashes every regular file. Hidden entries (a name
-// starting with ".") are skipped; symlinks and special files are refused.
+// walkFiles lists every regular file, with its mode; Load reads them
+// (readFile) once the pack is valid. Hidden entries (a name starting with
+// ".") are skipped; symlinks and special files are refused.
 func walkFiles(fsys fs.FS) ([]File, error) {
 	var files []File
 	data := 0 // files other than pack.yaml
@@ -191,15 +210,11 @@ func walkFiles(fsys fs.FS) ([]File, error) {
 		if err != nil {
 			return err
 		}
-		dg, size, err := hashFile(fsys, p)
-		if err != nil {
-			return err
-		}
 		mode := fs.FileMode(0o644)
 		if info.Mode()&0o111 != 0 {
 			mode = 0o755
 		}
-		files = append(files, File{Path: p, Size: size, Digest: dg, Mode: mode})
+		files = append(files, File{Path: p, Size: info.Size(), Mode: mode})
 		return nil
 	})
 	if err != nil {
