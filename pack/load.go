@@ -12,6 +12,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"golang.org/x/sync/errgroup"
 
 	"stellaops.io/stella/integrity"
 )
@@ -111,14 +112,23 @@ func LoadWith(fsys fs.FS, opts LoadOptions) (*Pack, error) {
 	}
 	// Files are read only once the pack is valid: a build reads them into
 	// the cache (opts.Read), so an invalid pack writes nothing.
+	var eg errgroup.Group
+	eg.SetLimit(max(opts.Concurrency, 1))
 	for i := range p.Files {
 		f := &p.Files[i]
-		if f.Digest, f.Size, err = readFile(fsys, f.Path, opts.Read); err != nil {
-			return nil, err
-		}
-		if f.Path == ManifestFile && f.Digest != digest.FromBytes(raw) {
-			return nil, fmt.Errorf("%s: %w: it changed between its parse and its read", ManifestFile, ErrFileChanged)
-		}
+		eg.Go(func() error {
+			var err error
+			if f.Digest, f.Size, err = readFile(fsys, f.Path, opts.Read); err != nil {
+				return err
+			}
+			if f.Path == ManifestFile && f.Digest != digest.FromBytes(raw) {
+				return fmt.Errorf("%s: %w: it changed between its parse and its read", ManifestFile, ErrFileChanged)
+			}
+			return nil
+		})
+	}
+	if err := eg.Wait(); err != nil {
+		return nil, err
 	}
 	return p, nil
 }

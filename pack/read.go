@@ -21,6 +21,9 @@ type LoadOptions struct {
 	// `stella pack build` passes the cache's Stage.Add, so each file is
 	// hashed while it is written into the cache, in one read (ADR 0023).
 	Read ReadFunc
+	// Concurrency is the number of files read at once (default 1); Read
+	// must then be safe for concurrent use.
+	Concurrency int
 }
 
 // racyWindow: a file whose modification time is this close to the start

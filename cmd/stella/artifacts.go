@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"path/filepath"
 	"strings"
+	"sync"
 	"text/tabwriter"
 
 	"github.com/opencontainers/go-digest"
@@ -192,22 +193,27 @@ func (s *session) packBuild(ctx context.Context, c *cli.Context) error {
 			_ = stage.Close()
 		}
 	}()
+	var opening sync.Mutex
 	read := func(name string, r io.Reader) (digest.Digest, int64, error) {
 		if buildReading != nil {
 			buildReading(name)
 		}
+		opening.Lock()
 		if stage == nil {
 			var err error
-			if st, err = s.openCache(ctx); err != nil {
-				return "", 0, err
+			if st, err = s.openCache(ctx); err == nil {
+				stage, err = st.Stage(ctx)
 			}
-			if stage, err = st.Stage(ctx); err != nil {
+			if err != nil {
+				opening.Unlock()
 				return "", 0, err
 			}
 		}
+		opening.Unlock()
 		return stage.Add(ctx, "into the cache", r)
 	}
-	p, a, err := s.loadPackWith(c.Args().First(), pack.LoadOptions{Read: read})
+	// Three files at once, as an import copies three blobs at once.
+	p, a, err := s.loadPackWith(c.Args().First(), pack.LoadOptions{Read: read, Concurrency: 3})
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -67,9 +68,12 @@ spec:
 					t.Fatal(err)
 				}
 			}
+			var mu sync.Mutex
 			var seen []string
 			buildReading = func(name string) {
+				mu.Lock()
 				seen = append(seen, name)
+				mu.Unlock()
 				if name == "b.bin" {
 					tc.modify(t, filepath.Join(src, name))
 				}
