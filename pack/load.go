@@ -9,6 +9,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"sync/atomic"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -112,13 +113,22 @@ func LoadWith(fsys fs.FS, opts LoadOptions) (*Pack, error) {
 	}
 	// Files are read only once the pack is valid: a build reads them into
 	// the cache (opts.Read), so an invalid pack writes nothing.
+	var add func(n int64)
+	if opts.Progress != nil {
+		var total int64
+		for _, f := range p.Files {
+			total += f.Size
+		}
+		var done atomic.Int64
+		add = func(n int64) { opts.Progress(done.Add(n), total) }
+	}
 	var eg errgroup.Group
 	eg.SetLimit(max(opts.Concurrency, 1))
 	for i := range p.Files {
 		f := &p.Files[i]
 		eg.Go(func() error {
 			var err error
-			if f.Digest, f.Size, err = readFile(fsys, f.Path, opts.Read); err != nil {
+			if f.Digest, f.Size, err = readFile(fsys, f.Path, opts.Read, add); err != nil {
 				return err
 			}
 			if f.Path == ManifestFile && f.Digest != digest.FromBytes(raw) {

@@ -24,6 +24,23 @@ type LoadOptions struct {
 	// Concurrency is the number of files read at once (default 1); Read
 	// must then be safe for concurrent use.
 	Concurrency int
+	// Progress, if set, is called as files are read with the bytes read
+	// so far and the bytes of all files; calls may be concurrent.
+	Progress func(done, total int64)
+}
+
+// countingReader reports each read's bytes to add.
+type countingReader struct {
+	r   io.Reader
+	add func(n int64)
+}
+
+func (c countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 {
+		c.add(int64(n))
+	}
+	return n, err
 }
 
 // racyWindow: a file whose modification time is this close to the start
@@ -40,7 +57,7 @@ const racyWindow = 2 * time.Second
 // same before and after the read, and the bytes read are its size. A file
 // modified within racyWindow of the read is read again and must hash the
 // same. A change fails with ErrFileChanged.
-func readFile(fsys fs.FS, name string, read ReadFunc) (digest.Digest, int64, error) {
+func readFile(fsys fs.FS, name string, read ReadFunc, progress func(n int64)) (digest.Digest, int64, error) {
 	if read == nil {
 		read = hashReader
 	}
@@ -54,7 +71,11 @@ func readFile(fsys fs.FS, name string, read ReadFunc) (digest.Digest, int64, err
 		return "", 0, err
 	}
 	start := time.Now()
-	d, n, err := read(name, f)
+	var r io.Reader = f
+	if progress != nil {
+		r = countingReader{r: f, add: progress}
+	}
+	d, n, err := read(name, r)
 	if err != nil {
 		return "", 0, fmt.Errorf("pack file %s: %w", name, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -63,5 +64,25 @@ func TestRacyFileIsReadTwice(t *testing.T) {
 				t.Fatalf("data.bin opened %d times (want %d), given to Read %d times (want 1)", fsys.opens, tc.wantOpens, reads)
 			}
 		})
+	}
+}
+
+// TestLoadReportsProgress: with Progress set, the bytes read are reported
+// against the bytes of all files, ending at the total.
+func TestLoadReportsProgress(t *testing.T) {
+	manifest := []byte("apiVersion: stellaops.io/pack.v1\nkind: TaskPack\nmetadata:\n  name: prog\n  version: 1.0.0\n  description: Progress.\nspec:\n  steps:\n    - id: a\n      run: {command: [\"true\"]}\n")
+	fsys := fstest.MapFS{ManifestFile: {Data: manifest}, "a.bin": {Data: make([]byte, 5000)}, "b/c.bin": {Data: make([]byte, 7)}}
+	var mu sync.Mutex
+	var last, total int64
+	if _, err := LoadWith(fsys, LoadOptions{Concurrency: 2, Progress: func(d, tot int64) {
+		mu.Lock()
+		defer mu.Unlock()
+		last, total = max(last, d), tot
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	want := int64(len(manifest) + 5000 + 7)
+	if last != want || total != want {
+		t.Fatalf("progress ended at %d of %d, want %d of %d", last, total, want, want)
 	}
 }

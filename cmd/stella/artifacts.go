@@ -213,7 +213,9 @@ func (s *session) packBuild(ctx context.Context, c *cli.Context) error {
 		return stage.Add(ctx, "into the cache", r)
 	}
 	// Three files at once, as an import copies three blobs at once.
-	p, a, err := s.loadPackWith(c.Args().First(), pack.LoadOptions{Read: read, Concurrency: 3})
+	bar := s.newProgress("reading " + filepath.Base(filepath.Clean(c.Args().First())))
+	p, a, err := s.loadPackWith(c.Args().First(), pack.LoadOptions{Read: read, Concurrency: 3, Progress: bar.set})
+	bar.finish()
 	if err != nil {
 		return err
 	}
