@@ -1,6 +1,7 @@
 package pack
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -122,11 +123,14 @@ func LoadWith(fsys fs.FS, opts LoadOptions) (*Pack, error) {
 		var done atomic.Int64
 		add = func(n int64) { opts.Progress(done.Add(n), total) }
 	}
-	var eg errgroup.Group
+	eg, failed := errgroup.WithContext(context.Background())
 	eg.SetLimit(max(opts.Concurrency, 1))
 	for i := range p.Files {
 		f := &p.Files[i]
 		eg.Go(func() error {
+			if failed.Err() != nil {
+				return nil // another file failed: read no more
+			}
 			var err error
 			if f.Digest, f.Size, err = readFile(fsys, f.Path, opts.Read, add); err != nil {
 				return err
