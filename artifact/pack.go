@@ -186,5 +186,6 @@ func (a *Pack) Exists(_ context.Context, d ocispec.Descriptor) (bool, error) {
 // ErrNotInArtifact: a blob asked of an artifact is not part of it.
 var ErrNotInArtifact = errors.New("blob not in artifact")
 
-// ErrFileChanged: a pack file changed between loading and reading it.
-var ErrFileChanged = errors.New("pack file changed while building")
+// ErrFileChanged: a pack file changed between loading and reading it, or
+// while it was read; it is pack.ErrFileChanged.
+var ErrFileChanged = pack.ErrFileChanged

@@ -157,9 +157,26 @@ type pendingBlob struct {
 // visible. The caller has checked that the blob is not present (Exists,
 // which checks the descriptor too).
 func (s *Store) ingestBlob(ctx context.Context, desc ocispec.Descriptor, r io.Reader, progress func(n int64)) (*pendingBlob, error) {
-	f, err := createIngest(s.path(ingestDir), desc.Digest)
+	// The reader reads at most one byte more than expected: enough to know
+	// the source is too long, without letting it fill the disk.
+	vr := integrity.NewReader(r, desc)
+	vr.Wrap = func(err error) error { return fmt.Errorf("blob %s: %w", desc.Digest, err) }
+	tmp, _, err := s.writeIngest(ctx, desc.Digest.Encoded(), "blob "+string(desc.Digest), vr, progress)
 	if err != nil {
-		return nil, fmt.Errorf("blob %s: %w", desc.Digest, err)
+		return nil, err
+	}
+	return &pendingBlob{digest: desc.Digest, tmp: tmp}, nil
+}
+
+// writeIngest copies r to its end into a new temporary file under ingest/
+// (named after name), starting the writeback of every writebackChunk, and
+// returns the file's path and the bytes written. It neither fsyncs nor
+// renames; on failure the file is removed. what names the content in
+// errors.
+func (s *Store) writeIngest(ctx context.Context, name, what string, r io.Reader, progress func(n int64)) (string, int64, error) {
+	f, err := createIngest(s.path(ingestDir), name)
+	if err != nil {
+		return "", 0, fmt.Errorf("%s: %w", what, err)
 	}
 	tmp := f.Name()
 	done := false
@@ -173,19 +190,15 @@ func (s *Store) ingestBlob(ctx context.Context, desc ocispec.Descriptor, r io.Re
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
-	// The reader reads at most one byte more than expected: enough to know
-	// the source is too long, without letting it fill the disk.
-	vr := integrity.NewReader(r, desc)
-	vr.Wrap = func(err error) error { return fmt.Errorf("blob %s: %w", desc.Digest, err) }
 	var n, flushed int64
 	for {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return "", 0, err
 		}
-		m, rerr := vr.Read(buf)
+		m, rerr := r.Read(buf)
 		if m > 0 {
 			if _, err := f.Write(buf[:m]); err != nil {
-				return nil, fmt.Errorf("blob %s: write %s: %w", desc.Digest, tmp, err)
+				return "", 0, fmt.Errorf("%s: write %s: %w", what, tmp, err)
 			}
 			n += int64(m)
 			if n-flushed >= writebackChunk {
@@ -200,22 +213,22 @@ func (s *Store) ingestBlob(ctx context.Context, desc ocispec.Descriptor, r io.Re
 			break
 		}
 		if rerr != nil {
-			return nil, rerr
+			return "", 0, rerr
 		}
 	}
 	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("blob %s: close %s: %w", desc.Digest, tmp, err)
+		return "", 0, fmt.Errorf("%s: close %s: %w", what, tmp, err)
 	}
 	done = true
-	return &pendingBlob{digest: desc.Digest, tmp: tmp}, nil
+	return tmp, n, nil
 }
 
 // createIngest creates a new temporary file for a blob in dir, with the
 // mode of blob files from the start (the file is open for writing all the
 // same), so that no chmod is needed per blob.
-func createIngest(dir string, d digest.Digest) (*os.File, error) {
+func createIngest(dir, base string) (*os.File, error) {
 	for range 10 {
-		name := filepath.Join(dir, safefile.TempPrefix+d.Encoded()+"-"+strconv.FormatUint(rand.Uint64(), 36))
+		name := filepath.Join(dir, safefile.TempPrefix+base+"-"+strconv.FormatUint(rand.Uint64(), 36))
 		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, blobMode)
 		if errors.Is(err, fs.ErrExist) {
 			continue

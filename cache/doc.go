@@ -66,6 +66,10 @@
 //     directory once, runs the Verify hook, then records the batch in one
 //     transaction, each group of it all or nothing. A killed process leaves
 //     at most unreferenced blob files and ingest leftovers, which gc removes.
+//     Blobs staged before their digest was known (Stage, the one read of a
+//     pack build) are hashed while written to ingest/ and named by that
+//     digest; an import takes them as pending blobs of its batch, so they
+//     become durable, visible and recorded exactly as copied ones.
 //   - Artifacts bound by WithPrevious (a pack and the signatures that
 //     admitted it) are recorded in one transaction: all become visible
 //     together, or none does, whether one fails or the process is killed.

@@ -87,6 +87,12 @@ type ImportOptions struct {
 	// durable in the cache and before anything is recorded; fetcher reads
 	// the cache. An error refuses the artifact: nothing is recorded for it.
 	Verify func(ctx context.Context, a Artifact, fetcher content.Fetcher) error
+	// Stage, if set, holds blobs already written to the ingest area and
+	// hashed (Store.Stage): a blob of an artifact staged there is taken
+	// from it instead of fetched from the source, and made durable and
+	// recorded like the others. Blobs the import does not take stay
+	// staged until Stage.Close.
+	Stage *Stage
 }
 
 // ProgressEvent is the kind of a Progress report.
@@ -646,6 +652,15 @@ func (im *importer) copyNode(ctx context.Context, t *tracker, g *graph, desc oci
 		return nil
 	}
 	t.event(BlobStarted, desc, 0)
+	if p, ok := im.opts.Stage.take(desc.Digest, desc.Size); ok {
+		// Written and hashed when it was staged, in the one read of its
+		// source: made durable with the batch like any other.
+		t.bytes(desc, desc.Size)
+		im.addPending(p)
+		t.wrote(desc)
+		t.done(desc)
+		return nil
+	}
 	var r io.Reader
 	if b, isManifest := g.manifests[desc.Digest]; isManifest {
 		r = bytes.NewReader(b) // read and verified by walk
@@ -661,13 +676,18 @@ func (im *importer) copyNode(ctx context.Context, t *tracker, g *graph, desc oci
 	if err != nil {
 		return err
 	}
-	im.mu.Lock()
-	im.pending = append(im.pending, *p)
-	im.pendingSet[desc.Digest] = true
-	im.mu.Unlock()
+	im.addPending(*p)
 	t.wrote(desc)
 	t.done(desc)
 	return nil
+}
+
+// addPending adds a blob written to ingest/ to the batch's pending blobs.
+func (im *importer) addPending(p pendingBlob) {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	im.pending = append(im.pending, p)
+	im.pendingSet[p.digest] = true
 }
 
 // errGroupFailed stops a batch's transaction when one of its groups fails.

@@ -1,6 +1,7 @@
 package pack
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -9,9 +10,11 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"sync/atomic"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"golang.org/x/sync/errgroup"
 
 	"stellaops.io/stella/integrity"
 )
@@ -53,7 +56,10 @@ func (p *Pack) ID() string { return p.Manifest.Metadata.Name + ":" + p.Manifest.
 func (p *Pack) Open(name string) (fs.File, error) { return p.fsys.Open(name) }
 
 // LoadDir loads and validates the pack in a host folder.
-func LoadDir(dir string) (*Pack, error) {
+func LoadDir(dir string) (*Pack, error) { return LoadDirWith(dir, LoadOptions{}) }
+
+// LoadDirWith is LoadDir with options.
+func LoadDirWith(dir string, opts LoadOptions) (*Pack, error) {
 	st, err := os.Stat(dir)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -64,13 +70,17 @@ func LoadDir(dir string) (*Pack, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("%s is not a folder: %w", dir, ErrNotFound)
 	}
-	return Load(os.DirFS(dir))
+	return LoadWith(os.DirFS(dir), opts)
 }
 
 // Load loads and validates the pack whose root is fsys: every problem of
 // pack.yaml, its schemas and its step graph is reported at once in a
-// *ValidationError wrapping ErrManifestInvalid.
-func Load(fsys fs.FS) (*Pack, error) {
+// *ValidationError wrapping ErrManifestInvalid. Each file is read once and
+// must not change while it is read (ErrFileChanged).
+func Load(fsys fs.FS) (*Pack, error) { return LoadWith(fsys, LoadOptions{}) }
+
+// LoadWith is Load with options.
+func LoadWith(fsys fs.FS, opts LoadOptions) (*Pack, error) {
 	raw, err := readLimited(fsys, ManifestFile, MaxManifestSize)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -100,6 +110,38 @@ func Load(fsys fs.FS) (*Pack, error) {
 	}
 	decoded.list = all
 	if err := decoded.err(ErrManifestInvalid); err != nil {
+		return nil, err
+	}
+	// Files are read only once the pack is valid: a build reads them into
+	// the cache (opts.Read), so an invalid pack writes nothing.
+	var add func(n int64)
+	if opts.Progress != nil {
+		var total int64
+		for _, f := range p.Files {
+			total += f.Size
+		}
+		var done atomic.Int64
+		add = func(n int64) { opts.Progress(done.Add(n), total) }
+	}
+	eg, failed := errgroup.WithContext(context.Background())
+	eg.SetLimit(max(opts.Concurrency, 1))
+	for i := range p.Files {
+		f := &p.Files[i]
+		eg.Go(func() error {
+			if failed.Err() != nil {
+				return nil // another file failed: read no more
+			}
+			var err error
+			if f.Digest, f.Size, err = readFile(fsys, f.Path, opts.Read, add); err != nil {
+				return err
+			}
+			if f.Path == ManifestFile && f.Digest != digest.FromBytes(raw) {
+				return fmt.Errorf("%s: %w: it changed between its parse and its read", ManifestFile, ErrFileChanged)
+			}
+			return nil
+		})
+	}
+	if err := eg.Wait(); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -157,8 +199,9 @@ func CheckFilePath(p string) error {
 	return nil
 }
 
-// walkFiles lists and hashes every regular file. Hidden entries (a name
-// starting with ".") are skipped; symlinks and special files are refused.
+// walkFiles lists every regular file, with its mode; Load reads them
+// (readFile) once the pack is valid. Hidden entries (a name starting with
+// ".") are skipped; symlinks and special files are refused.
 func walkFiles(fsys fs.FS) ([]File, error) {
 	var files []File
 	data := 0 // files other than pack.yaml
@@ -191,15 +234,11 @@ func walkFiles(fsys fs.FS) ([]File, error) {
 		if err != nil {
 			return err
 		}
-		dg, size, err := hashFile(fsys, p)
-		if err != nil {
-			return err
-		}
 		mode := fs.FileMode(0o644)
 		if info.Mode()&0o111 != 0 {
 			mode = 0o755
 		}
-		files = append(files, File{Path: p, Size: size, Digest: dg, Mode: mode})
+		files = append(files, File{Path: p, Size: info.Size(), Mode: mode})
 		return nil
 	})
 	if err != nil {

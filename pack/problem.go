@@ -25,6 +25,9 @@ var (
 	ErrTooManyFiles = errors.New("pack has too many files")
 	// ErrExists: the folder pack init would write already exists.
 	ErrExists = errors.New("already exists")
+	// ErrFileChanged: a file of the pack changed while it was read, so
+	// what was read may be no version of it.
+	ErrFileChanged = errors.New("pack file changed while building")
 )
 
 // Problem is one finding of validation, located in a file.

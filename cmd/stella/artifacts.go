@@ -22,6 +22,7 @@ import (
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/display"
 	"stellaops.io/stella/keys"
+	"stellaops.io/stella/pack"
 	"stellaops.io/stella/signature"
 )
 
@@ -164,12 +165,9 @@ func (s *session) packBuild(ctx context.Context, c *cli.Context) error {
 	if c.String("split") != "" && c.String("out") == "" {
 		return usageError("pack build --split: needs -o FILE")
 	}
-	p, a, err := s.loadPack(c.Args().First())
-	if err != nil {
-		return err
-	}
 	// What can be refused is refused before the cache is written: the
-	// output path, the split size and the signing key (its passphrase).
+	// output path, the split size and the signing key (its passphrase);
+	// the pack itself is validated before any of its files is read.
 	if o := c.String("out"); o != "" {
 		if err := outputPath(o); err != nil {
 			return err
@@ -182,18 +180,58 @@ func (s *session) packBuild(ctx context.Context, c *cli.Context) error {
 	}
 	var signer *keys.Pair
 	if c.Bool("sign") {
+		var err error
 		if signer, err = s.loadSigner(ctx, c.String("key")); err != nil {
 			return err
 		}
 	}
-	st, err := s.openCache(ctx)
+	// Each file is read once, into the cache's ingest area, hashed as it
+	// is written (ADR 0023); the import takes the staged blobs from there.
+	var st *cache.Store
+	var stage *cache.Stage
+	defer func() {
+		if stage != nil {
+			_ = stage.Close()
+		}
+	}()
+	var opening sync.Mutex
+	read := func(name string, r io.Reader) (digest.Digest, int64, error) {
+		if buildReading != nil {
+			buildReading(name)
+		}
+		opening.Lock()
+		if stage == nil {
+			var err error
+			if st, err = s.openCache(ctx); err == nil {
+				stage, err = st.Stage(ctx)
+			}
+			if err != nil {
+				opening.Unlock()
+				return "", 0, err
+			}
+		}
+		opening.Unlock()
+		return stage.Add(ctx, "into the cache", r)
+	}
+	// Three files at once, as an import copies three blobs at once.
+	bar := s.newProgress("reading " + filepath.Base(filepath.Clean(c.Args().First())))
+	p, a, err := s.loadPackWith(c.Args().First(), pack.LoadOptions{Read: read, Concurrency: 3, Progress: bar.set})
+	bar.finish()
 	if err != nil {
 		return err
 	}
+	if st == nil {
+		if st, err = s.openCache(ctx); err != nil {
+			return err
+		}
+	}
 	res, err := st.Import(ctx, a, []cache.Artifact{{Descriptor: a.Manifest, Kind: artifact.KindPack, Ref: a.Ref}},
 		cache.ImportRecord{From: "build of folder " + filepath.Base(filepath.Clean(c.Args().First())), Verified: []string{"pack validated", "sha256 and size of every file"}},
-		cache.ImportOptions{Progress: s.importProgress()})
+		cache.ImportOptions{Progress: s.importProgress(), Stage: stage})
 	if err != nil {
+		return err
+	}
+	if err := stage.Close(); err != nil {
 		return err
 	}
 	out := struct {
@@ -600,6 +638,10 @@ func renderBundle(w io.Writer, b *bundleSummary) {
 		fmt.Fprintf(w, "  part %s  %s  sha256 %s\n", display.Line(p.Name), display.Bytes(p.Size), p.SHA256)
 	}
 }
+
+// buildReading, when set, runs as a build starts reading each file of
+// its pack (after the stat that precedes the read).
+var buildReading func(name string)
 
 // exportHeld, when set, runs in an export once what it will read is held
 // and before it reads it. Only tests set it (to run gc at that point).

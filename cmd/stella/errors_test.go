@@ -100,6 +100,7 @@ var domainErrors = map[string]error{
 	"pack.ErrNotFound":                  pack.ErrNotFound,
 	"pack.ErrUnsafePath":                pack.ErrUnsafePath,
 	"pack.ErrTooManyFiles":              pack.ErrTooManyFiles,
+	"pack.ErrFileChanged":               pack.ErrFileChanged,
 	"pack.ErrExists":                    pack.ErrExists,
 	"plan.ErrExpansion":                 plan.ErrExpansion,
 	"plan.ErrInvalid":                   plan.ErrInvalid,

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"stellaops.io/stella/bundle"
 	"stellaops.io/stella/integrity"
@@ -15,11 +16,16 @@ import (
 // MiB (integrity.HashedBytes), so that a pass added over the content fails
 // a test whatever the speed of the machine (issue 13). The necessary passes:
 //
-//   - pack build -o: 4. The folder is hashed to name its files in the
-//     manifest (1); each file is checked again as it is copied into the
-//     cache, since it may have changed since (2, one check though both the
-//     pack and the cache verify); the export checks each blob it reads from
-//     the cache (3) and hashes the bundle file for the sha256 it prints (4).
+//   - pack build: 1. Each file is hashed while it is written into the
+//     cache, in its one read, and named by that digest (ADR 0023): a stat
+//     before and after the read, not a second hash, shows it did not change
+//     meanwhile. A file modified less than two seconds before its read is
+//     read a second time (2), since its modification time could not show a
+//     change; the test's files are dated an hour back, as files a build
+//     reads usually are.
+//   - pack build -o: 3, that one pass, then those of the export: it checks
+//     each blob it reads from the cache (2) and hashes the bundle file for
+//     the sha256 it prints (3).
 //   - pack export: 2, the last two of those.
 //   - pack import: 1, each blob checked as it is written into the cache
 //     (the bundle's check and the cache's are one).
@@ -33,6 +39,7 @@ import (
 func TestHashPasses(t *testing.T) {
 	dir := t.TempDir()
 	src, content := passesPack(t, dir)
+	const size = 1 << 20
 	passes := func(name string, want int, args ...string) {
 		t.Helper()
 		before := integrity.HashedBytes()
@@ -45,7 +52,20 @@ func TestHashPasses(t *testing.T) {
 		}
 	}
 	built := filepath.Join(dir, "built.stella.tar")
-	passes("builder", 4, "--quiet", "pack", "build", "-o", built, src)
+	passes("builder", 3, "--quiet", "pack", "build", "-o", built, src)
+	passes("builder", 1, "--quiet", "pack", "build", src)
+	// A file just written is read twice: its stat cannot prove it unchanged.
+	now := time.Now()
+	if err := os.Chtimes(filepath.Join(src, "layer-0.bin"), now, now); err != nil {
+		t.Fatal(err)
+	}
+	racy := integrity.HashedBytes()
+	if r := stella(t, filepath.Join(dir, "racy"), nil, "--quiet", "pack", "build", src); r.code != 0 {
+		t.Fatalf("racy build: exit %d\n%s", r.code, r.stderr)
+	}
+	if got, want := integrity.HashedBytes()-racy, content+size; got < want || got > want+64<<10 {
+		t.Errorf("build with one file just modified hashed %d bytes, want %d (that file twice)", got, want)
+	}
 	passes("builder", 2, "--quiet", "pack", "export", "-o", filepath.Join(dir, "exported.stella.tar"), "bench:1.0.0")
 	passes("importer", 1, "--quiet", "pack", "import", "--bundle", built)
 	split := filepath.Join(dir, "split.stella.tar")
@@ -126,6 +146,14 @@ spec:
 		b := make([]byte, size)
 		_, _ = rng.Read(b)
 		if err := os.WriteFile(filepath.Join(src, fmt.Sprintf("layer-%d.bin", i)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Dated an hour back, as files a build reads usually are (a file
+	// modified in the last two seconds is read twice: ADR 0023).
+	old := time.Now().Add(-time.Hour)
+	for i := range files {
+		if err := os.Chtimes(filepath.Join(src, fmt.Sprintf("layer-%d.bin", i)), old, old); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -148,11 +148,16 @@ func (s *session) buildOptions() (artifact.BuildOptions, error) {
 
 // loadPack loads a pack folder and derives its artifact (for the digest).
 func (s *session) loadPack(dir string) (*pack.Pack, *artifact.Pack, error) {
+	return s.loadPackWith(dir, pack.LoadOptions{})
+}
+
+// loadPackWith is loadPack with the pack loader's options.
+func (s *session) loadPackWith(dir string, lo pack.LoadOptions) (*pack.Pack, *artifact.Pack, error) {
 	opts, err := s.buildOptions()
 	if err != nil {
 		return nil, nil, err
 	}
-	p, err := pack.LoadDir(dir)
+	p, err := pack.LoadDirWith(dir, lo)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -1,0 +1,115 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	"github.com/opencontainers/go-digest"
+
+	"stellaops.io/stella/integrity"
+)
+
+// Stage holds blobs written into the cache's ingest area before anyone
+// knew their digests: each is hashed while it is written, in the one read
+// of its source, and named by the digest that read computed. A staged blob
+// is neither durable nor visible; an Import given the Stage
+// (ImportOptions.Stage) takes the blobs its artifacts name from it instead
+// of fetching them from its source, and makes them durable and visible
+// exactly as the blobs it copies itself: with the rest of its batch (one
+// sync), renamed into blobs/, recorded in the index only once durable.
+// This is how `stella pack build` reads each file of a pack once (ADR
+// 0023).
+//
+// A Stage holds the gc lock shared from Stage to Close, so gc removes none
+// of its files meanwhile; what a crash leaves in ingest/ is removed by the
+// next gc like any other leftover. Its methods may be called concurrently.
+type Stage struct {
+	s       *Store
+	release func()
+
+	mu     sync.Mutex
+	closed bool
+	blobs  map[digest.Digest]stagedBlob
+}
+
+type stagedBlob struct {
+	tmp  string
+	size int64
+}
+
+// Stage starts staging blobs into the cache. Close must be called.
+func (s *Store) Stage(ctx context.Context) (*Stage, error) {
+	release, err := s.lockGC(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	return &Stage{s: s, release: release, blobs: map[digest.Digest]stagedBlob{}}, nil
+}
+
+// errStageClosed: a blob was added to a Stage after Close.
+var errStageClosed = errors.New("cache stage is closed")
+
+// Add writes r, read to its end, into the ingest area while hashing it
+// with sha256, and returns the digest and size of what it read (and
+// wrote): the one read of r. what names the content in errors (a file's
+// path). Content already staged is not kept twice.
+func (st *Stage) Add(ctx context.Context, what string, r io.Reader) (digest.Digest, int64, error) {
+	h := integrity.NewHash(digest.SHA256)
+	tmp, n, err := st.s.writeIngest(ctx, "stage", what, io.TeeReader(r, h), nil)
+	if err != nil {
+		return "", 0, err
+	}
+	d := digest.NewDigest(digest.SHA256, h)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	_, dup := st.blobs[d]
+	if dup || st.closed {
+		_ = os.Remove(tmp)
+		if st.closed {
+			return "", 0, fmt.Errorf("%s: %w", what, errStageClosed)
+		}
+		return d, n, nil
+	}
+	st.blobs[d] = stagedBlob{tmp: tmp, size: n}
+	return d, n, nil
+}
+
+// take hands the staged blob d of size size to an import, which then owns
+// its file; ok is false when d is not staged (or with another size).
+func (st *Stage) take(d digest.Digest, size int64) (pendingBlob, bool) {
+	if st == nil {
+		return pendingBlob{}, false
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	b, ok := st.blobs[d]
+	if !ok || b.size != size {
+		return pendingBlob{}, false
+	}
+	delete(st.blobs, d)
+	return pendingBlob{digest: d, tmp: b.tmp}, true
+}
+
+// Close removes the staged blobs no import took (already in the cache, or
+// the build failed) and releases the gc lock. It may be called again.
+func (st *Stage) Close() error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.closed {
+		return nil
+	}
+	st.closed = true
+	var errs []error
+	for d, b := range st.blobs {
+		if err := os.Remove(b.tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("staged blob %s: %w", d, err))
+		}
+	}
+	st.blobs = nil
+	st.release()
+	return errors.Join(errs...)
+}

@@ -1,0 +1,88 @@
+package pack
+
+import (
+	"errors"
+	"io"
+	"io/fs"
+	"sync"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// flipFS serves one file whose content changes at every open while its
+// stat stays the same: only a second read can show the change.
+type flipFS struct {
+	fstest.MapFS
+	mtime time.Time
+	opens int
+}
+
+func (f *flipFS) Open(name string) (fs.File, error) {
+	if name != "data.bin" {
+		return f.MapFS.Open(name)
+	}
+	f.opens++
+	content := []byte("first")
+	if f.opens > 1 {
+		content = []byte("other")
+	}
+	m := fstest.MapFS{name: {Data: content, ModTime: f.mtime}}
+	return m.Open(name)
+}
+
+// TestRacyFileIsReadTwice: a file modified within racyWindow of its read
+// may change again without its stat showing it, so it is read a second
+// time and must hash the same; an older one is read once.
+func TestRacyFileIsReadTwice(t *testing.T) {
+	manifest := []byte("apiVersion: stellaops.io/pack.v1\nkind: TaskPack\nmetadata:\n  name: racy\n  version: 1.0.0\n  description: Racy.\nspec:\n  steps:\n    - id: a\n      run: {command: [\"true\"]}\n")
+	base := fstest.MapFS{ManifestFile: {Data: manifest}, "data.bin": {Data: []byte("first")}}
+	for _, tc := range []struct {
+		name      string
+		mtime     time.Time
+		wantErr   bool
+		wantOpens int
+	}{
+		{"just modified", time.Now(), true, 2},
+		{"an hour old", time.Now().Add(-time.Hour), false, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fsys := &flipFS{MapFS: base, mtime: tc.mtime}
+			reads := 0
+			_, err := LoadWith(fsys, LoadOptions{Read: func(name string, r io.Reader) (digest.Digest, int64, error) {
+				if name == "data.bin" {
+					reads++
+				}
+				return hashReader(name, r)
+			}})
+			if got := errors.Is(err, ErrFileChanged); got != tc.wantErr {
+				t.Fatalf("LoadWith: %v, want ErrFileChanged %v", err, tc.wantErr)
+			}
+			if fsys.opens != tc.wantOpens || reads != 1 {
+				t.Fatalf("data.bin opened %d times (want %d), given to Read %d times (want 1)", fsys.opens, tc.wantOpens, reads)
+			}
+		})
+	}
+}
+
+// TestLoadReportsProgress: with Progress set, the bytes read are reported
+// against the bytes of all files, ending at the total.
+func TestLoadReportsProgress(t *testing.T) {
+	manifest := []byte("apiVersion: stellaops.io/pack.v1\nkind: TaskPack\nmetadata:\n  name: prog\n  version: 1.0.0\n  description: Progress.\nspec:\n  steps:\n    - id: a\n      run: {command: [\"true\"]}\n")
+	fsys := fstest.MapFS{ManifestFile: {Data: manifest}, "a.bin": {Data: make([]byte, 5000)}, "b/c.bin": {Data: make([]byte, 7)}}
+	var mu sync.Mutex
+	var last, total int64
+	if _, err := LoadWith(fsys, LoadOptions{Concurrency: 2, Progress: func(d, tot int64) {
+		mu.Lock()
+		defer mu.Unlock()
+		last, total = max(last, d), tot
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	want := int64(len(manifest) + 5000 + 7)
+	if last != want || total != want {
+		t.Fatalf("progress ended at %d of %d, want %d of %d", last, total, want, want)
+	}
+}
