@@ -133,7 +133,7 @@ func (s *Store) writeBlob(ctx context.Context, desc ocispec.Descriptor, r io.Rea
 	if ok, err := s.Exists(ctx, desc); err != nil || ok {
 		return false, err
 	}
-	p, err := s.ingestBlob(ctx, desc, r, progress)
+	p, err := s.ingestBlob(ctx, s.path(ingestDir), desc, r, progress)
 	if err != nil {
 		return false, err
 	}
@@ -150,14 +150,15 @@ type pendingBlob struct {
 	tmp    string
 }
 
-// ingestBlob writes a blob into a temporary file under ingest/, hashed
+// ingestBlob writes a blob into a temporary file in dir (ingest/ or an
+// import's folder in it), hashed
 // while it streams and checked against the descriptor's digest and size
 // (the last bytes of a wrong blob are never written). It neither fsyncs nor
 // renames: commitBlobs makes a set of pending blobs durable together, then
 // visible. The caller has checked that the blob is not present (Exists,
 // which checks the descriptor too).
-func (s *Store) ingestBlob(ctx context.Context, desc ocispec.Descriptor, r io.Reader, progress func(n int64)) (*pendingBlob, error) {
-	f, err := createIngest(s.path(ingestDir), desc.Digest)
+func (s *Store) ingestBlob(ctx context.Context, dir string, desc ocispec.Descriptor, r io.Reader, progress func(n int64)) (*pendingBlob, error) {
+	f, err := createIngest(dir, desc.Digest)
 	if err != nil {
 		return nil, fmt.Errorf("blob %s: %w", desc.Digest, err)
 	}
