@@ -107,10 +107,15 @@ func BenchmarkMirrorPush(b *testing.B) {
 	path := filepath.Join(dir, "bench.stella.tar")
 	var manifest ocispec.Descriptor
 	var src *bundle.Reader
-	setup := func(b *testing.B) { // only for the sub-benchmarks that need the large pack
+	setup := func(sb *testing.B) { // only for the sub-benchmarks that need the large pack
 		if src == nil {
-			manifest = benchBundle(b, path, layerSize, 1, -1)
-			src = openBundle(b, path)
+			manifest = benchBundle(sb, path, layerSize, 1, -1)
+			r, err := bundle.Open(context.Background(), path, bundle.OpenOptions{})
+			if err != nil {
+				sb.Fatal(err)
+			}
+			b.Cleanup(func() { _ = r.Close() }) // open until the last sub-benchmark ends
+			src = r
 		}
 	}
 	orasBin := regtest.Tool(b, "oras")
