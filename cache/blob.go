@@ -133,7 +133,7 @@ func (s *Store) writeBlob(ctx context.Context, desc ocispec.Descriptor, r io.Rea
 	if ok, err := s.Exists(ctx, desc); err != nil || ok {
 		return false, err
 	}
-	p, err := s.ingestBlob(ctx, desc, r, progress)
+	p, err := s.ingestBlob(ctx, s.path(ingestDir), desc, r, progress)
 	if err != nil {
 		return false, err
 	}
@@ -150,31 +150,32 @@ type pendingBlob struct {
 	tmp    string
 }
 
-// ingestBlob writes a blob into a temporary file under ingest/, hashed
+// ingestBlob writes a blob into a temporary file in dir (ingest/ or an
+// import's folder in it), hashed
 // while it streams and checked against the descriptor's digest and size
 // (the last bytes of a wrong blob are never written). It neither fsyncs nor
 // renames: commitBlobs makes a set of pending blobs durable together, then
 // visible. The caller has checked that the blob is not present (Exists,
 // which checks the descriptor too).
-func (s *Store) ingestBlob(ctx context.Context, desc ocispec.Descriptor, r io.Reader, progress func(n int64)) (*pendingBlob, error) {
+func (s *Store) ingestBlob(ctx context.Context, dir string, desc ocispec.Descriptor, r io.Reader, progress func(n int64)) (*pendingBlob, error) {
 	// The reader reads at most one byte more than expected: enough to know
 	// the source is too long, without letting it fill the disk.
 	vr := integrity.NewReader(r, desc)
 	vr.Wrap = func(err error) error { return fmt.Errorf("blob %s: %w", desc.Digest, err) }
-	tmp, _, err := s.writeIngest(ctx, desc.Digest.Encoded(), "blob "+string(desc.Digest), vr, progress)
+	tmp, _, err := s.writeIngest(ctx, dir, desc.Digest.Encoded(), "blob "+string(desc.Digest), vr, progress)
 	if err != nil {
 		return nil, err
 	}
 	return &pendingBlob{digest: desc.Digest, tmp: tmp}, nil
 }
 
-// writeIngest copies r to its end into a new temporary file under ingest/
-// (named after name), starting the writeback of every writebackChunk, and
+// writeIngest copies r to its end into a new temporary file in dir
+// (ingest/ or an import's or a stage's folder in it; named after name), starting the writeback of every writebackChunk, and
 // returns the file's path and the bytes written. It neither fsyncs nor
 // renames; on failure the file is removed. what names the content in
 // errors.
-func (s *Store) writeIngest(ctx context.Context, name, what string, r io.Reader, progress func(n int64)) (string, int64, error) {
-	f, err := createIngest(s.path(ingestDir), name)
+func (s *Store) writeIngest(ctx context.Context, dir, name, what string, r io.Reader, progress func(n int64)) (string, int64, error) {
+	f, err := createIngest(dir, name)
 	if err != nil {
 		return "", 0, fmt.Errorf("%s: %w", what, err)
 	}

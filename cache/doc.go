@@ -30,7 +30,8 @@
 //	root/gc.lock.holder        who holds the gc lock exclusively (while held)
 //	root/holds/<pid>-<rnd>.hold  a running operation's hold (see Hold), or a shared gc lock holder
 //	root/blobs/<alg>/<hex>     blob files, mode 0444, named by digest
-//	root/ingest/.stella-tmp-*  blobs being written (leftovers after a crash)
+//	root/ingest/.stella-tmp-*  blobs being written by Push (leftovers after a crash)
+//	root/ingest/<pid>-<rnd>/   blobs being written by a running import (see Holds)
 //
 // # Index buckets
 //
@@ -80,10 +81,10 @@
 //
 // The bbolt file lock is held only around each transaction (open → txn →
 // close), never while blobs stream, so long imports do not block other
-// processes; bbolt's Options.Timeout bounds each wait. Writes of blob files
-// (Push, Import) and Verify hold root/gc.lock shared for their duration; GC
-// holds it exclusive, so it never removes a blob an in-flight import just
-// wrote. A process that takes an exclusive lock writes its pid, the
+// processes; bbolt's Options.Timeout bounds each wait. Push and Verify hold
+// root/gc.lock shared for their duration; an import takes it shared only
+// for instants (to write its hold), and GC exclusive only for its short
+// critical sections (see Holds). A process that takes an exclusive lock writes its pid, the
 // Options.Holder string and the time to a side file; one that gives up
 // after Options.LockTimeout fails with a *LockError (ErrLocked) naming it.
 // Side files are advisory, replaced by rename but not fsynced, and removed
@@ -101,10 +102,25 @@
 // Hold (HoldClosure). Under the gc lock held shared it resolves its refs
 // and writes root/holds/<pid>-<random>.hold naming its pid, command, start
 // and the manifests it will read, and it keeps an exclusive flock on that
-// file until it ends. GC, under the gc lock exclusive, marks every held
-// manifest live with everything the index records it references, keeps
-// those blobs and reports them (GCResult.Held) and their holders. A hold
-// file GC can lock belongs to a process that died: GC removes it and
-// honours nothing in it. So a GC never removes a blob an export was
-// promised, waits for no export, and a killed export holds nothing.
+// file until it ends. An import holds too (holdWrites): it writes its
+// blobs in root/ingest/<pid>-<random>/, and before a batch looks for,
+// copies or verifies any blob it rewrites its hold, under the gc lock
+// held shared for an instant, with every blob digest of the batch's
+// graphs.
+//
+// GC marks from the index in a read transaction without the gc lock and
+// lists candidates (unmarked, refcount zero). It then removes them
+// gcChunk at a time, each chunk under the gc lock exclusive and in one
+// index write transaction: it reads the live holds, marks every held
+// digest with everything the index records it references, and removes a
+// candidate only when no hold reaches it and its blob record still has a
+// zero refcount, keeping and reporting the held ones (GCResult.Held, and
+// their holders). An import that finds a blob GC took before its hold was
+// written finds it missing and copies it; one that records a blob raises
+// its refcount in a transaction GC's excludes, and checks under the index
+// lock that every blob it names exists. A hold file GC can lock belongs to
+// a process that died: GC removes it and honours nothing in it, and its
+// ingest folder is a leftover. So a GC never removes a blob an export was
+// promised or an import uses, waits for neither, and a killed one holds
+// nothing.
 package cache

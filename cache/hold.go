@@ -37,6 +37,10 @@ type Hold struct {
 	path string
 	fl   *flock.Flock
 	once sync.Once
+	rec  holdRecord
+	// ingest, when set, is the folder under root/ingest where the holder
+	// writes its blobs (see holdWrites); removed on Release.
+	ingest string
 }
 
 // holdRecord is the content of a hold file.
@@ -85,10 +89,6 @@ func (s *Store) hold(ds []digest.Digest, gcLock bool) (*Hold, error) {
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
 	path := filepath.Join(dir, strconv.Itoa(os.Getpid())+"-"+hex.EncodeToString(rnd[:])+holdExt)
-	b, err := json.Marshal(holdRecord{Holder: s.holderRecord(), Digests: ds, GCLock: gcLock})
-	if err != nil {
-		return nil, err
-	}
 	fl := flock.New(path, flock.SetPermissions(0o644))
 	ok, err := fl.TryLock()
 	if err != nil {
@@ -99,23 +99,83 @@ func (s *Store) hold(ds []digest.Digest, gcLock bool) (*Hold, error) {
 		_ = fl.Close()
 		return nil, fmt.Errorf("cache hold %s: locked by another process", path)
 	}
-	h := &Hold{path: path, fl: fl}
-	// Written through the path, not the lock's descriptor (opened
-	// read-only); advisory locks do not stop it.
-	if err := os.WriteFile(path, b, 0o644); err != nil {
+	h := &Hold{path: path, fl: fl, rec: holdRecord{Holder: s.holderRecord(), Digests: ds, GCLock: gcLock}}
+	if err := h.write(); err != nil {
 		h.Release()
-		return nil, fmt.Errorf("cache hold %s: %w", path, err)
+		return nil, err
 	}
 	return h, nil
 }
 
-// Release ends the hold: the next GC may remove what it kept. The file is
-// removed while still locked, so no GC takes it for a stale one.
+// write writes the hold's record to its file. Written through the path,
+// not the lock's descriptor (opened read-only); advisory locks do not stop
+// it. The caller holds the gc lock shared, so no GC reads a half-written
+// file.
+func (h *Hold) write() error {
+	b, err := json.Marshal(h.rec)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(h.path, b, 0o644); err != nil {
+		return fmt.Errorf("cache hold %s: %w", h.path, err)
+	}
+	return nil
+}
+
+// name is the hold file's name without its extension: "<pid>-<random>".
+func (h *Hold) name() string { return strings.TrimSuffix(filepath.Base(h.path), holdExt) }
+
+// holdWrites starts the hold of an operation that writes blobs (an
+// import) without holding the gc lock while it runs: under the gc lock
+// held shared for an instant it writes a hold with no digests and creates
+// root/ingest/<pid>-<random>/, the folder its blobs are written in. GC
+// removes no folder of a live hold, and a folder whose hold is gone is a
+// leftover. The operation then names what it is about to use with
+// setHold before it relies on it.
+func (s *Store) holdWrites(ctx context.Context) (*Hold, error) {
+	release, err := s.lockGC(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	h, err := s.hold(nil, false)
+	if err != nil {
+		return nil, err
+	}
+	dir := s.path(ingestDir, h.name())
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		h.Release()
+		return nil, fmt.Errorf("cache ingest %s: %w", dir, err)
+	}
+	h.ingest = dir
+	return h, nil
+}
+
+// setHold replaces the digests a hold names, under the gc lock held shared
+// for an instant: a GC that reads the holds after it keeps them, one that
+// read them before has finished removing what it removes (a blob the
+// holder then finds missing, it copies again).
+func (s *Store) setHold(ctx context.Context, h *Hold, ds []digest.Digest) error {
+	release, err := s.lockGC(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer release()
+	h.rec.Digests = ds
+	return h.write()
+}
+
+// Release ends the hold: the next GC may remove what it kept. Its ingest
+// folder, if any, is removed first, then the file, while still locked, so
+// no GC takes either for a stale one.
 func (h *Hold) Release() {
 	if h == nil {
 		return
 	}
 	h.once.Do(func() {
+		if h.ingest != "" {
+			_ = os.RemoveAll(h.ingest) // empty but for a failed write's temp files
+		}
 		_ = os.Remove(h.path)
 		_ = h.fl.Close()
 	})
@@ -123,8 +183,8 @@ func (h *Hold) Release() {
 
 // liveHolds reads the holds of running processes. Hold files whose lock it
 // can take belong to processes that are gone: they are removed (even by a
-// dry run: they are bookkeeping, not content). Called with the gc lock held exclusive, so no hold is being
-// written. A live hold that cannot be read fails: GC must not guess what
+// dry run: they are bookkeeping, not content). Called with the gc lock
+// held exclusive, so no hold is being written. A live hold that cannot be read fails: GC must not guess what
 // it keeps.
 func (s *Store) liveHolds() ([]holdRecord, error) {
 	ents, err := os.ReadDir(s.path(holdsDir))
@@ -204,4 +264,17 @@ func (s *Store) gcLockHolders() []Holder {
 	}
 	slices.SortFunc(out, func(a, b Holder) int { return a.Since.Compare(b.Since) })
 	return out
+}
+
+// holdLive reports whether the hold named name ("<pid>-<random>") belongs
+// to a running process: its file exists and is locked. It only reads.
+func (s *Store) holdLive(name string) bool {
+	path := s.path(holdsDir, name+holdExt)
+	if _, err := os.Stat(path); err != nil {
+		return false
+	}
+	fl := flock.New(path, flock.SetFlag(os.O_RDONLY))
+	defer fl.Close()
+	locked, err := fl.TryRLock()
+	return err == nil && !locked
 }

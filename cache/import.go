@@ -147,8 +147,11 @@ type ArtifactResult struct {
 // referrer link to its subject and the import record. Artifacts go a batch
 // at a time (see batch): the blobs of a batch are made durable together
 // and the batch is recorded in one transaction, so the syncs and
-// transactions of an import do not grow with its files and artifacts. Import holds the gc
-// lock shared from start to end, so gc cannot remove what it wrote.
+// transactions of an import do not grow with its files and artifacts.
+// Import does not hold the gc lock while it runs: it holds (see holdWrites)
+// every blob of the batch it imports, so a GC running at the same time
+// removes nothing it found present, wrote or is verifying, and no blob it
+// is writing in its own ingest folder.
 //
 // Artifacts bound by WithPrevious are copied and verified one after the
 // other, then recorded in one index transaction: a crash or a failure
@@ -172,17 +175,17 @@ func (s *Store) Import(ctx context.Context, src content.ReadOnlyStorage, artifac
 		opts.Concurrency = 3
 	}
 	opts.Concurrency = min(opts.Concurrency, 4)
-	release, err := s.lockGC(ctx, false)
+	hold, err := s.holdWrites(ctx)
 	if err != nil {
 		return ImportResult{}, err
 	}
-	defer release()
+	defer hold.Release()
 
 	rec.ID = 0
 	rec.Time = s.now().Truncate(time.Second)
 	rec.Artifacts = nil
 	rec.Verified = slices.Clone(rec.Verified)
-	im := &importer{s: s, src: src, opts: opts, rec: rec}
+	im := &importer{s: s, src: src, opts: opts, rec: rec, hold: hold}
 	results := make([]ArtifactResult, len(artifacts))
 	var batch []*group
 	for i := 0; i < len(artifacts); {
@@ -258,6 +261,9 @@ type importer struct {
 	src  content.ReadOnlyStorage
 	opts ImportOptions
 	rec  ImportRecord
+	// hold keeps from GC what the batch being imported uses; its ingest
+	// folder receives the batch's blobs.
+	hold *Hold
 
 	mu           sync.Mutex // serializes Progress and guards the counters and pending blobs
 	skipped      int
@@ -279,8 +285,9 @@ func (im *importer) emit(p Progress) {
 type member struct {
 	i       int // position in Import's list
 	res     *ArtifactResult
-	present bool   // already recorded with its ref and link: nothing to record
-	g       *graph // when not present
+	present bool            // already recorded with its ref and link: nothing to record
+	nodes   []digest.Digest // its graph, when present
+	g       *graph          // when not present
 	created []digest.Digest
 }
 
@@ -318,6 +325,7 @@ func (im *importer) batch(ctx context.Context, gs []*group, attempt int) {
 	if attempt == 0 {
 		im.prepare(ctx, gs)
 	}
+	im.holdBatch(ctx, gs)
 	algs := map[digest.Algorithm]bool{}
 	for _, g := range gs {
 		for k, m := range g.ms {
@@ -434,6 +442,36 @@ func (im *importer) settle(g *group) {
 	}
 }
 
+// holdBatch names every blob of the batch's graphs in the import's hold
+// before any of them is looked for in the cache, copied or verified: a GC
+// running meanwhile keeps them (the blobs found present, those written and
+// not yet recorded) until the import ends. A hold that cannot be written
+// fails the batch.
+func (im *importer) holdBatch(ctx context.Context, gs []*group) {
+	var ds []digest.Digest
+	for _, g := range gs {
+		if g.err != nil {
+			continue
+		}
+		for _, m := range g.ms {
+			if m.present {
+				ds = append(ds, m.nodes...)
+				continue
+			}
+			if m.g != nil {
+				for _, n := range m.g.nodes {
+					ds = append(ds, n.Digest)
+				}
+			}
+		}
+	}
+	if err := im.s.setHold(ctx, im.hold, ds); err != nil {
+		for _, g := range gs {
+			g.fail(0, err)
+		}
+	}
+}
+
 // precheck is what the index says of an artifact before its copy.
 type precheck struct {
 	recorded     bool // recorded with its ref and link
@@ -494,6 +532,9 @@ func (im *importer) prepareMember(ctx context.Context, m *member, p *precheck) e
 			}
 		}
 		if present {
+			for _, n := range p.nodes {
+				m.nodes = append(m.nodes, n.Digest)
+			}
 			m.present = true
 			m.res.Status = StatusPresent
 			m.res.Artifact.Descriptor.ArtifactType = p.artifactType
@@ -672,7 +713,7 @@ func (im *importer) copyNode(ctx context.Context, t *tracker, g *graph, desc oci
 		defer rc.Close()
 		r = rc
 	}
-	p, err := im.s.ingestBlob(ctx, desc, r, func(n int64) { t.bytes(desc, n) })
+	p, err := im.s.ingestBlob(ctx, im.hold.ingest, desc, r, func(n int64) { t.bytes(desc, n) })
 	if err != nil {
 		return err
 	}

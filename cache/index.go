@@ -317,3 +317,30 @@ func markHeld(tx *bbolt.Tx, holds []digest.Digest) (live, held map[digest.Digest
 	}
 	return live, held
 }
+
+// reach returns the digests reachable from roots, following recorded
+// children: what holds keep.
+func reach(tx *bbolt.Tx, roots []digest.Digest) map[digest.Digest]bool {
+	out := map[digest.Digest]bool{}
+	queue := slices.Clone(roots)
+	children := tx.Bucket(bucketChildren)
+	for i := 0; i < len(queue); i++ {
+		d := queue[i]
+		if out[d] {
+			continue
+		}
+		out[d] = true
+		raw := children.Get([]byte(d))
+		if raw == nil {
+			continue
+		}
+		var cs []ocispec.Descriptor
+		if json.Unmarshal(raw, &cs) != nil {
+			continue
+		}
+		for _, c := range cs {
+			queue = append(queue, c.Digest)
+		}
+	}
+	return out
+}

@@ -298,7 +298,9 @@ func (s *Store) blobFiles(ctx context.Context) ([]file, error) {
 }
 
 // leftovers lists temp files of interrupted writes: everything in ingest/
-// and files with the safefile temp prefix at the root.
+// but the folders of running imports (see holdWrites), and files with the
+// safefile temp prefix at the root. A folder of an import that is gone is
+// one leftover, its size the sum of its files.
 func (s *Store) leftovers() ([]file, error) {
 	var out []file
 	for _, dir := range []string{s.path(ingestDir), s.root} {
@@ -310,11 +312,25 @@ func (s *Store) leftovers() ([]file, error) {
 			if dir == s.root && !strings.HasPrefix(e.Name(), tempPrefix) {
 				continue
 			}
+			if e.IsDir() && dir != s.root && s.holdLive(e.Name()) {
+				continue // a running import writes there
+			}
 			fi, err := e.Info()
 			if err != nil {
 				continue // removed meanwhile
 			}
-			out = append(out, file{path: filepath.Join(dir, e.Name()), size: fi.Size(), fi: fi})
+			f := file{path: filepath.Join(dir, e.Name()), size: fi.Size(), fi: fi}
+			if e.IsDir() {
+				f.size = 0
+				if sub, err := os.ReadDir(f.path); err == nil {
+					for _, e := range sub {
+						if fi, err := e.Info(); err == nil {
+							f.size += fi.Size()
+						}
+					}
+				}
+			}
+			out = append(out, f)
 		}
 	}
 	return out, nil

@@ -59,7 +59,7 @@ var errStageClosed = errors.New("cache stage is closed")
 // path). Content already staged is not kept twice.
 func (st *Stage) Add(ctx context.Context, what string, r io.Reader) (digest.Digest, int64, error) {
 	h := integrity.NewHash(digest.SHA256)
-	tmp, n, err := st.s.writeIngest(ctx, "stage", what, io.TeeReader(r, h), nil)
+	tmp, n, err := st.s.writeIngest(ctx, st.s.path(ingestDir), "stage", what, io.TeeReader(r, h), nil)
 	if err != nil {
 		return "", 0, err
 	}

@@ -44,6 +44,13 @@ type Options struct {
 	// proxy's host is subject to Allow. Nil means no proxy: mirror does not
 	// read the environment.
 	Proxy func(*http.Request) (*url.URL, error)
+	// CheckBlobs (Push) checks every blob under a manifest the registry
+	// already has, and sends again one it lacks (a blob deleted from the
+	// registry's storage). Without it, a manifest the registry has by
+	// digest is trusted as oras does: the distribution spec has a registry
+	// refuse a manifest whose blobs it lacks, and its gc keeps the blobs a
+	// manifest references; Push then stops there (ADR 0004, 2026-11-28).
+	CheckBlobs bool
 	// Concurrency is the number of blobs transferred at once (default 4).
 	Concurrency int
 	// Retry is the policy for transient failures.
@@ -175,6 +182,11 @@ type Report struct {
 	BytesSkipped int64
 	// Retries is the number of transient failures that were retried.
 	Retries int
+	// ManifestsTrusted (Push) counts the manifests the registry had whose
+	// blobs were not checked (Options.CheckBlobs unset); their graphs are
+	// counted in BlobsSkipped. CheckedBlobs says Options.CheckBlobs was set.
+	ManifestsTrusted int
+	CheckedBlobs     bool
 	// ImportIDs are the ids of the cache import records a pull wrote (one
 	// per try that stored something).
 	ImportIDs []uint64

@@ -49,10 +49,13 @@ type Artifact struct {
 // hold it already (ErrSubjectMissing otherwise, before anything is sent),
 // and the source need not.
 //
-// Nothing the registry already has is sent again: blobs are checked with a
-// HEAD request, manifests are always descended into (so a blob missing under
-// a present manifest is restored) but sent only when absent. An interrupted
-// push run again sends only what is missing. Transient failures are retried
+// Nothing the registry already has is sent again. A manifest the registry
+// has by digest (a referrer's only with its subject) is trusted with its
+// whole graph, as oras does, and nothing below it is checked
+// (Report.ManifestsTrusted); with Options.CheckBlobs, manifests are always
+// descended into and every blob checked with a HEAD request, so a blob
+// missing under a present manifest is restored, and a manifest is sent only
+// when absent. An interrupted push run again sends only what is missing. Transient failures are retried
 // as Options.Retry says; Push stops at the first artifact that fails.
 //
 // dst names a repository and optionally a tag (for artifacts given without
@@ -90,6 +93,7 @@ func Push(ctx context.Context, src content.ReadOnlyGraphStorage, artifacts []Art
 	if err := op.allow(dst.Host); err != nil {
 		return rep, fmt.Errorf("push to %s: %w", dst.Name(), err)
 	}
+	rep.CheckedBlobs = opts.CheckBlobs
 	p := &pusher{op: op, src: src, repo: op.repository(dst), rep: &rep}
 	for _, a := range artifacts {
 		if err := p.push(ctx, a); err != nil {
@@ -116,6 +120,10 @@ type pusher struct {
 	// rootRef is the artifact itself when it has a subject (evidence
 	// pushed beside its pack): it must be listed as a referrer too.
 	rootRef *referrer
+	// there caches what the registry said of a manifest (trust mode);
+	// skippedSet the blobs counted as skipped, each once.
+	there      map[digest.Digest]bool
+	skippedSet map[digest.Digest]bool
 }
 
 // referrer is a manifest of the source whose subject is another one.
@@ -138,6 +146,7 @@ func (p *pusher) push(ctx context.Context, a Artifact) error {
 	root.ArtifactType = info.artifactType
 	p.mu.Lock()
 	p.sent, p.found, p.art, p.artRef, p.rootRef = map[digest.Digest]bool{}, map[digest.Digest]referrer{}, root, a.Tag, nil
+	p.there, p.skippedSet = map[digest.Digest]bool{}, map[digest.Digest]bool{}
 	if info.subject != nil {
 		p.rootRef = &referrer{desc: root, subject: plain(*info.subject), data: data}
 	}
@@ -346,6 +355,11 @@ func (p *pusher) event(kind EventKind, blob ocispec.Descriptor, done int64) {
 
 func (p *pusher) skipped(desc ocispec.Descriptor) {
 	p.mu.Lock()
+	if p.skippedSet[desc.Digest] {
+		p.mu.Unlock()
+		return
+	}
+	p.skippedSet[desc.Digest] = true
 	p.rep.BlobsSkipped++
 	p.rep.BytesSkipped += desc.Size
 	p.mu.Unlock()
@@ -363,19 +377,86 @@ func (p *pusher) copied(desc ocispec.Descriptor) {
 	p.event(BlobCopied, desc, desc.Size)
 }
 
-// pushTarget is the destination repository as oras-go's copy sees it. It
-// never claims a manifest exists, so the copy always descends and checks
-// every blob below; a manifest found present when its turn comes is not
-// sent again.
+// pushTarget is the destination repository as oras-go's copy sees it.
+// Without Options.CheckBlobs, a manifest the registry has is trusted
+// (see trusted) and the copy stops there. With it, it never claims a
+// manifest exists, so the copy always descends and checks every blob
+// below; a manifest found present when its turn comes is not sent again.
 type pushTarget struct {
 	p *pusher
 }
 
 func (t *pushTarget) Exists(ctx context.Context, desc ocispec.Descriptor) (bool, error) {
 	if isManifestType(desc.MediaType) {
-		return false, nil
+		if t.p.op.opts.CheckBlobs {
+			return false, nil
+		}
+		return t.p.trusted(ctx, desc)
 	}
 	return t.p.repo.Exists(ctx, desc)
+}
+
+// manifestThere asks the registry whether it has a manifest, once per push.
+func (p *pusher) manifestThere(ctx context.Context, desc ocispec.Descriptor) (bool, error) {
+	p.mu.Lock()
+	ok, asked := p.there[desc.Digest]
+	p.mu.Unlock()
+	if asked {
+		return ok, nil
+	}
+	ok, err := p.repo.Exists(ctx, desc)
+	if err != nil {
+		return false, err
+	}
+	p.mu.Lock()
+	p.there[desc.Digest] = ok
+	p.mu.Unlock()
+	return ok, nil
+}
+
+// trusted says whether the copy may stop at a manifest: the registry has
+// it, and, for a referrer, its subject too (a registry takes a referrer
+// whose subject it lacks). Its graph in the source is then counted as
+// skipped, without a request.
+func (p *pusher) trusted(ctx context.Context, desc ocispec.Descriptor) (bool, error) {
+	ok, err := p.manifestThere(ctx, desc)
+	if err != nil || !ok {
+		return false, err
+	}
+	p.mu.Lock()
+	r, isReferrer := p.found[desc.Digest]
+	p.mu.Unlock()
+	if isReferrer {
+		if ok, err := p.manifestThere(ctx, r.subject); err != nil || !ok {
+			return false, err
+		}
+	}
+	p.mu.Lock()
+	p.rep.ManifestsTrusted++
+	p.mu.Unlock()
+	return true, p.countTrusted(ctx, desc)
+}
+
+// countTrusted counts the graph of a trusted manifest, in the source, as
+// skipped (the manifest itself is counted by the copy's OnCopySkipped).
+func (p *pusher) countTrusted(ctx context.Context, desc ocispec.Descriptor) error {
+	queue := []ocispec.Descriptor{desc}
+	for len(queue) > 0 {
+		n := queue[0]
+		queue = queue[1:]
+		if n.Digest != desc.Digest {
+			p.skipped(n)
+		}
+		if !isManifestType(n.MediaType) {
+			continue
+		}
+		succ, err := p.successors(ctx, p.src, n)
+		if err != nil {
+			return err
+		}
+		queue = append(queue, succ...)
+	}
+	return nil
 }
 
 func (t *pushTarget) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {

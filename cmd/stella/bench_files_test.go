@@ -193,15 +193,26 @@ func BenchmarkManyPacks(b *testing.B) {
 // script each), built in this process, and returns its path.
 func manyPacksBundle(b *testing.B, dir string, n int) string {
 	b.Helper()
+	return manyPacksBundleFrom(b, dir, 0, n)
+}
+
+// manyPacksBundleFrom is manyPacksBundle of the packs numbered from to
+// from+n-1 (names p<number>).
+func manyPacksBundleFrom(b *testing.B, dir string, from, n int) string {
+	b.Helper()
 	ctx := context.Background()
-	st, err := cache.Open(ctx, filepath.Join(dir, fmt.Sprintf("build-%d", n)), cache.Options{})
+	suffix := fmt.Sprint(n)
+	if from > 0 {
+		suffix = fmt.Sprintf("%d-%d", from, n)
+	}
+	st, err := cache.Open(ctx, filepath.Join(dir, "build-"+suffix), cache.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	src := packSet{}
 	var arts []cache.Artifact
 	var entries []bundle.Entry
-	for i := range n {
+	for i := from; i < from+n; i++ {
 		manifest := fmt.Sprintf("apiVersion: stellaops.io/pack.v1\nkind: TaskPack\nmetadata:\n  name: p%05d\n  version: 1.0.0\n  description: Pack %d of %d.\nspec:\n  steps:\n    - id: s\n      run: {command: [\"sh\", \"run.sh\"]}\n", i, i, n)
 		fsys := fstest.MapFS{
 			"pack.yaml": {Data: []byte(manifest), Mode: 0o644},
@@ -222,7 +233,7 @@ func manyPacksBundle(b *testing.B, dir string, n int) string {
 	if _, err := st.Import(ctx, src, arts, cache.ImportRecord{From: "benchmark"}, cache.ImportOptions{}); err != nil {
 		b.Fatal(err)
 	}
-	path := filepath.Join(dir, fmt.Sprintf("packs-%d.stella.tar", n))
+	path := filepath.Join(dir, "packs-"+suffix+".stella.tar")
 	if _, err := bundle.WriteFile(ctx, path, st, entries, bundle.WriteOptions{}); err != nil {
 		b.Fatal(err)
 	}

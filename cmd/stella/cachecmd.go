@@ -39,9 +39,10 @@ Examples:
 			{
 				Name:  "gc",
 				Usage: "remove blobs nothing references and leftovers of interrupted imports",
-				Description: `Blobs a running export or push still reads are kept (and listed as held, with
-the process that holds them); the next gc after it ends removes them. gc waits for
-imports in flight (at most the lock timeout).
+				Description: `Blobs a running import, export or push still uses are kept (and listed as held,
+with the process that holds them); the next gc after it ends removes them. gc runs
+beside imports in flight without waiting for them; it waits for a running cache verify
+(at most the lock timeout).
 
 Examples:
    stella cache gc --dry-run

@@ -235,3 +235,84 @@ func waitStopped(t *testing.T, pid int) {
 	}
 	t.Fatalf("process %d did not stop", pid)
 }
+
+// TestGCBesideImportProcess runs `stella cache gc` while a real `stella pack
+// import` is stopped mid-copy (issue 13: gc used to wait for the whole
+// import, then fail): gc finishes within a second, removes exactly the
+// garbage that was there before (what `--dry-run` listed), leaves the
+// import's ingest folder alone; the import then completes, the cache
+// verifies clean and the imported pack exports to the same bundle digest.
+func TestGCBesideImportProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("large import")
+	}
+	home, _ := heldCache(t, 2, 64<<10)
+	if r := stella(t, home, nil, "pack", "rm", "payload:1.0.0"); r.code != 0 {
+		t.Fatalf("pack rm: %s", r.stderr)
+	}
+	dry := stella(t, home, nil, "--output", "json", "cache", "gc", "--dry-run")
+	var garbage gcOut
+	if dry.code != 0 || json.Unmarshal([]byte(dry.stdout), &garbage) != nil || len(garbage.Removed) == 0 {
+		t.Fatalf("gc --dry-run: exit %d, %s%s", dry.code, dry.stdout, dry.stderr)
+	}
+
+	dir := t.TempDir()
+	b := filepath.Join(dir, "other.tar")
+	exportedBundle(t, bigPack(t, dir, "other", 8, crashSize()), "other:1.0.0", b)
+	ref := t.TempDir()
+	if r := stella(t, ref, nil, "pack", "import", "--bundle", b); r.code != 0 {
+		t.Fatalf("reference import: %s", r.stderr)
+	}
+	want := exportDigest(t, stella(t, ref, nil, "--output", "json", "pack", "export", "-o", filepath.Join(dir, "ref.tar"), "other:1.0.0"))
+	ingest := filepath.Join(home, "packs", "ingest", "*", safefile.TempPrefix+"*")
+	var stopped *os.Process
+	var cmd *stellaCmd
+	for try := 0; try < 10 && stopped == nil; try++ {
+		cmd = startStella(t, home, "pack", "import", "--bundle", b)
+		for !cmd.exited() {
+			if m, _ := filepath.Glob(ingest); len(m) > 0 {
+				_ = cmd.Process.Signal(syscall.SIGSTOP)
+				waitStopped(t, cmd.Process.Pid)
+				if m, _ := filepath.Glob(ingest); len(m) > 0 {
+					stopped = cmd.Process
+				} else {
+					_ = cmd.Process.Signal(syscall.SIGCONT)
+				}
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if stopped == nil {
+			cmd.wait(t)
+			if r := stella(t, home, nil, "pack", "rm", "other:1.0.0"); r.code != 0 {
+				t.Fatalf("pack rm: %s", r.stderr)
+			}
+		}
+	}
+	if stopped == nil {
+		t.Fatal("no import was caught mid-copy: the test proved nothing")
+	}
+	before, _ := filepath.Glob(ingest)
+	start := time.Now()
+	during := cacheGC(t, home)
+	took := time.Since(start)
+	t.Logf("gc beside a stopped import: %v, removed %d blobs", took, len(during.Removed))
+	after, _ := filepath.Glob(ingest)
+	_ = stopped.Signal(syscall.SIGCONT)
+	cmd.wait(t)
+	if took > time.Second {
+		t.Errorf("gc beside a running import took %v, want at most 1s", took)
+	}
+	if strings.Join(during.Removed, " ") != strings.Join(garbage.Removed, " ") {
+		t.Errorf("gc beside the import removed %v, want the garbage %v", during.Removed, garbage.Removed)
+	}
+	if len(after) != len(before) {
+		t.Errorf("gc removed the import's files in ingest: %d before, %d after", len(before), len(after))
+	}
+	if r := stella(t, home, nil, "cache", "verify"); r.code != 0 || strings.Contains(r.stdout, "warning") {
+		t.Fatalf("verify after the import: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if got := exportDigest(t, stella(t, home, nil, "--output", "json", "pack", "export", "-o", filepath.Join(dir, "again.tar"), "other:1.0.0")); got != want {
+		t.Errorf("the pack imported beside gc exports to %s, want %s", got, want)
+	}
+}

@@ -33,6 +33,11 @@ func accessFlags() []cli.Flag {
 	}
 }
 
+// checkBlobsFlag is the flag of every command that pushes from the cache.
+func checkBlobsFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "check-blobs", Usage: "check every blob under a manifest the registry already has and send again one it lacks (default: trust the manifest, as oras does)"}
+}
+
 func (s *session) mirrorCommands() []*cli.Command {
 	policy := []cli.Flag{
 		&cli.BoolFlag{Name: "require-signature", Usage: "refuse packs without a valid signature by a trusted publisher key (always on in sealed mode or with config requireSignature)"},
@@ -44,13 +49,16 @@ func (s *session) mirrorCommands() []*cli.Command {
 			Usage:     "push a pack from the cache, with its signatures, to a registry repository",
 			ArgsUsage: "ID:VERSION REGISTRY/REPOSITORY[:TAG]",
 			Description: `The tag defaults to the pack's version. Blobs the registry has are not sent again.
+When the registry already has the pack's manifest (by digest), it is trusted as oras
+does and no blob under it is checked; --check-blobs checks every blob and sends again
+one the registry lacks (a blob deleted from its storage). The output says which.
 A pull by tag admits a pack only from <prefix>/<name>:<version> (its signed name); a pack
 pushed under another repository or tag can be pulled by digest from <prefix>/<name>.
 
 Examples:
    stella pack push rotate-registry-credentials:1.3.0 registry.sealed.local:5000/packs/rotate-registry-credentials
    stella pack push --plain-http backup-database:0.4.2 127.0.0.1:5000/packs/backup-database`,
-			Flags:  accessFlags(),
+			Flags:  append([]cli.Flag{checkBlobsFlag()}, accessFlags()...),
 			Action: action(s.packPush),
 		},
 		{
@@ -71,6 +79,7 @@ Examples:
    stella pack mirror pull --require-signature --to registry.sealed.local:5000/packs /media/usb0/packs.stella.tar.001`,
 					Flags: append(append([]cli.Flag{
 						&cli.StringFlag{Name: "to", Usage: "also push to this registry/repository prefix"},
+						checkBlobsFlag(),
 					}, policy...), accessFlags()...),
 					Action: action(s.mirrorPull),
 				},
@@ -80,6 +89,7 @@ Examples:
 					ArgsUsage: "ID:VERSION...",
 					Flags: append([]cli.Flag{
 						&cli.StringFlag{Name: "to", Usage: "registry/repository prefix (required)"},
+						checkBlobsFlag(),
 					}, accessFlags()...),
 					Action: action(s.mirrorPush),
 				},
@@ -167,6 +177,7 @@ func (s *session) mirrorOptions(c *cli.Context, host string) (mirror.Options, er
 	if v := c.String("key-file"); v != "" {
 		opts.ClientKeyFile = v
 	}
+	opts.CheckBlobs = c.Bool("check-blobs")
 	if s.debug {
 		opts.Trace = func(line string) { s.tracef("http: %s", line) }
 	}
@@ -244,7 +255,11 @@ type mirrorOut struct {
 	BlobsSkipped int               `json:"blobsSkipped"`
 	BytesSkipped int64             `json:"bytesSkipped"`
 	Retries      int               `json:"retries"`
-	Verified     []string          `json:"verified,omitempty"`
+	// ManifestsTrusted: manifests the registry had whose blobs were not
+	// checked; CheckedBlobs: --check-blobs checked them all (push).
+	ManifestsTrusted int      `json:"manifestsTrusted,omitempty"`
+	CheckedBlobs     bool     `json:"checkedBlobs,omitempty"`
+	Verified         []string `json:"verified,omitempty"`
 }
 
 func addReport(out *mirrorOut, rep mirror.Report) error {
@@ -264,6 +279,8 @@ func addReport(out *mirrorOut, rep mirror.Report) error {
 	out.BlobsSkipped += rep.BlobsSkipped
 	out.BytesSkipped += rep.BytesSkipped
 	out.Retries += rep.Retries
+	out.ManifestsTrusted += rep.ManifestsTrusted
+	out.CheckedBlobs = out.CheckedBlobs || rep.CheckedBlobs
 	return first
 }
 
@@ -296,6 +313,12 @@ func renderMirror(w io.Writer, verb string, out mirrorOut) {
 		if a.Reason != "" {
 			fmt.Fprintf(w, "  %s %s: %s\n", a.Status, a.Digest, display.Line(a.Reason))
 		}
+	}
+	switch {
+	case out.CheckedBlobs:
+		fmt.Fprintf(w, "  checked every blob under the manifests the registry had (--check-blobs)\n")
+	case out.ManifestsTrusted > 0:
+		fmt.Fprintf(w, "  the registry had %d manifest(s): trusted with their blobs, not checked (--check-blobs checks them and restores a missing one)\n", out.ManifestsTrusted)
 	}
 	for _, v := range out.Verified {
 		fmt.Fprintf(w, "  verified: %s\n", display.Line(v))

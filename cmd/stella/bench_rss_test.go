@@ -1,0 +1,120 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// packsPerBundle bounds the packs of one bundle of BenchmarkPeakRSSTenfold.
+const packsPerBundle = 10000
+
+// targetTenfoldPeakMiB is issue 13's target for the peak RSS of one stella process
+// at ten times the shapes measured (a plan of 100,000 steps, a cache of
+// 30,000 packs), where the format allows.
+const targetTenfoldPeakMiB = 100.0
+
+// BenchmarkPeakRSSTenfold measures, once per run, the peak RSS of real
+// stella processes at ten times issue 13's shapes: `pack plan` of a pack
+// whose map expands to STELLA_BENCH_PLAN_STEPS steps (default 99,999: with
+// the map step, 100,000, the most a plan may have, plan.MaxExpandedSteps),
+// and `pack import` of a
+// bundle of STELLA_BENCH_RSS_PACKS small packs (default 30,000) into an
+// empty cache, then `cache verify` and `pack list` of that cache.
+func BenchmarkPeakRSSTenfold(b *testing.B) {
+	// The map step counts too: 99,999 items make plan.MaxExpandedSteps.
+	steps := benchEnvInt("STELLA_BENCH_PLAN_STEPS", 99999)
+	packs := benchEnvInt("STELLA_BENCH_RSS_PACKS", 30000)
+	dir := b.TempDir()
+	packDir, inputs := mapPackFolder(b, dir, steps)
+	peak := map[string]float64{}
+	run := func(name, home string, args ...string) {
+		cmd := exec.Command(os.Args[0], append([]string{"--quiet"}, args...)...)
+		cmd.Env = append(os.Environ(), "STELLA_RUN_MAIN=1", "STELLA_HOME="+home)
+		d, rss := timed(b, cmd)
+		peak[name] = max(peak[name], rss)
+		b.Logf("%s: %v, peak RSS %.0f MiB", name, d, rss)
+	}
+	for i := 0; i < b.N && os.Getenv("STELLA_BENCH_PLAN_STEPS") != "0"; i++ {
+		run("plan", filepath.Join(dir, "plan-home"), "pack", "plan", "--pack", packDir, "--inputs", inputs)
+	}
+	// A bundle lists at most bundle.MaxIndexEntries (10,000) artifacts
+	// (and its index.json at most 4 MiB): the cache is filled from several.
+	var bundles []string
+	for from := 0; from < packs; from += packsPerBundle {
+		bundles = append(bundles, manyPacksBundleFrom(b, dir, from, min(packsPerBundle, packs-from)))
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		home := filepath.Join(dir, fmt.Sprintf("home-%d", i))
+		for _, f := range bundles {
+			run("import", home, "pack", "import", "--bundle", f)
+		}
+		run("verify", home, "cache", "verify")
+		run("list", home, "pack", "list")
+		if err := os.RemoveAll(home); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	for _, name := range []string{"plan", "import", "verify", "list"} {
+		b.ReportMetric(peak[name], name+"-MiB")
+	}
+	b.Logf("%d plan steps, %d packs; target: each peak < %.0f MiB", steps, packs, targetTenfoldPeakMiB)
+}
+
+// mapPackFolder writes a pack whose one map step expands to n steps, and its
+// inputs file, and returns both paths.
+func mapPackFolder(b *testing.B, dir string, n int) (string, string) {
+	b.Helper()
+	p := filepath.Join(dir, "fan-out")
+	if err := os.MkdirAll(p, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	manifest := `apiVersion: stellaops.io/pack.v1
+kind: TaskPack
+metadata:
+  name: fan-out
+  version: 1.0.0
+  description: Touch every host of a large fleet.
+spec:
+  inputs:
+    - name: hosts
+      type: array
+      required: true
+  steps:
+    - id: fleet
+      map:
+        items: inputs.hosts
+        maxParallel: 16
+        steps:
+          - id: touch
+            when: "item != 'skip'"
+            run:
+              command: ["sh", "touch.sh", "${{ item }}", "${{ index }}"]
+              env: {HOST: "${{ item }}"}
+`
+	if err := os.WriteFile(filepath.Join(p, "pack.yaml"), []byte(manifest), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(p, "touch.sh"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	var sb strings.Builder
+	sb.WriteString(`{"hosts": [`)
+	for i := range n {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		fmt.Fprintf(&sb, `"host-%06d.fleet.sealed.local"`, i)
+	}
+	sb.WriteString("]}")
+	in := filepath.Join(dir, "inputs.json")
+	if err := os.WriteFile(in, []byte(sb.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return p, in
+}
