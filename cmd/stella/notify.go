@@ -72,17 +72,23 @@ func (s *session) spool() *notify.Spool {
 		opts.Backoff = backoff.Policy{Initial: nc.RetryInitial, Max: nc.RetryMax, Jitter: 0.1}
 	}
 	if s.sealed {
-		allowed := nc.SealedAllowlist
-		opts.Allow = func(host string) error {
-			for _, a := range allowed {
-				if strings.EqualFold(a, host) {
-					return nil
-				}
-			}
-			return fmt.Errorf("host %s is not in notify.sealedAllowlist", host)
-		}
+		opts.Allow = sealedAllow("notify.sealedAllowlist", nc.SealedAllowlist)
 	}
 	return notify.Open(s.notifyDir(), opts)
+}
+
+// sealedAllow is what sealed mode permits of the hosts a config list
+// (named by key, as in the config) names: exactly those, host or
+// host:port as written in a URL, case aside.
+func sealedAllow(key string, allowed []string) func(host string) error {
+	return func(host string) error {
+		for _, a := range allowed {
+			if strings.EqualFold(a, host) {
+				return nil
+			}
+		}
+		return fmt.Errorf("host %s is not in %s", host, key)
+	}
 }
 
 // runEvents are the notifications of a run's timeline: each event once,

@@ -57,15 +57,7 @@ func (s *session) traceOptions() (opts otlp.Options, ok bool, err error) {
 		opts.TLS = cfg
 	}
 	if s.sealed {
-		allowed := tc.SealedAllowlist
-		opts.Allow = func(host string) error {
-			for _, a := range allowed {
-				if strings.EqualFold(a, host) {
-					return nil
-				}
-			}
-			return fmt.Errorf("not in traces.sealedAllowlist")
-		}
+		opts.Allow = sealedAllow("traces.sealedAllowlist", tc.SealedAllowlist)
 	}
 	return opts, true, nil
 }
