@@ -207,6 +207,7 @@ spec:
 	tops["pack evidence verify"] = docs["pack evidence verify"]
 	runShow := keyTable(t, "The run record")
 	runShow["runnerState"] = true
+	runShow["traceId"] = true
 	docs["pack runs show"], tops["pack runs show"] = runShow, runShow
 	check := func(cmd string, doc map[string]any, absent ...string) {
 		t.Helper()
@@ -259,6 +260,7 @@ spec:
 	check("pack run", res, "failure", "gate", "outputs") // it succeeded, at no gate, and the pack declares no outputs
 	id, _ := res["runId"].(string)
 	check("pack runs show", run(home, "pack", "runs", "show", id), "expansions", "failure", "outputs", "runner", "chaos") // nothing expanded, succeeded, no outputs, runner gone, no chaos
+	check("pack runs trace", run(home, "pack", "runs", "trace", id))
 	check("pack runs gc", run(home, "pack", "runs", "gc", "--dry-run"))
 	check("key generate", run(home, "key", "generate", "--dir", filepath.Join(dir, "keys"), "runner"), "vault", "source", "publicPem") // a key file: no vault; source and PEM are key show's
 	check("key show", run(home, "key", "show", filepath.Join(dir, "keys", "runner.pub")), "name", "vault", "privateKey")               // a public key file
