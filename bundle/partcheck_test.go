@@ -2,6 +2,8 @@ package bundle
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -190,4 +192,83 @@ func TestSplitDamageOutsideBlobs(t *testing.T) {
 			checkRefusal(t, err, ErrPartDigest, filepath.Base(part))
 		})
 	}
+}
+
+// TestSplitWholeDigestBindsParts holds the decision of ADR 0027: the
+// whole-file sha256 is checked even when every part matches the parts
+// manifest. The set here is another bundle's, cut into parts listed with
+// their true sha256 and sizes, under a parts manifest that keeps the
+// whole-file sha256 of the bundle the operator expects (the sha256 export
+// printed, the single file's). Each part checks out and the content is a
+// valid bundle of its own: only the whole-file hash refuses it, with
+// ErrPartsManifest naming the parts manifest, whether the parts are
+// checked by Open, by Verify or by CheckParts (as import does). With its
+// own whole-file sha256 the same set opens and verifies.
+func TestSplitWholeDigestBindsParts(t *testing.T) {
+	ctx := context.Background()
+	f, entries := standard(t)
+	dir := t.TempDir()
+	expected, err := WriteFile(ctx, filepath.Join(dir, "expected.tar"), f.store, entries, WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := f.pack("other", "2.0.0")
+	foreignPath := filepath.Join(dir, "foreign.tar")
+	foreignSum, err := WriteFile(ctx, foreignPath, f.store, []Entry{{Descriptor: other, Kind: artifact.KindPack, Ref: "other:2.0.0"}}, WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, err := os.ReadFile(foreignPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := splitBytes(t, foreign, 4096, "b.tar")
+	var m partsManifest
+	mustUnmarshal(t, files["b.tar.parts.json"], &m)
+	if len(m.Parts) < 2 {
+		t.Fatalf("%d parts, want several", len(m.Parts))
+	}
+	for _, p := range m.Parts {
+		sum := sha256.Sum256(files[p.Name])
+		if got := hex.EncodeToString(sum[:]); got != p.SHA256 || int64(len(files[p.Name])) != p.Size {
+			t.Fatalf("part %s does not match its listing", p.Name)
+		}
+	}
+	set := func(t *testing.T, whole string) string {
+		t.Helper()
+		m.SHA256 = whole
+		b, err := encodeParts(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files["b.tar.parts.json"] = b
+		d := t.TempDir()
+		for name, b := range files {
+			if err := os.WriteFile(filepath.Join(d, name), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return filepath.Join(d, "b.tar.parts.json")
+	}
+
+	t.Run("expected-whole-digest", func(t *testing.T) {
+		path := set(t, expected.Digest.Encoded())
+		for _, opts := range []OpenOptions{{}, {DeferPartChecks: true}} {
+			checkRefusal(t, openAndVerify(t, path, opts), ErrPartsManifest, "b.tar.parts.json")
+		}
+		r, err := Open(ctx, path, OpenOptions{DeferPartChecks: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		checkRefusal(t, r.CheckParts(ctx), ErrPartsManifest, "b.tar.parts.json")
+	})
+	t.Run("own-whole-digest", func(t *testing.T) {
+		path := set(t, foreignSum.Digest.Encoded())
+		for _, opts := range []OpenOptions{{}, {DeferPartChecks: true}} {
+			if err := openAndVerify(t, path, opts); err != nil {
+				t.Fatalf("%+v: %v", opts, err)
+			}
+		}
+	})
 }
