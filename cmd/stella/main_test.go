@@ -130,7 +130,7 @@ func scriptParams(t *testing.T, dir string) testscript.Params {
 				ts.Setenv(name+"_STORAGE", r.StorageDir)
 			},
 			// tool NAME sets $NAME, in upper case, to the path of a tool
-			// declared in tools/go.mod (oras, crane, cosign), built once
+			// declared in tools/go.mod (oras, crane, cosign, olareg), built once
 			// per machine (`make tools`).
 			"tool": func(ts *testscript.TestScript, neg bool, args []string) {
 				if neg || len(args) != 1 {
