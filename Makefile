@@ -9,7 +9,7 @@ BENCHTIME ?= 3x
 build: ## build bin/stella
 	$(GO) build -trimpath -buildvcs=auto -o $(BIN) ./cmd/stella
 
-tools: ## build the registry, oras, crane and cosign the tests use (tools/go.mod), once per machine
+tools: ## build the registries (distribution, olareg), oras, crane and cosign the tests use (tools/go.mod), once per machine
 	$(GO) run ./internal/regtest/cmd/buildtools
 
 test: tools ## run every test (unit, CLI scripts, real registries) with the race detector

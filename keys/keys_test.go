@@ -18,8 +18,19 @@ import (
 func TestMain(m *testing.M) {
 	// age's default scrypt cost takes about a second per key file; tests
 	// use a cheap one. The file format is the same.
-	scryptWorkFactor = 10
+	productionWorkFactor = SetScryptWorkFactor(10)
 	m.Run()
+}
+
+// productionWorkFactor is the scrypt cost key files get outside tests.
+var productionWorkFactor int
+
+// TestProductionScryptWorkFactor: outside tests, a private key file is
+// sealed with age's default scrypt cost (tests lower it to run fast).
+func TestProductionScryptWorkFactor(t *testing.T) {
+	if productionWorkFactor != 18 {
+		t.Errorf("key files are sealed with scrypt cost %d, want age's default 18", productionWorkFactor)
+	}
 }
 
 func TestParseAlgorithm(t *testing.T) {

@@ -27,8 +27,23 @@ const (
 // maxKeyFileSize bounds what ParsePrivate reads; a key file is under 1 KiB.
 const maxKeyFileSize = 64 << 10
 
-// scryptWorkFactor is age's default scrypt cost (log2 N). Tests lower it.
+// scryptWorkFactor is the scrypt cost (log2 N) of the key files MarshalPrivate
+// writes: age's default, unless a test lowered it (SetScryptWorkFactor).
 var scryptWorkFactor = 18
+
+// SetScryptWorkFactor sets the scrypt cost (log2 N) that MarshalPrivate gives
+// the key files it writes from then on, and returns the cost it replaces (18,
+// age's default, until it is called). The file format and the reading side do
+// not change: ParsePrivate takes the cost from the file, up to 22.
+//
+// Only test binaries call it, before their tests start: at 18 one key file
+// costs seconds of CPU under the race detector, and the CLI's scripts write
+// and open dozens. No command calls it; the cost is what protects a stolen
+// key file against guessing.
+func SetScryptWorkFactor(logN int) (previous int) {
+	previous, scryptWorkFactor = scryptWorkFactor, logN
+	return previous
+}
 
 // maxScryptWorkFactor bounds the cost a key file may demand of ParsePrivate.
 const maxScryptWorkFactor = 22

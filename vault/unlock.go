@@ -33,6 +33,23 @@ func Passphrase(p []byte) Unlocker {
 	return &passphrase{p: bytes.Clone(p)}
 }
 
+// sealWorkFactor, when > 0, is the scrypt cost (log2 N) a Passphrase unlocker
+// seals with instead of age's default (SetScryptWorkFactor).
+var sealWorkFactor int
+
+// SetScryptWorkFactor sets the scrypt cost (log2 N) with which Passphrase
+// unlockers seal vaults from then on (0: age's default, 18), and returns the
+// one it replaces. Opening a vault takes the cost from its file, as before.
+//
+// Only test binaries call it, before their tests start: at age's default one
+// seal or open costs seconds of CPU under the race detector, and the CLI's
+// scripts do dozens. No command calls it; the cost is what protects a copied
+// vault against guessing.
+func SetScryptWorkFactor(logN int) (previous int) {
+	previous, sealWorkFactor = sealWorkFactor, logN
+	return previous
+}
+
 type passphrase struct {
 	p []byte
 	// logN overrides age's scrypt work factor when > 0. Only tests set it,
@@ -73,6 +90,8 @@ func (u *passphrase) recipients() ([]age.Recipient, error) {
 	}
 	if u.logN > 0 {
 		r.SetWorkFactor(u.logN)
+	} else if sealWorkFactor > 0 {
+		r.SetWorkFactor(sealWorkFactor)
 	}
 	return []age.Recipient{r}, nil
 }

@@ -15,12 +15,22 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"stellaops.io/stella/internal/regtest"
+	"stellaops.io/stella/keys"
 	"stellaops.io/stella/sandbox"
+	"stellaops.io/stella/vault"
 )
 
 func TestMain(m *testing.M) {
 	// The sandbox re-executes this binary as a step's helper.
 	sandbox.Init()
+	// Key files and passphrase vaults written by this binary (in process,
+	// and as the stella of scripts and STELLA_RUN_MAIN) are sealed with a
+	// cheap scrypt cost: at age's default each costs about eight seconds of
+	// CPU under -race, and the tests write and open well over a hundred.
+	// The format is the same and opening reads the cost from the file; the
+	// default is pinned by keys' TestProductionScryptWorkFactor.
+	keys.SetScryptWorkFactor(testScryptWorkFactor)
+	vault.SetScryptWorkFactor(testScryptWorkFactor)
 	// Tests that need the real binary as a separate process (killed at
 	// random points, run concurrently) re-execute this test binary with
 	// STELLA_RUN_MAIN=1.
@@ -52,6 +62,10 @@ func TestMain(m *testing.M) {
 		},
 	})
 }
+
+// testScryptWorkFactor is the scrypt cost (log2 N) of the key files and
+// vaults the tests seal: what keys' own tests use.
+const testScryptWorkFactor = 10
 
 // TestScripts runs every user flow in testdata/script/*.txtar against the
 // real main, each in a fresh work folder and a fresh STELLA_HOME.
@@ -116,7 +130,7 @@ func scriptParams(t *testing.T, dir string) testscript.Params {
 				ts.Setenv(name+"_STORAGE", r.StorageDir)
 			},
 			// tool NAME sets $NAME, in upper case, to the path of a tool
-			// declared in tools/go.mod (oras, crane, cosign), built once
+			// declared in tools/go.mod (oras, crane, cosign, olareg), built once
 			// per machine (`make tools`).
 			"tool": func(ts *testscript.TestScript, neg bool, args []string) {
 				if neg || len(args) != 1 {

@@ -16,8 +16,9 @@
 //     It has no referrers API, so clients use the sha256-<hex> tag fallback.
 //   - [Start] with [Options.Binary] set to [Debian] runs Debian's docker-registry
 //     (distribution 2.8, the classic registry sealed sites run) with the same config.
-//   - [StartReferrers] runs olareg in-process behind httptest with memory storage: the
-//     registry with the native OCI 1.1 referrers API.
+//   - [StartReferrers] runs olareg as a child process with memory storage: the registry
+//     with the native OCI 1.1 referrers API. (Not in-process: olareg costs a bcrypt hash
+//     at init in every process of a test binary that links it.)
 //
 // # The distribution binary
 //
@@ -35,7 +36,7 @@
 // binary or waits for the one building it. The first build takes about 80 seconds; later
 // calls only stat the file.
 //
-// [Tool] builds the other tools declared in tools/go.mod (oras, crane, cosign) the same
+// [Tool] builds the other tools declared in tools/go.mod (oras, crane, cosign, olareg) the same
 // way, into <cache>/<name>-<version>/. [CachedTools] lists every one of them at those
 // paths, and `make tools` (cmd/buildtools, which `make test` runs first) builds them all
 // with a line of progress each, so no build runs against a test's timeout: cosign alone

@@ -1,35 +1,54 @@
 package regtest
 
 import (
-	"net/http/httptest"
-	"strings"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
 	"testing"
-
-	"github.com/olareg/olareg"
-	"github.com/olareg/olareg/config"
 )
 
-// StartReferrers runs an in-process registry with the native OCI 1.1 referrers API
-// (olareg, memory storage, deletes enabled) behind httptest on 127.0.0.1, over plain
-// HTTP and without auth. t.Cleanup closes it.
+// StartReferrers runs olareg (github.com/olareg/olareg, declared with `tool` in
+// tools/go.mod and built like the other tools) as a child process on a free loopback
+// port: memory storage, deletes enabled, the native OCI 1.1 referrers API, plain HTTP,
+// no auth. It waits until GET /v2/ answers; t.Cleanup kills the process and waits for
+// it.
+//
+// It runs out of process rather than behind httptest because olareg's config package
+// hashes a password with bcrypt when it is initialized: a test binary linking it pays
+// that in every process it starts, and cmd/stella's scripts start the test binary
+// hundreds of times, under -race at more than a second of CPU each.
 func StartReferrers(t testing.TB) *Registry {
 	t.Helper()
-	enabled := true
-	handler := olareg.New(config.Config{
-		Storage: config.ConfigStorage{StoreType: config.StoreMem},
-		API: config.ConfigAPI{
-			DeleteEnabled: &enabled,
-			Blob:          config.ConfigAPIBlob{DeleteEnabled: &enabled},
-		},
-	})
-	srv := httptest.NewServer(handler)
-	t.Cleanup(func() {
-		srv.Close()
-		_ = handler.Close()
-	})
-	return &Registry{
-		Host:      strings.TrimPrefix(srv.URL, "http://"),
-		URL:       srv.URL,
-		PlainHTTP: true,
+	bin := Tool(t, "olareg")
+	dir := t.TempDir()
+	r := &Registry{PlainHTTP: true, LogFile: filepath.Join(dir, "registry.log")}
+	for attempt := 1; ; attempt++ {
+		addr, err := freePort()
+		if err != nil {
+			t.Fatalf("regtest: %v", err)
+		}
+		_, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			t.Fatalf("regtest: %v", err)
+		}
+		r.Host, r.URL = addr, "http://"+addr
+		proc, err := startProcess(bin, []string{"serve", "--addr", "127.0.0.1", "--port", port,
+			"--store-type", "mem", "--api-delete", "--api-blob-delete", "--api-referrer"}, r.LogFile)
+		if err != nil {
+			t.Fatalf("regtest: start %s: %v", bin, err)
+		}
+		err = r.waitReady(proc, "", false)
+		if err == nil {
+			r.pid = proc.cmd.Process.Pid
+			t.Cleanup(proc.stop)
+			return r
+		}
+		proc.stop()
+		if errors.Is(err, errExited) && attempt < startAttempts {
+			continue // most likely lost the port to another process; pick a new one
+		}
+		log, _ := os.ReadFile(r.LogFile)
+		t.Fatalf("regtest: %s on %s: %v\nregistry log:\n%s", bin, addr, err, log)
 	}
 }

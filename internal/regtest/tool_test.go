@@ -72,7 +72,7 @@ func TestCachedToolsArePathsTheTestsUse(t *testing.T) {
 			t.Errorf("%s: %v", c.Name, err)
 		}
 	}
-	if diff := cmp.Diff([]string{"registry", "crane", "cosign", "oras", "otlpsink"}, names); diff != "" {
+	if diff := cmp.Diff([]string{"registry", "crane", "olareg", "cosign", "oras", "otlpsink"}, names); diff != "" {
 		t.Errorf("CachedTools names (-want +got):\n%s", diff)
 	}
 }

@@ -1,5 +1,5 @@
 // Command buildtools builds every tool the tests build on first use (each tool declared
-// in tools/go.mod: the distribution registry, oras, crane, cosign) into the per-machine
+// in tools/go.mod: the distribution registry, olareg, oras, crane, cosign) into the per-machine
 // cache where regtest.Tool and regtest.Binary find them, one line per tool. `make test`
 // runs it first (`make tools`), so no build runs against a test's timeout: cosign alone
 // takes minutes on a cold cache.
