@@ -287,7 +287,7 @@ func (s *Store) blobFiles(ctx context.Context) ([]file, error) {
 			if err != nil {
 				return nil, fmt.Errorf("cache blobs: %w", err)
 			}
-			f.fi, f.size = fi, fi.Size()
+			f.size = fi.Size() // not fi: held for 100,000 files, it is tens of MiB
 			if d := digest.NewDigestFromEncoded(digest.Algorithm(alg.Name()), e.Name()); fi.Mode().IsRegular() && d.Validate() == nil {
 				f.digest = d
 			}

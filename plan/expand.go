@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -176,6 +177,9 @@ func (b *builder) step(ps *pack.Step, prefix string, e *env, skipped bool) (Step
 
 func (b *builder) run(r *pack.Run, id string, e *env, skipped bool) (*Run, error) {
 	out := &Run{Workdir: r.Workdir, Outputs: r.Outputs}
+	if len(r.Command) > 0 {
+		out.Command = make([]string, 0, len(r.Command))
+	}
 	for _, a := range r.Command {
 		v, err := b.render(a, e)
 		if err != nil {
@@ -276,6 +280,11 @@ func itemList(id, items string, v any) ([]any, error) {
 // expand appends to s.Children the body once per item, with ids
 // "<s.ID>[<i>]::<body step id>" and item and index bound.
 func (b *builder) expand(s *Step, list []any, body []pack.Step, e *env, skipped bool) error {
+	// Sized once: growing a list of 100,000 steps by appends copies it
+	// again and again, each copy garbage the size of the list.
+	if n := len(list) * len(body); n > 0 && n <= MaxExpandedSteps {
+		s.Children = slices.Grow(s.Children, n)
+	}
 	for i, item := range list {
 		vars := map[string]any{"index": i, "item": item}
 		if e != nil {

@@ -7,6 +7,7 @@
 package plan
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -176,16 +177,16 @@ func Build(p *pack.Pack, packDigest digest.Digest, inputs map[string]any) (*Plan
 
 // Canonical returns the RFC 8785 canonical JSON of the plan.
 func (pl *Plan) Canonical() ([]byte, error) {
-	return canonical.Marshal(pl)
+	var b bytes.Buffer
+	if err := pl.WriteCanonical(&b); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
 }
 
 // Hash returns the plan hash: "sha256:" + hex SHA-256 of the canonical JSON.
 func (pl *Plan) Hash() (digest.Digest, error) {
-	b, err := pl.Canonical()
-	if err != nil {
-		return "", err
-	}
-	return HashBytes(b), nil
+	return hashCanonical(pl)
 }
 
 // HashBytes hashes canonical plan bytes.

@@ -36,7 +36,9 @@ func TestMain(m *testing.M) {
 	// STELLA_RUN_MAIN=1.
 	if os.Getenv("STELLA_RUN_MAIN") == "1" {
 		os.Args = append([]string{"stella"}, os.Args[1:]...)
-		os.Exit(runMain())
+		code := runMain()
+		writeHWM(os.Getenv("STELLA_BENCH_HWM_FILE"))
+		os.Exit(code)
 	}
 	// Processes the tests start (the CLI, killed runners) skip the race
 	// detector's one-second sleep at exit; see scriptParams.

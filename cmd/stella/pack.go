@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/urfave/cli/v2"
@@ -279,11 +281,18 @@ func (s *session) packPlan(ctx context.Context, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	canon, err := pl.Canonical()
-	if err != nil {
+	// The canonical JSON is held whole only to be written; the hash
+	// alone streams it (plan.WriteCanonical).
+	var canon []byte
+	var hash digest.Digest
+	if c.String("out") != "" || c.Bool("save") {
+		if canon, err = pl.Canonical(); err != nil {
+			return err
+		}
+		hash = plan.HashBytes(canon)
+	} else if hash, err = pl.Hash(); err != nil {
 		return err
 	}
-	hash := plan.HashBytes(canon)
 	if out := c.String("out"); out != "" {
 		if err := s.prepareOutput(out); err != nil {
 			return err
@@ -302,13 +311,20 @@ func (s *session) packPlan(ctx context.Context, c *cli.Context) error {
 		}
 	}
 	res := planResult{PlanHash: hash, Pack: pl.Pack, Approvals: pl.Approvals, Secrets: secrets, Steps: []planStep{}, Out: c.String("out"), Saved: c.Bool("save")}
-	pl.Walk(func(st *plan.Step, depth int) {
-		res.Steps = append(res.Steps, planStep{ID: st.ID, Kind: st.Kind, Status: st.Status, Depth: depth})
-	})
-	return s.emit(res, func(w io.Writer) { renderPlan(w, res) })
+	walk := func(fn func(planStep)) {
+		pl.Walk(func(st *plan.Step, depth int) {
+			fn(planStep{ID: st.ID, Kind: st.Kind, Status: st.Status, Depth: depth})
+		})
+	}
+	if s.output == outputJSON {
+		walk(func(st planStep) { res.Steps = append(res.Steps, st) })
+	}
+	return s.emit(res, func(w io.Writer) { renderPlan(w, res, walk) })
 }
 
-func renderPlan(w io.Writer, r planResult) {
+// renderPlan writes the text form of a plan; walk gives its steps, which
+// the text form does not hold (r.Steps is for the JSON form).
+func renderPlan(w io.Writer, r planResult, walk func(func(planStep))) {
 	fmt.Fprintf(w, "plan hash: %s\n", r.PlanHash)
 	fmt.Fprintf(w, "pack:      %s:%s (%s)\n", display.Line(r.Pack.Name), display.Line(r.Pack.Version), r.Pack.Digest)
 	if r.Out != "" {
@@ -342,12 +358,42 @@ func renderPlan(w io.Writer, r planResult) {
 			fmt.Fprintf(w, "  note: %s\n", display.Line(n))
 		}
 	}
-	fmt.Fprintf(w, "\nsteps: %d\n", len(r.Steps))
-	fmt.Fprintln(tw, "  ID\tKIND\tSTATUS")
-	for _, st := range r.Steps {
-		fmt.Fprintf(tw, "  %s%s\t%s\t%s\n", strings.Repeat("  ", st.Depth), display.Line(st.ID), display.Line(string(st.Kind)), display.Line(string(st.Status)))
+	rows := func(fn func(cells [3]string)) {
+		fn([3]string{"  ID", "KIND", "STATUS"})
+		walk(func(st planStep) {
+			fn([3]string{"  " + strings.Repeat("  ", st.Depth) + display.Line(st.ID), display.Line(st.Kind), display.Line(st.Status)})
+		})
 	}
-	tw.Flush()
+	writeAligned(w, "\nsteps: %d\n", rows)
+}
+
+// writeAligned writes rows of three cells, the first two padded to their
+// column's widest cell plus two spaces, as text/tabwriter (minwidth 2,
+// padding 2, spaces) writes cells ended by tabs — without holding the
+// rows: a first pass over them measures the columns, and counts the rows
+// but the first for the line countf formats, written before them; a
+// second writes them. Cells hold no tab, newline or tabwriter escape
+// (display.Line escapes them).
+func writeAligned(w io.Writer, countf string, rows func(fn func(cells [3]string))) {
+	var width [2]int
+	n := -1
+	rows(func(cells [3]string) {
+		n++
+		for i := range width {
+			width[i] = max(width[i], utf8.RuneCountInString(cells[i])+2)
+		}
+	})
+	bw := bufio.NewWriter(w)
+	fmt.Fprintf(bw, countf, n)
+	rows(func(cells [3]string) {
+		for i := range width {
+			bw.WriteString(cells[i])
+			bw.WriteString(strings.Repeat(" ", width[i]-utf8.RuneCountInString(cells[i])))
+		}
+		bw.WriteString(cells[2])
+		bw.WriteByte('\n')
+	})
+	bw.Flush()
 }
 
 // validateBundle checks a bundle file and validates every pack in it.

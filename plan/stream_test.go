@@ -1,0 +1,147 @@
+package plan
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/metrics"
+	"testing"
+	"testing/fstest"
+
+	"stellaops.io/stella/canonical"
+	"stellaops.io/stella/pack"
+)
+
+// TestWriteCanonicalIsCanonicalMarshal holds the streamed canonical JSON
+// of a plan to the bytes of canonical.Marshal of the whole plan (what
+// plan hashes were computed over before): every sample pack, and plans
+// made by hand with every list a step holds, names outside ASCII and
+// characters RFC 8785 writes differently from encoding/json.
+func TestWriteCanonicalIsCanonicalMarshal(t *testing.T) {
+	plans := map[string]*Plan{}
+	dirs, _ := filepath.Glob("../testdata/packs/*")
+	for _, dir := range dirs {
+		p, d := loadDir(t, dir)
+		raw, _ := os.ReadFile(filepath.Join(dir, "inputs.json"))
+		in, err := p.ResolveInputs("inputs.json", raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pl, err := Build(p, d, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plans[filepath.Base(dir)] = pl
+	}
+	yes, no, one := true, false, 1
+	odd := "<&> \u2028 é 😀 \x7f \"q\" \\"
+	plans["by hand"] = &Plan{
+		APIVersion: APIVersion,
+		Pack:       PackRef{Name: odd, Version: "1.0.0", Digest: "sha256:00"},
+		Inputs:     map[string]any{"é": 1.0, "z": []any{1e21, 0.1, odd}, "\U0001F600": nil, "\uff61": true, "a": map[string]any{"steps": []any{}}},
+		Secrets:    []Secret{{Name: "s", Steps: []string{}}},
+		Approvals:  []Approval{{Gate: "g", Reason: odd}},
+		Steps: []Step{
+			{ID: "a" + odd, Kind: "run", Status: StatusPending, WhenResult: &yes, Index: &one, Run: &Run{Command: []string{odd}, Env: map[string]string{"é": odd, "B": "b"}},
+				Vars: map[string]any{"item": odd, "index": 1.0}},
+			{ID: "c", Kind: "conditional", Branches: []Branch{
+				{When: "x", Selected: &no, Steps: nil},
+				{When: "y", Steps: []Step{}},
+				{When: "z", Selected: &yes, Steps: []Step{{ID: "z1", Gate: &Gate{Policy: odd, PolicyResult: &no}}}},
+			}, Else: []Step{{ID: "e1"}, {ID: "e2", Children: []Step{}}}},
+			{ID: "m", Kind: "map", Deferred: true, Template: []Step{{ID: "t", Children: []Step{{ID: "t1"}}}}, Children: []Step{{ID: "k"}}, MaxParallel: 2},
+		},
+		Outputs: []pack.Output{{Name: odd}},
+	}
+	plans["no steps"] = &Plan{APIVersion: APIVersion}
+	plans["empty steps"] = &Plan{APIVersion: APIVersion, Steps: []Step{}}
+	for name, pl := range plans {
+		want, err := canonical.Marshal(pl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got bytes.Buffer
+		if err := pl.WriteCanonical(&got); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !bytes.Equal(got.Bytes(), want) {
+			t.Errorf("%s: streamed canonical JSON differs:\n got %s\nwant %s", name, got.Bytes(), want)
+		}
+		c, err := pl.Canonical()
+		if err != nil || !bytes.Equal(c, want) {
+			t.Errorf("%s: Canonical differs (%v)", name, err)
+		}
+		if h, err := pl.Hash(); err != nil || h != HashBytes(want) {
+			t.Errorf("%s: Hash = %s (%v), want %s", name, h, err, HashBytes(want))
+		}
+	}
+}
+
+// TestHashHoldsNoWholePlan: hashing a plan of 20,000 steps makes no
+// allocation larger than 32 KiB — nothing the size of the plan's JSON
+// (about 5 MiB here) — so the memory hashing takes does not grow with the
+// plan (issue 13: a plan of 100,000 steps in well under 100 MiB).
+func TestHashHoldsNoWholePlan(t *testing.T) {
+	const outer, inner = 200, 100
+	manifest := fmt.Sprintf(`apiVersion: stellaops.io/pack.v1
+kind: TaskPack
+metadata: {name: many, version: 1.0.0, description: Many steps.}
+spec:
+  steps:
+    - id: each
+      loop:
+        count: %d
+        steps:
+          - id: host
+            loop:
+              count: %d
+              steps:
+                - id: touch
+                  run: {command: ["sh", "touch.sh", "${{ index }}"], env: {AT: "${{ index }}"}}
+`, outer, inner)
+	p, err := pack.Load(fstest.MapFS{"pack.yaml": {Data: []byte(manifest)}, "touch.sh": {Data: []byte("#!/bin/sh\n"), Mode: 0o755}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, err := Build(p, "sha256:0000000000000000000000000000000000000000000000000000000000000000", map[string]any{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(pl.Steps[0].Children); got != outer || len(pl.Steps[0].Children[outer-1].Children) != inner {
+		t.Fatalf("expanded %d steps, want %d of %d", got, outer, inner)
+	}
+	large := func() uint64 {
+		s := []metrics.Sample{{Name: "/gc/heap/allocs-by-size:bytes"}}
+		metrics.Read(s)
+		h := s[0].Value.Float64Histogram()
+		var count uint64
+		for i, c := range h.Counts {
+			if h.Buckets[i] >= 32<<10 { // the bucket starts at 32 KiB or above
+				count += c
+			}
+		}
+		return count
+	}
+	runtime.GC()
+	before := large()
+	h, err := pl.Hash()
+	after := large()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := after - before; n > 0 {
+		t.Errorf("hashing a plan of %d steps made %d allocations of 32 KiB or more", outer*inner, n)
+	}
+	c, err := canonical.Marshal(pl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c) < 1<<20 {
+		t.Fatalf("the plan's canonical JSON is %d bytes: too small to tell", len(c))
+	}
+	if h != HashBytes(c) {
+		t.Fatalf("Hash = %s, want %s", h, HashBytes(c))
+	}
+}
