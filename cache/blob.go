@@ -230,7 +230,7 @@ func (s *Store) writeIngest(ctx context.Context, dir, name, what string, r io.Re
 func createIngest(dir, base string) (*os.File, error) {
 	for range 10 {
 		name := filepath.Join(dir, safefile.TempPrefix+base+"-"+strconv.FormatUint(rand.Uint64(), 36))
-		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, blobMode)
+		f, err := openNew(name, blobMode)
 		if errors.Is(err, fs.ErrExist) {
 			continue
 		}
@@ -274,7 +274,7 @@ func (s *Store) commitBlobs(ps []pendingBlob, also ...string) (err error) {
 			}
 			dirs[dir] = true
 		}
-		if err := os.Rename(p.tmp, final); err != nil {
+		if err := renameBlob(p.tmp, final); err != nil {
 			return fmt.Errorf("blob %s: %w", p.digest, err)
 		}
 		renamed++

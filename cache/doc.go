@@ -68,9 +68,10 @@
 //     transaction, each group of it all or nothing. A killed process leaves
 //     at most unreferenced blob files and ingest leftovers, which gc removes.
 //     Blobs staged before their digest was known (Stage, the one read of a
-//     pack build) are hashed while written to ingest/ and named by that
-//     digest; an import takes them as pending blobs of its batch, so they
-//     become durable, visible and recorded exactly as copied ones.
+//     pack build) are hashed while written to the ingest folder of the
+//     stage's hold and named by that digest; an import takes them as
+//     pending blobs of its batch, so they become durable, visible and
+//     recorded exactly as copied ones.
 //   - Artifacts bound by WithPrevious (a pack and the signatures that
 //     admitted it) are recorded in one transaction: all become visible
 //     together, or none does, whether one fails or the process is killed.
@@ -82,8 +83,8 @@
 // The bbolt file lock is held only around each transaction (open → txn →
 // close), never while blobs stream, so long imports do not block other
 // processes; bbolt's Options.Timeout bounds each wait. Push and Verify hold
-// root/gc.lock shared for their duration; an import takes it shared only
-// for instants (to write its hold), and GC exclusive only for its short
+// root/gc.lock shared for their duration; an import and a Stage take it
+// shared only for instants (to write their holds), and GC exclusive only for its short
 // critical sections (see Holds). A process that takes an exclusive lock writes its pid, the
 // Options.Holder string and the time to a side file; one that gives up
 // after Options.LockTimeout fails with a *LockError (ErrLocked) naming it.

@@ -2,8 +2,10 @@ package cache
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -67,10 +69,16 @@ func initIndex(tx *bbolt.Tx) error {
 		}
 	}
 	meta := tx.Bucket(bucketMeta)
-	v := meta.Get([]byte("version"))
-	if v == nil {
+	if meta.Get([]byte("version")) == nil {
 		return meta.Put([]byte("version"), []byte(strconv.Itoa(indexVersion)))
 	}
+	return checkVersion(tx)
+}
+
+// checkVersion fails when the index was written by a newer version
+// (ErrIndexVersion) or its version is not a number.
+func checkVersion(tx *bbolt.Tx) error {
+	v := tx.Bucket(bucketMeta).Get([]byte("version"))
 	n, err := strconv.Atoi(string(v))
 	if err != nil {
 		return fmt.Errorf("cache index version %q: %w", v, ErrIndexCorrupt)
@@ -79,6 +87,35 @@ func initIndex(tx *bbolt.Tx) error {
 		return fmt.Errorf("cache index version %d, this stella reads up to %d: %w", n, indexVersion, ErrIndexVersion)
 	}
 	return nil
+}
+
+// indexReady reports whether the index has every bucket and a version
+// this stella reads, in a read transaction: then Open needs no write
+// transaction, whose commit costs two fdatasyncs, and every command opens
+// the cache. A lock timeout and a newer version are returned; any other
+// failure reports false, and initIndex's write transaction reports it.
+func (s *Store) indexReady(ctx context.Context) (bool, error) {
+	ready := false
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		for _, name := range allBuckets {
+			if tx.Bucket(name) == nil {
+				return nil
+			}
+		}
+		if tx.Bucket(bucketMeta).Get([]byte("version")) == nil {
+			return nil
+		}
+		if err := checkVersion(tx); err != nil {
+			return err
+		}
+		ready = true
+		return nil
+	})
+	var lockErr *LockError
+	if errors.As(err, &lockErr) || errors.Is(err, ErrIndexVersion) || ctx.Err() != nil {
+		return false, err
+	}
+	return ready, nil
 }
 
 // getJSON reads key of bucket into v; it reports false when absent.

@@ -3,6 +3,8 @@ package cache
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -67,7 +69,19 @@ type graph struct {
 	nodes     []ocispec.Descriptor                   // unique, root first
 	children  map[digest.Digest][]ocispec.Descriptor // of every manifest node
 	manifests map[digest.Digest][]byte
-	size      int64 // sum of node sizes
+	size      int64                // sum of node sizes
+	sorted    []ocispec.Descriptor // nodes by digest (byDigest)
+}
+
+// byDigest returns the graph's nodes sorted by digest (the index's key
+// order), computed once.
+func (g *graph) byDigest() []ocispec.Descriptor {
+	if g.sorted == nil {
+		g.sorted = slices.SortedFunc(slices.Values(g.nodes), func(a, b ocispec.Descriptor) int {
+			return strings.Compare(string(a.Digest), string(b.Digest))
+		})
+	}
+	return g.sorted
 }
 
 // walk reads the manifests of the graph rooted at root from src, verified.

@@ -24,12 +24,16 @@ import (
 // This is how `stella pack build` reads each file of a pack once (ADR
 // 0023).
 //
-// A Stage holds the gc lock shared from Stage to Close, so gc removes none
-// of its files meanwhile; what a crash leaves in ingest/ is removed by the
-// next gc like any other leftover. Its methods may be called concurrently.
+// A Stage writes into the ingest folder of its own hold, as an import does
+// (holdWrites, ADR 0025): gc runs beside it and removes no file of a live
+// hold's folder, and the gc lock is held only for the instant the hold is
+// written. An import given the Stage holds every blob it takes before it
+// renames it into blobs/. What a crash leaves is a folder whose hold is
+// gone, which the next gc removes like any other leftover. Its methods may
+// be called concurrently.
 type Stage struct {
-	s       *Store
-	release func()
+	s    *Store
+	hold *Hold
 
 	mu     sync.Mutex
 	closed bool
@@ -43,11 +47,11 @@ type stagedBlob struct {
 
 // Stage starts staging blobs into the cache. Close must be called.
 func (s *Store) Stage(ctx context.Context) (*Stage, error) {
-	release, err := s.lockGC(ctx, false)
+	h, err := s.holdWrites(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &Stage{s: s, release: release, blobs: map[digest.Digest]stagedBlob{}}, nil
+	return &Stage{s: s, hold: h, blobs: map[digest.Digest]stagedBlob{}}, nil
 }
 
 // errStageClosed: a blob was added to a Stage after Close.
@@ -58,8 +62,14 @@ var errStageClosed = errors.New("cache stage is closed")
 // wrote): the one read of r. what names the content in errors (a file's
 // path). Content already staged is not kept twice.
 func (st *Stage) Add(ctx context.Context, what string, r io.Reader) (digest.Digest, int64, error) {
+	st.mu.Lock()
+	closed := st.closed
+	st.mu.Unlock()
+	if closed {
+		return "", 0, fmt.Errorf("%s: %w", what, errStageClosed)
+	}
 	h := integrity.NewHash(digest.SHA256)
-	tmp, n, err := st.s.writeIngest(ctx, st.s.path(ingestDir), "stage", what, io.TeeReader(r, h), nil)
+	tmp, n, err := st.s.writeIngest(ctx, st.hold.ingest, "stage", what, io.TeeReader(r, h), nil)
 	if err != nil {
 		return "", 0, err
 	}
@@ -95,7 +105,8 @@ func (st *Stage) take(d digest.Digest, size int64) (pendingBlob, bool) {
 }
 
 // Close removes the staged blobs no import took (already in the cache, or
-// the build failed) and releases the gc lock. It may be called again.
+// the build failed) and releases the stage's hold, with its ingest folder.
+// It may be called again.
 func (st *Stage) Close() error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -110,6 +121,6 @@ func (st *Stage) Close() error {
 		}
 	}
 	st.blobs = nil
-	st.release()
+	st.hold.Release()
 	return errors.Join(errs...)
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
@@ -119,5 +120,86 @@ func TestStagedImport(t *testing.T) {
 	s2000, _ := run(s, "large:1", 2000)
 	if runtime.GOOS == "linux" && (s2000 > s20 || s2000 > 4) {
 		t.Errorf("staged import: %d syncs for 20 files, %d for 2,000: want the same, at most 4", s20, s2000)
+	}
+}
+
+// TestGCBesideStage: a stage writes into its own hold's ingest folder, as
+// an import does (ADR 0025), so gc runs beside a build stopped mid-stage:
+// it finishes within a second (it waited for the whole stage, up to the
+// lock timeout, when the stage held the gc lock shared), removes the
+// garbage that was there before, leaves every staged file, and the import
+// then takes them all and records a whole pack.
+func TestGCBesideStage(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, t.TempDir(), Options{LockTimeout: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	garbage := []byte("no artifact names this blob")
+	gd := ocispec.Descriptor{MediaType: "application/vnd.example.file", Digest: digest.FromBytes(garbage), Size: int64(len(garbage))}
+	if err := s.Push(ctx, gd, bytesReader(garbage)); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.Stage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var layers []ocispec.Descriptor
+	for i := range 20 { // more than syncEachMax: the import syncs the file system
+		b := []byte(fmt.Sprintf("staged file %d", i))
+		d, size, err := st.Add(ctx, "file", bytesReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		layers = append(layers, ocispec.Descriptor{MediaType: "application/vnd.example.file", Digest: d, Size: size})
+	}
+	staged := map[string]bool{}
+	for _, b := range st.blobs {
+		staged[b.tmp] = true
+	}
+	start := time.Now()
+	res, err := s.GC(ctx, GCOptions{})
+	if waited := time.Since(start); err != nil || waited > time.Second {
+		t.Fatalf("gc beside a stage: %v after %v, want done within a second", err, waited)
+	}
+	if len(res.Removed) != 1 || res.Removed[0] != gd.Digest || res.Leftovers != 0 {
+		t.Fatalf("gc beside a stage removed %v and %d leftovers, want only the garbage blob %s", res.Removed, res.Leftovers, gd.Digest)
+	}
+	for tmp := range staged {
+		if _, err := os.Stat(tmp); err != nil {
+			t.Fatalf("staged file after gc: %v", err)
+		}
+	}
+	src := memory.New()
+	cfg := []byte(`{}`)
+	cd := ocispec.Descriptor{MediaType: "application/vnd.example.config.v1+json", Digest: digest.FromBytes(cfg), Size: int64(len(cfg))}
+	if err := src.Push(ctx, cd, bytesReader(cfg)); err != nil {
+		t.Fatal(err)
+	}
+	m, err := json.Marshal(ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest, Config: cd, Layers: layers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(m), Size: int64(len(m))}
+	if err := src.Push(ctx, md, bytesReader(m)); err != nil {
+		t.Fatal(err)
+	}
+	// src has no layer: each must be taken from the stage.
+	imp, err := s.Import(ctx, src, []Artifact{{Descriptor: md, Kind: "pack", Ref: "staged:1"}}, ImportRecord{From: "test"}, ImportOptions{Stage: st})
+	if err != nil || imp.Artifacts[0].Status != StatusNew || imp.BlobsWritten != 22 {
+		t.Fatalf("import of the stage after gc: %+v, %v; want new, 22 blobs written", imp.Artifacts, err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if left, err := os.ReadDir(s.path(ingestDir)); err != nil || len(left) > 0 {
+		t.Fatalf("ingest/ after the staged import: %v %v", left, err)
+	}
+	if res, err := s.GC(ctx, GCOptions{}); err != nil || res.Blobs != 0 || res.Leftovers != 0 {
+		t.Fatalf("gc after the staged import: %+v, %v; want nothing removed", res, err)
+	}
+	if rep, err := s.Verify(ctx, VerifyOptions{}); err != nil || !rep.OK() {
+		t.Fatalf("verify after the staged import: %+v, %v", rep, err)
 	}
 }

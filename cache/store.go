@@ -85,8 +85,14 @@ func Open(ctx context.Context, root string, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("cache root %s: %w", abs, err)
 		}
 	}
-	if err := s.update(ctx, initIndex); err != nil {
+	ready, err := s.indexReady(ctx)
+	if err != nil {
 		return nil, err
+	}
+	if !ready {
+		if err := s.update(ctx, initIndex); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }

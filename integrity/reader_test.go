@@ -195,3 +195,34 @@ func TestReaderOverReaderHashesOnce(t *testing.T) {
 		t.Fatalf("outer of another digest: %v, want ErrDigestMismatch", err)
 	}
 }
+
+// TestCheckDescriptorSHA256: the check of sha256 digests without a regular
+// expression accepts exactly what digest.Digest.Validate accepts.
+func TestCheckDescriptorSHA256(t *testing.T) {
+	hex := strings.Repeat("0123456789abcdef", 4)
+	for _, d := range []digest.Digest{
+		digest.Digest("sha256:" + hex),
+		digest.FromString("x"),
+		digest.Digest("sha256:" + strings.ToUpper(hex)),
+		digest.Digest("sha256:" + hex[:63]),
+		digest.Digest("sha256:" + hex + "0"),
+		digest.Digest("sha256:" + hex[:63] + "g"),
+		digest.Digest("sha256:" + hex[:63] + "/"),
+		digest.Digest("sha256:" + hex[:63] + ":"),
+		digest.Digest("sha256:" + hex[:63] + "`"),
+		digest.Digest("sha256-" + hex),
+		digest.Digest("SHA256:" + hex),
+		digest.Digest("sha512:" + hex + hex),
+		digest.Digest("sha256:"),
+		"",
+	} {
+		want := d.Validate() == nil
+		if sha256 := strings.HasPrefix(string(d), "sha256:"); isSHA256(d) != (sha256 && want) {
+			t.Errorf("%q: isSHA256 says %v, Validate says %v", d, isSHA256(d), want)
+		}
+		err := CheckDescriptor(ocispec.Descriptor{Digest: d, Size: 1})
+		if (err == nil) != want || (err != nil && !errors.Is(err, ErrInvalidDigest)) {
+			t.Errorf("%q: CheckDescriptor: %v, Validate: %v", d, err, d.Validate())
+		}
+	}
+}

@@ -70,7 +70,7 @@ func LoadDirWith(dir string, opts LoadOptions) (*Pack, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("%s is not a folder: %w", dir, ErrNotFound)
 	}
-	return LoadWith(os.DirFS(dir), opts)
+	return LoadWith(openDir(dir), opts)
 }
 
 // Load loads and validates the pack whose root is fsys: every problem of
