@@ -31,6 +31,9 @@ func TestBuildSyscallsPerFile(t *testing.T) {
 		t.Skip("counts Linux system calls")
 	}
 	if _, err := exec.LookPath("strace"); err != nil {
+		if os.Getenv("CI") != "" || os.Getenv("STELLA_REQUIRE_TOOLS") != "" {
+			t.Fatal("strace not installed (.ci/run installs it)")
+		}
 		t.Skip("strace not installed")
 	}
 	const n = 400
