@@ -1,9 +1,7 @@
 package regtest
 
 import (
-	"errors"
 	"net"
-	"os"
 	"path/filepath"
 	"testing"
 )
@@ -33,22 +31,9 @@ func StartReferrers(t testing.TB) *Registry {
 			t.Fatalf("regtest: %v", err)
 		}
 		r.Host, r.URL = addr, "http://"+addr
-		proc, err := startProcess(bin, []string{"serve", "--addr", "127.0.0.1", "--port", port,
-			"--store-type", "mem", "--api-delete", "--api-blob-delete", "--api-referrer"}, r.LogFile)
-		if err != nil {
-			t.Fatalf("regtest: start %s: %v", bin, err)
-		}
-		err = r.waitReady(proc, "", false)
-		if err == nil {
-			r.pid = proc.cmd.Process.Pid
-			t.Cleanup(proc.stop)
+		if r.launch(t, attempt, bin, []string{"serve", "--addr", "127.0.0.1", "--port", port,
+			"--store-type", "mem", "--api-delete", "--api-blob-delete", "--api-referrer"}, "", false) {
 			return r
 		}
-		proc.stop()
-		if errors.Is(err, errExited) && attempt < startAttempts {
-			continue // most likely lost the port to another process; pick a new one
-		}
-		log, _ := os.ReadFile(r.LogFile)
-		t.Fatalf("regtest: %s on %s: %v\nregistry log:\n%s", bin, addr, err, log)
 	}
 }

@@ -110,23 +110,37 @@ func Start(t testing.TB, opts Options) *Registry {
 		if err := cfg.write(configFile); err != nil {
 			t.Fatalf("regtest: %v", err)
 		}
-		proc, err := startProcess(bin, []string{"serve", configFile}, r.LogFile)
-		if err != nil {
-			t.Fatalf("regtest: start %s: %v", bin, err)
-		}
-		err = r.waitReady(proc, cfg.token, opts.Username != "")
-		if err == nil {
-			r.pid = proc.cmd.Process.Pid
-			t.Cleanup(proc.stop)
+		if r.launch(t, attempt, bin, []string{"serve", configFile}, cfg.token, opts.Username != "") {
 			return r
 		}
-		proc.stop()
-		if errors.Is(err, errExited) && attempt < startAttempts {
-			continue // most likely lost the port to another process; pick a new one
-		}
-		log, _ := os.ReadFile(r.LogFile)
-		t.Fatalf("regtest: %s on %s: %v\nregistry log:\n%s", bin, addr, err, log)
 	}
+}
+
+// launch starts the registry bin with args, waits until it answers at r.Host
+// (with token and auth as waitReady takes them) and reports whether it did;
+// t.Cleanup then stops it. It reports false when the process exited before
+// answering on an attempt that may be retried on another port (it most likely
+// lost its port to another process); any other failure fails t with the
+// registry's log.
+func (r *Registry) launch(t testing.TB, attempt int, bin string, args []string, token string, authOn bool) bool {
+	t.Helper()
+	proc, err := startProcess(bin, args, r.LogFile)
+	if err != nil {
+		t.Fatalf("regtest: start %s: %v", bin, err)
+	}
+	err = r.waitReady(proc, token, authOn)
+	if err == nil {
+		r.pid = proc.cmd.Process.Pid
+		t.Cleanup(proc.stop)
+		return true
+	}
+	proc.stop()
+	if errors.Is(err, errExited) && attempt < startAttempts {
+		return false
+	}
+	log, _ := os.ReadFile(r.LogFile)
+	t.Fatalf("regtest: %s on %s: %v\nregistry log:\n%s", bin, r.Host, err, log)
+	return false
 }
 
 // Debian returns the path of Debian's docker-registry (distribution 2.8). When it is not
