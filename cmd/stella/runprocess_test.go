@@ -132,6 +132,19 @@ func TestRunSurvivesSIGKILL(t *testing.T) {
 	p := crashPack(t, dir)
 	writeFile(t, filepath.Join(dir, "inputs.json"), fmt.Sprintf(`{"dir": %q}`, dir))
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	// Time one complete run of the same pack, in a folder of its own, to
+	// size the kill window: a runner killed on average a twelfth of a run
+	// after it starts cannot finish the run in fewer than 10 kills, on a
+	// fast machine or a slow one, race-built or not.
+	ref := t.TempDir()
+	writeFile(t, filepath.Join(ref, "inputs.json"), fmt.Sprintf(`{"dir": %q}`, ref))
+	refRun := stellaProcess(t, filepath.Join(ref, "home"), "-q", "pack", "run", "--insecure-skip-isolation",
+		"--pack", crashPack(t, ref), "--inputs", filepath.Join(ref, "inputs.json"))
+	start := time.Now()
+	if out, err := refRun.CombinedOutput(); err != nil {
+		t.Fatalf("reference run: %v\n%s", err, out)
+	}
+	window := max(time.Since(start)/6, 100*time.Millisecond)
 	id := ""
 	kills := 0
 	frozen := map[string]int{} // step → executions when first seen succeeded
@@ -154,15 +167,7 @@ func TestRunSurvivesSIGKILL(t *testing.T) {
 				}
 			}
 		}
-		// The kill lands within a window that lets each runner get
-		// somewhere but not finish the run: a race-built runner is slower,
-		// but no longer by seconds of start-up (ADR 0029), and a window
-		// much longer lets the run finish in fewer than 10 kills.
-		window := 270
-		if raceEnabled {
-			window = 450
-		}
-		time.Sleep(time.Duration(30+rng.IntN(window)) * time.Millisecond)
+		time.Sleep(30*time.Millisecond + time.Duration(rng.Int64N(int64(window))))
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 		_ = cmd.Wait()
 		if cmd.ProcessState.Sys().(syscall.WaitStatus).Signaled() {
@@ -228,7 +233,7 @@ func TestRunSurvivesSIGKILL(t *testing.T) {
 	if v := stella(t, home, nil, "cache", "verify"); v.code != 0 {
 		t.Fatalf("cache verify: %s %s", v.stdout, v.stderr)
 	}
-	t.Logf("%d kills; executions %v", kills, execs)
+	t.Logf("%d kills in a window of %v; executions %v", kills, window, execs)
 }
 
 // TestRunsConcurrencyAndCancel: two runs of different packs at once on one
