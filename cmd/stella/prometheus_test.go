@@ -23,7 +23,7 @@ func requireTool(t *testing.T, name, pkg string) string {
 	p, err := exec.LookPath(name)
 	if err != nil {
 		msg := fmt.Sprintf("%s is not installed: apt-get install -y %s (.ci/run installs it)", name, pkg)
-		if os.Getenv("CI") != "" || os.Getenv("STELLA_REQUIRE_TOOLS") != "" {
+		if requireTools() {
 			t.Fatal(msg)
 		}
 		t.Skip(msg)

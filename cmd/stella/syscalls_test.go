@@ -31,7 +31,7 @@ func TestBuildSyscallsPerFile(t *testing.T) {
 		t.Skip("counts Linux system calls")
 	}
 	if _, err := exec.LookPath("strace"); err != nil {
-		if os.Getenv("CI") != "" || os.Getenv("STELLA_REQUIRE_TOOLS") != "" {
+		if requireTools() {
 			t.Fatal("strace not installed (.ci/run installs it)")
 		}
 		t.Skip("strace not installed")
@@ -47,6 +47,9 @@ func TestBuildSyscallsPerFile(t *testing.T) {
 		b, runErr := cmd.CombinedOutput()
 		calls, err := straceCounts(out)
 		if err != nil || calls["total"] == 0 {
+			if requireTools() {
+				t.Fatalf("strace could not trace the build (%v, %v): %s", runErr, err, b)
+			}
 			t.Skipf("strace could not trace the build (%v, %v): %s", runErr, err, b)
 		}
 		if runErr != nil {
@@ -146,3 +149,8 @@ func straceCounts(path string) (map[string]int, error) {
 	}
 	return calls, sc.Err()
 }
+
+// requireTools reports whether a test must fail rather than skip when a
+// tool it needs is missing or unusable: on CI (or STELLA_REQUIRE_TOOLS),
+// which installs every tool the tests use.
+func requireTools() bool { return os.Getenv("CI") != "" || os.Getenv("STELLA_REQUIRE_TOOLS") != "" }
