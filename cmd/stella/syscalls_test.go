@@ -30,19 +30,14 @@ func TestBuildSyscallsPerFile(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("counts Linux system calls")
 	}
-	if _, err := exec.LookPath("strace"); err != nil {
-		if requireTools() {
-			t.Fatal("strace not installed (.ci/run installs it)")
-		}
-		t.Skip("strace not installed")
-	}
+	strace := requireTool(t, "strace", "strace")
 	const n = 400
 	dir := t.TempDir()
 	home := filepath.Join(dir, "home")
 	count := func(src string) map[string]int {
 		t.Helper()
 		out := filepath.Join(dir, "strace-"+filepath.Base(src))
-		cmd := exec.Command("strace", "-f", "-c", "-o", out, os.Args[0], "--quiet", "pack", "build", src)
+		cmd := exec.Command(strace, "-f", "-c", "-o", out, os.Args[0], "--quiet", "pack", "build", src)
 		cmd.Env = append(os.Environ(), "STELLA_RUN_MAIN=1", "STELLA_HOME="+home)
 		b, runErr := cmd.CombinedOutput()
 		calls, err := straceCounts(out)
