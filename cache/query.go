@@ -54,11 +54,12 @@ func (s *Store) Resolve(ctx context.Context, ref string) (Artifact, error) {
 
 // List returns the artifacts of a kind ("" for all): one entry per ref,
 // and one per referrer kept only by its subject, sorted by ref then digest
-// (referrers, with no ref, first).
+// (referrers, with no ref, first). It reads the index as a scan, so the
+// pages of index.db it reads do not stay resident.
 func (s *Store) List(ctx context.Context, kind string) ([]Entry, error) {
 	var out []Entry
-	err := s.view(ctx, func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketArtifacts).ForEach(func(k, v []byte) error {
+	err := s.scan(ctx, func(tx *bbolt.Tx, sc *scanner) error {
+		return sc.forEach(tx.Bucket(bucketArtifacts), func(k, v []byte) error {
 			var ar artifactRecord
 			if err := json.Unmarshal(v, &ar); err != nil {
 				return fmt.Errorf("artifact %s: %w: %v", k, ErrIndexCorrupt, err)
