@@ -18,11 +18,6 @@ const releaseEvery = 128 << 10
 // release as often as their pages fill.
 const recordOverhead = 16
 
-// scanned, when set (by tests), is called with the scan's transaction
-// before each release of mapped pages and when the scan ends, while the
-// pages it read are still mapped.
-var scanned func(tx *bbolt.Tx)
-
 // scan is view for a long read-only pass over many records: fn reads
 // through sc, which drops the pages of index.db read so far from the
 // process's resident set every releaseEvery bytes of records. The index
@@ -33,10 +28,10 @@ var scanned func(tx *bbolt.Tx)
 // and each fault maps cached neighbours too).
 func (s *Store) scan(ctx context.Context, fn func(tx *bbolt.Tx, sc *scanner) error) error {
 	return s.view(ctx, func(tx *bbolt.Tx) error {
-		sc := &scanner{tx: tx}
+		sc := &scanner{tx: tx, scanned: s.scanned}
 		err := fn(tx, sc)
-		if scanned != nil {
-			scanned(tx)
+		if s.scanned != nil {
+			s.scanned(tx)
 		}
 		return err
 	})
@@ -46,8 +41,9 @@ func (s *Store) scan(ctx context.Context, fn func(tx *bbolt.Tx, sc *scanner) err
 // transaction as it goes (releaseMapped). Keys and values it passes on
 // are valid, as bbolt's are, until the transaction ends.
 type scanner struct {
-	tx   *bbolt.Tx
-	read int
+	tx      *bbolt.Tx
+	read    int
+	scanned func(tx *bbolt.Tx) // Store.scanned
 }
 
 // forEach is b.ForEach, counted.
@@ -70,8 +66,8 @@ func (sc *scanner) count(n int) {
 	if sc.read < releaseEvery {
 		return
 	}
-	if scanned != nil {
-		scanned(sc.tx)
+	if sc.scanned != nil {
+		sc.scanned(sc.tx)
 	}
 	releaseMapped(sc.tx)
 	sc.read = 0

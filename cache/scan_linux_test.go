@@ -45,17 +45,15 @@ func mappedKiB(t testing.TB, tx *bbolt.Tx) int {
 	return 0
 }
 
-// peakMapped records, for the scans run until the returned function is
-// called, the most KiB of index.db resident at any release or scan end,
-// and how many times it looked.
-func peakMapped(t *testing.T) (peak, samples *int) {
+// peakMapped records, for the scans of s, the most KiB of index.db
+// resident at any release or scan end, and how many times it looked.
+func peakMapped(t *testing.T, s *Store) (peak, samples *int) {
 	t.Helper()
 	peak, samples = new(int), new(int)
-	scanned = func(tx *bbolt.Tx) {
+	s.scanned = func(tx *bbolt.Tx) {
 		*peak = max(*peak, mappedKiB(t, tx))
 		*samples++
 	}
-	t.Cleanup(func() { scanned = nil })
 	return peak, samples
 }
 
@@ -107,7 +105,7 @@ func TestScanReleasesMappedPages(t *testing.T) {
 		t.Fatalf("a plain ForEach of %d records leaves %d KiB of the index resident, want at least 8 MiB: the measure does not see the mapping", n, plain)
 	}
 
-	peak, samples := peakMapped(t)
+	peak, samples := peakMapped(t, s)
 	records = 0
 	err = s.scan(ctx, func(tx *bbolt.Tx, sc *scanner) error {
 		return sc.forEach(tx.Bucket(bucket), func(k, v []byte) error {
@@ -164,7 +162,7 @@ func TestListReleasesMappedPages(t *testing.T) {
 	}
 	const n = 20000
 	fillArtifacts(t, s, n)
-	peak, samples := peakMapped(t)
+	peak, samples := peakMapped(t, s)
 	entries, err := s.List(ctx, "pack")
 	if err != nil || len(entries) != n {
 		t.Fatalf("List: %d entries, %v; want %d", len(entries), err, n)
@@ -188,7 +186,7 @@ func TestVerifyReleasesMappedPages(t *testing.T) {
 	}
 	const n = 20000
 	fillArtifacts(t, s, n)
-	peak, samples := peakMapped(t)
+	peak, samples := peakMapped(t, s)
 	r, err := s.Verify(ctx, VerifyOptions{})
 	if err != nil || r.Artifacts != n || r.Refs != n {
 		t.Fatalf("Verify: %d artifacts, %d refs, %v; want %d each", r.Artifacts, r.Refs, err, n)
