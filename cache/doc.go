@@ -96,6 +96,17 @@
 // once, forever, starves waiters. A Store holds no open file between calls
 // and needs no Close.
 //
+// # Memory
+//
+// bbolt maps index.db, and every page a transaction reads counts in the
+// process's RSS until the transaction ends: 131 MiB for a cache of 30,000
+// small packs. A long read-only pass (List, Verify) reads the index as a
+// scan (Store.scan), which drops the pages read so far from the resident
+// set every 128 KiB of records (on Linux; elsewhere the pages stay), so
+// its RSS does not grow with the index. Verify holds what it cross-checks
+// as ids in slices, not as digest strings in maps, and hashes blob files
+// as it lists them.
+//
 // # Holds
 //
 // An operation that reads the cache for long without writing it (an

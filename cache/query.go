@@ -22,7 +22,7 @@ import (
 type Entry struct {
 	Ref        string             // empty for a referrer kept by its subject
 	Kind       string             //
-	Descriptor ocispec.Descriptor // the manifest, with ArtifactType
+	Descriptor ocispec.Descriptor // the manifest, with ArtifactType (List leaves out its annotations)
 	Subject    *ocispec.Descriptor
 }
 
@@ -54,11 +54,14 @@ func (s *Store) Resolve(ctx context.Context, ref string) (Artifact, error) {
 
 // List returns the artifacts of a kind ("" for all): one entry per ref,
 // and one per referrer kept only by its subject, sorted by ref then digest
-// (referrers, with no ref, first).
+// (referrers, with no ref, first). Descriptors come without their
+// annotations (Resolve has them): a pack's are about 650 bytes of heap,
+// 20 MiB for 30,000 packs. It reads the index as a scan, so the pages of
+// index.db it reads do not stay resident.
 func (s *Store) List(ctx context.Context, kind string) ([]Entry, error) {
 	var out []Entry
-	err := s.view(ctx, func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketArtifacts).ForEach(func(k, v []byte) error {
+	err := s.scan(ctx, func(tx *bbolt.Tx, sc *scanner) error {
+		return sc.forEach(tx.Bucket(bucketArtifacts), func(k, v []byte) error {
 			var ar artifactRecord
 			if err := json.Unmarshal(v, &ar); err != nil {
 				return fmt.Errorf("artifact %s: %w: %v", k, ErrIndexCorrupt, err)
@@ -66,8 +69,8 @@ func (s *Store) List(ctx context.Context, kind string) ([]Entry, error) {
 			if kind != "" && ar.Kind != kind {
 				return nil
 			}
-			d := digest.Digest(k)
-			e := Entry{Kind: ar.Kind, Descriptor: ar.descriptor(d), Subject: ar.Subject}
+			e := Entry{Kind: ar.Kind, Subject: ar.Subject, Descriptor: ocispec.Descriptor{
+				MediaType: ar.MediaType, Digest: digest.Digest(k), Size: ar.Size, ArtifactType: ar.ArtifactType}}
 			if len(ar.Refs) == 0 {
 				out = append(out, e)
 			}

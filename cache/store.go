@@ -53,6 +53,10 @@ type Store struct {
 	// updates counts index write transactions, so that a test holds an
 	// import's transactions below one per artifact.
 	updates atomic.Int64
+	// scanned, when a test sets it, is called with a scan's transaction
+	// before each release of mapped pages and when the scan ends, while
+	// the pages it read are still mapped.
+	scanned func(tx *bbolt.Tx)
 }
 
 // Layout of the root directory.

@@ -5,11 +5,15 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/opencontainers/go-digest"
@@ -87,28 +91,158 @@ type VerifyOptions struct {
 	Hooks []VerifyHook
 }
 
-// snapshot is what Verify needs of the index, and no more: of an
-// artifact record its refs and subject, of a children record each
-// child's digest and size (annotations, media types and the like are
-// dropped once a record has decoded whole), so a cache of 30,000 packs is
-// checked in tens of MiB rather than hundreds.
+// snapshot is what Verify needs of the index, and no more, held without
+// a string or a map entry per record: a cache of 30,000 packs has 120,000
+// blob records, and maps keyed by digest strings held them in about 100
+// MiB of heap. Every digest the index names has an id: the blob records
+// come first, 0 to len(blobs)-1 in key order (their digests sorted in one
+// string, digests), then the digests named with no blob record (extra: in
+// a consistent cache, none). Artifacts, refs and children records are in
+// key order too, so walking them is walking sorted keys. Of an artifact
+// record it keeps its refs and subject, of a children record each child's
+// id and size, of a blob record its size, refcount and media type (each
+// media type once); records still decode whole first, so a malformed one
+// is reported as before.
 type snapshot struct {
-	refs      map[string]digest.Digest
-	artifacts map[digest.Digest]artifactRecord // Refs and Subject (its digest) only
-	blobs     map[digest.Digest]blobRecord
-	children  map[digest.Digest][]node
+	digests   sortedStrings
+	blobs     []blobEntry
+	types     []string // media types of blob records, each once
+	extra     []string
+	extraID   map[string]int32 // extra's ids; empty in a consistent cache
+	refs      sortedStrings    // ref names
+	refTo     []int32          // refTo[i]: the artifact ref i names
+	artifacts []artifactEntry
+	children  []childrenEntry
+	nodes     []node // the children of every children record, in turn
 	links     []link
-	live      map[digest.Digest]bool
 }
 
-// node is a child as a children record lists it: digest and size.
+type blobEntry struct {
+	size, refs int64
+	mediaType  uint16 // in snapshot.types
+}
+
+type artifactEntry struct {
+	id      int32
+	subject int32 // -1 when the record has none
+	refs    []string
+}
+
+// childrenEntry is a children record: its manifest's id and its children,
+// nodes[from:to].
+type childrenEntry struct {
+	id, from, to int32
+}
+
+// node is a child as a children record lists it: its id and size.
 type node struct {
-	digest digest.Digest
-	size   int64
+	id   int32
+	size int64
 }
 
 type link struct {
-	subject, referrer digest.Digest
+	subject, referrer int32
+}
+
+// sortedStrings holds strings added in increasing order in one string:
+// a digest costs its bytes and four more, and is found by binary search.
+type sortedStrings struct {
+	b    strings.Builder
+	s    string
+	ends []uint32
+}
+
+// add appends v, which sorts after every string added before.
+func (t *sortedStrings) add(v []byte) {
+	t.b.Write(v)
+	t.ends = append(t.ends, uint32(t.b.Len()))
+}
+
+// done ends the adding; at and find work after it.
+func (t *sortedStrings) done() { t.s = t.b.String() }
+
+func (t *sortedStrings) len() int { return len(t.ends) }
+
+func (t *sortedStrings) at(i int32) string {
+	from := uint32(0)
+	if i > 0 {
+		from = t.ends[i-1]
+	}
+	return t.s[from:t.ends[i]]
+}
+
+func (t *sortedStrings) find(v string) (int32, bool) {
+	lo, hi := 0, len(t.ends)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if t.at(int32(m)) < v {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return int32(lo), lo < len(t.ends) && t.at(int32(lo)) == v
+}
+
+// id returns the id of digest d, giving it one when it is new.
+func (snap *snapshot) id(d string) int32 {
+	if i, ok := snap.digests.find(d); ok {
+		return i
+	}
+	if i, ok := snap.extraID[d]; ok {
+		return i
+	}
+	i := int32(snap.digests.len() + len(snap.extra))
+	snap.extra = append(snap.extra, d)
+	snap.extraID[d] = i
+	return i
+}
+
+// ids is how many ids there are.
+func (snap *snapshot) ids() int { return snap.digests.len() + len(snap.extra) }
+
+// digest returns the digest of id.
+func (snap *snapshot) digest(id int32) string {
+	if n := int32(snap.digests.len()); id >= n {
+		return snap.extra[id-n]
+	}
+	return snap.digests.at(id)
+}
+
+// blob returns the blob record of id, if it has one.
+func (snap *snapshot) blob(id int32) (blobEntry, bool) {
+	if id < int32(len(snap.blobs)) {
+		return snap.blobs[id], true
+	}
+	return blobEntry{}, false
+}
+
+// sorted returns every id in the order of its digest.
+func (snap *snapshot) sorted() []int32 {
+	out := make([]int32, 0, snap.ids())
+	extra := make([]int32, len(snap.extra))
+	for i := range extra {
+		extra[i] = int32(snap.digests.len() + i)
+	}
+	slices.SortFunc(extra, func(a, b int32) int { return strings.Compare(snap.digest(a), snap.digest(b)) })
+	i := 0
+	for id := range int32(snap.digests.len()) {
+		for i < len(extra) && snap.digest(extra[i]) < snap.digest(id) {
+			out = append(out, extra[i])
+			i++
+		}
+		out = append(out, id)
+	}
+	return append(out, extra[i:]...)
+}
+
+// perID returns a slice with one v per id.
+func perID[T any](snap *snapshot, v T) []T {
+	out := make([]T, snap.ids())
+	for i := range out {
+		out[i] = v
+	}
+	return out
 }
 
 // Verify checks the whole cache: re-hashes every blob file, checks sizes
@@ -136,118 +270,135 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (Report, error) 
 	if err != nil {
 		return Report{}, err
 	}
-	r.Artifacts, r.Refs = len(snap.artifacts), len(snap.refs)
+	r.Artifacts, r.Refs = len(snap.artifacts), snap.refs.len()
+
+	artOf := perID(snap, int32(-1)) // the artifact record of an id
+	for i, a := range snap.artifacts {
+		artOf[a.id] = int32(i)
+	}
+	childrenOf := perID(snap, int32(-1))
+	for i, c := range snap.children {
+		childrenOf[c.id] = int32(i)
+	}
+	live := snap.mark(childrenOf)
 
 	// Blob files: hash every one.
-	files, err := s.blobFiles(ctx)
-	if err != nil {
-		return Report{}, err
-	}
-	good := map[digest.Digest]int64{} // files whose content matches their name
-	present := map[digest.Digest]int64{}
-	hashed := s.hashAll(ctx, files)
-	if err := ctx.Err(); err != nil {
-		return Report{}, err
-	}
-	for i, f := range files {
+	present := perID(snap, int64(-1)) // the size of an id's file
+	good := perID(snap, false)        // its content matches its name
+	err = s.hashBlobFiles(ctx, func(f file, h hashResult) {
 		if f.digest == "" {
 			add(SeverityWarning, s.rel(f.path), ProblemStrayFile, "", "")
-			continue
+			return
 		}
 		r.Blobs++
 		r.Bytes += f.size
-		present[f.digest] = f.size
-		h := hashed[i]
+		id, known := snap.lookup(string(f.digest))
 		switch {
 		case h.err != nil:
 			bad(string(f.digest), ProblemBlobUnreadable, "", h.err.Error())
 		case h.digest != f.digest:
 			bad(string(f.digest), ProblemBlobDigest, string(f.digest), string(h.digest))
-		default:
-			good[f.digest] = f.size
+		case known:
+			good[id] = true
 		}
-		if !snap.live[f.digest] {
+		if known {
+			present[id] = f.size
+		}
+		if !known || !live[id] {
 			r.UnreferencedBlobs++
 			r.UnreferencedBytes += f.size
 		}
+	})
+	if err != nil {
+		return Report{}, err
 	}
 
 	// Blob records against files.
-	for _, d := range sortedKeys(snap.blobs) {
-		br := snap.blobs[d]
-		size, ok := present[d]
-		if !ok {
-			bad(string(d), ProblemBlobMissing, "file "+s.relBlobPath(d), "none")
+	for id, br := range snap.blobs {
+		d := snap.digests.at(int32(id))
+		size := present[id]
+		if size < 0 {
+			bad(d, ProblemBlobMissing, "file "+s.relBlobPath(digest.Digest(d)), "none")
 			continue
 		}
-		if size != br.Size {
-			bad(string(d), ProblemBlobSize, strconv.FormatInt(br.Size, 10), strconv.FormatInt(size, 10))
+		if size != br.size {
+			bad(d, ProblemBlobSize, strconv.FormatInt(br.size, 10), strconv.FormatInt(size, 10))
 		}
 	}
 
 	// Refs, artifacts and links agree with each other.
-	for _, ref := range sortedKeys(snap.refs) {
-		d := snap.refs[ref]
-		ar, ok := snap.artifacts[d]
-		if !ok {
-			bad(ref, ProblemRefDangling, "artifact "+string(d), "none")
+	for i := range int32(snap.refs.len()) {
+		ref, d := snap.refs.at(i), snap.refTo[i]
+		a := artOf[d]
+		if a < 0 {
+			bad(ref, ProblemRefDangling, "artifact "+snap.digest(d), "none")
 			continue
 		}
-		if !slices.Contains(ar.Refs, ref) {
-			bad(ref, ProblemRefMismatch, "artifact "+string(d)+" lists the ref", "it does not")
+		if !slices.Contains(snap.artifacts[a].refs, ref) {
+			bad(ref, ProblemRefMismatch, "artifact "+snap.digest(d)+" lists the ref", "it does not")
 		}
 	}
-	linked := map[digest.Digest]digest.Digest{}
+	linked := perID(snap, int32(-1)) // the subject a referrer is linked to
 	for _, l := range snap.links {
 		linked[l.referrer] = l.subject
-		ar, ok := snap.artifacts[l.referrer]
-		if !ok {
-			bad(string(l.referrer), ProblemLinkDangling, "artifact record", "none")
+		a := artOf[l.referrer]
+		if a < 0 {
+			bad(snap.digest(l.referrer), ProblemLinkDangling, "artifact record", "none")
 			continue
 		}
-		if ar.Subject == nil || ar.Subject.Digest != l.subject {
-			bad(string(l.referrer), ProblemLinkDangling, "subject "+string(l.subject), "manifest subject "+subjectOf(ar))
+		if sub := snap.artifacts[a].subject; sub < 0 || sub != l.subject {
+			bad(snap.digest(l.referrer), ProblemLinkDangling, "subject "+snap.digest(l.subject), "manifest subject "+snap.subjectOf(a))
 		}
 	}
 
 	// Graphs: complete, and refcounts as a mark from every artifact says.
-	want := map[digest.Digest]int64{}
-	for _, d := range sortedKeys(snap.artifacts) {
-		ar := snap.artifacts[d]
-		for _, ref := range ar.Refs {
-			if snap.refs[ref] != d {
-				bad(ref, ProblemRefMismatch, string(d), string(snap.refs[ref]))
+	want := perID(snap, int64(0))
+	seen := perID(snap, int32(-1)) // the artifact whose graph saw an id last
+	var queue []int32
+	for i, a := range snap.artifacts {
+		d := snap.digest(a.id)
+		for _, ref := range a.refs {
+			got := ""
+			if j, ok := snap.refs.find(ref); ok {
+				got = snap.digest(snap.refTo[j])
+			}
+			if got != d {
+				bad(ref, ProblemRefMismatch, d, got)
 			}
 		}
-		if len(ar.Refs) == 0 && (ar.Subject == nil || linked[d] != ar.Subject.Digest) {
-			bad(string(d), ProblemArtifactUnrooted, "a ref or a referrer link", "none")
+		if len(a.refs) == 0 && (a.subject < 0 || snap.linkedDigest(linked, a.id) != snap.digest(a.subject)) {
+			bad(d, ProblemArtifactUnrooted, "a ref or a referrer link", "none")
 		}
-		for _, n := range snap.graph(d, bad) {
+		queue = snap.graph(a.id, int32(i), seen, childrenOf, queue[:0], bad)
+		for _, n := range queue {
 			want[n]++
 		}
 	}
-	for _, d := range sortedKeys(want) {
-		br, ok := snap.blobs[d]
-		if !ok {
-			bad(string(d), ProblemBlobRecord, "blob record", "none")
+	for _, id := range snap.sorted() {
+		if want[id] == 0 {
 			continue
 		}
-		if br.Refs != want[d] {
-			bad(string(d), ProblemRefcount, strconv.FormatInt(want[d], 10), strconv.FormatInt(br.Refs, 10))
+		br, ok := snap.blob(id)
+		if !ok {
+			bad(snap.digest(id), ProblemBlobRecord, "blob record", "none")
+			continue
+		}
+		if br.refs != want[id] {
+			bad(snap.digest(id), ProblemRefcount, strconv.FormatInt(want[id], 10), strconv.FormatInt(br.refs, 10))
 		}
 	}
-	for _, d := range sortedKeys(snap.blobs) {
-		if br := snap.blobs[d]; want[d] == 0 && br.Refs != 0 {
-			bad(string(d), ProblemRefcount, "0", strconv.FormatInt(br.Refs, 10))
+	for id, br := range snap.blobs {
+		if want[id] == 0 && br.refs != 0 {
+			bad(snap.digests.at(int32(id)), ProblemRefcount, "0", strconv.FormatInt(br.refs, 10))
 		}
 	}
 
 	// Recorded children and subjects against the manifests themselves.
-	for _, d := range sortedKeys(snap.children) {
-		if _, ok := good[d]; !ok {
+	for _, c := range snap.children {
+		if !good[c.id] {
 			continue // reported above as missing or corrupt
 		}
-		s.checkManifest(d, snap, bad)
+		s.checkManifest(c, artOf[c.id], snap, bad)
 	}
 
 	left, err := s.leftovers()
@@ -277,11 +428,57 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (Report, error) 
 	return r, nil
 }
 
-func subjectOf(ar artifactRecord) string {
-	if ar.Subject == nil {
-		return "none"
+// lookup returns the id of digest d, if the index names it.
+func (snap *snapshot) lookup(d string) (int32, bool) {
+	if i, ok := snap.digests.find(d); ok {
+		return i, true
 	}
-	return string(ar.Subject.Digest)
+	i, ok := snap.extraID[d]
+	return i, ok
+}
+
+// subjectOf names the subject of artifact a, "none" when it has none.
+func (snap *snapshot) subjectOf(a int32) string {
+	if sub := snap.artifacts[a].subject; sub >= 0 {
+		return snap.digest(sub)
+	}
+	return "none"
+}
+
+// linkedDigest is the subject id is linked to as a referrer, "" when none.
+func (snap *snapshot) linkedDigest(linked []int32, id int32) string {
+	if l := linked[id]; l >= 0 {
+		return snap.digest(l)
+	}
+	return ""
+}
+
+// mark returns, by id, what is reachable from the roots — the artifacts
+// refs name and the referrers of links — following every children record
+// (what gc keeps, as mark does in the index).
+func (snap *snapshot) mark(childrenOf []int32) []bool {
+	live := perID(snap, false)
+	var queue []int32
+	push := func(id int32) {
+		if !live[id] {
+			live[id] = true
+			queue = append(queue, id)
+		}
+	}
+	for _, d := range snap.refTo {
+		push(d)
+	}
+	for _, l := range snap.links {
+		push(l.referrer)
+	}
+	for i := 0; i < len(queue); i++ {
+		if c := childrenOf[queue[i]]; c >= 0 {
+			for _, n := range snap.nodes[snap.children[c].from:snap.children[c].to] {
+				push(n.id)
+			}
+		}
+	}
+	return live
 }
 
 // rel names a file by its path under the root, with slashes.
@@ -296,10 +493,11 @@ func (s *Store) relBlobPath(d digest.Digest) string {
 	return blobsDir + "/" + d.Algorithm().String() + "/" + d.Encoded()
 }
 
-// snapshot copies the index into memory in one short read transaction.
+// snapshot copies what Verify checks of the index into memory in one
+// short read transaction, a scan: the pages of index.db it reads do not
+// stay resident.
 func (s *Store) snapshot(ctx context.Context, bad func(object, problem, expected, actual string)) (*snapshot, error) {
-	snap := &snapshot{refs: map[string]digest.Digest{}, artifacts: map[digest.Digest]artifactRecord{},
-		blobs: map[digest.Digest]blobRecord{}, children: map[digest.Digest][]node{}}
+	snap := &snapshot{extraID: map[string]int32{}}
 	decode := func(bucket []byte, k, v []byte, into any) bool {
 		if err := json.Unmarshal(v, into); err != nil {
 			bad(string(bucket)+"/"+string(k), ProblemRecord, "json", err.Error())
@@ -307,63 +505,74 @@ func (s *Store) snapshot(ctx context.Context, bad func(object, problem, expected
 		}
 		return true
 	}
-	err := s.view(ctx, func(tx *bbolt.Tx) error {
+	err := s.scan(ctx, func(tx *bbolt.Tx, sc *scanner) error {
 		for _, b := range allBuckets {
 			if tx.Bucket(b) == nil {
 				return fmt.Errorf("bucket %s missing: %w", b, ErrIndexCorrupt)
 			}
 		}
-		snap.live = mark(tx)
-		_ = tx.Bucket(bucketRefs).ForEach(func(k, v []byte) error {
+		// Blob records first: their digests are the ids the others name.
+		types := map[string]uint16{} // a few
+		_ = sc.forEach(tx.Bucket(bucketBlobs), func(k, v []byte) error {
+			var br blobRecord
+			if !decode(bucketBlobs, k, v, &br) {
+				return nil
+			}
+			mt, ok := types[br.MediaType]
+			if !ok {
+				mt = uint16(len(snap.types))
+				types[br.MediaType] = mt
+				snap.types = append(snap.types, br.MediaType)
+			}
+			snap.digests.add(k)
+			snap.blobs = append(snap.blobs, blobEntry{size: br.Size, refs: br.Refs, mediaType: mt})
+			return nil
+		})
+		snap.digests.done()
+		_ = sc.forEach(tx.Bucket(bucketRefs), func(k, v []byte) error {
 			var r refRecord
 			if decode(bucketRefs, k, v, &r) {
-				snap.refs[string(k)] = r.Digest
+				snap.refs.add(k)
+				snap.refTo = append(snap.refTo, snap.id(string(r.Digest)))
 			}
 			return nil
 		})
-		_ = tx.Bucket(bucketArtifacts).ForEach(func(k, v []byte) error {
+		snap.refs.done()
+		_ = sc.forEach(tx.Bucket(bucketArtifacts), func(k, v []byte) error {
 			var ar artifactRecord
 			if decode(bucketArtifacts, k, v, &ar) {
-				kept := artifactRecord{Refs: ar.Refs}
+				a := artifactEntry{id: snap.id(string(k)), subject: -1, refs: ar.Refs}
 				if ar.Subject != nil {
-					kept.Subject = &ocispec.Descriptor{Digest: ar.Subject.Digest}
+					a.subject = snap.id(string(ar.Subject.Digest))
 				}
-				snap.artifacts[digest.Digest(k)] = kept
+				snap.artifacts = append(snap.artifacts, a)
 			}
 			return nil
 		})
-		mediaTypes := map[string]string{} // a few, each held once
-		_ = tx.Bucket(bucketBlobs).ForEach(func(k, v []byte) error {
-			var br blobRecord
-			if decode(bucketBlobs, k, v, &br) {
-				if mt, ok := mediaTypes[br.MediaType]; ok {
-					br.MediaType = mt
-				} else {
-					mediaTypes[br.MediaType] = br.MediaType
-				}
-				snap.blobs[digest.Digest(k)] = br
-			}
-			return nil
-		})
-		_ = tx.Bucket(bucketChildren).ForEach(func(k, v []byte) error {
+		_ = sc.forEach(tx.Bucket(bucketChildren), func(k, v []byte) error {
 			var cs []ocispec.Descriptor
 			if decode(bucketChildren, k, v, &cs) {
-				snap.children[digest.Digest(k)] = nodes(cs)
+				c := childrenEntry{id: snap.id(string(k)), from: int32(len(snap.nodes))}
+				for _, d := range cs {
+					snap.nodes = append(snap.nodes, node{id: snap.id(string(d.Digest)), size: d.Size})
+				}
+				c.to = int32(len(snap.nodes))
+				snap.children = append(snap.children, c)
 			}
 			return nil
 		})
-		_ = tx.Bucket(bucketReferrers).ForEach(func(k, v []byte) error {
+		_ = sc.forEach(tx.Bucket(bucketReferrers), func(k, v []byte) error {
 			i := bytes.IndexByte(k, 0)
 			if i < 0 {
 				bad(string(bucketReferrers)+"/"+string(k), ProblemRecord, "subject\\x00referrer", "no separator")
 				return nil
 			}
-			snap.links = append(snap.links, link{subject: digest.Digest(k[:i]), referrer: digest.Digest(k[i+1:])})
+			snap.links = append(snap.links, link{subject: snap.id(string(k[:i])), referrer: snap.id(string(k[i+1:]))})
 			return nil
 		})
 		imports := tx.Bucket(bucketImports)
-		return tx.Bucket(bucketImportsBy).ForEach(func(k, v []byte) error {
-			if len(k) < 9 || imports.Get(k[len(k)-8:]) == nil {
+		return sc.forEach(tx.Bucket(bucketImportsBy), func(k, v []byte) error {
+			if len(k) < 9 || sc.get(imports, k[len(k)-8:]) == nil {
 				bad(string(bytes.TrimRight(k, "\x00")), ProblemImportRecord, "import record", "none")
 			}
 			return nil
@@ -372,73 +581,79 @@ func (s *Store) snapshot(ctx context.Context, bad func(object, problem, expected
 	return snap, err
 }
 
-// graph returns the nodes of an artifact's graph from the snapshot,
-// reporting holes.
-func (snap *snapshot) graph(root digest.Digest, bad func(object, problem, expected, actual string)) []digest.Digest {
-	seen := map[digest.Digest]bool{root: true}
-	queue := []digest.Digest{root}
+// graph appends to queue the ids of the nodes of artifact a's graph (its
+// manifest's id is root), reporting holes; seen[id] == a marks the ids
+// already queued.
+func (snap *snapshot) graph(root, a int32, seen, childrenOf []int32, queue []int32, bad func(object, problem, expected, actual string)) []int32 {
+	seen[root] = a
+	queue = append(queue, root)
 	for i := 0; i < len(queue); i++ {
-		d := queue[i]
-		br, ok := snap.blobs[d]
+		id := queue[i]
+		br, ok := snap.blob(id)
 		if !ok {
 			continue // reported with the refcounts
 		}
-		if !isManifest(br.MediaType) {
+		if !isManifest(snap.types[br.mediaType]) {
 			continue
 		}
-		cs, ok := snap.children[d]
-		if !ok {
-			bad(string(d), ProblemGraph, "children record of manifest", "none")
+		c := childrenOf[id]
+		if c < 0 {
+			bad(snap.digest(id), ProblemGraph, "children record of manifest", "none")
 			continue
 		}
-		for _, c := range cs {
-			if !seen[c.digest] {
-				seen[c.digest] = true
-				queue = append(queue, c.digest)
+		for _, n := range snap.nodes[snap.children[c].from:snap.children[c].to] {
+			if seen[n.id] != a {
+				seen[n.id] = a
+				queue = append(queue, n.id)
 			}
 		}
 	}
 	return queue
 }
 
-func (s *Store) checkManifest(d digest.Digest, snap *snapshot, bad func(object, problem, expected, actual string)) {
-	br := snap.blobs[d]
+// checkManifest checks children record c (of artifact record a, -1 when
+// none) against the manifest it names.
+func (s *Store) checkManifest(c childrenEntry, a int32, snap *snapshot, bad func(object, problem, expected, actual string)) {
+	d := digest.Digest(snap.digest(c.id))
+	br, ok := snap.blob(c.id)
+	mediaType := ""
+	if ok {
+		mediaType = snap.types[br.mediaType]
+	}
 	b, err := os.ReadFile(s.blobPath(d))
 	if err != nil {
 		bad(string(d), ProblemBlobUnreadable, "", err.Error())
 		return
 	}
-	info, err := parseManifest(ocispec.Descriptor{MediaType: br.MediaType, Digest: d, Size: br.Size}, b)
+	info, err := parseManifest(ocispec.Descriptor{MediaType: mediaType, Digest: d, Size: br.size}, b)
 	if err != nil {
-		bad(string(d), ProblemManifest, br.MediaType, err.Error())
+		bad(string(d), ProblemManifest, mediaType, err.Error())
 		return
 	}
-	if got, rec := nodeList(nodes(info.children)), nodeList(snap.children[d]); got != rec {
+	recorded := make([]string, 0, c.to-c.from)
+	for _, n := range snap.nodes[c.from:c.to] {
+		recorded = append(recorded, snap.digest(n.id)+"("+strconv.FormatInt(n.size, 10)+")")
+	}
+	if got, rec := nodeList(info.children), strings.TrimSpace(strings.Join(recorded, " ")); got != rec {
 		bad(string(d), ProblemGraph, got, rec)
 	}
-	if ar, ok := snap.artifacts[d]; ok {
+	if a >= 0 {
 		want := "none"
 		if info.subject != nil {
 			want = string(info.subject.Digest)
 		}
-		if got := subjectOf(ar); got != want {
+		if got := snap.subjectOf(a); got != want {
 			bad(string(d), ProblemLinkDangling, "subject "+want, "recorded subject "+got)
 		}
 	}
 }
 
-func nodes(ds []ocispec.Descriptor) []node {
-	out := make([]node, len(ds))
-	for i, d := range ds {
-		out[i] = node{digest: d.Digest, size: d.Size}
-	}
-	return out
-}
-
-func nodeList(ns []node) string {
+// nodeList writes the children of a manifest as checkManifest compares
+// them: digest(size), separated by spaces.
+func nodeList(ds []ocispec.Descriptor) string {
 	var b bytes.Buffer
-	for _, n := range ns {
-		fmt.Fprintf(&b, "%s(%d) ", n.digest, n.size)
+	for _, d := range ds {
+		fmt.Fprintf(&b, "%s(%d) ", d.Digest, d.Size)
 	}
 	return string(bytes.TrimSpace(b.Bytes()))
 }
@@ -448,38 +663,102 @@ type hashResult struct {
 	err    error
 }
 
-// hashAll re-hashes blob files on two workers (the machine's cores).
-func (s *Store) hashAll(ctx context.Context, files []file) []hashResult {
-	out := make([]hashResult, len(files))
-	next := make(chan int)
+// hashBlobFiles lists blobs/<algorithm>/<encoded> a batch of names at a
+// time and re-hashes the files on two workers (the machine's cores),
+// calling fn (in the calling goroutine) for every file with its hash;
+// files whose name is not a valid digest come with an empty digest and
+// are not hashed. No list of every file is held: a cache of 30,000 packs
+// has 120,000. Files come in no particular order.
+func (s *Store) hashBlobFiles(ctx context.Context, fn func(file, hashResult)) error {
+	type job struct {
+		f file
+		h hashResult
+	}
+	jobs, done := make(chan file), make(chan job)
 	var wg sync.WaitGroup
 	for range 2 {
 		wg.Go(func() {
-			for i := range next {
-				d, _, err := hashFile(ctx, files[i].path, files[i].digest.Algorithm())
-				out[i] = hashResult{digest: d, err: err}
+			for f := range jobs {
+				d, _, err := hashFile(ctx, f.path, f.digest.Algorithm())
+				done <- job{f, hashResult{digest: d, err: err}}
 			}
 		})
 	}
-	for i, f := range files {
-		if f.digest == "" {
-			continue
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		next <- i
+	var listErr error
+	go func() {
+		defer func() {
+			close(jobs)
+			wg.Wait()
+			close(done)
+		}()
+		listErr = s.listBlobFiles(ctx, func(f file) {
+			if f.digest == "" {
+				done <- job{f: f}
+				return
+			}
+			jobs <- f
+		})
+	}()
+	for j := range done {
+		fn(j.f, j.h)
 	}
-	close(next)
-	wg.Wait()
-	return out
+	if listErr != nil {
+		return listErr
+	}
+	return ctx.Err()
 }
 
-func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
-	keys := make([]K, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
+// listBlobFiles calls fn for every file under blobs/ as blobFiles lists
+// it, reading each folder a batch of names at a time.
+func (s *Store) listBlobFiles(ctx context.Context, fn func(file)) error {
+	algs, err := os.ReadDir(s.path(blobsDir))
+	if err != nil {
+		return fmt.Errorf("cache blobs: %w", err)
 	}
-	slices.Sort(keys)
-	return keys
+	for _, alg := range algs {
+		dir := s.path(blobsDir, alg.Name())
+		if !alg.IsDir() {
+			fn(file{path: dir})
+			continue
+		}
+		if err := s.listAlgorithm(ctx, alg.Name(), dir, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) listAlgorithm(ctx context.Context, alg, dir string, fn func(file)) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("cache blobs: %w", err)
+	}
+	defer f.Close()
+	for {
+		ents, err := f.ReadDir(1024)
+		for _, e := range ents {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			bf := file{path: filepath.Join(dir, e.Name())}
+			fi, err := e.Info()
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // removed meanwhile
+			}
+			if err != nil {
+				return fmt.Errorf("cache blobs: %w", err)
+			}
+			bf.size = fi.Size()
+			if d := digest.NewDigestFromEncoded(digest.Algorithm(alg), e.Name()); fi.Mode().IsRegular() && d.Validate() == nil {
+				bf.digest = d
+			}
+			fn(bf)
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("cache blobs: %w", err)
+		}
+	}
 }

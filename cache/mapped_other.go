@@ -1,0 +1,7 @@
+//go:build !linux
+
+package cache
+
+import "go.etcd.io/bbolt"
+
+func releaseMapped(*bbolt.Tx) {}
