@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/opencontainers/go-digest"
 
 	"stellaops.io/stella/pack"
@@ -64,7 +65,8 @@ func TestRunTimeExpansionMatchesPlanTime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(want.Children, exp.Steps); diff != "" {
+	// Step.iterations is set only by BuildStreamed: nil on both sides.
+	if diff := cmp.Diff(want.Children, exp.Steps, cmpopts.IgnoreUnexported(Step{})); diff != "" {
 		t.Errorf("run-time expansion differs from plan-time (-plan +run):\n%s", diff)
 	}
 	if len(exp.Approvals) != 0 {

@@ -178,10 +178,27 @@ func (s *Step) writeCanonical(w *bufio.Writer) error {
 			return w.WriteByte(']')
 		}})
 	}
+	if s.hasChildren() {
+		big = append(big, member{"children", func(w *bufio.Writer) error {
+			w.WriteByte('[')
+			first := true
+			err := s.eachChild(func(c *Step) error {
+				if !first {
+					w.WriteByte(',')
+				}
+				first = false
+				return c.writeCanonical(w)
+			})
+			if err != nil {
+				return err
+			}
+			return w.WriteByte(']')
+		}})
+	}
 	for _, l := range []struct {
 		name  string
 		steps []Step
-	}{{"children", s.Children}, {"else", s.Else}, {"template", s.Template}} {
+	}{{"else", s.Else}, {"template", s.Template}} {
 		if len(l.steps) > 0 {
 			big = append(big, member{l.name, func(w *bufio.Writer) error { return writeSteps(w, l.steps) }})
 		}
