@@ -77,6 +77,7 @@ type env struct {
 	// template: inside the body of a deferred map or loop, where item and
 	// index are bound only when the runner expands it.
 	template bool
+	data     map[string]any // what expressions read here, made once (builder.data)
 }
 
 // runTime reports whether something that reads the given roots can only
@@ -86,12 +87,19 @@ func (e *env) runTime(reads func(root string) bool) bool {
 	return reads("steps") || e != nil && e.template && (reads("item") || reads("index"))
 }
 
+// data is what expressions read at e: the inputs, and item and index.
+// It is made once for each e (an iteration renders and decides several
+// times with the same), and read only.
 func (b *builder) data(e *env) map[string]any {
+	if e != nil && e.data != nil {
+		return e.data
+	}
 	d := map[string]any{"inputs": b.inputs}
 	if e != nil {
 		for k, v := range e.vars {
 			d[k] = v
 		}
+		e.data = d
 	}
 	return d
 }

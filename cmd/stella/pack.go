@@ -273,11 +273,14 @@ func (s *session) packPlan(ctx context.Context, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	pl, err := plan.Build(p, a.Digest(), inputs)
+	// The plan is streamed: its map and loop iterations are expanded
+	// again for the hash and each walk of the steps, not held (a map
+	// over 100,000 items held was ~1 KiB a step).
+	pl, err := plan.BuildStreamed(p, a.Digest(), inputs)
 	if err != nil {
 		return err
 	}
-	secrets, err := s.resolveSecrets(ctx, pl.Secrets)
+	secrets, err := s.resolveSecrets(ctx, pl.Secrets())
 	if err != nil {
 		return err
 	}
@@ -310,16 +313,27 @@ func (s *session) packPlan(ctx context.Context, c *cli.Context) error {
 			return err
 		}
 	}
-	res := planResult{PlanHash: hash, Pack: pl.Pack, Approvals: pl.Approvals, Secrets: secrets, Steps: []planStep{}, Out: c.String("out"), Saved: c.Bool("save")}
+	res := planResult{PlanHash: hash, Pack: pl.Pack(), Approvals: pl.Approvals(), Secrets: secrets, Steps: []planStep{}, Out: c.String("out"), Saved: c.Bool("save")}
+	// A walk fails only where planning did (it expands the same
+	// iterations again); the text form cannot return it, so it is kept.
+	var walkErr error
 	walk := func(fn func(planStep)) {
-		pl.Walk(func(st *plan.Step, depth int) {
+		if err := pl.Walk(func(st *plan.Step, depth int) {
 			fn(planStep{ID: st.ID, Kind: st.Kind, Status: st.Status, Depth: depth})
-		})
+		}); err != nil && walkErr == nil {
+			walkErr = err
+		}
 	}
 	if s.output == outputJSON {
 		walk(func(st planStep) { res.Steps = append(res.Steps, st) })
+		if walkErr != nil {
+			return walkErr
+		}
 	}
-	return s.emit(res, func(w io.Writer) { renderPlan(w, res, walk) })
+	if err := s.emit(res, func(w io.Writer) { renderPlan(w, res, walk) }); err != nil {
+		return err
+	}
+	return walkErr
 }
 
 // renderPlan writes the text form of a plan; walk gives its steps, which
