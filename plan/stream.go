@@ -34,14 +34,16 @@ import (
 func (pl *Plan) WriteCanonical(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 16<<10)
 	small := *pl
-	small.Steps = nil
+	small.Steps, small.Inputs = nil, nil
 	b, err := canonical.Marshal(&small)
 	if err != nil {
 		return err
 	}
-	if err := writeObject(bw, b, []member{{"steps", func(w *bufio.Writer) error {
-		return writeSteps(w, pl.Steps)
-	}}}); err != nil {
+	if err := writeObject(bw, b, []member{
+		// The inputs may hold lists as long as the steps a map makes of them.
+		{"inputs", func(w *bufio.Writer) error { return writeValue(w, pl.Inputs) }},
+		{"steps", func(w *bufio.Writer) error { return writeSteps(w, pl.Steps) }},
+	}); err != nil {
 		return err
 	}
 	return bw.Flush()
@@ -135,6 +137,63 @@ func utf16Units(r rune) []uint16 {
 	}
 	r -= 0x10000
 	return []uint16{uint16(0xd800 + r>>10), uint16(0xdc00 + r&0x3ff)}
+}
+
+// writeValue writes the canonical JSON of v, a value as JSON decodes
+// (inputs): lists and objects member by member, strings as writeString,
+// other values by canonical.Marshal.
+func writeValue(w *bufio.Writer, v any) error {
+	switch x := v.(type) {
+	case string:
+		writeString(w, x)
+		return nil
+	case []any:
+		if x == nil {
+			break
+		}
+		w.WriteByte('[')
+		for i := range x {
+			if i > 0 {
+				w.WriteByte(',')
+			}
+			if err := writeValue(w, x[i]); err != nil {
+				return err
+			}
+		}
+		return w.WriteByte(']')
+	case map[string]any:
+		if x == nil {
+			break
+		}
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			if !utf8.ValidString(k) {
+				// Such names become U+FFFD and may collide:
+				// canonical.Marshal refuses those.
+				return writeMarshal(w, x)
+			}
+			keys = append(keys, k)
+		}
+		slices.SortFunc(keys, compareUTF16)
+		o := object{w: w}
+		for _, k := range keys {
+			o.member(k)
+			if err := writeValue(w, x[k]); err != nil {
+				return err
+			}
+		}
+		return o.end()
+	}
+	return writeMarshal(w, v)
+}
+
+func writeMarshal(w *bufio.Writer, v any) error {
+	b, err := canonical.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
 }
 
 // writeSteps writes a list of steps (null for a nil one, as encoding/json).

@@ -42,9 +42,10 @@ func TestWriteCanonicalIsCanonicalMarshal(t *testing.T) {
 	plans["by hand"] = &Plan{
 		APIVersion: APIVersion,
 		Pack:       PackRef{Name: odd, Version: "1.0.0", Digest: "sha256:00"},
-		Inputs:     map[string]any{"é": 1.0, "z": []any{1e21, 0.1, odd}, "\U0001F600": nil, "\uff61": true, "a": map[string]any{"steps": []any{}}},
-		Secrets:    []Secret{{Name: "s", Steps: []string{}}},
-		Approvals:  []Approval{{Gate: "g", Reason: odd}},
+		Inputs: map[string]any{"é": 1.0, "z": []any{1e21, 0.1, odd, []any(nil), map[string]any(nil), 7, uint8(2), -0.0, 1e-7}, "\U0001F600": nil, "\uff61": true,
+			"a": map[string]any{"steps": []any{}, "": map[string]any{}, "x\xff": "y\xfe"}, "list": []any(nil), "map": map[string]any(nil)},
+		Secrets:   []Secret{{Name: "s", Steps: []string{}}},
+		Approvals: []Approval{{Gate: "g", Reason: odd}},
 		Steps: []Step{
 			{ID: "a" + odd, Kind: "run", Status: StatusPending, WhenResult: &yes, Index: &one, Run: &Run{Command: []string{odd}, Env: map[string]string{"é": odd, "B": "b"}},
 				Vars: map[string]any{"item": odd, "index": 1.0}},
