@@ -284,23 +284,34 @@ func (s *session) packPlan(ctx context.Context, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	// The canonical JSON is held whole only to be written; the hash
-	// alone streams it (plan.WriteCanonical).
+	// The canonical JSON is held whole only for --save (the cache takes
+	// bytes); the hash, and --out, stream it (plan.WriteCanonical).
 	var canon []byte
 	var hash digest.Digest
-	if c.String("out") != "" || c.Bool("save") {
+	out := c.String("out")
+	switch {
+	case c.Bool("save"):
 		if canon, err = pl.Canonical(); err != nil {
 			return err
 		}
 		hash = plan.HashBytes(canon)
-	} else if hash, err = pl.Hash(); err != nil {
-		return err
-	}
-	if out := c.String("out"); out != "" {
+		if out != "" {
+			if err := s.prepareOutput(out); err != nil {
+				return err
+			}
+			if err := safefile.WriteBytes(out, canon, 0o644); err != nil {
+				return err
+			}
+		}
+	case out != "":
 		if err := s.prepareOutput(out); err != nil {
 			return err
 		}
-		if err := safefile.WriteBytes(out, canon, 0o644); err != nil {
+		if hash, err = writePlan(out, pl); err != nil {
+			return err
+		}
+	default:
+		if hash, err = pl.Hash(); err != nil {
 			return err
 		}
 	}
@@ -334,6 +345,24 @@ func (s *session) packPlan(ctx context.Context, c *cli.Context) error {
 		return err
 	}
 	return walkErr
+}
+
+// writePlan writes the canonical JSON of pl to file, atomically, and
+// returns its hash, computed as it is written.
+func writePlan(file string, pl *plan.Streamed) (digest.Digest, error) {
+	f, err := safefile.Create(file, 0o644)
+	if err != nil {
+		return "", err
+	}
+	defer f.Abort()
+	d := digest.Canonical.Digester()
+	if err := pl.WriteCanonical(io.MultiWriter(f, d.Hash())); err != nil {
+		return "", fmt.Errorf("write %s: %w", file, err)
+	}
+	if err := f.Commit(); err != nil {
+		return "", err
+	}
+	return d.Digest(), nil
 }
 
 // renderPlan writes the text form of a plan; walk gives its steps, which
