@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -22,13 +23,15 @@ type builder struct {
 	// Expanded steps share their template's expressions: compile each once.
 	exprs     map[string]*pack.Expr
 	templates map[string]*pack.Template
-	// lazy: a map's or loop's iterations are expanded (for what the
-	// plan records of them: approvals, secret uses, the limit, errors)
-	// but not kept; the step keeps how to expand them again instead
-	// (Step.iterations, with the builder again).
-	lazy bool
+	// lazy, when set: a map's or loop's iterations are expanded (for
+	// what the plan records of them: approvals, secret uses, the limit,
+	// errors) but not kept; lazy gets how to expand them again instead,
+	// under the step's id. registered lists the ids set in it, so that
+	// those set within an iteration go when it has been used.
+	lazy       lazyChildren
+	registered []string
 	// replay: expanding again what was planned already. Nothing is
-	// recorded or counted, and iterations are kept to expand when walked.
+	// recorded or counted, and iterations are expanded when walked.
 	replay bool
 	again  *builder
 }
@@ -142,7 +145,7 @@ func (b *builder) replayer() *builder {
 	}
 	if b.again == nil {
 		r := *b
-		r.replay, r.gates, r.secretUses = true, nil, nil
+		r.replay, r.gates, r.secretUses, r.registered = true, nil, nil, nil
 		b.again = &r
 	}
 	return b.again
@@ -309,17 +312,11 @@ func itemList(id, items string, v any) ([]any, error) {
 
 // expand expands the body once per item into s.Children, with ids
 // "<s.ID>[<i>]::<body step id>" and item and index bound; a lazy builder
-// expands them once and keeps in s only how to expand them again.
+// expands them once and keeps only how to expand them again.
 func (b *builder) expand(s *Step, list []any, body []pack.Step, e *env, skipped bool) error {
 	it := &iterations{id: s.ID, list: list, body: body, e: e, skipped: skipped}
 	switch {
-	case b.replay:
-		// Planned already: expanded when walked.
-	case b.lazy:
-		if err := it.each(b, func(*Step) error { return nil }); err != nil {
-			return err
-		}
-	default:
+	case b.lazy == nil:
 		// Sized once: growing a list of 100,000 steps by appends copies it
 		// again and again, each copy garbage the size of the list.
 		if n := it.count(); n > 0 && n <= MaxExpandedSteps {
@@ -329,11 +326,26 @@ func (b *builder) expand(s *Step, list []any, body []pack.Step, e *env, skipped 
 			s.Children = append(s.Children, *c)
 			return nil
 		})
+	case b.replay:
+		// Planned already: expanded when walked.
+	default:
+		if err := it.each(b, func(*Step) error { return nil }); err != nil {
+			return err
+		}
+	}
+	if _, ok := b.lazy[s.ID]; ok {
+		return fmt.Errorf("step %s: %w", s.ID, errSameID)
 	}
 	it.b = b.replayer()
-	s.iterations = it
+	b.lazy[s.ID] = it
+	b.registered = append(b.registered, s.ID)
 	return nil
 }
+
+// errSameID: two steps of one plan have the same id, which a lazy plan
+// cannot tell apart (a pack's step ids are unique, and so the ids of its
+// expanded steps).
+var errSameID = errors.New("two steps with the same id")
 
 // iterations are the steps of a map or loop over a list of items: its
 // body once per item.
@@ -350,7 +362,8 @@ type iterations struct {
 func (it *iterations) count() int { return len(it.list) * len(it.body) }
 
 // each expands the iterations with b, one at a time, and calls fn with
-// each of their steps in order.
+// each of their steps in order. What an iteration set in b.lazy goes
+// with it.
 func (it *iterations) each(b *builder, fn func(c *Step) error) error {
 	for i, item := range it.list {
 		vars := map[string]any{"index": i, "item": item}
@@ -361,6 +374,7 @@ func (it *iterations) each(b *builder, fn func(c *Step) error) error {
 				}
 			}
 		}
+		mark := len(b.registered)
 		children, err := b.steps(it.body, fmt.Sprintf("%s[%d]::", it.id, i), &env{vars: jsonVars(vars)}, it.skipped)
 		if err != nil {
 			return err
@@ -372,6 +386,10 @@ func (it *iterations) each(b *builder, fn func(c *Step) error) error {
 				return err
 			}
 		}
+		for _, id := range b.registered[mark:] {
+			delete(b.lazy, id)
+		}
+		b.registered = b.registered[:mark]
 	}
 	return nil
 }

@@ -109,9 +109,6 @@ type Step struct {
 	Else            []Step         `json:"else,omitempty"`
 	Children        []Step         `json:"children,omitempty"`
 	Vars            map[string]any `json:"vars,omitempty"` // item/index bound for this step
-	// iterations, in a plan of BuildStreamed, stand for Children: a
-	// map's or loop's steps, expanded again each time they are walked.
-	iterations *iterations
 }
 
 // Run is a command with placeholders resolved where inputs decide them.
@@ -133,11 +130,13 @@ type Gate struct {
 
 // Build plans pack p (whose artifact digest is packDigest) with resolved inputs.
 func Build(p *pack.Pack, packDigest digest.Digest, inputs map[string]any) (*Plan, error) {
-	return build(p, packDigest, inputs, false)
+	return build(p, packDigest, inputs, nil)
 }
 
-// build plans p; a lazy plan does not hold its iterations (BuildStreamed).
-func build(p *pack.Pack, packDigest digest.Digest, inputs map[string]any, lazy bool) (*Plan, error) {
+// build plans p. With lazy, the plan does not hold the steps of its
+// iterations: lazy gets, for each map or loop step, how to expand them
+// again (BuildStreamed).
+func build(p *pack.Pack, packDigest digest.Digest, inputs map[string]any, lazy lazyChildren) (*Plan, error) {
 	m := p.Manifest
 	pl := &Plan{
 		APIVersion: APIVersion,
@@ -232,50 +231,19 @@ var ErrHashMismatch = errors.New("plan hash differs from the pinned one")
 
 // Walk calls fn for every step of the expanded graph in order, depth first.
 func (pl *Plan) Walk(fn func(s *Step, depth int)) {
-	_ = walk(pl.Steps, 0, fn) // only the iterations of a streamed plan fail
-}
-
-func walk(steps []Step, depth int, fn func(s *Step, depth int)) error {
-	for i := range steps {
-		if err := walkStep(&steps[i], depth, fn); err != nil {
-			return err
+	var walk func(steps []Step, depth int)
+	walk = func(steps []Step, depth int) {
+		for i := range steps {
+			s := &steps[i]
+			fn(s, depth)
+			walk(s.Children, depth+1)
+			for bi := range s.Branches {
+				walk(s.Branches[bi].Steps, depth+1)
+			}
+			walk(s.Else, depth+1)
 		}
 	}
-	return nil
-}
-
-func walkStep(s *Step, depth int, fn func(s *Step, depth int)) error {
-	fn(s, depth)
-	if err := s.eachChild(func(c *Step) error { return walkStep(c, depth+1, fn) }); err != nil {
-		return err
-	}
-	for bi := range s.Branches {
-		if err := walk(s.Branches[bi].Steps, depth+1, fn); err != nil {
-			return err
-		}
-	}
-	return walk(s.Else, depth+1, fn)
-}
-
-// eachChild calls fn for each of the step's children: Children, or the
-// steps its iterations expand to (in a streamed plan), each built again
-// and dropped after fn.
-func (s *Step) eachChild(fn func(c *Step) error) error {
-	if it := s.iterations; it != nil {
-		return it.each(it.b, fn)
-	}
-	for i := range s.Children {
-		if err := fn(&s.Children[i]); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// hasChildren reports whether the step has children (Children is
-// omitted from its JSON when it has none).
-func (s *Step) hasChildren() bool {
-	return len(s.Children) > 0 || s.iterations != nil && s.iterations.count() > 0
+	walk(pl.Steps, 0)
 }
 
 // Branch is one arm of a conditional step.

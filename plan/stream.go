@@ -32,6 +32,12 @@ import (
 // WriteCanonical writes the RFC 8785 canonical JSON of the plan to w: the
 // bytes of Canonical, without holding them all.
 func (pl *Plan) WriteCanonical(w io.Writer) error {
+	return pl.writeCanonical(w, nil)
+}
+
+// writeCanonical writes the canonical JSON of the plan, whose map and
+// loop steps in lazy expand their iterations as they are written.
+func (pl *Plan) writeCanonical(w io.Writer, lazy lazyChildren) error {
 	bw := bufio.NewWriterSize(w, 16<<10)
 	small := *pl
 	small.Steps, small.Inputs = nil, nil
@@ -42,7 +48,7 @@ func (pl *Plan) WriteCanonical(w io.Writer) error {
 	if err := writeObject(bw, b, []member{
 		// The inputs may hold lists as long as the steps a map makes of them.
 		{"inputs", func(w *bufio.Writer) error { return writeValue(w, pl.Inputs) }},
-		{"steps", func(w *bufio.Writer) error { return writeSteps(w, pl.Steps) }},
+		{"steps", func(w *bufio.Writer) error { return writeSteps(w, pl.Steps, lazy) }},
 	}); err != nil {
 		return err
 	}
@@ -197,7 +203,7 @@ func writeMarshal(w *bufio.Writer, v any) error {
 }
 
 // writeSteps writes a list of steps (null for a nil one, as encoding/json).
-func writeSteps(w *bufio.Writer, steps []Step) error {
+func writeSteps(w *bufio.Writer, steps []Step, lazy lazyChildren) error {
 	if steps == nil {
 		_, err := w.WriteString("null")
 		return err
@@ -207,7 +213,7 @@ func writeSteps(w *bufio.Writer, steps []Step) error {
 		if i > 0 {
 			w.WriteByte(',')
 		}
-		if err := steps[i].writeCanonical(w); err != nil {
+		if err := steps[i].writeCanonical(w, lazy); err != nil {
 			return err
 		}
 	}
@@ -218,7 +224,7 @@ func writeSteps(w *bufio.Writer, steps []Step) error {
 // in their RFC 8785 order (the names are ASCII: byte order), each value
 // as canonical.Marshal writes it; canonical.Marshal of a step took most
 // of the time of hashing a plan, in parsing its own output again.
-func (s *Step) writeCanonical(w *bufio.Writer) error {
+func (s *Step) writeCanonical(w *bufio.Writer, lazy lazyChildren) error {
 	o := object{w: w}
 	if len(s.Branches) > 0 {
 		o.member("branches")
@@ -227,22 +233,22 @@ func (s *Step) writeCanonical(w *bufio.Writer) error {
 			if i > 0 {
 				w.WriteByte(',')
 			}
-			if err := s.Branches[i].writeCanonical(w); err != nil {
+			if err := s.Branches[i].writeCanonical(w, lazy); err != nil {
 				return err
 			}
 		}
 		w.WriteByte(']')
 	}
-	if s.hasChildren() {
+	if lazy.hasChildren(s) {
 		o.member("children")
 		w.WriteByte('[')
 		first := true
-		err := s.eachChild(func(c *Step) error {
+		err := lazy.eachChild(s, func(c *Step) error {
 			if !first {
 				w.WriteByte(',')
 			}
 			first = false
-			return c.writeCanonical(w)
+			return c.writeCanonical(w, lazy)
 		})
 		if err != nil {
 			return err
@@ -259,7 +265,7 @@ func (s *Step) writeCanonical(w *bufio.Writer) error {
 	}
 	if len(s.Else) > 0 {
 		o.member("else")
-		if err := writeSteps(w, s.Else); err != nil {
+		if err := writeSteps(w, s.Else, lazy); err != nil {
 			return err
 		}
 	}
@@ -292,7 +298,7 @@ func (s *Step) writeCanonical(w *bufio.Writer) error {
 	o.string("status", s.Status)
 	if len(s.Template) > 0 {
 		o.member("template")
-		if err := writeSteps(w, s.Template); err != nil {
+		if err := writeSteps(w, s.Template, lazy); err != nil {
 			return err
 		}
 	}
@@ -361,11 +367,11 @@ func (g *Gate) writeCanonical(w *bufio.Writer) {
 	o.end()
 }
 
-func (br *Branch) writeCanonical(w *bufio.Writer) error {
+func (br *Branch) writeCanonical(w *bufio.Writer, lazy lazyChildren) error {
 	o := object{w: w}
 	o.bool("selected", br.Selected)
 	o.member("steps")
-	if err := writeSteps(w, br.Steps); err != nil {
+	if err := writeSteps(w, br.Steps, lazy); err != nil {
 		return err
 	}
 	o.string("when", br.When)

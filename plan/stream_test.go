@@ -186,7 +186,7 @@ func TestStepCanonicalIsMarshal(t *testing.T) {
 		}
 		var b bytes.Buffer
 		w := bufio.NewWriter(&b)
-		if err := steps[i].writeCanonical(w); err != nil {
+		if err := steps[i].writeCanonical(w, nil); err != nil {
 			t.Fatal(err)
 		}
 		w.Flush()
@@ -210,7 +210,7 @@ func FuzzStepCanonical(f *testing.F) {
 		want, wantErr := canonical.Marshal(&s)
 		var buf bytes.Buffer
 		w := bufio.NewWriter(&buf)
-		err := s.writeCanonical(w)
+		err := s.writeCanonical(w, nil)
 		if (err != nil) != (wantErr != nil) {
 			t.Fatalf("error %v, canonical.Marshal's %v", err, wantErr)
 		}

@@ -110,7 +110,7 @@ func walked(t *testing.T, walk func(fn func(s *Step, depth int)) error) []string
 	var got []string
 	err := walk(func(s *Step, depth int) {
 		small := *s
-		small.Template, small.Branches, small.Else, small.Children, small.iterations = nil, nil, nil, nil, nil
+		small.Template, small.Branches, small.Else, small.Children = nil, nil, nil, nil
 		b, err := json.Marshal(&small)
 		if err != nil {
 			t.Fatal(err)
@@ -152,7 +152,15 @@ func TestStreamedIsBuild(t *testing.T) {
 		}
 		sources[name] = source{p, digest.Digest("sha256:" + strings.Repeat("0", 64)), []byte(m.inputs)}
 	}
-	if len(sources) < 8 {
+	// Two map steps with one id: not a pack that loads (its ids are
+	// unique), but Build plans it, and so must BuildStreamed, holding it.
+	same, err := pack.Load(fstest.MapFS{"pack.yaml": {Data: []byte(nestedPack)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	same.Manifest.Spec.Steps[2].ID = "hosts"
+	sources["same ids"] = source{same, digest.Digest("sha256:" + strings.Repeat("0", 64)), []byte(nestedInputs)}
+	if len(sources) < 9 {
 		t.Fatalf("%d plans: the sample packs are missing", len(sources))
 	}
 	for name, src := range sources {
@@ -193,6 +201,9 @@ func TestStreamedIsBuild(t *testing.T) {
 		}
 		if diff := cmp.Diff(pl.Secrets, st.Secrets()); diff != "" {
 			t.Errorf("%s: secrets (-Build +streamed):\n%s", name, diff)
+		}
+		if (name == "same ids") != (st.lazy == nil) {
+			t.Errorf("%s: streamed plan lazy %v", name, st.lazy != nil)
 		}
 		if st.Pack() != pl.Pack {
 			t.Errorf("%s: pack %+v, want %+v", name, st.Pack(), pl.Pack)
