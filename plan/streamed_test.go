@@ -20,7 +20,8 @@ import (
 
 // nestedPack has iterations in iterations, in branches and parallels,
 // with gates, policies, secrets of both scopes, skipped and deferred
-// maps, a loop and a map over no items.
+// maps (a counted loop in the template of one), a loop and a map over
+// no items.
 const nestedPack = `apiVersion: stellaops.io/pack.v1
 kind: TaskPack
 metadata: {name: nested, version: 1.0.0, description: Iterations in iterations.}
@@ -86,6 +87,12 @@ spec:
               steps:
                 - id: deferred
                   run: {command: [sh, d.sh, "${{ item }}"]}
+                - id: twice
+                  loop:
+                    count: 2
+                    steps:
+                      - id: counted
+                        run: {command: [sh, c.sh, "${{ index }}"]}
     - id: empty
       map:
         items: inputs.none
