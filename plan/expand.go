@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -22,6 +23,17 @@ type builder struct {
 	// Expanded steps share their template's expressions: compile each once.
 	exprs     map[string]*pack.Expr
 	templates map[string]*pack.Template
+	// lazy, when set: a map's or loop's iterations are expanded (for
+	// what the plan records of them: approvals, secret uses, the limit,
+	// errors) but not kept; lazy gets how to expand them again instead,
+	// under the step's id. registered lists the ids set in it, so that
+	// those set within an iteration go when it has been used.
+	lazy       lazyChildren
+	registered []string
+	// replay: expanding again what was planned already. Nothing is
+	// recorded or counted, and iterations are expanded when walked.
+	replay bool
+	again  *builder
 }
 
 func newBuilder(m *pack.Manifest, inputs map[string]any) *builder {
@@ -68,6 +80,7 @@ type env struct {
 	// template: inside the body of a deferred map or loop, where item and
 	// index are bound only when the runner expands it.
 	template bool
+	data     map[string]any // what expressions read here, made once (builder.data)
 }
 
 // runTime reports whether something that reads the given roots can only
@@ -77,12 +90,19 @@ func (e *env) runTime(reads func(root string) bool) bool {
 	return reads("steps") || e != nil && e.template && (reads("item") || reads("index"))
 }
 
+// data is what expressions read at e: the inputs, and item and index.
+// It is made once for each e (an iteration renders and decides several
+// times with the same), and read only.
 func (b *builder) data(e *env) map[string]any {
+	if e != nil && e.data != nil {
+		return e.data
+	}
 	d := map[string]any{"inputs": b.inputs}
 	if e != nil {
 		for k, v := range e.vars {
 			d[k] = v
 		}
+		e.data = d
 	}
 	return d
 }
@@ -118,9 +138,22 @@ func (b *builder) steps(steps []pack.Step, prefix string, e *env, skipped bool) 
 	return out, nil
 }
 
+// replayer is the builder that expands again what b planned.
+func (b *builder) replayer() *builder {
+	if b.replay {
+		return b
+	}
+	if b.again == nil {
+		r := *b
+		r.replay, r.gates, r.secretUses, r.registered = true, nil, nil, nil
+		b.again = &r
+	}
+	return b.again
+}
+
 func (b *builder) step(ps *pack.Step, prefix string, e *env, skipped bool) (Step, error) {
 	b.count++
-	if b.count > MaxExpandedSteps {
+	if b.count > MaxExpandedSteps && !b.replay {
 		return Step{}, fmt.Errorf("more than %d steps after expansion: %w", MaxExpandedSteps, ErrExpansion)
 	}
 	s := Step{
@@ -208,7 +241,7 @@ func (b *builder) run(r *pack.Run, id string, e *env, skipped bool) (*Run, error
 		out.Secrets = append(out.Secrets, s)
 	}
 	sort.Strings(out.Secrets)
-	if !skipped {
+	if !skipped && !b.replay {
 		for _, s := range out.Secrets {
 			b.secretUses = append(b.secretUses, secretUse{secret: s, step: id})
 		}
@@ -277,32 +310,86 @@ func itemList(id, items string, v any) ([]any, error) {
 	return l, nil
 }
 
-// expand appends to s.Children the body once per item, with ids
-// "<s.ID>[<i>]::<body step id>" and item and index bound.
+// expand expands the body once per item into s.Children, with ids
+// "<s.ID>[<i>]::<body step id>" and item and index bound; a lazy builder
+// expands them once and keeps only how to expand them again.
 func (b *builder) expand(s *Step, list []any, body []pack.Step, e *env, skipped bool) error {
-	// Sized once: growing a list of 100,000 steps by appends copies it
-	// again and again, each copy garbage the size of the list.
-	if n := len(list) * len(body); n > 0 && n <= MaxExpandedSteps {
-		s.Children = slices.Grow(s.Children, n)
+	it := &iterations{id: s.ID, list: list, body: body, e: e, skipped: skipped}
+	switch {
+	case b.lazy == nil:
+		// Sized once: growing a list of 100,000 steps by appends copies it
+		// again and again, each copy garbage the size of the list.
+		if n := it.count(); n > 0 && n <= MaxExpandedSteps {
+			s.Children = slices.Grow(s.Children, n)
+		}
+		return it.each(b, func(c *Step) error {
+			s.Children = append(s.Children, *c)
+			return nil
+		})
+	case b.replay:
+		// Planned already: expanded when walked.
+	default:
+		if err := it.each(b, func(*Step) error { return nil }); err != nil {
+			return err
+		}
 	}
-	for i, item := range list {
+	if _, ok := b.lazy[s.ID]; ok {
+		return fmt.Errorf("step %s: %w", s.ID, errSameID)
+	}
+	it.b = b.replayer()
+	b.lazy[s.ID] = it
+	b.registered = append(b.registered, s.ID)
+	return nil
+}
+
+// errSameID: two steps of one plan have the same id, which a lazy plan
+// cannot tell apart (a pack's step ids are unique, and so the ids of its
+// expanded steps).
+var errSameID = errors.New("two steps with the same id")
+
+// iterations are the steps of a map or loop over a list of items: its
+// body once per item.
+type iterations struct {
+	id      string // of the map or loop step
+	list    []any
+	body    []pack.Step
+	e       *env
+	skipped bool
+	b       *builder // expands them again, in a plan of BuildStreamed
+}
+
+// count is the number of steps the iterations expand to.
+func (it *iterations) count() int { return len(it.list) * len(it.body) }
+
+// each expands the iterations with b, one at a time, and calls fn with
+// each of their steps in order. What an iteration set in b.lazy goes
+// with it.
+func (it *iterations) each(b *builder, fn func(c *Step) error) error {
+	for i, item := range it.list {
 		vars := map[string]any{"index": i, "item": item}
-		if e != nil {
-			for k, v := range e.vars {
+		if it.e != nil {
+			for k, v := range it.e.vars {
 				if _, ok := vars[k]; !ok {
 					vars[k] = v
 				}
 			}
 		}
-		children, err := b.steps(body, fmt.Sprintf("%s[%d]::", s.ID, i), &env{vars: jsonVars(vars)}, skipped)
+		mark := len(b.registered)
+		children, err := b.steps(it.body, fmt.Sprintf("%s[%d]::", it.id, i), &env{vars: jsonVars(vars)}, it.skipped)
 		if err != nil {
 			return err
 		}
 		for ci := range children {
 			idx := i
 			children[ci].Index = &idx
+			if err := fn(&children[ci]); err != nil {
+				return err
+			}
 		}
-		s.Children = append(s.Children, children...)
+		for _, id := range b.registered[mark:] {
+			delete(b.lazy, id)
+		}
+		b.registered = b.registered[:mark]
 	}
 	return nil
 }
@@ -375,6 +462,9 @@ func (b *builder) gate(s *Step, g *pack.Gate, e *env, skipped bool) error {
 		return nil
 	}
 	s.Status = StatusRequiresApproval
+	if b.replay {
+		return nil // recorded when it was planned
+	}
 	if e != nil && e.template {
 		// The gate's ids are known only when the runner expands the
 		// template: the expansion lists its approvals (Expansion.Approvals).

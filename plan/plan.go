@@ -130,6 +130,13 @@ type Gate struct {
 
 // Build plans pack p (whose artifact digest is packDigest) with resolved inputs.
 func Build(p *pack.Pack, packDigest digest.Digest, inputs map[string]any) (*Plan, error) {
+	return build(p, packDigest, inputs, nil)
+}
+
+// build plans p. With lazy, the plan does not hold the steps of its
+// iterations: lazy gets, for each map or loop step, how to expand them
+// again (BuildStreamed).
+func build(p *pack.Pack, packDigest digest.Digest, inputs map[string]any, lazy lazyChildren) (*Plan, error) {
 	m := p.Manifest
 	pl := &Plan{
 		APIVersion: APIVersion,
@@ -148,6 +155,7 @@ func Build(p *pack.Pack, packDigest digest.Digest, inputs map[string]any) (*Plan
 		pl.Sandbox.Network.Mode = pack.NetworkNone
 	}
 	b := newBuilder(m, pl.Inputs)
+	b.lazy = lazy
 	steps, err := b.steps(m.Spec.Steps, "", nil, false)
 	if err != nil {
 		return nil, err

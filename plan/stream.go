@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/opencontainers/go-digest"
 
@@ -30,16 +32,24 @@ import (
 // WriteCanonical writes the RFC 8785 canonical JSON of the plan to w: the
 // bytes of Canonical, without holding them all.
 func (pl *Plan) WriteCanonical(w io.Writer) error {
+	return pl.writeCanonical(w, nil)
+}
+
+// writeCanonical writes the canonical JSON of the plan, whose map and
+// loop steps in lazy expand their iterations as they are written.
+func (pl *Plan) writeCanonical(w io.Writer, lazy lazyChildren) error {
 	bw := bufio.NewWriterSize(w, 16<<10)
 	small := *pl
-	small.Steps = nil
+	small.Steps, small.Inputs = nil, nil
 	b, err := canonical.Marshal(&small)
 	if err != nil {
 		return err
 	}
-	if err := writeObject(bw, b, []member{{"steps", func(w *bufio.Writer) error {
-		return writeSteps(w, pl.Steps)
-	}}}); err != nil {
+	if err := writeObject(bw, b, []member{
+		// The inputs may hold lists as long as the steps a map makes of them.
+		{"inputs", func(w *bufio.Writer) error { return writeValue(w, pl.Inputs) }},
+		{"steps", func(w *bufio.Writer) error { return writeSteps(w, pl.Steps, lazy) }},
+	}); err != nil {
 		return err
 	}
 	return bw.Flush()
@@ -135,8 +145,65 @@ func utf16Units(r rune) []uint16 {
 	return []uint16{uint16(0xd800 + r>>10), uint16(0xdc00 + r&0x3ff)}
 }
 
+// writeValue writes the canonical JSON of v, a value as JSON decodes
+// (inputs): lists and objects member by member, strings as writeString,
+// other values by canonical.Marshal.
+func writeValue(w *bufio.Writer, v any) error {
+	switch x := v.(type) {
+	case string:
+		writeString(w, x)
+		return nil
+	case []any:
+		if x == nil {
+			break
+		}
+		w.WriteByte('[')
+		for i := range x {
+			if i > 0 {
+				w.WriteByte(',')
+			}
+			if err := writeValue(w, x[i]); err != nil {
+				return err
+			}
+		}
+		return w.WriteByte(']')
+	case map[string]any:
+		if x == nil {
+			break
+		}
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			if !utf8.ValidString(k) {
+				// Such names become U+FFFD and may collide:
+				// canonical.Marshal refuses those.
+				return writeMarshal(w, x)
+			}
+			keys = append(keys, k)
+		}
+		slices.SortFunc(keys, compareUTF16)
+		o := object{w: w}
+		for _, k := range keys {
+			o.member(k)
+			if err := writeValue(w, x[k]); err != nil {
+				return err
+			}
+		}
+		return o.end()
+	}
+	return writeMarshal(w, v)
+}
+
+func writeMarshal(w *bufio.Writer, v any) error {
+	b, err := canonical.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
+}
+
 // writeSteps writes a list of steps (null for a nil one, as encoding/json).
-func writeSteps(w *bufio.Writer, steps []Step) error {
+func writeSteps(w *bufio.Writer, steps []Step, lazy lazyChildren) error {
 	if steps == nil {
 		_, err := w.WriteString("null")
 		return err
@@ -146,61 +213,299 @@ func writeSteps(w *bufio.Writer, steps []Step) error {
 		if i > 0 {
 			w.WriteByte(',')
 		}
-		if err := steps[i].writeCanonical(w); err != nil {
+		if err := steps[i].writeCanonical(w, lazy); err != nil {
 			return err
 		}
 	}
 	return w.WriteByte(']')
 }
 
-// writeCanonical writes the canonical JSON of one step: the step without
-// the steps it holds, and those one by one in their places.
-func (s *Step) writeCanonical(w *bufio.Writer) error {
-	small := *s
-	small.Template, small.Branches, small.Else, small.Children = nil, nil, nil, nil
-	b, err := canonical.Marshal(&small)
-	if err != nil {
-		return err
-	}
-	// The four lists are omitempty: present exactly when not empty.
-	var big []member
+// writeCanonical writes the canonical JSON of one step, member by member
+// in their RFC 8785 order (the names are ASCII: byte order), each value
+// as canonical.Marshal writes it; canonical.Marshal of a step took most
+// of the time of hashing a plan, in parsing its own output again.
+func (s *Step) writeCanonical(w *bufio.Writer, lazy lazyChildren) error {
+	o := object{w: w}
 	if len(s.Branches) > 0 {
-		big = append(big, member{"branches", func(w *bufio.Writer) error {
-			w.WriteByte('[')
-			for i := range s.Branches {
-				if i > 0 {
-					w.WriteByte(',')
-				}
-				if err := s.Branches[i].writeCanonical(w); err != nil {
-					return err
-				}
+		o.member("branches")
+		w.WriteByte('[')
+		for i := range s.Branches {
+			if i > 0 {
+				w.WriteByte(',')
 			}
-			return w.WriteByte(']')
-		}})
+			if err := s.Branches[i].writeCanonical(w, lazy); err != nil {
+				return err
+			}
+		}
+		w.WriteByte(']')
 	}
-	for _, l := range []struct {
-		name  string
-		steps []Step
-	}{{"children", s.Children}, {"else", s.Else}, {"template", s.Template}} {
-		if len(l.steps) > 0 {
-			big = append(big, member{l.name, func(w *bufio.Writer) error { return writeSteps(w, l.steps) }})
+	if lazy.hasChildren(s) {
+		o.member("children")
+		w.WriteByte('[')
+		first := true
+		err := lazy.eachChild(s, func(c *Step) error {
+			if !first {
+				w.WriteByte(',')
+			}
+			first = false
+			return c.writeCanonical(w, lazy)
+		})
+		if err != nil {
+			return err
+		}
+		w.WriteByte(']')
+	}
+	if s.ContinueOnError {
+		o.member("continueOnError")
+		w.WriteString("true")
+	}
+	if s.Deferred {
+		o.member("deferred")
+		w.WriteString("true")
+	}
+	if len(s.Else) > 0 {
+		o.member("else")
+		if err := writeSteps(w, s.Else, lazy); err != nil {
+			return err
 		}
 	}
-	if len(big) == 0 {
-		_, err := w.Write(b)
-		return err
+	if g := s.Gate; g != nil {
+		o.member("gate")
+		g.writeCanonical(w)
 	}
-	return writeObject(w, b, big)
+	o.string("id", s.ID)
+	if s.Index != nil {
+		o.member("index")
+		if err := writeInt(w, *s.Index); err != nil {
+			return err
+		}
+	}
+	o.stringOmitEmpty("items", s.Items)
+	o.string("kind", s.Kind)
+	if s.MaxParallel != 0 {
+		o.member("maxParallel")
+		if err := writeInt(w, s.MaxParallel); err != nil {
+			return err
+		}
+	}
+	o.stringOmitEmpty("name", s.Name)
+	if s.Run != nil {
+		o.member("run")
+		if err := s.Run.writeCanonical(w); err != nil {
+			return err
+		}
+	}
+	o.string("status", s.Status)
+	if len(s.Template) > 0 {
+		o.member("template")
+		if err := writeSteps(w, s.Template, lazy); err != nil {
+			return err
+		}
+	}
+	o.stringOmitEmpty("timeout", s.Timeout)
+	if len(s.Vars) > 0 {
+		b, err := canonical.Marshal(s.Vars)
+		if err != nil {
+			return err
+		}
+		o.member("vars")
+		w.Write(b)
+	}
+	o.stringOmitEmpty("when", s.When)
+	o.bool("whenResult", s.WhenResult)
+	return o.end()
 }
 
-func (br *Branch) writeCanonical(w *bufio.Writer) error {
-	small := *br
-	small.Steps = nil
-	b, err := canonical.Marshal(&small)
+func (r *Run) writeCanonical(w *bufio.Writer) error {
+	o := object{w: w}
+	o.member("command")
+	writeStrings(w, r.Command)
+	if len(r.Env) > 0 {
+		keys := make([]string, 0, len(r.Env))
+		valid := true
+		for k := range r.Env {
+			keys = append(keys, k)
+			valid = valid && utf8.ValidString(k)
+		}
+		if !valid {
+			// Names that are not UTF-8 become U+FFFD and may collide:
+			// canonical.Marshal refuses those.
+			b, err := canonical.Marshal(r.Env)
+			if err != nil {
+				return err
+			}
+			o.member("env")
+			w.Write(b)
+		} else {
+			o.member("env")
+			slices.SortFunc(keys, compareUTF16)
+			e := object{w: w}
+			for _, k := range keys {
+				e.string(k, r.Env[k])
+			}
+			e.end()
+		}
+	}
+	if len(r.Outputs) > 0 {
+		o.member("outputs")
+		writeStrings(w, r.Outputs)
+	}
+	if len(r.Secrets) > 0 {
+		o.member("secrets")
+		writeStrings(w, r.Secrets)
+	}
+	o.stringOmitEmpty("workdir", r.Workdir)
+	return o.end()
+}
+
+func (g *Gate) writeCanonical(w *bufio.Writer) {
+	o := object{w: w}
+	o.stringOmitEmpty("approval", g.Approval)
+	o.stringOmitEmpty("message", g.Message)
+	o.stringOmitEmpty("policy", g.Policy)
+	o.bool("policyResult", g.PolicyResult)
+	o.end()
+}
+
+func (br *Branch) writeCanonical(w *bufio.Writer, lazy lazyChildren) error {
+	o := object{w: w}
+	o.bool("selected", br.Selected)
+	o.member("steps")
+	if err := writeSteps(w, br.Steps, lazy); err != nil {
+		return err
+	}
+	o.string("when", br.When)
+	return o.end()
+}
+
+// object writes the members of a JSON object, which the caller writes in
+// canonical order, then end.
+type object struct {
+	w *bufio.Writer
+	n int
+}
+
+// member writes the '{' or ',' before a member and its name.
+func (o *object) member(name string) {
+	if o.n == 0 {
+		o.w.WriteByte('{')
+	} else {
+		o.w.WriteByte(',')
+	}
+	o.n++
+	writeString(o.w, name)
+	o.w.WriteByte(':')
+}
+
+// end ends the object ("{}" when it has no member).
+func (o *object) end() error {
+	if o.n == 0 {
+		o.w.WriteByte('{')
+	}
+	return o.w.WriteByte('}')
+}
+
+func (o *object) string(name, v string) {
+	o.member(name)
+	writeString(o.w, v)
+}
+
+// stringOmitEmpty writes a member tagged omitempty.
+func (o *object) stringOmitEmpty(name, v string) {
+	if v != "" {
+		o.string(name, v)
+	}
+}
+
+// bool writes a *bool member tagged omitempty.
+func (o *object) bool(name string, v *bool) {
+	if v != nil {
+		o.member(name)
+		o.w.WriteString(strconv.FormatBool(*v))
+	}
+}
+
+func writeStrings(w *bufio.Writer, l []string) {
+	if l == nil {
+		w.WriteString("null")
+		return
+	}
+	w.WriteByte('[')
+	for i, v := range l {
+		if i > 0 {
+			w.WriteByte(',')
+		}
+		writeString(w, v)
+	}
+	w.WriteByte(']')
+}
+
+// writeString writes s as canonical.Marshal does: encoding/json replaces
+// each byte that is not UTF-8 with U+FFFD, and RFC 8785 escapes only '"',
+// '\\' and the control characters below U+0020 — those with a short escape
+// by it, the others as \u00xx — and writes every other character as it is.
+func writeString(w *bufio.Writer, s string) {
+	w.WriteByte('"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if c >= utf8.RuneSelf {
+			r, size := utf8.DecodeRuneInString(s[i:])
+			if r != utf8.RuneError || size != 1 {
+				i += size
+				continue
+			}
+		}
+		w.WriteString(s[start:i])
+		switch c {
+		case '"', '\\':
+			w.WriteByte('\\')
+			w.WriteByte(c)
+		case '\b':
+			w.WriteString(`\b`)
+		case '\f':
+			w.WriteString(`\f`)
+		case '\n':
+			w.WriteString(`\n`)
+		case '\r':
+			w.WriteString(`\r`)
+		case '\t':
+			w.WriteString(`\t`)
+		default:
+			if c < 0x20 {
+				w.WriteString(`\u00`)
+				w.WriteByte(hexDigits[c>>4])
+				w.WriteByte(hexDigits[c&0xf])
+			} else {
+				w.WriteString("\uFFFD") // a byte that is not UTF-8
+			}
+		}
+		i++
+		start = i
+	}
+	w.WriteString(s[start:])
+	w.WriteByte('"')
+}
+
+const hexDigits = "0123456789abcdef"
+
+// writeInt writes n as RFC 8785 writes the number: exactly its digits up
+// to 2^53, beyond which a JSON number is a float64 that may not hold it.
+func writeInt(w *bufio.Writer, n int) error {
+	if n <= 1<<53 && n >= -(1<<53) {
+		_, err := w.WriteString(strconv.Itoa(n))
+		return err
+	}
+	b, err := canonical.Marshal(n)
 	if err != nil {
 		return err
 	}
-	return writeObject(w, b, []member{{"steps", func(w *bufio.Writer) error { return writeSteps(w, br.Steps) }}})
+	_, err = w.Write(b)
+	return err
 }
 
 // hashCanonical is the plan hash, of the canonical JSON as it is written.

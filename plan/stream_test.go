@@ -1,8 +1,10 @@
 package plan
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -40,9 +42,10 @@ func TestWriteCanonicalIsCanonicalMarshal(t *testing.T) {
 	plans["by hand"] = &Plan{
 		APIVersion: APIVersion,
 		Pack:       PackRef{Name: odd, Version: "1.0.0", Digest: "sha256:00"},
-		Inputs:     map[string]any{"é": 1.0, "z": []any{1e21, 0.1, odd}, "\U0001F600": nil, "\uff61": true, "a": map[string]any{"steps": []any{}}},
-		Secrets:    []Secret{{Name: "s", Steps: []string{}}},
-		Approvals:  []Approval{{Gate: "g", Reason: odd}},
+		Inputs: map[string]any{"é": 1.0, "z": []any{1e21, 0.1, odd, []any(nil), map[string]any(nil), 7, uint8(2), -0.0, 1e-7}, "\U0001F600": nil, "\uff61": true,
+			"a": map[string]any{"steps": []any{}, "": map[string]any{}, "x\xff": "y\xfe"}, "list": []any(nil), "map": map[string]any(nil)},
+		Secrets:   []Secret{{Name: "s", Steps: []string{}}},
+		Approvals: []Approval{{Gate: "g", Reason: odd}},
 		Steps: []Step{
 			{ID: "a" + odd, Kind: "run", Status: StatusPending, WhenResult: &yes, Index: &one, Run: &Run{Command: []string{odd}, Env: map[string]string{"é": odd, "B": "b"}},
 				Vars: map[string]any{"item": odd, "index": 1.0}},
@@ -144,4 +147,79 @@ spec:
 	if h != HashBytes(c) {
 		t.Fatalf("Hash = %s, want %s", h, HashBytes(c))
 	}
+}
+
+// oddStrings are strings whose JSON encoding/json and RFC 8785 write
+// differently, or that are not UTF-8.
+var oddStrings = []string{
+	"", "plain", "\"q\" \\ /", "<&>", "\u2028\u2029", "\x7f", "é", "😀", "\uff61", "\U0001F600\uff61",
+	"\x00\x01\x07\b\t\n\v\f\r\x1b\x1f ", "\xff", "a\xffb\xfe", "\xc0\xaf", "\xed\xa0\x80", "\xe2\x82", "\xf0\x9f\x98", "\ufffd",
+}
+
+// TestStepCanonicalIsMarshal holds the canonical JSON of a step, written
+// member by member, to canonical.Marshal of it: every field set and
+// unset, odd strings in every string, integers at and beyond 2^53, maps
+// whose keys sort differently in UTF-8 and UTF-16.
+func TestStepCanonicalIsMarshal(t *testing.T) {
+	yes, no := true, false
+	ints := []int{0, 1, -1, 99999, 1 << 53, 1<<53 + 1, -(1 << 53) - 1, math.MaxInt, math.MinInt}
+	var steps []Step
+	for i, s := range oddStrings {
+		n := ints[i%len(ints)]
+		next := oddStrings[(i+1)%len(oddStrings)]
+		steps = append(steps,
+			Step{ID: s, Kind: next, Status: s},
+			Step{ID: s, Kind: "run", Name: next, Status: s, When: next, WhenResult: &no, ContinueOnError: true, Timeout: s, Index: &n,
+				Run: &Run{Command: []string{s, next, ""}, Env: map[string]string{s: next, next: s, "\U0001F600": "a", "\uff61": "b", "Z": s},
+					Secrets: []string{next}, Workdir: s, Outputs: []string{s}},
+				MaxParallel: n, Items: next, Deferred: true, Vars: map[string]any{"item": s, next: []any{1.5, s}, "index": float64(n)}},
+			Step{ID: "g", Gate: &Gate{Approval: s, Policy: next, Message: s, PolicyResult: &yes}, Run: &Run{Command: []string{}}},
+			Step{ID: "n", Gate: &Gate{}, Run: &Run{}, Index: &n, Vars: map[string]any{}},
+			Step{ID: "b", Kind: "conditional", Branches: []Branch{{When: s, Selected: &yes, Steps: []Step{{ID: next}}}, {When: next}, {Steps: []Step{}}},
+				Else: []Step{{ID: s, Children: []Step{{ID: next, Template: []Step{{ID: s}}}}}}},
+		)
+	}
+	for i := range steps {
+		want, err := canonical.Marshal(&steps[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b bytes.Buffer
+		w := bufio.NewWriter(&b)
+		if err := steps[i].writeCanonical(w, nil); err != nil {
+			t.Fatal(err)
+		}
+		w.Flush()
+		if !bytes.Equal(b.Bytes(), want) {
+			t.Errorf("step %d: canonical JSON differs:\n got %q\nwant %q", i, b.Bytes(), want)
+		}
+	}
+}
+
+// FuzzStepCanonical: for any strings and integers, a step's canonical
+// JSON written member by member is canonical.Marshal's, or both fail.
+func FuzzStepCanonical(f *testing.F) {
+	for i, s := range oddStrings {
+		f.Add(s, oddStrings[(i+3)%len(oddStrings)], i*7919-20000)
+	}
+	f.Fuzz(func(t *testing.T, a, b string, n int) {
+		s := Step{ID: a, Kind: b, Name: a, Status: b, When: a, Timeout: b, Index: &n, MaxParallel: n, Items: a,
+			Run:  &Run{Command: []string{a, b}, Env: map[string]string{a: b, b: a}, Workdir: b, Secrets: []string{a}},
+			Gate: &Gate{Approval: a, Message: b, Policy: a}, Vars: map[string]any{a: b},
+			Branches: []Branch{{When: b, Steps: []Step{{ID: a}}}}}
+		want, wantErr := canonical.Marshal(&s)
+		var buf bytes.Buffer
+		w := bufio.NewWriter(&buf)
+		err := s.writeCanonical(w, nil)
+		if (err != nil) != (wantErr != nil) {
+			t.Fatalf("error %v, canonical.Marshal's %v", err, wantErr)
+		}
+		if err != nil {
+			return // two names that are not UTF-8 made the same name
+		}
+		w.Flush()
+		if !bytes.Equal(buf.Bytes(), want) {
+			t.Errorf("canonical JSON differs:\n got %q\nwant %q", buf.Bytes(), want)
+		}
+	})
 }

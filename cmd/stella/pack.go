@@ -273,31 +273,45 @@ func (s *session) packPlan(ctx context.Context, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	pl, err := plan.Build(p, a.Digest(), inputs)
+	// The plan is streamed: its map and loop iterations are expanded
+	// again for the hash and each walk of the steps, not held (a map
+	// over 100,000 items held was ~1 KiB a step).
+	pl, err := plan.BuildStreamed(p, a.Digest(), inputs)
 	if err != nil {
 		return err
 	}
-	secrets, err := s.resolveSecrets(ctx, pl.Secrets)
+	secrets, err := s.resolveSecrets(ctx, pl.Secrets())
 	if err != nil {
 		return err
 	}
-	// The canonical JSON is held whole only to be written; the hash
-	// alone streams it (plan.WriteCanonical).
+	// The canonical JSON is held whole only for --save (the cache takes
+	// bytes); the hash, and --out, stream it (plan.WriteCanonical).
 	var canon []byte
 	var hash digest.Digest
-	if c.String("out") != "" || c.Bool("save") {
+	out := c.String("out")
+	switch {
+	case c.Bool("save"):
 		if canon, err = pl.Canonical(); err != nil {
 			return err
 		}
 		hash = plan.HashBytes(canon)
-	} else if hash, err = pl.Hash(); err != nil {
-		return err
-	}
-	if out := c.String("out"); out != "" {
+		if out != "" {
+			if err := s.prepareOutput(out); err != nil {
+				return err
+			}
+			if err := safefile.WriteBytes(out, canon, 0o644); err != nil {
+				return err
+			}
+		}
+	case out != "":
 		if err := s.prepareOutput(out); err != nil {
 			return err
 		}
-		if err := safefile.WriteBytes(out, canon, 0o644); err != nil {
+		if hash, err = writePlan(out, pl); err != nil {
+			return err
+		}
+	default:
+		if hash, err = pl.Hash(); err != nil {
 			return err
 		}
 	}
@@ -310,16 +324,45 @@ func (s *session) packPlan(ctx context.Context, c *cli.Context) error {
 			return err
 		}
 	}
-	res := planResult{PlanHash: hash, Pack: pl.Pack, Approvals: pl.Approvals, Secrets: secrets, Steps: []planStep{}, Out: c.String("out"), Saved: c.Bool("save")}
+	res := planResult{PlanHash: hash, Pack: pl.Pack(), Approvals: pl.Approvals(), Secrets: secrets, Steps: []planStep{}, Out: c.String("out"), Saved: c.Bool("save")}
+	// A walk fails only where planning did (it expands the same
+	// iterations again); the text form cannot return it, so it is kept.
+	var walkErr error
 	walk := func(fn func(planStep)) {
-		pl.Walk(func(st *plan.Step, depth int) {
+		if err := pl.Walk(func(st *plan.Step, depth int) {
 			fn(planStep{ID: st.ID, Kind: st.Kind, Status: st.Status, Depth: depth})
-		})
+		}); err != nil && walkErr == nil {
+			walkErr = err
+		}
 	}
 	if s.output == outputJSON {
 		walk(func(st planStep) { res.Steps = append(res.Steps, st) })
+		if walkErr != nil {
+			return walkErr
+		}
 	}
-	return s.emit(res, func(w io.Writer) { renderPlan(w, res, walk) })
+	if err := s.emit(res, func(w io.Writer) { renderPlan(w, res, walk) }); err != nil {
+		return err
+	}
+	return walkErr
+}
+
+// writePlan writes the canonical JSON of pl to file, atomically, and
+// returns its hash, computed as it is written.
+func writePlan(file string, pl *plan.Streamed) (digest.Digest, error) {
+	f, err := safefile.Create(file, 0o644)
+	if err != nil {
+		return "", err
+	}
+	defer f.Abort()
+	d := digest.Canonical.Digester()
+	if err := pl.WriteCanonical(io.MultiWriter(f, d.Hash())); err != nil {
+		return "", fmt.Errorf("write %s: %w", file, err)
+	}
+	if err := f.Commit(); err != nil {
+		return "", err
+	}
+	return d.Digest(), nil
 }
 
 // renderPlan writes the text form of a plan; walk gives its steps, which
