@@ -345,7 +345,8 @@ func (r *Reader) Resolve(ctx context.Context, reference string) (ocispec.Descrip
 	}
 	d := digest.Digest(reference)
 	if n, ok := r.nodes[d]; ok {
-		return r.annotate(n.desc)
+		d, err := r.annotate(n.desc)
+		return plain(d), err
 	}
 	if e, ok := r.blob(d); ok {
 		return ocispec.Descriptor{MediaType: "application/octet-stream", Digest: d, Size: e.size}, nil
