@@ -66,8 +66,13 @@ type Reader struct {
 	// ones its kind and ref make (entryAnnotations), as a bundle stella
 	// writes has them.
 	entries []Entry
-	refs    map[string]int                         // ref → its entry
+	refs    map[string]int // ref → its entry
+	// preds are the referrers of each subject, parents the manifests
+	// that hold each blob as config, layer or index member (most blobs of
+	// a bundle, one parent each: a pointer, not a descriptor, apiece).
+	// Predecessors gives both.
 	preds   map[digest.Digest][]ocispec.Descriptor // without annotations
+	parents map[digest.Digest][]*node
 
 	// decompressions counts the zstd blobs decompressed, so that tests
 	// can hold the work to one per distinct blob.
@@ -78,6 +83,17 @@ type Reader struct {
 type tarEntry struct {
 	name      string // as written in the tar
 	off, size int64
+	// digest of a blob, held once: the manifests' descriptors of it share
+	// it (heldDigest) instead of each holding its own copy.
+	digest digest.Digest
+}
+
+// heldDigest returns d as the bundle's blob map holds it, or d.
+func (r *Reader) heldDigest(d digest.Digest) digest.Digest {
+	if e, ok := r.blobs[d]; ok && e.digest != "" {
+		return e.digest
+	}
+	return d
 }
 
 // blob returns where the blob d lies, with its name as written in the
@@ -305,6 +321,12 @@ func (r *Reader) Exists(ctx context.Context, target ocispec.Descriptor) (bool, e
 // annotations, as the referrers API shows them.
 func (r *Reader) Predecessors(ctx context.Context, node ocispec.Descriptor) ([]ocispec.Descriptor, error) {
 	out := slices.Clone(r.preds[node.Digest])
+	for _, n := range r.parents[node.Digest] {
+		out = append(out, n.desc)
+	}
+	if len(r.parents[node.Digest]) > 0 && len(r.preds[node.Digest]) > 0 {
+		sortCompact(&out)
+	}
 	for i := range out {
 		var err error
 		if out[i], err = r.annotate(out[i]); err != nil {
@@ -394,10 +416,22 @@ func load(ctx context.Context, ra io.ReaderAt, size int64, allowAny bool, lim li
 		}
 	}
 	for d, ps := range r.preds {
-		slices.SortFunc(ps, func(a, b ocispec.Descriptor) int { return strings.Compare(string(a.Digest), string(b.Digest)) })
-		r.preds[d] = slices.CompactFunc(ps, func(a, b ocispec.Descriptor) bool { return a.Digest == b.Digest })
+		sortCompact(&ps)
+		r.preds[d] = ps
+	}
+	for d, ps := range r.parents {
+		if len(ps) > 1 {
+			slices.SortFunc(ps, func(a, b *node) int { return strings.Compare(string(a.desc.Digest), string(b.desc.Digest)) })
+			r.parents[d] = slices.CompactFunc(ps, func(a, b *node) bool { return a == b })
+		}
 	}
 	return r, nil
+}
+
+// sortCompact sorts descriptors by digest and keeps one of each digest.
+func sortCompact(ds *[]ocispec.Descriptor) {
+	slices.SortFunc(*ds, func(a, b ocispec.Descriptor) int { return strings.Compare(string(a.Digest), string(b.Digest)) })
+	*ds = slices.CompactFunc(*ds, func(a, b ocispec.Descriptor) bool { return a.Digest == b.Digest })
 }
 
 // scan reads the tar headers, seeking past the data, and records where each
@@ -501,6 +535,7 @@ func (r *Reader) scan(ctx context.Context, size int64, lim limits) error {
 			if hdr.Name == blobPath(d) {
 				e.name = "" // blob restores it
 			}
+			e.digest = d
 			r.blobs[d] = e
 		} else {
 			if _, dup := r.files[name]; dup {
@@ -678,6 +713,7 @@ func (r *Reader) loadIndex(lim limits) error {
 			return bad("manifest %s listed twice", d.Digest)
 		}
 		seen[key{d.Digest, ref}] = true
+		d.Digest = r.heldDigest(d.Digest)
 		if maps.Equal(d.Annotations, entryAnnotations(kind, ref)) {
 			d.Annotations = nil // entryDescriptor makes them again
 		}
@@ -744,10 +780,15 @@ func (g *graph) walk(d ocispec.Descriptor, stack []digest.Digest) (*node, error)
 	}
 	n.annotated, n.desc.Annotations = len(n.desc.Annotations) > 0, nil
 	n.desc.ArtifactType, n.typ = g.intern(n.desc.ArtifactType), g.intern(n.typ)
+	n.desc.Digest = r.heldDigest(n.desc.Digest)
 	for i := range n.children {
 		n.children[i].MediaType = g.intern(n.children[i].MediaType)
+		n.children[i].Digest = r.heldDigest(n.children[i].Digest)
 	}
-	r.nodes[d.Digest] = n
+	if n.subject != nil {
+		n.subject.Digest = r.heldDigest(n.subject.Digest)
+	}
+	r.nodes[n.desc.Digest] = n
 	for _, c := range n.children {
 		if n.index {
 			if _, err := g.walk(c, append(stack, d.Digest)); err != nil {
@@ -756,7 +797,10 @@ func (g *graph) walk(d ocispec.Descriptor, stack []digest.Digest) (*node, error)
 		} else if err := g.blob(c, "blob of manifest "+string(d.Digest)); err != nil {
 			return nil, err
 		}
-		r.preds[c.Digest] = append(r.preds[c.Digest], n.desc)
+		if r.parents == nil {
+			r.parents = map[digest.Digest][]*node{}
+		}
+		r.parents[c.Digest] = append(r.parents[c.Digest], n)
 	}
 	if n.subject != nil {
 		r.preds[n.subject.Digest] = append(r.preds[n.subject.Digest], n.desc)
