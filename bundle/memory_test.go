@@ -92,7 +92,13 @@ func TestOpenHoldsNoAnnotations(t *testing.T) {
 	if es2 := r.Entries(); es2[0].Descriptor.Annotations["changed"] != "" {
 		t.Fatal("Entries shares its annotations with the caller")
 	}
-	if rep, err := r.Verify(ctx, VerifyOptions{}); err != nil || rep.Blobs != 3*n+3 {
-		t.Fatalf("Verify = %+v, %v: want every blob checked", rep, err)
+	rep, err := r.Verify(ctx, VerifyOptions{})
+	if err != nil || rep.Blobs != 3*n+3 || len(rep.Entries) != n+1 {
+		t.Fatalf("Verify = %d blobs, %d entries, %v: want every blob checked", rep.Blobs, len(rep.Entries), err)
+	}
+	for _, e := range rep.Entries {
+		if e.Descriptor.Annotations[artifact.AnnotationKind] != e.Kind {
+			t.Fatalf("Verify's entry %s: annotations %v, want index.json's", e.Descriptor.Digest, e.Descriptor.Annotations)
+		}
 	}
 }

@@ -154,6 +154,7 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (Report, error)
 	var first error
 	for _, e := range r.entries {
 		er := EntryReport{Entry: e}
+		er.Descriptor = r.entryDescriptor(e) // with index.json's annotations
 		for _, d := range r.closure(e.Descriptor.Digest) {
 			er.Blobs++
 			er.Bytes += r.blobs[d].size
