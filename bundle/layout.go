@@ -260,7 +260,7 @@ type node struct {
 	children []ocispec.Descriptor
 	index    bool
 	typ      string
-	// annotated: the manifest has annotations, which the reader drops
+	// annotated: the manifest has an annotations member, which the reader drops
 	// from desc and reads again when asked (Reader.annotate).
 	annotated bool
 }

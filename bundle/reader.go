@@ -778,7 +778,7 @@ func (g *graph) walk(d ocispec.Descriptor, stack []digest.Digest) (*node, error)
 	if err != nil {
 		return nil, &EntryError{Path: p, Err: err}
 	}
-	n.annotated, n.desc.Annotations = len(n.desc.Annotations) > 0, nil
+	n.annotated, n.desc.Annotations = n.desc.Annotations != nil, nil
 	n.desc.ArtifactType, n.typ = g.intern(n.desc.ArtifactType), g.intern(n.typ)
 	n.desc.Digest = r.heldDigest(n.desc.Digest)
 	for i := range n.children {
