@@ -260,6 +260,9 @@ type node struct {
 	children []ocispec.Descriptor
 	index    bool
 	typ      string
+	// annotated: the manifest has an annotations member, which the reader drops
+	// from desc and reads again when asked (Reader.annotate).
+	annotated bool
 }
 
 // parseManifest parses and checks the verified bytes of the manifest or
@@ -288,7 +291,7 @@ func parseManifest(b []byte, desc ocispec.Descriptor, allowAny bool) (*node, err
 			if err := checkChild(desc, c, fmt.Sprintf("manifest %d", i)); err != nil {
 				return nil, err
 			}
-			n.children = append(n.children, plain(c))
+			n.children = append(n.children, child(c))
 		}
 	} else {
 		for i, d := range append([]ocispec.Descriptor{*m.Config}, m.Layers...) {
@@ -302,7 +305,7 @@ func parseManifest(b []byte, desc ocispec.Descriptor, allowAny bool) (*node, err
 			if err := checkBlobType(d.MediaType, allowAny); err != nil {
 				return nil, fmt.Errorf("%s %s: %w", role, d.Digest, err)
 			}
-			n.children = append(n.children, plain(d))
+			n.children = append(n.children, child(d))
 		}
 	}
 	// index.json and the referrers carry the artifactType as written; a
@@ -318,7 +321,7 @@ func parseManifest(b []byte, desc ocispec.Descriptor, allowAny bool) (*node, err
 		if d == desc.Digest {
 			return nil, fmt.Errorf("%w: as subject", ErrSelfReference)
 		}
-		s := plain(*m.Subject)
+		s := child(*m.Subject)
 		n.subject = &s
 	}
 	return n, nil
@@ -340,9 +343,22 @@ func checkChild(parent, d ocispec.Descriptor, role string) error {
 }
 
 // plain keeps what identifies content (media type, digest, size) and the
-// annotations Verify needs for compressed layers.
+// annotations.
 func plain(d ocispec.Descriptor) ocispec.Descriptor {
 	return ocispec.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size, Annotations: d.Annotations}
+}
+
+// child is what a node keeps of a descriptor it holds (config, layer,
+// manifest of an index, subject): what identifies the content, and the
+// annotations only of a zstd layer, which Verify needs (layerCheck). The
+// annotations of the other layers (a title and a mode per pack file) are
+// most of what a bundle of many small packs would otherwise hold.
+func child(d ocispec.Descriptor) ocispec.Descriptor {
+	c := ocispec.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size}
+	if strings.HasSuffix(d.MediaType, "+zstd") {
+		c.Annotations = d.Annotations
+	}
+	return c
 }
 
 // Holds says what entries are, by kind, in an operator's words: "nothing",

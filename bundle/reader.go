@@ -49,15 +49,30 @@ type Reader struct {
 	ra       io.ReaderAt
 	closer   io.Closer
 	allowAny bool
+	lim      limits
 	parts    *partCheck // the deferred part checks of a split set, or nil
 	name     string     // the path given to Open
 
-	files   map[string]tarEntry // oci-layout, index.json, SHA256SUMS
-	blobs   map[digest.Digest]tarEntry
-	nodes   map[digest.Digest]*node
+	files map[string]tarEntry // oci-layout, index.json, SHA256SUMS
+	// blobs locates each blob; an entry's name is empty when it is the
+	// blob's own path (blobPath): read it through blob.
+	blobs map[digest.Digest]tarEntry
+	// nodes are the manifests, without their annotations (annotate reads
+	// them again when asked): with the layers' annotations, which a node
+	// keeps only for zstd layers, they were most of the memory a bundle of
+	// many small packs held for as long as it was open.
+	nodes map[digest.Digest]*node
+	// entries are index.json's, with nil annotations where they are the
+	// ones its kind and ref make (entryAnnotations), as a bundle stella
+	// writes has them.
 	entries []Entry
-	refs    map[string]ocispec.Descriptor
-	preds   map[digest.Digest][]ocispec.Descriptor
+	refs    map[string]int // ref → its entry
+	// preds are the referrers of each subject, parents the manifests
+	// that hold each blob as config, layer or index member (most blobs of
+	// a bundle, one parent each: a pointer, not a descriptor, apiece).
+	// Predecessors gives both.
+	preds   map[digest.Digest][]ocispec.Descriptor // without annotations
+	parents map[digest.Digest][]*node
 
 	// decompressions counts the zstd blobs decompressed, so that tests
 	// can hold the work to one per distinct blob.
@@ -68,6 +83,28 @@ type Reader struct {
 type tarEntry struct {
 	name      string // as written in the tar
 	off, size int64
+	// digest of a blob, held once: the manifests' descriptors of it share
+	// it (heldDigest) instead of each holding its own copy.
+	digest digest.Digest
+}
+
+// heldDigest returns d as the bundle's blob map holds it, or d.
+func (r *Reader) heldDigest(d digest.Digest) digest.Digest {
+	if e, ok := r.blobs[d]; ok && e.digest != "" {
+		return e.digest
+	}
+	return d
+}
+
+// blob returns where the blob d lies, with its name as written in the
+// tar. A bundle of many small packs has tens of thousands of blobs: their
+// names are kept only when they differ from blobPath (a "./" prefix).
+func (r *Reader) blob(d digest.Digest) (tarEntry, bool) {
+	e, ok := r.blobs[d]
+	if ok && e.name == "" {
+		e.name = blobPath(d)
+	}
+	return e, ok
 }
 
 var (
@@ -205,9 +242,32 @@ func (r *Reader) Close() error {
 func (r *Reader) Entries() []Entry {
 	out := slices.Clone(r.entries)
 	for i := range out {
-		out[i].Descriptor.Annotations = maps.Clone(out[i].Descriptor.Annotations)
+		out[i].Descriptor = r.entryDescriptor(out[i])
 	}
 	return out
+}
+
+// entryDescriptor is an entry's descriptor as index.json lists it, with
+// annotations the caller may change.
+func (r *Reader) entryDescriptor(e Entry) ocispec.Descriptor {
+	d := e.Descriptor
+	if d.Annotations == nil {
+		d.Annotations = entryAnnotations(e.Kind, e.Ref)
+	} else {
+		d.Annotations = maps.Clone(d.Annotations)
+	}
+	return d
+}
+
+// entryAnnotations are the annotations stella writes on an index.json
+// entry of kind and ref (indexEntry).
+func entryAnnotations(kind, ref string) map[string]string {
+	a := map[string]string{artifact.AnnotationKind: kind}
+	if ref != "" {
+		a[artifact.AnnotationRef] = ref
+		a[ocispec.AnnotationRefName] = ref
+	}
+	return a
 }
 
 // Fetch returns the content of target. The reader hashes what it returns;
@@ -216,7 +276,7 @@ func (r *Reader) Entries() []Entry {
 // a consumer never gets a complete, wrong blob. A digest absent from the
 // bundle gives ErrNotFound.
 func (r *Reader) Fetch(ctx context.Context, target ocispec.Descriptor) (io.ReadCloser, error) {
-	e, ok := r.blobs[target.Digest]
+	e, ok := r.blob(target.Digest)
 	if !ok {
 		return nil, fmt.Errorf("%s: %w", target.Digest, ErrNotFound)
 	}
@@ -231,7 +291,7 @@ func (r *Reader) Fetch(ctx context.Context, target ocispec.Descriptor) (io.ReadC
 // reads — the cache does, for every blob it writes — so that an import hashes
 // each blob once instead of twice. Everyone else uses Fetch.
 func (r *Reader) FetchUnverified(ctx context.Context, target ocispec.Descriptor) (io.ReadCloser, error) {
-	e, ok := r.blobs[target.Digest]
+	e, ok := r.blob(target.Digest)
 	if !ok {
 		return nil, fmt.Errorf("%s: %w", target.Digest, ErrNotFound)
 	}
@@ -251,7 +311,7 @@ func (r *Reader) open(e tarEntry, d digest.Digest) *integrity.Reader {
 
 // Exists says whether the bundle holds target (same digest and size).
 func (r *Reader) Exists(ctx context.Context, target ocispec.Descriptor) (bool, error) {
-	e, ok := r.blobs[target.Digest]
+	e, ok := r.blob(target.Digest)
 	return ok && e.size == target.Size, nil
 }
 
@@ -260,21 +320,57 @@ func (r *Reader) Exists(ctx context.Context, target ocispec.Descriptor) (bool, e
 // if there are none. The descriptors carry the manifests' artifactType and
 // annotations, as the referrers API shows them.
 func (r *Reader) Predecessors(ctx context.Context, node ocispec.Descriptor) ([]ocispec.Descriptor, error) {
-	return slices.Clone(r.preds[node.Digest]), nil
+	out := slices.Clone(r.preds[node.Digest])
+	for _, n := range r.parents[node.Digest] {
+		out = append(out, n.desc)
+	}
+	if len(r.parents[node.Digest]) > 0 && len(r.preds[node.Digest]) > 0 {
+		sortCompact(&out)
+	}
+	for i := range out {
+		var err error
+		if out[i], err = r.annotate(out[i]); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// annotate returns the descriptor d of a manifest of the bundle with the
+// manifest's annotations, which the reader does not keep: it reads the
+// manifest again, checked against its digest as when the bundle was opened.
+func (r *Reader) annotate(d ocispec.Descriptor) (ocispec.Descriptor, error) {
+	if n, ok := r.nodes[d.Digest]; !ok || !n.annotated {
+		return d, nil
+	}
+	b, err := r.readManifest(d, r.lim)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	var m struct {
+		Annotations map[string]string `json:"annotations"`
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		e, _ := r.blob(d.Digest)
+		return ocispec.Descriptor{}, &EntryError{Path: e.name, Err: fmt.Errorf("%w: %v", integrity.ErrInvalidManifest, err)}
+	}
+	d.Annotations = m.Annotations
+	return d, nil
 }
 
 // Resolve returns the descriptor of an entry by its ref ("<id>:<version>")
 // or of any manifest or blob by its digest. Unknown references give
 // ErrNotFound.
 func (r *Reader) Resolve(ctx context.Context, reference string) (ocispec.Descriptor, error) {
-	if d, ok := r.refs[reference]; ok {
-		return d, nil
+	if i, ok := r.refs[reference]; ok {
+		return r.entryDescriptor(r.entries[i]), nil
 	}
 	d := digest.Digest(reference)
 	if n, ok := r.nodes[d]; ok {
-		return plain(n.desc), nil
+		d, err := r.annotate(n.desc)
+		return plain(d), err
 	}
-	if e, ok := r.blobs[d]; ok {
+	if e, ok := r.blob(d); ok {
 		return ocispec.Descriptor{MediaType: "application/octet-stream", Digest: d, Size: e.size}, nil
 	}
 	return ocispec.Descriptor{}, fmt.Errorf("%s: %w", reference, ErrNotFound)
@@ -285,10 +381,11 @@ func load(ctx context.Context, ra io.ReaderAt, size int64, allowAny bool, lim li
 	r := &Reader{
 		ra:       ra,
 		allowAny: allowAny,
+		lim:      lim,
 		files:    map[string]tarEntry{},
 		blobs:    map[digest.Digest]tarEntry{},
 		nodes:    map[digest.Digest]*node{},
-		refs:     map[string]ocispec.Descriptor{},
+		refs:     map[string]int{},
 		preds:    map[digest.Digest][]ocispec.Descriptor{},
 	}
 	if err := r.scan(ctx, size, lim); err != nil {
@@ -300,7 +397,7 @@ func load(ctx context.Context, ra io.ReaderAt, size int64, allowAny bool, lim li
 	if err := r.loadIndex(lim); err != nil {
 		return nil, err
 	}
-	g := &graph{r: r, lim: lim, referenced: map[digest.Digest]bool{}, load: r.readManifest}
+	g := &graph{r: r, lim: lim, referenced: map[digest.Digest]bool{}, load: r.readManifest, strings: map[string]string{}}
 	for _, e := range r.entries {
 		n, err := g.walk(e.Descriptor, nil)
 		if err != nil {
@@ -319,10 +416,22 @@ func load(ctx context.Context, ra io.ReaderAt, size int64, allowAny bool, lim li
 		}
 	}
 	for d, ps := range r.preds {
-		slices.SortFunc(ps, func(a, b ocispec.Descriptor) int { return strings.Compare(string(a.Digest), string(b.Digest)) })
-		r.preds[d] = slices.CompactFunc(ps, func(a, b ocispec.Descriptor) bool { return a.Digest == b.Digest })
+		sortCompact(&ps)
+		r.preds[d] = ps
+	}
+	for d, ps := range r.parents {
+		if len(ps) > 1 {
+			slices.SortFunc(ps, func(a, b *node) int { return strings.Compare(string(a.desc.Digest), string(b.desc.Digest)) })
+			r.parents[d] = slices.CompactFunc(ps, func(a, b *node) bool { return a == b })
+		}
 	}
 	return r, nil
+}
+
+// sortCompact sorts descriptors by digest and keeps one of each digest.
+func sortCompact(ds *[]ocispec.Descriptor) {
+	slices.SortFunc(*ds, func(a, b ocispec.Descriptor) int { return strings.Compare(string(a.Digest), string(b.Digest)) })
+	*ds = slices.CompactFunc(*ds, func(a, b ocispec.Descriptor) bool { return a.Digest == b.Digest })
 }
 
 // scan reads the tar headers, seeking past the data, and records where each
@@ -423,6 +532,10 @@ func (r *Reader) scan(ctx context.Context, size int64, lim limits) error {
 			if _, dup := r.blobs[d]; dup {
 				return entryErr(hdr.Name, ErrDuplicateEntry, "")
 			}
+			if hdr.Name == blobPath(d) {
+				e.name = "" // blob restores it
+			}
+			e.digest = d
 			r.blobs[d] = e
 		} else {
 			if _, dup := r.files[name]; dup {
@@ -506,7 +619,7 @@ func (r *Reader) readChecksums(se tarEntry) (map[string]string, error) {
 		listed[name] = true
 		if kind == entryBlob {
 			hex := strings.TrimPrefix(name, BlobsDir)
-			e, ok := r.blobs[digest.NewDigestFromEncoded(digest.SHA256, hex)]
+			e, ok := r.blob(digest.NewDigestFromEncoded(digest.SHA256, hex))
 			if !ok {
 				return nil, entryErr(se.name, ErrChecksums, "lists %q, which is not in the bundle", p)
 			}
@@ -534,7 +647,8 @@ func (r *Reader) readChecksums(se tarEntry) (map[string]string, error) {
 	}
 	for _, d := range slices.Sorted(maps.Keys(r.blobs)) {
 		if !listed[blobPath(d)] {
-			return nil, entryErr(r.blobs[d].name, ErrChecksums, "not listed in SHA256SUMS")
+			e, _ := r.blob(d)
+			return nil, entryErr(e.name, ErrChecksums, "not listed in SHA256SUMS")
 		}
 	}
 	return out, nil
@@ -585,10 +699,12 @@ func (r *Reader) loadIndex(lim limits) error {
 			if err := checkRef(ref); err != nil {
 				return bad("manifest %d (%s): %v", i, d.Digest, err)
 			}
-			if old, ok := r.refs[ref]; ok && old.Digest != d.Digest {
-				return bad("ref %s names both %s and %s", ref, old.Digest, d.Digest)
+			if old, ok := r.refs[ref]; ok && r.entries[old].Descriptor.Digest != d.Digest {
+				return bad("ref %s names both %s and %s", ref, r.entries[old].Descriptor.Digest, d.Digest)
 			}
-			r.refs[ref] = d
+			if _, ok := r.refs[ref]; !ok {
+				r.refs[ref] = len(r.entries)
+			}
 		}
 		if name := d.Annotations[ocispec.AnnotationRefName]; name != ref {
 			return bad("manifest %d (%s): %s %q differs from %s %q", i, d.Digest, ocispec.AnnotationRefName, name, artifact.AnnotationRef, ref)
@@ -597,6 +713,10 @@ func (r *Reader) loadIndex(lim limits) error {
 			return bad("manifest %s listed twice", d.Digest)
 		}
 		seen[key{d.Digest, ref}] = true
+		d.Digest = r.heldDigest(d.Digest)
+		if maps.Equal(d.Annotations, entryAnnotations(kind, ref)) {
+			d.Annotations = nil // entryDescriptor makes them again
+		}
 		r.entries = append(r.entries, Entry{Descriptor: d, Kind: kind, Ref: ref})
 	}
 	return nil
@@ -605,7 +725,7 @@ func (r *Reader) loadIndex(lim limits) error {
 // readManifest reads the manifest d from the tar, bounded by the limits,
 // and checks its size and digest before anyone parses it.
 func (r *Reader) readManifest(d ocispec.Descriptor, lim limits) ([]byte, error) {
-	e := r.blobs[d.Digest]
+	e, _ := r.blob(d.Digest)
 	b, err := integrity.ReadAll(io.NewSectionReader(r.ra, e.off, e.size), ocispec.Descriptor{Digest: d.Digest, Size: e.size}, lim.manifest)
 	if err != nil {
 		return nil, &EntryError{Path: e.name, Err: err}
@@ -620,6 +740,19 @@ type graph struct {
 	lim        limits
 	referenced map[digest.Digest]bool
 	load       func(ocispec.Descriptor, limits) ([]byte, error)
+	strings    map[string]string // media and artifact types, held once
+}
+
+// intern returns s, held once for the whole graph.
+func (g *graph) intern(s string) string {
+	if g.strings == nil {
+		return s
+	}
+	if v, ok := g.strings[s]; ok {
+		return v
+	}
+	g.strings[s] = s
+	return s
 }
 
 func (g *graph) walk(d ocispec.Descriptor, stack []digest.Digest) (*node, error) {
@@ -645,7 +778,17 @@ func (g *graph) walk(d ocispec.Descriptor, stack []digest.Digest) (*node, error)
 	if err != nil {
 		return nil, &EntryError{Path: p, Err: err}
 	}
-	r.nodes[d.Digest] = n
+	n.annotated, n.desc.Annotations = n.desc.Annotations != nil, nil
+	n.desc.ArtifactType, n.typ = g.intern(n.desc.ArtifactType), g.intern(n.typ)
+	n.desc.Digest = r.heldDigest(n.desc.Digest)
+	for i := range n.children {
+		n.children[i].MediaType = g.intern(n.children[i].MediaType)
+		n.children[i].Digest = r.heldDigest(n.children[i].Digest)
+	}
+	if n.subject != nil {
+		n.subject.Digest = r.heldDigest(n.subject.Digest)
+	}
+	r.nodes[n.desc.Digest] = n
 	for _, c := range n.children {
 		if n.index {
 			if _, err := g.walk(c, append(stack, d.Digest)); err != nil {
@@ -654,7 +797,10 @@ func (g *graph) walk(d ocispec.Descriptor, stack []digest.Digest) (*node, error)
 		} else if err := g.blob(c, "blob of manifest "+string(d.Digest)); err != nil {
 			return nil, err
 		}
-		r.preds[c.Digest] = append(r.preds[c.Digest], n.desc)
+		if r.parents == nil {
+			r.parents = map[digest.Digest][]*node{}
+		}
+		r.parents[c.Digest] = append(r.parents[c.Digest], n)
 	}
 	if n.subject != nil {
 		r.preds[n.subject.Digest] = append(r.preds[n.subject.Digest], n.desc)
@@ -664,7 +810,7 @@ func (g *graph) walk(d ocispec.Descriptor, stack []digest.Digest) (*node, error)
 
 // blob checks that d is in the bundle with its declared size.
 func (g *graph) blob(d ocispec.Descriptor, role string) error {
-	e, ok := g.r.blobs[d.Digest]
+	e, ok := g.r.blob(d.Digest)
 	if !ok {
 		return entryErr(blobPath(d.Digest), ErrBlobMissing, "%s", role)
 	}

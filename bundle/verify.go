@@ -154,6 +154,7 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (Report, error)
 	var first error
 	for _, e := range r.entries {
 		er := EntryReport{Entry: e}
+		er.Descriptor = r.entryDescriptor(e) // with index.json's annotations
 		for _, d := range r.closure(e.Descriptor.Digest) {
 			er.Blobs++
 			er.Bytes += r.blobs[d].size
@@ -235,7 +236,7 @@ func (r *Reader) planZstd(maxSize, maxTotal int64) (map[digest.Digest]*zstdCheck
 			if !strings.HasSuffix(l.MediaType, "+zstd") {
 				continue
 			}
-			e, ok := r.blobs[l.Digest]
+			e, ok := r.blob(l.Digest)
 			if !ok {
 				return nil, entryErr(blobPath(l.Digest), ErrBlobMissing, "zstd layer of %s", d)
 			}
@@ -295,7 +296,7 @@ func (r *Reader) layerCheck(e tarEntry, l ocispec.Descriptor, maxSize int64) zst
 // checkBlob hashes one blob and, if zstd layers name it, decompresses it
 // once as plan says.
 func (r *Reader) checkBlob(ctx context.Context, d digest.Digest, plan map[digest.Digest]*zstdCheck, report func(int64)) error {
-	e := r.blobs[d]
+	e, _ := r.blob(d)
 	c, ok := plan[d]
 	switch {
 	case ok && c.err != nil:
@@ -382,11 +383,12 @@ func (r *Reader) VerifyCompressed(ctx context.Context, maxSize int64) error {
 	}
 	for _, d := range slices.Sorted(maps.Keys(plan)) {
 		c := plan[d]
+		e, _ := r.blob(d)
 		var err error
 		if c.hashOnly {
-			_, err = io.Copy(io.Discard, r.open(r.blobs[d], d))
+			_, err = io.Copy(io.Discard, r.open(e, d))
 		} else {
-			err = r.checkZstd(ctx, r.blobs[d], d, *c, nothing)
+			err = r.checkZstd(ctx, e, d, *c, nothing)
 		}
 		if err != nil {
 			return err
