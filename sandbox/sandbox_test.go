@@ -839,17 +839,28 @@ func testAllowlist(t *testing.T) {
 }
 
 // runnerMain runs one sandboxed step that announces itself and sleeps,
-// for testReap to kill this runner under it.
+// for testReap to kill this runner under it. reapPathEnv says which way
+// the attempt goes: "server" (network none, no pids limit: through the
+// runner's sandbox server) or "helper" (a helper process of its own, as
+// a pids limit enforced as RLIMIT_NPROC or an allowlist needs).
 func runnerMain() int {
 	x := &Executor{Env: []string{testPath}}
+	limits := pack.Limits{MemoryMiB: 256}
+	if os.Getenv(reapPathEnv) == "helper" {
+		x.perStep = true
+		limits.Pids = 64
+	}
 	ex := x.Execute(context.Background(), run.Invocation{
 		Command: []string{"sh", "-c", "echo up; exec sleep 120"}, Dir: os.Getenv("STELLA_SANDBOX_TEST_DIR"),
 		Token: os.Getenv(runnerEnv), Stdout: os.Stdout, Stderr: os.Stderr,
-		Sandbox: pack.Sandbox{Limits: pack.Limits{Pids: 64, MemoryMiB: 256}},
+		Sandbox: pack.Sandbox{Limits: limits},
 	})
 	fmt.Fprintf(os.Stderr, "runner: the step ended: %+v\n", ex)
 	return 1
 }
+
+// reapPathEnv names the way runnerMain's attempt goes.
+const reapPathEnv = "STELLA_SANDBOX_TEST_REAP_PATH"
 
 // procsWith lists the live processes whose environment carries token.
 func procsWith(token string) []int { return procsWithEnv(run.TokenEnv + "=" + token) }
@@ -871,14 +882,23 @@ func procsWithEnv(kv string) []int {
 	return pids
 }
 
-// testReap: a runner dies under its sandboxed step; Reap finds the helper
-// and the step by the attempt's token and stops them, cgroup and all.
+// testReap: a runner dies under its sandboxed step; Reap finds the step
+// by the attempt's token and stops it, with the runner's sandbox server or
+// the attempt's helper process, and its cgroup. Both ways an attempt can
+// go are run: which one a pids limit takes depends on whether this user
+// may make a pids cgroup, so neither is left to the host.
 func testReap(t *testing.T) {
+	for _, way := range []string{"server", "helper"} {
+		t.Run(way, func(t *testing.T) { testReapVia(t, way) })
+	}
+}
+
+func testReapVia(t *testing.T, way string) {
 	token := fmt.Sprintf("reap|%d|%d", os.Getpid(), time.Now().UnixNano())
 	// Should the test fail before its Reap, nothing of it stays.
 	t.Cleanup(func() { _ = (&Executor{}).Reap(token) })
 	cmd := exec.Command("/proc/self/exe")
-	cmd.Env = []string{testPath, runnerEnv + "=" + token, "STELLA_SANDBOX_TEST_DIR=" + t.TempDir()}
+	cmd.Env = []string{testPath, runnerEnv + "=" + token, reapPathEnv + "=" + way, "STELLA_SANDBOX_TEST_DIR=" + t.TempDir()}
 	var stderr syncBuffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
@@ -906,16 +926,32 @@ func testReap(t *testing.T) {
 	_ = cmd.Process.Kill()
 	_, _ = cmd.Process.Wait()
 	defer func() { _ = cmd.Wait() }()
-	// The step carries the token (and so does its helper process, when
-	// it has one: not through the sandbox server, which carries the
-	// runner's pid instead, and ends once its steps have).
+	// The step carries the token, and so does its helper process when it
+	// has one; the sandbox server carries the runner's pid instead, and
+	// ends once its steps have.
 	left := procsWith(token)
-	if len(left) < 1 {
-		t.Fatalf("after the runner died, %v carry the token; want the step", left)
+	helpers := 0
+	for _, pid := range left {
+		if argv, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && bytes.HasPrefix(argv, []byte("stella-sandbox\x00")) {
+			helpers++
+		}
 	}
-	// (Probe's own server may still be exiting.)
-	if servers := procsWithEnv(ServerRunnerEnv + "=" + strconv.Itoa(cmd.Process.Pid)); len(servers) == 0 {
-		t.Fatal("the dead runner's sandbox server is gone under its step")
+	servers := procsWithEnv(ServerRunnerEnv + "=" + strconv.Itoa(cmd.Process.Pid))
+	switch way {
+	case "server":
+		if len(left) != 1 || helpers != 0 {
+			t.Fatalf("after the runner died, %v carry the token (%d helpers); want the step alone", left, helpers)
+		}
+		if len(servers) == 0 {
+			t.Fatal("the dead runner's sandbox server is gone under its step")
+		}
+	case "helper":
+		if len(left) != 2 || helpers != 1 {
+			t.Fatalf("after the runner died, %v carry the token (%d helpers); want the step and its helper", left, helpers)
+		}
+		if len(servers) != 0 {
+			t.Fatalf("the attempt went through a helper, but the dead runner has sandbox servers %v", servers)
+		}
 	}
 	prefix := cgroupPrefix(token)
 	if err := (&Executor{}).Reap(token); err != nil {
