@@ -946,11 +946,10 @@ func testReapVia(t *testing.T, way string) {
 			t.Fatal("the dead runner's sandbox server is gone under its step")
 		}
 	case "helper":
+		// (A server of the runner's probe may still be exiting: servers
+		// are not this attempt's way, and not counted.)
 		if len(left) != 2 || helpers != 1 {
 			t.Fatalf("after the runner died, %v carry the token (%d helpers); want the step and its helper", left, helpers)
-		}
-		if len(servers) != 0 {
-			t.Fatalf("the attempt went through a helper, but the dead runner has sandbox servers %v", servers)
 		}
 	}
 	prefix := cgroupPrefix(token)
