@@ -111,11 +111,8 @@ func BenchmarkPeakRSSTenfold(b *testing.B) {
 // 40,000 — the small size of BenchmarkPeakRSSTenfold's plan, in
 // proportion (200–270 bytes measured: the inputs file and its list). A
 // plan held in memory (plan.Build: ~1 KiB a step live, which the
-// collector lets double) grew by 2.9 KiB a step.
+// collector lets double) grew by 1.5–2.9 KiB a step.
 func TestPackPlanPeakRSSPerStep(t *testing.T) {
-	if raceEnabled {
-		t.Skip("the race detector multiplies memory")
-	}
 	const small, large = 2000, 40000
 	dir := t.TempDir()
 	hwm := filepath.Join(dir, "hwm")
@@ -132,11 +129,18 @@ func TestPackPlanPeakRSSPerStep(t *testing.T) {
 		}
 		return readHWM(t, hwm)
 	}
+	// Under the race detector (how CI runs it) each byte of heap costs
+	// more: 474–577 bytes a step measured streamed, 4,674 with the plan held
+	// (1,541 without it); the bound is three times the plain one.
+	limit := 512.0
+	if raceEnabled {
+		limit = 1536
+	}
 	lo, hi := peak(small), peak(large)
 	perStep := (hi - lo) * (1 << 20) / (large - small)
 	t.Logf("peak RSS %.1f MiB at %d steps, %.1f MiB at %d: %.0f bytes a step", lo, small, hi, large, perStep)
-	if perStep > 512 {
-		t.Errorf("peak RSS of pack plan grows by %.0f bytes a step (%.1f MiB at %d steps, %.1f MiB at %d), more than 512", perStep, lo, small, hi, large)
+	if perStep > limit {
+		t.Errorf("peak RSS of pack plan grows by %.0f bytes a step (%.1f MiB at %d steps, %.1f MiB at %d), more than %.0f", perStep, lo, small, hi, large, limit)
 	}
 }
 
