@@ -10,9 +10,18 @@ import (
 // write.
 const chunk = 64 << 10
 
-// readChunk is what one read of ReadFrom asks for: a pipe's worth (see
-// run/process.PipeSize) at a time keeps system calls few.
+// readChunk is what one read of ReadFrom asks for at first.
 const readChunk = 256 << 10
+
+// behindChunk is what one read of a Serial Writer's ReadFrom asks for once
+// it writes behind: a pipe's worth (see run/process.PipeSize) at a time
+// keeps system calls few.
+const behindChunk = 1 << 20
+
+// behindSlots is how many chunks a Serial Writer's ReadFrom has read,
+// masked or being written out at once: one being read and masked, one
+// being written out, and one ready between them.
+const behindSlots = 3
 
 // Writer masks the stream written to it and writes the result to another
 // writer. What it writes out is exactly what the set's Bytes makes of the
@@ -32,13 +41,21 @@ const readChunk = 256 << 10
 // A Writer is not safe for concurrent use. After an error from the
 // underlying writer, every Write, ReadFrom and Flush returns that error.
 type Writer struct {
-	// Serial keeps ReadFrom on the calling goroutine: it never reads the
-	// next chunk while it masks the last. Set it when the stream comes
-	// from another process (a step's output pipe): that process already
-	// keeps a core busy producing the stream, and on a host with few cores
-	// a second reading goroutine costs more than it overlaps (on 2 cores,
-	// with cat printing 1 GiB into the pipe, it took about 0.3 s of CPU
-	// more than reading and masking in turn, and no less wall time).
+	// Serial keeps ReadFrom's reading and masking on the calling
+	// goroutine: it never reads the next chunk while it masks the last.
+	// Set it when the stream comes from another process (a step's output
+	// pipe): that process already keeps a core busy producing the stream,
+	// and on a host with few cores a second reading goroutine costs more
+	// than it overlaps (on 2 cores, with cat printing 1 GiB into the pipe,
+	// it took about 0.3 s of CPU more than reading and masking in turn,
+	// and no less wall time). Once the stream comes faster than it is
+	// written out, a Serial Writer hands each masked chunk to a second
+	// goroutine that writes it out from the buffer it was read into,
+	// while the next chunk is read and masked: writing into the page
+	// cache is the larger part of the work, and the chunks are not copied
+	// to be handed over. The underlying writer is then called from that
+	// goroutine, one write at a time and in order; a write's bytes are
+	// valid until it returns, as always.
 	Serial bool
 
 	set *Set
@@ -96,14 +113,17 @@ func (w *Writer) Write(p []byte) (int, error) {
 // Flush. It returns the number of bytes read and the first error, of r
 // (io.EOF excepted) or of the underlying writer.
 //
-// When r is read by system calls (a pipe or a file: r is a syscall.Conn),
-// a read fills the whole buffer (a stream arriving faster than it is
-// masked) and the Writer is not Serial, a goroutine reads the next part
-// of the stream while the last one is masked and written out, for the
-// rest of the call. After an error
-// of the underlying writer, ReadFrom then returns without waiting for a
-// read in progress, and what that read brings is dropped; r may not be
-// read by anyone else until the read returns (closing r ends it).
+// When r is read by system calls (a pipe or a file: r is a syscall.Conn)
+// and a read fills the whole buffer (a stream arriving faster than it is
+// masked), the rest of the call overlaps two parts of the work. If the
+// Writer is not Serial, a goroutine reads the next part of the stream
+// while the last one is masked and written out; after an error of the
+// underlying writer, ReadFrom then returns without waiting for a read in
+// progress, and what that read brings is dropped; r may not be read by
+// anyone else until the read returns (closing r ends it). If it is
+// Serial, a goroutine writes out each masked part while the next one is
+// read and masked (see writeBehind); every write has returned when
+// ReadFrom does.
 func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
 	var n int64
 	for {
@@ -127,7 +147,10 @@ func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
 		if err != nil {
 			return n, err
 		}
-		if _, ok := r.(syscall.Conn); ok && k == readChunk && !w.Serial {
+		if _, ok := r.(syscall.Conn); ok && k == readChunk {
+			if w.Serial {
+				return w.writeBehind(r, n)
+			}
 			return w.readAhead(r, n)
 		}
 	}
@@ -215,6 +238,101 @@ func (w *Writer) readAhead(r io.Reader, n int64) (int64, error) {
 	return n, nil
 }
 
+// writeBehind is ReadFrom of a Serial Writer once the stream comes faster
+// than it is written out: the calling goroutine reads each chunk into a
+// buffer of its own and masks it, and a second goroutine writes the
+// masked chunk out, from that buffer or from the buffer it was masked
+// into, while the next chunk is read. A buffer is read into again only
+// once its chunk's write has returned; every write has returned when
+// writeBehind does. n is what was read before.
+func (w *Writer) writeBehind(r io.Reader, n int64) (int64, error) {
+	type slot struct {
+		rbuf, out []byte // read into rbuf[head-len(held):]; masked into out
+		pending   []byte // the masked chunk to write out
+		sent      bool   // the writing goroutine has it
+		err       error  // of the underlying writer, this write or one before
+	}
+	free := make(chan *slot, behindSlots)
+	jobs := make(chan *slot, behindSlots)
+	go func() {
+		var err error
+		for s := range jobs {
+			if err == nil && len(s.pending) > 0 {
+				var k int
+				k, err = w.w.Write(s.pending)
+				if err == nil && k < len(s.pending) {
+					err = io.ErrShortWrite
+				}
+			}
+			s.err, s.pending = err, nil
+			free <- s
+		}
+	}()
+	defer close(jobs)
+	inflight := 0
+	get := func() *slot {
+		s := <-free
+		if s.sent {
+			s.sent = false
+			inflight--
+			if s.err != nil && w.err == nil {
+				w.err = s.err
+			}
+		}
+		return s
+	}
+	drain := func() {
+		for inflight > 0 {
+			get()
+		}
+	}
+	defer drain()
+	head := -1
+	for {
+		m := w.set.matcher()
+		if need := alignUp(max(len(w.held), m.prefix.span)); need > head {
+			// First, or a value longer than the room kept was added:
+			// new buffers, once no write uses the old ones.
+			drain()
+			for len(free) > 0 {
+				<-free
+			}
+			head = max(need, w.head)
+			for range behindSlots {
+				free <- &slot{rbuf: make([]byte, head+behindChunk)}
+			}
+		}
+		s := get()
+		if w.err != nil {
+			return n, w.err
+		}
+		b := s.rbuf[head-len(w.held):]
+		copy(b, w.held)
+		k, err := r.Read(b[len(w.held) : len(w.held)+behindChunk])
+		if k > 0 {
+			n += int64(k)
+			w.out = s.out
+			s.pending = w.mask(m, b[:len(w.held)+k], false)
+			s.out = w.out
+			s.sent = true
+			inflight++
+			jobs <- s
+		} else {
+			free <- s
+		}
+		if err != nil {
+			drain()
+			if w.err != nil {
+				return n, w.err
+			}
+			if err == io.EOF {
+				return n, nil
+			}
+			return n, err
+		}
+	}
+}
+
 // align is what ReadFrom aligns its reads to: a cache line.
 const align = 64
 
@@ -242,6 +360,14 @@ func (w *Writer) Flush() error {
 // scan masks b (held followed by new bytes), writes out all but the
 // suffix to hold back (none when final) and keeps that suffix as held.
 func (w *Writer) scan(m *matcher, b []byte, final bool) (int, error) {
+	out := w.mask(m, b, final)
+	return w.emit(out, len(out))
+}
+
+// mask masks b (held followed by new bytes) and returns what is to be
+// written out: all but the suffix to hold back (none when final), which
+// it keeps as held. The result is b's own bytes or w.out's.
+func (w *Writer) mask(m *matcher, b []byte, final bool) []byte {
 	h := len(b)
 	if !final {
 		h -= m.holdback(b)
@@ -256,7 +382,7 @@ func (w *Writer) scan(m *matcher, b []byte, final bool) (int, error) {
 		w.run = false
 	}
 	w.held = append(w.held[:0], b[h:]...)
-	return w.emit(out, len(out))
+	return out
 }
 
 // emit writes out to the underlying writer and returns n on success.

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"testing/iotest"
@@ -651,54 +652,112 @@ func TestReadFromReadsAhead(t *testing.T) {
 	}
 }
 
-// alternateWriter passes writes to w and fails the test unless exactly one
-// read was asked of the reader since the write before: what a Serial
-// Writer's ReadFrom does with a reader whose every read brings output.
-type alternateWriter struct {
-	t      testing.TB
-	w      io.Writer
-	reads  chan int
-	writes int
+// behindWriter passes writes to w, from the second on only once the
+// reader has been asked for the chunk after the one being written (as
+// waitWriter), and fails the test when the reader has been asked for more
+// than behindSlots chunks beyond the writes that returned: a Serial
+// Writer's ReadFrom writes each chunk out while it reads the next, and
+// holds at most behindSlots chunks read and not yet written.
+type behindWriter struct {
+	waitWriter
+	returned atomic.Int64 // writes that returned
+	after    *atomic.Bool // set when ReadFrom has returned
 }
 
-func (w *alternateWriter) Write(p []byte) (int, error) {
-	w.writes++
-	if got := len(w.reads); got != 1 {
-		w.t.Errorf("write %d: %d reads asked since the write before, want 1", w.writes, got)
+func (w *behindWriter) Write(p []byte) (int, error) {
+	if w.after != nil && w.after.Load() {
+		w.t.Errorf("a write after ReadFrom returned")
 	}
 	for len(w.reads) > 0 {
-		<-w.reads
+		w.asked = <-w.reads
 	}
-	return w.w.Write(p)
+	if ahead := w.asked - int(w.returned.Load()); ahead > behindSlots+1 {
+		w.t.Errorf("write %d: %d reads asked, %d writes returned: more than %d chunks held", w.writes+1, w.asked, w.returned.Load(), behindSlots)
+	}
+	defer w.returned.Add(1)
+	time.Sleep(time.Millisecond) // the disk is slower than the pipe
+	return w.waitWriter.Write(p)
 }
 
-// TestReadFromSerial: a Serial Writer reads from a pipe or a file (a
-// syscall.Conn) whose reads fill the buffer one chunk at a time, masking
-// and writing out each before it reads the next, and its output is what
-// Bytes makes of the whole stream, values split across chunks included.
-func TestReadFromSerial(t *testing.T) {
+// TestReadFromWritesBehind: a Serial Writer reading from a pipe or a file
+// (a syscall.Conn) whose reads fill the buffer reads and masks each chunk
+// on the calling goroutine while the chunk before is written out, holds
+// at most behindSlots chunks, has made every write when ReadFrom returns,
+// and its output is what Bytes makes of the whole stream, values split
+// across chunks included, with a reader that ends in an error as well.
+func TestReadFromWritesBehind(t *testing.T) {
 	s := newSet(t, splitValues...)
-	text := bytes.Repeat(splitText(), 4*readChunk/len(splitText()))
-	text = append(text, splitText()...) // not a multiple of readChunk
-	var out bytes.Buffer
-	reads := make(chan int, 100)
-	aw := &alternateWriter{t: t, w: &out, reads: reads}
-	w := s.Writer(aw)
-	w.Serial = true
-	n, err := w.ReadFrom(&connReader{text: text, reads: reads})
-	if n != int64(len(text)) || err != nil {
-		t.Fatalf("ReadFrom = %d, %v; want %d, nil", n, err, len(text))
-	}
-	if aw.writes < 5 {
-		t.Fatalf("%d writes for %d bytes read %d at a time", aw.writes, len(text), readChunk)
-	}
-	if err := w.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if want := s.Bytes(text); !bytes.Equal(out.Bytes(), want) {
-		t.Fatalf("the output differs from Bytes of the stream (%d bytes, want %d)", out.Len(), len(want))
+	text := bytes.Repeat(splitText(), 8*behindChunk/len(splitText()))
+	text = append(text, splitText()...) // not a multiple of the chunks
+	boom := errors.New("pipe broke")
+	for _, end := range []error{nil, boom} {
+		var out bytes.Buffer
+		reads := make(chan int, 100)
+		var after atomic.Bool
+		bw := &behindWriter{waitWriter: waitWriter{t: t, w: &out, reads: reads}, after: &after}
+		w := s.Writer(bw)
+		w.Serial = true
+		n, err := w.ReadFrom(&connReader{text: text, reads: reads, err: end})
+		after.Store(true)
+		if n != int64(len(text)) || err != end {
+			t.Fatalf("ReadFrom = %d, %v; want %d, %v", n, err, len(text), end)
+		}
+		if bw.writes < 9 {
+			t.Fatalf("%d writes for %d bytes", bw.writes, len(text))
+		}
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if want := s.Bytes(text); !bytes.Equal(out.Bytes(), want) {
+			t.Fatalf("ending with %v: the output differs from Bytes of the stream (%d bytes, want %d)", end, out.Len(), len(want))
+		}
 	}
 }
+
+// TestReadFromBehindWriterError: when the underlying writer of a Serial
+// Writer fails while it writes behind, ReadFrom stops reading within the
+// chunks it holds, returns the error once every write has returned, and
+// later writes return it too.
+func TestReadFromBehindWriterError(t *testing.T) {
+	boom := errors.New("disk full")
+	s := newSet(t, "tokenvalue123")
+	text := bytes.Repeat([]byte("some text\n"), 4*behindChunk)
+	r := &connReader{text: text}
+	var after atomic.Bool
+	var writes atomic.Int64
+	w := s.Writer(writerFunc(func(p []byte) (int, error) {
+		if after.Load() {
+			t.Errorf("a write after ReadFrom returned")
+		}
+		if writes.Add(1) > 2 {
+			return 0, boom
+		}
+		return len(p), nil
+	}))
+	w.Serial = true
+	n, err := w.ReadFrom(r)
+	after.Store(true)
+	if !errors.Is(err, boom) {
+		t.Fatalf("ReadFrom = %v, want %v", err, boom)
+	}
+	if max := int64(readChunk + (2+behindSlots+1)*behindChunk); n > max {
+		t.Errorf("read %d bytes of %d after the writer failed at its third write; want at most %d", n, len(text), max)
+	}
+	if got := writes.Load(); got != 3 {
+		t.Errorf("%d writes, want 3: none after the failed one", got)
+	}
+	if _, err := w.Write([]byte("more")); !errors.Is(err, boom) {
+		t.Errorf("Write after: %v", err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	if got := writes.Load(); got != 3 {
+		t.Errorf("%d writes after ReadFrom returned, want 3", got)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // TestReadFromAheadWriterError: when the underlying writer fails while a
 // read is in progress, ReadFrom returns its error without waiting for the

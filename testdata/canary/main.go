@@ -67,6 +67,19 @@ func leak(v string, fail bool) {
 	fmt.Fprintf(out, "https://x.example/?token=%s&path=/%s\n", url.QueryEscape(v), url.PathEscape(v))
 	j, _ := json.Marshal(map[string]string{"password": v})
 	fmt.Fprintf(out, "json: %s\n", j)
+	// A flood: 4 MiB in one write, the value and an encoding every 4,093
+	// bytes, so that the runner reads it in full chunks (and writes them
+	// out behind its reads) and some fall across each chunk's end.
+	flood := make([]byte, 0, 4<<20+8<<10)
+	enc := base64.StdEncoding.EncodeToString([]byte(v))
+	for i := 0; len(flood) < 4<<20; i++ {
+		gap := 4093 - len(v) - len(enc)
+		flood = append(flood, strings.Repeat(string(rune('a'+i%26)), max(gap, 1))...)
+		flood = append(flood, v...)
+		flood = append(flood, enc...)
+	}
+	flood = append(flood, '\n')
+	_, _ = out.Write(flood)
 	// In a step output and in the file the pack names in spec.outputs.
 	if f, err := os.OpenFile(os.Getenv("STELLA_OUTPUT"), os.O_WRONLY|os.O_APPEND, 0); err == nil {
 		fmt.Fprintf(f, "leaked=%s\n", strings.ReplaceAll(v, "\n", " "))
