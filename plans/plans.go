@@ -37,6 +37,7 @@ package plans
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -196,7 +197,7 @@ func Save(ctx context.Context, st *cache.Store, canonical []byte, meta Meta) (*S
 	if err != nil {
 		return nil, err
 	}
-	_, rec, err = store(ctx, st, rec, func(w io.Writer) error {
+	_, rec, _, err = store(ctx, st, rec, func(w io.Writer) error {
 		_, err := w.Write(canonical)
 		return err
 	})
@@ -242,47 +243,50 @@ func saveWritten(ctx context.Context, st *cache.Store, pack plan.PackRef, approv
 	if err != nil {
 		return nil, err
 	}
-	h, rec, err := store(ctx, st, rec, func(w io.Writer) error {
+	h, rec, n, err := store(ctx, st, rec, func(w io.Writer) error {
 		return write(&limitWriter{w: w, n: MaxSize})
 	})
 	if err != nil {
 		return nil, err
 	}
-	return rec.saved(h, false), nil
+	sp := rec.saved(h, false)
+	sp.Size = n
+	return sp, nil
 }
 
 // store saves the plan whose canonical bytes write writes, with the
-// metadata of rec, and returns its hash and its record. The bytes are
+// metadata of rec, and returns its hash, its record and its size. The bytes are
 // staged in the cache (hashed as they are written), the saved record of
 // that hash read: one written by an earlier version (bytes inline) is
 // kept as it is. Otherwise the staged bytes become the record file of the
 // hash, durable before the record is written, and the record is written
 // unless a save meanwhile wrote one, which is kept. A saved record whose
 // record file is missing (damage) gets it back this way.
-func store(ctx context.Context, st *cache.Store, rec record, write func(io.Writer) error) (digest.Digest, record, error) {
+func store(ctx context.Context, st *cache.Store, rec record, write func(io.Writer) error) (digest.Digest, record, int64, error) {
 	stage, err := st.Stage(ctx)
 	if err != nil {
-		return "", record{}, err
+		return "", record{}, 0, err
 	}
 	defer stage.Close()
 	h, n, err := stageWritten(ctx, stage, write)
 	if err != nil {
-		return "", record{}, err
+		return "", record{}, 0, err
 	}
 	recs := st.Records(namespace)
-	var old record
+	var head recordHead
 	var found bool
 	if err := recs.View(ctx, func(tx cache.RecordTx) error {
-		found, err = get(tx, string(h), &old)
+		found, err = getHead(tx, string(h), &head)
 		return err
 	}); err != nil {
-		return "", record{}, err
+		return "", record{}, 0, err
 	}
-	if found && !old.inFile() {
-		return h, old, nil
+	if found && head.Canonical.n > 0 {
+		return h, head.record, n, nil
 	}
+	var old record
 	if err := recs.KeepStaged(ctx, stage, bucket, h, n); err != nil {
-		return "", record{}, err
+		return "", record{}, 0, err
 	}
 	rec.Size = n
 	err = recs.Update(ctx, func(tx cache.RecordTx) error {
@@ -301,9 +305,9 @@ func store(ctx context.Context, st *cache.Store, rec record, write func(io.Write
 		return tx.Put(bucket, []byte(h), raw)
 	})
 	if err != nil {
-		return "", record{}, err
+		return "", record{}, 0, err
 	}
-	return h, rec, nil
+	return h, rec, n, nil
 }
 
 // stageWritten stages what write writes, read through a pipe, and returns
@@ -455,6 +459,49 @@ func readFile(ctx context.Context, st *cache.Store, h digest.Digest, size int64)
 	}
 	defer rc.Close()
 	return integrity.ReadAll(rc, ocispec.Descriptor{Digest: h, Size: size}, MaxSize)
+}
+
+// recordHead is a record read without its inline bytes (a record of an
+// earlier version): only their size is kept, in Canonical and in
+// record.Size, so that saving a plan saved that way again does not hold
+// them.
+type recordHead struct {
+	record
+	Canonical inlineSize `json:"canonical"`
+}
+
+// inlineSize is the size of inline bytes (base64 in a JSON string),
+// decoded as a stream to count and check them without holding them.
+type inlineSize struct{ n int64 }
+
+func (s *inlineSize) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
+	if len(b) < 2 || b[0] != '"' || b[len(b)-1] != '"' || bytes.IndexByte(b[1:len(b)-1], '\\') >= 0 {
+		return errors.New("canonical: not a base64 string")
+	}
+	n, err := io.Copy(io.Discard, base64.NewDecoder(base64.StdEncoding, bytes.NewReader(b[1:len(b)-1])))
+	if err != nil {
+		return fmt.Errorf("canonical: %v", err)
+	}
+	s.n = n
+	return nil
+}
+
+// getHead is get into a recordHead.
+func getHead(tx cache.RecordTx, key string, r *recordHead) (bool, error) {
+	raw := tx.Get(bucket, []byte(key))
+	if raw == nil {
+		return false, nil
+	}
+	if err := json.Unmarshal(raw, r); err != nil {
+		return false, fmt.Errorf("record %s.%s/%s: %w: %v", namespace, bucket, key, ErrCorrupt, err)
+	}
+	if r.Canonical.n > 0 {
+		r.record.Size = 0
+	}
+	return true, nil
 }
 
 // get reads the record of key; a missing bucket or key is (false, nil).

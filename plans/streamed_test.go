@@ -210,7 +210,7 @@ func TestSaveStreamedRefuses(t *testing.T) {
 		"sha512 pack digest": {bad, writeN(10), plan.ErrInvalid},
 		"over MaxSize":       {pk, writeN(MaxSize + 1), plan.ErrInvalid},
 		"write fails": {pk, func(w io.Writer) error {
-			if err := writeN(3<<20)(w); err != nil {
+			if err := writeN(3 << 20)(w); err != nil {
 				return err
 			}
 			return boom
@@ -256,6 +256,26 @@ func TestSaveStreamedKeepsPreviousVersion(t *testing.T) {
 	got, err := Get(ctx, st, fx.hash)
 	if err != nil || string(got.Canonical) != string(fx.canonical) {
 		t.Fatalf("get: %v", err)
+	}
+
+	// Its inline bytes are checked, not held: damaged base64 is
+	// ErrCorrupt, as Save's decoding of the whole record finds it.
+	damaged := strings.Replace(string(old), `"canonical":"`, `"canonical":"*`, 1)
+	if err := st.Records(namespace).Update(ctx, func(tx cache.RecordTx) error {
+		return tx.Put(bucket, []byte(fx.hash), []byte(damaged))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := SaveStreamed(ctx, st, fx.streamed, Meta{}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("save over damaged base64: %v", err)
+	}
+	if _, err := Save(ctx, st, fx.canonical, Meta{}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("save of the bytes over damaged base64: %v", err)
+	}
+	if err := st.Records(namespace).Update(ctx, func(tx cache.RecordTx) error {
+		return tx.Put(bucket, []byte(fx.hash), old)
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
 
