@@ -205,6 +205,7 @@ func Save(ctx context.Context, st *cache.Store, canonical []byte, meta Meta) (*S
 		return nil, err
 	}
 	sp := rec.saved(h, false)
+	sp.Size = int64(len(canonical))
 	sp.Canonical = slices.Clone(canonical)
 	sp.Plan = pl
 	return sp, nil
@@ -284,18 +285,18 @@ func store(ctx context.Context, st *cache.Store, rec record, write func(io.Write
 	if found && head.Canonical.n > 0 {
 		return h, head.record, n, nil
 	}
-	var old record
 	if err := recs.KeepStaged(ctx, stage, bucket, h, n); err != nil {
 		return "", record{}, 0, err
 	}
 	rec.Size = n
 	err = recs.Update(ctx, func(tx cache.RecordTx) error {
-		found, err := get(tx, string(h), &old)
+		var old recordHead
+		found, err := getHead(tx, string(h), &old)
 		if err != nil {
 			return err
 		}
 		if found {
-			rec = old
+			rec = old.record
 			return nil
 		}
 		raw, err := json.Marshal(rec)

@@ -247,6 +247,9 @@ func TestSaveStreamedKeepsPreviousVersion(t *testing.T) {
 	if err != nil || sp.Tenant != testTenant || sp.PackSize != 1234 || sp.Size != int64(len(fx.canonical)) {
 		t.Fatalf("save: %+v %v", sp, err)
 	}
+	if sp, err := Save(ctx, st, fx.canonical, Meta{Tenant: "other"}); err != nil || sp.Tenant != testTenant || sp.Size != int64(len(fx.canonical)) {
+		t.Fatalf("save of the bytes: %+v %v", sp, err)
+	}
 	if _, err := os.Stat(recordFile(st, fx.hash)); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("record file of an inline plan: %v", err)
 	}
