@@ -19,24 +19,36 @@
 // with caches written before this package existed, when saved plans were
 // part of package approve, they stay where they were: bucket "plans" of
 // record namespace "approve", the index bucket approve.plans (plan hash →
-// JSON record of the canonical plan and its metadata). This package reads
-// and writes only that bucket of the namespace; package approve keeps its
-// own buckets beside it and checks that each plan record decodes when the
-// cache is verified (approve.VerifyHook).
+// JSON record of the plan's metadata). This package reads and writes only
+// that bucket of the namespace; package approve keeps its own buckets
+// beside it and checks that each plan record decodes when the cache is
+// verified (approve.VerifyHook).
+//
+// The canonical bytes are not in the record: they are a record file of
+// the bucket (cache.Records.KeepStaged), named by the plan hash, written
+// as they stream out of the plan (a plan of 100,000 steps is 26 MiB of
+// JSON, which no step of saving holds whole), made durable before the
+// record that names it is written; the record keeps their size. A record
+// written by an earlier version holds the bytes inline (field
+// "canonical", base64) and reads as before. Get reads the bytes whole and
+// checks them again (ParseCanonical); List reads only records.
 package plans
 
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/integrity"
@@ -101,7 +113,8 @@ type Saved struct {
 	PackSize  int64
 	Size      int64           // bytes of the canonical plan
 	Approvals []plan.Approval // the plan's approval gates
-	// Canonical and Plan are set by Get and Save, not by List.
+	// Canonical and Plan are set by Get and Save, not by List;
+	// SaveStreamed sets neither, SavePlan sets Plan (the plan it was given).
 	Canonical []byte
 	Plan      *plan.Plan
 }
@@ -115,12 +128,26 @@ type record struct {
 	SavedAt   time.Time       `json:"savedAt"`
 	PackSize  int64           `json:"packSize"`
 	Approvals []plan.Approval `json:"approvals"`
-	Canonical []byte          `json:"canonical"`
+	// Canonical holds the bytes inline: records of earlier versions.
+	Canonical []byte `json:"canonical,omitempty"`
+	// Size is set, and Canonical empty, when the bytes are the record
+	// file of the plan hash (see the package comment).
+	Size int64 `json:"size,omitempty"`
+}
+
+// inFile reports a record whose bytes are in its record file.
+func (r *record) inFile() bool { return r.Canonical == nil && r.Size > 0 }
+
+func (r *record) size() int64 {
+	if r.inFile() {
+		return r.Size
+	}
+	return int64(len(r.Canonical))
 }
 
 func (r *record) saved(h digest.Digest, full bool) *Saved {
 	sp := &Saved{Hash: h, PackRef: r.PackRef, Pack: r.Pack, Tenant: r.Tenant, SavedAt: r.SavedAt,
-		PackSize: r.PackSize, Size: int64(len(r.Canonical)), Approvals: slices.Clone(r.Approvals)}
+		PackSize: r.PackSize, Size: r.size(), Approvals: slices.Clone(r.Approvals)}
 	if full {
 		sp.Canonical = slices.Clone(r.Canonical)
 	}
@@ -158,39 +185,118 @@ func ParseCanonical(b []byte) (*plan.Plan, digest.Digest, error) {
 // Bytes that are not exactly a canonical plan, and a PackRef of another
 // pack, are refused (plan.ErrInvalid); malformed metadata with
 // ErrInvalidMeta. Saving a plan already saved changes nothing and returns
-// the saved record.
+// the saved record. It holds the plan twice (the bytes and their parse):
+// SaveStreamed and SavePlan save a plan being built without holding its
+// bytes.
 func Save(ctx context.Context, st *cache.Store, canonical []byte, meta Meta) (*Saved, error) {
 	pl, h, err := ParseCanonical(canonical)
 	if err != nil {
 		return nil, err
 	}
-	own := pl.Pack.Name + ":" + pl.Pack.Version
-	if meta.PackRef == "" {
-		meta.PackRef = own
+	rec, err := newRecord("plan "+string(h), pl.Pack, pl.Approvals, meta)
+	if err != nil {
+		return nil, err
 	}
-	if meta.PackRef != own {
-		return nil, fmt.Errorf("plan %s is of pack %s, not %s: %w", h, own, meta.PackRef, plan.ErrInvalid)
+	_, rec, _, err = store(ctx, st, rec, func(w io.Writer) error {
+		_, err := w.Write(canonical)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
-	if meta.Tenant != "" && !tenantRE.MatchString(meta.Tenant) {
-		return nil, fmt.Errorf("tenant %q: %w: letters, digits, '.', '_' and '-', at most 128", meta.Tenant, ErrInvalidMeta)
+	sp := rec.saved(h, false)
+	sp.Size = int64(len(canonical))
+	sp.Canonical = slices.Clone(canonical)
+	sp.Plan = pl
+	return sp, nil
+}
+
+// SaveStreamed saves the plan `stella pack plan` builds
+// (plan.BuildStreamed) as Save saves its canonical bytes, written into the
+// cache as they stream out of the plan (plan.Streamed.WriteCanonical) and
+// hashed as they are written: neither the bytes nor the expanded steps are
+// held. The bytes are canonical by construction (package plan holds
+// WriteCanonical equal to canonical.Marshal), and Get checks them again
+// whole when it reads them. Refusals are Save's: a PackRef of another
+// pack, a pack digest that is not sha256, or more than MaxSize bytes
+// (plan.ErrInvalid), malformed metadata (ErrInvalidMeta). The result has
+// neither Canonical nor Plan.
+func SaveStreamed(ctx context.Context, st *cache.Store, pl *plan.Streamed, meta Meta) (*Saved, error) {
+	return saveWritten(ctx, st, pl.Pack(), pl.Approvals(), pl.WriteCanonical, meta)
+}
+
+// SavePlan is SaveStreamed for a plan held whole (plan.Build: `stella pack
+// run` saves the plan it runs). The result's Plan is pl.
+func SavePlan(ctx context.Context, st *cache.Store, pl *plan.Plan, meta Meta) (*Saved, error) {
+	sp, err := saveWritten(ctx, st, pl.Pack, pl.Approvals, pl.WriteCanonical, meta)
+	if err != nil {
+		return nil, err
 	}
-	if meta.PackSize < 0 {
-		return nil, fmt.Errorf("pack size %d: %w", meta.PackSize, ErrInvalidMeta)
+	sp.Plan = pl
+	return sp, nil
+}
+
+func saveWritten(ctx context.Context, st *cache.Store, pack plan.PackRef, approvals []plan.Approval, write func(io.Writer) error, meta Meta) (*Saved, error) {
+	if err := integrity.CheckSHA256(pack.Digest); err != nil {
+		return nil, fmt.Errorf("plan of %s:%s: %w: pack digest: %v", pack.Name, pack.Version, plan.ErrInvalid, err)
 	}
-	savedAt := meta.SavedAt
-	if savedAt.IsZero() {
-		savedAt = time.Now()
+	rec, err := newRecord("plan of "+pack.Name+":"+pack.Version, pack, approvals, meta)
+	if err != nil {
+		return nil, err
 	}
-	rec := record{PackRef: meta.PackRef, Pack: pl.Pack, Tenant: meta.Tenant, SavedAt: savedAt.UTC().Truncate(time.Second),
-		PackSize: meta.PackSize, Approvals: pl.Approvals, Canonical: canonical}
-	err = st.Records(namespace).Update(ctx, func(tx cache.RecordTx) error {
-		var old record
-		ok, err := get(tx, string(h), &old)
+	h, rec, n, err := store(ctx, st, rec, func(w io.Writer) error {
+		return write(&limitWriter{w: w, n: MaxSize})
+	})
+	if err != nil {
+		return nil, err
+	}
+	sp := rec.saved(h, false)
+	sp.Size = n
+	return sp, nil
+}
+
+// store saves the plan whose canonical bytes write writes, with the
+// metadata of rec, and returns its hash, its record and its size. The bytes are
+// staged in the cache (hashed as they are written), the saved record of
+// that hash read: one written by an earlier version (bytes inline) is
+// kept as it is. Otherwise the staged bytes become the record file of the
+// hash, durable before the record is written, and the record is written
+// unless a save meanwhile wrote one, which is kept. A saved record whose
+// record file is missing (damage) gets it back this way.
+func store(ctx context.Context, st *cache.Store, rec record, write func(io.Writer) error) (digest.Digest, record, int64, error) {
+	stage, err := st.Stage(ctx)
+	if err != nil {
+		return "", record{}, 0, err
+	}
+	defer stage.Close()
+	h, n, err := stageWritten(ctx, stage, write)
+	if err != nil {
+		return "", record{}, 0, err
+	}
+	recs := st.Records(namespace)
+	var head recordHead
+	var found bool
+	if err := recs.View(ctx, func(tx cache.RecordTx) error {
+		found, err = getHead(tx, string(h), &head)
+		return err
+	}); err != nil {
+		return "", record{}, 0, err
+	}
+	if found && head.Canonical.n > 0 {
+		return h, head.record, n, nil
+	}
+	if err := recs.KeepStaged(ctx, stage, bucket, h, n); err != nil {
+		return "", record{}, 0, err
+	}
+	rec.Size = n
+	err = recs.Update(ctx, func(tx cache.RecordTx) error {
+		var old recordHead
+		found, err := getHead(tx, string(h), &old)
 		if err != nil {
 			return err
 		}
-		if ok {
-			rec = old
+		if found {
+			rec = old.record
 			return nil
 		}
 		raw, err := json.Marshal(rec)
@@ -200,11 +306,66 @@ func Save(ctx context.Context, st *cache.Store, canonical []byte, meta Meta) (*S
 		return tx.Put(bucket, []byte(h), raw)
 	})
 	if err != nil {
-		return nil, err
+		return "", record{}, 0, err
 	}
-	sp := rec.saved(h, true)
-	sp.Plan = pl
-	return sp, nil
+	return h, rec, n, nil
+}
+
+// stageWritten stages what write writes, read through a pipe, and returns
+// its digest and size. An error of write is returned as it is.
+func stageWritten(ctx context.Context, stage *cache.Stage, write func(io.Writer) error) (digest.Digest, int64, error) {
+	pr, pw := io.Pipe()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pw.CloseWithError(write(pw)) // nil: the reader sees io.EOF
+	}()
+	d, n, err := stage.Add(ctx, "plan", pr)
+	// Unblocks write when Add stopped reading early.
+	pr.CloseWithError(errStaged)
+	<-done
+	return d, n, err
+}
+
+// errStaged ends a write into a stage that stopped reading.
+var errStaged = errors.New("plan staging stopped")
+
+// limitWriter refuses to write more than n bytes in all.
+type limitWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (l *limitWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > l.n {
+		return 0, fmt.Errorf("plan of more than %d bytes: %w", MaxSize, plan.ErrInvalid)
+	}
+	l.n -= int64(len(p))
+	return l.w.Write(p)
+}
+
+// newRecord checks meta against the plan's pack and makes the record of
+// a plan to save; what names the plan in errors.
+func newRecord(what string, pack plan.PackRef, approvals []plan.Approval, meta Meta) (record, error) {
+	own := pack.Name + ":" + pack.Version
+	if meta.PackRef == "" {
+		meta.PackRef = own
+	}
+	if meta.PackRef != own {
+		return record{}, fmt.Errorf("%s is of pack %s, not %s: %w", what, own, meta.PackRef, plan.ErrInvalid)
+	}
+	if meta.Tenant != "" && !tenantRE.MatchString(meta.Tenant) {
+		return record{}, fmt.Errorf("tenant %q: %w: letters, digits, '.', '_' and '-', at most 128", meta.Tenant, ErrInvalidMeta)
+	}
+	if meta.PackSize < 0 {
+		return record{}, fmt.Errorf("pack size %d: %w", meta.PackSize, ErrInvalidMeta)
+	}
+	savedAt := meta.SavedAt
+	if savedAt.IsZero() {
+		savedAt = time.Now()
+	}
+	return record{PackRef: meta.PackRef, Pack: pack, Tenant: meta.Tenant, SavedAt: savedAt.UTC().Truncate(time.Second),
+		PackSize: meta.PackSize, Approvals: approvals}, nil
 }
 
 // List returns the saved plans, sorted by pack ref, then save time, then
@@ -249,6 +410,7 @@ func Get(ctx context.Context, st *cache.Store, h string) (*Saved, error) {
 	}
 	prefix := []byte(string(digest.SHA256) + ":" + hex)
 	var sp *Saved
+	var r record
 	err := st.Records(namespace).View(ctx, func(tx cache.RecordTx) error {
 		var found []string
 		if err := tx.ForEach(bucket, prefix, func(k, _ []byte) error {
@@ -264,7 +426,6 @@ func Get(ctx context.Context, st *cache.Store, h string) (*Saved, error) {
 		default:
 			return fmt.Errorf("plan %s: %w: %s", h, ErrAmbiguous, strings.Join(found, ", "))
 		}
-		var r record
 		if _, err := get(tx, found[0], &r); err != nil {
 			return err
 		}
@@ -274,12 +435,74 @@ func Get(ctx context.Context, st *cache.Store, h string) (*Saved, error) {
 	if err != nil {
 		return nil, err
 	}
+	if r.inFile() {
+		if sp.Canonical, err = readFile(ctx, st, sp.Hash, r.Size); err != nil {
+			return nil, fmt.Errorf("saved plan %s: %w: %v", sp.Hash, ErrCorrupt, err)
+		}
+	}
 	pl, _, err := ParseCanonical(sp.Canonical)
 	if err != nil {
 		return nil, fmt.Errorf("saved plan %s: %w: %w", sp.Hash, ErrCorrupt, err)
 	}
 	sp.Plan = pl
 	return sp, nil
+}
+
+// readFile reads the record file of plan h, size bytes, checked against
+// its hash and size as it is read.
+func readFile(ctx context.Context, st *cache.Store, h digest.Digest, size int64) ([]byte, error) {
+	if size > MaxSize {
+		return nil, fmt.Errorf("record of %d bytes exceeds %d", size, MaxSize)
+	}
+	rc, err := st.Records(namespace).OpenFile(ctx, bucket, h, size)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return integrity.ReadAll(rc, ocispec.Descriptor{Digest: h, Size: size}, MaxSize)
+}
+
+// recordHead is a record read without its inline bytes (a record of an
+// earlier version): only their size is kept, in Canonical and in
+// record.Size, so that saving a plan saved that way again does not hold
+// them.
+type recordHead struct {
+	record
+	Canonical inlineSize `json:"canonical"`
+}
+
+// inlineSize is the size of inline bytes (base64 in a JSON string),
+// decoded as a stream to count and check them without holding them.
+type inlineSize struct{ n int64 }
+
+func (s *inlineSize) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
+	if len(b) < 2 || b[0] != '"' || b[len(b)-1] != '"' || bytes.IndexByte(b[1:len(b)-1], '\\') >= 0 {
+		return errors.New("canonical: not a base64 string")
+	}
+	n, err := io.Copy(io.Discard, base64.NewDecoder(base64.StdEncoding, bytes.NewReader(b[1:len(b)-1])))
+	if err != nil {
+		return fmt.Errorf("canonical: %v", err)
+	}
+	s.n = n
+	return nil
+}
+
+// getHead is get into a recordHead.
+func getHead(tx cache.RecordTx, key string, r *recordHead) (bool, error) {
+	raw := tx.Get(bucket, []byte(key))
+	if raw == nil {
+		return false, nil
+	}
+	if err := json.Unmarshal(raw, r); err != nil {
+		return false, fmt.Errorf("record %s.%s/%s: %w: %v", namespace, bucket, key, ErrCorrupt, err)
+	}
+	if r.Canonical.n > 0 {
+		r.record.Size = 0
+	}
+	return true, nil
 }
 
 // get reads the record of key; a missing bucket or key is (false, nil).

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,10 +21,11 @@ const packsPerBundle = 10000
 const targetTenfoldPeakMiB = 100.0
 
 // BenchmarkPeakRSSTenfold measures, once per run, the peak RSS of real
-// stella processes at ten times issue 13's shapes: `pack plan` of a pack
-// whose map expands to STELLA_BENCH_PLAN_STEPS steps (default 99,999: with
-// the map step, 100,000, the most a plan may have, plan.MaxExpandedSteps),
-// and `pack import` of a
+// stella processes at ten times issue 13's shapes: `pack plan` (and `pack
+// plan --save`, plan-save) of a pack whose map expands to
+// STELLA_BENCH_PLAN_STEPS steps (default 99,999: with the map step,
+// 100,000, the most a plan may have, plan.MaxExpandedSteps), and `pack
+// import` of a
 // bundle of STELLA_BENCH_RSS_PACKS small packs (default 30,000) into an
 // empty cache, then `cache verify` and `pack list` of that cache. The peak
 // is each child's own VmHWM (writeHWM), not its ru_maxrss. Either part
@@ -58,6 +60,7 @@ func BenchmarkPeakRSSTenfold(b *testing.B) {
 	}
 	for i := 0; i < b.N && os.Getenv("STELLA_BENCH_PLAN_STEPS") != "0"; i++ {
 		run("plan", filepath.Join(dir, "plan-home"), "pack", "plan", "--pack", packDir, "--inputs", inputs)
+		run("plan-save", filepath.Join(dir, "plan-home"), "pack", "plan", "--pack", packDir, "--inputs", inputs, "--save")
 	}
 	kept := os.Getenv("STELLA_BENCH_RSS_HOME")
 	marker := filepath.Join(kept, "bench-rss-packs")
@@ -100,7 +103,7 @@ func BenchmarkPeakRSSTenfold(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	for _, name := range []string{"plan", "import", "verify", "list"} {
+	for _, name := range []string{"plan", "plan-save", "import", "verify", "list"} {
 		b.ReportMetric(peak[name], name+"-MiB")
 	}
 	b.Logf("%d plan steps, %d packs; target: each peak < %.0f MiB", steps, packs, targetTenfoldPeakMiB)
@@ -113,22 +116,6 @@ func BenchmarkPeakRSSTenfold(b *testing.B) {
 // plan held in memory (plan.Build: ~1 KiB a step live, which the
 // collector lets double) grew by 1.5–2.9 KiB a step.
 func TestPackPlanPeakRSSPerStep(t *testing.T) {
-	const small, large = 2000, 40000
-	dir := t.TempDir()
-	hwm := filepath.Join(dir, "hwm")
-	peak := func(n int) float64 {
-		packDir, inputs := mapPackFolder(t, filepath.Join(dir, fmt.Sprint(n)), n-1)
-		cmd := exec.Command(os.Args[0], "--quiet", "pack", "plan", "--pack", packDir, "--inputs", inputs)
-		cmd.Env = append(os.Environ(), "STELLA_RUN_MAIN=1", "STELLA_HOME="+filepath.Join(dir, "home"), "STELLA_BENCH_HWM_FILE="+hwm)
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("pack plan of %d steps: %v", n, err)
-		}
-		if want := fmt.Sprintf("\nsteps: %d\n", n); !strings.Contains(string(out), want) {
-			t.Fatalf("pack plan of %d steps printed no %q", n, want)
-		}
-		return readHWM(t, hwm)
-	}
 	// Under the race detector (how CI runs it) each byte of heap costs
 	// more: 474–577 bytes a step measured streamed, 4,674 with the plan held
 	// (1,541 without it); the bound is three times the plain one.
@@ -136,11 +123,62 @@ func TestPackPlanPeakRSSPerStep(t *testing.T) {
 	if raceEnabled {
 		limit = 1536
 	}
+	planPeakPerStep(t, limit)
+}
+
+// TestPackPlanSavePeakRSSPerStep is TestPackPlanPeakRSSPerStep for `pack
+// plan --save`, which streams the canonical JSON into the cache
+// (plans.SaveStreamed) instead of holding it and parsing it again whole
+// (plans.Save: 5.3 KiB a step measured, ~800 MiB at 100,000 steps;
+// 187–291 bytes a step streamed, 446 under the race detector). It also checks
+// that the plan was saved under the hash printed, in the record file of
+// that hash.
+func TestPackPlanSavePeakRSSPerStep(t *testing.T) {
+	// The race detector's bound as TestPackPlanPeakRSSPerStep's.
+	limit := 512.0
+	if raceEnabled {
+		limit = 1536
+	}
+	planPeakPerStep(t, limit, "--save")
+}
+
+// planPeakPerStep fails the test when the peak RSS of `stella pack plan`
+// with args grows by more than limit bytes a step from 2,000 steps to
+// 40,000.
+func planPeakPerStep(t *testing.T, limit float64, args ...string) {
+	const small, large = 2000, 40000
+	dir := t.TempDir()
+	hwm := filepath.Join(dir, "hwm")
+	what := strings.Join(append([]string{"pack plan"}, args...), " ")
+	peak := func(n int) float64 {
+		packDir, inputs := mapPackFolder(t, filepath.Join(dir, fmt.Sprint(n)), n-1)
+		home := filepath.Join(dir, "home")
+		cmd := exec.Command(os.Args[0], append([]string{"--quiet", "pack", "plan", "--pack", packDir, "--inputs", inputs}, args...)...)
+		cmd.Env = append(os.Environ(), "STELLA_RUN_MAIN=1", "STELLA_HOME="+home, "STELLA_BENCH_HWM_FILE="+hwm)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%s of %d steps: %v", what, n, err)
+		}
+		if want := fmt.Sprintf("\nsteps: %d\n", n); !strings.Contains(string(out), want) {
+			t.Fatalf("%s of %d steps printed no %q", what, n, want)
+		}
+		if slices.Contains(args, "--save") {
+			hash, ok := strings.CutPrefix(strings.SplitN(string(out), "\n", 2)[0], "plan hash: sha256:")
+			if !ok || !strings.Contains(string(out), "\nsaved:     in the cache (stella pack plans show "+hash[:min(12, len(hash))]+")\n") {
+				t.Fatalf("%s of %d steps: no plan hash or no saved line:\n%.300s", what, n, out)
+			}
+			fi, err := os.Stat(filepath.Join(home, "packs", "records", "approve.plans", "sha256", hash))
+			if err != nil || fi.Size() < int64(n)*100 {
+				t.Fatalf("%s of %d steps: record file of plan %s: %v", what, n, hash, err)
+			}
+		}
+		return readHWM(t, hwm)
+	}
 	lo, hi := peak(small), peak(large)
 	perStep := (hi - lo) * (1 << 20) / (large - small)
-	t.Logf("peak RSS %.1f MiB at %d steps, %.1f MiB at %d: %.0f bytes a step", lo, small, hi, large, perStep)
+	t.Logf("%s: peak RSS %.1f MiB at %d steps, %.1f MiB at %d: %.0f bytes a step", what, lo, small, hi, large, perStep)
 	if perStep > limit {
-		t.Errorf("peak RSS of pack plan grows by %.0f bytes a step (%.1f MiB at %d steps, %.1f MiB at %d), more than %.0f", perStep, lo, small, hi, large, limit)
+		t.Errorf("peak RSS of %s grows by %.0f bytes a step (%.1f MiB at %d steps, %.1f MiB at %d), more than %.0f", what, perStep, lo, small, hi, large, limit)
 	}
 }
 

@@ -284,34 +284,16 @@ func (s *session) packPlan(ctx context.Context, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	// The canonical JSON is held whole only for --save (the cache takes
-	// bytes); the hash, and --out, stream it (plan.WriteCanonical).
-	var canon []byte
+	// The canonical JSON is never held whole: the hash, --out and --save
+	// stream it (plan.WriteCanonical; --save into the cache, hashed as it
+	// is written).
 	var hash digest.Digest
 	out := c.String("out")
-	switch {
-	case c.Bool("save"):
-		if canon, err = pl.Canonical(); err != nil {
-			return err
-		}
-		hash = plan.HashBytes(canon)
-		if out != "" {
-			if err := s.prepareOutput(out); err != nil {
-				return err
-			}
-			if err := safefile.WriteBytes(out, canon, 0o644); err != nil {
-				return err
-			}
-		}
-	case out != "":
+	if out != "" {
 		if err := s.prepareOutput(out); err != nil {
 			return err
 		}
 		if hash, err = writePlan(out, pl); err != nil {
-			return err
-		}
-	default:
-		if hash, err = pl.Hash(); err != nil {
 			return err
 		}
 	}
@@ -320,7 +302,17 @@ func (s *session) packPlan(ctx context.Context, c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		if _, err := plans.Save(ctx, st, canon, plans.Meta{PackRef: p.ID(), Tenant: s.tenant, SavedAt: s.now(), PackSize: a.Manifest.Size}); err != nil {
+		sp, err := plans.SaveStreamed(ctx, st, pl, plans.Meta{PackRef: p.ID(), Tenant: s.tenant, SavedAt: s.now(), PackSize: a.Manifest.Size})
+		if err != nil {
+			return err
+		}
+		if hash != "" && hash != sp.Hash {
+			return fmt.Errorf("plan written to %s hashes to %s, saved as %s: %w", out, hash, sp.Hash, plan.ErrInvalid)
+		}
+		hash = sp.Hash
+	}
+	if hash == "" {
+		if hash, err = pl.Hash(); err != nil {
 			return err
 		}
 	}

@@ -342,11 +342,7 @@ func (s *session) packRun(ctx context.Context, c *cli.Context) error {
 	}
 	defer secrets.done()
 	// The run's plan is saved, so its gates can be approved by run id.
-	canon, err := pl.Canonical()
-	if err != nil {
-		return err
-	}
-	if _, err := plans.Save(ctx, st, canon, plans.Meta{PackRef: lp.Ref, Tenant: s.tenant, SavedAt: s.now(), PackSize: lp.Verdict.Artifact.Descriptor.Size}); err != nil {
+	if _, err := plans.SavePlan(ctx, st, pl, plans.Meta{PackRef: lp.Ref, Tenant: s.tenant, SavedAt: s.now(), PackSize: lp.Verdict.Artifact.Descriptor.Size}); err != nil {
 		return err
 	}
 	faults, err := s.chaosFaults(c, pl)
