@@ -32,6 +32,7 @@
 //	root/blobs/<alg>/<hex>     blob files, mode 0444, named by digest
 //	root/ingest/.stella-tmp-*  blobs being written by Push (leftovers after a crash)
 //	root/ingest/<pid>-<rnd>/   blobs being written by a running import (see Holds)
+//	root/records/<ns>.<bucket>/<alg>/<hex>  record files of a namespace, mode 0444, named by digest (see Records.KeepStaged)
 //
 // # Index buckets
 //

@@ -307,11 +307,38 @@ func TestDamagedRecordFile(t *testing.T) {
 		if _, err := Get(ctx, st, fx.hash); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("%s: got %v, want ErrCorrupt", name, err)
 		}
+		want := ProblemFileDamaged
+		if name == "removed" {
+			want = ProblemFileMissing
+		}
+		if got := planProblems(t, st); got != want+" saved plan "+string(fx.hash) {
+			t.Errorf("%s: cache verify reports %q, want %s of saved plan %s", name, got, want, fx.hash)
+		}
 		if _, err := SaveStreamed(ctx, st, fx.streamed, Meta{}); err != nil {
 			t.Fatal(err)
 		}
 		if got, err := Get(ctx, st, fx.hash); err != nil || string(got.Canonical) != string(fx.canonical) {
 			t.Fatalf("%s, saved again: %v", name, err)
 		}
+		if got := planProblems(t, st); got != "" {
+			t.Errorf("%s, saved again: cache verify reports %q", name, got)
+		}
 	}
+}
+
+// planProblems is what cache verify with VerifyHook reports of saved
+// plans: each problem and its object, one a line.
+func planProblems(t *testing.T, st *cache.Store) string {
+	t.Helper()
+	rep, err := st.Verify(context.Background(), cache.VerifyOptions{Hooks: []cache.VerifyHook{VerifyHook()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, p := range rep.Problems {
+		if p.Source == Source {
+			out = append(out, p.Problem+" "+p.Object)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -14,6 +14,7 @@ import (
 	"stellaops.io/stella/approve"
 	"stellaops.io/stella/cache"
 	"stellaops.io/stella/display"
+	"stellaops.io/stella/plans"
 	"stellaops.io/stella/runs"
 )
 
@@ -63,7 +64,7 @@ Examples:
 
 // cacheHooks are the checks other packages add to cache verify.
 func (s *session) cacheHooks() []cache.VerifyHook {
-	return []cache.VerifyHook{approve.VerifyHook(), runs.VerifyHook(filepath.Join(s.home, "runs"))}
+	return []cache.VerifyHook{approve.VerifyHook(), plans.VerifyHook(), runs.VerifyHook(filepath.Join(s.home, "runs"))}
 }
 
 func (s *session) cacheVerify(ctx context.Context, _ *cli.Context) error {
