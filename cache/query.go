@@ -175,6 +175,8 @@ type Usage struct {
 	UnreferencedBytes int64                `json:"unreferencedBytes"`
 	LeftoverFiles     int                  `json:"leftoverFiles"` // temp files of interrupted writes
 	LeftoverBytes     int64                `json:"leftoverBytes"`
+	RecordFiles       int                  `json:"recordFiles"` // record files of namespaces (saved plans), outside blobs/
+	RecordBytes       int64                `json:"recordBytes"`
 }
 
 // KindUsage is the use of one kind. A blob shared by artifacts of two
@@ -185,8 +187,8 @@ type KindUsage struct {
 	Bytes     int64 `json:"bytes"`
 }
 
-// Du measures the cache: blob files, bytes by kind, unreferenced bytes and
-// leftovers. It takes no lock; figures are a snapshot.
+// Du measures the cache: blob files, bytes by kind, unreferenced bytes,
+// leftovers and record files. It takes no lock; figures are a snapshot.
 func (s *Store) Du(ctx context.Context) (Usage, error) {
 	u := Usage{ByKind: map[string]KindUsage{}}
 	var live map[digest.Digest]bool
@@ -248,6 +250,9 @@ func (s *Store) Du(ctx context.Context) (Usage, error) {
 	for _, l := range left {
 		u.LeftoverFiles++
 		u.LeftoverBytes += l.size
+	}
+	if u.RecordFiles, u.RecordBytes, err = s.recordFiles(); err != nil {
+		return Usage{}, err
 	}
 	return u, nil
 }

@@ -144,3 +144,29 @@ func (r *Records) OpenFile(ctx context.Context, bucket string, d digest.Digest, 
 	v.Wrap = func(err error) error { return fmt.Errorf("record file %s: %w", r.s.rel(path), err) }
 	return v, nil
 }
+
+// recordFiles counts the record files of every namespace and their bytes.
+func (s *Store) recordFiles() (files int, bytes int64, err error) {
+	err = filepath.WalkDir(s.path(recordsDir), func(_ string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // no records yet, or removed meanwhile
+		}
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		fi, err := d.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		files++
+		bytes += fi.Size()
+		return nil
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("cache record files: %w", err)
+	}
+	return files, bytes, nil
+}

@@ -55,6 +55,9 @@ func TestRecordFiles(t *testing.T) {
 	if err != nil || res.Blobs != 0 || res.Leftovers != 0 {
 		t.Fatalf("gc: %+v %v", res, err)
 	}
+	if u, err := s.Du(ctx); err != nil || u.RecordFiles != 1 || u.RecordBytes != n || u.Blobs != 0 || u.LeftoverFiles != 0 {
+		t.Fatalf("du: %+v %v; want 1 record file of %d bytes", u, err, n)
+	}
 
 	read := func() ([]byte, error) {
 		rc, err := recs.OpenFile(ctx, "plans", d, n)

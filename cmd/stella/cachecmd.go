@@ -176,5 +176,6 @@ func (s *session) cacheDu(ctx context.Context, _ *cli.Context) error {
 			fmt.Fprintf(w, "  %-18s %d artifacts, %d blobs, %s\n", display.Line(k), ku.Artifacts, ku.Blobs, display.Bytes(ku.Bytes))
 		}
 		fmt.Fprintf(w, "unreferenced: %d blobs (%s); leftovers: %d files (%s)\n", u.UnreferencedBlobs, display.Bytes(u.UnreferencedBytes), u.LeftoverFiles, display.Bytes(u.LeftoverBytes))
+		fmt.Fprintf(w, "record files (saved plans): %d files (%s)\n", u.RecordFiles, display.Bytes(u.RecordBytes))
 	})
 }
