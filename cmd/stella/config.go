@@ -81,6 +81,11 @@ type TracesConfig struct {
 	CAFile   string `yaml:"caFile" json:"caFile,omitempty"`
 	CertFile string `yaml:"certFile" json:"certFile,omitempty"`
 	KeyFile  string `yaml:"keyFile" json:"keyFile,omitempty"`
+	// HeadersFile names a file of "Name: value" lines: headers sent with
+	// every request to the collector, such as an Authorization header.
+	// Values are credentials: they are read when spans are sent and never
+	// shown.
+	HeadersFile string `yaml:"headersFile" json:"headersFile,omitempty"`
 	// Timeout bounds each request, and the wait at the end of a command
 	// for spans still queued (default 10s).
 	Timeout time.Duration `yaml:"timeout" json:"timeout,omitempty"`

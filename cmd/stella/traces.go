@@ -6,12 +6,15 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"net/textproto"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/net/http/httpguts"
 
 	"stellaops.io/stella/display"
 	"stellaops.io/stella/run"
@@ -56,10 +59,67 @@ func (s *session) traceOptions() (opts otlp.Options, ok bool, err error) {
 		}
 		opts.TLS = cfg
 	}
+	if tc.HeadersFile != "" {
+		if opts.Headers, err = readTraceHeaders(tc.HeadersFile); err != nil {
+			return opts, false, err
+		}
+	}
 	if s.sealed {
 		opts.Allow = sealedAllow("traces.sealedAllowlist", tc.SealedAllowlist)
 	}
 	return opts, true, nil
+}
+
+// maxTraceHeaders bounds traces.headersFile.
+const maxTraceHeaders = 64 << 10
+
+// reservedTraceHeaders are set by the exporter itself.
+var reservedTraceHeaders = []string{"Host", "Content-Type", "Content-Length", "Content-Encoding", "Transfer-Encoding", "Connection", "User-Agent"}
+
+// readTraceHeaders reads traces.headersFile: "Name: value" lines, blank
+// lines and lines starting with # skipped. An error names the file and the
+// line, never a value.
+func readTraceHeaders(path string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("traces.headersFile: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxTraceHeaders+1))
+	if err != nil {
+		return nil, fmt.Errorf("traces.headersFile %s: %w", path, err)
+	}
+	defer clear(b)
+	if len(b) > maxTraceHeaders {
+		return nil, fmt.Errorf("traces.headersFile %s: %w: more than %d bytes", path, ErrConfigInvalid, maxTraceHeaders)
+	}
+	headers := map[string]string{}
+	for i, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSuffix(line, "\r")
+		if t := strings.TrimSpace(line); t == "" || t[0] == '#' {
+			continue
+		}
+		bad := func(what string) error {
+			return fmt.Errorf("traces.headersFile %s:%d: %w: %s", path, i+1, ErrConfigInvalid, what)
+		}
+		name, value, ok := strings.Cut(line, ":")
+		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+		canonical := textproto.CanonicalMIMEHeaderKey(name)
+		switch {
+		case !ok:
+			return nil, bad(`expected "Name: value"`)
+		case !httpguts.ValidHeaderFieldName(name):
+			return nil, bad(fmt.Sprintf("%q is not a header name", display.Line(name)))
+		case slices.Contains(reservedTraceHeaders, canonical):
+			return nil, bad(fmt.Sprintf("header %s is set by stella", canonical))
+		case headers[canonical] != "":
+			return nil, bad(fmt.Sprintf("header %s given twice", canonical))
+		case value == "" || !httpguts.ValidHeaderFieldValue(value):
+			return nil, bad(fmt.Sprintf("header %s: an empty value, or one with control characters", canonical))
+		}
+		headers[canonical] = value
+	}
+	return headers, nil
 }
 
 // runTracer sends a run's spans while a command drives it: those its

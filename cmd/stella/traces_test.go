@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"io/fs"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
@@ -58,10 +60,10 @@ func (s sinkSpan) attr(k string) string {
 	return ""
 }
 
-func startSink(t *testing.T, addr string) *otlpSink {
+func startSink(t *testing.T, addr string, args ...string) *otlpSink {
 	t.Helper()
 	bin := regtest.Tool(t, "otlpsink")
-	s := &otlpSink{cmd: exec.Command(bin, "-listen", addr), done: make(chan struct{})}
+	s := &otlpSink{cmd: exec.Command(bin, append([]string{"-listen", addr}, args...)...), done: make(chan struct{})}
 	var err error
 	if s.stdin, err = s.cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
@@ -351,4 +353,96 @@ func nanos(t *testing.T, s string) int64 {
 		n = n*10 + int64(c-'0')
 	}
 	return n
+}
+
+// TestTracesHeadersFile: a collector that takes only requests with an
+// Authorization header gets no span from stella until traces.headersFile
+// names a file with that header, then every span, the ones it missed
+// through `runs trace --export`; a malformed headers file is refused
+// naming its line, and the header's value is never printed or stored.
+func TestTracesHeadersFile(t *testing.T) {
+	dir := t.TempDir()
+	home := filepath.Join(dir, "home")
+	addr := freePort(t)
+	const token = "Bearer tr4ce-t0ken-9a8b7c6d"
+	headers := filepath.Join(dir, "collector-headers")
+	config := func(withHeaders bool) {
+		c := "traces:\n  endpoint: http://" + addr + "\n  timeout: 5s\n"
+		if withHeaders {
+			c += "  headersFile: " + headers + "\n"
+		}
+		writeFile(t, filepath.Join(home, "config.yaml"), c)
+	}
+	var printed strings.Builder
+	stella := func(wantExit int, args ...string) string {
+		t.Helper()
+		out, err := stellaProcess(t, home, args...).CombinedOutput()
+		printed.Write(out)
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != wantExit {
+			t.Fatalf("stella %s: exit %d, want %d\n%s", strings.Join(args, " "), code, wantExit, out)
+		}
+		return string(out)
+	}
+	writeFile(t, filepath.Join(dir, "quick", "pack.yaml"), promPack("quick", `    - id: hello
+      run:
+        command: ["sh", "-c", "echo hello"]
+`))
+	sink := startSink(t, addr, "-require-header", "Authorization: "+token)
+
+	config(false)
+	out := stella(0, "--output", "json", "pack", "run", "--insecure-skip-isolation", "--pack", filepath.Join(dir, "quick"))
+	if !strings.Contains(out, "ERR_PACK_TRACES_UNDELIVERED") {
+		t.Fatalf("a collector that refuses the spans, no warning:\n%s", out)
+	}
+	if got := sink.received(); len(got) != 0 {
+		t.Fatalf("the collector took %d spans without the header", len(got))
+	}
+	var res struct {
+		RunID string `json:"runId"`
+	}
+	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):strings.LastIndex(out, "}")+1]), &res); err != nil || res.RunID == "" {
+		t.Fatalf("no run id: %v\n%s", err, out)
+	}
+
+	config(true)
+	for _, bad := range []struct{ text, line, want string }{
+		{"# the collector's token\nAuthorization " + token + "\n", ":2:", `expected "Name: value"`},
+		{"Authorization: " + token + "\nauthorization: " + token + "\n", ":2:", "header Authorization given twice"},
+		{"Content-Type: text/plain\n", ":1:", "header Content-Type is set by stella"},
+		{"Bad Name: x\n", ":1:", `"Bad Name" is not a header name`},
+	} {
+		writeFile(t, headers, bad.text)
+		out := stella(2, "pack", "runs", "trace", res.RunID, "--export")
+		if !strings.Contains(out, "ERR_PACK_CONFIG_INVALID") || !strings.Contains(out, "traces.headersFile "+headers+bad.line) || !strings.Contains(out, bad.want) {
+			t.Errorf("headers file %q: want ERR_PACK_CONFIG_INVALID naming %s%s and saying %s:\n%s", bad.text, headers, bad.line, bad.want, out)
+		}
+	}
+	if got := sink.received(); len(got) != 0 {
+		t.Fatalf("the collector took %d spans from a malformed headers file", len(got))
+	}
+
+	writeFile(t, headers, "# the collector's token\nAuthorization: "+token+"\r\n\nX-Scope-OrgID: sealed-site-1\n")
+	stella(0, "pack", "runs", "trace", res.RunID, "--export")
+	stella(0, "pack", "run", "--insecure-skip-isolation", "--pack", filepath.Join(dir, "quick"))
+	if got := sink.received(); len(got) != 4 || got[0].attr("runId") != res.RunID {
+		t.Fatalf("with the header the collector has %d spans, want the missed run's 2 and the next run's 2: %+v", len(got), got)
+	}
+	if strings.Contains(printed.String(), "tr4ce-t0ken") {
+		t.Errorf("stella printed the header's value:\n%s", printed.String())
+	}
+	_ = filepath.WalkDir(home, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if b, _ := os.ReadFile(p); strings.Contains(string(b), "tr4ce-t0ken") {
+				t.Errorf("%s holds the header's value", p)
+			}
+		}
+		return nil
+	})
 }
