@@ -118,18 +118,20 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 	holders := map[string]bool{}
 	sweep := func(chunk []gcCandidate, tx *bbolt.Tx, holds []holdRecord) error {
 		var roots []digest.Digest
+		all := false
 		for _, h := range holds {
 			key := fmt.Sprint(h.PID, h.Since, h.Command)
-			if len(h.Digests) > 0 && !holders[key] {
+			if (len(h.Digests) > 0 || h.All) && !holders[key] {
 				holders[key] = true
 				res.Holders = append(res.Holders, h.Holder)
 			}
 			roots = append(roots, h.Digests...)
+			all = all || h.All
 		}
 		held := reach(tx, roots)
 		blobs := tx.Bucket(bucketBlobs)
 		for _, c := range chunk {
-			if held[c.d] {
+			if all || held[c.d] {
 				if c.path != "" {
 					res.Held = append(res.Held, c.d)
 				}

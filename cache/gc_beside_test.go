@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -264,5 +265,54 @@ func TestGCBesideExport(t *testing.T) {
 	res, err := s.GC(ctx, cache.GCOptions{})
 	if err != nil || res.Blobs != len(files)+2 { // the layers, the manifest and its config
 		t.Errorf("gc after the export = %+v, %v", res, err)
+	}
+}
+
+// TestGCBesideVerify: a gc started while cache verify runs finishes
+// within a second (it used to wait for the whole verify, then give up
+// after the lock timeout), removes nothing, not even what nothing
+// references, names verify as the holder, and verify reports no problem;
+// the next gc removes the garbage.
+func TestGCBesideVerify(t *testing.T) {
+	ctx := context.Background()
+	s := cachetest.Open(t)
+	src := newSource()
+	a := src.pack(t, "kept layer", "garbage layer")
+	if _, err := s.Import(ctx, src, []cache.Artifact{packArtifact(a, "a:1")}, cache.ImportRecord{}, cache.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	b := src.pack(t, "kept layer")
+	if _, err := s.Import(ctx, src, []cache.Artifact{packArtifact(b, "b:1")}, cache.ImportRecord{}, cache.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Remove(ctx, "a:1"); err != nil {
+		t.Fatal(err)
+	}
+	var beside cache.GCResult
+	var took time.Duration
+	hook := cache.VerifyHook{Name: "gc-beside", Check: func(ctx context.Context, st *cache.Store) ([]cache.Problem, error) {
+		start := time.Now()
+		res, err := st.GC(ctx, cache.GCOptions{})
+		beside, took = res, time.Since(start)
+		return nil, err
+	}}
+	rep, err := s.Verify(ctx, cache.VerifyOptions{Hooks: []cache.VerifyHook{hook}})
+	if err != nil {
+		t.Fatalf("verify with a gc beside it: %v", err)
+	}
+	if len(rep.Problems) != 0 {
+		t.Errorf("verify with a gc beside it reports %+v", rep.Problems)
+	}
+	if took > time.Second {
+		t.Errorf("gc beside verify took %v, want under a second", took)
+	}
+	// a's manifest and its garbage layer (its config and kept layer are
+	// b's too).
+	if beside.Blobs != 0 || len(beside.Held) != 2 || len(beside.Holders) != 1 || !strings.Contains(beside.Holders[0].Command, "TestGCBesideVerify") {
+		t.Errorf("gc beside verify = %+v, want nothing removed, 2 blobs held by this process", beside)
+	}
+	res, err := s.GC(ctx, cache.GCOptions{})
+	if err != nil || res.Blobs != 2 || fmt.Sprint(res.Removed) != fmt.Sprint(beside.Held) {
+		t.Errorf("gc after verify = %+v, %v; want the 2 blobs it held removed", res, err)
 	}
 }

@@ -50,6 +50,9 @@ type holdRecord struct {
 	// GCLock: the holder holds the gc lock shared (an import, a push of
 	// blobs, verify), so a GC waiting for it can name it.
 	GCLock bool `json:"gcLock,omitempty"`
+	// All: the holder reads every blob and record (cache verify): GC
+	// removes nothing while it runs.
+	All bool `json:"all,omitempty"`
 }
 
 // HoldClosure is Closure(refs) and a Hold on every artifact it returns (and
@@ -148,6 +151,28 @@ func (s *Store) holdWrites(ctx context.Context) (*Hold, error) {
 		return nil, fmt.Errorf("cache ingest %s: %w", dir, err)
 	}
 	h.ingest = dir
+	return h, nil
+}
+
+// holdAll starts the hold of an operation that reads the whole cache
+// (Verify) without holding the gc lock while it runs: a hold, written
+// under the gc lock held shared for an instant, that keeps every blob and
+// record. A GC running beside it removes nothing and names it.
+func (s *Store) holdAll(ctx context.Context) (*Hold, error) {
+	release, err := s.lockGC(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	h, err := s.hold(nil, false)
+	if err != nil {
+		return nil, err
+	}
+	h.rec.All = true
+	if err := h.write(); err != nil {
+		h.Release()
+		return nil, err
+	}
 	return h, nil
 }
 

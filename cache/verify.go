@@ -249,15 +249,16 @@ func perID[T any](snap *snapshot, v T) []T {
 // against the index, that every artifact's graph is complete and matches
 // its manifests, that refcounts match a mark from all refs and referrers,
 // that no index entry names a missing blob, and lists leftovers as
-// warnings; then runs the hooks. It holds the gc lock shared (so nothing
-// is removed while it runs) and the index only for short snapshots. The
+// warnings; then runs the hooks. It holds every blob and record against
+// GC while it runs (a hold, not the gc lock: a GC beside it runs, removes
+// nothing and names it) and the index only for short snapshots. The
 // error is for a failure to verify; what is wrong is in the report.
 func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (Report, error) {
-	release, err := s.lockGC(ctx, false)
+	h, err := s.holdAll(ctx)
 	if err != nil {
 		return Report{}, err
 	}
-	defer release()
+	defer h.Release()
 
 	var r Report
 	add := func(sev Severity, object, problem, expected, actual string) {
