@@ -74,17 +74,17 @@ func (s *Store) HoldClosure(ctx context.Context, refs []string) ([]Artifact, *Ho
 	for _, a := range arts {
 		ds = append(ds, a.Descriptor.Digest)
 	}
-	h, err := s.hold(ds, false)
+	h, err := s.hold(holdRecord{Digests: ds})
 	if err != nil {
 		return nil, nil, err
 	}
 	return arts, h, nil
 }
 
-// hold writes a hold file for digests and locks it. The caller holds the
-// gc lock (shared), so no GC reads the file before it is complete; gcLock
-// says the hold stands for that lock itself.
-func (s *Store) hold(ds []digest.Digest, gcLock bool) (*Hold, error) {
+// hold writes a hold file of rec (its Holder set to this process) and
+// locks it. The caller holds the gc lock (shared), so no GC reads the file
+// before it is complete.
+func (s *Store) hold(rec holdRecord) (*Hold, error) {
 	dir := s.path(holdsDir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("cache hold: %w", err)
@@ -102,7 +102,8 @@ func (s *Store) hold(ds []digest.Digest, gcLock bool) (*Hold, error) {
 		_ = fl.Close()
 		return nil, fmt.Errorf("cache hold %s: locked by another process", path)
 	}
-	h := &Hold{path: path, fl: fl, rec: holdRecord{Holder: s.holderRecord(), Digests: ds, GCLock: gcLock}}
+	rec.Holder = s.holderRecord()
+	h := &Hold{path: path, fl: fl, rec: rec}
 	if err := h.write(); err != nil {
 		h.Release()
 		return nil, err
@@ -136,22 +137,14 @@ func (h *Hold) name() string { return strings.TrimSuffix(filepath.Base(h.path), 
 // leftover. The operation then names what it is about to use with
 // setHold before it relies on it.
 func (s *Store) holdWrites(ctx context.Context) (*Hold, error) {
-	release, err := s.lockGC(ctx, false)
-	if err != nil {
-		return nil, err
-	}
-	defer release()
-	h, err := s.hold(nil, false)
-	if err != nil {
-		return nil, err
-	}
-	dir := s.path(ingestDir, h.name())
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		h.Release()
-		return nil, fmt.Errorf("cache ingest %s: %w", dir, err)
-	}
-	h.ingest = dir
-	return h, nil
+	return s.holdShared(ctx, holdRecord{}, func(h *Hold) error {
+		dir := s.path(ingestDir, h.name())
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return fmt.Errorf("cache ingest %s: %w", dir, err)
+		}
+		h.ingest = dir
+		return nil
+	})
 }
 
 // holdAll starts the hold of an operation that reads the whole cache
@@ -159,19 +152,27 @@ func (s *Store) holdWrites(ctx context.Context) (*Hold, error) {
 // under the gc lock held shared for an instant, that keeps every blob and
 // record. A GC running beside it removes nothing and names it.
 func (s *Store) holdAll(ctx context.Context) (*Hold, error) {
+	return s.holdShared(ctx, holdRecord{All: true}, nil)
+}
+
+// holdShared writes a hold of rec, then runs then (if set) on it, under
+// the gc lock held shared for an instant. The hold is released if then
+// fails.
+func (s *Store) holdShared(ctx context.Context, rec holdRecord, then func(*Hold) error) (*Hold, error) {
 	release, err := s.lockGC(ctx, false)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	h, err := s.hold(nil, false)
+	h, err := s.hold(rec)
 	if err != nil {
 		return nil, err
 	}
-	h.rec.All = true
-	if err := h.write(); err != nil {
-		h.Release()
-		return nil, err
+	if then != nil {
+		if err := then(h); err != nil {
+			h.Release()
+			return nil, err
+		}
 	}
 	return h, nil
 }

@@ -42,7 +42,7 @@ func (s *Store) lockGC(ctx context.Context, exclusive bool) (func(), error) {
 	if !exclusive {
 		// Written down so that a GC giving up can say who it waited for;
 		// advisory, so a failure to write it is no error.
-		h, _ := s.hold(nil, true)
+		h, _ := s.hold(holdRecord{GCLock: true})
 		return func() {
 			h.Release()
 			_ = fl.Close()

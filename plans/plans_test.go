@@ -37,6 +37,20 @@ type fixture struct {
 
 func loadFixture(t testing.TB) fixture {
 	t.Helper()
+	pl, err := plan.Build(loadSample(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := pl.Canonical()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fixture{canonical: c, hash: string(plan.HashBytes(c))}
+}
+
+// loadSample loads the sample pack, its digest and its inputs.
+func loadSample(t testing.TB) (*pack.Pack, digest.Digest, map[string]any) {
+	t.Helper()
 	p, err := pack.LoadDir(packDir)
 	if err != nil {
 		t.Fatal(err)
@@ -53,26 +67,19 @@ func loadFixture(t testing.TB) fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pl, err := plan.Build(p, a.Digest(), in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := pl.Canonical()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fixture{canonical: c, hash: string(plan.HashBytes(c))}
+	return p, a.Digest(), in
 }
 
 // openCache opens a test cache whose integrity is checked when the test
 // ends, with every saved plan record required to decode (approve.VerifyHook
-// checks that in the CLI; this package cannot import approve).
+// checks that in the CLI; this package cannot import approve) and every
+// record file intact (VerifyHook).
 func openCache(t *testing.T) *cache.Store {
 	t.Helper()
-	return cachetest.Open(t, cache.VerifyHook{Name: "plans", Check: func(ctx context.Context, st *cache.Store) ([]cache.Problem, error) {
+	return cachetest.Open(t, cache.VerifyHook{Name: "plans-list", Check: func(ctx context.Context, st *cache.Store) ([]cache.Problem, error) {
 		_, err := List(ctx, st)
 		return nil, err
-	}})
+	}}, VerifyHook())
 }
 
 func TestSave(t *testing.T) {

@@ -15,9 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/opencontainers/go-digest"
 
-	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/cache"
-	"stellaops.io/stella/pack"
 	"stellaops.io/stella/plan"
 )
 
@@ -30,27 +28,11 @@ type streamedFixture struct {
 
 func loadStreamed(t testing.TB) streamedFixture {
 	t.Helper()
-	p, err := pack.LoadDir(packDir)
+	s, err := plan.BuildStreamed(loadSample(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := artifact.Build(p, artifact.BuildOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := os.ReadFile(filepath.Join(packDir, "inputs.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := p.ResolveInputs("inputs.json", raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := plan.BuildStreamed(p, a.Digest(), in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := plan.Build(p, a.Digest(), in)
+	w, err := plan.Build(loadSample(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -179,18 +179,7 @@ func TestTracesReachCollector(t *testing.T) {
 			// The SDK would read these; stella must not.
 			"OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:1", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://127.0.0.1:1",
 			"OTEL_SDK_DISABLED=true", "OTEL_TRACES_SAMPLER=always_off")
-		out, err := cmd.CombinedOutput()
-		code := 0
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		if code != wantExit {
-			t.Fatalf("stella %s: exit %d, want %d\n%s", strings.Join(args, " "), code, wantExit, out)
-		}
-		return string(out)
+		return wantExitOutput(t, cmd, wantExit, nil)
 	}
 	runID := func(out string) string {
 		t.Helper()
@@ -376,19 +365,7 @@ func TestTracesHeadersFile(t *testing.T) {
 	var printed strings.Builder
 	stella := func(wantExit int, args ...string) string {
 		t.Helper()
-		out, err := stellaProcess(t, home, args...).CombinedOutput()
-		printed.Write(out)
-		code := 0
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		if code != wantExit {
-			t.Fatalf("stella %s: exit %d, want %d\n%s", strings.Join(args, " "), code, wantExit, out)
-		}
-		return string(out)
+		return wantExitOutput(t, stellaProcess(t, home, args...), wantExit, &printed)
 	}
 	writeFile(t, filepath.Join(dir, "quick", "pack.yaml"), promPack("quick", `    - id: hello
       run:
@@ -445,4 +422,26 @@ func TestTracesHeadersFile(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// wantExitOutput runs a stella process, fails the test unless it exits
+// with want, and returns what it printed (stdout and stderr), which it
+// also adds to printed if set.
+func wantExitOutput(t *testing.T, cmd *exec.Cmd, want int, printed *strings.Builder) string {
+	t.Helper()
+	out, err := cmd.CombinedOutput()
+	if printed != nil {
+		printed.Write(out)
+	}
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	if code != want {
+		t.Fatalf("stella %s: exit %d, want %d\n%s", strings.Join(cmd.Args[1:], " "), code, want, out)
+	}
+	return string(out)
 }
