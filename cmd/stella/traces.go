@@ -89,7 +89,6 @@ func readTraceHeaders(path string) (map[string]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("traces.headersFile %s: %w", path, err)
 	}
-	defer clear(b)
 	if len(b) > maxTraceHeaders {
 		return nil, fmt.Errorf("traces.headersFile %s: %w: more than %d bytes", path, ErrConfigInvalid, maxTraceHeaders)
 	}
