@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"context"
 	_ "crypto/sha256" // sha256 digests
 	_ "crypto/sha512" // sha512 digests
@@ -49,23 +50,27 @@ func (s *Store) blobPath(d digest.Digest) string {
 }
 
 // Exists reports whether the blob is in the cache: its file is present and
-// has the descriptor's size. A blob file exists only after it was hashed,
-// checked and fsynced.
+// has the descriptor's size, or a segment lists it with that size. A blob
+// file or segment exists only after it was hashed, checked and fsynced.
 func (s *Store) Exists(ctx context.Context, desc ocispec.Descriptor) (bool, error) {
 	if err := checkDescriptor(desc); err != nil {
 		return false, err
 	}
 	fi, err := os.Stat(s.blobPath(desc.Digest))
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
+	if err == nil {
+		return fi.Mode().IsRegular() && fi.Size() == desc.Size, nil
 	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return false, fmt.Errorf("blob %s: %w", desc.Digest, err)
+	}
+	_, e, ok, err := s.locate(desc.Digest)
 	if err != nil {
 		return false, fmt.Errorf("blob %s: %w", desc.Digest, err)
 	}
-	return fi.Mode().IsRegular() && fi.Size() == desc.Size, nil
+	return ok && e.size == desc.Size, nil
 }
 
-// Fetch opens a blob of the cache. The reader (an integrity.Reader)
+// Fetch opens a blob of the cache (its file, or its entry in a segment). The reader (an integrity.Reader)
 // verifies size and digest while it streams: a corrupted blob file ends in
 // integrity.ErrDigestMismatch or integrity.ErrSizeMismatch instead of
 // io.EOF, and the read that would complete a wrong blob returns none of it.
@@ -77,22 +82,12 @@ func (s *Store) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadClos
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	f, err := os.Open(s.blobPath(desc.Digest))
+	f, err := s.openBlob(desc.Digest, desc.Size)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("blob %s: %w", desc.Digest, ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("blob %s: %w", desc.Digest, err)
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		_ = f.Close()
-		return nil, fmt.Errorf("blob %s: %w", desc.Digest, err)
-	}
-	if fi.Size() != desc.Size {
-		_ = f.Close()
-		return nil, fmt.Errorf("blob %s: %w: expected %d bytes, file has %d",
-			desc.Digest, integrity.ErrSizeMismatch, desc.Size, fi.Size())
 	}
 	v := integrity.NewReader(f, desc)
 	v.Wrap = func(err error) error { return fmt.Errorf("blob %s: %w", desc.Digest, err) }
@@ -133,35 +128,51 @@ func (s *Store) writeBlob(ctx context.Context, desc ocispec.Descriptor, r io.Rea
 	if ok, err := s.Exists(ctx, desc); err != nil || ok {
 		return false, err
 	}
-	p, err := s.ingestBlob(ctx, s.path(ingestDir), desc, r, progress)
+	p, err := s.ingestBlob(ctx, s.path(ingestDir), nil, desc, r, progress)
 	if err != nil {
 		return false, err
 	}
-	if err := s.commitBlobs([]pendingBlob{*p}); err != nil {
+	if _, err := s.commitBlobs([]pendingBlob{*p}); err != nil {
 		return false, err
 	}
 	return true, nil
 }
 
 // pendingBlob is a blob written, hashed and checked in ingest/, not yet
-// durable nor visible.
+// durable nor visible: a file of its own (tmp), or an entry of a segment
+// being written (seg).
 type pendingBlob struct {
 	digest digest.Digest
 	tmp    string
+	seg    *segmentWriter
 }
 
 // ingestBlob writes a blob into a temporary file in dir (ingest/ or an
-// import's folder in it), hashed
-// while it streams and checked against the descriptor's digest and size
-// (the last bytes of a wrong blob are never written). It neither fsyncs nor
-// renames: commitBlobs makes a set of pending blobs durable together, then
-// visible. The caller has checked that the blob is not present (Exists,
-// which checks the descriptor too).
-func (s *Store) ingestBlob(ctx context.Context, dir string, desc ocispec.Descriptor, r io.Reader, progress func(n int64)) (*pendingBlob, error) {
+// import's folder in it), hashed while it streams and checked against the
+// descriptor's digest and size (the last bytes of a wrong blob are never
+// written); a small blob goes into seg instead, when set, once read whole
+// and checked. It neither fsyncs nor renames: commitBlobs makes a set of
+// pending blobs durable together, then visible. The caller has checked
+// that the blob is not present (Exists, which checks the descriptor too).
+func (s *Store) ingestBlob(ctx context.Context, dir string, seg *segmentWriter, desc ocispec.Descriptor, r io.Reader, progress func(n int64)) (*pendingBlob, error) {
 	// The reader reads at most one byte more than expected: enough to know
 	// the source is too long, without letting it fill the disk.
 	vr := integrity.NewReader(r, desc)
 	vr.Wrap = func(err error) error { return fmt.Errorf("blob %s: %w", desc.Digest, err) }
+	if seg != nil && segmentable(desc.Digest, desc.Size) {
+		var b bytes.Buffer
+		b.Grow(int(desc.Size) + 1)
+		if _, err := b.ReadFrom(vr); err != nil {
+			return nil, err
+		}
+		if progress != nil {
+			progress(int64(b.Len()))
+		}
+		if err := seg.add(desc.Digest, b.Bytes()); err != nil {
+			return nil, err
+		}
+		return &pendingBlob{digest: desc.Digest, seg: seg}, nil
+	}
 	tmp, _, err := s.writeIngest(ctx, dir, desc.Digest.Encoded(), "blob "+string(desc.Digest), vr, progress)
 	if err != nil {
 		return nil, err
@@ -239,79 +250,177 @@ func createIngest(dir, base string) (*os.File, error) {
 	return nil, fmt.Errorf("create a temporary file in %s: too many names taken", dir)
 }
 
+// sizeMismatch is a blob whose file or entry has the wrong size.
+func sizeMismatch(want, got int64) error {
+	return fmt.Errorf("%w: expected %d bytes, file has %d", integrity.ErrSizeMismatch, want, got)
+}
+
 // syncEachMax is the number of pending blobs up to which commitBlobs
 // fsyncs each file; above it, one syncfs(2) of the cache's file system
 // costs less than a journal commit per file.
 const syncEachMax = 8
 
-// commitBlobs makes pending blobs durable, then visible: their data is
-// flushed (each file fsynced, or the file system synced at once), then
-// each is renamed into blobs/ and every directory renamed into is
-// fsynced, with the directories in also. Only then may the index name
-// them. On failure the temporary files not yet renamed are removed.
-func (s *Store) commitBlobs(ps []pendingBlob, also ...string) (err error) {
-	renamed := 0
+// commitBlobs makes pending blobs durable, then visible: the segments
+// their small blobs went into are sealed (sealSegments), every file is
+// flushed (each fsynced, or the file system synced at once), then each
+// blob file is renamed into blobs/ and each segment into segments/, and
+// every directory renamed into is fsynced, with the directories in also.
+// Only then may the index name them. It returns the paths of the
+// segments it committed. On failure the temporary files not yet renamed
+// are removed.
+func (s *Store) commitBlobs(ps []pendingBlob, also ...string) (segs []string, err error) {
+	loose, sealed, err := s.sealSegments(ps)
+	if err != nil {
+		return nil, err
+	}
+	renamed, renamedSegs := 0, 0
 	defer func() {
 		if err != nil {
-			for _, p := range ps[renamed:] {
+			for _, p := range loose[renamed:] {
 				_ = os.Remove(p.tmp)
 			}
+			for _, p := range sealed[renamedSegs:] {
+				_ = os.Remove(p.tmp)
+			}
+			segs = nil
 		}
 	}()
-	if err := s.syncPending(ps); err != nil {
-		return err
+	files := make([]syncFile, 0, len(loose)+len(sealed))
+	for _, p := range loose {
+		files = append(files, syncFile{p.tmp, "blob " + string(p.digest)})
+	}
+	for _, p := range sealed {
+		files = append(files, syncFile{p.tmp, "segment " + p.name})
+	}
+	if err := s.syncPending(files); err != nil {
+		return nil, err
 	}
 	dirs := map[string]bool{}
 	for _, d := range also {
 		dirs[d] = false
 	}
-	for _, p := range ps {
+	for _, p := range loose {
 		final := s.blobPath(p.digest)
 		dir := filepath.Dir(final)
 		if made, ok := dirs[dir]; !ok || !made {
 			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return fmt.Errorf("blob %s: %w", p.digest, err)
+				return nil, fmt.Errorf("blob %s: %w", p.digest, err)
 			}
 			dirs[dir] = true
 		}
 		if err := renameBlob(p.tmp, final); err != nil {
-			return fmt.Errorf("blob %s: %w", p.digest, err)
+			return nil, fmt.Errorf("blob %s: %w", p.digest, err)
 		}
 		renamed++
 	}
-	for dir, made := range dirs {
-		if err := s.syncDir(dir); err != nil && (made || !errors.Is(err, fs.ErrNotExist)) {
-			return err
+	if len(sealed) > 0 {
+		dir := s.path(segmentsDir)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("cache segments: %w", err)
+		}
+		dirs[dir] = true
+		if err := s.markSegmented(); err != nil {
+			return nil, err
+		}
+		for _, p := range sealed {
+			final := filepath.Join(dir, p.name+segmentExt)
+			if err := renameBlob(p.tmp, final); err != nil {
+				return nil, fmt.Errorf("segment %s: %w", p.name, err)
+			}
+			renamedSegs++
+			segs = append(segs, final)
 		}
 	}
-	return nil
+	for dir, made := range dirs {
+		if err := s.syncDir(dir); err != nil && (made || !errors.Is(err, fs.ErrNotExist)) {
+			return nil, err
+		}
+	}
+	return segs, nil
 }
 
-// syncPending flushes the data of pending blob files to disk.
-func (s *Store) syncPending(ps []pendingBlob) error {
-	if len(ps) == 0 {
+// sealSegments splits pending blobs into blob files and segments: the
+// small blobs of each segment writer become one segment, or, when fewer
+// than segmentMin, blob files of their own (read back from the writer's
+// file, still in the page cache), so a small import keeps one file per
+// blob.
+func (s *Store) sealSegments(ps []pendingBlob) (loose []pendingBlob, sealed []pendingSegment, err error) {
+	defer func() {
+		if err != nil {
+			for _, p := range loose {
+				_ = os.Remove(p.tmp)
+			}
+			for _, p := range sealed {
+				_ = os.Remove(p.tmp)
+			}
+			loose, sealed = nil, nil
+		}
+	}()
+	var writers []*segmentWriter
+	byWriter := map[*segmentWriter][]digest.Digest{}
+	for _, p := range ps {
+		if p.seg == nil {
+			loose = append(loose, p)
+			continue
+		}
+		if byWriter[p.seg] == nil {
+			writers = append(writers, p.seg)
+		}
+		byWriter[p.seg] = append(byWriter[p.seg], p.digest)
+	}
+	for _, w := range writers {
+		ds := byWriter[w]
+		if len(ds) >= segmentMin {
+			p, err := w.seal(ds)
+			if err != nil {
+				return loose, sealed, err
+			}
+			sealed = append(sealed, p)
+			continue
+		}
+		for _, d := range ds {
+			b, err := w.read(d)
+			if err != nil {
+				return loose, sealed, err
+			}
+			tmp, _, err := s.writeIngest(context.Background(), w.dir, d.Encoded(), "blob "+string(d), bytes.NewReader(b), nil)
+			if err != nil {
+				return loose, sealed, err
+			}
+			loose = append(loose, pendingBlob{digest: d, tmp: tmp})
+		}
+	}
+	return loose, sealed, nil
+}
+
+// syncFile is a file to flush, and what it holds (for errors).
+type syncFile struct{ path, what string }
+
+// syncPending flushes the data of pending files to disk.
+func (s *Store) syncPending(files []syncFile) error {
+	if len(files) == 0 {
 		return nil
 	}
-	if len(ps) > syncEachMax {
+	if len(files) > syncEachMax {
 		ok, err := syncFS(s.path(ingestDir))
 		if ok {
 			s.syncs.Add(1)
 			if err != nil {
-				return fmt.Errorf("sync %d blobs in %s: %w", len(ps), s.path(ingestDir), err)
+				return fmt.Errorf("sync %d files in %s: %w", len(files), s.path(ingestDir), err)
 			}
 			return nil
 		}
 	}
-	for _, p := range ps {
-		f, err := os.Open(p.tmp)
+	for _, p := range files {
+		f, err := os.Open(p.path)
 		if err != nil {
-			return fmt.Errorf("blob %s: %w", p.digest, err)
+			return fmt.Errorf("%s: %w", p.what, err)
 		}
 		s.syncs.Add(1)
 		err = f.Sync()
 		_ = f.Close()
 		if err != nil {
-			return fmt.Errorf("blob %s: sync %s: %w", p.digest, p.tmp, err)
+			return fmt.Errorf("%s: sync %s: %w", p.what, p.path, err)
 		}
 	}
 	return nil

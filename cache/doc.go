@@ -30,6 +30,7 @@
 //	root/gc.lock.holder        who holds the gc lock exclusively (while held)
 //	root/holds/<pid>-<rnd>.hold  a running operation's hold (see Hold), or a shared gc lock holder
 //	root/blobs/<alg>/<hex>     blob files, mode 0444, named by digest
+//	root/segments/<hex>.seg    small blobs kept together, mode 0444, named by the sha256 of their table (ADR 0030)
 //	root/ingest/.stella-tmp-*  blobs being written by Push (leftovers after a crash)
 //	root/ingest/<pid>-<rnd>/   blobs being written by a running import (see Holds)
 //	root/records/<ns>.<bucket>/<alg>/<hex>  record files of a namespace, mode 0444, named by digest (see Records.KeepStaged)
@@ -56,7 +57,8 @@
 //
 // # Invariants
 //
-//   - A blob is visible (its file exists under blobs/) only after its
+//   - A blob is visible (its file exists under blobs/, or a segment under
+//     segments/ lists it) only after its
 //     content was hashed while written to ingest/, checked against the
 //     descriptor's digest and size, made durable, renamed, and the directory
 //     fsynced. Files are content-addressed: concurrent writers of the same
@@ -73,6 +75,12 @@
 //     stage's hold and named by that digest; an import takes them as
 //     pending blobs of its batch, so they become durable, visible and
 //     recorded exactly as copied ones.
+//   - Small blobs of a batch (segmentable, at least segmentMin of them) go
+//     into one segment instead of a file each: written without a sync,
+//     made durable with the batch, renamed into segments/ and the folder
+//     fsynced, like a blob file. The index does not record where a blob
+//     is; gc removes a segment none of whose blobs is needed and rewrites
+//     one some of whose blobs are (see gcSegment).
 //   - Artifacts bound by WithPrevious (a pack and the signatures that
 //     admitted it) are recorded in one transaction: all become visible
 //     together, or none does, whether one fails or the process is killed.

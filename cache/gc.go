@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -96,7 +98,25 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 	}
 	var cands []gcCandidate
 	seen := map[digest.Digest]bool{}
+	segs := map[string]*gcSegment{}
 	for _, f := range files {
+		if f.seg {
+			sg := segs[f.path]
+			if sg == nil {
+				sg = &gcSegment{path: f.path}
+				segs[f.path] = sg
+			}
+			sg.entries++
+			switch {
+			case live[f.digest]:
+			case recorded[f.digest] != 0:
+				res.Kept = append(res.Kept, f.digest)
+			default:
+				seen[f.digest] = true
+				sg.dead = append(sg.dead, gcCandidate{d: f.digest, size: f.size})
+			}
+			continue
+		}
 		if f.digest == "" || live[f.digest] {
 			continue // stray files are reported by verify, not removed
 		}
@@ -117,18 +137,7 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 	dirs := map[string]bool{}
 	holders := map[string]bool{}
 	sweep := func(chunk []gcCandidate, tx *bbolt.Tx, holds []holdRecord) error {
-		var roots []digest.Digest
-		all := false
-		for _, h := range holds {
-			key := fmt.Sprint(h.PID, h.Since, h.Command)
-			if (len(h.Digests) > 0 || h.All) && !holders[key] {
-				holders[key] = true
-				res.Holders = append(res.Holders, h.Holder)
-			}
-			roots = append(roots, h.Digests...)
-			all = all || h.All
-		}
-		held := reach(tx, roots)
+		held, all := heldBy(tx, holds, &res, holders)
 		blobs := tx.Bucket(bucketBlobs)
 		for _, c := range chunk {
 			if all || held[c.d] {
@@ -177,7 +186,15 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 			return res, err
 		}
 	}
+	for _, path := range slices.Sorted(maps.Keys(segs)) {
+		if sg := segs[path]; len(sg.dead) > 0 {
+			if err := s.gcSegment(ctx, opts.DryRun, sg, &res, holders); err != nil {
+				return res, err
+			}
+		}
+	}
 	slices.SortFunc(res.Holders, func(a, b Holder) int { return a.Since.Compare(b.Since) })
+	slices.SortFunc(res.Removed, func(a, b digest.Digest) int { return strings.Compare(string(a), string(b)) })
 
 	// Leftovers: the gc lock keeps Push from writing at the top of
 	// ingest/, and an import's folder is no leftover while its hold lives.
@@ -214,6 +231,22 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 	return res, nil
 }
 
+// heldBy marks what the holds of running operations keep (all: a hold on
+// the whole cache) and adds their holders to res once each.
+func heldBy(tx *bbolt.Tx, holds []holdRecord, res *GCResult, holders map[string]bool) (held map[digest.Digest]bool, all bool) {
+	var roots []digest.Digest
+	for _, h := range holds {
+		key := fmt.Sprint(h.PID, h.Since, h.Command)
+		if (len(h.Digests) > 0 || h.All) && !holders[key] {
+			holders[key] = true
+			res.Holders = append(res.Holders, h.Holder)
+		}
+		roots = append(roots, h.Digests...)
+		all = all || h.All
+	}
+	return reach(tx, roots), all
+}
+
 // gcCandidate is a blob GC may remove: a file (path set) or only a record.
 type gcCandidate struct {
 	d    digest.Digest
@@ -239,4 +272,167 @@ func (s *Store) gcCritical(ctx context.Context, dryRun bool, fn func(tx *bbolt.T
 		return s.view(ctx, run)
 	}
 	return s.update(ctx, run)
+}
+
+// gcSegment is a segment with blobs GC may remove.
+type gcSegment struct {
+	path    string
+	entries int
+	dead    []gcCandidate
+}
+
+// gcSegment removes the dead blobs of a segment. When some of its blobs
+// are still needed, they are first written into a new segment, made
+// durable and renamed into segments/ (compaction, without the gc lock);
+// then, under the gc lock and in one index transaction, the dead blobs are
+// checked again as GC checks blob files (no hold keeps them, no import
+// recorded them since the mark), their records deleted and the old
+// segment removed, only if the new one is there. If one of them turned out
+// needed, the old segment stays whole and the new one, if this run made
+// it, is removed again.
+func (s *Store) gcSegment(ctx context.Context, dryRun bool, sg *gcSegment, res *GCResult, holders map[string]bool) error {
+	var next string // the segment of the blobs kept, when some are
+	made := false
+	if !dryRun && len(sg.dead) < sg.entries {
+		var ok bool
+		var err error
+		next, made, ok, err = s.compactSegment(ctx, sg)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return nil // a blob to keep does not check out: left to cache verify
+		}
+	}
+	return s.gcCritical(ctx, dryRun, func(tx *bbolt.Tx, holds []holdRecord) error {
+		held, all := heldBy(tx, holds, res, holders)
+		blobs := tx.Bucket(bucketBlobs)
+		needed := false
+		for _, c := range sg.dead {
+			if all || held[c.d] {
+				res.Held = append(res.Held, c.d)
+				needed = true
+				continue
+			}
+			if raw := blobs.Get([]byte(c.d)); raw != nil {
+				var br blobRecord
+				if err := json.Unmarshal(raw, &br); err != nil {
+					return fmt.Errorf("blob record %s: %w", c.d, err)
+				}
+				needed = needed || br.Refs != 0
+			}
+		}
+		switch {
+		case len(sg.dead) == sg.entries, dryRun:
+		case next == "":
+			needed = true // its other blobs are nowhere else
+		default:
+			if _, err := os.Stat(next); err != nil {
+				needed = true // another gc took it away: keep the old one
+			}
+		}
+		if needed {
+			if made {
+				if err := os.Remove(next); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return fmt.Errorf("gc: segment %s: %w", next, err)
+				}
+			}
+			return nil
+		}
+		for _, c := range sg.dead {
+			if !dryRun {
+				if err := blobs.Delete([]byte(c.d)); err != nil {
+					return err
+				}
+				if err := tx.Bucket(bucketChildren).Delete([]byte(c.d)); err != nil {
+					return err
+				}
+			}
+			res.Removed = append(res.Removed, c.d)
+			res.Blobs++
+			res.Bytes += c.size
+		}
+		if dryRun {
+			return nil
+		}
+		if err := os.Remove(sg.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("gc: segment %s: %w", sg.path, err)
+		}
+		return s.syncDir(filepath.Dir(sg.path))
+	})
+}
+
+// compactSegment writes the blobs of sg that are not dead into a new
+// segment, re-hashing each as it is copied, makes it durable and renames
+// it into segments/, unless a segment of that name is there already. It
+// returns the new segment's path and whether this call made it; ok is
+// false when a blob to keep does not match its digest.
+func (s *Store) compactSegment(ctx context.Context, sg *gcSegment) (path string, made, ok bool, err error) {
+	old, err := readSegment(sg.path)
+	if err != nil {
+		return "", false, false, nil // damaged or gone: left to cache verify
+	}
+	dead := make(map[digest.Digest]bool, len(sg.dead))
+	for _, c := range sg.dead {
+		dead[c.d] = true
+	}
+	src, err := os.Open(sg.path)
+	if err != nil {
+		return "", false, false, nil
+	}
+	defer src.Close()
+	f, err := createIngest(s.path(ingestDir), "segment")
+	if err != nil {
+		return "", false, false, fmt.Errorf("gc: %w", err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if !made {
+			_ = f.Close()
+			_ = os.Remove(tmp)
+		}
+	}()
+	var out []segEntry
+	var off int64
+	for _, e := range old.entries {
+		d := e.digest()
+		if dead[d] {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return "", false, false, err
+		}
+		h := digest.SHA256.Hash()
+		if _, err := io.Copy(io.MultiWriter(f, h), io.NewSectionReader(src, e.off, e.size)); err != nil {
+			return "", false, false, fmt.Errorf("gc: segment %s: %w", sg.path, err)
+		}
+		if digest.NewDigest(digest.SHA256, h) != d {
+			return "", false, false, nil
+		}
+		out = append(out, segEntry{sum: e.sum, off: off, size: e.size})
+		off += e.size
+	}
+	name, err := writeSegmentTail(f, off, out)
+	if err == nil {
+		err = f.Sync()
+	}
+	if err == nil {
+		s.syncs.Add(1)
+		err = f.Close()
+	}
+	if err != nil {
+		return "", false, false, fmt.Errorf("gc: segment %s: %w", tmp, err)
+	}
+	path = filepath.Join(filepath.Dir(sg.path), name+segmentExt)
+	if _, err := os.Stat(path); err == nil {
+		return path, false, true, nil // the same blobs, already a segment
+	}
+	if err := renameBlob(tmp, path); err != nil {
+		return "", false, false, fmt.Errorf("gc: segment %s: %w", path, err)
+	}
+	made = true
+	if err := s.syncDir(filepath.Dir(path)); err != nil {
+		return "", true, false, err
+	}
+	return path, true, true, nil
 }

@@ -48,7 +48,10 @@ func TestGCBesideLargeImport(t *testing.T) {
 
 	files := []string{"shared by old and big"}
 	for i := range 300 {
-		files = append(files, fmt.Sprintf("big layer %d %s", i, make([]byte, 32<<10)))
+		// Above the segments' blob size: each blob is a file of its own
+		// in the import's folder (TestGCBesideSegmentImport has them in a
+		// segment).
+		files = append(files, fmt.Sprintf("big layer %d %s", i, make([]byte, 65<<10)))
 	}
 	big := src.pack(t, files...)
 	bigBlobs := []digest.Digest{big.Digest, ocispec.DescriptorEmptyJSON.Digest}

@@ -272,6 +272,12 @@ type importer struct {
 	skippedBytes int64
 	pending      []pendingBlob          // blobs the batch wrote, not yet durable
 	pendingSet   map[digest.Digest]bool // their digests
+	// seg receives the batch's small blobs; segs are the segments its
+	// commit renamed into segments/.
+	seg  *segmentWriter
+	segs []string
+	// confirmed: segments seen present in the record transaction.
+	confirmed map[string]bool
 }
 
 func (im *importer) emit(p Progress) {
@@ -324,6 +330,7 @@ const maxBatchGroups = 256
 // index names them. The index never names a blob before it is durable.
 func (im *importer) batch(ctx context.Context, gs []*group, attempt int) {
 	im.pending, im.pendingSet = nil, map[digest.Digest]bool{}
+	im.seg, im.segs = newSegmentWriter(im.hold.ingest), nil
 	if attempt == 0 {
 		im.prepare(ctx, gs)
 	}
@@ -349,9 +356,18 @@ func (im *importer) batch(ctx context.Context, gs []*group, attempt int) {
 	for alg := range algs {
 		dirs = append(dirs, im.s.path(blobsDir, alg.String()))
 	}
-	if err := im.s.commitBlobs(im.pending, dirs...); err != nil {
+	segs, err := im.s.commitBlobs(im.pending, dirs...)
+	if err != nil {
 		for _, g := range gs {
 			if g.err == nil && slices.ContainsFunc(g.ms, func(m *member) bool { return !m.present }) {
+				g.fail(-1, err)
+			}
+		}
+	}
+	im.segs = segs
+	if err := im.seg.discard(); err != nil {
+		for _, g := range gs {
+			if g.err == nil {
 				g.fail(-1, err)
 			}
 		}
@@ -609,21 +625,41 @@ func refConflict(ref string, have, want digest.Digest) error {
 var errBlobVanished = errors.New("blob file vanished before it was recorded")
 
 // rollback removes blob files created by a failed import that no index
-// record names. It runs inside an index write transaction, which excludes
-// every other index change, so no concurrent import can record one of these
-// blobs meanwhile; one that counted it as present finds it missing when it
-// records, and copies it again.
+// record names, and the segments its batch committed of which no index
+// record names any blob (a segment shared with groups that were recorded
+// stays; gc removes what no record needs). It runs inside an index write
+// transaction, which excludes every other index change, so no concurrent
+// import can record one of these blobs meanwhile; one that counted it as
+// present finds it missing when it records, and copies it again.
 func (im *importer) rollback(ctx context.Context, created []digest.Digest) error {
 	if len(created) == 0 {
 		return nil
 	}
 	return im.s.update(context.WithoutCancel(ctx), func(tx *bbolt.Tx) error {
+		blobs := tx.Bucket(bucketBlobs)
 		dirs := map[string]bool{}
 		for _, d := range created {
-			if tx.Bucket(bucketBlobs).Get([]byte(d)) != nil {
+			if blobs.Get([]byte(d)) != nil {
 				continue
 			}
 			p := im.s.blobPath(d)
+			err := os.Remove(p)
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // in a segment, or never renamed
+			}
+			if err != nil {
+				return err
+			}
+			dirs[filepath.Dir(p)] = true
+		}
+		for _, p := range im.segs {
+			sg, err := readSegment(p)
+			if err != nil {
+				continue // not ours to judge: cache verify reports it
+			}
+			if slices.ContainsFunc(sg.entries, func(e segEntry) bool { return blobs.Get([]byte(e.digest())) != nil }) {
+				continue
+			}
 			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return err
 			}
@@ -715,7 +751,7 @@ func (im *importer) copyNode(ctx context.Context, t *tracker, g *graph, desc oci
 		defer rc.Close()
 		r = rc
 	}
-	p, err := im.s.ingestBlob(ctx, im.hold.ingest, desc, r, func(n int64) { t.bytes(desc, n) })
+	p, err := im.s.ingestBlob(ctx, im.hold.ingest, im.seg, desc, r, func(n int64) { t.bytes(desc, n) })
 	if err != nil {
 		return err
 	}
@@ -756,6 +792,7 @@ func (im *importer) recordBatch(ctx context.Context, gs []*group) (rest []*group
 		statuses := map[*member]Status{}
 		err := im.s.update(ctx, func(tx *bbolt.Tx) error {
 			rec, bad, badErr = im.rec, -1, nil // the transaction may run again
+			im.confirmed = map[string]bool{}
 			// The import record's keys (id, then id and entry number)
 			// only ever grow: its leaf pages are filled whole, not split
 			// half full as for keys that land anywhere, which halves the
@@ -842,11 +879,12 @@ func (im *importer) recordTx(tx *bbolt.Tx, a Artifact, g *graph, rec *ImportReco
 		// Under the index lock: every blob the record will name must
 		// still be there (see rollback).
 		for _, n := range nodes {
-			if _, err := os.Stat(im.s.blobPath(n.Digest)); err != nil {
-				if errors.Is(err, fs.ErrNotExist) {
-					return StatusFailed, fmt.Errorf("blob %s: %w", n.Digest, errBlobVanished)
-				}
+			ok, err := im.s.blobHere(n.Digest, n.Size, im.confirmed)
+			if err != nil {
 				return StatusFailed, err
+			}
+			if !ok {
+				return StatusFailed, fmt.Errorf("blob %s: %w", n.Digest, errBlobVanished)
 			}
 		}
 		status = StatusNew

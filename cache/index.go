@@ -31,7 +31,15 @@ var (
 		bucketChildren, bucketReferrers, bucketImports, bucketImportsBy}
 )
 
-const indexVersion = 1
+// indexVersion is the version of the index and layout this stella
+// writes. 2: blobs may be kept in segments (ADR 0030), which earlier
+// versions do not read; a cache of version 1 becomes 2 when its first
+// segment is committed (markSegmented).
+const indexVersion = 2
+
+// segmentedVersion is the first index version whose caches may hold
+// segments.
+const segmentedVersion = 2
 
 type refRecord struct {
 	Digest digest.Digest `json:"digest"`
@@ -86,6 +94,40 @@ func checkVersion(tx *bbolt.Tx) error {
 	if n > indexVersion {
 		return fmt.Errorf("cache index version %d, this stella reads up to %d: %w", n, indexVersion, ErrIndexVersion)
 	}
+	return nil
+}
+
+// markSegmented raises the index's version to segmentedVersion, once,
+// before the cache's first segment is renamed into place: an earlier
+// stella then refuses the cache (ErrIndexVersion) instead of finding its
+// segmented blobs missing.
+func (s *Store) markSegmented() error {
+	if s.segmented.Load() {
+		return nil
+	}
+	ctx := context.Background()
+	v := 0
+	if err := s.view(ctx, func(tx *bbolt.Tx) error {
+		v, _ = strconv.Atoi(string(tx.Bucket(bucketMeta).Get([]byte("version"))))
+		return nil
+	}); err != nil {
+		return err
+	}
+	if v < segmentedVersion {
+		if err := s.update(ctx, func(tx *bbolt.Tx) error {
+			if err := checkVersion(tx); err != nil {
+				return err
+			}
+			meta := tx.Bucket(bucketMeta)
+			if n, _ := strconv.Atoi(string(meta.Get([]byte("version")))); n >= segmentedVersion {
+				return nil
+			}
+			return meta.Put([]byte("version"), []byte(strconv.Itoa(segmentedVersion)))
+		}); err != nil {
+			return err
+		}
+	}
+	s.segmented.Store(true)
 	return nil
 }
 

@@ -257,16 +257,22 @@ func (s *Store) Du(ctx context.Context) (Usage, error) {
 	return u, nil
 }
 
-// file is a file found under the root.
+// file is a file found under the root, or a blob's entry in a segment.
 type file struct {
 	path   string
 	digest digest.Digest // for blob files with a valid name
 	size   int64
 	fi     fs.FileInfo
+	// seg: the blob lies at off in the segment file path.
+	seg bool
+	off int64
+	// damaged: path is a segment whose entries cannot be read.
+	damaged error
 }
 
-// blobFiles lists blobs/<algorithm>/<encoded>, sorted by path. Files whose
-// name is not a valid digest are returned with an empty digest.
+// blobFiles lists blobs/<algorithm>/<encoded>, sorted by path, then every
+// entry of every segment. Files whose name is not a valid digest are
+// returned with an empty digest.
 func (s *Store) blobFiles(ctx context.Context) ([]file, error) {
 	var out []file
 	algs, err := os.ReadDir(s.path(blobsDir))
@@ -302,7 +308,7 @@ func (s *Store) blobFiles(ctx context.Context) ([]file, error) {
 			out = append(out, f)
 		}
 	}
-	return out, nil
+	return out, s.listSegments(ctx, func(f file) { out = append(out, f) })
 }
 
 // leftovers lists temp files of interrupted writes: everything in ingest/

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -61,6 +62,17 @@ func (r *Records) KeepStaged(ctx context.Context, st *Stage, bucket string, d di
 	p, ok := st.take(d, size)
 	if !ok {
 		return fmt.Errorf("record file %s: staged blob of %d bytes: %w", d, size, ErrNotFound)
+	}
+	if p.seg != nil {
+		// Staged into the stage's segment (small): a record file is a
+		// file of its own.
+		b, err := p.seg.read(d)
+		if err != nil {
+			return fmt.Errorf("record file %s: %w", d, err)
+		}
+		if p.tmp, _, err = r.s.writeIngest(ctx, p.seg.dir, d.Encoded(), "record file "+string(d), bytes.NewReader(b), nil); err != nil {
+			return err
+		}
 	}
 	done := false
 	defer func() {

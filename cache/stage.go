@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -38,10 +39,14 @@ type Stage struct {
 	mu     sync.Mutex
 	closed bool
 	blobs  map[digest.Digest]stagedBlob
+	seg    *segmentWriter   // receives small content (ADR 0030)
+	segs   []*segmentWriter // every writer it had, discarded by Close
 }
 
+// stagedBlob is a staged file (tmp) or an entry of a segment writer.
 type stagedBlob struct {
 	tmp  string
+	seg  *segmentWriter
 	size int64
 }
 
@@ -51,7 +56,8 @@ func (s *Store) Stage(ctx context.Context) (*Stage, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Stage{s: s, hold: h, blobs: map[digest.Digest]stagedBlob{}}, nil
+	seg := newSegmentWriter(h.ingest)
+	return &Stage{s: s, hold: h, blobs: map[digest.Digest]stagedBlob{}, seg: seg, segs: []*segmentWriter{seg}}, nil
 }
 
 // errStageClosed: a blob was added to a Stage after Close.
@@ -69,7 +75,21 @@ func (st *Stage) Add(ctx context.Context, what string, r io.Reader) (digest.Dige
 		return "", 0, fmt.Errorf("%s: %w", what, errStageClosed)
 	}
 	h := integrity.NewHash(digest.SHA256)
-	tmp, n, err := st.s.writeIngest(ctx, st.hold.ingest, "stage", what, io.TeeReader(r, h), nil)
+	// Content up to segmentBlobMax goes into the stage's segment; the
+	// first read tells which.
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	head := (*bp)[:segmentBlobMax+1]
+	m, err := io.ReadFull(r, head)
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		h.Write(head[:m])
+		d := digest.NewDigest(digest.SHA256, h)
+		return d, int64(m), st.addSmall(what, d, head[:m])
+	case err != nil:
+		return "", 0, fmt.Errorf("%s: %w", what, err)
+	}
+	tmp, n, err := st.s.writeIngest(ctx, st.hold.ingest, "stage", what, io.TeeReader(io.MultiReader(bytes.NewReader(head), r), h), nil)
 	if err != nil {
 		return "", 0, err
 	}
@@ -88,6 +108,30 @@ func (st *Stage) Add(ctx context.Context, what string, r io.Reader) (digest.Dige
 	return d, n, nil
 }
 
+// addSmall appends content b of digest d to the stage's segment writer,
+// starting a new writer when an import has committed the last one.
+func (st *Stage) addSmall(what string, d digest.Digest, b []byte) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.closed {
+		return fmt.Errorf("%s: %w", what, errStageClosed)
+	}
+	if _, dup := st.blobs[d]; dup {
+		return nil
+	}
+	err := st.seg.add(d, b)
+	if errors.Is(err, errSegmentSealed) {
+		st.seg = newSegmentWriter(st.hold.ingest)
+		st.segs = append(st.segs, st.seg)
+		err = st.seg.add(d, b)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	st.blobs[d] = stagedBlob{seg: st.seg, size: int64(len(b))}
+	return nil
+}
+
 // take hands the staged blob d of size size to an import, which then owns
 // its file; ok is false when d is not staged (or with another size).
 func (st *Stage) take(d digest.Digest, size int64) (pendingBlob, bool) {
@@ -101,7 +145,7 @@ func (st *Stage) take(d digest.Digest, size int64) (pendingBlob, bool) {
 		return pendingBlob{}, false
 	}
 	delete(st.blobs, d)
-	return pendingBlob{digest: d, tmp: b.tmp}, true
+	return pendingBlob{digest: d, tmp: b.tmp, seg: b.seg}, true
 }
 
 // Close removes the staged blobs no import took (already in the cache, or
@@ -116,8 +160,16 @@ func (st *Stage) Close() error {
 	st.closed = true
 	var errs []error
 	for d, b := range st.blobs {
+		if b.seg != nil {
+			continue
+		}
 		if err := os.Remove(b.tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("staged blob %s: %w", d, err))
+		}
+	}
+	for _, w := range st.segs {
+		if err := w.discard(); err != nil {
+			errs = append(errs, fmt.Errorf("staged segment: %w", err))
 		}
 	}
 	st.blobs = nil

@@ -57,6 +57,10 @@ type Store struct {
 	// before each release of mapped pages and when the scan ends, while
 	// the pages it read are still mapped.
 	scanned func(tx *bbolt.Tx)
+	// segments is what this process read of segments/ (see locate).
+	segments segmentIndex
+	// segmented: the index's version allows segments (markSegmented).
+	segmented atomic.Bool
 }
 
 // Layout of the root directory.

@@ -47,7 +47,8 @@ const (
 	ProblemManifest         = "manifest-invalid"      // a manifest blob cannot be parsed
 	ProblemRecord           = "record-invalid"        // an index record cannot be decoded
 	ProblemImportRecord     = "import-record-missing" // an import index entry names no record
-	ProblemStrayFile        = "stray-file"            // a file under blobs/ that is not a blob (warning)
+	ProblemStrayFile        = "stray-file"            // a file under blobs/ or segments/ that is not a blob or a segment (warning)
+	ProblemSegmentDamaged   = "segment-damaged"       // a segment whose entries or footer do not check out
 	ProblemLeftover         = "leftover"              // a temp file of an interrupted write (warning)
 )
 
@@ -287,6 +288,10 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (Report, error) 
 	present := perID(snap, int64(-1)) // the size of an id's file
 	good := perID(snap, false)        // its content matches its name
 	err = s.hashBlobFiles(ctx, func(f file, h hashResult) {
+		if f.damaged != nil {
+			bad(s.rel(f.path), ProblemSegmentDamaged, "", f.damaged.Error())
+			return
+		}
 		if f.digest == "" {
 			add(SeverityWarning, s.rel(f.path), ProblemStrayFile, "", "")
 			return
@@ -621,7 +626,10 @@ func (s *Store) checkManifest(c childrenEntry, a int32, snap *snapshot, bad func
 	if ok {
 		mediaType = snap.types[br.mediaType]
 	}
-	b, err := os.ReadFile(s.blobPath(d))
+	b, err := s.readBlob(d, -1) // a wrong size is reported as blob-size
+	if errors.Is(err, fs.ErrNotExist) {
+		return // reported as blob-missing
+	}
 	if err != nil {
 		bad(string(d), ProblemBlobUnreadable, "", err.Error())
 		return
@@ -679,8 +687,16 @@ func (s *Store) hashBlobFiles(ctx context.Context, fn func(file, hashResult)) er
 	var wg sync.WaitGroup
 	for range 2 {
 		wg.Go(func() {
+			var seg segmentReader
+			defer seg.close()
 			for f := range jobs {
-				d, _, err := hashFile(ctx, f.path, f.digest.Algorithm())
+				var d digest.Digest
+				var err error
+				if f.seg {
+					d, err = seg.hash(ctx, f)
+				} else {
+					d, _, err = hashFile(ctx, f.path, f.digest.Algorithm())
+				}
 				done <- job{f, hashResult{digest: d, err: err}}
 			}
 		})
@@ -693,7 +709,7 @@ func (s *Store) hashBlobFiles(ctx context.Context, fn func(file, hashResult)) er
 			close(done)
 		}()
 		listErr = s.listBlobFiles(ctx, func(f file) {
-			if f.digest == "" {
+			if f.digest == "" || f.damaged != nil {
 				done <- job{f: f}
 				return
 			}
@@ -726,7 +742,7 @@ func (s *Store) listBlobFiles(ctx context.Context, fn func(file)) error {
 			return err
 		}
 	}
-	return nil
+	return s.listSegments(ctx, fn)
 }
 
 func (s *Store) listAlgorithm(ctx context.Context, alg, dir string, fn func(file)) error {

@@ -43,9 +43,10 @@ func assertEmptyCache(t *testing.T, home string) {
 		t.Fatalf("cache lists artifacts after a refused import: %d %s %s", r.code, r.stdout, r.stderr)
 	}
 	blobs, _ := filepath.Glob(filepath.Join(home, "packs", "blobs", "*", "*"))
+	segments, _ := filepath.Glob(filepath.Join(home, "packs", "segments", "*"))
 	ingest, _ := filepath.Glob(filepath.Join(home, "packs", "ingest", "*"))
-	if len(blobs)+len(ingest) > 0 {
-		t.Fatalf("a refused import left files behind: %v %v", blobs, ingest)
+	if len(blobs)+len(segments)+len(ingest) > 0 {
+		t.Fatalf("a refused import left files behind: %v %v %v", blobs, segments, ingest)
 	}
 	if r := stella(t, home, nil, "cache", "verify"); r.code != 0 {
 		t.Fatalf("cache verify after a refused import: %d %s %s", r.code, r.stdout, r.stderr)

@@ -1,0 +1,595 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// Segments keep small blobs together in one file each (ADR 0030): a
+// pack of 10,000 small files is one file in the cache, not 10,000 inodes
+// created, renamed and looked up. A segment is content-addressed like a
+// blob file and written the same way: in an ingest folder, made durable,
+// then renamed into segments/ and the folder fsynced; the index names a
+// blob only once the segment holding it is durable. The index does not
+// say where a blob is: a blob is in the cache when its file is in
+// blobs/<alg>/ or a segment lists it.
+//
+// Layout of segments/<name>.seg, every number big-endian:
+//
+//	data     the blobs, one after another
+//	entries  n × 48 bytes, sorted by digest: sha256 (32), offset (8), size (8)
+//	footer   48 bytes: sha256 of the entries (32), n (8), segmentMagic (8)
+//
+// name is the hex sha256 of the entries: it binds every blob's digest,
+// place and size, and each blob's bytes are bound by its digest.
+const (
+	segmentsDir    = "segments"
+	segmentExt     = ".seg"
+	segmentMagic   = "STLASEG1"
+	segEntrySize   = 48
+	segFooterSize  = 48
+	segmentBlobMax = 64 << 10 // blobs up to this size go into a segment
+	// segmentMin is the fewest small blobs a commit writes as a segment;
+	// fewer are written as blob files of their own.
+	segmentMin = 32
+	// segmentMaxEntries bounds the entries a segment file may claim, so a
+	// damaged footer cannot make a reader allocate without limit.
+	segmentMaxEntries = 1 << 22
+)
+
+// segEntry is one blob of a segment.
+type segEntry struct {
+	sum       [32]byte
+	off, size int64
+}
+
+func (e segEntry) digest() digest.Digest {
+	return digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(e.sum[:]))
+}
+
+// segmentable reports whether a blob of this descriptor goes into a
+// segment when written.
+func segmentable(d digest.Digest, size int64) bool {
+	return size <= segmentBlobMax && d.Algorithm() == digest.SHA256
+}
+
+func digestSum(d digest.Digest) ([32]byte, bool) {
+	var sum [32]byte
+	if d.Algorithm() != digest.SHA256 {
+		return sum, false
+	}
+	n, err := hex.Decode(sum[:], []byte(d.Encoded()))
+	return sum, err == nil && n == 32
+}
+
+// segmentWriter appends small blobs, already hashed and checked, to one
+// temporary file in an ingest folder. Its methods may be called
+// concurrently.
+type segmentWriter struct {
+	dir string
+
+	mu      sync.Mutex
+	f       *os.File
+	tmp     string
+	off     int64
+	entries map[digest.Digest]segEntry
+	sealed  bool // renamed into segments/: no more blobs
+}
+
+func newSegmentWriter(dir string) *segmentWriter {
+	return &segmentWriter{dir: dir, entries: map[digest.Digest]segEntry{}}
+}
+
+// errSegmentSealed: a blob was added to a segment already committed.
+var errSegmentSealed = errors.New("segment already committed")
+
+// add appends blob d's bytes; a blob already there is not written twice.
+func (w *segmentWriter) add(d digest.Digest, b []byte) error {
+	sum, ok := digestSum(d)
+	if !ok {
+		return fmt.Errorf("blob %s: not a sha256 digest", d)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.sealed {
+		return errSegmentSealed
+	}
+	if _, dup := w.entries[d]; dup {
+		return nil
+	}
+	if w.f == nil {
+		f, err := createIngest(w.dir, "segment")
+		if err != nil {
+			return fmt.Errorf("blob %s: %w", d, err)
+		}
+		w.f, w.tmp = f, f.Name()
+	}
+	if _, err := w.f.Write(b); err != nil {
+		return fmt.Errorf("blob %s: write %s: %w", d, w.tmp, err)
+	}
+	w.entries[d] = segEntry{sum: sum, off: w.off, size: int64(len(b))}
+	w.off += int64(len(b))
+	return nil
+}
+
+// read returns the bytes of blob d as written.
+func (w *segmentWriter) read(d digest.Digest) ([]byte, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	e, ok := w.entries[d]
+	if !ok || w.f == nil || w.sealed {
+		return nil, fmt.Errorf("blob %s: not in segment %s", d, w.tmp)
+	}
+	b := make([]byte, e.size)
+	if _, err := w.f.ReadAt(b, e.off); err != nil {
+		return nil, fmt.Errorf("blob %s: read %s: %w", d, w.tmp, err)
+	}
+	return b, nil
+}
+
+// discard closes and removes the file unless it was committed.
+func (w *segmentWriter) discard() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.f == nil || w.sealed {
+		return nil
+	}
+	_ = w.f.Close()
+	w.sealed = true
+	if err := os.Remove(w.tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// pendingSegment is a segment written and closed in ingest/, not yet
+// durable nor visible.
+type pendingSegment struct {
+	tmp, name string
+	n         int
+}
+
+// seal makes a pending segment of the blobs ds of w. When ds are all of
+// w's blobs, w's own file gets the entries and footer and w takes no more
+// blobs; otherwise those blobs are copied into a new file in w's folder,
+// and w stays as it is (a Stage's other blobs may still be taken).
+func (w *segmentWriter) seal(ds []digest.Digest) (pendingSegment, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.sealed || w.f == nil {
+		return pendingSegment{}, errSegmentSealed
+	}
+	es := make([]segEntry, 0, len(ds))
+	for _, d := range ds {
+		e, ok := w.entries[d]
+		if !ok {
+			return pendingSegment{}, fmt.Errorf("blob %s: not in segment %s", d, w.tmp)
+		}
+		es = append(es, e)
+	}
+	slices.SortFunc(es, func(a, b segEntry) int { return bytes.Compare(a.sum[:], b.sum[:]) })
+	es = slices.CompactFunc(es, func(a, b segEntry) bool { return a.sum == b.sum })
+	if len(es) == len(w.entries) {
+		name, err := writeSegmentTail(w.f, w.off, es)
+		if err == nil {
+			err = w.f.Close()
+		}
+		if err != nil {
+			return pendingSegment{}, fmt.Errorf("segment %s: %w", w.tmp, err)
+		}
+		w.sealed = true
+		return pendingSegment{tmp: w.tmp, name: name, n: len(es)}, nil
+	}
+	f, err := createIngest(w.dir, "segment")
+	if err != nil {
+		return pendingSegment{}, err
+	}
+	tmp := f.Name()
+	fail := func(err error) (pendingSegment, error) {
+		_ = f.Close()
+		_ = os.Remove(tmp)
+		return pendingSegment{}, fmt.Errorf("segment %s: %w", tmp, err)
+	}
+	var off int64
+	out := make([]segEntry, len(es))
+	for i, e := range es {
+		if _, err := io.Copy(f, io.NewSectionReader(w.f, e.off, e.size)); err != nil {
+			return fail(err)
+		}
+		out[i] = segEntry{sum: e.sum, off: off, size: e.size}
+		off += e.size
+	}
+	name, err := writeSegmentTail(f, off, out)
+	if err != nil {
+		return fail(err)
+	}
+	if err := f.Close(); err != nil {
+		return fail(err)
+	}
+	return pendingSegment{tmp: tmp, name: name, n: len(out)}, nil
+}
+
+// writeSegmentTail writes the entries and footer of a segment at off and
+// returns the segment's name.
+func writeSegmentTail(f *os.File, off int64, es []segEntry) (string, error) {
+	tail := make([]byte, 0, len(es)*segEntrySize+segFooterSize)
+	for _, e := range es {
+		tail = append(tail, e.sum[:]...)
+		tail = binary.BigEndian.AppendUint64(tail, uint64(e.off))
+		tail = binary.BigEndian.AppendUint64(tail, uint64(e.size))
+	}
+	sum := sha256.Sum256(tail)
+	tail = append(tail, sum[:]...)
+	tail = binary.BigEndian.AppendUint64(tail, uint64(len(es)))
+	tail = append(tail, segmentMagic...)
+	if _, err := f.WriteAt(tail, off); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// errSegmentDamaged: a segment's entries or footer do not check out.
+var errSegmentDamaged = errors.New("segment damaged")
+
+// segment is a committed segment's entries, sorted by digest.
+type segment struct {
+	name, path string
+	entries    []segEntry
+}
+
+// find returns the entry of sum.
+func (sg *segment) find(sum [32]byte) (segEntry, bool) {
+	i, ok := slices.BinarySearchFunc(sg.entries, sum, func(e segEntry, t [32]byte) int { return bytes.Compare(e.sum[:], t[:]) })
+	if !ok {
+		return segEntry{}, false
+	}
+	return sg.entries[i], true
+}
+
+// readSegment reads and checks a segment's entries: the footer's magic
+// and count, the entries' sha256 against the footer and the file's name,
+// their order, and that every blob lies within the data.
+func readSegment(path string) (*segment, error) {
+	name, ok := strings.CutSuffix(filepath.Base(path), segmentExt)
+	if !ok {
+		return nil, fmt.Errorf("%s: %w: not a %s file", path, errSegmentDamaged, segmentExt)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	damaged := func(format string, args ...any) error {
+		return fmt.Errorf("%s: %w: %s", path, errSegmentDamaged, fmt.Sprintf(format, args...))
+	}
+	size := fi.Size()
+	if size < segFooterSize {
+		return nil, damaged("%d bytes, shorter than its footer", size)
+	}
+	var foot [segFooterSize]byte
+	if _, err := f.ReadAt(foot[:], size-segFooterSize); err != nil {
+		return nil, err
+	}
+	if string(foot[40:]) != segmentMagic {
+		return nil, damaged("no segment footer")
+	}
+	n := binary.BigEndian.Uint64(foot[32:40])
+	if n == 0 || n > segmentMaxEntries || int64(n)*segEntrySize > size-segFooterSize {
+		return nil, damaged("footer claims %d entries", n)
+	}
+	dataEnd := size - segFooterSize - int64(n)*segEntrySize
+	raw := make([]byte, int64(n)*segEntrySize)
+	if _, err := f.ReadAt(raw, dataEnd); err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(raw)
+	if !bytes.Equal(sum[:], foot[:32]) {
+		return nil, damaged("entries do not match the footer's sha256")
+	}
+	if hex.EncodeToString(sum[:]) != name {
+		return nil, damaged("entries' sha256 is %x, not its name", sum)
+	}
+	sg := &segment{name: name, path: path, entries: make([]segEntry, n)}
+	for i := range sg.entries {
+		b := raw[i*segEntrySize:]
+		e := segEntry{off: int64(binary.BigEndian.Uint64(b[32:40])), size: int64(binary.BigEndian.Uint64(b[40:48]))}
+		copy(e.sum[:], b[:32])
+		if e.off < 0 || e.size < 0 || e.off > dataEnd || e.size > dataEnd-e.off {
+			return nil, damaged("entry %d lies outside the data", i)
+		}
+		if i > 0 && bytes.Compare(sg.entries[i-1].sum[:], e.sum[:]) >= 0 {
+			return nil, damaged("entries out of order at %d", i)
+		}
+		sg.entries[i] = e
+	}
+	return sg, nil
+}
+
+// segmentIndex is what this process knows of segments/: the entries of
+// every segment it has read. A blob found in it is checked to still be
+// there (its segment file exists) before it is reported present; a blob
+// not found makes it list the folder again when the folder changed. A
+// segment missed (the folder changed within its timestamps' resolution)
+// only makes a blob be written again.
+type segmentIndex struct {
+	mu      sync.Mutex
+	listed  bool
+	modTime time.Time
+	byName  map[string]*segment // nil value: damaged, skipped
+}
+
+// locate finds blob d in a segment: the segment's path and the entry.
+func (s *Store) locate(d digest.Digest) (string, segEntry, bool, error) {
+	return s.locateIn(d, nil, true)
+}
+
+// locateIn is locate. A segment path in confirmed was seen there within
+// the caller's index transaction (which gc, removing segments in its own,
+// excludes) and is not looked up again; found ones are added. When
+// relist is false a blob not among the segments already read is reported
+// absent without listing segments/.
+func (s *Store) locateIn(d digest.Digest, confirmed map[string]bool, relist bool) (string, segEntry, bool, error) {
+	sum, ok := digestSum(d)
+	if !ok {
+		return "", segEntry{}, false, nil
+	}
+	x := &s.segments
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for range 2 {
+		for name, sg := range x.byName {
+			if sg == nil {
+				continue
+			}
+			e, ok := sg.find(sum)
+			if !ok {
+				continue
+			}
+			if confirmed[sg.path] {
+				return sg.path, e, true, nil
+			}
+			if _, err := os.Stat(sg.path); err == nil {
+				if confirmed != nil {
+					confirmed[sg.path] = true
+				}
+				return sg.path, e, true, nil
+			} else if !errors.Is(err, fs.ErrNotExist) {
+				return "", segEntry{}, false, err
+			}
+			delete(x.byName, name) // removed by gc
+			x.listed = false
+		}
+		if !relist {
+			break
+		}
+		changed, err := s.relistSegments()
+		if err != nil || !changed {
+			return "", segEntry{}, false, err
+		}
+	}
+	return "", segEntry{}, false, nil
+}
+
+// relistSegments reads segments/ again if it changed since it was last
+// listed, loading the segments not yet known and forgetting those gone.
+// The caller holds s.segments.mu.
+func (s *Store) relistSegments() (bool, error) {
+	x := &s.segments
+	dir := s.path(segmentsDir)
+	fi, err := os.Stat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("cache segments: %w", err)
+	}
+	if x.listed && fi.ModTime().Equal(x.modTime) {
+		return false, nil
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return false, fmt.Errorf("cache segments: %w", err)
+	}
+	if x.byName == nil {
+		x.byName = map[string]*segment{}
+	}
+	seen := make(map[string]bool, len(ents))
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), segmentExt)
+		if !ok || !e.Type().IsRegular() {
+			continue
+		}
+		seen[name] = true
+		if _, known := x.byName[name]; known {
+			continue
+		}
+		sg, err := readSegment(filepath.Join(dir, e.Name()))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil && !errors.Is(err, errSegmentDamaged) {
+			return false, err
+		}
+		x.byName[name] = sg // nil when damaged: cache verify reports it
+	}
+	for name := range x.byName {
+		if !seen[name] {
+			delete(x.byName, name)
+		}
+	}
+	x.listed, x.modTime = true, fi.ModTime()
+	return true, nil
+}
+
+// segmentFile is a blob's bytes within its segment, closing the segment
+// file with the reader.
+type segmentFile struct {
+	*io.SectionReader
+	f *os.File
+}
+
+func (sf segmentFile) Close() error { return sf.f.Close() }
+
+// openBlob opens blob d of size size wherever it is: its file in blobs/
+// or its entry in a segment. It returns fs.ErrNotExist when neither has
+// it, and checks the size (unless negative: unknown), not the content
+// (see Fetch).
+func (s *Store) openBlob(d digest.Digest, size int64) (io.ReadCloser, error) {
+	f, err := os.Open(s.blobPath(d))
+	if err == nil {
+		fi, err := f.Stat()
+		if err != nil {
+			_ = f.Close()
+			return nil, err
+		}
+		if size >= 0 && fi.Size() != size {
+			_ = f.Close()
+			return nil, sizeMismatch(size, fi.Size())
+		}
+		return f, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	for range 2 { // a segment rewritten by gc between locate and open
+		path, e, ok, err := s.locate(d)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fs.ErrNotExist
+		}
+		if size >= 0 && e.size != size {
+			return nil, sizeMismatch(size, e.size)
+		}
+		f, err := os.Open(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return segmentFile{io.NewSectionReader(f, e.off, e.size), f}, nil
+	}
+	return nil, fs.ErrNotExist
+}
+
+// blobHere reports whether blob d's file or a segment listing it is
+// there now (the segment file checked, not only remembered; see locateIn
+// for confirmed). A small blob is looked for among the segments already
+// read first, which for a pack of many files saves a lookup a file.
+func (s *Store) blobHere(d digest.Digest, size int64, confirmed map[string]bool) (bool, error) {
+	if segmentable(d, size) {
+		if _, _, ok, err := s.locateIn(d, confirmed, false); ok || err != nil {
+			return ok, err
+		}
+	}
+	_, err := os.Stat(s.blobPath(d))
+	if err == nil {
+		return true, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return false, err
+	}
+	_, _, ok, err := s.locateIn(d, confirmed, true)
+	return ok, err
+}
+
+// readBlob reads blob d of size size whole, from its file or segment,
+// unchecked.
+func (s *Store) readBlob(d digest.Digest, size int64) ([]byte, error) {
+	r, err := s.openBlob(d, size)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return io.ReadAll(r)
+}
+
+// segmentReader hashes blobs of segments, keeping the last segment file
+// open: cache verify reads a segment's entries one after another.
+type segmentReader struct {
+	f *os.File
+}
+
+func (sr *segmentReader) close() {
+	if sr.f != nil {
+		_ = sr.f.Close()
+		sr.f = nil
+	}
+}
+
+// hash re-hashes the entry f of a segment with the algorithm of its digest.
+func (sr *segmentReader) hash(ctx context.Context, f file) (digest.Digest, error) {
+	if sr.f == nil || sr.f.Name() != f.path {
+		sr.close()
+		fh, err := os.Open(f.path)
+		if err != nil {
+			return "", err
+		}
+		sr.f = fh
+	}
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	h := f.digest.Algorithm().Hash()
+	if _, err := io.Copy(h, io.NewSectionReader(sr.f, f.off, f.size)); err != nil {
+		return "", err
+	}
+	return digest.NewDigest(f.digest.Algorithm(), h), nil
+}
+
+// listSegments calls fn for every entry of every segment in segments/
+// (path the segment, seg set), for a file there that is not a segment
+// (empty digest), and for a segment that cannot be read (damaged set).
+func (s *Store) listSegments(ctx context.Context, fn func(file)) error {
+	dir := s.path(segmentsDir)
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cache segments: %w", err)
+	}
+	for _, e := range ents {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		path := filepath.Join(dir, e.Name())
+		if !strings.HasSuffix(e.Name(), segmentExt) || !e.Type().IsRegular() {
+			fn(file{path: path})
+			continue
+		}
+		sg, err := readSegment(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			fn(file{path: path, damaged: err})
+			continue
+		}
+		for _, se := range sg.entries {
+			fn(file{path: path, digest: se.digest(), size: se.size, seg: true, off: se.off})
+		}
+	}
+	return nil
+}

@@ -1,0 +1,359 @@
+package cache_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.etcd.io/bbolt"
+	"oras.land/oras-go/v2/content"
+
+	"stellaops.io/stella/cache"
+	"stellaops.io/stella/cache/cachetest"
+	"stellaops.io/stella/integrity"
+)
+
+// smallFiles is n distinct small contents named after prefix.
+func smallFiles(prefix string, n int) []string {
+	var fs []string
+	for i := range n {
+		fs = append(fs, fmt.Sprintf("%s file %d: %s", prefix, i, bytes.Repeat([]byte{'x'}, i%7*100)))
+	}
+	return fs
+}
+
+// segmentFiles lists the segment files of a cache.
+func segmentFiles(t *testing.T, s *cache.Store) []string {
+	t.Helper()
+	got, err := filepath.Glob(filepath.Join(s.Root(), "segments", "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func indexVersion(t *testing.T, s *cache.Store) int {
+	t.Helper()
+	v := 0
+	if err := cache.Update(context.Background(), s, func(tx *bbolt.Tx) error {
+		v, _ = strconv.Atoi(string(tx.Bucket([]byte("cache.meta")).Get([]byte("version"))))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// A pack of many small files is one segment file in the cache, not a file
+// per blob; every blob reads back checked, and a damaged byte or footer in
+// the segment is found by Fetch and Verify and named.
+func TestSegmentImport(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	st, err := cache.Open(ctx, root, cache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An index of the version before segments is raised when the first
+	// segment is committed, so an older stella refuses the cache.
+	if err := cache.Update(ctx, st, func(tx *bbolt.Tx) error {
+		return tx.Bucket([]byte("cache.meta")).Put([]byte("version"), []byte("1"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	src := newSource()
+	files := smallFiles("seg", 100)
+	p := src.pack(t, files...)
+	res, err := st.Import(ctx, src, []cache.Artifact{packArtifact(p, "seg:1")}, cache.ImportRecord{}, cache.ImportOptions{})
+	if err != nil || res.Artifacts[0].Status != cache.StatusNew || res.BlobsWritten != 102 {
+		t.Fatalf("import: %+v %v, want new with 102 blobs written", res, err)
+	}
+	segs := segmentFiles(t, st)
+	if len(segs) != 1 {
+		t.Fatalf("segments = %v, want one", segs)
+	}
+	if got := dirEntries(t, filepath.Join(root, "blobs", "sha256")); len(got) != 0 {
+		t.Errorf("blob files = %v, want none: every blob is small", got)
+	}
+	if v := indexVersion(t, st); v != 2 {
+		t.Errorf("index version after the first segment = %d, want 2", v)
+	}
+	for _, f := range files {
+		d := content.NewDescriptorFromBytes(typeLayer, []byte(f))
+		if ok, err := st.Exists(ctx, d); !ok || err != nil {
+			t.Fatalf("Exists(%s) = %v, %v", d.Digest, ok, err)
+		}
+		if got := fetchAll(t, st, d); string(got) != f {
+			t.Fatalf("blob %s reads %q, want %q", d.Digest, got, f)
+		}
+	}
+	if rep, err := st.Verify(ctx, cache.VerifyOptions{}); err != nil || !rep.OK() || rep.Blobs != 102 {
+		t.Fatalf("verify: %+v %v, want OK with 102 blobs", rep, err)
+	}
+	again, err := st.Import(ctx, src, []cache.Artifact{packArtifact(p, "seg:1")}, cache.ImportRecord{}, cache.ImportOptions{})
+	if err != nil || again.Artifacts[0].Status != cache.StatusPresent || again.BlobsWritten != 0 {
+		t.Fatalf("re-import: %+v %v, want present, nothing written", again, err)
+	}
+	if got := segmentFiles(t, st); !slices.Equal(got, segs) {
+		t.Fatalf("segments after re-import = %v, want %v", got, segs)
+	}
+
+	// One byte of one blob changed in place.
+	victim := files[42]
+	vd := content.NewDescriptorFromBytes(typeLayer, []byte(victim))
+	b, err := os.ReadFile(segs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := bytes.Index(b, []byte(victim))
+	if at < 0 {
+		t.Fatal("blob not found in its segment")
+	}
+	damaged := slices.Clone(b)
+	damaged[at+3] ^= 1
+	writeOver(t, segs[0], damaged)
+	rc, err := st.Fetch(ctx, vd)
+	if err == nil {
+		_, err = io.ReadAll(rc)
+		rc.Close()
+	}
+	if !errors.Is(err, integrity.ErrDigestMismatch) {
+		t.Errorf("fetch of a damaged segment blob: %v, want a digest mismatch", err)
+	}
+	rep, err := st.Verify(ctx, cache.VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Problems) != 1 || rep.Problems[0].Problem != cache.ProblemBlobDigest || rep.Problems[0].Object != string(vd.Digest) {
+		t.Errorf("verify of a damaged segment blob: %+v, want one %s of %s", rep.Problems, cache.ProblemBlobDigest, vd.Digest)
+	}
+
+	// The footer's count changed: the segment cannot be read at all.
+	damaged = slices.Clone(b)
+	damaged[len(damaged)-9] ^= 1
+	writeOver(t, segs[0], damaged)
+	rep, err = st.Verify(ctx, cache.VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel := "segments/" + filepath.Base(segs[0])
+	if !slices.ContainsFunc(rep.Problems, func(p cache.Problem) bool {
+		return p.Problem == cache.ProblemSegmentDamaged && p.Object == rel
+	}) || !slices.ContainsFunc(rep.Problems, func(p cache.Problem) bool {
+		return p.Problem == cache.ProblemBlobMissing && p.Object == string(vd.Digest)
+	}) {
+		t.Errorf("verify of a damaged footer: %+v, want %s of %s and its blobs missing", rep.Problems, cache.ProblemSegmentDamaged, rel)
+	}
+	writeOver(t, segs[0], b)
+	cachetest.Check(t, st)
+}
+
+// writeOver replaces a read-only file's content in place.
+func writeOver(t *testing.T, path string, b []byte) {
+	t.Helper()
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o444); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// GC removes a segment none of whose blobs is needed, and rewrites one
+// part of which is: the blobs still needed move to a new segment, the
+// others are gone, and nothing any artifact needs is lost.
+func TestSegmentGC(t *testing.T) {
+	ctx := context.Background()
+	s := cachetest.Open(t)
+	src := newSource()
+	shared := "a file both packs have"
+	a := src.pack(t, append(smallFiles("a", 40), shared)...)
+	bFiles := append(smallFiles("b", 40), shared)
+	b := src.pack(t, bFiles...)
+	if _, err := s.Import(ctx, src, []cache.Artifact{packArtifact(a, "a:1"), packArtifact(b, "b:1")}, cache.ImportRecord{}, cache.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	before := segmentFiles(t, s)
+	if len(before) != 1 {
+		t.Fatalf("segments = %v, want one for the batch", before)
+	}
+	if err := s.Remove(ctx, "a:1"); err != nil {
+		t.Fatal(err)
+	}
+	want := []digest.Digest{a.Digest}
+	for _, f := range smallFiles("a", 40) {
+		want = append(want, sha([]byte(f)))
+	}
+	want = sortedDigests(want...)
+	dry, err := s.GC(ctx, cache.GCOptions{DryRun: true})
+	if err != nil || !cmp.Equal(dry.Removed, want) {
+		t.Fatalf("gc dry run removed %v (%v), want %v", dry.Removed, err, want)
+	}
+	if got := segmentFiles(t, s); !slices.Equal(got, before) {
+		t.Fatalf("a dry run changed the segments: %v", got)
+	}
+	res, err := s.GC(ctx, cache.GCOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, res.Removed); diff != "" {
+		t.Errorf("gc removed (-want +got):\n%s", diff)
+	}
+	after := segmentFiles(t, s)
+	if len(after) != 1 || after[0] == before[0] {
+		t.Fatalf("segments after gc = %v, want one new segment in place of %v", after, before)
+	}
+	for _, f := range bFiles {
+		if got := fetchAll(t, s, content.NewDescriptorFromBytes(typeLayer, []byte(f))); string(got) != f {
+			t.Fatalf("blob of b reads %q after gc, want %q", got, f)
+		}
+	}
+	for _, f := range smallFiles("a", 40) {
+		if ok, _ := s.Exists(ctx, content.NewDescriptorFromBytes(typeLayer, []byte(f))); ok {
+			t.Fatalf("blob only a had is still there after gc")
+		}
+	}
+	rep, err := s.Verify(ctx, cache.VerifyOptions{})
+	if err != nil || !rep.OK() || rep.UnreferencedBlobs != 0 || rep.Blobs != 43 {
+		t.Fatalf("verify after gc: %+v %v, want OK, 43 blobs, none unreferenced", rep, err)
+	}
+
+	if err := s.Remove(ctx, "b:1"); err != nil {
+		t.Fatal(err)
+	}
+	res, err = s.GC(ctx, cache.GCOptions{})
+	if err != nil || res.Blobs != 43 {
+		t.Fatalf("gc of the rest: %+v %v, want 43 blobs removed", res, err)
+	}
+	if got := segmentFiles(t, s); len(got) != 0 {
+		t.Fatalf("segments after everything went = %v, want none", got)
+	}
+}
+
+// GC beside an import that is verifying a pack whose blobs went into a
+// segment: the segment is renamed into place but not recorded; gc keeps
+// every blob of it, as held, and removes nothing.
+func TestGCBesideSegmentImport(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	s := cachetest.OpenAt(t, root)
+	g, err := cache.Open(ctx, root, cache.Options{Holder: "stella cache gc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := newSource()
+	files := smallFiles("held", 60)
+	p := src.pack(t, files...)
+	want := []digest.Digest{p.Digest, ocispec.DescriptorEmptyJSON.Digest}
+	for _, f := range files {
+		want = append(want, sha([]byte(f)))
+	}
+	want = sortedDigests(want...)
+	inVerify, finish := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Import(ctx, src, []cache.Artifact{packArtifact(p, "held:1")}, cache.ImportRecord{}, cache.ImportOptions{
+			Verify: func(context.Context, cache.Artifact, content.Fetcher) error {
+				close(inVerify)
+				<-finish
+				return nil
+			}})
+		done <- err
+	}()
+	<-inVerify
+	if got := segmentFiles(t, s); len(got) != 1 {
+		t.Fatalf("segments while the import verifies = %v, want one", got)
+	}
+	start := time.Now()
+	res, err := g.GC(ctx, cache.GCOptions{})
+	if took := time.Since(start); took > gcWait {
+		t.Errorf("gc took %v, want at most %v", took, gcWait)
+	}
+	if err != nil || res.Blobs != 0 {
+		t.Fatalf("gc beside the import: %+v %v, want nothing removed", res, err)
+	}
+	if diff := cmp.Diff(want, res.Held); diff != "" {
+		t.Errorf("gc held (-want +got):\n%s", diff)
+	}
+	close(finish)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if got := fetchAll(t, s, content.NewDescriptorFromBytes(typeLayer, []byte(f))); string(got) != f {
+			t.Fatalf("blob reads %q, want %q", got, f)
+		}
+	}
+}
+
+// A build stages small files into a segment: what the import takes is
+// committed as one segment, and a rebuild of the same files writes none.
+func TestStagedSegment(t *testing.T) {
+	ctx := context.Background()
+	s := cachetest.Open(t)
+	build := func(ref string, files []string) cache.ImportResult {
+		t.Helper()
+		st, err := s.Stage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		src := newSource()
+		var layers []ocispec.Descriptor
+		for _, f := range files {
+			d, n, err := st.Add(ctx, "file", bytes.NewReader([]byte(f)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			layers = append(layers, ocispec.Descriptor{MediaType: typeLayer, Digest: d, Size: n})
+			// The source has the manifest only: the files come from the stage.
+		}
+		m := src.manifest(t, typePack, nil, layers...)
+		res, err := s.Import(ctx, stagedSource{src}, []cache.Artifact{packArtifact(m, ref)}, cache.ImportRecord{}, cache.ImportOptions{Stage: st})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	files := smallFiles("staged", 50)
+	if res := build("staged:1", files); res.BlobsWritten != 52 {
+		t.Fatalf("build wrote %d blobs, want 52", res.BlobsWritten)
+	}
+	if got := segmentFiles(t, s); len(got) != 1 {
+		t.Fatalf("segments = %v, want one", got)
+	}
+	if res := build("again:1", files); res.BlobsWritten != 0 || res.Artifacts[0].Status != cache.StatusLinked {
+		t.Fatalf("rebuild under another ref: %d blobs written, status %s, want none and linked", res.BlobsWritten, res.Artifacts[0].Status)
+	}
+	if got := segmentFiles(t, s); len(got) != 1 {
+		t.Fatalf("segments after a rebuild = %v, want still one", got)
+	}
+	if got, _ := filepath.Glob(filepath.Join(s.Root(), "ingest", "*")); len(got) != 0 {
+		t.Fatalf("ingest after builds = %v, want empty", got)
+	}
+}
+
+// stagedSource serves manifests from memory and nothing else: a layer
+// fetched from it (not taken from the stage) fails the import.
+type stagedSource struct{ *source }
+
+func (s stagedSource) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
+	if desc.MediaType == typeLayer {
+		return nil, fmt.Errorf("layer %s fetched from the source, not taken from the stage", desc.Digest)
+	}
+	return s.source.Fetch(ctx, desc)
+}
