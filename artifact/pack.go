@@ -14,7 +14,6 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
 
-	"stellaops.io/stella/canonical"
 	"stellaops.io/stella/integrity"
 	"stellaops.io/stella/pack"
 )
@@ -103,7 +102,7 @@ func Build(p *pack.Pack, opts BuildOptions) (*Pack, error) {
 		})
 		a.files[f.Digest] = f.Path
 	}
-	cfgBytes, err := canonical.Marshal(cfg)
+	cfgBytes, err := marshalConfig(cfg)
 	if err != nil {
 		return nil, err
 	}

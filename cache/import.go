@@ -276,8 +276,9 @@ type importer struct {
 	// commit renamed into segments/.
 	seg  *segmentWriter
 	segs []string
-	// confirmed: segments seen present in the record transaction.
-	confirmed map[string]bool
+	// confirmed: segments seen present in the record transaction;
+	// copyConfirmed: in the batch's copy (see present).
+	confirmed, copyConfirmed map[string]bool
 }
 
 func (im *importer) emit(p Progress) {
@@ -335,6 +336,14 @@ func (im *importer) batch(ctx context.Context, gs []*group, attempt int) {
 		im.prepare(ctx, gs)
 	}
 	im.holdBatch(ctx, gs)
+	// Segments seen now hold blobs this batch holds: gc keeps them, so
+	// one look at each serves the whole copy.
+	im.copyConfirmed = map[string]bool{}
+	if err := im.s.refreshSegments(); err != nil {
+		for _, g := range gs {
+			g.fail(0, err)
+		}
+	}
 	algs := map[digest.Algorithm]bool{}
 	for _, g := range gs {
 		for k, m := range g.ms {
@@ -722,7 +731,7 @@ func (im *importer) copyNode(ctx context.Context, t *tracker, g *graph, desc oci
 	im.mu.Unlock()
 	if !ok {
 		var err error
-		if ok, err = im.s.Exists(ctx, desc); err != nil {
+		if ok, err = im.s.present(desc, im.copyConfirmed); err != nil {
 			return err
 		}
 	}
@@ -897,7 +906,7 @@ func (im *importer) recordTx(tx *bbolt.Tx, a Artifact, g *graph, rec *ImportReco
 			}
 			br.Size, br.MediaType = n.Size, n.MediaType
 			br.Refs++
-			if err := putJSON(tx, bucketBlobs, string(n.Digest), br); err != nil {
+			if err := tx.Bucket(bucketBlobs).Put([]byte(n.Digest), br.appendJSON(nil)); err != nil {
 				return StatusFailed, err
 			}
 			if cs, isManifest := g.children[n.Digest]; isManifest {

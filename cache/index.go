@@ -70,6 +70,28 @@ type blobRecord struct {
 	Refs      int64  `json:"refs"`
 }
 
+// appendJSON appends the record as json.Marshal writes it, without
+// reflection when the media type needs no escaping (TestBlobRecordJSON):
+// a pack of 10,000 files records 10,000 of them in one transaction.
+func (br blobRecord) appendJSON(b []byte) []byte {
+	for i := 0; i < len(br.MediaType); i++ {
+		if c := br.MediaType[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			j, _ := json.Marshal(br) // cannot fail: strings and integers
+			return append(b, j...)
+		}
+	}
+	b = append(b, `{"size":`...)
+	b = strconv.AppendInt(b, br.Size, 10)
+	if br.MediaType != "" {
+		b = append(b, `,"mediaType":"`...)
+		b = append(b, br.MediaType...)
+		b = append(b, '"')
+	}
+	b = append(b, `,"refs":`...)
+	b = strconv.AppendInt(b, br.Refs, 10)
+	return append(b, '}')
+}
+
 func initIndex(tx *bbolt.Tx) error {
 	for _, name := range allBuckets {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {

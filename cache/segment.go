@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // Segments keep small blobs together in one file each (ADR 0030): a
@@ -86,9 +87,26 @@ type segmentWriter struct {
 	mu      sync.Mutex
 	f       *os.File
 	tmp     string
-	off     int64
+	off     int64  // bytes appended, buffered ones included
+	buf     []byte // appended, not yet written to f
 	entries map[digest.Digest]segEntry
 	sealed  bool // renamed into segments/: no more blobs
+}
+
+// segmentBuffer is how much a segment writer gathers before a write: a
+// pack of many small files makes a write call per megabyte, not per file.
+const segmentBuffer = 1 << 20
+
+// flush writes the buffered bytes. The caller holds w.mu.
+func (w *segmentWriter) flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	if _, err := w.f.Write(w.buf); err != nil {
+		return fmt.Errorf("write %s: %w", w.tmp, err)
+	}
+	w.buf = w.buf[:0]
+	return nil
 }
 
 func newSegmentWriter(dir string) *segmentWriter {
@@ -119,9 +137,15 @@ func (w *segmentWriter) add(d digest.Digest, b []byte) error {
 		}
 		w.f, w.tmp = f, f.Name()
 	}
-	if _, err := w.f.Write(b); err != nil {
-		return fmt.Errorf("blob %s: write %s: %w", d, w.tmp, err)
+	if len(w.buf)+len(b) > segmentBuffer {
+		if err := w.flush(); err != nil {
+			return fmt.Errorf("blob %s: %w", d, err)
+		}
 	}
+	if w.buf == nil {
+		w.buf = make([]byte, 0, segmentBuffer)
+	}
+	w.buf = append(w.buf, b...)
 	w.entries[d] = segEntry{sum: sum, off: w.off, size: int64(len(b))}
 	w.off += int64(len(b))
 	return nil
@@ -134,6 +158,9 @@ func (w *segmentWriter) read(d digest.Digest) ([]byte, error) {
 	e, ok := w.entries[d]
 	if !ok || w.f == nil || w.sealed {
 		return nil, fmt.Errorf("blob %s: not in segment %s", d, w.tmp)
+	}
+	if err := w.flush(); err != nil {
+		return nil, fmt.Errorf("blob %s: %w", d, err)
 	}
 	b := make([]byte, e.size)
 	if _, err := w.f.ReadAt(b, e.off); err != nil {
@@ -174,6 +201,10 @@ func (w *segmentWriter) seal(ds []digest.Digest) (pendingSegment, error) {
 	if w.sealed || w.f == nil {
 		return pendingSegment{}, errSegmentSealed
 	}
+	if err := w.flush(); err != nil {
+		return pendingSegment{}, err
+	}
+	w.buf = nil
 	es := make([]segEntry, 0, len(ds))
 	for _, d := range ds {
 		e, ok := w.entries[d]
@@ -387,6 +418,45 @@ func (s *Store) locateIn(d digest.Digest, confirmed map[string]bool, relist bool
 		}
 	}
 	return "", segEntry{}, false, nil
+}
+
+// refreshSegments lists segments/ again if it changed, so that lookups
+// without a listing of their own (present) know the segments committed so
+// far.
+func (s *Store) refreshSegments() error {
+	s.segments.mu.Lock()
+	defer s.segments.mu.Unlock()
+	_, err := s.relistSegments()
+	return err
+}
+
+// present is Exists for an import's copy, which refreshed its view of
+// segments/ when its batch began (refreshSegments): a small blob is looked
+// for among the segments known then, with no lookup a file (confirmed as
+// for locateIn), then as a blob file. A segment committed by another
+// process since is missed, and its blob written again: harmless, as for
+// any content-addressed write.
+func (s *Store) present(desc ocispec.Descriptor, confirmed map[string]bool) (bool, error) {
+	if err := checkDescriptor(desc); err != nil {
+		return false, err
+	}
+	if segmentable(desc.Digest, desc.Size) {
+		_, e, ok, err := s.locateIn(desc.Digest, confirmed, false)
+		if err != nil {
+			return false, fmt.Errorf("blob %s: %w", desc.Digest, err)
+		}
+		if ok {
+			return e.size == desc.Size, nil
+		}
+	}
+	fi, err := os.Stat(s.blobPath(desc.Digest))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("blob %s: %w", desc.Digest, err)
+	}
+	return fi.Mode().IsRegular() && fi.Size() == desc.Size, nil
 }
 
 // relistSegments reads segments/ again if it changed since it was last

@@ -112,23 +112,43 @@ func (st *Stage) Add(ctx context.Context, what string, r io.Reader) (digest.Dige
 // starting a new writer when an import has committed the last one.
 func (st *Stage) addSmall(what string, d digest.Digest, b []byte) error {
 	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.closed {
-		return fmt.Errorf("%s: %w", what, errStageClosed)
-	}
-	if _, dup := st.blobs[d]; dup {
+	if _, dup := st.blobs[d]; dup || st.closed {
+		st.mu.Unlock()
+		if st.closed {
+			return fmt.Errorf("%s: %w", what, errStageClosed)
+		}
 		return nil
 	}
-	err := st.seg.add(d, b)
-	if errors.Is(err, errSegmentSealed) {
-		st.seg = newSegmentWriter(st.hold.ingest)
-		st.segs = append(st.segs, st.seg)
-		err = st.seg.add(d, b)
+	w := st.seg
+	st.mu.Unlock()
+	// The writer has its own lock: the stage's is not held while the
+	// bytes are copied.
+	for {
+		err := w.add(d, b)
+		if errors.Is(err, errSegmentSealed) {
+			st.mu.Lock()
+			if st.seg == w && !st.closed {
+				st.seg = newSegmentWriter(st.hold.ingest)
+				st.segs = append(st.segs, st.seg)
+			}
+			w = st.seg
+			closed := st.closed
+			st.mu.Unlock()
+			if closed {
+				return fmt.Errorf("%s: %w", what, errStageClosed)
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		break
 	}
-	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if _, dup := st.blobs[d]; !dup && !st.closed {
+		st.blobs[d] = stagedBlob{seg: w, size: int64(len(b))}
 	}
-	st.blobs[d] = stagedBlob{seg: st.seg, size: int64(len(b))}
 	return nil
 }
 
