@@ -358,15 +358,21 @@ func readSegment(path string) (*segment, error) {
 // segmentIndex is what this process knows of segments/: the entries of
 // every segment it has read. A blob found in it is checked to still be
 // there (its segment file exists) before it is reported present; a blob
-// not found makes it list the folder again when the folder changed. A
-// segment missed (the folder changed within its timestamps' resolution)
-// only makes a blob be written again.
+// not found makes it list the folder again when the folder changed, or
+// when the last listing was taken within segmentTick of the folder's last
+// change (two changes in one tick of the file system's clock leave one
+// time).
 type segmentIndex struct {
-	mu      sync.Mutex
-	listed  bool
-	modTime time.Time
-	byName  map[string]*segment // nil value: damaged, skipped
+	mu       sync.Mutex
+	listed   bool
+	modTime  time.Time           // of segments/ when last listed
+	listedAt time.Time           // when it was listed
+	byName   map[string]*segment // nil value: damaged, skipped
 }
+
+// segmentTick bounds the resolution of a folder's modification time
+// (the kernel's coarse clock, a scheduler tick).
+const segmentTick = 100 * time.Millisecond
 
 // locate finds blob d in a segment: the segment's path and the entry.
 func (s *Store) locate(d digest.Digest) (string, segEntry, bool, error) {
@@ -472,9 +478,13 @@ func (s *Store) relistSegments() (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("cache segments: %w", err)
 	}
-	if x.listed && fi.ModTime().Equal(x.modTime) {
+	// The folder's time changes with each segment renamed in or removed,
+	// but only by the file system's clock tick: a listing taken within
+	// segmentTick of that time may have missed a change in the same tick.
+	if x.listed && fi.ModTime().Equal(x.modTime) && x.listedAt.Sub(x.modTime) > segmentTick {
 		return false, nil
 	}
+	listedAt := time.Now()
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return false, fmt.Errorf("cache segments: %w", err)
@@ -506,7 +516,7 @@ func (s *Store) relistSegments() (bool, error) {
 			delete(x.byName, name)
 		}
 	}
-	x.listed, x.modTime = true, fi.ModTime()
+	x.listed, x.modTime, x.listedAt = true, fi.ModTime(), listedAt
 	return true, nil
 }
 

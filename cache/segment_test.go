@@ -357,3 +357,49 @@ func (s stagedSource) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.Re
 	}
 	return s.source.Fetch(ctx, desc)
 }
+
+// A segment another process commits is found at once by a store that
+// read segments/ just before, even within one tick of the folder's clock.
+func TestSegmentSeenByAnotherStore(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	a := cachetest.OpenAt(t, root)
+	b, err := cache.Open(ctx, root, cache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := newSource()
+	for round := range 5 {
+		first := src.pack(t, smallFiles(fmt.Sprintf("first %d", round), 40)...)
+		if _, err := a.Import(ctx, src, []cache.Artifact{packArtifact(first, fmt.Sprintf("first-%d:1", round))}, cache.ImportRecord{}, cache.ImportOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		// a lists segments/ now (a blob it does not have), right after
+		// the folder changed.
+		dir := filepath.Join(root, "segments")
+		changed := time.Now()
+		if err := os.Chtimes(dir, changed, changed); err != nil {
+			t.Fatal(err)
+		}
+		if ok, _ := a.Exists(ctx, content.NewDescriptorFromBytes(typeLayer, []byte("nowhere"))); ok {
+			t.Fatal("a blob never imported exists")
+		}
+		files := smallFiles(fmt.Sprintf("second %d", round), 40)
+		second := src.pack(t, files...)
+		if _, err := b.Import(ctx, src, []cache.Artifact{packArtifact(second, fmt.Sprintf("second-%d:1", round))}, cache.ImportRecord{}, cache.ImportOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		// As if b's segment came within the same tick of the file
+		// system's clock: the folder's time is what a saw.
+		if err := os.Chtimes(dir, changed, changed); err != nil {
+			t.Fatal(err)
+		}
+		d := content.NewDescriptorFromBytes(typeLayer, []byte(files[7]))
+		if ok, err := a.Exists(ctx, d); !ok || err != nil {
+			t.Fatalf("round %d: a blob another store just committed in a segment: Exists = %v, %v", round, ok, err)
+		}
+		if got := fetchAll(t, a, d); string(got) != files[7] {
+			t.Fatalf("round %d: reads %q", round, got)
+		}
+	}
+}
