@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"github.com/opencontainers/go-digest"
 	"io/fs"
 	"os"
 
@@ -40,4 +41,33 @@ func renameBlob(oldname, newname string) error {
 		}
 		return nil
 	}
+}
+
+// statBlobFile stats blob file d: for sha256, by name within the
+// blobs/sha256 folder, held open for the Store's life (one lookup, not a
+// walk of the whole path, for each blob an import looks for).
+func (s *Store) statBlobFile(d digest.Digest) (size int64, regular bool, err error) {
+	if d.Algorithm() == digest.SHA256 {
+		s.sha256DirOnce.Do(func() {
+			s.sha256Dir, _ = os.Open(s.path(blobsDir, "sha256"))
+		})
+		if s.sha256Dir != nil {
+			var st unix.Stat_t
+			for {
+				err = unix.Fstatat(int(s.sha256Dir.Fd()), d.Encoded(), &st, 0)
+				if err != unix.EINTR {
+					break
+				}
+			}
+			if err != nil {
+				return 0, false, &fs.PathError{Op: "stat", Path: s.blobPath(d), Err: err}
+			}
+			return st.Size, st.Mode&unix.S_IFMT == unix.S_IFREG, nil
+		}
+	}
+	fi, err := os.Stat(s.blobPath(d))
+	if err != nil {
+		return 0, false, err
+	}
+	return fi.Size(), fi.Mode().IsRegular(), nil
 }

@@ -3,6 +3,7 @@
 package cache
 
 import (
+	"github.com/opencontainers/go-digest"
 	"io/fs"
 	"os"
 )
@@ -15,3 +16,12 @@ func openNew(name string, mode fs.FileMode) (*os.File, error) {
 
 // renameBlob renames a blob's temporary file to its final name.
 func renameBlob(oldname, newname string) error { return os.Rename(oldname, newname) }
+
+// statBlobFile stats blob file d.
+func (s *Store) statBlobFile(d digest.Digest) (size int64, regular bool, err error) {
+	fi, err := os.Stat(s.blobPath(d))
+	if err != nil {
+		return 0, false, err
+	}
+	return fi.Size(), fi.Mode().IsRegular(), nil
+}

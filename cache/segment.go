@@ -19,6 +19,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"stellaops.io/stella/integrity"
 )
 
 // Segments keep small blobs together in one file each (ADR 0030): a
@@ -60,7 +62,7 @@ type segEntry struct {
 }
 
 func (e segEntry) digest() digest.Digest {
-	return digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(e.sum[:]))
+	return integrity.SHA256FromSum(e.sum[:])
 }
 
 // segmentable reports whether a blob of this descriptor goes into a
@@ -88,6 +90,7 @@ type segmentWriter struct {
 	f       *os.File
 	tmp     string
 	off     int64  // bytes appended, buffered ones included
+	flushed int64  // bytes whose writeback was started
 	buf     []byte // appended, not yet written to f
 	entries map[digest.Digest]segEntry
 	sealed  bool // renamed into segments/: no more blobs
@@ -106,6 +109,12 @@ func (w *segmentWriter) flush() error {
 		return fmt.Errorf("write %s: %w", w.tmp, err)
 	}
 	w.buf = w.buf[:0]
+	// As for a large blob (writeIngest): the batch's sync finds most of
+	// the segment on its way to disk already.
+	if written := w.off; written-w.flushed >= writebackChunk {
+		startWriteback(w.f, w.flushed, written-w.flushed)
+		w.flushed = written
+	}
 	return nil
 }
 
@@ -281,6 +290,19 @@ var errSegmentDamaged = errors.New("segment damaged")
 type segment struct {
 	name, path string
 	entries    []segEntry
+	// f, once a blob was read from it, stays open for the next reads
+	// (ReadAt: shared by readers). A segment gc removes meanwhile is
+	// still read whole from it, and every read is checked by digest.
+	f *os.File
+}
+
+// forget drops segment name from what this process knows of segments/.
+// Its open file is not closed here: a reader may still be reading a held
+// blob from it (gc rewrote the segment without the blobs no one needs
+// and removed it); the runtime closes it once no reader holds it. The
+// caller holds x.mu.
+func (x *segmentIndex) forget(name string) {
+	delete(x.byName, name)
 }
 
 // find returns the entry of sum.
@@ -412,7 +434,7 @@ func (s *Store) locateIn(d digest.Digest, confirmed map[string]bool, relist bool
 			} else if !errors.Is(err, fs.ErrNotExist) {
 				return "", segEntry{}, false, err
 			}
-			delete(x.byName, name) // removed by gc
+			x.forget(name) // removed by gc
 			x.listed = false
 		}
 		if !relist {
@@ -455,14 +477,14 @@ func (s *Store) present(desc ocispec.Descriptor, confirmed map[string]bool) (boo
 			return e.size == desc.Size, nil
 		}
 	}
-	fi, err := os.Stat(s.blobPath(desc.Digest))
+	size, regular, err := s.statBlobFile(desc.Digest)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("blob %s: %w", desc.Digest, err)
 	}
-	return fi.Mode().IsRegular() && fi.Size() == desc.Size, nil
+	return regular && size == desc.Size, nil
 }
 
 // relistSegments reads segments/ again if it changed since it was last
@@ -513,27 +535,28 @@ func (s *Store) relistSegments() (bool, error) {
 	}
 	for name := range x.byName {
 		if !seen[name] {
-			delete(x.byName, name)
+			x.forget(name)
 		}
 	}
 	x.listed, x.modTime, x.listedAt = true, fi.ModTime(), listedAt
 	return true, nil
 }
 
-// segmentFile is a blob's bytes within its segment, closing the segment
-// file with the reader.
-type segmentFile struct {
-	*io.SectionReader
-	f *os.File
-}
-
-func (sf segmentFile) Close() error { return sf.f.Close() }
-
 // openBlob opens blob d of size size wherever it is: its file in blobs/
-// or its entry in a segment. It returns fs.ErrNotExist when neither has
-// it, and checks the size (unless negative: unknown), not the content
-// (see Fetch).
+// or its entry in a segment (looked for first when the blob is small
+// enough to be in one). It returns fs.ErrNotExist when neither has it, and
+// checks the size (unless negative: unknown), not the content (see
+// Fetch).
 func (s *Store) openBlob(d digest.Digest, size int64) (io.ReadCloser, error) {
+	if size >= 0 && segmentable(d, size) {
+		r, n, ok, err := s.segmentReader(d)
+		if err != nil || ok {
+			if err == nil && n != size {
+				return nil, sizeMismatch(size, n)
+			}
+			return r, err
+		}
+	}
 	f, err := os.Open(s.blobPath(d))
 	if err == nil {
 		fi, err := f.Stat()
@@ -550,27 +573,58 @@ func (s *Store) openBlob(d digest.Digest, size int64) (io.ReadCloser, error) {
 	if !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
-	for range 2 { // a segment rewritten by gc between locate and open
-		path, e, ok, err := s.locate(d)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			return nil, fs.ErrNotExist
-		}
-		if size >= 0 && e.size != size {
-			return nil, sizeMismatch(size, e.size)
-		}
-		f, err := os.Open(path)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return segmentFile{io.NewSectionReader(f, e.off, e.size), f}, nil
+	r, n, ok, err := s.segmentReader(d)
+	if err != nil {
+		return nil, err
 	}
-	return nil, fs.ErrNotExist
+	if !ok {
+		return nil, fs.ErrNotExist
+	}
+	if size >= 0 && n != size {
+		return nil, sizeMismatch(size, n)
+	}
+	return r, nil
+}
+
+// segmentReader reads blob d from the segment that lists it, through the
+// segment's file kept open (segment.f); the reader's Close leaves it open.
+func (s *Store) segmentReader(d digest.Digest) (io.ReadCloser, int64, bool, error) {
+	sum, ok := digestSum(d)
+	if !ok {
+		return nil, 0, false, nil
+	}
+	x := &s.segments
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for range 2 {
+		for name, sg := range x.byName {
+			if sg == nil {
+				continue
+			}
+			e, ok := sg.find(sum)
+			if !ok {
+				continue
+			}
+			if sg.f == nil {
+				f, err := os.Open(sg.path)
+				if errors.Is(err, fs.ErrNotExist) {
+					x.forget(name) // removed by gc
+					x.listed = false
+					continue
+				}
+				if err != nil {
+					return nil, 0, false, err
+				}
+				sg.f = f
+			}
+			return io.NopCloser(io.NewSectionReader(sg.f, e.off, e.size)), e.size, true, nil
+		}
+		changed, err := s.relistSegments()
+		if err != nil || !changed {
+			return nil, 0, false, err
+		}
+	}
+	return nil, 0, false, nil
 }
 
 // blobHere reports whether blob d's file or a segment listing it is

@@ -403,3 +403,54 @@ func TestSegmentSeenByAnotherStore(t *testing.T) {
 		}
 	}
 }
+
+// A blob being read from a segment that gc rewrites and removes meanwhile
+// (its pack is still needed, another one is not) reads to its end, checked,
+// and the next read comes from the new segment.
+func TestSegmentReadAcrossCompaction(t *testing.T) {
+	ctx := context.Background()
+	s := cachetest.Open(t)
+	src := newSource()
+	a := src.pack(t, smallFiles("gone", 40)...)
+	kept := smallFiles("kept", 40)
+	kept[3] = string(bytes.Repeat([]byte("a long kept file "), 2000))
+	b := src.pack(t, kept...)
+	if _, err := s.Import(ctx, src, []cache.Artifact{packArtifact(a, "gone:1"), packArtifact(b, "kept:1")}, cache.ImportRecord{}, cache.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	before := segmentFiles(t, s)
+	d := content.NewDescriptorFromBytes(typeLayer, []byte(kept[3]))
+	rc, err := s.Fetch(ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	head := make([]byte, 100)
+	if _, err := io.ReadFull(rc, head); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Remove(ctx, "gone:1"); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := s.GC(ctx, cache.GCOptions{}); err != nil || res.Blobs != 41 {
+		t.Fatalf("gc: %+v %v, want the 41 blobs only gone:1 had", res, err)
+	}
+	if after := segmentFiles(t, s); len(after) != 1 || slices.Equal(after, before) {
+		t.Fatalf("segments after gc = %v, want one new in place of %v", after, before)
+	}
+	// The store looks for a blob it does not have: it lists segments/
+	// again and forgets the removed segment.
+	if ok, _ := s.Exists(ctx, content.NewDescriptorFromBytes(typeLayer, []byte("nowhere"))); ok {
+		t.Fatal("a blob never imported exists")
+	}
+	rest, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatalf("reading on across the compaction: %v", err)
+	}
+	if got := string(head) + string(rest); got != kept[3] {
+		t.Fatalf("read %d bytes across the compaction, want the %d of the blob", len(got), len(kept[3]))
+	}
+	if got := fetchAll(t, s, d); string(got) != kept[3] {
+		t.Fatal("the blob reads differently from the new segment")
+	}
+}

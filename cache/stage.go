@@ -84,7 +84,7 @@ func (st *Stage) Add(ctx context.Context, what string, r io.Reader) (digest.Dige
 	switch {
 	case err == io.EOF || err == io.ErrUnexpectedEOF:
 		h.Write(head[:m])
-		d := digest.NewDigest(digest.SHA256, h)
+		d := integrity.SHA256Of(h)
 		return d, int64(m), st.addSmall(what, d, head[:m])
 	case err != nil:
 		return "", 0, fmt.Errorf("%s: %w", what, err)
@@ -93,7 +93,7 @@ func (st *Stage) Add(ctx context.Context, what string, r io.Reader) (digest.Dige
 	if err != nil {
 		return "", 0, err
 	}
-	d := digest.NewDigest(digest.SHA256, h)
+	d := integrity.SHA256Of(h)
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	_, dup := st.blobs[d]

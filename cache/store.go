@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -61,6 +62,9 @@ type Store struct {
 	segments segmentIndex
 	// segmented: the index's version allows segments (markSegmented).
 	segmented atomic.Bool
+	// sha256Dir is blobs/sha256, opened once (statBlobFile).
+	sha256DirOnce sync.Once
+	sha256Dir     *os.File
 }
 
 // indexMmapSize is the address space an index opened for writing maps

@@ -226,3 +226,14 @@ func TestCheckDescriptorSHA256(t *testing.T) {
 		}
 	}
 }
+
+// SHA256Of and SHA256FromSum give go-digest's digest.
+func TestSHA256Of(t *testing.T) {
+	for _, b := range [][]byte{nil, []byte("x"), make([]byte, 100000)} {
+		h := NewHash(digest.SHA256)
+		h.Write(b)
+		if got, want := SHA256Of(h), digest.FromBytes(b); got != want || got.Validate() != nil {
+			t.Errorf("SHA256Of = %s, want %s", got, want)
+		}
+	}
+}

@@ -273,7 +273,7 @@ func hashFile(fsys fs.FS, name string) (digest.Digest, int64, error) {
 	if err != nil {
 		return "", 0, fmt.Errorf("read %s: %w", name, err)
 	}
-	return digest.NewDigest(digest.SHA256, h), n, nil
+	return integrity.SHA256Of(h), n, nil
 }
 
 // File returns the pack file at slash path name.

@@ -124,5 +124,5 @@ func hashReader(_ string, r io.Reader) (digest.Digest, int64, error) {
 	if err != nil {
 		return "", 0, err
 	}
-	return digest.NewDigest(digest.SHA256, h), n, nil
+	return integrity.SHA256Of(h), n, nil
 }
