@@ -707,13 +707,23 @@ func (im *importer) copy(ctx context.Context, i int, res *ArtifactResult, g *gra
 
 	eg, gctx := errgroup.WithContext(ctx)
 	eg.SetLimit(im.opts.Concurrency)
+	var localErr error
 	for _, n := range g.nodes {
 		if _, isManifest := g.manifests[n.Digest]; isManifest {
 			continue
 		}
-		eg.Go(func() error { return im.copyNode(gctx, t, g, n) })
+		// Blobs present or staged need no I/O of their own: handled here,
+		// without a goroutine each (a build of 10,000 files).
+		done, err := im.copyLocal(gctx, t, n)
+		if err != nil {
+			localErr = err
+			break
+		}
+		if !done {
+			eg.Go(func() error { return im.fetchNode(gctx, t, g, n) })
+		}
 	}
-	if err := eg.Wait(); err != nil {
+	if err := errors.Join(eg.Wait(), localErr); err != nil {
 		return err
 	}
 	for _, m := range g.postOrder() {
@@ -726,29 +736,46 @@ func (im *importer) copy(ctx context.Context, i int, res *ArtifactResult, g *gra
 
 // copyNode copies one blob from the source unless the cache has it.
 func (im *importer) copyNode(ctx context.Context, t *tracker, g *graph, desc ocispec.Descriptor) error {
+	done, err := im.copyLocal(ctx, t, desc)
+	if err != nil || done {
+		return err
+	}
+	return im.fetchNode(ctx, t, g, desc)
+}
+
+// copyLocal does what copyNode does for a blob that needs no copy from
+// the source: present in the cache (or written by this batch), or staged.
+// It reports false, having done nothing, for any other.
+func (im *importer) copyLocal(ctx context.Context, t *tracker, desc ocispec.Descriptor) (bool, error) {
 	im.mu.Lock()
 	ok := im.pendingSet[desc.Digest] // written by this batch, not yet visible
 	im.mu.Unlock()
 	if !ok {
 		var err error
 		if ok, err = im.s.present(desc, im.copyConfirmed); err != nil {
-			return err
+			return false, err
 		}
 	}
 	if ok {
 		t.skip(desc)
-		return nil
+		return true, nil
 	}
-	t.event(BlobStarted, desc, 0)
 	if p, ok := im.opts.Stage.take(desc.Digest, desc.Size); ok {
 		// Written and hashed when it was staged, in the one read of its
 		// source: made durable with the batch like any other.
+		t.event(BlobStarted, desc, 0)
 		t.bytes(desc, desc.Size)
 		im.addPending(p)
 		t.wrote(desc)
 		t.done(desc)
-		return nil
+		return true, nil
 	}
+	return false, nil
+}
+
+// fetchNode copies one blob the cache does not have from the source.
+func (im *importer) fetchNode(ctx context.Context, t *tracker, g *graph, desc ocispec.Descriptor) error {
+	t.event(BlobStarted, desc, 0)
 	var r io.Reader
 	if b, isManifest := g.manifests[desc.Digest]; isManifest {
 		r = bytes.NewReader(b) // read and verified by walk

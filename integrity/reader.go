@@ -2,8 +2,8 @@ package integrity
 
 import (
 	"crypto/sha256"
-	"encoding/hex"
 	_ "crypto/sha512" // sha384 and sha512 digests
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
