@@ -4,6 +4,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"io/fs"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -70,4 +71,14 @@ func (s *Store) statBlobFile(d digest.Digest) (size int64, regular bool, err err
 		return 0, false, err
 	}
 	return fi.Size(), fi.Mode().IsRegular(), nil
+}
+
+// diskBytes is what a file takes on disk: its allocated blocks, which
+// for a sparse file (the index, grown ahead of its content) is less than
+// its size.
+func diskBytes(fi fs.FileInfo) int64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return min(st.Blocks*512, fi.Size())
+	}
+	return fi.Size()
 }

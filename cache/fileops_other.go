@@ -25,3 +25,6 @@ func (s *Store) statBlobFile(d digest.Digest) (size int64, regular bool, err err
 	}
 	return fi.Size(), fi.Mode().IsRegular(), nil
 }
+
+// diskBytes is what a file takes on disk (its size, here).
+func diskBytes(fi fs.FileInfo) int64 { return fi.Size() }

@@ -229,7 +229,7 @@ func (s *Store) Du(ctx context.Context) (Usage, error) {
 		return Usage{}, err
 	}
 	if fi, err := os.Stat(s.path(indexFile)); err == nil {
-		u.IndexBytes = fi.Size()
+		u.IndexBytes = diskBytes(fi)
 	}
 	files, err := s.blobFiles(ctx)
 	if err != nil {

@@ -68,8 +68,8 @@ type Store struct {
 }
 
 // indexMmapSize is the address space an index opened for writing maps
-// from the start (see openIndex).
-const indexMmapSize = 512 << 20
+// from the start (see openIndex): the index of a 10,000-file pack.
+const indexMmapSize = 8 << 20
 
 // Layout of the root directory.
 const (
@@ -167,8 +167,11 @@ func (s *Store) openIndex(readOnly bool) (*bbolt.DB, error) {
 	if !readOnly {
 		// A write transaction that outgrows the mapping remaps the file,
 		// and first copies every node it holds to the heap: a pack of
-		// 10,000 files in a new cache did that a dozen times. The mapping
-		// is address space only; pages count in RSS when touched.
+		// 10,000 files in a new cache did that eight times. The mapping
+		// is address space only (pages count in RSS when touched), but
+		// bbolt grows a file of up to 16 MiB to its mapping's size at the
+		// first commit that grows it (sparse: what was not written takes
+		// no disk; `cache du` counts the blocks), so it stays small.
 		opts.InitialMmapSize = indexMmapSize
 	}
 	db, err := bbolt.Open(path, 0o644, opts)
