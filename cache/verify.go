@@ -303,7 +303,11 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (Report, error) 
 		case h.err != nil:
 			bad(string(f.digest), ProblemBlobUnreadable, "", h.err.Error())
 		case h.digest != f.digest:
-			bad(string(f.digest), ProblemBlobDigest, string(f.digest), string(h.digest))
+			actual := string(h.digest)
+			if f.seg {
+				actual += fmt.Sprintf(" (its bytes in %s, at %d)", s.rel(f.path), f.off)
+			}
+			bad(string(f.digest), ProblemBlobDigest, string(f.digest), actual)
 		case known:
 			good[id] = true
 		}
