@@ -115,15 +115,15 @@ func DecodeManifest(mediaType string, b []byte) (*Manifest, error) {
 		}
 		m.Config, m.Layers = doc.Config, doc.Layers
 		for i, l := range m.Layers {
-			if err := checkChild(l, fmt.Sprintf("layer %d", i)); err != nil {
-				return nil, err
+			if err := CheckDescriptor(l); err != nil { // the role is named only on failure: 10,000 layers
+				return nil, checkChild(l, fmt.Sprintf("layer %d", i))
 			}
 		}
 	default:
 		m.Manifests = doc.Manifests
 		for i, c := range m.Manifests {
-			if err := checkChild(c, fmt.Sprintf("manifest %d", i)); err != nil {
-				return nil, err
+			if err := CheckDescriptor(c); err != nil {
+				return nil, checkChild(c, fmt.Sprintf("manifest %d", i))
 			}
 		}
 	}
