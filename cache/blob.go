@@ -315,10 +315,14 @@ func (s *Store) commitBlobs(ps []pendingBlob, also ...string) (segs []string, er
 	}
 	if len(sealed) > 0 {
 		dir := s.path(segmentsDir)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		parents, err := mkdirSynced(s.root, dir)
+		if err != nil {
 			return nil, fmt.Errorf("cache segments: %w", err)
 		}
 		dirs[dir] = true
+		for _, p := range parents {
+			dirs[p] = true // the root, which gains segments/
+		}
 		if err := s.markSegmented(); err != nil {
 			return nil, err
 		}
@@ -331,6 +335,9 @@ func (s *Store) commitBlobs(ps []pendingBlob, also ...string) (segs []string, er
 			segs = append(segs, final)
 		}
 	}
+	// This process knows its own segments at once, whatever the folder's
+	// time says (a file system may keep it in whole seconds).
+	s.knowSegments(segs)
 	for dir, made := range dirs {
 		if err := s.syncDir(dir); err != nil && (made || !errors.Is(err, fs.ErrNotExist)) {
 			return nil, err

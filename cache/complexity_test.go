@@ -131,12 +131,14 @@ func TestImportSyncsDoNotGrowWithFiles(t *testing.T) {
 	}
 	// 20 files are written as blob files, 1,000 and 4,000 as a segment
 	// (segmentMin) beside their manifest, too large for one: neither
-	// form's syncs grow with the files.
+	// form's syncs grow with the files. (Each runs in a new cache, whose
+	// first segment also fsyncs the root, which gains segments/: one
+	// sync more than the blob files' at most 4.)
 	s20, u20 := files(20)
 	s1000, u1000 := files(1000)
 	s4000, u4000 := files(4000)
-	if s20 > 4 || s4000 > s1000 || s4000 > 4 || u4000 != u20 || u1000 != u20 {
-		t.Errorf("one pack: %d syncs and %d transactions for 20 files, %d and %d for 1,000, %d and %d for 4,000: want at most 4 syncs, the same for 1,000 and 4,000, and as many transactions",
+	if s20 > 4 || s4000 > s1000 || s4000 > 5 || u4000 != u20 || u1000 != u20 {
+		t.Errorf("one pack: %d syncs and %d transactions for 20 files, %d and %d for 1,000, %d and %d for 4,000: want at most 4 syncs (5 with a cache's first segment), the same for 1,000 and 4,000, and as many transactions",
 			s20, u20, s1000, u1000, s4000, u4000)
 	}
 	s10, _ := packs(10)

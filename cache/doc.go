@@ -102,8 +102,10 @@
 // A shared holder of the gc lock writes itself down in a hold file with no
 // digests, so a GC that gives up names the oldest and counts the others.
 // Waits poll every 50ms, with no queue: a lock released and retaken at
-// once, forever, starves waiters. A Store holds no open file between calls
-// and needs no Close.
+// once, forever, starves waiters. A Store holds no lock between calls
+// and needs no Close; the only files it keeps open are read-only handles
+// (blobs/sha256, and each segment it read a blob from, dropped when gc
+// removes the segment), which the runtime closes once unreachable.
 //
 // # Memory
 //

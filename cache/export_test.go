@@ -17,3 +17,7 @@ func Update(ctx context.Context, s *Store, fn func(tx *bbolt.Tx) error) error {
 
 // LockGCShared takes the gc lock as importers do, for lock tests.
 func LockGCShared(ctx context.Context, s *Store) (func(), error) { return s.lockGC(ctx, false) }
+
+// SetAfterCompact sets the hook gc calls after it wrote the new segment of
+// a compaction, before its locked check.
+func SetAfterCompact(s *Store, fn func(next string, made bool)) { s.afterCompact = fn }

@@ -294,11 +294,23 @@ func (s *Store) gcSegment(ctx context.Context, dryRun bool, sg *gcSegment, res *
 	var next string // the segment of the blobs kept, when some are
 	made := false
 	if !dryRun && len(sg.dead) < sg.entries {
+		// A dead blob some running operation holds (cache verify holds
+		// everything) keeps the segment as it is: no rewrite to undo.
+		held, err := s.segmentHeld(ctx, sg, res, holders)
+		if err != nil {
+			return err
+		}
+		if len(held) > 0 {
+			res.Held = append(res.Held, held...)
+			return nil
+		}
 		var ok bool
-		var err error
 		next, made, ok, err = s.compactSegment(ctx, sg)
 		if err != nil {
 			return err
+		}
+		if s.afterCompact != nil {
+			s.afterCompact(next, made)
 		}
 		if !ok {
 			return nil // a blob to keep does not check out: left to cache verify
@@ -332,7 +344,10 @@ func (s *Store) gcSegment(ctx context.Context, dryRun bool, sg *gcSegment, res *
 			}
 		}
 		if needed {
-			if made {
+			// The new segment goes again unless the old one is gone: then
+			// another gc removed it, counting on this copy of the blobs
+			// it kept.
+			if _, err := os.Stat(sg.path); made && err == nil {
 				if err := os.Remove(next); err != nil && !errors.Is(err, fs.ErrNotExist) {
 					return fmt.Errorf("gc: segment %s: %w", next, err)
 				}
@@ -381,7 +396,14 @@ func (s *Store) compactSegment(ctx context.Context, sg *gcSegment) (path string,
 		return "", false, false, nil
 	}
 	defer src.Close()
-	f, err := createIngest(s.path(ingestDir), "segment")
+	// Written in a folder of its own hold, as an import writes: another
+	// gc's sweep of leftovers leaves it alone.
+	h, err := s.holdWrites(ctx)
+	if err != nil {
+		return "", false, false, fmt.Errorf("gc: %w", err)
+	}
+	defer h.Release()
+	f, err := createIngest(h.ingest, "segment")
 	if err != nil {
 		return "", false, false, fmt.Errorf("gc: %w", err)
 	}
@@ -435,4 +457,26 @@ func (s *Store) compactSegment(ctx context.Context, sg *gcSegment) (path string,
 		return "", true, false, err
 	}
 	return path, true, true, nil
+}
+
+// segmentHeld returns the dead blobs of sg a running operation holds now,
+// with its holder added to res (read without the gc lock: the locked
+// check after a rewrite decides; this one only spares a rewrite bound to
+// be undone).
+func (s *Store) segmentHeld(ctx context.Context, sg *gcSegment, res *GCResult, holders map[string]bool) ([]digest.Digest, error) {
+	holds, err := s.liveHolds()
+	if err != nil || len(holds) == 0 {
+		return nil, err
+	}
+	var out []digest.Digest
+	err = s.view(ctx, func(tx *bbolt.Tx) error {
+		held, all := heldBy(tx, holds, res, holders)
+		for _, c := range sg.dead {
+			if all || held[c.d] {
+				out = append(out, c.d)
+			}
+		}
+		return nil
+	})
+	return out, err
 }

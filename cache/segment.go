@@ -396,6 +396,29 @@ type segmentIndex struct {
 // (the kernel's coarse clock, a scheduler tick).
 const segmentTick = 100 * time.Millisecond
 
+// coarseTick is the resolution assumed of a folder's time with no
+// fraction of a second (ext2/3, FAT, some network file systems).
+const coarseTick = 2 * time.Second
+
+// knowSegments adds segments this process just committed to what it
+// knows of segments/.
+func (s *Store) knowSegments(paths []string) {
+	if len(paths) == 0 {
+		return
+	}
+	x := &s.segments
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.byName == nil {
+		x.byName = map[string]*segment{}
+	}
+	for _, p := range paths {
+		if sg, err := readSegment(p); err == nil {
+			x.byName[sg.name] = sg
+		}
+	}
+}
+
 // locate finds blob d in a segment: the segment's path and the entry.
 func (s *Store) locate(d digest.Digest) (string, segEntry, bool, error) {
 	return s.locateIn(d, nil, true)
@@ -503,7 +526,11 @@ func (s *Store) relistSegments() (bool, error) {
 	// The folder's time changes with each segment renamed in or removed,
 	// but only by the file system's clock tick: a listing taken within
 	// segmentTick of that time may have missed a change in the same tick.
-	if x.listed && fi.ModTime().Equal(x.modTime) && x.listedAt.Sub(x.modTime) > segmentTick {
+	tick := segmentTick
+	if fi.ModTime().Nanosecond() == 0 {
+		tick = coarseTick // a file system that keeps whole seconds (or two)
+	}
+	if x.listed && fi.ModTime().Equal(x.modTime) && x.listedAt.Sub(x.modTime) > tick {
 		return false, nil
 	}
 	listedAt := time.Now()
@@ -604,6 +631,16 @@ func (s *Store) segmentReader(d digest.Digest) (io.ReadCloser, int64, bool, erro
 			e, ok := sg.find(sum)
 			if !ok {
 				continue
+			}
+			if sg.f != nil {
+				// Still there? One removed by gc is dropped (its file is
+				// closed by the runtime once no reader holds it), and the
+				// blob looked for again.
+				if _, err := os.Stat(sg.path); errors.Is(err, fs.ErrNotExist) {
+					x.forget(name)
+					x.listed = false
+					continue
+				}
 			}
 			if sg.f == nil {
 				f, err := os.Open(sg.path)

@@ -454,3 +454,139 @@ func TestSegmentReadAcrossCompaction(t *testing.T) {
 		t.Fatal("the blob reads differently from the new segment")
 	}
 }
+
+// Two gc runs at once, each compacting the same segment: the one that
+// finds its dead blobs needed after all keeps the new segment when the
+// other has already removed the old one, so no live blob is lost.
+func TestSegmentTwoGCs(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	s := cachetest.OpenAt(t, root)
+	gA, err := cache.Open(ctx, root, cache.Options{Holder: "gc A"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gB, err := cache.Open(ctx, root, cache.Options{Holder: "gc B"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := newSource()
+	a := src.pack(t, smallFiles("a", 40)...)
+	bFiles := smallFiles("b", 40)
+	b := src.pack(t, bFiles...)
+	if _, err := s.Import(ctx, src, []cache.Artifact{packArtifact(a, "a:1"), packArtifact(b, "b:1")}, cache.ImportRecord{}, cache.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Remove(ctx, "a:1"); err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	cache.SetAfterCompact(gA, func(next string, made bool) {
+		if calls++; calls != 1 {
+			return
+		}
+		if !made {
+			t.Errorf("gc A did not make the new segment %s", next)
+		}
+		// gc B finds the same new segment there, and removes the old
+		// one; then a:1 comes back, so gc A finds its dead blobs needed.
+		if _, err := gB.GC(ctx, cache.GCOptions{}); err != nil {
+			t.Error(err)
+		}
+		if _, err := s.Import(ctx, src, []cache.Artifact{packArtifact(a, "a:1")}, cache.ImportRecord{}, cache.ImportOptions{}); err != nil {
+			t.Error(err)
+		}
+	})
+	if _, err := gA.GC(ctx, cache.GCOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 1 {
+		t.Fatalf("gc A compacted %d times, want once", calls)
+	}
+	for _, f := range append(bFiles, smallFiles("a", 40)...) {
+		if got := fetchAll(t, s, content.NewDescriptorFromBytes(typeLayer, []byte(f))); string(got) != f {
+			t.Fatalf("blob reads %q, want %q", got, f)
+		}
+	}
+}
+
+// On a file system that keeps folder times in whole seconds, an import
+// whose segment left segments/'s time as it was still finds it when it
+// records (and a second import, its blobs).
+func TestSegmentCoarseFolderTime(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	s := cachetest.OpenAt(t, root)
+	src := newSource()
+	first := src.pack(t, smallFiles("first", 40)...)
+	if _, err := s.Import(ctx, src, []cache.Artifact{packArtifact(first, "first:1")}, cache.ImportRecord{}, cache.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, "segments")
+	coarse := time.Now().Add(-10 * time.Second).Truncate(time.Second)
+	if err := os.Chtimes(dir, coarse, coarse); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := s.Exists(ctx, content.NewDescriptorFromBytes(typeLayer, []byte("nowhere"))); ok {
+		t.Fatal("a blob never imported exists")
+	}
+	files := smallFiles("second", 40)
+	second := src.pack(t, files...)
+	_, err := s.Import(ctx, src, []cache.Artifact{packArtifact(second, "second:1")}, cache.ImportRecord{}, cache.ImportOptions{
+		Verify: func(context.Context, cache.Artifact, content.Fetcher) error {
+			// Committed, not yet recorded: the folder's time as the
+			// second it was.
+			return os.Chtimes(dir, coarse, coarse)
+		}})
+	if err != nil {
+		t.Fatalf("import with the folder's time unchanged: %v", err)
+	}
+	for _, f := range files {
+		if got := fetchAll(t, s, content.NewDescriptorFromBytes(typeLayer, []byte(f))); string(got) != f {
+			t.Fatalf("blob reads %q, want %q", got, f)
+		}
+	}
+}
+
+// gc beside cache verify (which holds everything) leaves a segment with
+// dead blobs as it is: no rewrite that verify could meet half done.
+func TestSegmentGCBesideVerify(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	s := cachetest.OpenAt(t, root)
+	g, err := cache.Open(ctx, root, cache.Options{Holder: "stella cache gc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := newSource()
+	a := src.pack(t, smallFiles("a", 40)...)
+	b := src.pack(t, smallFiles("b", 40)...)
+	if _, err := s.Import(ctx, src, []cache.Artifact{packArtifact(a, "a:1"), packArtifact(b, "b:1")}, cache.ImportRecord{}, cache.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Remove(ctx, "a:1"); err != nil {
+		t.Fatal(err)
+	}
+	before := segmentFiles(t, s)
+	cache.SetAfterCompact(g, func(next string, _ bool) {
+		t.Errorf("gc beside verify rewrote a segment into %s, only to remove it again", next)
+	})
+	ran := false
+	rep, err := s.Verify(ctx, cache.VerifyOptions{Hooks: []cache.VerifyHook{{Name: "gc", Check: func(ctx context.Context, _ *cache.Store) ([]cache.Problem, error) {
+		ran = true
+		res, err := g.GC(ctx, cache.GCOptions{})
+		if err != nil || res.Blobs != 0 || len(res.Held) != 41 {
+			t.Errorf("gc beside verify: %+v %v, want nothing removed, the 41 dead blobs held", res, err)
+		}
+		if got := segmentFiles(t, s); !slices.Equal(got, before) {
+			t.Errorf("segments after gc beside verify = %v, want %v untouched", got, before)
+		}
+		if got, _ := filepath.Glob(filepath.Join(root, "ingest", "*", "*")); len(got) != 0 {
+			t.Errorf("gc left %v in ingest/", got)
+		}
+		return nil, nil
+	}}}})
+	if err != nil || !ran || !rep.OK() {
+		t.Fatalf("verify: %+v %v (hook ran: %v)", rep, err, ran)
+	}
+}

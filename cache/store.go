@@ -62,6 +62,9 @@ type Store struct {
 	segments segmentIndex
 	// segmented: the index's version allows segments (markSegmented).
 	segmented atomic.Bool
+	// afterCompact, when a test sets it, is called by gc after it wrote
+	// the new segment of a compaction, before its locked check.
+	afterCompact func(next string, made bool)
 	// sha256Dir is blobs/sha256, opened once (statBlobFile).
 	sha256DirOnce sync.Once
 	sha256Dir     *os.File
