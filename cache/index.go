@@ -31,10 +31,10 @@ var (
 		bucketChildren, bucketReferrers, bucketImports, bucketImportsBy}
 )
 
-// indexVersion is the version of the index and layout this stella
-// writes. 2: blobs may be kept in segments (ADR 0030), which earlier
-// versions do not read; a cache of version 1 becomes 2 when its first
-// segment is committed (markSegmented).
+// indexVersion is the newest version of the index and layout this stella
+// reads. 2: blobs may be kept in segments (ADR 0030), which earlier
+// versions do not read; a cache starts at version 1 and becomes 2 when its
+// first segment is committed (markSegmented).
 const indexVersion = 2
 
 // segmentedVersion is the first index version whose caches may hold
@@ -100,7 +100,10 @@ func initIndex(tx *bbolt.Tx) error {
 	}
 	meta := tx.Bucket(bucketMeta)
 	if meta.Get([]byte("version")) == nil {
-		return meta.Put([]byte("version"), []byte(strconv.Itoa(indexVersion)))
+		// The oldest version that reads it: a cache becomes version 2
+		// with its first segment (markSegmented), so until then an
+		// earlier stella (a rolled-back upgrade) still reads it.
+		return meta.Put([]byte("version"), []byte(strconv.Itoa(segmentedVersion-1)))
 	}
 	return checkVersion(tx)
 }

@@ -65,12 +65,11 @@ func TestSegmentImport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// An index of the version before segments is raised when the first
-	// segment is committed, so an older stella refuses the cache.
-	if err := cache.Update(ctx, st, func(tx *bbolt.Tx) error {
-		return tx.Bucket([]byte("cache.meta")).Put([]byte("version"), []byte("1"))
-	}); err != nil {
-		t.Fatal(err)
+	// A new cache is of the version before segments (an earlier stella
+	// reads it), raised when the first segment is committed, so an older
+	// stella then refuses the cache.
+	if v := indexVersion(t, st); v != 1 {
+		t.Errorf("index version of a new cache = %d, want 1", v)
 	}
 	src := newSource()
 	files := smallFiles("seg", 100)
