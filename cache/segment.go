@@ -434,6 +434,30 @@ func (s *Store) locateIn(d digest.Digest, confirmed map[string]bool, relist bool
 	if !ok {
 		return "", segEntry{}, false, nil
 	}
+	var path string
+	var entry segEntry
+	ok, err := s.searchSegments(sum, relist, func(sg *segment, e segEntry) (bool, error) {
+		if !confirmed[sg.path] {
+			if _, err := os.Stat(sg.path); err != nil {
+				return false, err
+			}
+			if confirmed != nil {
+				confirmed[sg.path] = true
+			}
+		}
+		path, entry = sg.path, e
+		return true, nil
+	})
+	return path, entry, ok, err
+}
+
+// searchSegments looks for sum among the segments this process knows and
+// calls use with the first that lists it; use returns fs.ErrNotExist (or
+// an error wrapping it) when the segment is gone: it is forgotten and the
+// search goes on. A blob not found makes it list segments/ again (when
+// relist is set and the folder changed) and look once more. The caller
+// must not hold s.segments.mu.
+func (s *Store) searchSegments(sum [32]byte, relist bool, use func(sg *segment, e segEntry) (bool, error)) (bool, error) {
 	x := &s.segments
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -446,29 +470,25 @@ func (s *Store) locateIn(d digest.Digest, confirmed map[string]bool, relist bool
 			if !ok {
 				continue
 			}
-			if confirmed[sg.path] {
-				return sg.path, e, true, nil
+			found, err := use(sg, e)
+			if errors.Is(err, fs.ErrNotExist) {
+				x.forget(name) // removed by gc
+				x.listed = false
+				continue
 			}
-			if _, err := os.Stat(sg.path); err == nil {
-				if confirmed != nil {
-					confirmed[sg.path] = true
-				}
-				return sg.path, e, true, nil
-			} else if !errors.Is(err, fs.ErrNotExist) {
-				return "", segEntry{}, false, err
+			if err != nil || found {
+				return found, err
 			}
-			x.forget(name) // removed by gc
-			x.listed = false
 		}
 		if !relist {
 			break
 		}
 		changed, err := s.relistSegments()
 		if err != nil || !changed {
-			return "", segEntry{}, false, err
+			return false, err
 		}
 	}
-	return "", segEntry{}, false, nil
+	return false, nil
 }
 
 // refreshSegments lists segments/ again if it changed, so that lookups
@@ -620,48 +640,26 @@ func (s *Store) segmentReader(d digest.Digest) (io.ReadCloser, int64, bool, erro
 	if !ok {
 		return nil, 0, false, nil
 	}
-	x := &s.segments
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	for range 2 {
-		for name, sg := range x.byName {
-			if sg == nil {
-				continue
+	var r io.ReadCloser
+	var n int64
+	ok, err := s.searchSegments(sum, true, func(sg *segment, e segEntry) (bool, error) {
+		if sg.f != nil {
+			// Still there? One removed by gc is dropped (its file is
+			// closed by the runtime once no reader holds it).
+			if _, err := os.Stat(sg.path); errors.Is(err, fs.ErrNotExist) {
+				return false, err
 			}
-			e, ok := sg.find(sum)
-			if !ok {
-				continue
+		} else {
+			f, err := os.Open(sg.path)
+			if err != nil {
+				return false, err
 			}
-			if sg.f != nil {
-				// Still there? One removed by gc is dropped (its file is
-				// closed by the runtime once no reader holds it), and the
-				// blob looked for again.
-				if _, err := os.Stat(sg.path); errors.Is(err, fs.ErrNotExist) {
-					x.forget(name)
-					x.listed = false
-					continue
-				}
-			}
-			if sg.f == nil {
-				f, err := os.Open(sg.path)
-				if errors.Is(err, fs.ErrNotExist) {
-					x.forget(name) // removed by gc
-					x.listed = false
-					continue
-				}
-				if err != nil {
-					return nil, 0, false, err
-				}
-				sg.f = f
-			}
-			return io.NopCloser(io.NewSectionReader(sg.f, e.off, e.size)), e.size, true, nil
+			sg.f = f
 		}
-		changed, err := s.relistSegments()
-		if err != nil || !changed {
-			return nil, 0, false, err
-		}
-	}
-	return nil, 0, false, nil
+		r, n = io.NopCloser(io.NewSectionReader(sg.f, e.off, e.size)), e.size
+		return true, nil
+	})
+	return r, n, ok, err
 }
 
 // blobHere reports whether blob d's file or a segment listing it is

@@ -11,7 +11,6 @@ import (
 	"oras.land/oras-go/v2/content"
 
 	"stellaops.io/stella/cache"
-	"stellaops.io/stella/cache/cachetest"
 )
 
 // A store that read blobs from a segment another process's gc then
@@ -19,24 +18,11 @@ import (
 // collected no descriptor of the removed file stays open.
 func TestSegmentDroppedAfterGC(t *testing.T) {
 	ctx := context.Background()
-	root := t.TempDir()
-	s := cachetest.OpenAt(t, root)
-	g, err := cache.Open(ctx, root, cache.Options{Holder: "stella cache gc"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := newSource()
-	gone := src.pack(t, smallFiles("gone", 40)...)
+	root, s, g := openTwo(t, "stella cache gc")
 	kept := smallFiles("kept", 40)
-	k := src.pack(t, kept...)
-	if _, err := s.Import(ctx, src, []cache.Artifact{packArtifact(gone, "gone:1"), packArtifact(k, "kept:1")}, cache.ImportRecord{}, cache.ImportOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	sharedSegment(t, s, newSource(), kept)
 	d := content.NewDescriptorFromBytes(typeLayer, []byte(kept[0]))
 	fetchAll(t, s, d) // s opens the segment
-	if err := g.Remove(ctx, "gone:1"); err != nil {
-		t.Fatal(err)
-	}
 	if res, err := g.GC(ctx, cache.GCOptions{}); err != nil || res.Blobs != 41 {
 		t.Fatalf("gc: %+v %v", res, err)
 	}

@@ -158,6 +158,39 @@ func TestSegmentImport(t *testing.T) {
 	cachetest.Check(t, st)
 }
 
+// openTwo opens a checked cache in a new folder and a second handle on
+// it, as another process named holder would.
+func openTwo(t *testing.T, holder string) (root string, s, other *cache.Store) {
+	t.Helper()
+	root = t.TempDir()
+	s = cachetest.OpenAt(t, root)
+	other, err := cache.Open(context.Background(), root, cache.Options{Holder: holder})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root, s, other
+}
+
+// sharedSegment imports "gone:1" (40 small files) and "kept:1" (the files
+// kept) in one batch, so into one segment, and removes "gone:1": the next
+// gc rewrites the segment without its blobs. It returns gone:1's manifest.
+func sharedSegment(t *testing.T, s *cache.Store, src *source, kept []string) ocispec.Descriptor {
+	t.Helper()
+	ctx := context.Background()
+	gone := src.pack(t, smallFiles("gone", 40)...)
+	k := src.pack(t, kept...)
+	if _, err := s.Import(ctx, src, []cache.Artifact{packArtifact(gone, "gone:1"), packArtifact(k, "kept:1")}, cache.ImportRecord{}, cache.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := segmentFiles(t, s); len(got) != 1 {
+		t.Fatalf("segments = %v, want one for the batch", got)
+	}
+	if err := s.Remove(ctx, "gone:1"); err != nil {
+		t.Fatal(err)
+	}
+	return gone
+}
+
 // writeOver replaces a read-only file's content in place.
 func writeOver(t *testing.T, path string, b []byte) {
 	t.Helper()
@@ -409,14 +442,9 @@ func TestSegmentSeenByAnotherStore(t *testing.T) {
 func TestSegmentReadAcrossCompaction(t *testing.T) {
 	ctx := context.Background()
 	s := cachetest.Open(t)
-	src := newSource()
-	a := src.pack(t, smallFiles("gone", 40)...)
 	kept := smallFiles("kept", 40)
 	kept[3] = string(bytes.Repeat([]byte("a long kept file "), 2000))
-	b := src.pack(t, kept...)
-	if _, err := s.Import(ctx, src, []cache.Artifact{packArtifact(a, "gone:1"), packArtifact(b, "kept:1")}, cache.ImportRecord{}, cache.ImportOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	sharedSegment(t, s, newSource(), kept)
 	before := segmentFiles(t, s)
 	d := content.NewDescriptorFromBytes(typeLayer, []byte(kept[3]))
 	rc, err := s.Fetch(ctx, d)
@@ -426,9 +454,6 @@ func TestSegmentReadAcrossCompaction(t *testing.T) {
 	defer rc.Close()
 	head := make([]byte, 100)
 	if _, err := io.ReadFull(rc, head); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Remove(ctx, "gone:1"); err != nil {
 		t.Fatal(err)
 	}
 	if res, err := s.GC(ctx, cache.GCOptions{}); err != nil || res.Blobs != 41 {
@@ -459,26 +484,14 @@ func TestSegmentReadAcrossCompaction(t *testing.T) {
 // other has already removed the old one, so no live blob is lost.
 func TestSegmentTwoGCs(t *testing.T) {
 	ctx := context.Background()
-	root := t.TempDir()
-	s := cachetest.OpenAt(t, root)
-	gA, err := cache.Open(ctx, root, cache.Options{Holder: "gc A"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	root, s, gA := openTwo(t, "gc A")
 	gB, err := cache.Open(ctx, root, cache.Options{Holder: "gc B"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	src := newSource()
-	a := src.pack(t, smallFiles("a", 40)...)
 	bFiles := smallFiles("b", 40)
-	b := src.pack(t, bFiles...)
-	if _, err := s.Import(ctx, src, []cache.Artifact{packArtifact(a, "a:1"), packArtifact(b, "b:1")}, cache.ImportRecord{}, cache.ImportOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Remove(ctx, "a:1"); err != nil {
-		t.Fatal(err)
-	}
+	a := sharedSegment(t, s, src, bFiles)
 	calls := 0
 	cache.SetAfterCompact(gA, func(next string, made bool) {
 		if calls++; calls != 1 {
@@ -488,11 +501,12 @@ func TestSegmentTwoGCs(t *testing.T) {
 			t.Errorf("gc A did not make the new segment %s", next)
 		}
 		// gc B finds the same new segment there, and removes the old
-		// one; then a:1 comes back, so gc A finds its dead blobs needed.
+		// one; then gone:1 comes back, so gc A finds its dead blobs
+		// needed.
 		if _, err := gB.GC(ctx, cache.GCOptions{}); err != nil {
 			t.Error(err)
 		}
-		if _, err := s.Import(ctx, src, []cache.Artifact{packArtifact(a, "a:1")}, cache.ImportRecord{}, cache.ImportOptions{}); err != nil {
+		if _, err := s.Import(ctx, src, []cache.Artifact{packArtifact(a, "gone:1")}, cache.ImportRecord{}, cache.ImportOptions{}); err != nil {
 			t.Error(err)
 		}
 	})
@@ -502,7 +516,7 @@ func TestSegmentTwoGCs(t *testing.T) {
 	if calls != 1 {
 		t.Fatalf("gc A compacted %d times, want once", calls)
 	}
-	for _, f := range append(bFiles, smallFiles("a", 40)...) {
+	for _, f := range append(bFiles, smallFiles("gone", 40)...) {
 		if got := fetchAll(t, s, content.NewDescriptorFromBytes(typeLayer, []byte(f))); string(got) != f {
 			t.Fatalf("blob reads %q, want %q", got, f)
 		}
@@ -551,21 +565,8 @@ func TestSegmentCoarseFolderTime(t *testing.T) {
 // dead blobs as it is: no rewrite that verify could meet half done.
 func TestSegmentGCBesideVerify(t *testing.T) {
 	ctx := context.Background()
-	root := t.TempDir()
-	s := cachetest.OpenAt(t, root)
-	g, err := cache.Open(ctx, root, cache.Options{Holder: "stella cache gc"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := newSource()
-	a := src.pack(t, smallFiles("a", 40)...)
-	b := src.pack(t, smallFiles("b", 40)...)
-	if _, err := s.Import(ctx, src, []cache.Artifact{packArtifact(a, "a:1"), packArtifact(b, "b:1")}, cache.ImportRecord{}, cache.ImportOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Remove(ctx, "a:1"); err != nil {
-		t.Fatal(err)
-	}
+	root, s, g := openTwo(t, "stella cache gc")
+	sharedSegment(t, s, newSource(), smallFiles("kept", 40))
 	before := segmentFiles(t, s)
 	cache.SetAfterCompact(g, func(next string, _ bool) {
 		t.Errorf("gc beside verify rewrote a segment into %s, only to remove it again", next)
