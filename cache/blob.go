@@ -323,9 +323,6 @@ func (s *Store) commitBlobs(ps []pendingBlob, also ...string) (segs []string, er
 		for _, p := range parents {
 			dirs[p] = true // the root, which gains segments/
 		}
-		if err := s.markSegmented(); err != nil {
-			return nil, err
-		}
 		for _, p := range sealed {
 			final := filepath.Join(dir, p.name+segmentExt)
 			if err := renameBlob(p.tmp, final); err != nil {

@@ -829,6 +829,14 @@ func (im *importer) recordBatch(ctx context.Context, gs []*group) (rest []*group
 		err := im.s.update(ctx, func(tx *bbolt.Tx) error {
 			rec, bad, badErr = im.rec, -1, nil // the transaction may run again
 			im.confirmed = map[string]bool{}
+			// Segments committed by this batch, or known to this process
+			// (a blob found present may be in one): the records may name
+			// blobs kept in segments.
+			if len(im.segs) > 0 || im.s.knowsSegments() {
+				if err := markSegmentedTx(tx); err != nil {
+					return err
+				}
+			}
 			// The import record's keys (id, then id and entry number)
 			// only ever grow: its leaf pages are filled whole, not split
 			// half full as for keys that land anywhere, which halves the

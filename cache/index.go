@@ -33,8 +33,9 @@ var (
 
 // indexVersion is the newest version of the index and layout this stella
 // reads. 2: blobs may be kept in segments (ADR 0030), which earlier
-// versions do not read; a cache starts at version 1 and becomes 2 when its
-// first segment is committed (markSegmented).
+// versions do not read; a cache starts at version 1 and becomes 2 in the
+// first transaction that may record a blob kept in a segment
+// (markSegmentedTx).
 const indexVersion = 2
 
 // segmentedVersion is the first index version whose caches may hold
@@ -101,7 +102,7 @@ func initIndex(tx *bbolt.Tx) error {
 	meta := tx.Bucket(bucketMeta)
 	if meta.Get([]byte("version")) == nil {
 		// The oldest version that reads it: a cache becomes version 2
-		// with its first segment (markSegmented), so until then an
+		// with its first segment (markSegmentedTx), so until then an
 		// earlier stella (a rolled-back upgrade) still reads it.
 		return meta.Put([]byte("version"), []byte(strconv.Itoa(segmentedVersion-1)))
 	}
@@ -122,38 +123,19 @@ func checkVersion(tx *bbolt.Tx) error {
 	return nil
 }
 
-// markSegmented raises the index's version to segmentedVersion, once,
-// before the cache's first segment is renamed into place: an earlier
-// stella then refuses the cache (ErrIndexVersion) instead of finding its
-// segmented blobs missing.
-func (s *Store) markSegmented() error {
-	if s.segmented.Load() {
+// markSegmentedTx raises the index's version to segmentedVersion in tx,
+// a transaction that may record blobs kept in segments: an earlier stella
+// then refuses the cache (ErrIndexVersion) instead of finding those blobs
+// missing. A segment file no record names is nothing to an earlier
+// stella (it never looks in segments/), so the version need not be
+// raised before the segment is renamed into place, and raising it costs
+// no transaction of its own.
+func markSegmentedTx(tx *bbolt.Tx) error {
+	meta := tx.Bucket(bucketMeta)
+	if n, _ := strconv.Atoi(string(meta.Get([]byte("version")))); n >= segmentedVersion {
 		return nil
 	}
-	ctx := context.Background()
-	v := 0
-	if err := s.view(ctx, func(tx *bbolt.Tx) error {
-		v, _ = strconv.Atoi(string(tx.Bucket(bucketMeta).Get([]byte("version"))))
-		return nil
-	}); err != nil {
-		return err
-	}
-	if v < segmentedVersion {
-		if err := s.update(ctx, func(tx *bbolt.Tx) error {
-			if err := checkVersion(tx); err != nil {
-				return err
-			}
-			meta := tx.Bucket(bucketMeta)
-			if n, _ := strconv.Atoi(string(meta.Get([]byte("version")))); n >= segmentedVersion {
-				return nil
-			}
-			return meta.Put([]byte("version"), []byte(strconv.Itoa(segmentedVersion)))
-		}); err != nil {
-			return err
-		}
-	}
-	s.segmented.Store(true)
-	return nil
+	return meta.Put([]byte("version"), []byte(strconv.Itoa(segmentedVersion)))
 }
 
 // indexReady reports whether the index has every bucket and a version

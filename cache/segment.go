@@ -400,6 +400,13 @@ const segmentTick = 100 * time.Millisecond
 // fraction of a second (ext2/3, FAT, some network file systems).
 const coarseTick = 2 * time.Second
 
+// knowsSegments reports whether this process has read any segment.
+func (s *Store) knowsSegments() bool {
+	s.segments.mu.Lock()
+	defer s.segments.mu.Unlock()
+	return len(s.segments.byName) > 0
+}
+
 // knowSegments adds segments this process just committed to what it
 // knows of segments/.
 func (s *Store) knowSegments(paths []string) {

@@ -60,8 +60,6 @@ type Store struct {
 	scanned func(tx *bbolt.Tx)
 	// segments is what this process read of segments/ (see locate).
 	segments segmentIndex
-	// segmented: the index's version allows segments (markSegmented).
-	segmented atomic.Bool
 	// afterCompact, when a test sets it, is called by gc after it wrote
 	// the new segment of a compaction, before its locked check.
 	afterCompact func(next string, made bool)
