@@ -56,18 +56,7 @@ func (s *Store) Exists(ctx context.Context, desc ocispec.Descriptor) (bool, erro
 	if err := checkDescriptor(desc); err != nil {
 		return false, err
 	}
-	fi, err := os.Stat(s.blobPath(desc.Digest))
-	if err == nil {
-		return fi.Mode().IsRegular() && fi.Size() == desc.Size, nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return false, fmt.Errorf("blob %s: %w", desc.Digest, err)
-	}
-	_, e, ok, err := s.locate(desc.Digest)
-	if err != nil {
-		return false, fmt.Errorf("blob %s: %w", desc.Digest, err)
-	}
-	return ok && e.size == desc.Size, nil
+	return s.has(desc.Digest, desc.Size, nil, true)
 }
 
 // Fetch opens a blob of the cache (its file, or its entry in a segment). The reader (an integrity.Reader)
@@ -383,11 +372,7 @@ func (s *Store) sealSegments(ps []pendingBlob) (loose []pendingBlob, sealed []pe
 			continue
 		}
 		for _, d := range ds {
-			b, err := w.read(d)
-			if err != nil {
-				return loose, sealed, err
-			}
-			tmp, _, err := s.writeIngest(context.Background(), w.dir, d.Encoded(), "blob "+string(d), bytes.NewReader(b), nil)
+			tmp, err := s.segmentBlobFile(context.Background(), w, d, "blob "+string(d))
 			if err != nil {
 				return loose, sealed, err
 			}

@@ -923,7 +923,8 @@ func (im *importer) recordTx(tx *bbolt.Tx, a Artifact, g *graph, rec *ImportReco
 		// Under the index lock: every blob the record will name must
 		// still be there (see rollback).
 		for _, n := range nodes {
-			ok, err := im.s.blobHere(n.Digest, n.Size, im.confirmed)
+			// Any size: the record's check is that the blob is there.
+			ok, err := im.s.has(n.Digest, -1, im.confirmed, true)
 			if err != nil {
 				return StatusFailed, err
 			}

@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -66,11 +65,8 @@ func (r *Records) KeepStaged(ctx context.Context, st *Stage, bucket string, d di
 	if p.seg != nil {
 		// Staged into the stage's segment (small): a record file is a
 		// file of its own.
-		b, err := p.seg.read(d)
-		if err != nil {
-			return fmt.Errorf("record file %s: %w", d, err)
-		}
-		if p.tmp, _, err = r.s.writeIngest(ctx, p.seg.dir, d.Encoded(), "record file "+string(d), bytes.NewReader(b), nil); err != nil {
+		var err error
+		if p.tmp, err = r.s.segmentBlobFile(ctx, p.seg, d, "record file "+string(d)); err != nil {
 			return err
 		}
 	}

@@ -178,6 +178,18 @@ func (w *segmentWriter) read(d digest.Digest) ([]byte, error) {
 	return b, nil
 }
 
+// segmentBlobFile writes blob d of segment writer w into a temporary file
+// of its own in w's folder, as ingestBlob would have (unsynced), and
+// returns its path; what names it in errors.
+func (s *Store) segmentBlobFile(ctx context.Context, w *segmentWriter, d digest.Digest, what string) (string, error) {
+	b, err := w.read(d)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	tmp, _, err := s.writeIngest(ctx, w.dir, d.Encoded(), what, bytes.NewReader(b), nil)
+	return tmp, err
+}
+
 // discard closes and removes the file unless it was committed.
 func (w *segmentWriter) discard() error {
 	w.mu.Lock()
@@ -426,12 +438,8 @@ func (s *Store) knowSegments(paths []string) {
 	}
 }
 
-// locate finds blob d in a segment: the segment's path and the entry.
-func (s *Store) locate(d digest.Digest) (string, segEntry, bool, error) {
-	return s.locateIn(d, nil, true)
-}
-
-// locateIn is locate. A segment path in confirmed was seen there within
+// locateIn finds blob d in a segment: the segment's path and the entry.
+// A segment path in confirmed was seen there within
 // the caller's index transaction (which gc, removing segments in its own,
 // excludes) and is not looked up again; found ones are added. When
 // relist is false a blob not among the segments already read is reported
@@ -509,32 +517,52 @@ func (s *Store) refreshSegments() error {
 }
 
 // present is Exists for an import's copy, which refreshed its view of
-// segments/ when its batch began (refreshSegments): a small blob is looked
-// for among the segments known then, with no lookup a file (confirmed as
-// for locateIn), then as a blob file. A segment committed by another
-// process since is missed, and its blob written again: harmless, as for
-// any content-addressed write.
+// segments/ when its batch began (refreshSegments): segments are not
+// listed again, and a segment found is checked once per confirmed map. A
+// segment committed by another process since is missed, and its blob
+// written again: harmless, as for any content-addressed write.
 func (s *Store) present(desc ocispec.Descriptor, confirmed map[string]bool) (bool, error) {
 	if err := checkDescriptor(desc); err != nil {
 		return false, err
 	}
-	if segmentable(desc.Digest, desc.Size) {
-		_, e, ok, err := s.locateIn(desc.Digest, confirmed, false)
-		if err != nil {
-			return false, fmt.Errorf("blob %s: %w", desc.Digest, err)
-		}
-		if ok {
-			return e.size == desc.Size, nil
+	return s.has(desc.Digest, desc.Size, confirmed, false)
+}
+
+// has reports whether blob d is in the cache with size bytes (any size
+// when negative): listed by a segment, whose file is checked to be there
+// (once per confirmed map, see locateIn), or as a blob file. A blob that
+// may be in a segment is looked for among the segments already read
+// first, which for a pack of many files saves a lookup a file; when
+// relist is set, a blob found nowhere makes segments/ be listed again if
+// it changed.
+func (s *Store) has(d digest.Digest, size int64, confirmed map[string]bool, relist bool) (bool, error) {
+	sized := func(n int64) bool { return size < 0 || n == size }
+	if segmentable(d, size) {
+		_, e, ok, err := s.locateIn(d, confirmed, false)
+		if err != nil || ok {
+			return ok && sized(e.size), wrapBlob(d, err)
 		}
 	}
-	size, regular, err := s.statBlobFile(desc.Digest)
-	if errors.Is(err, fs.ErrNotExist) {
+	n, regular, err := s.statBlobFile(d)
+	if err == nil {
+		return regular && sized(n), nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return false, wrapBlob(d, err)
+	}
+	if !relist {
 		return false, nil
 	}
-	if err != nil {
-		return false, fmt.Errorf("blob %s: %w", desc.Digest, err)
+	_, e, ok, err := s.locateIn(d, confirmed, true)
+	return ok && sized(e.size), wrapBlob(d, err)
+}
+
+// wrapBlob names blob d in err, if any.
+func wrapBlob(d digest.Digest, err error) error {
+	if err == nil {
+		return nil
 	}
-	return regular && size == desc.Size, nil
+	return fmt.Errorf("blob %s: %w", d, err)
 }
 
 // relistSegments reads segments/ again if it changed since it was last
@@ -667,27 +695,6 @@ func (s *Store) segmentReader(d digest.Digest) (io.ReadCloser, int64, bool, erro
 		return true, nil
 	})
 	return r, n, ok, err
-}
-
-// blobHere reports whether blob d's file or a segment listing it is
-// there now (the segment file checked, not only remembered; see locateIn
-// for confirmed). A small blob is looked for among the segments already
-// read first, which for a pack of many files saves a lookup a file.
-func (s *Store) blobHere(d digest.Digest, size int64, confirmed map[string]bool) (bool, error) {
-	if segmentable(d, size) {
-		if _, _, ok, err := s.locateIn(d, confirmed, false); ok || err != nil {
-			return ok, err
-		}
-	}
-	_, err := os.Stat(s.blobPath(d))
-	if err == nil {
-		return true, nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return false, err
-	}
-	_, _, ok, err := s.locateIn(d, confirmed, true)
-	return ok, err
 }
 
 // readBlob reads blob d of size size whole, from its file or segment,

@@ -58,7 +58,7 @@ type Store struct {
 	// before each release of mapped pages and when the scan ends, while
 	// the pages it read are still mapped.
 	scanned func(tx *bbolt.Tx)
-	// segments is what this process read of segments/ (see locate).
+	// segments is what this process read of segments/ (see locateIn).
 	segments segmentIndex
 	// afterCompact, when a test sets it, is called by gc after it wrote
 	// the new segment of a compaction, before its locked check.
