@@ -27,9 +27,11 @@ type GCOptions struct {
 
 // GCResult says what GC removed (or would remove).
 type GCResult struct {
-	DryRun        bool
-	Removed       []digest.Digest // blobs, sorted
-	Blobs         int
+	DryRun  bool
+	Removed []digest.Digest // blobs, sorted, each once
+	Blobs   int             // len(Removed)
+	// Bytes is what the removals freed: a blob held both as a file and in
+	// a segment counts once in Blobs and twice here.
 	Bytes         int64
 	Leftovers     int // temp files of interrupted writes
 	LeftoverBytes int64
@@ -195,6 +197,8 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 	}
 	slices.SortFunc(res.Holders, func(a, b Holder) int { return a.Since.Compare(b.Since) })
 	slices.SortFunc(res.Removed, func(a, b digest.Digest) int { return strings.Compare(string(a), string(b)) })
+	res.Removed = slices.Compact(res.Removed) // a file and a segment's copy
+	res.Blobs = len(res.Removed)
 
 	// Leftovers: the gc lock keeps Push from writing at the top of
 	// ingest/, and an import's folder is no leftover while its hold lives.

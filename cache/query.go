@@ -167,11 +167,11 @@ func (s *Store) Remove(ctx context.Context, ref string) error {
 
 // Usage is the disk use of the cache.
 type Usage struct {
-	Blobs             int                  `json:"blobs"` // blob files
-	Bytes             int64                `json:"bytes"`
+	Blobs             int                  `json:"blobs"` // blobs, each digest once
+	Bytes             int64                `json:"bytes"` // their bytes on disk, every copy
 	IndexBytes        int64                `json:"indexBytes"`
 	ByKind            map[string]KindUsage `json:"byKind"`
-	UnreferencedBlobs int                  `json:"unreferencedBlobs"` // blob files no artifact needs (gc removes them)
+	UnreferencedBlobs int                  `json:"unreferencedBlobs"` // blobs no artifact needs (gc removes them)
 	UnreferencedBytes int64                `json:"unreferencedBytes"`
 	LeftoverFiles     int                  `json:"leftoverFiles"` // temp files of interrupted writes
 	LeftoverBytes     int64                `json:"leftoverBytes"`
@@ -235,12 +235,21 @@ func (s *Store) Du(ctx context.Context) (Usage, error) {
 	if err != nil {
 		return Usage{}, err
 	}
+	// A blob held twice (as a file and in a segment) counts once in the
+	// blob counts and twice in the bytes, which is what the disk holds.
+	counted := make(map[digest.Digest]bool, len(files))
 	for _, f := range files {
-		u.Blobs++
+		first := f.digest == "" || !counted[f.digest]
+		counted[f.digest] = true
 		u.Bytes += f.size
+		if first {
+			u.Blobs++
+		}
 		if !live[f.digest] {
-			u.UnreferencedBlobs++
 			u.UnreferencedBytes += f.size
+			if first {
+				u.UnreferencedBlobs++
+			}
 		}
 	}
 	left, err := s.leftovers()

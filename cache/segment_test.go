@@ -264,12 +264,36 @@ func TestSegmentGC(t *testing.T) {
 		t.Fatalf("verify after gc: %+v %v, want OK, 43 blobs, none unreferenced", rep, err)
 	}
 
+	// A blob held twice, as a file beside its segment copy (as an import
+	// that wrote it loose leaves it), counts once in every count and
+	// twice in the bytes.
+	sd := sha([]byte(shared))
+	if err := os.WriteFile(filepath.Join(s.Root(), "blobs", "sha256", sd.Encoded()), []byte(shared), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.Verify(ctx, cache.VerifyOptions{})
+	if err != nil || !again.OK() || again.Blobs != 43 || again.Bytes != rep.Bytes+int64(len(shared)) {
+		t.Fatalf("verify with a second copy: %+v %v, want OK, 43 blobs, %d bytes", again, err, rep.Bytes+int64(len(shared)))
+	}
+	du, err := s.Du(ctx)
+	if err != nil || du.Blobs != 43 || du.Bytes != again.Bytes {
+		t.Fatalf("du with a second copy: %+v %v, want 43 blobs, %d bytes", du, err, again.Bytes)
+	}
+
 	if err := s.Remove(ctx, "b:1"); err != nil {
 		t.Fatal(err)
 	}
+	du, err = s.Du(ctx)
+	if err != nil || du.UnreferencedBlobs != 43 || du.UnreferencedBytes != again.Bytes {
+		t.Fatalf("du after b went: %+v %v, want 43 unreferenced blobs, %d bytes", du, err, again.Bytes)
+	}
+	unref, err := s.Verify(ctx, cache.VerifyOptions{})
+	if err != nil || unref.UnreferencedBlobs != 43 || unref.UnreferencedBytes != again.Bytes {
+		t.Fatalf("verify after b went: %+v %v, want 43 unreferenced blobs, %d bytes", unref, err, again.Bytes)
+	}
 	res, err = s.GC(ctx, cache.GCOptions{})
-	if err != nil || res.Blobs != 43 {
-		t.Fatalf("gc of the rest: %+v %v, want 43 blobs removed", res, err)
+	if err != nil || res.Blobs != 43 || len(res.Removed) != 43 || res.Bytes != again.Bytes {
+		t.Fatalf("gc of the rest: %+v %v, want 43 blobs removed, each once, %d bytes freed", res, err, again.Bytes)
 	}
 	if got := segmentFiles(t, s); len(got) != 0 {
 		t.Fatalf("segments after everything went = %v, want none", got)

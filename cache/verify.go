@@ -65,12 +65,12 @@ type Problem struct {
 // Report is the outcome of Verify.
 type Report struct {
 	Problems          []Problem `json:"problems"` // sorted by source, object, problem
-	Blobs             int       `json:"blobs"`    // blob files hashed
-	Bytes             int64     `json:"bytes"`
+	Blobs             int       `json:"blobs"`    // blobs hashed, each digest once
+	Bytes             int64     `json:"bytes"`    // their bytes on disk, every copy
 	Artifacts         int       `json:"artifacts"`
 	Refs              int       `json:"refs"`
-	UnreferencedBlobs int       `json:"unreferencedBlobs"` // blob files gc would remove
-	UnreferencedBytes int64     `json:"unreferencedBytes"`
+	UnreferencedBlobs int       `json:"unreferencedBlobs"` // blobs gc would remove
+	UnreferencedBytes int64     `json:"unreferencedBytes"` // and the bytes that frees
 }
 
 // OK reports whether the report has no error (warnings allowed).
@@ -296,9 +296,14 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (Report, error) 
 			add(SeverityWarning, s.rel(f.path), ProblemStrayFile, "", "")
 			return
 		}
-		r.Blobs++
-		r.Bytes += f.size
 		id, known := snap.lookup(string(f.digest))
+		// A blob held twice (as a file and in a segment) counts once in
+		// Blobs and twice in Bytes, which is what the disk holds.
+		first := !known || present[id] < 0
+		if first {
+			r.Blobs++
+		}
+		r.Bytes += f.size
 		switch {
 		case h.err != nil:
 			bad(string(f.digest), ProblemBlobUnreadable, "", h.err.Error())
@@ -315,7 +320,9 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (Report, error) 
 			present[id] = f.size
 		}
 		if !known || !live[id] {
-			r.UnreferencedBlobs++
+			if first {
+				r.UnreferencedBlobs++
+			}
 			r.UnreferencedBytes += f.size
 		}
 	})
