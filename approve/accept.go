@@ -142,7 +142,7 @@ func Decide(ctx context.Context, st *cache.Store, d LocalDecision) (*Outcome, er
 	now := nowOr(d.Now)
 	// Saved plans are never changed or deleted, so the plan read here
 	// still holds in the transactions below.
-	sp, err := plans.Get(ctx, st, d.PlanHash)
+	sp, err := plans.Find(ctx, st, d.PlanHash)
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package approve
 import (
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"path/filepath"
 	"slices"
@@ -66,7 +67,7 @@ func TestRoundTripTwoApprovers(t *testing.T) {
 		Size: o.fx.artifact.Manifest.Size}); !cmp.Equal(ra.subject, want) {
 		t.Fatalf("request subject %+v, want the pack manifest %+v", ra.subject, want)
 	}
-	if string(ra.plan) != string(o.fx.canonical) {
+	if string(planBytes(t, o.ctx, ra)) != string(o.fx.canonical) {
 		t.Fatal("request plan layer differs from the saved canonical plan")
 	}
 
@@ -360,4 +361,19 @@ func TestAcceptMissingFile(t *testing.T) {
 	if got := events(o.ledger()); len(got) != 1 {
 		t.Fatalf("ledger: %v", got)
 	}
+}
+
+// planBytes reads the plan layer of a request artifact, checked.
+func planBytes(t testing.TB, ctx context.Context, ra *requestArtifact) []byte {
+	t.Helper()
+	rc, err := ra.openPlan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -1,10 +1,14 @@
 package approve
 
 import (
+	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
 	"math/rand/v2"
+	"oras.land/oras-go/v2/content"
 	"path/filepath"
 	"testing"
 	"time"
@@ -259,7 +263,7 @@ func TestPlanAlteredAfterHashing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	altered := []byte(string(ra.plan))
+	altered := planBytes(t, o.ctx, ra)
 	i := indexOf(altered, "CVE-2026-12345")
 	if i < 0 {
 		t.Fatal("fixture plan lacks the CVE input")
@@ -303,6 +307,16 @@ func TestReviewRefusesDamage(t *testing.T) {
 	if _, err := Review(o.ctx, tampered); !errors.Is(err, integrity.ErrDigestMismatch) {
 		t.Fatalf("review of a tampered bundle: %v", err)
 	}
+	// A byte of the plan layer as review reads it, as a stream, from a
+	// source that does not check it first: the bytes that differ from
+	// their digest are named as such, whatever a parse made of them
+	// (a plan still valid, or no plan).
+	for _, part := range []string{`CVE-2026-12345`, `"apiVersion":"stellaops.io/plan.v1"`} {
+		src := flippedFetcher{Fetcher: o.st, part: []byte(part)}
+		if _, err := reviewArtifact(o.ctx, src, req.Descriptor); !errors.Is(err, integrity.ErrDigestMismatch) || !errors.Is(err, ErrInvalidRequest) {
+			t.Fatalf("review of a request whose plan has %s tampered: %v, want a digest mismatch of an invalid request", part, err)
+		}
+	}
 
 	ra, err := readRequestArtifact(o.ctx, o.st, req.Descriptor)
 	if err != nil {
@@ -310,7 +324,7 @@ func TestReviewRefusesDamage(t *testing.T) {
 	}
 	doc := req.Doc
 	doc.Approval.MinApprovers = 1
-	src, desc, err := buildRequestArtifact(&doc, ra.plan, ra.subject)
+	src, desc, err := buildRequestArtifact(&doc, planBytes(t, o.ctx, ra), ra.subject)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,4 +346,27 @@ func indexOf(b []byte, s string) int {
 		}
 	}
 	return -1
+}
+
+// flippedFetcher serves what Fetcher does with one bit of part flipped in
+// the blob that holds it, unchecked.
+type flippedFetcher struct {
+	content.Fetcher
+	part []byte
+}
+
+func (f flippedFetcher) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
+	rc, err := f.Fetcher.Fetch(ctx, desc)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		return nil, err
+	}
+	if i := bytes.Index(b, f.part); i >= 0 {
+		b[i+len(f.part)/2] ^= 0x01
+	}
+	return io.NopCloser(bytes.NewReader(b)), nil
 }

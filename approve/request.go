@@ -224,7 +224,7 @@ func NewRequest(ctx context.Context, st *cache.Store, opts RequestOptions) (*Req
 		return nil, err
 	}
 	now := nowOr(opts.Now)
-	sp, err := plans.Get(ctx, st, opts.PlanHash)
+	sp, err := plans.FindCanonical(ctx, st, opts.PlanHash)
 	if err != nil {
 		return nil, err
 	}
@@ -421,6 +421,13 @@ func LoadRequest(ctx context.Context, st *cache.Store, digestOrRef string) (*Req
 	desc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: d, Size: rec.Size,
 		ArtifactType: artifact.ArtifactTypeApprovalRequest}
 	ra, err := readRequestArtifact(ctx, st, desc)
+	if err == nil {
+		var rc io.ReadCloser
+		if rc, err = ra.openPlan(ctx); err == nil {
+			_, err = io.Copy(io.Discard, rc)
+			rc.Close()
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("request %s in cache: %w", d, err)
 	}

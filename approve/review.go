@@ -3,7 +3,9 @@ package approve
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -41,7 +43,6 @@ type Summary struct {
 	Network pack.Network // the plan's sandbox network: mode and allowlist
 	Inputs  map[string]any
 	Secrets []plan.Secret // references only: name, source, scope, steps
-	Plan    *plan.Plan    // the whole plan, for detailed display
 }
 
 // StepSummary is one step of the plan as a reviewer sees it.
@@ -95,11 +96,29 @@ type requestArtifact struct {
 	desc    ocispec.Descriptor
 	subject ocispec.Descriptor
 	doc     *RequestDoc
-	plan    []byte
+	src     content.Fetcher
+	plan    ocispec.Descriptor // the plan layer, read by openPlan
+}
+
+// openPlan opens the plan layer, checked against its descriptor as it is
+// read (the last read fails when the bytes differ: ErrInvalidRequest).
+// The plan is read as a stream: a plan of 100,000 steps is 26 MiB, and
+// ten times that parsed.
+func (ra *requestArtifact) openPlan(ctx context.Context) (io.ReadCloser, error) {
+	rc, err := ra.src.Fetch(ctx, ra.plan)
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", ra.plan.Digest, err)
+	}
+	v := integrity.NewReader(rc, ra.plan)
+	v.Wrap = func(err error) error {
+		return fmt.Errorf("request %s: plan layer %s: %w: %w", ra.desc.Digest, ra.plan.Digest, ErrInvalidRequest, err)
+	}
+	return v, nil
 }
 
 // readRequestArtifact fetches and checks the shape of a request artifact
-// and parses its request JSON; the plan layer is fetched, not checked.
+// and parses its request JSON; the plan layer's descriptor is checked,
+// its bytes are read by openPlan.
 func readRequestArtifact(ctx context.Context, src content.Fetcher, desc ocispec.Descriptor) (*requestArtifact, error) {
 	desc = plainDesc(desc)
 	if desc.MediaType != ocispec.MediaTypeImageManifest {
@@ -139,11 +158,14 @@ func readRequestArtifact(ctx context.Context, src content.Fetcher, desc ocispec.
 	if m.Subject.Digest != doc.Pack.Digest {
 		return nil, fmt.Errorf("request %s: %w", desc.Digest, mismatch("subject", string(doc.Pack.Digest), string(m.Subject.Digest)))
 	}
-	pb, err := fetchBlob(ctx, src, m.Layers[1], MaxPlanSize, ErrInvalidRequest)
-	if err != nil {
-		return nil, err
+	pd := plainDesc(m.Layers[1])
+	if pd.Size < 0 || pd.Size > MaxPlanSize {
+		return nil, fmt.Errorf("blob %s: %w: %d bytes, limit %d", pd.Digest, ErrInvalidRequest, pd.Size, MaxPlanSize)
 	}
-	return &requestArtifact{desc: desc, subject: plainDesc(*m.Subject), doc: doc, plan: pb}, nil
+	if err := integrity.CheckSHA256(pd.Digest); err != nil {
+		return nil, fmt.Errorf("blob %q: %w: %v", pd.Digest, ErrInvalidRequest, err)
+	}
+	return &requestArtifact{desc: desc, subject: plainDesc(*m.Subject), doc: doc, src: src, plan: pd}, nil
 }
 
 // reviewArtifact checks a request artifact read from src (a bundle, or the
@@ -154,10 +176,36 @@ func reviewArtifact(ctx context.Context, src content.Fetcher, desc ocispec.Descr
 		return nil, err
 	}
 	doc := ra.doc
-	if got := plan.HashBytes(ra.plan); got != doc.PlanHash {
+	// The plan layer is the plan's canonical bytes: its digest is the
+	// plan hash, and its bytes are checked against it as they are read.
+	if got := ra.plan.Digest; got != doc.PlanHash {
 		return nil, fmt.Errorf("request %s: plan layer hashes to %s, request says %s: %w", ra.desc.Digest, got, doc.PlanHash, ErrPlanAltered)
 	}
-	pl, _, err := plans.ParseCanonical(ra.plan)
+	rc, err := ra.openPlan(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	// What a reviewer sees of each step.
+	var steps []StepSummary
+	pl, err := plans.Scan(rc, doc.PlanHash, func(s *plan.Step, depth int) StepSummary {
+		ss := StepSummary{ID: s.ID, Kind: s.Kind, Name: s.Name, Status: s.Status, Depth: depth}
+		if s.Run != nil {
+			ss.Command, ss.Secrets = s.Run.Command, s.Run.Secrets
+		}
+		if s.Gate != nil && s.Gate.Policy != "" {
+			ss.Policy, ss.Decided = s.Gate.Policy, s.Gate.PolicyResult
+		}
+		return ss
+	}, func(ss StepSummary) { steps = append(steps, ss) })
+	// To its end, where its digest is checked: bytes that differ from
+	// their descriptor are reported as such, whatever Scan made of them.
+	if _, cerr := io.Copy(io.Discard, rc); cerr != nil {
+		err = cerr
+	}
+	if errors.Is(err, ErrInvalidRequest) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("request %s: %w: plan layer: %w", ra.desc.Digest, ErrInvalidRequest, err)
 	}
@@ -197,17 +245,7 @@ func reviewArtifact(ctx context.Context, src content.Fetcher, desc ocispec.Descr
 		Approval: doc.Approval.ID, Role: doc.Approval.Role, MinApprovers: doc.Approval.MinApprovers,
 		Reason: doc.Approval.Reason, Requester: doc.Requester,
 		RequestedAt: doc.RequestedAt, ExpiresAt: doc.ExpiresAt,
-		Inputs: pl.Inputs, Secrets: pl.Secrets, Plan: pl, Network: pl.Sandbox.Network,
+		Inputs: pl.Inputs, Secrets: pl.Secrets, Network: pl.Sandbox.Network, Steps: steps,
 	}
-	pl.Walk(func(s *plan.Step, depth int) {
-		ss := StepSummary{ID: s.ID, Kind: s.Kind, Name: s.Name, Status: s.Status, Depth: depth}
-		if s.Run != nil {
-			ss.Command, ss.Secrets = s.Run.Command, s.Run.Secrets
-		}
-		if s.Gate != nil && s.Gate.Policy != "" {
-			ss.Policy, ss.Decided = s.Gate.Policy, s.Gate.PolicyResult
-		}
-		rv.Steps = append(rv.Steps, ss)
-	})
 	return rv, nil
 }

@@ -435,7 +435,7 @@ func Gates(ctx context.Context, st *cache.Store, ts *trust.Store, tenant string,
 }
 
 // Gate returns the state at now (zero means now) of one gate. planHash may
-// be a unique prefix of a saved plan's hash (see plans.Get, whose errors it
+// be a unique prefix of a saved plan's hash (see plans.Find, whose errors it
 // returns). ErrGateNotFound: no request was ever made for it here. Like
 // Gates, it counts approvals against ts and records voids and expiries it
 // observes.
@@ -445,7 +445,7 @@ func Gate(ctx context.Context, st *cache.Store, ts *trust.Store, tenant, planHas
 	if integrity.CheckSHA256(h) != nil {
 		// Saved plans are never deleted, so the hash resolved here still
 		// names a saved plan in the transaction below.
-		sp, err := plans.Get(ctx, st, planHash)
+		sp, err := plans.Find(ctx, st, planHash)
 		if err != nil {
 			return nil, err
 		}

@@ -13,8 +13,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -206,20 +206,30 @@ func HashBytes(canonical []byte) digest.Digest {
 // Parse reads a plan from JSON and returns it with the hash of its canonical
 // form, so a plan carried on media can be checked against the hash it claims.
 func Parse(b []byte) (*Plan, digest.Digest, error) {
-	var pl Plan
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&pl); err != nil {
-		return nil, "", fmt.Errorf("plan: %w: %v", ErrInvalid, err)
-	}
-	if pl.APIVersion != APIVersion {
-		return nil, "", fmt.Errorf("plan apiVersion %q: %w", pl.APIVersion, ErrInvalid)
+	pl, err := Decode(bytes.NewReader(b))
+	if err != nil {
+		return nil, "", err
 	}
 	c, err := canonical.Transform(b)
 	if err != nil {
 		return nil, "", fmt.Errorf("plan: %w: %v", ErrInvalid, err)
 	}
-	return &pl, HashBytes(c), nil
+	return pl, HashBytes(c), nil
+}
+
+// Decode reads a plan from JSON, refusing unknown members and another
+// apiVersion (ErrInvalid), and does not hash it.
+func Decode(r io.Reader) (*Plan, error) {
+	var pl Plan
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&pl); err != nil {
+		return nil, fmt.Errorf("plan: %w: %v", ErrInvalid, err)
+	}
+	if pl.APIVersion != APIVersion {
+		return nil, fmt.Errorf("plan apiVersion %q: %w", pl.APIVersion, ErrInvalid)
+	}
+	return &pl, nil
 }
 
 // ErrInvalid: bytes that claim to be a plan are not one.

@@ -226,94 +226,157 @@ func writeSteps(w *bufio.Writer, steps []Step, lazy lazyChildren) error {
 // of the time of hashing a plan, in parsing its own output again.
 func (s *Step) writeCanonical(w *bufio.Writer, lazy lazyChildren) error {
 	o := object{w: w}
-	if len(s.Branches) > 0 {
-		o.member("branches")
-		w.WriteByte('[')
-		for i := range s.Branches {
-			if i > 0 {
-				w.WriteByte(',')
+	for _, name := range stepOrder {
+		if err := s.writeMember(&o, name, lazy); err != nil {
+			return err
+		}
+	}
+	return o.end()
+}
+
+// writeMember writes the step's member name, when the step has it (Scan
+// writes a step member by member as it reads it).
+func (s *Step) writeMember(o *object, name string, lazy lazyChildren) error {
+	w := o.w
+	switch name {
+	case "branches":
+		if len(s.Branches) > 0 {
+			o.member("branches")
+			w.WriteByte('[')
+			for i := range s.Branches {
+				if i > 0 {
+					w.WriteByte(',')
+				}
+				if err := s.Branches[i].writeCanonical(w, lazy); err != nil {
+					return err
+				}
 			}
-			if err := s.Branches[i].writeCanonical(w, lazy); err != nil {
+			w.WriteByte(']')
+		}
+	case "children":
+		if lazy.hasChildren(s) {
+			o.member("children")
+			w.WriteByte('[')
+			first := true
+			err := lazy.eachChild(s, func(c *Step) error {
+				if !first {
+					w.WriteByte(',')
+				}
+				first = false
+				return c.writeCanonical(w, lazy)
+			})
+			if err != nil {
 				return err
 			}
+			w.WriteByte(']')
 		}
-		w.WriteByte(']')
-	}
-	if lazy.hasChildren(s) {
-		o.member("children")
-		w.WriteByte('[')
-		first := true
-		err := lazy.eachChild(s, func(c *Step) error {
-			if !first {
-				w.WriteByte(',')
+	case "continueOnError":
+		if s.ContinueOnError {
+			o.member("continueOnError")
+			w.WriteString("true")
+		}
+	case "deferred":
+		if s.Deferred {
+			o.member("deferred")
+			w.WriteString("true")
+		}
+	case "else":
+		if len(s.Else) > 0 {
+			o.member("else")
+			return writeSteps(w, s.Else, lazy)
+		}
+	case "gate":
+		if g := s.Gate; g != nil {
+			o.member("gate")
+			g.writeCanonical(w)
+		}
+	case "id":
+		o.string("id", s.ID)
+	case "index":
+		if s.Index != nil {
+			o.member("index")
+			return writeInt(w, *s.Index)
+		}
+	case "items":
+		o.stringOmitEmpty("items", s.Items)
+	case "kind":
+		o.string("kind", s.Kind)
+	case "maxParallel":
+		if s.MaxParallel != 0 {
+			o.member("maxParallel")
+			return writeInt(w, s.MaxParallel)
+		}
+	case "name":
+		o.stringOmitEmpty("name", s.Name)
+	case "run":
+		if s.Run != nil {
+			o.member("run")
+			return s.Run.writeCanonical(w)
+		}
+	case "status":
+		o.string("status", s.Status)
+	case "template":
+		if len(s.Template) > 0 {
+			o.member("template")
+			return writeSteps(w, s.Template, lazy)
+		}
+	case "timeout":
+		o.stringOmitEmpty("timeout", s.Timeout)
+	case "vars":
+		if len(s.Vars) > 0 {
+			b, err := canonical.Marshal(s.Vars)
+			if err != nil {
+				return err
 			}
-			first = false
-			return c.writeCanonical(w, lazy)
-		})
-		if err != nil {
-			return err
+			o.member("vars")
+			w.Write(b)
 		}
-		w.WriteByte(']')
+	case "when":
+		o.stringOmitEmpty("when", s.When)
+	case "whenResult":
+		o.bool("whenResult", s.WhenResult)
+	default:
+		return fmt.Errorf("step member %q", name)
 	}
-	if s.ContinueOnError {
-		o.member("continueOnError")
-		w.WriteString("true")
+	return nil
+}
+
+// field is where Scan decodes the step's member name (not a list of
+// steps).
+func (s *Step) field(name string) any {
+	switch name {
+	case "continueOnError":
+		return &s.ContinueOnError
+	case "deferred":
+		return &s.Deferred
+	case "gate":
+		return &s.Gate
+	case "id":
+		return &s.ID
+	case "index":
+		return &s.Index
+	case "items":
+		return &s.Items
+	case "kind":
+		return &s.Kind
+	case "maxParallel":
+		return &s.MaxParallel
+	case "name":
+		return &s.Name
+	case "run":
+		return &s.Run
+	case "status":
+		return &s.Status
+	case "timeout":
+		return &s.Timeout
+	case "vars":
+		return &s.Vars
+	case "when":
+		return &s.When
+	case "whenResult":
+		return &s.WhenResult
 	}
-	if s.Deferred {
-		o.member("deferred")
-		w.WriteString("true")
-	}
-	if len(s.Else) > 0 {
-		o.member("else")
-		if err := writeSteps(w, s.Else, lazy); err != nil {
-			return err
-		}
-	}
-	if g := s.Gate; g != nil {
-		o.member("gate")
-		g.writeCanonical(w)
-	}
-	o.string("id", s.ID)
-	if s.Index != nil {
-		o.member("index")
-		if err := writeInt(w, *s.Index); err != nil {
-			return err
-		}
-	}
-	o.stringOmitEmpty("items", s.Items)
-	o.string("kind", s.Kind)
-	if s.MaxParallel != 0 {
-		o.member("maxParallel")
-		if err := writeInt(w, s.MaxParallel); err != nil {
-			return err
-		}
-	}
-	o.stringOmitEmpty("name", s.Name)
-	if s.Run != nil {
-		o.member("run")
-		if err := s.Run.writeCanonical(w); err != nil {
-			return err
-		}
-	}
-	o.string("status", s.Status)
-	if len(s.Template) > 0 {
-		o.member("template")
-		if err := writeSteps(w, s.Template, lazy); err != nil {
-			return err
-		}
-	}
-	o.stringOmitEmpty("timeout", s.Timeout)
-	if len(s.Vars) > 0 {
-		b, err := canonical.Marshal(s.Vars)
-		if err != nil {
-			return err
-		}
-		o.member("vars")
-		w.Write(b)
-	}
-	o.stringOmitEmpty("when", s.When)
-	o.bool("whenResult", s.WhenResult)
-	return o.end()
+	panic("plan: no step field " + name)
 }
 
 func (r *Run) writeCanonical(w *bufio.Writer) error {
@@ -369,13 +432,30 @@ func (g *Gate) writeCanonical(w *bufio.Writer) {
 
 func (br *Branch) writeCanonical(w *bufio.Writer, lazy lazyChildren) error {
 	o := object{w: w}
-	o.bool("selected", br.Selected)
-	o.member("steps")
-	if err := writeSteps(w, br.Steps, lazy); err != nil {
-		return err
+	for _, name := range branchOrder {
+		if name == "steps" {
+			o.member("steps")
+			if err := writeSteps(w, br.Steps, lazy); err != nil {
+				return err
+			}
+			continue
+		}
+		br.writeMember(&o, name)
 	}
-	o.string("when", br.When)
 	return o.end()
+}
+
+// writeMember writes the branch's member name, but steps.
+func (br *Branch) writeMember(o *object, name string) {
+	switch name {
+	case "selected":
+		o.bool("selected", br.Selected)
+	case "steps":
+		o.member("steps")
+		writeSteps(o.w, nil, nil)
+	case "when":
+		o.string("when", br.When)
+	}
 }
 
 // object writes the members of a JSON object, which the caller writes in

@@ -22,44 +22,7 @@ import (
 // made by hand with every list a step holds, names outside ASCII and
 // characters RFC 8785 writes differently from encoding/json.
 func TestWriteCanonicalIsCanonicalMarshal(t *testing.T) {
-	plans := map[string]*Plan{}
-	dirs, _ := filepath.Glob("../testdata/packs/*")
-	for _, dir := range dirs {
-		p, d := loadDir(t, dir)
-		raw, _ := os.ReadFile(filepath.Join(dir, "inputs.json"))
-		in, err := p.ResolveInputs("inputs.json", raw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pl, err := Build(p, d, in)
-		if err != nil {
-			t.Fatal(err)
-		}
-		plans[filepath.Base(dir)] = pl
-	}
-	yes, no, one := true, false, 1
-	odd := "<&> \u2028 é 😀 \x7f \"q\" \\"
-	plans["by hand"] = &Plan{
-		APIVersion: APIVersion,
-		Pack:       PackRef{Name: odd, Version: "1.0.0", Digest: "sha256:00"},
-		Inputs: map[string]any{"é": 1.0, "z": []any{1e21, 0.1, odd, []any(nil), map[string]any(nil), 7, uint8(2), -0.0, 1e-7}, "\U0001F600": nil, "\uff61": true,
-			"a": map[string]any{"steps": []any{}, "": map[string]any{}, "x\xff": "y\xfe"}, "list": []any(nil), "map": map[string]any(nil)},
-		Secrets:   []Secret{{Name: "s", Steps: []string{}}},
-		Approvals: []Approval{{Gate: "g", Reason: odd}},
-		Steps: []Step{
-			{ID: "a" + odd, Kind: "run", Status: StatusPending, WhenResult: &yes, Index: &one, Run: &Run{Command: []string{odd}, Env: map[string]string{"é": odd, "B": "b"}},
-				Vars: map[string]any{"item": odd, "index": 1.0}},
-			{ID: "c", Kind: "conditional", Branches: []Branch{
-				{When: "x", Selected: &no, Steps: nil},
-				{When: "y", Steps: []Step{}},
-				{When: "z", Selected: &yes, Steps: []Step{{ID: "z1", Gate: &Gate{Policy: odd, PolicyResult: &no}}}},
-			}, Else: []Step{{ID: "e1"}, {ID: "e2", Children: []Step{}}}},
-			{ID: "m", Kind: "map", Deferred: true, Template: []Step{{ID: "t", Children: []Step{{ID: "t1"}}}}, Children: []Step{{ID: "k"}}, MaxParallel: 2},
-		},
-		Outputs: []pack.Output{{Name: odd}},
-	}
-	plans["no steps"] = &Plan{APIVersion: APIVersion}
-	plans["empty steps"] = &Plan{APIVersion: APIVersion, Steps: []Step{}}
+	plans := samplePlans(t)
 	for name, pl := range plans {
 		want, err := canonical.Marshal(pl)
 		if err != nil {
@@ -222,4 +185,52 @@ func FuzzStepCanonical(f *testing.F) {
 			t.Errorf("canonical JSON differs:\n got %q\nwant %q", buf.Bytes(), want)
 		}
 	})
+}
+
+// samplePlans are every sample pack's plan and plans made by hand with
+// every list a step holds, names outside ASCII and characters RFC 8785
+// writes differently from encoding/json.
+func samplePlans(t *testing.T) map[string]*Plan {
+	plans := map[string]*Plan{}
+	dirs, _ := filepath.Glob("../testdata/packs/*")
+	for _, dir := range dirs {
+		p, d := loadDir(t, dir)
+		raw, _ := os.ReadFile(filepath.Join(dir, "inputs.json"))
+		in, err := p.ResolveInputs("inputs.json", raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pl, err := Build(p, d, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plans[filepath.Base(dir)] = pl
+	}
+	yes, no, one := true, false, 1
+	odd := "<&> \u2028 é 😀 \x7f \"q\" \\"
+	plans["by hand"] = &Plan{
+		APIVersion: APIVersion,
+		Pack:       PackRef{Name: odd, Version: "1.0.0", Digest: "sha256:00"},
+		Inputs: map[string]any{"é": 1.0, "z": []any{1e21, 0.1, odd, []any(nil), map[string]any(nil), 7, uint8(2), -0.0, 1e-7}, "\U0001F600": nil, "\uff61": true,
+			"a": map[string]any{"steps": []any{}, "": map[string]any{}, "x\xff": "y\xfe"}, "list": []any(nil), "map": map[string]any(nil)},
+		Secrets:   []Secret{{Name: "s", Steps: []string{}}},
+		Approvals: []Approval{{Gate: "g", Reason: odd}},
+		Steps: []Step{
+			{ID: "a" + odd, Kind: "run", Status: StatusPending, WhenResult: &yes, Index: &one, Run: &Run{Command: []string{odd}, Env: map[string]string{"é": odd, "B": "b"}},
+				Vars: map[string]any{"item": odd, "index": 1.0}},
+			{ID: "c", Kind: "conditional", Branches: []Branch{
+				{When: "x", Selected: &no, Steps: nil},
+				{When: "y", Steps: []Step{}},
+				{When: "z", Selected: &yes, Steps: []Step{{ID: "z1", Gate: &Gate{Policy: odd, PolicyResult: &no}}}},
+			}, Else: []Step{{ID: "e1"}, {ID: "e2", Children: []Step{}}}},
+			{ID: "m", Kind: "map", Deferred: true, Template: []Step{{ID: "t", Children: []Step{{ID: "t1"}}}}, Children: []Step{{ID: "k"}}, MaxParallel: 2},
+			// No pack makes a step with both, but the format holds them.
+			{ID: "bc", Kind: "conditional", Branches: []Branch{{When: "p", Steps: []Step{{ID: "b1", Children: []Step{{ID: "b11"}}}, {ID: "b2"}}}, {When: "q", Steps: []Step{{ID: "b3"}}}},
+				Children: []Step{{ID: "c1", Branches: []Branch{{When: "r", Steps: []Step{{ID: "c11"}}}}, Children: []Step{{ID: "c12"}}}, {ID: "c2"}}, Else: []Step{{ID: "e3"}}},
+		},
+		Outputs: []pack.Output{{Name: odd}},
+	}
+	plans["no steps"] = &Plan{APIVersion: APIVersion}
+	plans["empty steps"] = &Plan{APIVersion: APIVersion, Steps: []Step{}}
+	return plans
 }

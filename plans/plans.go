@@ -145,41 +145,53 @@ func (r *record) size() int64 {
 	return int64(len(r.Canonical))
 }
 
-func (r *record) saved(h digest.Digest, full bool) *Saved {
-	sp := &Saved{Hash: h, PackRef: r.PackRef, Pack: r.Pack, Tenant: r.Tenant, SavedAt: r.SavedAt,
+func (r *record) saved(h digest.Digest) *Saved {
+	return &Saved{Hash: h, PackRef: r.PackRef, Pack: r.Pack, Tenant: r.Tenant, SavedAt: r.SavedAt,
 		PackSize: r.PackSize, Size: r.size(), Approvals: slices.Clone(r.Approvals)}
-	if full {
-		sp.Canonical = slices.Clone(r.Canonical)
-	}
-	return sp
 }
 
 // ParseCanonical parses plan bytes that must be exactly the canonical JSON
-// of a plan: at most MaxSize bytes, plan.Parse accepts them, hashing them
-// as they are gives the same hash as hashing their RFC 8785 form,
-// re-encoding the parsed plan gives the same bytes, and the pack digest is
-// a sha256 digest. It returns the plan and its hash; every refusal wraps
-// plan.ErrInvalid.
+// of a plan: at most MaxSize bytes, plan.Parse accepts them, re-encoding
+// the parsed plan gives the same bytes (so they are RFC 8785 canonical:
+// the encoding is), and the pack digest is a sha256 digest. It returns the
+// plan and its hash; every refusal wraps plan.ErrInvalid. It holds the
+// bytes and their parse, not a second copy or tree of either.
 func ParseCanonical(b []byte) (*plan.Plan, digest.Digest, error) {
 	if len(b) > MaxSize {
 		return nil, "", fmt.Errorf("plan of %d bytes exceeds %d: %w", len(b), MaxSize, plan.ErrInvalid)
 	}
-	pl, h, err := plan.Parse(b)
+	pl, err := plan.Decode(bytes.NewReader(b))
 	if err != nil {
 		return nil, "", err
 	}
-	if plan.HashBytes(b) != h {
-		return nil, "", fmt.Errorf("plan %s: %w: bytes are not RFC 8785 canonical", h, plan.ErrInvalid)
-	}
-	again, err := pl.Canonical()
-	if err != nil || !bytes.Equal(again, b) {
-		return nil, "", fmt.Errorf("plan %s: %w: does not re-encode to the same bytes", h, plan.ErrInvalid)
+	h := plan.HashBytes(b)
+	same := &sameWriter{want: b}
+	if err := pl.WriteCanonical(same); err != nil || !same.equal() {
+		return nil, "", fmt.Errorf("plan %s: %w: bytes are not the canonical JSON of the plan they decode to (RFC 8785)", h, plan.ErrInvalid)
 	}
 	if err := integrity.CheckSHA256(pl.Pack.Digest); err != nil {
 		return nil, "", fmt.Errorf("plan %s: %w: pack digest: %v", h, plan.ErrInvalid, err)
 	}
 	return pl, h, nil
 }
+
+// sameWriter compares what is written to it with want.
+type sameWriter struct {
+	want []byte
+	n    int
+	diff bool
+}
+
+func (w *sameWriter) Write(p []byte) (int, error) {
+	if !w.diff && (len(p) > len(w.want)-w.n || !bytes.Equal(p, w.want[w.n:w.n+len(p)])) {
+		w.diff = true
+	}
+	w.n += len(p)
+	return len(p), nil
+}
+
+// equal reports whether exactly want was written.
+func (w *sameWriter) equal() bool { return !w.diff && w.n == len(w.want) }
 
 // Save stores the canonical plan bytes in the cache under their hash.
 // Bytes that are not exactly a canonical plan, and a PackRef of another
@@ -204,7 +216,7 @@ func Save(ctx context.Context, st *cache.Store, canonical []byte, meta Meta) (*S
 	if err != nil {
 		return nil, err
 	}
-	sp := rec.saved(h, false)
+	sp := rec.saved(h)
 	sp.Size = int64(len(canonical))
 	sp.Canonical = slices.Clone(canonical)
 	sp.Plan = pl
@@ -250,7 +262,7 @@ func saveWritten(ctx context.Context, st *cache.Store, pack plan.PackRef, approv
 	if err != nil {
 		return nil, err
 	}
-	sp := rec.saved(h, false)
+	sp := rec.saved(h)
 	sp.Size = n
 	return sp, nil
 }
@@ -379,7 +391,7 @@ func List(ctx context.Context, st *cache.Store) ([]Saved, error) {
 			if _, err := get(tx, string(k), &r); err != nil {
 				return err
 			}
-			out = append(out, *r.saved(digest.Digest(k), false))
+			out = append(out, *r.saved(digest.Digest(k)))
 			return nil
 		})
 	})
@@ -403,10 +415,81 @@ func List(ctx context.Context, st *cache.Store) ([]Saved, error) {
 // without "sha256:"), with Canonical and Plan set. ErrNotFound names the
 // hash; ErrAmbiguous a prefix that matches several plans; ErrCorrupt a
 // record that cannot be decoded or whose bytes are not a canonical plan.
+// It holds the plan twice (its bytes and their parse: ~20 times the bytes
+// for a plan of many steps); Find does not.
 func Get(ctx context.Context, st *cache.Store, h string) (*Saved, error) {
+	sp, r, err := lookup(ctx, st, h)
+	if err != nil {
+		return nil, err
+	}
+	sp.Canonical = slices.Clone(r.Canonical)
+	if r.inFile() {
+		if sp.Canonical, err = readFile(ctx, st, sp.Hash, r.Size); err != nil {
+			return nil, fmt.Errorf("saved plan %s: %w: %v", sp.Hash, ErrCorrupt, err)
+		}
+	}
+	pl, _, err := ParseCanonical(sp.Canonical)
+	if err != nil {
+		return nil, fmt.Errorf("saved plan %s: %w: %w", sp.Hash, ErrCorrupt, err)
+	}
+	sp.Plan = pl
+	return sp, nil
+}
+
+// Find returns the saved plan with hash h as Get does, with what its
+// record holds (Canonical and Plan are not set), after reading its bytes
+// through once, checked against the hash and size and not held: for
+// callers that need the plan's gates, pack and tenant and not its steps,
+// at any size of plan. The bytes were checked to be a canonical plan when
+// they were saved (Save, SaveStreamed); a record of an earlier version,
+// whose bytes are inline, is checked as Get checks it. Its errors are
+// Get's.
+func Find(ctx context.Context, st *cache.Store, h string) (*Saved, error) {
+	return find(ctx, st, h, false)
+}
+
+// FindCanonical is Find with Canonical set: the plan's bytes, checked
+// against the hash and size, not parsed again (see Find). For callers
+// that pass the bytes on, as an approval request does.
+func FindCanonical(ctx context.Context, st *cache.Store, h string) (*Saved, error) {
+	return find(ctx, st, h, true)
+}
+
+func find(ctx context.Context, st *cache.Store, h string, keep bool) (*Saved, error) {
+	sp, r, err := lookup(ctx, st, h)
+	if err != nil {
+		return nil, err
+	}
+	if !r.inFile() {
+		if _, _, err := ParseCanonical(r.Canonical); err != nil {
+			return nil, fmt.Errorf("saved plan %s: %w: %w", sp.Hash, ErrCorrupt, err)
+		}
+		if keep {
+			sp.Canonical = slices.Clone(r.Canonical)
+		}
+		return sp, nil
+	}
+	if keep {
+		sp.Canonical, err = readFile(ctx, st, sp.Hash, r.Size)
+	} else {
+		var rc io.ReadCloser
+		if rc, err = openFile(ctx, st, sp.Hash, r.Size); err == nil {
+			_, err = io.Copy(io.Discard, rc)
+			rc.Close()
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("saved plan %s: %w: %v", sp.Hash, ErrCorrupt, err)
+	}
+	return sp, nil
+}
+
+// lookup finds the record of plan h (see Get) and returns it with the
+// Saved it describes, without the plan's bytes.
+func lookup(ctx context.Context, st *cache.Store, h string) (*Saved, record, error) {
 	hex := strings.TrimPrefix(h, string(digest.SHA256)+":")
 	if len(hex) < MinHashPrefix || len(hex) > 64 || !integrity.IsLowerHex(hex) {
-		return nil, fmt.Errorf("plan %q: %w (give the plan hash or at least %d of its lowercase hex digits)", h, ErrNotFound, MinHashPrefix)
+		return nil, record{}, fmt.Errorf("plan %q: %w (give the plan hash or at least %d of its lowercase hex digits)", h, ErrNotFound, MinHashPrefix)
 	}
 	prefix := []byte(string(digest.SHA256) + ":" + hex)
 	var sp *Saved
@@ -429,37 +512,33 @@ func Get(ctx context.Context, st *cache.Store, h string) (*Saved, error) {
 		if _, err := get(tx, found[0], &r); err != nil {
 			return err
 		}
-		sp = r.saved(digest.Digest(found[0]), true)
+		sp = r.saved(digest.Digest(found[0]))
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, record{}, err
 	}
-	if r.inFile() {
-		if sp.Canonical, err = readFile(ctx, st, sp.Hash, r.Size); err != nil {
-			return nil, fmt.Errorf("saved plan %s: %w: %v", sp.Hash, ErrCorrupt, err)
-		}
-	}
-	pl, _, err := ParseCanonical(sp.Canonical)
-	if err != nil {
-		return nil, fmt.Errorf("saved plan %s: %w: %w", sp.Hash, ErrCorrupt, err)
-	}
-	sp.Plan = pl
-	return sp, nil
+	return sp, r, nil
 }
 
 // readFile reads the record file of plan h, size bytes, checked against
 // its hash and size as it is read.
 func readFile(ctx context.Context, st *cache.Store, h digest.Digest, size int64) ([]byte, error) {
-	if size > MaxSize {
-		return nil, fmt.Errorf("record of %d bytes exceeds %d", size, MaxSize)
-	}
-	rc, err := st.Records(namespace).OpenFile(ctx, bucket, h, size)
+	rc, err := openFile(ctx, st, h, size)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
 	return integrity.ReadAll(rc, ocispec.Descriptor{Digest: h, Size: size}, MaxSize)
+}
+
+// openFile opens the record file of plan h, size bytes, checked against
+// its hash and size as it is read (the last read fails when they differ).
+func openFile(ctx context.Context, st *cache.Store, h digest.Digest, size int64) (io.ReadCloser, error) {
+	if size > MaxSize {
+		return nil, fmt.Errorf("record of %d bytes exceeds %d", size, MaxSize)
+	}
+	return st.Records(namespace).OpenFile(ctx, bucket, h, size)
 }
 
 // recordHead is a record read without its inline bytes (a record of an
@@ -515,4 +594,84 @@ func get(tx cache.RecordTx, key string, r *record) (bool, error) {
 		return false, fmt.Errorf("record %s.%s/%s: %w: %v", namespace, bucket, key, ErrCorrupt, err)
 	}
 	return true, nil
+}
+
+// Scan reads the bytes of plan want from r with plan.Scan, without
+// holding its steps, and checks them as ParseCanonical checks bytes held
+// whole: refusals wrap plan.ErrInvalid. The caller checks that the bytes
+// r gives hash to want (an integrity.Reader does, at its end); Scan checks
+// that the plan they decode to has that hash too, so the bytes are
+// exactly its canonical JSON. What emit is given is the plan's only when
+// Scan returns no error (and the caller's check passes).
+func Scan[T any](r io.Reader, want digest.Digest, visit func(s *plan.Step, depth int) T, emit func(T)) (*plan.Plan, error) {
+	pl, h, err := plan.Scan(r, visit, emit)
+	if err != nil {
+		return nil, err
+	}
+	if h != want {
+		return nil, fmt.Errorf("plan %s: %w: bytes are not the canonical JSON of the plan they decode to (RFC 8785)", want, plan.ErrInvalid)
+	}
+	if err := integrity.CheckSHA256(pl.Pack.Digest); err != nil {
+		return nil, fmt.Errorf("plan %s: %w: pack digest: %v", want, plan.ErrInvalid, err)
+	}
+	return pl, nil
+}
+
+// Walk returns the saved plan with hash h as Find does, and reads its
+// bytes once with Scan, checking them as Get does without holding them
+// or its steps: the plan without its steps (Steps is nil) is returned
+// beside the record, and each step is visited and emitted as plan.Scan
+// says. What emit is given is the saved plan's only when Walk returns no
+// error. Its errors are Get's.
+func Walk[T any](ctx context.Context, st *cache.Store, h string, visit func(s *plan.Step, depth int) T, emit func(T)) (*Saved, *plan.Plan, error) {
+	sp, r, err := lookup(ctx, st, h)
+	if err != nil {
+		return nil, nil, err
+	}
+	var rc io.ReadCloser = io.NopCloser(bytes.NewReader(r.Canonical))
+	if r.inFile() {
+		if rc, err = openFile(ctx, st, sp.Hash, r.Size); err != nil {
+			return nil, nil, fmt.Errorf("saved plan %s: %w: %v", sp.Hash, ErrCorrupt, err)
+		}
+	} else if plan.HashBytes(r.Canonical) != sp.Hash {
+		return nil, nil, fmt.Errorf("saved plan %s: %w: its bytes hash to %s", sp.Hash, ErrCorrupt, plan.HashBytes(r.Canonical))
+	}
+	defer rc.Close()
+	pl, err := Scan(rc, sp.Hash, visit, emit)
+	// The rest: nothing, if the bytes are the plan. Reading to the end
+	// checks that they hash to it: bytes that do not are reported as
+	// such, whatever Scan made of them.
+	if _, cerr := io.Copy(io.Discard, rc); cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("saved plan %s: %w: %w", sp.Hash, ErrCorrupt, err)
+	}
+	return sp, pl, nil
+}
+
+// WriteCanonical writes the bytes of saved plan sp (from Find or Walk) to
+// w, checked against its hash and size as they are read: the last write
+// is followed by an error when they differ.
+func WriteCanonical(ctx context.Context, st *cache.Store, sp *Saved, w io.Writer) error {
+	sp2, r, err := lookup(ctx, st, sp.Hash.String())
+	if err != nil {
+		return err
+	}
+	if !r.inFile() {
+		if plan.HashBytes(r.Canonical) != sp2.Hash {
+			return fmt.Errorf("saved plan %s: %w: its bytes hash to %s", sp2.Hash, ErrCorrupt, plan.HashBytes(r.Canonical))
+		}
+		_, err := w.Write(r.Canonical)
+		return err
+	}
+	rc, err := openFile(ctx, st, sp2.Hash, r.Size)
+	if err != nil {
+		return fmt.Errorf("saved plan %s: %w: %v", sp2.Hash, ErrCorrupt, err)
+	}
+	defer rc.Close()
+	if _, err := io.Copy(w, rc); err != nil {
+		return fmt.Errorf("saved plan %s: %w", sp2.Hash, err)
+	}
+	return nil
 }

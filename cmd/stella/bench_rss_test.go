@@ -24,7 +24,10 @@ const targetTenfoldPeakMiB = 100.0
 // stella processes at ten times issue 13's shapes: `pack plan` (and `pack
 // plan --save`, plan-save) of a pack whose map expands to
 // STELLA_BENCH_PLAN_STEPS steps (default 99,999: with the map step,
-// 100,000, the most a plan may have, plan.MaxExpandedSteps), and `pack
+// 100,000, the most a plan may have, plan.MaxExpandedSteps), the commands
+// that read a saved plan of as many steps (savedPlanCommands: `pack plans
+// show`, as text and JSON, `pack approve --offline-request`, `pack
+// approve review` of that request, `pack approvals show`), and `pack
 // import` of a
 // bundle of STELLA_BENCH_RSS_PACKS small packs (default 30,000) into an
 // empty cache, then `cache verify` and `pack list` of that cache. The peak
@@ -61,6 +64,18 @@ func BenchmarkPeakRSSTenfold(b *testing.B) {
 	for i := 0; i < b.N && os.Getenv("STELLA_BENCH_PLAN_STEPS") != "0"; i++ {
 		run("plan", filepath.Join(dir, "plan-home"), "pack", "plan", "--pack", packDir, "--inputs", inputs)
 		run("plan-save", filepath.Join(dir, "plan-home"), "pack", "plan", "--pack", packDir, "--inputs", inputs, "--save")
+		// A saved plan of as many steps (a gate and a map: two fewer
+		// hosts), read by the commands that show it and ask for and
+		// review its approval.
+		gated := filepath.Join(dir, fmt.Sprintf("gated-%d", i))
+		start := time.Now()
+		for name, rss := range savedPlanPeaks(b, gated, gated+"-home", steps-1) {
+			peak[name] = max(peak[name], rss)
+		}
+		b.Logf("saved plan of %d steps: %v for its commands", steps+1, time.Since(start).Round(time.Millisecond))
+		if err := os.RemoveAll(gated + "-home"); err != nil {
+			b.Fatal(err)
+		}
 	}
 	kept := os.Getenv("STELLA_BENCH_RSS_HOME")
 	marker := filepath.Join(kept, "bench-rss-packs")
@@ -103,7 +118,7 @@ func BenchmarkPeakRSSTenfold(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	for _, name := range []string{"plan", "plan-save", "import", "verify", "list"} {
+	for _, name := range append([]string{"plan", "plan-save", "import", "verify", "list"}, savedPlanCommands...) {
 		b.ReportMetric(peak[name], name+"-MiB")
 	}
 	b.Logf("%d plan steps, %d packs; target: each peak < %.0f MiB", steps, packs, targetTenfoldPeakMiB)

@@ -386,7 +386,7 @@ func planOf(lp *admission.Loaded, inputs map[string]any) (*plan.Plan, digest.Dig
 func (s *session) checkPin(ctx context.Context, st *cache.Store, pin string, hash digest.Digest) error {
 	want := pin
 	if !strings.HasPrefix(pin, "sha256:") || len(pin) != len("sha256:")+64 {
-		sp, err := plans.Get(ctx, st, pin)
+		sp, err := plans.Find(ctx, st, pin)
 		switch {
 		case err == nil:
 			want = sp.Hash.String()
