@@ -31,7 +31,11 @@
 // record that names it is written; the record keeps their size. A record
 // written by an earlier version holds the bytes inline (field
 // "canonical", base64) and reads as before. Get reads the bytes whole and
-// checks them again (ParseCanonical); List reads only records.
+// checks them again (ParseCanonical): it holds the plan parsed, ~10 times
+// its bytes. Walk checks them the same way as they stream (Scan), holding
+// what its caller makes of each step; Find and FindCanonical check them
+// against their hash as they stream and do not parse them (ADR 0031).
+// List reads only records.
 package plans
 
 import (
