@@ -3,7 +3,6 @@ package artifact
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -132,7 +131,7 @@ func Build(p *pack.Pack, opts BuildOptions) (*Pack, error) {
 		Layers:       layers,
 		Annotations:  ann,
 	}
-	mBytes, err := json.Marshal(m)
+	mBytes, err := marshalManifest(m)
 	if err != nil {
 		return nil, err
 	}

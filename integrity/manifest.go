@@ -85,18 +85,12 @@ func DecodeManifest(mediaType string, b []byte) (*Manifest, error) {
 	if !IsManifestType(mediaType) {
 		return nil, fmt.Errorf("%w: manifest media type %q", ErrUnsupportedMediaType, mediaType)
 	}
-	var doc struct {
-		SchemaVersion int                  `json:"schemaVersion"`
-		MediaType     string               `json:"mediaType"`
-		ArtifactType  string               `json:"artifactType"`
-		Config        *ocispec.Descriptor  `json:"config"`
-		Layers        []ocispec.Descriptor `json:"layers"`
-		Manifests     []ocispec.Descriptor `json:"manifests"`
-		Subject       *ocispec.Descriptor  `json:"subject"`
-		Annotations   map[string]string    `json:"annotations"`
-	}
-	if err := json.Unmarshal(b, &doc); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidManifest, err)
+	var doc manifestDoc
+	if !doc.decodePlain(b) {
+		doc = manifestDoc{}
+		if err := json.Unmarshal(b, &doc); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidManifest, err)
+		}
 	}
 	if doc.SchemaVersion != 2 {
 		return nil, fmt.Errorf("%w: schemaVersion %d, want 2", ErrInvalidManifest, doc.SchemaVersion)
@@ -133,6 +127,18 @@ func DecodeManifest(mediaType string, b []byte) (*Manifest, error) {
 		}
 	}
 	return m, nil
+}
+
+// manifestDoc is what DecodeManifest reads of a manifest or an index.
+type manifestDoc struct {
+	SchemaVersion int                  `json:"schemaVersion"`
+	MediaType     string               `json:"mediaType"`
+	ArtifactType  string               `json:"artifactType"`
+	Config        *ocispec.Descriptor  `json:"config"`
+	Layers        []ocispec.Descriptor `json:"layers"`
+	Manifests     []ocispec.Descriptor `json:"manifests"`
+	Subject       *ocispec.Descriptor  `json:"subject"`
+	Annotations   map[string]string    `json:"annotations"`
 }
 
 func checkChild(d ocispec.Descriptor, role string) error {

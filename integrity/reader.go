@@ -130,12 +130,20 @@ func isSHA256(d digest.Digest) bool {
 		return false
 	}
 	for i := len(prefix); i < len(s); i++ {
-		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+		if !lowerHex[s[i]] {
 			return false
 		}
 	}
 	return true
 }
+
+// lowerHex holds the lowercase hex digits.
+var lowerHex = func() (t [256]bool) {
+	for _, c := range "0123456789abcdef" {
+		t[c] = true
+	}
+	return t
+}()
 
 // Read implements io.Reader with the contract of Reader.
 func (v *Reader) Read(p []byte) (int, error) {
