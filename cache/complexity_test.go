@@ -153,3 +153,46 @@ func TestImportSyncsDoNotGrowWithFiles(t *testing.T) {
 			s100, u100, s600, u600)
 	}
 }
+
+// TestListBlobNames: the blob files are listed when there are at most as
+// many as asked, and not at all (nil: each is looked up) when there are
+// more; a blob not listed is not present, one listed is looked up.
+func TestListBlobNames(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var descs []ocispec.Descriptor
+	for i := range 10 {
+		b := []byte(fmt.Sprintf("blob %d", i))
+		d := ocispec.Descriptor{MediaType: "application/octet-stream", Digest: digest.FromBytes(b), Size: int64(len(b))}
+		if err := s.Push(ctx, d, bytesReader(b)); err != nil {
+			t.Fatal(err)
+		}
+		descs = append(descs, d)
+	}
+	if got := s.listBlobNames(9); got != nil {
+		t.Fatalf("10 blob files listed with at most 9 asked: %d names", len(got))
+	}
+	listed := s.listBlobNames(10)
+	if len(listed) != 10 {
+		t.Fatalf("listing of 10 blob files: %d names", len(listed))
+	}
+	for _, d := range descs {
+		if ok, err := s.present(d, nil, listed); !ok || err != nil {
+			t.Fatalf("blob %s listed, not present: %v", d.Digest, err)
+		}
+	}
+	other := []byte("not there")
+	od := ocispec.Descriptor{MediaType: "application/octet-stream", Digest: digest.FromBytes(other), Size: int64(len(other))}
+	if ok, err := s.present(od, nil, listed); ok || err != nil {
+		t.Fatalf("blob not listed is present: %v", err)
+	}
+	// A wrong size is not the blob, listed or not.
+	wrong := descs[0]
+	wrong.Size++
+	if ok, _ := s.present(wrong, nil, listed); ok {
+		t.Fatal("a listed blob of another size is present")
+	}
+}

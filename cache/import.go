@@ -279,7 +279,13 @@ type importer struct {
 	// confirmed: segments seen present in the record transaction;
 	// copyConfirmed: in the batch's copy (see present).
 	confirmed, copyConfirmed map[string]bool
+	// listed: the blob files, when the batch listed them (see present).
+	listed blobNames
 }
+
+// listBlobsFrom is how many blobs a batch looks for before it lists the
+// blob files instead of looking each up.
+const listBlobsFrom = 64
 
 func (im *importer) emit(p Progress) {
 	if im.opts.Progress == nil {
@@ -343,6 +349,21 @@ func (im *importer) batch(ctx context.Context, gs []*group, attempt int) {
 		for _, g := range gs {
 			g.fail(0, err)
 		}
+	}
+	// Many blobs to look for: the blob files are listed once instead of
+	// looked up one by one, when there are not many more of them (after
+	// the holds: gc removes none of the blobs the batch holds).
+	im.listed = nil
+	looks := 0
+	for _, g := range gs {
+		for _, m := range g.ms {
+			if g.err == nil && !m.present {
+				looks += len(m.g.nodes)
+			}
+		}
+	}
+	if looks >= listBlobsFrom {
+		im.listed = im.s.listBlobNames(4 * looks)
 	}
 	algs := map[digest.Algorithm]bool{}
 	for _, g := range gs {
@@ -752,7 +773,7 @@ func (im *importer) copyLocal(ctx context.Context, t *tracker, desc ocispec.Desc
 	im.mu.Unlock()
 	if !ok {
 		var err error
-		if ok, err = im.s.present(desc, im.copyConfirmed); err != nil {
+		if ok, err = im.s.present(desc, im.copyConfirmed, im.listed); err != nil {
 			return false, err
 		}
 	}
