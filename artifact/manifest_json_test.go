@@ -9,6 +9,8 @@ import (
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"stellaops.io/stella/integrity"
 )
 
 // TestMarshalManifestIsJSON: marshalManifest gives the bytes of
@@ -78,7 +80,7 @@ func TestMarshalManifestIsJSON(t *testing.T) {
 			if !bytes.Equal(got, want) {
 				t.Fatalf("marshalManifest:\n%.600s\nwant json.Marshal:\n%.600s", got, want)
 			}
-			if _, ok := appendLayers(nil, tt.layers); len(tt.layers) > 0 && ok != tt.fast {
+			if _, ok := integrity.AppendDescriptors(nil, tt.layers); len(tt.layers) > 0 && ok != tt.fast {
 				t.Errorf("fast path taken = %v, want %v", ok, tt.fast)
 			}
 		})
