@@ -11,6 +11,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
@@ -309,8 +310,12 @@ func (l *layoutPlan) write(ctx context.Context, w io.Writer, src content.Fetcher
 	}
 	// Buffered: a tar header, a small blob and its padding would be three
 	// writes each, and a bundle of 10,000 small files 30,000 system calls.
-	bw := bufio.NewWriterSize(w, 1<<20)
-	cw := &countingWriter{w: bw, h: integrity.NewHash(digest.SHA256), total: tarSize(sizes), progress: progress}
+	// The bundle's sha256 and the writes to w are done behind, on a
+	// goroutine of their own, while the blobs are read and checked.
+	behind := newWriteBehind(w, integrity.NewHash(digest.SHA256))
+	defer behind.close()
+	bw := bufio.NewWriterSize(behind, writeBehindChunk)
+	cw := &countingWriter{w: bw, total: tarSize(sizes), progress: progress}
 	tw := tar.NewWriter(cw)
 	for _, f := range []struct {
 		name string
@@ -350,12 +355,15 @@ func (l *layoutPlan) write(ctx context.Context, w io.Writer, src content.Fetcher
 	if err := bw.Flush(); err != nil {
 		return Summary{}, err
 	}
+	if err := behind.close(); err != nil {
+		return Summary{}, err
+	}
 	cw.report(true)
 	return Summary{
 		Entries: l.entries,
 		Blobs:   len(l.blobs),
 		Size:    cw.n,
-		Digest:  digest.NewDigest(digest.SHA256, cw.h),
+		Digest:  digest.NewDigest(digest.SHA256, behind.h),
 	}, nil
 }
 
@@ -400,11 +408,9 @@ func tarSize(sizes []int64) int64 {
 	return t
 }
 
-// countingWriter counts and hashes what passes and reports progress about
-// every progressStep bytes.
+// countingWriter counts what passes and reports progress about it.
 type countingWriter struct {
 	w        io.Writer
-	h        hash.Hash
 	n        int64
 	total    int64
 	last     int64
@@ -415,10 +421,85 @@ const progressStep = 1 << 20
 
 func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
-	c.h.Write(p[:n])
 	c.n += int64(n)
 	c.report(false)
 	return n, err
+}
+
+// writeBehindChunk is the size of the chunks a writeBehind is given.
+const writeBehindChunk = 1 << 20
+
+// writeBehindSlots is how many chunks a writeBehind holds at most.
+const writeBehindSlots = 4
+
+// writeBehind writes to w, and hashes into h, on a goroutine of its own,
+// copies of what it is given: a bundle's sha256 (one pass over every byte)
+// and its writes to the file overlap the reads and checks of the blobs on
+// the other core. A write fails once one to w has failed; close waits for
+// every write and returns the first error.
+type writeBehind struct {
+	h    hash.Hash
+	jobs chan []byte
+	free chan []byte
+	done chan struct{}
+	mu   sync.Mutex
+	err  error
+	shut bool
+}
+
+func newWriteBehind(w io.Writer, h hash.Hash) *writeBehind {
+	b := &writeBehind{h: h, jobs: make(chan []byte, writeBehindSlots), free: make(chan []byte, writeBehindSlots), done: make(chan struct{})}
+	for range writeBehindSlots {
+		b.free <- make([]byte, 0, writeBehindChunk)
+	}
+	go func() {
+		defer close(b.done)
+		for p := range b.jobs {
+			if b.failed() == nil {
+				if _, err := w.Write(p); err != nil {
+					b.mu.Lock()
+					b.err = err
+					b.mu.Unlock()
+				} else {
+					h.Write(p)
+				}
+			}
+			b.free <- p[:0]
+		}
+	}()
+	return b
+}
+
+func (b *writeBehind) failed() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
+}
+
+// Write hands a copy of p, in chunks, to the goroutine.
+func (b *writeBehind) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		if err := b.failed(); err != nil {
+			return n, err
+		}
+		buf := <-b.free
+		k := min(len(p), cap(buf))
+		b.jobs <- append(buf, p[:k]...)
+		n, p = n+k, p[k:]
+	}
+	return n, b.failed()
+}
+
+// close waits for every write given and returns the first error; it may
+// be called again.
+func (b *writeBehind) close() error {
+	if !b.shut {
+		b.shut = true
+		close(b.jobs)
+		<-b.done
+	}
+	return b.failed()
 }
 
 func (c *countingWriter) report(final bool) {

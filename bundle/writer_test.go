@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"io"
 	"os"
@@ -354,5 +355,66 @@ func TestInteropOrasTar(t *testing.T) {
 		if ok, _ := dst.Exists(ctx, e.Descriptor); !ok {
 			t.Fatalf("oras copy lacks %s", e.Descriptor.Digest)
 		}
+	}
+}
+
+// failAfter accepts n bytes, then fails every write with errFull.
+type failAfter struct {
+	n     int
+	calls int
+}
+
+var errFull = errors.New("no space left on the test's medium")
+
+func (f *failAfter) Write(p []byte) (int, error) {
+	f.calls++
+	if len(p) > f.n {
+		k := f.n
+		f.n = 0
+		return k, errFull
+	}
+	f.n -= len(p)
+	return len(p), nil
+}
+
+// TestWriteFailsWithItsWriter: the bundle is written, and hashed, behind
+// the reads (writeBehind): a writer that fails part way fails the write
+// with its own error, wherever it fails, and no write reaches it after.
+func TestWriteFailsWithItsWriter(t *testing.T) {
+	f, entries := standard(t)
+	whole, _ := writeBundle(t, f, entries, WriteOptions{})
+	for _, at := range []int{0, 1, 511, 1024, len(whole) / 2, len(whole) - 1} {
+		w := &failAfter{n: at}
+		if _, err := Write(context.Background(), w, f.store, entries, WriteOptions{}); !errors.Is(err, errFull) {
+			t.Fatalf("writer failing after %d of %d bytes: err = %v, want its error", at, len(whole), err)
+		}
+		if w.calls != 1 {
+			t.Errorf("writer failing after %d bytes: %d writes, want none after the one that failed", at, w.calls)
+		}
+	}
+}
+
+// TestWriteBehind: what a writeBehind is given, in writes of every size,
+// reaches its writer in order and is hashed; close may be called again.
+func TestWriteBehind(t *testing.T) {
+	var want bytes.Buffer
+	var got bytes.Buffer
+	b := newWriteBehind(&got, sha256.New())
+	sizes := []int{1, 100, writeBehindChunk - 1, writeBehindChunk, writeBehindChunk + 1, 2*writeBehindChunk + 5, 3, 4096, 7}
+	for i := range 3 * len(sizes) {
+		p := bytes.Repeat([]byte{byte(i)}, sizes[i%len(sizes)])
+		want.Write(p)
+		if n, err := b.Write(p); n != len(p) || err != nil {
+			t.Fatalf("write %d: %d, %v", i, n, err)
+		}
+	}
+	if err := b.close(); err != nil || b.close() != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Bytes(), want.Bytes()) {
+		t.Fatalf("%d bytes written, want %d, the same", got.Len(), want.Len())
+	}
+	if sum := sha256.Sum256(want.Bytes()); !bytes.Equal(b.h.Sum(nil), sum[:]) {
+		t.Fatal("the hash is not the bytes'")
 	}
 }
