@@ -86,3 +86,88 @@ func TestLoadReportsProgress(t *testing.T) {
 		t.Fatalf("progress ended at %d of %d, want %d of %d", last, total, want, want)
 	}
 }
+
+// growFS serves data.bin as a regular file whose stats, once opened, give
+// the sizes of sizes, one per Stat, and whose reads give content (all
+// there is).
+type growFS struct {
+	fstest.MapFS
+	sizes   []int64
+	content []byte
+}
+
+type growFile struct {
+	fs.File
+	g    *growFS
+	off  int
+	stat int
+}
+
+type sizedInfo struct {
+	fs.FileInfo
+	size int64
+}
+
+func (s sizedInfo) Size() int64 { return s.size }
+
+func (f *growFile) Stat() (fs.FileInfo, error) {
+	fi, err := f.File.Stat()
+	size := f.g.sizes[min(f.stat, len(f.g.sizes)-1)]
+	f.stat++
+	return sizedInfo{fi, size}, err
+}
+
+func (f *growFile) Read(p []byte) (int, error) {
+	if f.off >= len(f.g.content) {
+		return 0, io.EOF
+	}
+	n := copy(p, f.g.content[f.off:])
+	f.off += n
+	return n, nil
+}
+
+func (g *growFS) Open(name string) (fs.File, error) {
+	f, err := g.MapFS.Open(name)
+	if err != nil || name != "data.bin" {
+		return f, err
+	}
+	return &growFile{File: f, g: g}, nil
+}
+
+// TestFileChangingSizeWhileRead: a file is read to the size its stat gave
+// before the read (no read to find its end): one that grew meanwhile is
+// found by the stat after, one that shrank by its read ending short, and
+// either is refused; one that kept its size is read whole, once.
+func TestFileChangingSizeWhileRead(t *testing.T) {
+	manifest := []byte("apiVersion: stellaops.io/pack.v1\nkind: TaskPack\nmetadata:\n  name: grow\n  version: 1.0.0\n  description: Grow.\nspec:\n  steps:\n    - id: a\n      run: {command: [\"true\"]}\n")
+	old := time.Now().Add(-time.Hour)
+	for _, tc := range []struct {
+		name    string
+		sizes   []int64 // the stats of the open file: before the read, after it
+		content string
+		wantErr bool
+	}{
+		{"same size", []int64{5, 5}, "first", false},
+		{"grew while read", []int64{5, 10}, "firstgrown", true},
+		{"shrank while read", []int64{10, 10}, "first", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fsys := &growFS{MapFS: fstest.MapFS{ManifestFile: {Data: manifest, ModTime: old}, "data.bin": {Data: []byte(tc.content), ModTime: old}},
+				sizes: tc.sizes, content: []byte(tc.content)}
+			var got []byte
+			_, err := LoadWith(fsys, LoadOptions{Read: func(name string, r io.Reader) (digest.Digest, int64, error) {
+				b, err := io.ReadAll(r)
+				if name == "data.bin" {
+					got = b
+				}
+				return digest.FromBytes(b), int64(len(b)), err
+			}})
+			if errors.Is(err, ErrFileChanged) != tc.wantErr {
+				t.Fatalf("LoadWith: %v, want ErrFileChanged %v", err, tc.wantErr)
+			}
+			if want := tc.content[:min(len(tc.content), int(tc.sizes[0]))]; string(got) != want {
+				t.Fatalf("read %q, want %q: to the size the stat before the read gave", got, want)
+			}
+		})
+	}
+}
