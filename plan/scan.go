@@ -107,6 +107,33 @@ func (sc *scanner[T]) names(order []string, fn func(i int) error) error {
 	return sc.delim('}')
 }
 
+// members reads an object whose members are those of order, as names
+// does, and writes every member of order in turn: one in the bytes by
+// present, which reads its value, one not in them by absent, as the
+// object without it is written (a member written always, or nothing).
+func (sc *scanner[T]) members(order []string, absent, present func(i int) error) error {
+	written := 0
+	upTo := func(i int) error {
+		for ; written < i; written++ {
+			if err := absent(written); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	err := sc.names(order, func(i int) error {
+		if err := upTo(i); err != nil {
+			return err
+		}
+		written = i + 1
+		return present(i)
+	})
+	if err != nil {
+		return err
+	}
+	return upTo(len(order))
+}
+
 func (sc *scanner[T]) delim(want json.Delim) error {
 	t, err := sc.dec.Token()
 	if err != nil {
@@ -137,22 +164,10 @@ func (sc *scanner[T]) plan() (*Plan, error) {
 	pl := &Plan{}
 	o := object{w: sc.w}
 	fields := []any{&pl.APIVersion, &pl.Approvals, &pl.Failure, &pl.Inputs, &pl.Outputs, &pl.Pack, &pl.Sandbox, &pl.Secrets}
-	written := 0
-	// Members before i not in the bytes are written as the plan without
-	// them has them (WriteCanonical writes every member but outputs).
-	upTo := func(i int) error {
-		for ; written < i; written++ {
-			if err := sc.planMember(&o, pl, written); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	err := sc.names(planOrder, func(i int) error {
-		if err := upTo(i); err != nil {
-			return err
-		}
-		written = i + 1
+	// A member not in the bytes is written as the plan without it has it
+	// (WriteCanonical writes every member but outputs).
+	absent := func(i int) error { return sc.planMember(&o, pl, i) }
+	err := sc.members(planOrder, absent, func(i int) error {
 		if planOrder[i] == "steps" {
 			o.member("steps")
 			return sc.steps(0, nil, "", false)
@@ -163,9 +178,6 @@ func (sc *scanner[T]) plan() (*Plan, error) {
 		return sc.planMember(&o, pl, i)
 	})
 	if err != nil {
-		return nil, err
-	}
-	if err := upTo(len(planOrder)); err != nil {
 		return nil, err
 	}
 	if err := o.end(); err != nil {
@@ -269,20 +281,8 @@ func (sc *scanner[T]) step(depth int, skip bool) error {
 	// the children first.
 	branchesFrom, childrenFrom := -1, -1
 	o := object{w: sc.w}
-	written := 0
-	upTo := func(i int) error {
-		for ; written < i; written++ {
-			if err := s.writeMember(&o, stepOrder[written], nil); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	err := sc.names(stepOrder, func(i int) error {
-		if err := upTo(i); err != nil {
-			return err
-		}
-		written = i + 1
+	absent := func(i int) error { return s.writeMember(&o, stepOrder[i], nil) }
+	err := sc.members(stepOrder, absent, func(i int) error {
 		name := stepOrder[i]
 		switch name {
 		case "branches":
@@ -306,9 +306,6 @@ func (sc *scanner[T]) step(depth int, skip bool) error {
 		return s.writeMember(&o, name, nil)
 	})
 	if err != nil {
-		return err
-	}
-	if err := upTo(len(stepOrder)); err != nil {
 		return err
 	}
 	if err := o.end(); err != nil {
@@ -389,15 +386,8 @@ func (sc *scanner[T]) branches(o *object, depth int, skip bool) error {
 		n++
 		var br Branch
 		bo := object{w: sc.w}
-		written := 0
-		upTo := func(i int) {
-			for ; written < i; written++ {
-				br.writeMember(&bo, branchOrder[written])
-			}
-		}
-		err := sc.names(branchOrder, func(i int) error {
-			upTo(i)
-			written = i + 1
+		absent := func(i int) error { br.writeMember(&bo, branchOrder[i]); return nil }
+		err := sc.members(branchOrder, absent, func(i int) error {
 			switch branchOrder[i] {
 			case "selected":
 				if err := sc.dec.Decode(&br.Selected); err != nil {
@@ -417,7 +407,6 @@ func (sc *scanner[T]) branches(o *object, depth int, skip bool) error {
 		if err != nil {
 			return err
 		}
-		upTo(len(branchOrder))
 		if err := bo.end(); err != nil {
 			return err
 		}
