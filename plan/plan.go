@@ -43,6 +43,45 @@ const (
 // MaxExpandedSteps bounds the expanded graph (map and loop expansion).
 const MaxExpandedSteps = 100000
 
+// MaxStepDepth bounds how deep steps nest in a plan (children, branches,
+// else and template steps each one level under their step). A pack's
+// manifest nests at most pack.MaxManifestDepth levels, so no plan of a
+// pack comes near it; a plan read from elsewhere (an approval request's)
+// deeper than that is refused, by Scan before it goes deeper and by
+// CheckDepth, so that reading one cannot exhaust the stack.
+const MaxStepDepth = 1000
+
+// maxJSONDepth is how deep encoding/json nests objects and arrays before
+// it refuses a document.
+const maxJSONDepth = 10000
+
+// CheckDepth refuses (ErrInvalid) a plan whose steps nest MaxStepDepth
+// levels or more.
+func CheckDepth(pl *Plan) error {
+	var deepest func(steps []Step, depth int) bool
+	deepest = func(steps []Step, depth int) bool {
+		if len(steps) > 0 && depth >= MaxStepDepth {
+			return true
+		}
+		for i := range steps {
+			s := &steps[i]
+			if deepest(s.Children, depth+1) || deepest(s.Else, depth+1) || deepest(s.Template, depth+1) {
+				return true
+			}
+			for _, br := range s.Branches {
+				if deepest(br.Steps, depth+1) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	if deepest(pl.Steps, 0) {
+		return fmt.Errorf("plan: %w: steps nested %d levels deep or more (MaxStepDepth)", ErrInvalid, MaxStepDepth)
+	}
+	return nil
+}
+
 // ErrExpansion: a map or loop could not be expanded (items not a list, too many steps).
 var ErrExpansion = errors.New("cannot expand step")
 

@@ -74,6 +74,7 @@ type scanner[T any] struct {
 	visit func(*Step, int) T
 	emit  func(T)
 	buf   walkBuffer[T]
+	depth int // objects and lists open
 }
 
 var errNotCanonical = errors.New("members out of canonical order, repeated or unknown")
@@ -142,7 +143,58 @@ func (sc *scanner[T]) delim(want json.Delim) error {
 	if t != want {
 		return fmt.Errorf("%v where %v belongs", t, want)
 	}
+	sc.open(want)
 	return nil
+}
+
+// open counts the objects and lists open around the next token.
+func (sc *scanner[T]) open(d json.Delim) {
+	switch d {
+	case '{', '[':
+		sc.depth++
+	default:
+		sc.depth--
+	}
+}
+
+// decode reads the next value into v, refusing, as decoding the whole
+// document would, one that nests objects and lists deeper than
+// encoding/json allows counting those it is in (its own decoder counts
+// from the value).
+func (sc *scanner[T]) decode(v any) error {
+	if err := sc.dec.Decode(v); err != nil {
+		return err
+	}
+	// Only the values decoded into an any nest as deep as they like
+	// (inputs, a step's vars).
+	if m, ok := v.(*map[string]any); ok && sc.depth+jsonDepth(*m) > maxJSONDepth {
+		return fmt.Errorf("objects and lists nested deeper than %d levels", maxJSONDepth)
+	}
+	return nil
+}
+
+// jsonDepth is how deep v's objects and lists nest: the nesting of values
+// JSON decodes into an any; the plan's other values nest at most four
+// levels, which the bound on steps keeps far from the limit.
+func jsonDepth(v any) int {
+	switch x := v.(type) {
+	case []any:
+		d := 0
+		for _, e := range x {
+			d = max(d, jsonDepth(e))
+		}
+		return d + 1
+	case map[string]any:
+		if x == nil {
+			return 0
+		}
+		d := 0
+		for _, e := range x {
+			d = max(d, jsonDepth(e))
+		}
+		return d + 1
+	}
+	return 0
 }
 
 // list reads the start of a list, whose value is next: false for null.
@@ -154,6 +206,7 @@ func (sc *scanner[T]) list() (bool, error) {
 	if t != json.Delim('[') {
 		return false, fmt.Errorf("%v where a list belongs", t)
 	}
+	sc.open('[')
 	return true, nil
 }
 
@@ -172,7 +225,7 @@ func (sc *scanner[T]) plan() (*Plan, error) {
 			o.member("steps")
 			return sc.steps(0, nil, "", false)
 		}
-		if err := sc.dec.Decode(fields[i]); err != nil {
+		if err := sc.decode(fields[i]); err != nil {
 			return err
 		}
 		return sc.planMember(&o, pl, i)
@@ -271,6 +324,9 @@ var stepOrder = []string{"branches", "children", "continueOnError", "deferred", 
 // into the walk buffer at the place the step starts, before what is under
 // it; a step at depth 0 ends a walk, and the buffer is emitted.
 func (sc *scanner[T]) step(depth int, skip bool) error {
+	if depth >= MaxStepDepth {
+		return fmt.Errorf("steps nested %d levels deep or more (MaxStepDepth)", MaxStepDepth)
+	}
 	var s Step
 	slot := -1
 	if !skip {
@@ -300,7 +356,7 @@ func (sc *scanner[T]) step(depth int, skip bool) error {
 		case "else", "template":
 			return sc.steps(depth+1, &o, name, skip || name == "template")
 		}
-		if err := sc.dec.Decode(s.field(name)); err != nil {
+		if err := sc.decode(s.field(name)); err != nil {
 			return err
 		}
 		return s.writeMember(&o, name, nil)
@@ -390,14 +446,14 @@ func (sc *scanner[T]) branches(o *object, depth int, skip bool) error {
 		err := sc.members(branchOrder, absent, func(i int) error {
 			switch branchOrder[i] {
 			case "selected":
-				if err := sc.dec.Decode(&br.Selected); err != nil {
+				if err := sc.decode(&br.Selected); err != nil {
 					return err
 				}
 			case "steps":
 				bo.member("steps")
 				return sc.steps(depth, nil, "", skip)
 			case "when":
-				if err := sc.dec.Decode(&br.When); err != nil {
+				if err := sc.decode(&br.When); err != nil {
 					return err
 				}
 			}

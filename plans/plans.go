@@ -155,7 +155,8 @@ func (r *record) saved(h digest.Digest) *Saved {
 }
 
 // ParseCanonical parses plan bytes that must be exactly the canonical JSON
-// of a plan: at most MaxSize bytes, plan.Parse accepts them, re-encoding
+// of a plan: at most MaxSize bytes, plan.Parse accepts them, its steps
+// nest less than plan.MaxStepDepth levels deep, re-encoding
 // the parsed plan gives the same bytes (so they are RFC 8785 canonical:
 // the encoding is), and the pack digest is a sha256 digest. It returns the
 // plan and its hash; every refusal wraps plan.ErrInvalid. It holds the
@@ -166,6 +167,9 @@ func ParseCanonical(b []byte) (*plan.Plan, digest.Digest, error) {
 	}
 	pl, err := plan.Decode(bytes.NewReader(b))
 	if err != nil {
+		return nil, "", err
+	}
+	if err := plan.CheckDepth(pl); err != nil {
 		return nil, "", err
 	}
 	h := plan.HashBytes(b)
@@ -637,8 +641,8 @@ func Walk[T any](ctx context.Context, st *cache.Store, h string, visit func(s *p
 		if rc, err = openFile(ctx, st, sp.Hash, r.Size); err != nil {
 			return nil, nil, fmt.Errorf("saved plan %s: %w: %v", sp.Hash, ErrCorrupt, err)
 		}
-	} else if plan.HashBytes(r.Canonical) != sp.Hash {
-		return nil, nil, fmt.Errorf("saved plan %s: %w: its bytes hash to %s", sp.Hash, ErrCorrupt, plan.HashBytes(r.Canonical))
+	} else if len(r.Canonical) > MaxSize || plan.HashBytes(r.Canonical) != sp.Hash {
+		return nil, nil, fmt.Errorf("saved plan %s: %w: %d bytes hashing to %s", sp.Hash, ErrCorrupt, len(r.Canonical), plan.HashBytes(r.Canonical))
 	}
 	defer rc.Close()
 	pl, err := Scan(rc, sp.Hash, visit, emit)

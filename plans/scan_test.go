@@ -124,3 +124,63 @@ func TestWalk(t *testing.T) {
 		t.Errorf("write canonical of a damaged plan: no error")
 	}
 }
+
+// TestScanDepthAsParseCanonical: Scan and ParseCanonical refuse the same
+// nesting — steps MaxStepDepth levels deep, inputs nested past what
+// encoding/json decodes in a document — and Scan refuses steps nested
+// far deeper than that (an approval request's plan is untrusted) before
+// it goes deeper, without exhausting its stack.
+func TestScanDepthAsParseCanonical(t *testing.T) {
+	fx := loadFixture(t)
+	base, _, err := ParseCanonical(fx.canonical)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain := func(levels int) []plan.Step {
+		s := plan.Step{ID: "leaf", Kind: "run", Status: plan.StatusPending}
+		for range levels - 1 {
+			s = plan.Step{ID: "up", Kind: "map", Status: plan.StatusPending, Children: []plan.Step{s}}
+		}
+		return []plan.Step{s}
+	}
+	nested := func(levels int) any {
+		var v any = "x"
+		for range levels {
+			v = []any{v}
+		}
+		return v
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(pl *plan.Plan)
+		ok   bool
+	}{
+		{"steps just under the limit", func(pl *plan.Plan) { pl.Steps = chain(plan.MaxStepDepth) }, true},
+		{"steps at the limit", func(pl *plan.Plan) { pl.Steps = chain(plan.MaxStepDepth + 1) }, false},
+		{"inputs as deep as JSON decodes", func(pl *plan.Plan) { pl.Inputs = map[string]any{"x": nested(9998)} }, true},
+		{"inputs a level deeper", func(pl *plan.Plan) { pl.Inputs = map[string]any{"x": nested(9999)} }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pl := *base
+			tc.edit(&pl)
+			b, err := pl.Canonical()
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _, perr := ParseCanonical(b)
+			_, serr := Scan(bytes.NewReader(b), plan.HashBytes(b), func(*plan.Step, int) int { return 0 }, func(int) {})
+			if (perr == nil) != tc.ok || (serr == nil) != tc.ok {
+				t.Fatalf("ParseCanonical: %v; Scan: %v; want accepted %v by both", perr, serr, tc.ok)
+			}
+			if !tc.ok && (!errors.Is(perr, plan.ErrInvalid) || !errors.Is(serr, plan.ErrInvalid)) {
+				t.Fatalf("refusals %v, %v do not wrap plan.ErrInvalid", perr, serr)
+			}
+		})
+	}
+	// A request's plan of a million nested steps: refused at the bound.
+	head := `{"apiVersion":"stellaops.io/plan.v1","steps":[`
+	deep := []byte(head + strings.Repeat(`{"children":[`, 1<<20))
+	if _, err := Scan(bytes.NewReader(deep), plan.HashBytes(deep), func(*plan.Step, int) int { return 0 }, func(int) {}); !errors.Is(err, plan.ErrInvalid) {
+		t.Fatalf("Scan of steps nested a million deep: %v, want plan.ErrInvalid", err)
+	}
+}
