@@ -72,11 +72,8 @@ func readFile(fsys fs.FS, name string, read ReadFunc, progress func(n int64)) (d
 	}
 	start := time.Now()
 	var r io.Reader = f
-	if before.Mode().IsRegular() {
-		r = &toSize{r: f, left: before.Size()}
-	}
 	if progress != nil {
-		r = countingReader{r: r, add: progress}
+		r = countingReader{r: f, add: progress}
 	}
 	d, n, err := read(name, r)
 	if err != nil {
@@ -100,28 +97,6 @@ func readFile(fsys fs.FS, name string, read ReadFunc, progress func(n int64)) (d
 		}
 	}
 	return d, n, nil
-}
-
-// toSize reads a regular file up to the size its stat gave and ends
-// there, without the read that would only find the end: one system call
-// a file less (a pack of 10,000 small files is 10,000 of them). The stat
-// after the read finds a file that changed size meanwhile, and a read
-// that ends short is a file that shrank.
-type toSize struct {
-	r    io.Reader
-	left int64
-}
-
-func (t *toSize) Read(p []byte) (int, error) {
-	if t.left <= 0 {
-		return 0, io.EOF
-	}
-	if int64(len(p)) > t.left {
-		p = p[:t.left]
-	}
-	n, err := t.r.Read(p)
-	t.left -= int64(n)
-	return n, err
 }
 
 // changed says what differs between the stat of a file before and after
