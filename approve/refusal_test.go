@@ -11,6 +11,7 @@ import (
 	"oras.land/oras-go/v2/content"
 	"path/filepath"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -318,6 +319,13 @@ func TestReviewRefusesDamage(t *testing.T) {
 		}
 	}
 
+	// A read of the plan layer that fails half way is reported as that
+	// failure, not as an invalid request (which asks for a new bundle).
+	errIO := errors.New("input/output error on the test's medium")
+	if _, err := reviewArtifact(o.ctx, failingFetcher{Fetcher: o.st, layer: req.Doc.PlanHash, err: errIO}, req.Descriptor); !errors.Is(err, errIO) || errors.Is(err, ErrInvalidRequest) {
+		t.Fatalf("review whose plan layer fails to read: %v, want the read's error, not an invalid request", err)
+	}
+
 	ra, err := readRequestArtifact(o.ctx, o.st, req.Descriptor)
 	if err != nil {
 		t.Fatal(err)
@@ -369,4 +377,23 @@ func (f flippedFetcher) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.
 		b[i+len(f.part)/2] ^= 0x01
 	}
 	return io.NopCloser(bytes.NewReader(b)), nil
+}
+
+// failingFetcher serves what Fetcher does, but the blob layer fails with
+// err half way.
+type failingFetcher struct {
+	content.Fetcher
+	layer digest.Digest
+	err   error
+}
+
+func (f failingFetcher) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
+	rc, err := f.Fetcher.Fetch(ctx, desc)
+	if err != nil || desc.Digest != f.layer {
+		return rc, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(io.LimitReader(rc, desc.Size/2), iotest.ErrReader(f.err)), rc}, nil
 }

@@ -111,7 +111,10 @@ func (ra *requestArtifact) openPlan(ctx context.Context) (io.ReadCloser, error) 
 	}
 	v := integrity.NewReader(rc, ra.plan)
 	v.Wrap = func(err error) error {
-		return fmt.Errorf("request %s: plan layer %s: %w: %w", ra.desc.Digest, ra.plan.Digest, ErrInvalidRequest, err)
+		if errors.Is(err, integrity.ErrDigestMismatch) || errors.Is(err, integrity.ErrSizeMismatch) {
+			return fmt.Errorf("request %s: plan layer %s: %w: %w", ra.desc.Digest, ra.plan.Digest, ErrInvalidRequest, err)
+		}
+		return fmt.Errorf("fetch %s: %w", ra.plan.Digest, err) // a read that failed: not the request's fault
 	}
 	return v, nil
 }
@@ -203,8 +206,8 @@ func reviewArtifact(ctx context.Context, src content.Fetcher, desc ocispec.Descr
 	if _, cerr := io.Copy(io.Discard, rc); cerr != nil {
 		err = cerr
 	}
-	if errors.Is(err, ErrInvalidRequest) {
-		return nil, err
+	if errors.Is(err, ErrInvalidRequest) || err != nil && !errors.Is(err, plan.ErrInvalid) {
+		return nil, err // the layer's bytes are not its digest's, or could not be read
 	}
 	if err != nil {
 		return nil, fmt.Errorf("request %s: %w: plan layer: %w", ra.desc.Digest, ErrInvalidRequest, err)

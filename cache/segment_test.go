@@ -614,3 +614,51 @@ func TestSegmentGCBesideVerify(t *testing.T) {
 		t.Fatalf("verify: %+v %v (hook ran: %v)", rep, err, ran)
 	}
 }
+
+// TestSegmentCopiesWithoutRecords: blobs the index has no record of (an
+// import's that it rolled back, in a segment it shared), one of them also
+// a blob file, count once each in verify, du and gc, as recorded ones do.
+func TestSegmentCopiesWithoutRecords(t *testing.T) {
+	ctx := context.Background()
+	s := cachetest.Open(t)
+	src := newSource()
+	files := smallFiles("norecord", 40)
+	p := src.pack(t, files...)
+	if _, err := s.Import(ctx, src, []cache.Artifact{packArtifact(p, "p:1")}, cache.ImportRecord{}, cache.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Remove(ctx, "p:1"); err != nil {
+		t.Fatal(err)
+	}
+	// Every record goes: the blobs are in the segment, known to no record.
+	if err := cache.Update(ctx, s, func(tx *bbolt.Tx) error {
+		for _, name := range []string{"cache.blobs", "cache.children"} {
+			if err := tx.DeleteBucket([]byte(name)); err != nil {
+				return err
+			}
+			if _, err := tx.CreateBucket([]byte(name)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	d := sha([]byte(files[0]))
+	if err := os.WriteFile(filepath.Join(s.Root(), "blobs", "sha256", d.Encoded()), []byte(files[0]), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	const blobs = 40 + 2 // the files, the config and the manifest
+	rep, err := s.Verify(ctx, cache.VerifyOptions{})
+	if err != nil || rep.Blobs != blobs || rep.UnreferencedBlobs != blobs {
+		t.Fatalf("verify: %d blobs, %d unreferenced (%v), want %d each", rep.Blobs, rep.UnreferencedBlobs, err, blobs)
+	}
+	du, err := s.Du(ctx)
+	if err != nil || du.Blobs != blobs || du.UnreferencedBlobs != blobs || du.UnreferencedBytes != rep.UnreferencedBytes {
+		t.Fatalf("du: %+v %v, want %d blobs, all unreferenced, %d bytes", du, err, blobs, rep.UnreferencedBytes)
+	}
+	res, err := s.GC(ctx, cache.GCOptions{})
+	if err != nil || res.Blobs != blobs || res.Bytes != rep.UnreferencedBytes {
+		t.Fatalf("gc: %d blobs, %d bytes (%v), want %d, %d", res.Blobs, res.Bytes, err, blobs, rep.UnreferencedBytes)
+	}
+}

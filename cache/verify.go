@@ -285,8 +285,9 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (Report, error) 
 	live := snap.mark(childrenOf)
 
 	// Blob files: hash every one.
-	present := perID(snap, int64(-1)) // the size of an id's file
-	good := perID(snap, false)        // its content matches its name
+	present := perID(snap, int64(-1))       // the size of an id's file
+	good := perID(snap, false)              // its content matches its name
+	unknownSeen := map[digest.Digest]bool{} // blobs with no record, counted
 	err = s.hashBlobFiles(ctx, func(f file, h hashResult) {
 		if f.damaged != nil {
 			bad(s.rel(f.path), ProblemSegmentDamaged, "", f.damaged.Error())
@@ -299,7 +300,10 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (Report, error) 
 		id, known := snap.lookup(string(f.digest))
 		// A blob held twice (as a file and in a segment) counts once in
 		// Blobs and twice in Bytes, which is what the disk holds.
-		first := !known || present[id] < 0
+		first := known && present[id] < 0 || !known && !unknownSeen[f.digest]
+		if !known {
+			unknownSeen[f.digest] = true
+		}
 		if first {
 			r.Blobs++
 		}
