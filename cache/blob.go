@@ -56,7 +56,7 @@ func (s *Store) Exists(ctx context.Context, desc ocispec.Descriptor) (bool, erro
 	if err := checkDescriptor(desc); err != nil {
 		return false, err
 	}
-	return s.has(desc.Digest, desc.Size, nil, true)
+	return s.has(desc.Digest, desc.Size, nil, true, nil)
 }
 
 // Fetch opens a blob of the cache (its file, or its entry in a segment). The reader (an integrity.Reader)

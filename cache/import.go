@@ -946,7 +946,7 @@ func (im *importer) recordTx(tx *bbolt.Tx, a Artifact, g *graph, rec *ImportReco
 		// still be there (see rollback).
 		for _, n := range nodes {
 			// Any size: the record's check is that the blob is there.
-			ok, err := im.s.has(n.Digest, -1, im.confirmed, true)
+			ok, err := im.s.has(n.Digest, -1, im.confirmed, true, nil)
 			if err != nil {
 				return StatusFailed, err
 			}

@@ -525,15 +525,7 @@ func (s *Store) present(desc ocispec.Descriptor, confirmed map[string]bool, list
 	if err := checkDescriptor(desc); err != nil {
 		return false, err
 	}
-	if !listed.may(desc.Digest) {
-		// Not among the blob files listed, nor in a segment.
-		if !segmentable(desc.Digest, desc.Size) {
-			return false, nil
-		}
-		_, e, ok, err := s.locateIn(desc.Digest, confirmed, false)
-		return ok && e.size == desc.Size, wrapBlob(desc.Digest, err)
-	}
-	return s.has(desc.Digest, desc.Size, confirmed, false)
+	return s.has(desc.Digest, desc.Size, confirmed, false, listed)
 }
 
 // blobNames are the names of the sha256 blob files, listed at once
@@ -582,14 +574,18 @@ func (s *Store) listBlobNames(max int) blobNames {
 // may be in a segment is looked for among the segments already read
 // first, which for a pack of many files saves a lookup a file; when
 // relist is set, a blob found nowhere makes segments/ be listed again if
-// it changed.
-func (s *Store) has(d digest.Digest, size int64, confirmed map[string]bool, relist bool) (bool, error) {
+// it changed. With listed (the blob files, listed at once), a blob not
+// among them is not looked up as a file.
+func (s *Store) has(d digest.Digest, size int64, confirmed map[string]bool, relist bool, listed blobNames) (bool, error) {
 	sized := func(n int64) bool { return size < 0 || n == size }
 	if segmentable(d, size) {
 		_, e, ok, err := s.locateIn(d, confirmed, false)
 		if err != nil || ok {
 			return ok && sized(e.size), wrapBlob(d, err)
 		}
+	}
+	if !listed.may(d) {
+		return false, nil
 	}
 	n, regular, err := s.statBlobFile(d)
 	if err == nil {
