@@ -82,9 +82,11 @@ func TestRoundTripTwoApprovers(t *testing.T) {
 		s.Requester != "ops@sealed-1" {
 		t.Fatalf("review summary: %+v", s)
 	}
-	i := slices.IndexFunc(s.Steps, func(st StepSummary) bool { return st.ID == testGate })
-	if i < 0 || s.Steps[i].Status != "requires-approval" {
-		t.Fatalf("review steps: gate step missing or wrong status: %+v", s.Steps)
+	var steps []StepSummary
+	s.Steps.Each(func(st StepSummary) error { steps = append(steps, st); return nil })
+	i := slices.IndexFunc(steps, func(st StepSummary) bool { return st.ID == testGate })
+	if i < 0 || steps[i].Status != "requires-approval" || len(steps) != s.Steps.Len() {
+		t.Fatalf("review steps: gate step missing or wrong status: %+v", steps)
 	}
 	if s.Inputs["cve"] != "CVE-2026-12345" || len(s.Secrets) == 0 {
 		t.Fatalf("review inputs %v secrets %v", s.Inputs, s.Secrets)

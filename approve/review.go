@@ -39,7 +39,7 @@ type Summary struct {
 	RequestedAt  time.Time
 	ExpiresAt    time.Time
 
-	Steps   []StepSummary
+	Steps   Steps        // what the reviewer sees of each step, packed
 	Network pack.Network // the plan's sandbox network: mode and allowlist
 	Inputs  map[string]any
 	Secrets []plan.Secret // references only: name, source, scope, steps
@@ -190,8 +190,8 @@ func reviewArtifact(ctx context.Context, src content.Fetcher, desc ocispec.Descr
 	}
 	defer rc.Close()
 	// What a reviewer sees of each step.
-	var steps []StepSummary
-	pl, err := plans.Scan(rc, doc.PlanHash, func(s *plan.Step, depth int) StepSummary {
+	var steps Steps
+	pl, err := plans.Scan(rc, doc.PlanHash, func(s *plan.Step, depth int) stepAt {
 		ss := StepSummary{ID: s.ID, Kind: s.Kind, Name: s.Name, Status: s.Status, Depth: depth}
 		if s.Run != nil {
 			ss.Command, ss.Secrets = s.Run.Command, s.Run.Secrets
@@ -199,8 +199,8 @@ func reviewArtifact(ctx context.Context, src content.Fetcher, desc ocispec.Descr
 		if s.Gate != nil && s.Gate.Policy != "" {
 			ss.Policy, ss.Decided = s.Gate.Policy, s.Gate.PolicyResult
 		}
-		return ss
-	}, func(ss StepSummary) { steps = append(steps, ss) })
+		return steps.add(ss)
+	}, steps.list)
 	// To its end, where its digest is checked: bytes that differ from
 	// their descriptor are reported as such, whatever Scan made of them.
 	if _, cerr := io.Copy(io.Discard, rc); cerr != nil {

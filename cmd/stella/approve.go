@@ -346,27 +346,31 @@ func (s *session) approveReview(ctx context.Context, c *cli.Context) error {
 	if res.Expired {
 		s.warnf("request %s EXPIRED at %s: a response to it would be refused; ask the operator for a new request", res.Request, res.ExpiresAt)
 	}
-	return s.emit(res, func(w io.Writer) { renderReview(w, res) })
+	// The steps, up to 100,000, are written as they are given, not held
+	// again as JSON or as a table.
+	return s.emitList(res, "steps", func(item func(any) error) error {
+		return res.Steps.Each(func(st approve.StepSummary) error { return item(st) })
+	}, func(w io.Writer) { renderReview(w, res) })
 }
 
 type reviewOut struct {
-	Request      digest.Digest         `json:"request"`
-	Pack         plan.PackRef          `json:"pack"`
-	Tenant       string                `json:"tenant"`
-	PlanHash     digest.Digest         `json:"planHash"`
-	PlanVerified bool                  `json:"planVerified"`
-	Gate         string                `json:"gate"`
-	Role         string                `json:"role"`
-	MinApprovers int                   `json:"minApprovers"`
-	Reason       string                `json:"reason,omitempty"`
-	Requester    string                `json:"requester"`
-	RequestedAt  string                `json:"requestedAt"`
-	ExpiresAt    string                `json:"expiresAt"`
-	Expired      bool                  `json:"expired"`
-	Network      pack.Network          `json:"network"`
-	Inputs       map[string]any        `json:"inputs"`
-	Secrets      []plan.Secret         `json:"secrets"`
-	Steps        []approve.StepSummary `json:"steps"`
+	Request      digest.Digest  `json:"request"`
+	Pack         plan.PackRef   `json:"pack"`
+	Tenant       string         `json:"tenant"`
+	PlanHash     digest.Digest  `json:"planHash"`
+	PlanVerified bool           `json:"planVerified"`
+	Gate         string         `json:"gate"`
+	Role         string         `json:"role"`
+	MinApprovers int            `json:"minApprovers"`
+	Reason       string         `json:"reason,omitempty"`
+	Requester    string         `json:"requester"`
+	RequestedAt  string         `json:"requestedAt"`
+	ExpiresAt    string         `json:"expiresAt"`
+	Expired      bool           `json:"expired"`
+	Network      pack.Network   `json:"network"`
+	Inputs       map[string]any `json:"inputs"`
+	Secrets      []plan.Secret  `json:"secrets"`
+	Steps        *approve.Steps `json:"-"` // "steps", last: a list of approve.StepSummary, by emitList
 }
 
 func (s *session) reviewView(sum *approve.Summary) reviewOut {
@@ -374,7 +378,7 @@ func (s *session) reviewView(sum *approve.Summary) reviewOut {
 		Role: sum.Role, MinApprovers: sum.MinApprovers, Reason: sum.Reason, Requester: sum.Requester,
 		RequestedAt: sum.RequestedAt.UTC().Format(time.RFC3339), ExpiresAt: sum.ExpiresAt.UTC().Format(time.RFC3339),
 		Expired: !s.now().Before(sum.ExpiresAt), Network: sum.Network,
-		Inputs: sum.Inputs, Secrets: sum.Secrets, Steps: sum.Steps}
+		Inputs: sum.Inputs, Secrets: sum.Secrets, Steps: &sum.Steps}
 }
 
 func renderReview(w io.Writer, r reviewOut) {
@@ -408,21 +412,22 @@ func renderReview(w io.Writer, r reviewOut) {
 		fmt.Fprintf(w, "  network:   %s\n", display.Line(string(r.Network.Mode)))
 	}
 	fmt.Fprintln(w, "  steps (argv quoted as a shell reads it back; $'…' words as bash reads them):")
-	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	for _, st := range r.Steps {
-		status, what := st.Status, display.Argv(st.Command)
-		if st.Policy != "" {
-			what = "policy: " + display.Line(st.Policy)
-			if st.Decided != nil {
-				status = "decided: fails"
-				if *st.Decided {
-					status = "decided: passes"
+	writeAligned(w, nil, func(fn func(cells ...string)) {
+		r.Steps.Each(func(st approve.StepSummary) error {
+			status, what := st.Status, display.Argv(st.Command)
+			if st.Policy != "" {
+				what = "policy: " + display.Line(st.Policy)
+				if st.Decided != nil {
+					status = "decided: fails"
+					if *st.Decided {
+						status = "decided: passes"
+					}
 				}
 			}
-		}
-		fmt.Fprintf(tw, "    %s%s\t%s\t%s\t%s\n", strings.Repeat("  ", st.Depth), display.Line(st.ID), display.Line(st.Kind), display.Line(status), what)
-	}
-	tw.Flush()
+			fn("    "+strings.Repeat("  ", st.Depth)+display.Line(st.ID), display.Line(st.Kind), display.Line(status), what)
+			return nil
+		})
+	})
 }
 
 func (s *session) approveSign(ctx context.Context, c *cli.Context) error {

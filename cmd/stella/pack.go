@@ -393,39 +393,45 @@ func renderPlan(w io.Writer, r planResult, walk func(func(planStep))) {
 			fmt.Fprintf(w, "  note: %s\n", display.Line(n))
 		}
 	}
-	rows := func(fn func(cells [3]string)) {
-		fn([3]string{"  ID", "KIND", "STATUS"})
+	rows := func(fn func(cells ...string)) {
+		fn("  ID", "KIND", "STATUS")
 		walk(func(st planStep) {
-			fn([3]string{"  " + strings.Repeat("  ", st.Depth) + display.Line(st.ID), display.Line(st.Kind), display.Line(st.Status)})
+			fn("  "+strings.Repeat("  ", st.Depth)+display.Line(st.ID), display.Line(st.Kind), display.Line(st.Status))
 		})
 	}
-	writeAligned(w, "\nsteps: %d\n", rows)
+	// The count leaves out the heading row.
+	writeAligned(w, func(w io.Writer, n int) { fmt.Fprintf(w, "\nsteps: %d\n", n-1) }, rows)
 }
 
-// writeAligned writes rows of three cells, the first two padded to their
+// writeAligned writes rows of cells, all but the last padded to their
 // column's widest cell plus two spaces, as text/tabwriter (minwidth 2,
 // padding 2, spaces) writes cells ended by tabs — without holding the
-// rows: a first pass over them measures the columns, and counts the rows
-// but the first for the line countf formats, written before them; a
-// second writes them. Cells hold no tab, newline or tabwriter escape
-// (display.Line escapes them).
-func writeAligned(w io.Writer, countf string, rows func(fn func(cells [3]string))) {
-	var width [2]int
-	n := -1
-	rows(func(cells [3]string) {
+// rows: a first pass over them measures the columns and counts the rows,
+// for head (when not nil) to write what comes before them; a second
+// writes them. Every row has as many cells as the first. Cells hold no
+// tab, newline or tabwriter escape (display.Line escapes them).
+func writeAligned(w io.Writer, head func(w io.Writer, rows int), rows func(fn func(cells ...string))) {
+	var width []int
+	n := 0
+	rows(func(cells ...string) {
 		n++
+		if width == nil {
+			width = make([]int, len(cells)-1)
+		}
 		for i := range width {
 			width[i] = max(width[i], utf8.RuneCountInString(cells[i])+2)
 		}
 	})
 	bw := bufio.NewWriter(w)
-	fmt.Fprintf(bw, countf, n)
-	rows(func(cells [3]string) {
+	if head != nil {
+		head(bw, n)
+	}
+	rows(func(cells ...string) {
 		for i := range width {
 			bw.WriteString(cells[i])
 			bw.WriteString(strings.Repeat(" ", width[i]-utf8.RuneCountInString(cells[i])))
 		}
-		bw.WriteString(cells[2])
+		bw.WriteString(cells[len(cells)-1])
 		bw.WriteByte('\n')
 	})
 	bw.Flush()

@@ -54,7 +54,7 @@ spec:
 
 // savedPlanCommands are the commands that read a saved plan (or the plan
 // an approval request carries), measured by savedPlanPeaks.
-var savedPlanCommands = []string{"plans-show", "plans-show-json", "request", "review", "approvals-show"}
+var savedPlanCommands = []string{"plans-show", "plans-show-json", "request", "review", "review-json", "sign", "approvals-show"}
 
 // savedPlanPeaks saves, in home, the plan of a gated pack over n hosts
 // and returns the peak RSS (MiB) of each of savedPlanCommands run on it,
@@ -62,10 +62,13 @@ var savedPlanCommands = []string{"plans-show", "plans-show-json", "request", "re
 func savedPlanPeaks(tb testing.TB, dir, home string, n int) map[string]float64 {
 	tb.Helper()
 	packDir, inputs := gatedPackFolder(tb, dir, n)
-	hwm := filepath.Join(dir, "hwm")
+	hwm, pass := filepath.Join(dir, "hwm"), filepath.Join(dir, "pass")
+	if err := os.WriteFile(pass, []byte("a throwaway test passphrase\n"), 0o600); err != nil {
+		tb.Fatal(err)
+	}
 	run := func(args ...string) string {
 		cmd := exec.Command(os.Args[0], args...)
-		cmd.Env = append(os.Environ(), "STELLA_RUN_MAIN=1", "STELLA_HOME="+home, "STELLA_BENCH_HWM_FILE="+hwm)
+		cmd.Env = append(os.Environ(), "STELLA_RUN_MAIN=1", "STELLA_HOME="+home, "STELLA_BENCH_HWM_FILE="+hwm, "STELLA_KEY_PASSPHRASE_FILE="+pass)
 		out, err := cmd.Output()
 		if err != nil {
 			tb.Fatalf("stella %s: %v", strings.Join(args, " "), err)
@@ -80,7 +83,8 @@ func savedPlanPeaks(tb testing.TB, dir, home string, n int) map[string]float64 {
 	}
 	hash := m[1]
 	last := fmt.Sprintf("fleet[%d]::touch", n-1)
-	request := filepath.Join(dir, "request.stella.tar")
+	request, response := filepath.Join(dir, "request.stella.tar"), filepath.Join(dir, "response.stella.tar")
+	run("--quiet", "key", "generate", "--dir", filepath.Join(dir, "keys"), "approver")
 	peaks := map[string]float64{}
 	for _, c := range []struct {
 		name string
@@ -91,6 +95,8 @@ func savedPlanPeaks(tb testing.TB, dir, home string, n int) map[string]float64 {
 		{"plans-show-json", []string{"--output", "json", "pack", "plans", "show", hash[:12]}, ""},
 		{"request", []string{"pack", "approve", "--offline-request", "--plan", hash[:12], "--gate", "approve", "-o", request}, request},
 		{"review", []string{"pack", "approve", "review", request}, last},
+		{"review-json", []string{"--output", "json", "pack", "approve", "review", request}, `"id": "` + last + `"`},
+		{"sign", []string{"pack", "approve", "sign", "--yes", "--key", filepath.Join(dir, "keys", "approver.key"), "-o", response, request}, response},
 		{"approvals-show", []string{"pack", "approvals", "show", hash[:12], "approve"}, "pending"},
 	} {
 		out := run(append([]string{"--quiet"}, c.args...)...)
@@ -117,7 +123,7 @@ func savedPlanPeaks(tb testing.TB, dir, home string, n int) map[string]float64 {
 // MiB at 100,000 steps.
 func TestSavedPlanPeakRSSPerStep(t *testing.T) {
 	const small, large = 2000, 40000
-	limits := map[string]float64{"plans-show": 1024, "plans-show-json": 512, "request": 512, "review": 2560, "approvals-show": 256}
+	limits := map[string]float64{"plans-show": 1024, "plans-show-json": 512, "request": 512, "review": 1024, "review-json": 1024, "sign": 1024, "approvals-show": 256}
 	dir := t.TempDir()
 	lo := savedPlanPeaks(t, filepath.Join(dir, "small"), filepath.Join(dir, "small-home"), small)
 	hi := savedPlanPeaks(t, filepath.Join(dir, "large"), filepath.Join(dir, "large-home"), large)

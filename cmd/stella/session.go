@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -214,6 +215,67 @@ func (s *session) writeJSON(v any) error {
 	}
 	_, err := s.stdout.Write(display.JSON(b.Bytes()))
 	return err
+}
+
+// emitList is emit for a result with a long list, key, given one item at a
+// time by each: as JSON the list is a member of its own after v's, written
+// as it is given (writeJSONList); as text, text walks it.
+func (s *session) emitList(v any, key string, each func(item func(any) error) error, text func(w io.Writer)) error {
+	if s.output != outputJSON {
+		return s.emit(v, text)
+	}
+	s.emitted = true
+	return s.writeJSONList(v, key, each)
+}
+
+// writeJSONList writes what writeJSON writes of v with one more member
+// last, key, a list of the items each gives, written one item at a time
+// instead of held: v must encode to a JSON object.
+func (s *session) writeJSONList(v any, key string, each func(item func(any) error) error) error {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	head := b.Bytes()
+	switch {
+	case bytes.Equal(head, []byte("{}\n")):
+		head = []byte("{")
+	case bytes.HasSuffix(head, []byte("\n}\n")):
+		head = append(head[:len(head)-3], ',')
+	default:
+		return fmt.Errorf("write JSON: %T does not encode to an object", v)
+	}
+	kb, err := json.Marshal(key)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriter(s.stdout)
+	bw.Write(display.JSON(head))
+	fmt.Fprintf(bw, "\n  %s: [", display.JSON(kb))
+	n := 0
+	err = each(func(item any) error {
+		ib, err := json.MarshalIndent(item, "    ", "  ")
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			bw.WriteByte(',')
+		}
+		n++
+		bw.WriteString("\n    ")
+		_, err = bw.Write(display.JSON(ib))
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		bw.WriteString("\n  ")
+	}
+	bw.WriteString("]\n}\n")
+	return bw.Flush()
 }
 
 // notef writes a diagnostic line on stderr unless --quiet.
