@@ -43,6 +43,14 @@ func TestStepsKeepWhatIsAdded(t *testing.T) {
 	if len(s.chunks) < 5 {
 		t.Fatalf("%d steps packed in %d chunks: the test wants several", len(want), len(s.chunks))
 	}
+	packed := 0
+	for _, ss := range want {
+		if n, m := packedSize(ss), len(appendStep(nil, ss)); n != m {
+			t.Fatalf("packedSize %d, appendStep appends %d, for %+v", n, m, ss)
+		}
+		packed += packedSize(ss)
+	}
+	checkChunks(t, &s, packed)
 	for _, off := range offs {
 		s.list(off)
 	}
@@ -64,4 +72,48 @@ func TestStepsKeepWhatIsAdded(t *testing.T) {
 	if err := s.Each(func(StepSummary) error { n++; return stop }); err != stop || n != 1 {
 		t.Fatalf("Each after an error: %v after %d steps, want stop after 1", err, n)
 	}
+}
+
+// checkChunks: the chunks hold the packed steps in about their size:
+// at most stepsLarge bytes unused of each full-size chunk, plus the last.
+func checkChunks(t *testing.T, s *Steps, packed int) {
+	t.Helper()
+	held := 0
+	for _, c := range s.chunks {
+		held += cap(c)
+	}
+	if limit := packed + packed/7 + stepsChunk; held > limit {
+		t.Errorf("%d bytes of steps packed in %d bytes of %d chunks, more than %d", packed, held, len(s.chunks), limit)
+	}
+}
+
+// TestStepsLargeSteps: steps of just over half a chunk, which would each
+// have left half a chunk unused, are packed in about their size, as are
+// small steps between large ones.
+func TestStepsLargeSteps(t *testing.T) {
+	var s Steps
+	packed := 0
+	for i := range 60 {
+		ss := StepSummary{ID: strings.Repeat("x", stepsChunk/2+1), Kind: "run"}
+		if i%2 == 1 { // a large step comes first
+			ss = StepSummary{ID: fmt.Sprint(i), Command: []string{strings.Repeat("y", 3000)}}
+		}
+		s.list(s.add(ss))
+		packed += packedSize(ss)
+	}
+	checkChunks(t, &s, packed)
+	for i, c := range s.chunks {
+		if len(c) != cap(c) && cap(c) != stepsChunk {
+			t.Errorf("chunk %d: %d bytes of %d used: a small step went into a large step's chunk", i, len(c), cap(c))
+		}
+	}
+	i := 0
+	s.Each(func(ss StepSummary) error {
+		if want := fmt.Sprint(i); i%2 == 1 && (ss.ID != want || len(ss.Command) != 1 || len(ss.Command[0]) != 3000) ||
+			i%2 == 0 && len(ss.ID) != stepsChunk/2+1 {
+			t.Fatalf("step %d given back as %.40q", i, ss.ID)
+		}
+		i++
+		return nil
+	})
 }
