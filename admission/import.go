@@ -112,22 +112,30 @@ func ImportBundle(ctx context.Context, st *cache.Store, r *bundle.Reader, p Poli
 		return Report{}, err
 	}
 	rep, err := Import(ctx, st, hashedOnce{r}, ad, cache.ImportRecord{From: from}, opts)
-	if rep.Import.BlobsWritten == 0 {
-		// Nothing streamed: say so rather than claim blobs were hashed.
+	// Say what the copy did, rather than claim every blob checked out.
+	streamed := ""
+	switch {
+	case slices.ContainsFunc(rep.Import.Artifacts, func(a cache.ArtifactResult) bool { return a.Status == cache.StatusFailed }):
+		streamed = VerifiedStreamedFailed
+	case rep.Import.BlobsWritten == 0:
+		streamed = VerifiedNothingRead
+	}
+	if i := slices.Index(rep.Import.Record.Verified, VerifiedStreamed); i >= 0 && streamed != "" {
 		v := slices.Clone(rep.Import.Record.Verified)
-		if i := slices.Index(v, VerifiedStreamed); i >= 0 {
-			v[i] = VerifiedNothingRead
-		}
+		v[i] = streamed
 		rep.Import.Record.Verified = v
 	}
 	return rep, err
 }
 
 // Verified lines of a bundle import: blobs were hashed as they streamed
-// into the cache, or none was read because the cache held every one.
+// into the cache; or none was read because the cache held every one; or
+// an artifact failed (a blob that did not check out, or a write), and
+// only what entered the cache was checked whole.
 const (
-	VerifiedStreamed    = "sha256 and size of every blob while it streamed"
-	VerifiedNothingRead = "nothing read from the bundle: every blob was already in the cache"
+	VerifiedStreamed       = "sha256 and size of every blob while it streamed"
+	VerifiedNothingRead    = "nothing read from the bundle: every blob was already in the cache"
+	VerifiedStreamedFailed = "sha256 and size of every blob that entered the cache, while it streamed; an artifact failed (above), and nothing of it entered"
 )
 
 // bindSignatures moves the valid signatures of each admitted pack (its

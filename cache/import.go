@@ -581,9 +581,15 @@ func (im *importer) prepareMember(ctx context.Context, m *member, p *precheck) e
 			}
 		}
 		if present {
+			im.mu.Lock()
 			for _, n := range p.nodes {
 				m.nodes = append(m.nodes, n.Digest)
+				// Its blobs are in the cache already: what a re-import
+				// reports as present, as a copy reports each blob it skips.
+				im.skipped++
+				im.skippedBytes += n.Size
 			}
+			im.mu.Unlock()
 			m.present = true
 			m.res.Status = StatusPresent
 			m.res.Artifact.Descriptor.ArtifactType = p.artifactType

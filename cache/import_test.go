@@ -43,6 +43,7 @@ func TestImport(t *testing.T) {
 	if err != nil {
 		t.Fatalf("import: %v", err)
 	}
+	first := res
 	if got := statuses(res); !slices.Equal(got, []cache.Status{cache.StatusNew, cache.StatusNew}) {
 		t.Fatalf("statuses = %v", got)
 	}
@@ -154,6 +155,11 @@ func TestImport(t *testing.T) {
 		}
 		if res.BlobsWritten != 0 || res.BytesWritten != 0 || res.Record.ID != 0 {
 			t.Errorf("re-import wrote %d blobs, %d bytes, record %d", res.BlobsWritten, res.BytesWritten, res.Record.ID)
+		}
+		// What it found already there is what the first import wrote.
+		if res.BlobsSkipped != first.BlobsWritten+first.BlobsSkipped || res.BytesSkipped != first.BytesWritten+first.BytesSkipped || res.BlobsSkipped == 0 {
+			t.Errorf("re-import found %d blobs, %d bytes already present; the first import wrote %d, %d and skipped %d, %d",
+				res.BlobsSkipped, res.BytesSkipped, first.BlobsWritten, first.BytesWritten, first.BlobsSkipped, first.BytesSkipped)
 		}
 		after, _ := os.ReadFile(index)
 		if !bytes.Equal(before, after) {
