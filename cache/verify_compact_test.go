@@ -1,10 +1,17 @@
 package cache
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -12,19 +19,40 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.etcd.io/bbolt"
+	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/content/memory"
 )
 
 // compactFixture is a cache of four packs (a config shared by all, a
 // layer shared by all, one layer each), a signature referrer of the first
 // two and an index of the last two, with the digests the damages need.
+// In its segmented form (newSegmentFixture) it also holds two packs of
+// many small files, each imported alone, whose blobs are kept in a segment
+// of their own: segPacks[i] and its layers segLayers[i] in segs[i].
 type compactFixture struct {
 	s                        *Store
 	packs, layers            []digest.Digest
 	config, shared, sig, idx digest.Digest
+
+	segPacks  []digest.Digest
+	segLayers [][]digest.Digest
+	segs      []string                 // paths of the segments
+	segBlobs  map[digest.Digest][]byte // the bytes of every segmented blob
 }
 
-func newCompactFixture(t *testing.T) compactFixture {
+// segmentedFiles is how many small layers a pack of the segmented fixture
+// has: more than segmentMin, so that its import writes a segment.
+const segmentedFiles = 40
+
+func newCompactFixture(t *testing.T) compactFixture { return newFixture(t, false) }
+
+// newSegmentFixture is the fixture with its two segmented packs. It
+// checks that each was written as a segment: a new .seg file in segments/
+// holding the bytes of the pack's manifest and layers, none of which is a
+// blob file.
+func newSegmentFixture(t *testing.T) compactFixture { return newFixture(t, true) }
+
+func newFixture(t *testing.T, segmented bool) compactFixture {
 	t.Helper()
 	ctx := context.Background()
 	src := memory.New()
@@ -80,7 +108,61 @@ func newCompactFixture(t *testing.T) compactFixture {
 		t.Fatal(err)
 	}
 	f.s = s
+	if !segmented {
+		return f
+	}
+	f.segBlobs = map[digest.Digest][]byte{}
+	for i := range 2 {
+		var layers []ocispec.Descriptor
+		var ds []digest.Digest
+		for j := range segmentedFiles {
+			b := []byte(fmt.Sprintf("pack %d file %d: %s", i, j, strings.Repeat("x", j%5*100)))
+			l := push("application/vnd.example.layer.v1", b)
+			layers, ds = append(layers, l), append(ds, l.Digest)
+			f.segBlobs[l.Digest] = b
+		}
+		m := manifest("application/vnd.example.pack.v1", nil, cfg, layers...)
+		mb, err := content.FetchAll(ctx, src, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.segBlobs[m.Digest] = mb
+		f.segPacks, f.segLayers = append(f.segPacks, m.Digest), append(f.segLayers, ds)
+		before := segmentPaths(t, s)
+		art := Artifact{Descriptor: m, Kind: "pack", Ref: fmt.Sprintf("many:%d", i)}
+		if _, err := s.Import(ctx, src, []Artifact{art}, ImportRecord{From: "test"}, ImportOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		after := segmentPaths(t, s)
+		if len(after) != len(before)+1 {
+			t.Fatalf("segments after importing pack %d: %v, want one more than %v", i, after, before)
+		}
+		seg := slices.DeleteFunc(after, func(p string) bool { return slices.Contains(before, p) })[0]
+		b, err := os.ReadFile(seg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range append([]digest.Digest{m.Digest}, ds...) {
+			if !bytes.Contains(b, f.segBlobs[d]) {
+				t.Fatalf("blob %s is not in segment %s", d, seg)
+			}
+			if _, err := os.Stat(f.blobFile(d)); !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("blob %s of a segment is a file too (%v)", d, err)
+			}
+		}
+		f.segs = append(f.segs, seg)
+	}
 	return f
+}
+
+// segmentPaths lists the .seg files of a cache, sorted.
+func segmentPaths(t *testing.T, s *Store) []string {
+	t.Helper()
+	ps, err := filepath.Glob(filepath.Join(s.root, segmentsDir, "*"+segmentExt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ps
 }
 
 func (f compactFixture) put(t *testing.T, bucket []byte, key, value string) {
@@ -251,6 +333,189 @@ var compactDamages = []struct {
 	}},
 }
 
+// flipIn flips the byte at of segmented blob d's bytes in segment file
+// path, if its bytes are still there (an earlier damage may have changed
+// them or the file: then it is left as it is).
+func (f compactFixture) flipIn(t *testing.T, path string, d digest.Digest, at int) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(b, f.segBlobs[d])
+	if i < 0 {
+		return
+	}
+	b[i+at] ^= 1
+	writeInPlace(t, path, b)
+}
+
+// flipAt flips the byte off bytes from the end of file path, if it is
+// still there and that long.
+func flipAt(t *testing.T, path string, off int) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) || err == nil && len(b) < off {
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-off] ^= 1
+	writeInPlace(t, path, b)
+}
+
+// writeInPlace writes b over file path, whose mode is read-only (a
+// segment is).
+func writeInPlace(t *testing.T, path string, b []byte) {
+	t.Helper()
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// segBlob is a blob of a segment writeSegment writes: its entry's digest
+// and the bytes it holds (which need not match).
+type segBlob struct {
+	d digest.Digest
+	b []byte
+}
+
+// writeSegment writes blobs into segments/ as a segment of their own,
+// laid out as ADR 0030 says and written here byte by byte (not by the
+// cache's segment writer): the blobs one after another, their entries
+// (sha256, offset, size) sorted by digest, then the footer (sha256 of the
+// entries, their count, the magic); the name is the entries' sha256.
+// table, when not nil, changes the entries before their sha256 is taken.
+func (f compactFixture) writeSegment(t *testing.T, blobs []segBlob, table func(entries []byte)) {
+	t.Helper()
+	var data, entries []byte
+	blobs = slices.Clone(blobs)
+	slices.SortFunc(blobs, func(a, b segBlob) int { return strings.Compare(string(a.d), string(b.d)) })
+	for _, bl := range blobs {
+		sum, err := hex.DecodeString(bl.d.Encoded())
+		if err != nil || len(sum) != 32 {
+			t.Fatalf("%s: not a sha256 digest", bl.d)
+		}
+		entries = append(entries, sum...)
+		entries = binary.BigEndian.AppendUint64(entries, uint64(len(data)))
+		entries = binary.BigEndian.AppendUint64(entries, uint64(len(bl.b)))
+		data = append(data, bl.b...)
+	}
+	if table != nil {
+		table(entries)
+	}
+	sum := sha256.Sum256(entries)
+	out := append(append(data, entries...), sum[:]...)
+	out = binary.BigEndian.AppendUint64(out, uint64(len(blobs)))
+	out = append(out, "STLASEG1"...)
+	f.write(t, "segments/"+hex.EncodeToString(sum[:])+".seg", out)
+}
+
+// segmentDamages are damages of the segmented fixture that involve its
+// segments: their blobs, their tables and footers, files in segments/
+// that are not segments, blobs held both as a file and in a segment, and
+// the records of segmented blobs. Blob-level damages are made in segs[0],
+// segment-level ones in segs[1]. No two of them (nor a damage of
+// compactDamages) damage two copies of one blob: Verify hashes copies in
+// no set order, so its two problems of one blob could come in either.
+var segmentDamages = []struct {
+	name   string
+	damage func(t *testing.T, f compactFixture)
+}{
+	{"flipped segmented layer", func(t *testing.T, f compactFixture) { f.flipIn(t, f.segs[0], f.segLayers[0][3], 5) }},
+	{"flipped segmented manifest", func(t *testing.T, f compactFixture) { f.flipIn(t, f.segs[0], f.segPacks[0], 20) }},
+	{"segment cut short", func(t *testing.T, f compactFixture) {
+		if fi, err := os.Stat(f.segs[1]); err == nil {
+			_ = os.Truncate(f.segs[1], fi.Size()/2)
+		}
+	}},
+	{"segment table damaged", func(t *testing.T, f compactFixture) { flipAt(t, f.segs[1], segFooterSize+segEntrySize+20) }},
+	{"segment footer's sha256 damaged", func(t *testing.T, f compactFixture) { flipAt(t, f.segs[1], segFooterSize) }},
+	{"segment footer's count damaged", func(t *testing.T, f compactFixture) { flipAt(t, f.segs[1], 9) }},
+	{"segment footer's magic damaged", func(t *testing.T, f compactFixture) { flipAt(t, f.segs[1], 1) }},
+	{"segment renamed", func(t *testing.T, f compactFixture) {
+		_ = os.Rename(f.segs[1], filepath.Join(filepath.Dir(f.segs[1]), strings.Repeat("0", 64)+segmentExt))
+	}},
+	{"segment of garbage", func(t *testing.T, f compactFixture) {
+		f.write(t, "segments/"+strings.Repeat("b", 64)+".seg", []byte("garbage"))
+	}},
+	{"segment entries out of order", func(t *testing.T, f compactFixture) {
+		f.writeSegment(t, []segBlob{{digest.FromString("one"), []byte("one")}, {digest.FromString("two"), []byte("two")}}, func(es []byte) {
+			first := slices.Clone(es[:segEntrySize])
+			copy(es, es[segEntrySize:])
+			copy(es[segEntrySize:], first)
+		})
+	}},
+	{"segment entry beyond its data", func(t *testing.T, f compactFixture) {
+		f.writeSegment(t, []segBlob{{digest.FromString("three"), []byte("three")}}, func(es []byte) {
+			binary.BigEndian.PutUint64(es[40:48], 6)
+		})
+	}},
+	{"stray files in segments", func(t *testing.T, f compactFixture) {
+		f.write(t, "segments/notes.txt", []byte("x"))
+		f.write(t, "segments/"+strings.Repeat("c", 64)+".seg/inner", []byte("x"))
+		f.write(t, "segments/"+strings.Repeat("d", 64)+".seg.tmp", []byte("x"))
+	}},
+	{"segmented blob held as a file too, the file flipped", func(t *testing.T, f compactFixture) {
+		d := f.segLayers[0][5]
+		b := slices.Clone(f.segBlobs[d])
+		b[0] ^= 1
+		f.write(t, f.s.relBlobPath(d), b)
+	}},
+	{"blob files held in a segment too, a segment copy flipped", func(t *testing.T, f compactFixture) {
+		f.writeSegment(t, []segBlob{{f.config, []byte(`{}`)}, {f.shared, []byte("shared layer")}, {f.layers[1], []byte("layer X")}}, nil)
+	}},
+	{"segment entries of no record", func(t *testing.T, f compactFixture) {
+		f.writeSegment(t, []segBlob{{digest.FromString("orphan"), []byte("orphan")}, {digest.FromString("amiss"), []byte("not amiss")}}, nil)
+	}},
+	{"segmented blob's record removed", func(t *testing.T, f compactFixture) { f.del(t, bucketBlobs, string(f.segLayers[0][7])) }},
+	{"segmented manifest's record removed", func(t *testing.T, f compactFixture) { f.del(t, bucketBlobs, string(f.segPacks[1])) }},
+	{"segmented blob's recorded size", func(t *testing.T, f compactFixture) {
+		f.edit(t, bucketBlobs, string(f.segLayers[0][8]), `"size":`, `"size":1`)
+	}},
+	{"children of a segmented manifest changed", func(t *testing.T, f compactFixture) {
+		f.edit(t, bucketChildren, string(f.segPacks[0]), `"digest":"`+string(f.segLayers[0][0])+`"`, `"digest":"`+string(f.segLayers[0][1])+`"`)
+	}},
+	{"children of a segmented manifest with no record", func(t *testing.T, f compactFixture) {
+		b := append(slices.Clone(f.segBlobs[f.segPacks[0]]), ' ')
+		d := digest.FromBytes(b)
+		f.writeSegment(t, []segBlob{{d, b}}, nil)
+		f.put(t, bucketChildren, string(d), `[]`)
+	}},
+}
+
+// segmentDisagreements are damages on which Verify and the reference
+// disagree because Verify is wrong; each is its own subtest, failing until
+// Verify is mended (then it moves to segmentDamages), and none is in "all
+// at once", whose other damages it would hide.
+//
+// A manifest held twice, in a segment intact and as a file whose bytes
+// changed: the file is reported as blob-digest-mismatch, and the manifest
+// is good (a copy hashes to its digest; Fetch reads the segment's). Verify
+// then parses the manifest from the file it just found damaged (readBlob
+// with no size opens the blob file before looking in segments) and reports
+// manifest-invalid on top; the reference parses the copy that hashed
+// good, as Verify did before segments, when a manifest's one copy was
+// parsed only if it was good.
+var segmentDisagreements = []struct {
+	name   string
+	damage func(t *testing.T, f compactFixture)
+}{
+	{"segmented manifest held as a file too, the file flipped", func(t *testing.T, f compactFixture) {
+		d := f.segPacks[0]
+		b := slices.Clone(f.segBlobs[d])
+		b[0] = '['
+		f.write(t, f.s.relBlobPath(d), b)
+	}},
+}
+
 // TestVerifyFindsWhatItFoundBefore: the compact Verify reports exactly
 // what the Verify before it (verifyReference: maps of digest strings) did,
 // on a cache damaged in each way apart and in all of them at once, so no
@@ -294,9 +559,29 @@ func TestVerifyFindsWhatItFoundBefore(t *testing.T) {
 		}
 		check(t, f, true)
 	})
+	// The same with two packs' blobs kept in segments: every damage above,
+	// then those of segments, apart and at once.
+	t.Run("segmented", func(t *testing.T) {
+		damages := append(slices.Clone(compactDamages), segmentDamages...)
+		for _, tt := range append(slices.Clone(damages), segmentDisagreements...) {
+			t.Run(tt.name, func(t *testing.T) {
+				f := newSegmentFixture(t)
+				tt.damage(t, f)
+				root := os.Geteuid() == 0
+				check(t, f, tt.name != "clean" && (tt.name != "unreadable layer" || !root))
+			})
+		}
+		t.Run("all at once", func(t *testing.T) {
+			f := newSegmentFixture(t)
+			for _, tt := range damages {
+				tt.damage(t, f)
+			}
+			check(t, f, true)
+		})
+	})
 	all := []string{ProblemBlobDigest, ProblemBlobSize, ProblemBlobMissing, ProblemBlobUnreadable, ProblemBlobRecord,
 		ProblemRefcount, ProblemRefDangling, ProblemRefMismatch, ProblemArtifactUnrooted, ProblemLinkDangling,
-		ProblemGraph, ProblemManifest, ProblemRecord, ProblemImportRecord, ProblemStrayFile, ProblemLeftover}
+		ProblemGraph, ProblemManifest, ProblemRecord, ProblemImportRecord, ProblemStrayFile, ProblemSegmentDamaged, ProblemLeftover}
 	for _, c := range all {
 		if c == ProblemBlobUnreadable && os.Geteuid() == 0 {
 			continue // root reads a file of mode 0
