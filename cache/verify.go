@@ -641,7 +641,7 @@ func (s *Store) checkManifest(c childrenEntry, a int32, snap *snapshot, bad func
 	if ok {
 		mediaType = snap.types[br.mediaType]
 	}
-	b, err := s.readBlob(d, -1) // a wrong size is reported as blob-size
+	b, err := s.readGoodBlob(d) // a wrong size is reported as blob-size
 	if errors.Is(err, fs.ErrNotExist) {
 		return // reported as blob-missing
 	}
@@ -670,6 +670,28 @@ func (s *Store) checkManifest(c childrenEntry, a int32, snap *snapshot, bad func
 			bad(string(d), ProblemLinkDangling, "subject "+want, "recorded subject "+got)
 		}
 	}
+}
+
+// readGoodBlob reads blob d, whatever its size, from a copy whose bytes
+// hash to d when it has one: a blob held both as a file and in a segment
+// may have one copy damaged (reported apart as blob-digest-mismatch), and
+// checkManifest is to parse the one Fetch serves, not the damaged one.
+// Without a good copy it returns what the blob file (or else the segment)
+// holds.
+func (s *Store) readGoodBlob(d digest.Digest) ([]byte, error) {
+	b, err := s.readBlob(d, -1) // the blob file first, then a segment
+	if err != nil || d.Algorithm().FromBytes(b) == d {
+		return b, err
+	}
+	r, _, ok, serr := s.segmentReader(d)
+	if serr != nil || !ok {
+		return b, nil
+	}
+	defer r.Close()
+	if sb, rerr := io.ReadAll(r); rerr == nil && d.Algorithm().FromBytes(sb) == d {
+		return sb, nil
+	}
+	return b, nil
 }
 
 // nodeList writes the children of a manifest as checkManifest compares
