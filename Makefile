@@ -4,7 +4,7 @@ BIN      ?= bin/stella
 FUZZTIME ?= 15s
 BENCHTIME ?= 3x
 
-.PHONY: build tools test lint fuzz bench demo docs check clean
+.PHONY: build tools test lint fuzz bench demo docs check clean help
 
 build: ## build bin/stella
 	$(GO) build -trimpath -buildvcs=auto -o $(BIN) ./cmd/stella
@@ -34,7 +34,7 @@ bench: tools ## benchmarks, each figure beside its baseline or target as a ratio
 	  $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m ./... | tee bench.out | grep -E '^(Benchmark|ok|FAIL|---|    bench)'
 	@echo; echo "see docs/benchmarks.md for what each ratio is compared with and its target"
 
-demo: build ## the main job on embedded defaults: author, validate, plan
+demo: build ## the main job on embedded defaults: author, build and sign, carry split media to a sealed home, refuse a corrupt transfer, approve offline, run
 	./scripts/demo.sh $(BIN)
 
 docs: ## regenerate docs/errors.md, docs/cli/stella.md and the package table of docs/architecture.md
@@ -44,3 +44,6 @@ check: lint test ## everything CI checks
 
 clean:
 	rm -rf bin bench.out
+
+help: ## list these targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z]+):.*## /  \1\t/' | expand -t 10

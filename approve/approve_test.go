@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -290,7 +291,8 @@ func TestNewRequestChecks(t *testing.T) {
 	}{
 		{"unknown plan", RequestOptions{PlanHash: "sha256:" + digest.FromString("x").Encoded(), Gate: testGate, Requester: "ops"}, plans.ErrNotFound},
 		{"short prefix", RequestOptions{PlanHash: o.fx.hash[:7+8], Gate: testGate, Requester: "ops"}, plans.ErrNotFound},
-		{"unknown gate", RequestOptions{PlanHash: o.fx.hash, Gate: "patch", Requester: "ops"}, ErrGateNotFound},
+		{"a step that is no gate", RequestOptions{PlanHash: o.fx.hash, Gate: "patch", Requester: "ops"}, ErrGateNotFound},
+		{"no such step", RequestOptions{PlanHash: o.fx.hash, Gate: "nosuch", Requester: "ops"}, ErrGateNotFound},
 		{"no requester", RequestOptions{PlanHash: o.fx.hash, Gate: testGate}, ErrInvalidInput},
 		{"bad tenant", RequestOptions{PlanHash: o.fx.hash, Gate: testGate, Requester: "ops", Tenant: "a b"}, ErrInvalidInput},
 	}
@@ -304,8 +306,15 @@ func TestNewRequestChecks(t *testing.T) {
 			c.opts.Trust = o.trust
 		}
 		t.Run(c.name, func(t *testing.T) {
-			if _, err := NewRequest(o.ctx, o.st, c.opts); !errors.Is(err, c.want) {
+			_, err := NewRequest(o.ctx, o.st, c.opts)
+			if !errors.Is(err, c.want) {
 				t.Fatalf("got %v, want %v", err, c.want)
+			}
+			// Why the gate is not one, and which are.
+			why := map[string]string{"a step that is no gate": `that step of the plan asks for no approval (status "pending")`,
+				"no such step": "the plan has no step of that id"}[c.name]
+			if why != "" && !strings.HasSuffix(err.Error(), why+`; the plan's approval gates: "`+testGate+`"`) {
+				t.Fatalf("error says %q, want it to end %q and the gates", err, why)
 			}
 		})
 	}

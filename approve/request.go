@@ -1,12 +1,15 @@
 package approve
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -235,7 +238,7 @@ func NewRequest(ctx context.Context, st *cache.Store, opts RequestOptions) (*Req
 		}
 	}
 	if gate == nil {
-		return nil, fmt.Errorf("gate %q of plan %s: %w", opts.Gate, sp.Hash, ErrGateNotFound)
+		return nil, fmt.Errorf("gate %q of plan %s: %w: %s", opts.Gate, sp.Hash, ErrGateNotFound, gateAbsence(sp, opts.Gate))
 	}
 	life, err := parseLife(gate.ExpiresAfter)
 	if err != nil {
@@ -432,4 +435,35 @@ func LoadRequest(ctx context.Context, st *cache.Store, digestOrRef string) (*Req
 		return nil, fmt.Errorf("request %s in cache: %w", d, err)
 	}
 	return &Request{Descriptor: desc, Ref: rec.Ref, Doc: *ra.doc}, nil
+}
+
+// gateAbsence says why gate is not an approval gate of the saved plan sp
+// (whose bytes it holds): a step of that id the plan skips or does not
+// gate, or no such step; and which approval gates the plan has.
+func gateAbsence(sp *plans.Saved, gate string) string {
+	status := ""
+	if len(sp.Canonical) > 0 {
+		_, _, _ = plan.Scan(bytes.NewReader(sp.Canonical), func(s *plan.Step, _ int) string {
+			if s.ID == gate && status == "" {
+				status = s.Status
+			}
+			return ""
+		}, func(string) {})
+	}
+	gates := make([]string, 0, len(sp.Approvals))
+	for _, a := range sp.Approvals {
+		gates = append(gates, strconv.Quote(a.Gate))
+	}
+	has := "the plan has no approval gate"
+	if len(gates) > 0 {
+		has = "the plan's approval gates: " + strings.Join(gates, ", ")
+	}
+	switch status {
+	case "":
+		return "the plan has no step of that id; " + has
+	case "skipped":
+		return "the plan skips that step (its when: condition is false for the plan's inputs; plan again with the inputs of the real run); " + has
+	default:
+		return "that step of the plan asks for no approval (status " + strconv.Quote(status) + "); " + has
+	}
 }

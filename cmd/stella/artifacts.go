@@ -173,7 +173,7 @@ func (s *session) packBuild(ctx context.Context, c *cli.Context) error {
 			return err
 		}
 		if sp := c.String("split"); sp != "" {
-			if _, err := parseSize(sp); err != nil {
+			if _, err := parseSplit(sp); err != nil {
 				return err
 			}
 		}
@@ -263,6 +263,16 @@ func (s *session) packBuild(ctx context.Context, c *cli.Context) error {
 			renderBundle(w, out.Bundle)
 		}
 	})
+}
+
+// parseSplit reads a --split size: a positive size (parseSize); anything
+// else is ErrInvalidPartSize, as is a size that would cut over 999 parts.
+func parseSplit(v string) (int64, error) {
+	n, err := parseSize(v)
+	if err != nil {
+		return 0, fmt.Errorf("--split %q: %w: expected a positive size with an optional unit (KiB, MiB, GiB, KB, MB, GB)", v, bundle.ErrInvalidPartSize)
+	}
+	return n, nil
 }
 
 // signInto signs subject with signer and stores the signature in the cache.
@@ -671,7 +681,7 @@ func (s *session) exportBundle(ctx context.Context, st *cache.Store, refs []stri
 	opts := bundle.WriteOptions{Progress: bar.set}
 	var sum bundle.Summary
 	if split != "" {
-		size, perr := parseSize(split)
+		size, perr := parseSplit(split)
 		if perr != nil {
 			return nil, perr
 		}

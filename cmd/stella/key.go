@@ -278,6 +278,9 @@ func (s *session) loadSignerFrom(ctx context.Context, ref string, va vaultAccess
 // openKeyFile decrypts a private key file read from path.
 func (s *session) openKeyFile(path string, data []byte) (*keys.Pair, error) {
 	if !bytes.Contains(data, []byte(keyFileMarker)) {
+		if bytes.Contains(data, []byte("-----BEGIN PUBLIC KEY-----")) {
+			return nil, fmt.Errorf("%s: a public key, which cannot sign: give its private key (NAME.key, or vault:NAME): %w", path, keys.ErrNotAKey)
+		}
 		return nil, fmt.Errorf("%s: not a public key nor a private key file: %w", path, keys.ErrNotAKey)
 	}
 	pass, err := s.passphrase(envKeyPassphraseFile, "Passphrase for key "+path+": ", false, "")

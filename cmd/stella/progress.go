@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -108,13 +109,14 @@ func parseSize(s string) (int64, error) {
 		}
 		unit = ""
 	}
+	// Units in any case: 4gib is 4GiB, 4mb is 4MB.
 	mult := map[string]float64{
-		"": 1, "b": 1, "B": 1,
-		"k": 1 << 10, "K": 1 << 10, "KiB": 1 << 10, "KB": 1e3, "kB": 1e3,
-		"m": 1 << 20, "M": 1 << 20, "MiB": 1 << 20, "MB": 1e6,
-		"g": 1 << 30, "G": 1 << 30, "GiB": 1 << 30, "GB": 1e9,
-		"TiB": 1 << 40, "TB": 1e12,
-	}[unit]
+		"": 1, "b": 1,
+		"k": 1 << 10, "kib": 1 << 10, "kb": 1e3,
+		"m": 1 << 20, "mib": 1 << 20, "mb": 1e6,
+		"g": 1 << 30, "gib": 1 << 30, "gb": 1e9,
+		"t": 1 << 40, "tib": 1 << 40, "tb": 1e12,
+	}[strings.ToLower(unit)]
 	if mult == 0 || n <= 0 {
 		return 0, usageError(fmt.Sprintf("size %q: expected a positive number with an optional unit (KiB, MiB, GiB, KB, MB, GB)", s))
 	}

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"stellaops.io/stella/approve"
+	"stellaops.io/stella/bundle"
+	"stellaops.io/stella/keys"
+)
+
+// TestParseSize: sizes with units in any case, and what is refused.
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{
+		"512": 512, "1b": 1, "4KiB": 4 << 10, "4kib": 4 << 10, "4k": 4 << 10, "4KB": 4000, "4kb": 4000,
+		"1.5MiB": 3 << 19, "2mb": 2e6, "4GiB": 4 << 30, "4gib": 4 << 30, "4G": 4 << 30, "1TiB": 1 << 40, "1tb": 1e12,
+	} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "0", "-5", "-5MiB", "4 parsecs", "MiB", "4XiB"} {
+		if n, err := parseSize(in); err == nil {
+			t.Errorf("parseSize(%q) = %d, want an error", in, n)
+		}
+	}
+}
+
+// TestSplitSizeRefused: a --split size that is not a positive size is
+// ERR_PACK_PART_SIZE_INVALID (exit 1), as docs/errors.md says, for build
+// and export, before anything is written.
+func TestSplitSizeRefused(t *testing.T) {
+	dir := t.TempDir()
+	home := filepath.Join(dir, "home")
+	for _, args := range [][]string{{"pack", "init", "--dir", filepath.Join(dir, "hello"), "hello"}, {"pack", "build", filepath.Join(dir, "hello")}} {
+		if r := stella(t, home, nil, args...); r.code != 0 {
+			t.Fatal(r.stderr)
+		}
+	}
+	want := lookupError(bundle.ErrInvalidPartSize)
+	for _, size := range []string{"0", "-5", "4 parsecs"} {
+		for _, args := range [][]string{
+			{"pack", "build", "-o", filepath.Join(dir, "b.tar"), "--split", size, filepath.Join(dir, "hello")},
+			{"pack", "export", "-o", filepath.Join(dir, "b.tar"), "--split", size, "hello:0.1.0"},
+		} {
+			r := stella(t, home, nil, args...)
+			if r.code != want.Exit || !strings.Contains(r.stderr, "error: "+want.Code+": --split ") {
+				t.Errorf("stella %v: exit %d, want %d and %s:\n%s", args, r.code, want.Exit, want.Code, r.stderr)
+			}
+			if m, _ := filepath.Glob(filepath.Join(dir, "b.tar*")); len(m) > 0 {
+				t.Errorf("stella %v wrote %v", args, m)
+			}
+		}
+	}
+}
+
+// TestSignWithAPublicKey: a public key given to sign with is named as
+// such, not as "not a key".
+func TestSignWithAPublicKey(t *testing.T) {
+	dir := t.TempDir()
+	home := filepath.Join(dir, "home")
+	pass := filepath.Join(dir, "pass")
+	writeFile(t, pass, "a throwaway test passphrase\n")
+	env := map[string]string{"STELLA_KEY_PASSPHRASE_FILE": pass}
+	for _, args := range [][]string{{"key", "generate", "--dir", dir, "alice"}, {"pack", "init", "--dir", filepath.Join(dir, "hello"), "hello"}} {
+		if r := stella(t, home, env, args...); r.code != 0 {
+			t.Fatal(r.stderr)
+		}
+	}
+	r := stella(t, home, env, "pack", "build", "--sign", "--key", filepath.Join(dir, "alice.pub"), filepath.Join(dir, "hello"))
+	want := lookupError(keys.ErrNotAKey)
+	if r.code != want.Exit || !strings.Contains(r.stderr, "error: "+want.Code+": ") || !strings.Contains(r.stderr, "alice.pub: a public key, which cannot sign") {
+		t.Fatalf("build --sign with a public key: exit %d:\n%s", r.code, r.stderr)
+	}
+}
+
+// TestRequestForASkippedGate: asking approval of a gate the plan skips
+// (`pack init`'s pack planned without inputs: dryRun) says so, rather
+// than only that the gate is not found.
+func TestRequestForASkippedGate(t *testing.T) {
+	dir := t.TempDir()
+	home := filepath.Join(dir, "home")
+	for _, args := range [][]string{{"pack", "init", "--dir", filepath.Join(dir, "hello"), "hello"}, {"pack", "build", filepath.Join(dir, "hello")}} {
+		if r := stella(t, home, nil, args...); r.code != 0 {
+			t.Fatal(r.stderr)
+		}
+	}
+	r := stella(t, home, nil, "--output", "json", "pack", "plan", "--save", "--pack", "hello:0.1.0")
+	var out struct{ PlanHash string }
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &out) != nil || out.PlanHash == "" {
+		t.Fatalf("pack plan --save: exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+	r = stella(t, home, nil, "pack", "approve", "--offline-request", "--plan", out.PlanHash, "--gate", "approve", "-o", filepath.Join(dir, "req.tar"))
+	want := lookupError(approve.ErrGateNotFound)
+	if r.code != want.Exit || !strings.Contains(r.stderr, "error: "+want.Code+": ") ||
+		!strings.Contains(r.stderr, "the plan skips that step") || !strings.Contains(r.stderr, "the plan has no approval gate") {
+		t.Fatalf("request for a skipped gate: exit %d:\n%s", r.code, r.stderr)
+	}
+}
