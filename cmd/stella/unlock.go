@@ -165,7 +165,11 @@ func configuredLockTimeout(c Config) time.Duration {
 // the error when there is no terminal. The caller clears the result.
 func (s *session) passphrase(env, prompt string, confirm bool, alt string) ([]byte, error) {
 	if f := s.getenv(env); f != "" {
-		return s.readPassphraseFile(f)
+		p, err := s.readPassphraseFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("%s names %w", env, err) // which setting sent us there
+		}
+		return p, nil
 	}
 	how := "set " + env + " to a file holding it"
 	if alt != "" {

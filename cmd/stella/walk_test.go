@@ -99,3 +99,14 @@ func TestRequestForASkippedGate(t *testing.T) {
 		t.Fatalf("request for a skipped gate: exit %d:\n%s", r.code, r.stderr)
 	}
 }
+
+// TestPassphraseFileMissing: a passphrase file that is not there is
+// named with the setting that named it.
+func TestPassphraseFileMissing(t *testing.T) {
+	dir := t.TempDir()
+	r := stella(t, filepath.Join(dir, "home"), map[string]string{"STELLA_KEY_PASSPHRASE_FILE": filepath.Join(dir, "nonexist")}, "key", "generate", "--dir", dir, "alice")
+	want := lookupError(errFileNotFound)
+	if r.code != want.Exit || !strings.Contains(r.stderr, "error: "+want.Code+": STELLA_KEY_PASSPHRASE_FILE names "+filepath.Join(dir, "nonexist")+": ") {
+		t.Fatalf("missing passphrase file: exit %d:\n%s", r.code, r.stderr)
+	}
+}
