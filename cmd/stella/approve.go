@@ -109,8 +109,8 @@ A run waiting at a gate names its plan: --run stands for --plan.
 				},
 				{
 					Name:      "show",
-					Usage:     "one gate: who decided what, when; its requests",
-					ArgsUsage: "PLAN GATE",
+					Usage:     "one gate: who decided what, when; its requests (GATE may be left out when the plan has one approval gate)",
+					ArgsUsage: "PLAN [GATE]",
 					Action:    action(s.approvalsShow),
 				},
 				{
@@ -539,8 +539,8 @@ func (s *session) approvalsList(ctx context.Context, c *cli.Context) error {
 }
 
 func (s *session) approvalsShow(ctx context.Context, c *cli.Context) error {
-	if err := argsExactly(c, 2, "PLAN and GATE"); err != nil {
-		return err
+	if c.NArg() != 1 && c.NArg() != 2 {
+		return usageError(c.Command.FullName() + ": expected PLAN and GATE (GATE may be left out when the plan has one approval gate)")
 	}
 	st, err := s.openCache(ctx)
 	if err != nil {
@@ -550,11 +550,26 @@ func (s *session) approvalsShow(ctx context.Context, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	gate := c.Args().Get(1)
+	if c.NArg() == 1 {
+		if len(sp.Approvals) != 1 {
+			gates := make([]string, len(sp.Approvals))
+			for i, a := range sp.Approvals {
+				gates[i] = display.Line(a.Gate)
+			}
+			has := "none"
+			if len(gates) > 0 {
+				has = strings.Join(gates, ", ")
+			}
+			return usageError(fmt.Sprintf("%s: give the GATE: plan %s has %d approval gates (%s)", c.Command.FullName(), sp.Hash, len(gates), has))
+		}
+		gate = sp.Approvals[0].Gate
+	}
 	ts, err := s.trustStore()
 	if err != nil {
 		return err
 	}
-	g, err := approve.Gate(ctx, st, ts, s.tenant, string(sp.Hash), c.Args().Get(1), s.now())
+	g, err := approve.Gate(ctx, st, ts, s.tenant, string(sp.Hash), gate, s.now())
 	if err != nil {
 		return err
 	}

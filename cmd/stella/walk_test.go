@@ -110,3 +110,39 @@ func TestPassphraseFileMissing(t *testing.T) {
 		t.Fatalf("missing passphrase file: exit %d:\n%s", r.code, r.stderr)
 	}
 }
+
+// TestApprovalsShowOneGate: `pack approvals show PLAN` shows the plan's
+// one approval gate as `pack approvals show PLAN GATE` does; for a plan
+// without exactly one, it asks for the GATE and names the gates.
+func TestApprovalsShowOneGate(t *testing.T) {
+	dir := t.TempDir()
+	home := filepath.Join(dir, "home")
+	packDir, inputs := gatedPackFolder(t, dir, 2)
+	hello := filepath.Join(dir, "hello")
+	for _, args := range [][]string{{"pack", "build", packDir}, {"pack", "init", "--dir", hello, "hello"}, {"pack", "build", hello}} {
+		if r := stella(t, home, nil, args...); r.code != 0 {
+			t.Fatal(r.stderr)
+		}
+	}
+	hash := func(args ...string) string {
+		r := stella(t, home, nil, append([]string{"--output", "json", "pack", "plan", "--save"}, args...)...)
+		var out struct{ PlanHash string }
+		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &out) != nil {
+			t.Fatalf("pack plan --save %v: exit %d: %s", args, r.code, r.stderr)
+		}
+		return out.PlanHash
+	}
+	gated, ungated := hash("--pack", "fan-gate:1.0.0", "--inputs", inputs), hash("--pack", "hello:0.1.0")
+	if r := stella(t, home, nil, "pack", "approve", "--offline-request", "--plan", gated, "--gate", "approve", "-o", filepath.Join(dir, "req.tar")); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	both := stella(t, home, nil, "pack", "approvals", "show", gated, "approve")
+	one := stella(t, home, nil, "pack", "approvals", "show", gated)
+	if both.code != 0 || one.code != 0 || one.stdout != both.stdout || !strings.Contains(one.stdout, "gate approve of plan") {
+		t.Fatalf("approvals show with and without its one gate: exit %d, %d:\n%s\n%s%s", both.code, one.code, both.stdout, one.stdout, one.stderr)
+	}
+	r := stella(t, home, nil, "pack", "approvals", "show", ungated)
+	if want := lookupError(errUsage); r.code != want.Exit || !strings.Contains(r.stderr, "give the GATE: plan "+ungated+" has 0 approval gates (none)") {
+		t.Fatalf("approvals show of a plan without a gate: exit %d:\n%s", r.code, r.stderr)
+	}
+}
