@@ -193,8 +193,11 @@ func (s *session) packApprove(ctx context.Context, c *cli.Context) error {
 	}
 	switch {
 	case c.Bool("offline-request"):
-		if planArg == "" || c.String("gate") == "" {
-			return usageError("pack approve --offline-request: --run or --plan, and --gate, are required")
+		if planArg == "" {
+			return usageError("pack approve --offline-request: --run RUN or --plan HASH is required (whose gate is asked for), and --gate")
+		}
+		if c.String("gate") == "" {
+			return usageError("pack approve --offline-request: --gate is required: " + s.gatesOf(ctx, st, planArg))
 		}
 		// The output is checked before the request is recorded: a path that
 		// cannot be written leaves no pending request and no ledger entry.
@@ -279,6 +282,28 @@ func (s *session) packApprove(ctx context.Context, c *cli.Context) error {
 		return s.emitOutcome(ctx, out)
 	}
 	return usageError("pack approve: give --offline-request, --offline-response FILE, or --run (or --plan), --gate and --key for a local decision (see --help)")
+}
+
+// gatesOf names the approval gates of the saved plan planArg, for a usage
+// error that asks for one.
+func (s *session) gatesOf(ctx context.Context, st *cache.Store, planArg string) string {
+	sp, err := plans.Find(ctx, st, planArg)
+	if err != nil {
+		return "`stella pack plans show HASH` lists a plan's approval gates"
+	}
+	return savedGates(sp)
+}
+
+// savedGates names the approval gates of a saved plan.
+func savedGates(sp *plans.Saved) string {
+	gates := make([]string, len(sp.Approvals))
+	for i, a := range sp.Approvals {
+		gates[i] = display.Line(a.Gate)
+	}
+	if len(gates) == 0 {
+		return fmt.Sprintf("plan %s has no approval gate", sp.Hash)
+	}
+	return fmt.Sprintf("plan %s's approval gates: %s", sp.Hash, strings.Join(gates, ", "))
 }
 
 // gateView is the JSON shape of a gate's state.
@@ -553,15 +578,7 @@ func (s *session) approvalsShow(ctx context.Context, c *cli.Context) error {
 	gate := c.Args().Get(1)
 	if c.NArg() == 1 {
 		if len(sp.Approvals) != 1 {
-			gates := make([]string, len(sp.Approvals))
-			for i, a := range sp.Approvals {
-				gates[i] = display.Line(a.Gate)
-			}
-			has := "none"
-			if len(gates) > 0 {
-				has = strings.Join(gates, ", ")
-			}
-			return usageError(fmt.Sprintf("%s: give the GATE: plan %s has %d approval gates (%s)", c.Command.FullName(), sp.Hash, len(gates), has))
+			return usageError(fmt.Sprintf("%s: give the GATE: %s", c.Command.FullName(), savedGates(sp)))
 		}
 		gate = sp.Approvals[0].Gate
 	}

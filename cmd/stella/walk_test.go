@@ -142,7 +142,12 @@ func TestApprovalsShowOneGate(t *testing.T) {
 		t.Fatalf("approvals show with and without its one gate: exit %d, %d:\n%s\n%s%s", both.code, one.code, both.stdout, one.stdout, one.stderr)
 	}
 	r := stella(t, home, nil, "pack", "approvals", "show", ungated)
-	if want := lookupError(errUsage); r.code != want.Exit || !strings.Contains(r.stderr, "give the GATE: plan "+ungated+" has 0 approval gates (none)") {
+	if want := lookupError(errUsage); r.code != want.Exit || !strings.Contains(r.stderr, "give the GATE: plan "+ungated+" has no approval gate") {
 		t.Fatalf("approvals show of a plan without a gate: exit %d:\n%s", r.code, r.stderr)
+	}
+	// A request without --gate names the plan's gates too.
+	r = stella(t, home, nil, "pack", "approve", "--offline-request", "--plan", gated, "-o", filepath.Join(dir, "req2.tar"))
+	if want := lookupError(errUsage); r.code != want.Exit || !strings.Contains(r.stderr, "--gate is required: plan "+gated+"'s approval gates: approve") {
+		t.Fatalf("request without --gate: exit %d:\n%s", r.code, r.stderr)
 	}
 }
