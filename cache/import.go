@@ -139,6 +139,10 @@ type ArtifactResult struct {
 	Err          error
 	BlobsWritten int
 	BytesWritten int64
+	// BlobsSkipped are the blobs of its graph already in the cache: every
+	// one of an artifact already there, or those its copy found present.
+	BlobsSkipped int
+	BytesSkipped int64
 }
 
 // Import copies artifacts from src into the cache, each all or nothing:
@@ -214,11 +218,12 @@ func (s *Store) Import(ctx context.Context, src content.ReadOnlyStorage, artifac
 	for _, ar := range results {
 		res.BlobsWritten += ar.BlobsWritten
 		res.BytesWritten += ar.BytesWritten
+		res.BlobsSkipped += ar.BlobsSkipped
+		res.BytesSkipped += ar.BytesSkipped
 		if ar.Err != nil {
 			errs = append(errs, fmt.Errorf("artifact %s: %w", describe(ar.Artifact), ar.Err))
 		}
 	}
-	res.BlobsSkipped, res.BytesSkipped = im.skipped, im.skippedBytes
 	res.Record = im.rec
 	return res, errors.Join(errs...)
 }
@@ -268,11 +273,9 @@ type importer struct {
 	// folder receives the batch's blobs.
 	hold *Hold
 
-	mu           sync.Mutex // serializes Progress and guards the counters and pending blobs
-	skipped      int
-	skippedBytes int64
-	pending      []pendingBlob          // blobs the batch wrote, not yet durable
-	pendingSet   map[digest.Digest]bool // their digests
+	mu         sync.Mutex             // serializes Progress and guards the counters and pending blobs
+	pending    []pendingBlob          // blobs the batch wrote, not yet durable
+	pendingSet map[digest.Digest]bool // their digests
 	// seg receives the batch's small blobs; segs are the segments its
 	// commit renamed into segments/.
 	seg  *segmentWriter
@@ -581,15 +584,13 @@ func (im *importer) prepareMember(ctx context.Context, m *member, p *precheck) e
 			}
 		}
 		if present {
-			im.mu.Lock()
 			for _, n := range p.nodes {
 				m.nodes = append(m.nodes, n.Digest)
 				// Its blobs are in the cache already: what a re-import
 				// reports as present, as a copy reports each blob it skips.
-				im.skipped++
-				im.skippedBytes += n.Size
+				m.res.BlobsSkipped++
+				m.res.BytesSkipped += n.Size
 			}
-			im.mu.Unlock()
 			m.present = true
 			m.res.Status = StatusPresent
 			m.res.Artifact.Descriptor.ArtifactType = p.artifactType
@@ -730,6 +731,7 @@ func (im *importer) copy(ctx context.Context, i int, res *ArtifactResult, g *gra
 		lastReport: map[digest.Digest]int64{}}
 	defer func() {
 		res.BlobsWritten, res.BytesWritten = t.written, t.writtenBytes
+		res.BlobsSkipped, res.BytesSkipped = t.skipped, t.skippedBytes
 		*created = append(*created, t.writtenDigests...)
 	}()
 
@@ -1061,6 +1063,8 @@ type tracker struct {
 	written        int
 	writtenBytes   int64
 	writtenDigests []digest.Digest // blob files this copy created
+	skipped        int
+	skippedBytes   int64
 }
 
 const reportEvery = 256 << 10
@@ -1111,7 +1115,7 @@ func (t *tracker) skip(desc ocispec.Descriptor) {
 	t.im.mu.Lock()
 	defer t.im.mu.Unlock()
 	t.doneBytes += desc.Size
-	t.im.skipped++
-	t.im.skippedBytes += desc.Size
+	t.skipped++
+	t.skippedBytes += desc.Size
 	t.emitLocked(BlobSkipped, desc, desc.Size)
 }

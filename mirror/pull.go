@@ -177,8 +177,6 @@ func (pl *puller) pull(ctx context.Context, rec cache.ImportRecord) error {
 		})
 		pl.rep.BlobsCopied += res.BlobsWritten
 		pl.rep.BytesCopied += res.BytesWritten
-		pl.rep.BlobsSkipped += res.BlobsSkipped
-		pl.rep.BytesSkipped += res.BytesSkipped
 		if res.Record.ID != 0 {
 			pl.rep.ImportIDs = append(pl.rep.ImportIDs, res.Record.ID)
 		}
@@ -191,6 +189,12 @@ func (pl *puller) pull(ctx context.Context, rec cache.ImportRecord) error {
 		}
 		return err
 	})
+	// What each artifact found already there, from the try that stored
+	// it: a retry finds what an earlier try stored present again.
+	for _, ar := range results {
+		pl.rep.BlobsSkipped += ar.BlobsSkipped
+		pl.rep.BytesSkipped += ar.BytesSkipped
+	}
 	for _, a := range artifacts {
 		ar, ok := results[a.Descriptor.Digest]
 		r := ArtifactReport{Descriptor: a.Descriptor, Kind: a.Kind, Ref: a.Ref, Subject: pl.subjects[a.Descriptor.Digest], Status: StatusFailed}
