@@ -134,7 +134,7 @@ func ImportBundle(ctx context.Context, st *cache.Store, r *bundle.Reader, p Poli
 // only what entered the cache was checked whole.
 const (
 	VerifiedStreamed       = "sha256 and size of every blob while it streamed"
-	VerifiedNothingRead    = "nothing read from the bundle: every blob was already in the cache"
+	VerifiedNothingRead    = "no blob read from the bundle: every blob of the artifacts admitted was already in the cache"
 	VerifiedStreamedFailed = "sha256 and size of every blob that entered the cache, while it streamed; an artifact failed (above), and nothing of it entered"
 )
 

@@ -577,7 +577,10 @@ func (s *session) approvalsShow(ctx context.Context, c *cli.Context) error {
 	}
 	gate := c.Args().Get(1)
 	if c.NArg() == 1 {
-		if len(sp.Approvals) != 1 {
+		if len(sp.Approvals) == 0 {
+			return usageError(fmt.Sprintf("%s: %s: no gate to show", c.Command.FullName(), savedGates(sp)))
+		}
+		if len(sp.Approvals) > 1 {
 			return usageError(fmt.Sprintf("%s: give the GATE: %s", c.Command.FullName(), savedGates(sp)))
 		}
 		gate = sp.Approvals[0].Gate

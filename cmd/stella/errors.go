@@ -116,7 +116,7 @@ var errorTable = []errorRow{
 	{approve.ErrInvalidResponse, "ERR_PACK_APPROVAL_RESPONSE_INVALID", exitInvalid, "the file is not one well-formed approval response: ask the approver to sign again with `stella pack approve sign`"},
 	{approve.ErrMismatch, "ERR_PACK_APPROVAL_MISMATCH", exitTrust, "the response answers another plan, gate, tenant or request (the field is named): import the response that answers this request"},
 	{approve.ErrUnknownRequest, "ERR_PACK_APPROVAL_UNKNOWN_REQUEST", exitTrust, "the response answers a request this cache never issued: import it on the machine that issued the request"},
-	{approve.ErrNotPending, "ERR_PACK_APPROVAL_NOT_PENDING", exitTrust, "the gate is decided already (approved, rejected or expired): `stella pack approvals show PLAN GATE` shows how; nothing more is needed for it"},
+	{approve.ErrNotPending, "ERR_PACK_APPROVAL_NOT_PENDING", exitTrust, "the gate is approved already: nothing more to import or request for it; `stella pack approvals show PLAN GATE` shows who approved"},
 	{approve.ErrExpired, "ERR_PACK_APPROVAL_TIMEOUT", exitTrust, "the approval window passed: issue a new request (`stella pack approve --offline-request`, with --run RUN --gate GATE for a waiting run), have it signed before it expires, then resume the run (`stella pack runs resume --run RUN`)"},
 	{approve.ErrLifetimeTooLong, "ERR_PACK_APPROVAL_LIFETIME", exitTrust, "the decision claims to outlive its request: it was not made by stella, or was altered; have it signed again"},
 	{approve.ErrSigningTime, "ERR_PACK_APPROVAL_CLOCK", exitTrust, "the decision's signing time is out of range: check the approver's clock, or the clockSkew setting"},

@@ -144,7 +144,7 @@ func (s *session) runsExport(ctx context.Context, c *cli.Context) error {
 	}
 	var split int64
 	if v := c.String("split"); v != "" {
-		n, err := parseSize(v)
+		n, err := parseSplit(v)
 		if err != nil {
 			return err
 		}

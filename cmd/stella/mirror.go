@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -474,7 +475,14 @@ func (s *session) mirrorPull(ctx context.Context, c *cli.Context) error {
 	rep, err := mirror.Pull(ctx, ref, st, cache.ImportRecord{From: "registry " + ref.String(), Verified: how}, mirror.PullOptions{Options: opts, Verify: hook, BindSignatures: true})
 	out := mirrorOut{Source: ref.String(), Artifacts: []artifactSummary{}}
 	first := addReport(&out, rep)
-	out.Verified = append(how, log.Verified()...)
+	out.Verified = append(slices.Clone(how), log.Verified()...)
+	// Say what the copy did, as a bundle import does (admission.ImportBundle).
+	switch {
+	case slices.ContainsFunc(rep.Artifacts, func(a mirror.ArtifactReport) bool { return a.Status == mirror.StatusFailed }):
+		out.Verified[0] = "sha256 and size of every blob that entered the cache, while it streamed from the registry; an artifact failed (above), and nothing of it entered"
+	case rep.BlobsCopied == 0:
+		out.Verified[0] = "no blob read from the registry: every blob was already in the cache"
+	}
 	if err != nil && len(rep.Artifacts) == 0 {
 		return err
 	}

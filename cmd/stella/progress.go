@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -99,26 +100,34 @@ func (p *progress) finish() {
 	}
 }
 
-// parseSize reads sizes such as 4GiB, 700MB, 512m, 1048576.
+// parseSize reads sizes such as 4GiB, 700MB, 512m, 1048576, 1.5GiB: a
+// decimal number (digits, at most one point) and an optional unit in any
+// case, the whole string, of at least one byte and at most what an int64
+// holds. Anything else (NaN, Inf, exponents, hex, trailing words, 0.1
+// bytes) is refused rather than read as something else.
 func parseSize(s string) (int64, error) {
-	var n float64
-	var unit string
-	if _, err := fmt.Sscanf(s, "%g%s", &n, &unit); err != nil {
-		if _, err2 := fmt.Sscanf(s, "%g", &n); err2 != nil {
-			return 0, usageError(fmt.Sprintf("size %q: expected a number with an optional unit (KiB, MiB, GiB, KB, MB, GB)", s))
-		}
-		unit = ""
+	bad := func() (int64, error) {
+		return 0, usageError(fmt.Sprintf("size %q: expected a positive number of bytes with an optional unit (KiB, MiB, GiB, TiB, KB, MB, GB, TB)", s))
 	}
-	// Units in any case: 4gib is 4GiB, 4mb is 4MB.
-	mult := map[string]float64{
+	i, dot := 0, false
+	for ; i < len(s) && (s[i] >= '0' && s[i] <= '9' || s[i] == '.' && !dot); i++ {
+		dot = dot || s[i] == '.'
+	}
+	num, unit := s[:i], strings.ToLower(s[i:])
+	if num == "" || num == "." {
+		return bad()
+	}
+	n, err := strconv.ParseFloat(num, 64)
+	mult, ok := map[string]float64{
 		"": 1, "b": 1,
 		"k": 1 << 10, "kib": 1 << 10, "kb": 1e3,
 		"m": 1 << 20, "mib": 1 << 20, "mb": 1e6,
 		"g": 1 << 30, "gib": 1 << 30, "gb": 1e9,
 		"t": 1 << 40, "tib": 1 << 40, "tb": 1e12,
-	}[strings.ToLower(unit)]
-	if mult == 0 || n <= 0 {
-		return 0, usageError(fmt.Sprintf("size %q: expected a positive number with an optional unit (KiB, MiB, GiB, KB, MB, GB)", s))
+	}[unit]
+	// 2^63 is a float64 exactly; anything from it up overflows an int64.
+	if err != nil || !ok || n*mult < 1 || n*mult >= 1<<63 {
+		return bad()
 	}
 	return int64(n * mult), nil
 }

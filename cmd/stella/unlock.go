@@ -167,7 +167,7 @@ func (s *session) passphrase(env, prompt string, confirm bool, alt string) ([]by
 	if f := s.getenv(env); f != "" {
 		p, err := s.readPassphraseFile(f)
 		if err != nil {
-			return nil, fmt.Errorf("%s names %w", env, err) // which setting sent us there
+			return nil, fmt.Errorf("%s: %w", env, err) // which setting sent us there
 		}
 		return p, nil
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,12 +17,14 @@ func TestParseSize(t *testing.T) {
 	for in, want := range map[string]int64{
 		"512": 512, "1b": 1, "4KiB": 4 << 10, "4kib": 4 << 10, "4k": 4 << 10, "4KB": 4000, "4kb": 4000,
 		"1.5MiB": 3 << 19, "2mb": 2e6, "4GiB": 4 << 30, "4gib": 4 << 30, "4G": 4 << 30, "1TiB": 1 << 40, "1tb": 1e12,
+		"1.": 1, ".5k": 512, "8388607TiB": 8388607 << 40,
 	} {
 		if got, err := parseSize(in); err != nil || got != want {
 			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "0", "-5", "-5MiB", "4 parsecs", "MiB", "4XiB"} {
+	for _, in := range []string{"", "0", "-5", "-5MiB", "4 parsecs", "MiB", "4XiB", ".", "0.5", "0.0001", "1..5", "NaN", "Inf", "+Inf", "1e3",
+		"1e19", "1e400", "0x10", "1_000", "4MiB garbage", "4 MiB", "9223372036854775808", "8388608TiB", " 4"} {
 		if n, err := parseSize(in); err == nil {
 			t.Errorf("parseSize(%q) = %d, want an error", in, n)
 		}
@@ -40,7 +43,7 @@ func TestSplitSizeRefused(t *testing.T) {
 		}
 	}
 	want := lookupError(bundle.ErrInvalidPartSize)
-	for _, size := range []string{"0", "-5", "4 parsecs"} {
+	for _, size := range []string{"0", "-5", "4 parsecs", "NaN", "Inf", "1e19", "0.5"} {
 		for _, args := range [][]string{
 			{"pack", "build", "-o", filepath.Join(dir, "b.tar"), "--split", size, filepath.Join(dir, "hello")},
 			{"pack", "export", "-o", filepath.Join(dir, "b.tar"), "--split", size, "hello:0.1.0"},
@@ -51,6 +54,15 @@ func TestSplitSizeRefused(t *testing.T) {
 			}
 			if m, _ := filepath.Glob(filepath.Join(dir, "b.tar*")); len(m) > 0 {
 				t.Errorf("stella %v wrote %v", args, m)
+			}
+			// A build refused for its --split stores nothing either.
+			if args[1] == "build" {
+				if r := stella(t, filepath.Join(dir, "fresh"), nil, args...); r.code != want.Exit {
+					t.Errorf("stella %v in a fresh home: exit %d:\n%s", args, r.code, r.stderr)
+				}
+				if _, err := os.Stat(filepath.Join(dir, "fresh", "packs")); err == nil {
+					t.Errorf("stella %v stored the pack in a fresh home", args)
+				}
 			}
 		}
 	}
@@ -106,7 +118,7 @@ func TestPassphraseFileMissing(t *testing.T) {
 	dir := t.TempDir()
 	r := stella(t, filepath.Join(dir, "home"), map[string]string{"STELLA_KEY_PASSPHRASE_FILE": filepath.Join(dir, "nonexist")}, "key", "generate", "--dir", dir, "alice")
 	want := lookupError(errFileNotFound)
-	if r.code != want.Exit || !strings.Contains(r.stderr, "error: "+want.Code+": STELLA_KEY_PASSPHRASE_FILE names "+filepath.Join(dir, "nonexist")+": ") {
+	if r.code != want.Exit || !strings.Contains(r.stderr, "error: "+want.Code+": STELLA_KEY_PASSPHRASE_FILE: "+filepath.Join(dir, "nonexist")+": ") {
 		t.Fatalf("missing passphrase file: exit %d:\n%s", r.code, r.stderr)
 	}
 }
@@ -142,7 +154,7 @@ func TestApprovalsShowOneGate(t *testing.T) {
 		t.Fatalf("approvals show with and without its one gate: exit %d, %d:\n%s\n%s%s", both.code, one.code, both.stdout, one.stdout, one.stderr)
 	}
 	r := stella(t, home, nil, "pack", "approvals", "show", ungated)
-	if want := lookupError(errUsage); r.code != want.Exit || !strings.Contains(r.stderr, "give the GATE: plan "+ungated+" has no approval gate") {
+	if want := lookupError(errUsage); r.code != want.Exit || !strings.Contains(r.stderr, "show: plan "+ungated+" has no approval gate: no gate to show") {
 		t.Fatalf("approvals show of a plan without a gate: exit %d:\n%s", r.code, r.stderr)
 	}
 	// A request without --gate names the plan's gates too.
