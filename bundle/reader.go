@@ -434,6 +434,27 @@ func sortCompact(ds *[]ocispec.Descriptor) {
 	*ds = slices.CompactFunc(*ds, func(a, b ocispec.Descriptor) bool { return a.Digest == b.Digest })
 }
 
+// compressedAs names the compression a file's first bytes announce (gzip,
+// zstd, xz, bzip2, zip), with a command that undoes it, or "" for none: a
+// bundle compressed for the trip is a common mistake, and its tar error
+// would not say so.
+func compressedAs(ra io.ReaderAt) (kind, how string) {
+	var b [6]byte
+	n, _ := ra.ReadAt(b[:], 0)
+	for _, m := range []struct{ magic, kind, how string }{
+		{"\x1f\x8b", "gzip", "gunzip -k FILE"},
+		{"\x28\xb5\x2f\xfd", "zstd", "zstd -d FILE"},
+		{"\xfd7zXZ\x00", "xz", "xz -dk FILE"},
+		{"BZh", "bzip2", "bunzip2 -k FILE"},
+		{"PK\x03\x04", "zip", "unzip FILE"},
+	} {
+		if n >= len(m.magic) && string(b[:len(m.magic)]) == m.magic {
+			return m.kind, m.how
+		}
+	}
+	return "", ""
+}
+
 // scan reads the tar headers, seeking past the data, and records where each
 // file's data lies. It refuses everything that is not a regular file of the
 // layout.
@@ -445,9 +466,16 @@ func (r *Reader) scan(ctx context.Context, size int64, lim limits) error {
 		end   int64  // offset after the last entry's padded data
 		last  string // name of the last entry, for errors
 	)
-	// fail names the last entry read, where the tar went wrong.
+	// fail names the last entry read, where the tar went wrong; at the
+	// start, it says what the file looks like instead, when it knows.
 	fail := func(sentinel error, format string, args ...any) error {
 		if last == "" {
+			if kind, how := compressedAs(r.ra); kind != "" {
+				return fmt.Errorf("%w: at the start: the file is %s-compressed, not a tar: decompress it first (%s)", ErrInvalidTar, kind, how)
+			}
+			if size < 512 {
+				return fmt.Errorf("%w: at the start: the file has %d bytes, less than one tar header (512): not a bundle, or cut short", ErrTruncated, size)
+			}
 			return fmt.Errorf("%w: at the start: %s", sentinel, fmt.Sprintf(format, args...))
 		}
 		return entryErr(last, sentinel, "after this entry: "+format, args...)
