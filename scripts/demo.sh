@@ -73,7 +73,7 @@ echo "steps run isolated: own network namespace (loopback only), no capabilities
 "$STELLA" --output json pack run --pack rotate-creds:0.1.0 --inputs inputs.json > "$work/run.json"
 run_id=$(sed -n 's/.*"runId": "\(.*\)".*/\1/p' "$work/run.json")
 plan_hash=$(sed -n 's/.*"planHash": "sha256:\([0-9a-f]*\)".*/\1/p' "$work/run.json")
-"$STELLA" pack runs show "$run_id" | sed -n '1,2p;/^steps:/,/^timeline:/p'
+"$STELLA" pack runs show "$run_id" | sed -n '1,2p;/^steps:/,/^timeline:/{/^timeline:/!p}'
 echo "the run's plan is saved; a request for its gate goes out on the media:"
 "$STELLA" pack approve --offline-request --run "$run_id" --gate approve -o "$work/media/request.stella.tar"
 
@@ -96,7 +96,7 @@ step "13. resume the run: the gate is satisfied, the remaining steps run"
 "$STELLA" pack runs resume --run "$run_id"
 echo "the api token reached the step as a 0600 file and is masked in everything stella wrote:"
 "$STELLA" pack runs logs --step apply "$run_id"
-"$STELLA" pack runs show "$run_id" | sed -n '/^isolation:/,/^timeline:/p'
+"$STELLA" pack runs show "$run_id" | sed -n '/^isolation:/,/^timeline:/{/^timeline:/!p}'
 "$STELLA" pack runs list
 "$STELLA" cache verify
 

@@ -86,7 +86,7 @@ func (s *session) cacheVerify(ctx context.Context, _ *cli.Context) error {
 		}
 	}
 	if err := s.emit(rep, func(w io.Writer) {
-		fmt.Fprintf(w, "checked %d artifacts, %d refs, %d blobs (%s)\n", rep.Artifacts, rep.Refs, rep.Blobs, display.Bytes(rep.Bytes))
+		fmt.Fprintf(w, "checked %s, %s, %s (%s)\n", counted(rep.Artifacts, "artifact"), counted(rep.Refs, "ref"), counted(rep.Blobs, "blob"), display.Bytes(rep.Bytes))
 		for _, p := range rep.Problems {
 			fmt.Fprintf(w, "  %s: %s: %s", p.Severity, display.Line(p.Object), display.Line(p.Problem))
 			if p.Expected != "" || p.Actual != "" {
@@ -178,4 +178,12 @@ func (s *session) cacheDu(ctx context.Context, _ *cli.Context) error {
 		fmt.Fprintf(w, "unreferenced: %d blobs (%s); leftovers: %d files (%s)\n", u.UnreferencedBlobs, display.Bytes(u.UnreferencedBytes), u.LeftoverFiles, display.Bytes(u.LeftoverBytes))
 		fmt.Fprintf(w, "record files (saved plans): %d files (%s)\n", u.RecordFiles, display.Bytes(u.RecordBytes))
 	})
+}
+
+// counted writes n and the noun, plural unless n is 1.
+func counted(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

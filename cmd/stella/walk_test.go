@@ -163,3 +163,15 @@ func TestApprovalsShowOneGate(t *testing.T) {
 		t.Fatalf("request without --gate: exit %d:\n%s", r.code, r.stderr)
 	}
 }
+
+// TestCounted: one ref, two refs, no blobs.
+func TestCounted(t *testing.T) {
+	for _, c := range []struct {
+		n    int
+		want string
+	}{{0, "0 refs"}, {1, "1 ref"}, {2, "2 refs"}} {
+		if got := counted(c.n, "ref"); got != c.want {
+			t.Errorf("counted(%d) = %q, want %q", c.n, got, c.want)
+		}
+	}
+}
