@@ -263,7 +263,7 @@ var errorTable = []errorRow{
 	{bundle.ErrDuplicateEntry, "ERR_PACK_BUNDLE_DUPLICATE_ENTRY", exitInvalid, "the bundle names one file twice, so its content is ambiguous: export it again"},
 	{bundle.ErrUnexpectedEntry, "ERR_PACK_BUNDLE_UNEXPECTED_ENTRY", exitInvalid, "the file holds entries a stella bundle does not have: it is not a stella bundle, or was altered"},
 	{bundle.ErrTruncated, "ERR_PACK_BUNDLE_TRUNCATED", exitInvalid, "the bundle ends early: the copy is incomplete; copy it again and compare its size with the source"},
-	{bundle.ErrInvalidTar, "ERR_PACK_BUNDLE_INVALID", exitInvalid, "the file is not a tar archive: check that it is a bundle written by `stella pack export`"},
+	{bundle.ErrInvalidTar, "ERR_PACK_BUNDLE_INVALID", exitInvalid, "the file is not a tar archive: check that it is a bundle stella wrote (pack export, an approval request or response, evidence), not compressed or re-packed on the way"},
 	{bundle.ErrTooManyEntries, "ERR_PACK_BUNDLE_TOO_LARGE", exitInvalid, "the bundle is beyond what stella reads (an index or manifest over 4 MiB, or too many entries): it is not one stella wrote, or export fewer artifacts per bundle"},
 	{bundle.ErrBadLayout, "ERR_PACK_BUNDLE_LAYOUT", exitInvalid, "oci-layout is missing or not version 1.0.0: the file is not an OCI layout bundle"},
 	{bundle.ErrInvalidIndex, "ERR_PACK_BUNDLE_INDEX_INVALID", exitInvalid, "index.json is malformed or names unknown kinds: export the bundle again"},
