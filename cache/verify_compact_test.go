@@ -211,13 +211,16 @@ func (f compactFixture) write(t *testing.T, rel string, b []byte) {
 
 func (f compactFixture) blobFile(d digest.Digest) string { return f.s.blobPath(d) }
 
+// compactDamage is a way to damage a cache, by name.
+type compactDamage struct {
+	name   string
+	damage func(t *testing.T, f compactFixture)
+}
+
 // compactDamages are damages of every kind Verify reports, and of the
 // records it holds in its compact form (digests with no blob record, empty
 // subjects, refs that name nothing).
-var compactDamages = []struct {
-	name   string
-	damage func(t *testing.T, f compactFixture)
-}{
+var compactDamages = []compactDamage{
 	{"clean", func(t *testing.T, f compactFixture) {}},
 	{"flipped layer", func(t *testing.T, f compactFixture) { f.write(t, f.s.relBlobPath(f.layers[0]), []byte("layer X")) }},
 	{"flipped manifest", func(t *testing.T, f compactFixture) { f.write(t, f.s.relBlobPath(f.packs[1]), []byte("{}")) }},
@@ -425,10 +428,7 @@ func (f compactFixture) writeSegment(t *testing.T, blobs []segBlob, table func(e
 // segment-level ones in segs[1]. No two of them (nor a damage of
 // compactDamages) damage two copies of one blob: Verify hashes copies in
 // no set order, so its two problems of one blob could come in either.
-var segmentDamages = []struct {
-	name   string
-	damage func(t *testing.T, f compactFixture)
-}{
+var segmentDamages = []compactDamage{
 	{"flipped segmented layer", func(t *testing.T, f compactFixture) { f.flipIn(t, f.segs[0], f.segLayers[0][3], 5) }},
 	{"flipped segmented manifest", func(t *testing.T, f compactFixture) { f.flipIn(t, f.segs[0], f.segPacks[0], 20) }},
 	{"segment cut short", func(t *testing.T, f compactFixture) {
@@ -530,41 +530,35 @@ func TestVerifyFindsWhatItFoundBefore(t *testing.T) {
 			t.Errorf("damaged %v, problems %+v", damaged, got.Problems)
 		}
 	}
-	for _, tt := range compactDamages {
-		t.Run(tt.name, func(t *testing.T) {
-			f := newCompactFixture(t)
-			tt.damage(t, f)
-			root := os.Geteuid() == 0 // reads a file of mode 0
-			check(t, f, tt.name != "clean" && (tt.name != "unreadable layer" || !root))
+	// Each damage apart, then all at once: on the plain fixture, and on one
+	// with two packs' blobs kept in segments (every damage above, then
+	// those of segments).
+	for _, run := range []struct {
+		name    string
+		fixture func(*testing.T) compactFixture
+		damages []compactDamage
+	}{
+		{"plain", newCompactFixture, compactDamages},
+		{"segmented", newSegmentFixture, append(slices.Clone(compactDamages), segmentDamages...)},
+	} {
+		t.Run(run.name, func(t *testing.T) {
+			for _, tt := range run.damages {
+				t.Run(tt.name, func(t *testing.T) {
+					f := run.fixture(t)
+					tt.damage(t, f)
+					root := os.Geteuid() == 0 // reads a file of mode 0
+					check(t, f, tt.name != "clean" && (tt.name != "unreadable layer" || !root))
+				})
+			}
+			t.Run("all at once", func(t *testing.T) {
+				f := run.fixture(t)
+				for _, tt := range run.damages {
+					tt.damage(t, f)
+				}
+				check(t, f, true)
+			})
 		})
 	}
-	t.Run("all at once", func(t *testing.T) {
-		f := newCompactFixture(t)
-		for _, tt := range compactDamages {
-			tt.damage(t, f)
-		}
-		check(t, f, true)
-	})
-	// The same with two packs' blobs kept in segments: every damage above,
-	// then those of segments, apart and at once.
-	t.Run("segmented", func(t *testing.T) {
-		damages := append(slices.Clone(compactDamages), segmentDamages...)
-		for _, tt := range damages {
-			t.Run(tt.name, func(t *testing.T) {
-				f := newSegmentFixture(t)
-				tt.damage(t, f)
-				root := os.Geteuid() == 0
-				check(t, f, tt.name != "clean" && (tt.name != "unreadable layer" || !root))
-			})
-		}
-		t.Run("all at once", func(t *testing.T) {
-			f := newSegmentFixture(t)
-			for _, tt := range damages {
-				tt.damage(t, f)
-			}
-			check(t, f, true)
-		})
-	})
 	all := []string{ProblemBlobDigest, ProblemBlobSize, ProblemBlobMissing, ProblemBlobUnreadable, ProblemBlobRecord,
 		ProblemRefcount, ProblemRefDangling, ProblemRefMismatch, ProblemArtifactUnrooted, ProblemLinkDangling,
 		ProblemGraph, ProblemManifest, ProblemRecord, ProblemImportRecord, ProblemStrayFile, ProblemSegmentDamaged, ProblemLeftover}
