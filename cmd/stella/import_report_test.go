@@ -20,15 +20,11 @@ import (
 func TestImportReportSaysWhatWasRead(t *testing.T) {
 	dir := t.TempDir()
 	author := filepath.Join(dir, "author")
-	for _, args := range [][]string{
+	stellaSteps(t, author, nil, [][]string{
 		{"pack", "init", "--dir", filepath.Join(dir, "hello"), "hello"},
 		{"pack", "build", filepath.Join(dir, "hello")},
 		{"pack", "export", "-o", filepath.Join(dir, "b.tar"), "hello:0.1.0"},
-	} {
-		if r := stella(t, author, nil, args...); r.code != 0 {
-			t.Fatalf("stella %v: exit %d: %s", args, r.code, r.stderr)
-		}
-	}
+	})
 	type report struct {
 		BlobsWritten, BlobsSkipped int
 		BytesWritten, BytesSkipped int64

@@ -37,11 +37,7 @@ func TestParseSize(t *testing.T) {
 func TestSplitSizeRefused(t *testing.T) {
 	dir := t.TempDir()
 	home := filepath.Join(dir, "home")
-	for _, args := range [][]string{{"pack", "init", "--dir", filepath.Join(dir, "hello"), "hello"}, {"pack", "build", filepath.Join(dir, "hello")}} {
-		if r := stella(t, home, nil, args...); r.code != 0 {
-			t.Fatal(r.stderr)
-		}
-	}
+	stellaSteps(t, home, nil, [][]string{{"pack", "init", "--dir", filepath.Join(dir, "hello"), "hello"}, {"pack", "build", filepath.Join(dir, "hello")}})
 	want := lookupError(bundle.ErrInvalidPartSize)
 	for _, size := range []string{"0", "-5", "4 parsecs", "NaN", "Inf", "1e19", "0.5"} {
 		for _, args := range [][]string{
@@ -76,11 +72,7 @@ func TestSignWithAPublicKey(t *testing.T) {
 	pass := filepath.Join(dir, "pass")
 	writeFile(t, pass, "a throwaway test passphrase\n")
 	env := map[string]string{"STELLA_KEY_PASSPHRASE_FILE": pass}
-	for _, args := range [][]string{{"key", "generate", "--dir", dir, "alice"}, {"pack", "init", "--dir", filepath.Join(dir, "hello"), "hello"}} {
-		if r := stella(t, home, env, args...); r.code != 0 {
-			t.Fatal(r.stderr)
-		}
-	}
+	stellaSteps(t, home, env, [][]string{{"key", "generate", "--dir", dir, "alice"}, {"pack", "init", "--dir", filepath.Join(dir, "hello"), "hello"}})
 	r := stella(t, home, env, "pack", "build", "--sign", "--key", filepath.Join(dir, "alice.pub"), filepath.Join(dir, "hello"))
 	want := lookupError(keys.ErrNotAKey)
 	if r.code != want.Exit || !strings.Contains(r.stderr, "error: "+want.Code+": ") || !strings.Contains(r.stderr, "alice.pub: a public key, which cannot sign") {
@@ -94,11 +86,7 @@ func TestSignWithAPublicKey(t *testing.T) {
 func TestRequestForASkippedGate(t *testing.T) {
 	dir := t.TempDir()
 	home := filepath.Join(dir, "home")
-	for _, args := range [][]string{{"pack", "init", "--dir", filepath.Join(dir, "hello"), "hello"}, {"pack", "build", filepath.Join(dir, "hello")}} {
-		if r := stella(t, home, nil, args...); r.code != 0 {
-			t.Fatal(r.stderr)
-		}
-	}
+	stellaSteps(t, home, nil, [][]string{{"pack", "init", "--dir", filepath.Join(dir, "hello"), "hello"}, {"pack", "build", filepath.Join(dir, "hello")}})
 	r := stella(t, home, nil, "--output", "json", "pack", "plan", "--save", "--pack", "hello:0.1.0")
 	var out struct{ PlanHash string }
 	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &out) != nil || out.PlanHash == "" {
@@ -131,11 +119,7 @@ func TestApprovalsShowOneGate(t *testing.T) {
 	home := filepath.Join(dir, "home")
 	packDir, inputs := gatedPackFolder(t, dir, 2)
 	hello := filepath.Join(dir, "hello")
-	for _, args := range [][]string{{"pack", "build", packDir}, {"pack", "init", "--dir", hello, "hello"}, {"pack", "build", hello}} {
-		if r := stella(t, home, nil, args...); r.code != 0 {
-			t.Fatal(r.stderr)
-		}
-	}
+	stellaSteps(t, home, nil, [][]string{{"pack", "build", packDir}, {"pack", "init", "--dir", hello, "hello"}, {"pack", "build", hello}})
 	hash := func(args ...string) string {
 		r := stella(t, home, nil, append([]string{"--output", "json", "pack", "plan", "--save"}, args...)...)
 		var out struct{ PlanHash string }
@@ -172,6 +156,17 @@ func TestCounted(t *testing.T) {
 	}{{0, "0 refs"}, {1, "1 ref"}, {2, "2 refs"}} {
 		if got := counted(c.n, "ref"); got != c.want {
 			t.Errorf("counted(%d) = %q, want %q", c.n, got, c.want)
+		}
+	}
+}
+
+// stellaSteps runs each command line in home, failing the test at the
+// first that does not exit 0.
+func stellaSteps(t *testing.T, home string, env map[string]string, steps [][]string) {
+	t.Helper()
+	for _, args := range steps {
+		if r := stella(t, home, env, args...); r.code != 0 {
+			t.Fatalf("stella %v: exit %d:\n%s", args, r.code, r.stderr)
 		}
 	}
 }
