@@ -819,6 +819,10 @@ func (im *importer) fetchNode(ctx context.Context, t *tracker, g *graph, desc oc
 	}
 	p, err := im.s.ingestBlob(ctx, im.hold.ingest, im.seg, desc, r, func(n int64) { t.bytes(desc, n) })
 	if err != nil {
+		if title := desc.Annotations[ocispec.AnnotationTitle]; title != "" {
+			// Which file of the artifact, for the operator (a pack's).
+			return fmt.Errorf("file %q: %w", title, err)
+		}
 		return err
 	}
 	im.addPending(*p)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"stellaops.io/stella/admission"
@@ -71,6 +72,10 @@ func TestImportReportSaysWhatWasRead(t *testing.T) {
 	}
 	fresh := filepath.Join(dir, "fresh")
 	refused := imp(fresh, bad, lookupError(integrity.ErrDigestMismatch).Exit)
+	// The failure names the file of the pack whose bytes changed.
+	if r := stella(t, filepath.Join(dir, "fresh2"), nil, "pack", "import", "--bundle", bad); !strings.Contains(r.stderr, `file "pack.yaml": blob sha256:`) {
+		t.Errorf("the refusal does not name the pack file:\n%s", r.stderr)
+	}
 	if slices.Contains(refused.Verified, admission.VerifiedStreamed) || !slices.Contains(refused.Verified, admission.VerifiedStreamedFailed) {
 		t.Fatalf("refused import claims: %q", refused.Verified)
 	}
