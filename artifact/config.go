@@ -1,7 +1,6 @@
 package artifact
 
 import (
-	"bytes"
 	"strconv"
 
 	"stellaops.io/stella/canonical"
@@ -36,12 +35,16 @@ func marshalConfig(cfg PackConfig) ([]byte, error) {
 		return nil, err
 	}
 	sentinel := []byte(`[{"digest":"","mode":"","path":"\u0000stella files\u0000","size":0}]`)
-	encoded, ok := appendFiles(nil, files)
-	if !ok || bytes.Count(rest, sentinel) != 1 {
+	size := 0 // about what the files take (see splice)
+	for _, f := range files {
+		size += 64 + len(f.Digest) + len(f.Mode) + len(f.Path)
+	}
+	out, ok := splice(rest, sentinel, size, func(b []byte) ([]byte, bool) { return appendFiles(b, files) })
+	if !ok {
 		cfg.Files = files
 		return canonical.Marshal(cfg)
 	}
-	return bytes.Replace(rest, sentinel, encoded, 1), nil
+	return out, nil
 }
 
 // appendFiles appends the canonical JSON array of files, or reports false

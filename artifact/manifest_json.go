@@ -32,10 +32,38 @@ func marshalManifest(m ocispec.Manifest) ([]byte, error) {
 		return nil, err
 	}
 	sentinel := []byte(`"layers":[{"mediaType":"\u0000stella layers\u0000","digest":"","size":0}]`)
-	encoded, ok := integrity.AppendDescriptors(append(make([]byte, 0, 200*len(layers)), `"layers":`...), layers)
-	if !ok || bytes.Count(rest, sentinel) != 1 {
+	size := 0 // about what the layers take, so that the buffer is not grown
+	for _, l := range layers {
+		size += 64 + len(l.MediaType) + len(l.Digest)
+		for k, v := range l.Annotations {
+			size += len(k) + len(v) + 6
+		}
+	}
+	out, ok := splice(rest, sentinel, size, func(b []byte) ([]byte, bool) {
+		return integrity.AppendDescriptors(append(b, `"layers":`...), layers)
+	})
+	if !ok {
 		m.Layers = layers
 		return json.Marshal(m)
 	}
-	return bytes.Replace(rest, sentinel, encoded, 1), nil
+	return out, nil
+}
+
+// splice returns rest with its one sentinel replaced by what write appends,
+// written once into a buffer of about its final size (size estimates what
+// write appends): a pack of 10,000 files has a manifest of ~2.5 MB, which
+// an encoding appended apart and then copied in place grew and copied
+// again. It reports false when rest holds the sentinel other than once,
+// or write does.
+func splice(rest, sentinel []byte, size int, write func([]byte) ([]byte, bool)) ([]byte, bool) {
+	i := bytes.Index(rest, sentinel)
+	if i < 0 || bytes.Contains(rest[i+len(sentinel):], sentinel) {
+		return nil, false
+	}
+	out := append(make([]byte, 0, len(rest)-len(sentinel)+size), rest[:i]...)
+	out, ok := write(out)
+	if !ok {
+		return nil, false
+	}
+	return append(out, rest[i+len(sentinel):]...), true
 }
