@@ -63,6 +63,7 @@ type Pack struct {
 	blobs  map[digest.Digest][]byte
 	files  map[digest.Digest]string // digest → pack path
 	pack   *pack.Pack
+	built  *ocispec.Manifest // what the manifest's bytes were marshalled from
 }
 
 var _ content.ReadOnlyStorage = (*Pack)(nil)
@@ -136,6 +137,7 @@ func Build(p *pack.Pack, opts BuildOptions) (*Pack, error) {
 		return nil, err
 	}
 	a.Config = cfg
+	a.built = &m
 	a.blobs[cfgDesc.Digest] = cfgBytes
 	a.Manifest = content.NewDescriptorFromBytes(ocispec.MediaTypeImageManifest, mBytes)
 	a.Manifest.ArtifactType = ArtifactTypePack
@@ -170,6 +172,17 @@ func (a *Pack) Fetch(_ context.Context, d ocispec.Descriptor) (io.ReadCloser, er
 		return fmt.Errorf("pack file %s (%s): %w: %w", p, d.Digest, ErrFileChanged, err)
 	}
 	return v, nil
+}
+
+// BuiltManifest hands the pack's manifest as the struct its bytes were
+// marshalled from (marshalManifest, which writes what json.Marshal does),
+// so an import into the cache checks it without decoding 10,000 layers
+// again (cache.BuiltManifests). Its callers do not modify it.
+func (a *Pack) BuiltManifest(d digest.Digest) (*ocispec.Manifest, bool) {
+	if a.built == nil || d != a.Manifest.Digest {
+		return nil, false
+	}
+	return a.built, true
 }
 
 // Exists reports whether the blob is part of the artifact.

@@ -21,7 +21,6 @@ import (
 	"golang.org/x/sync/errgroup"
 	"oras.land/oras-go/v2/content"
 
-	"stellaops.io/stella/integrity"
 	"stellaops.io/stella/internal/safefile"
 )
 
@@ -390,7 +389,18 @@ func (im *importer) batch(ctx context.Context, gs []*group, attempt int) {
 	for alg := range algs {
 		dirs = append(dirs, im.s.path(blobsDir, alg.String()))
 	}
+	// What the records will need of each graph is encoded while the
+	// blobs are made durable: the sync waits on the disk, not the CPU.
+	var encoding sync.WaitGroup
+	for _, g := range gs {
+		for _, m := range g.ms {
+			if g.err == nil && !m.present {
+				encoding.Go(m.g.encodeRecords)
+			}
+		}
+	}
 	segs, err := im.s.commitBlobs(im.pending, dirs...)
+	encoding.Wait()
 	if err != nil {
 		for _, g := range gs {
 			if g.err == nil && slices.ContainsFunc(g.ms, func(m *member) bool { return !m.present }) {
@@ -793,11 +803,8 @@ func (im *importer) copyLocal(ctx context.Context, t *tracker, desc ocispec.Desc
 	if p, ok := im.opts.Stage.take(desc.Digest, desc.Size); ok {
 		// Written and hashed when it was staged, in the one read of its
 		// source: made durable with the batch like any other.
-		t.event(BlobStarted, desc, 0)
-		t.bytes(desc, desc.Size)
 		im.addPending(p)
-		t.wrote(desc)
-		t.done(desc)
+		t.staged(desc)
 		return true, nil
 	}
 	return false, nil
@@ -979,11 +986,8 @@ func (im *importer) recordTx(tx *bbolt.Tx, a Artifact, g *graph, rec *ImportReco
 			if err := tx.Bucket(bucketBlobs).Put([]byte(n.Digest), br.appendJSON(nil)); err != nil {
 				return StatusFailed, err
 			}
-			if cs, isManifest := g.children[n.Digest]; isManifest {
-				if cs == nil {
-					cs = []ocispec.Descriptor{}
-				}
-				raw, err := integrity.MarshalDescriptors(cs) // json.Marshal(cs), faster
+			if _, isManifest := g.children[n.Digest]; isManifest {
+				raw, err := g.childrenJSON(n.Digest)
 				if err != nil {
 					return StatusFailed, err
 				}
@@ -1112,6 +1116,20 @@ func (t *tracker) done(desc ocispec.Descriptor) {
 	defer t.im.mu.Unlock()
 	t.doneBytes += desc.Size - t.counted[desc.Digest]
 	t.counted[desc.Digest] = desc.Size
+	t.emitLocked(BlobDone, desc, desc.Size)
+}
+
+// staged is event, bytes, wrote and done of a blob taken whole from the
+// stage, under one lock: the same reports, without a blob's own counters.
+func (t *tracker) staged(desc ocispec.Descriptor) {
+	t.im.mu.Lock()
+	defer t.im.mu.Unlock()
+	t.emitLocked(BlobStarted, desc, 0)
+	t.doneBytes += desc.Size
+	t.emitLocked(BlobBytes, desc, desc.Size)
+	t.written++
+	t.writtenBytes += desc.Size
+	t.writtenDigests = append(t.writtenDigests, desc.Digest)
 	t.emitLocked(BlobDone, desc, desc.Size)
 }
 

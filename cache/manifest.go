@@ -48,18 +48,53 @@ func parseManifest(desc ocispec.Descriptor, b []byte) (manifestInfo, error) {
 	if err != nil {
 		return manifestInfo{}, fmt.Errorf("manifest %s: %w: %v", desc.Digest, ErrInvalidArtifact, err)
 	}
+	return infoOf(m), nil
+}
+
+// infoOf is what the cache keeps of the checked manifest m.
+func infoOf(m *integrity.Manifest) manifestInfo {
 	info := manifestInfo{artifactType: m.Type(), subject: m.Subject, annotations: m.Annotations}
 	if m.IsIndex() {
 		info.children = m.Manifests
-		return info, nil
+		return info
 	}
+	info.children = make([]ocispec.Descriptor, 0, 1+len(m.Layers))
 	info.children = append(info.children, *m.Config)
 	for _, l := range m.Layers {
 		if !isForeign(l.MediaType) {
 			info.children = append(info.children, l)
 		}
 	}
-	return info, nil
+	return info
+}
+
+// BuiltManifests is a source that built the manifests it serves, such as
+// a pack built from a folder (artifact.Pack): BuiltManifest hands the
+// image manifest d as the struct its bytes were marshalled from, as
+// encoding/json marshals them, or false. The import then checks that
+// struct (integrity.ManifestOf) instead of decoding the bytes again; the
+// bytes are still read and checked against their digest, and are what
+// the cache stores.
+type BuiltManifests interface {
+	BuiltManifest(d digest.Digest) (*ocispec.Manifest, bool)
+}
+
+// manifestOf is parseManifest of the manifest desc whose checked bytes are
+// b, taken from src's built struct when it has one (BuiltManifests).
+func manifestOf(src content.Fetcher, desc ocispec.Descriptor, b []byte) (manifestInfo, error) {
+	bm, ok := src.(BuiltManifests)
+	if !ok {
+		return parseManifest(desc, b)
+	}
+	built, ok := bm.BuiltManifest(desc.Digest)
+	if !ok {
+		return parseManifest(desc, b)
+	}
+	m, err := integrity.ManifestOf(desc.MediaType, built)
+	if err != nil {
+		return manifestInfo{}, fmt.Errorf("manifest %s: %w: %v", desc.Digest, ErrInvalidArtifact, err)
+	}
+	return infoOf(m), nil
 }
 
 // graph is an artifact's graph as read from a source before copying.
@@ -69,8 +104,39 @@ type graph struct {
 	nodes     []ocispec.Descriptor                   // unique, root first
 	children  map[digest.Digest][]ocispec.Descriptor // of every manifest node
 	manifests map[digest.Digest][]byte
-	size      int64                // sum of node sizes
-	sorted    []ocispec.Descriptor // nodes by digest (byDigest)
+	size      int64                    // sum of node sizes
+	sorted    []ocispec.Descriptor     // nodes by digest (byDigest)
+	encoded   map[digest.Digest][]byte // children records (encodeRecords)
+}
+
+// encodeRecords computes beforehand what recording the graph needs and
+// takes time: its nodes in key order, and each manifest's children record.
+// It may run while nothing else uses g.
+func (g *graph) encodeRecords() {
+	g.byDigest()
+	g.encoded = make(map[digest.Digest][]byte, len(g.children))
+	for d := range g.children {
+		if raw, err := g.marshalChildren(d); err == nil {
+			g.encoded[d] = raw
+		}
+	}
+}
+
+// childrenJSON is the children record of manifest d: the JSON array of its
+// children.
+func (g *graph) childrenJSON(d digest.Digest) ([]byte, error) {
+	if raw, ok := g.encoded[d]; ok {
+		return raw, nil
+	}
+	return g.marshalChildren(d)
+}
+
+func (g *graph) marshalChildren(d digest.Digest) ([]byte, error) {
+	cs := g.children[d]
+	if cs == nil {
+		cs = []ocispec.Descriptor{}
+	}
+	return integrity.MarshalDescriptors(cs) // json.Marshal(cs), faster
 }
 
 // byDigest returns the graph's nodes sorted by digest (the index's key
@@ -96,12 +162,10 @@ func (g *graph) byDigest() []ocispec.Descriptor {
 // walk reads the manifests of the graph rooted at root from src, verified.
 func walk(ctx context.Context, src content.Fetcher, root ocispec.Descriptor) (*graph, error) {
 	g := &graph{root: root, children: map[digest.Digest][]ocispec.Descriptor{}, manifests: map[digest.Digest][]byte{}}
-	sizes := map[digest.Digest]int64{}
+	sizes := map[digest.Digest]int64{root.Digest: root.Size} // sized once the root's children are known
 	queue := []ocispec.Descriptor{root}
-	sizes[root.Digest] = root.Size
 	for i := 0; i < len(queue); i++ {
 		desc := queue[i]
-		g.nodes = append(g.nodes, desc)
 		g.size += desc.Size
 		if !isManifest(desc.MediaType) {
 			continue
@@ -110,15 +174,18 @@ func walk(ctx context.Context, src content.Fetcher, root ocispec.Descriptor) (*g
 		if err != nil {
 			return nil, err
 		}
-		info, err := parseManifest(desc, b)
+		info, err := manifestOf(src, desc, b)
 		if err != nil {
 			return nil, err
 		}
 		if i == 0 {
 			g.info = info
+			sizes = make(map[digest.Digest]int64, 1+len(info.children))
+			sizes[root.Digest] = root.Size
 		}
 		g.manifests[desc.Digest] = b
 		g.children[desc.Digest] = info.children
+		queue = slices.Grow(queue, len(info.children))
 		for _, c := range info.children {
 			if n, seen := sizes[c.Digest]; seen {
 				if n != c.Size {
@@ -130,6 +197,7 @@ func walk(ctx context.Context, src content.Fetcher, root ocispec.Descriptor) (*g
 			queue = append(queue, c)
 		}
 	}
+	g.nodes = queue // every node once, root first
 	return g, nil
 }
 

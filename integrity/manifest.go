@@ -92,6 +92,29 @@ func DecodeManifest(mediaType string, b []byte) (*Manifest, error) {
 			return nil, fmt.Errorf("%w: %v", ErrInvalidManifest, err)
 		}
 	}
+	return doc.checked(mediaType)
+}
+
+// ManifestOf is DecodeManifest of an image manifest (mediaType is OCI's or
+// Docker's, or ErrUnsupportedMediaType) that is still the
+// struct its bytes were marshalled from (a build that made them, as
+// encoding/json writes them): the same checks, without decoding the bytes
+// again. It is what DecodeManifest returns for those bytes
+// (TestManifestOfIsDecodeManifest); the caller keeps to that.
+func ManifestOf(mediaType string, m *ocispec.Manifest) (*Manifest, error) {
+	if mediaType != ocispec.MediaTypeImageManifest && mediaType != MediaTypeDockerManifest {
+		return nil, fmt.Errorf("%w: manifest media type %q", ErrUnsupportedMediaType, mediaType)
+	}
+	doc := manifestDoc{SchemaVersion: m.SchemaVersion, MediaType: m.MediaType, ArtifactType: m.ArtifactType,
+		Config: &m.Config, Layers: m.Layers, Subject: m.Subject, Annotations: m.Annotations}
+	if len(doc.Annotations) == 0 {
+		doc.Annotations = nil // omitted from the bytes, absent when decoded
+	}
+	return doc.checked(mediaType)
+}
+
+// checked is DecodeManifest's checks of what it decoded.
+func (doc *manifestDoc) checked(mediaType string) (*Manifest, error) {
 	if doc.SchemaVersion != 2 {
 		return nil, fmt.Errorf("%w: schemaVersion %d, want 2", ErrInvalidManifest, doc.SchemaVersion)
 	}

@@ -2,7 +2,10 @@ package integrity
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -113,4 +116,83 @@ func ptrs(ds ...*ocispec.Descriptor) []ocispec.Descriptor {
 		}
 	}
 	return out
+}
+
+// TestManifestOfIsDecodeManifest: ManifestOf of a manifest struct gives
+// what DecodeManifest gives for its json.Marshal bytes, as the cache
+// records it (json), or the same refusal; an index is not its to take.
+func TestManifestOfIsDecodeManifest(t *testing.T) {
+	var samples []ocispec.Manifest
+	for _, b := range plainSamples(t) {
+		var m ocispec.Manifest
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		if m.MediaType != ocispec.MediaTypeImageIndex {
+			samples = append(samples, m)
+		}
+	}
+	good := describe("x", []byte("x"))
+	edits := map[string]func(m *ocispec.Manifest){
+		"as is":                func(*ocispec.Manifest) {},
+		"nil layers":           func(m *ocispec.Manifest) { m.Layers = nil },
+		"empty annotations":    func(m *ocispec.Manifest) { m.Annotations = map[string]string{} },
+		"no media type":        func(m *ocispec.Manifest) { m.MediaType = "" },
+		"index media type":     func(m *ocispec.Manifest) { m.MediaType = ocispec.MediaTypeImageIndex },
+		"schemaVersion 1":      func(m *ocispec.Manifest) { m.SchemaVersion = 1 },
+		"no config digest":     func(m *ocispec.Manifest) { m.Config.Digest = "" },
+		"bad config digest":    func(m *ocispec.Manifest) { m.Config.Digest = "sha256:zz" },
+		"negative config size": func(m *ocispec.Manifest) { m.Config.Size = -1 },
+		"bad layer digest": func(m *ocispec.Manifest) {
+			m.Layers = append(m.Layers, ocispec.Descriptor{MediaType: "x", Digest: "md5:00", Size: 1})
+		},
+		"negative layer size": func(m *ocispec.Manifest) {
+			m.Layers = append(m.Layers, ocispec.Descriptor{MediaType: "x", Digest: good.Digest, Size: -1})
+		},
+		"subject": func(m *ocispec.Manifest) { m.Subject = &good },
+		"bad subject": func(m *ocispec.Manifest) {
+			m.Subject = &ocispec.Descriptor{MediaType: "x", Digest: "sha256:0", Size: 1}
+		},
+		"layer urls and data": func(m *ocispec.Manifest) {
+			m.Layers = append(m.Layers, ocispec.Descriptor{MediaType: "x", Digest: good.Digest, Size: 1, URLs: []string{"u"}, Data: []byte("x")})
+		},
+		"layer empty annotated": func(m *ocispec.Manifest) {
+			m.Layers = append(m.Layers, ocispec.Descriptor{MediaType: "x", Digest: good.Digest, Size: 1, Annotations: map[string]string{}})
+		},
+		"empty config type": func(m *ocispec.Manifest) { m.ArtifactType = ""; m.Config.MediaType = ocispec.MediaTypeEmptyJSON },
+	}
+	for _, mt := range []string{ocispec.MediaTypeImageManifest, MediaTypeDockerManifest, ocispec.MediaTypeImageIndex} {
+		for i, base := range samples {
+			for name, edit := range edits {
+				t.Run(fmt.Sprintf("%s/%d/%s", mt, i, name), func(t *testing.T) {
+					m := base
+					m.Layers = slices.Clone(base.Layers)
+					edit(&m)
+					b, err := json.Marshal(m)
+					if err != nil {
+						t.Fatal(err)
+					}
+					got, gotErr := ManifestOf(mt, &m)
+					if mt == ocispec.MediaTypeImageIndex {
+						if !errors.Is(gotErr, ErrUnsupportedMediaType) {
+							t.Fatalf("ManifestOf(index) = %v, want ErrUnsupportedMediaType", gotErr)
+						}
+						return
+					}
+					want, wantErr := DecodeManifest(mt, b)
+					if (gotErr == nil) != (wantErr == nil) || (gotErr != nil && gotErr.Error() != wantErr.Error()) {
+						t.Fatalf("ManifestOf: %v; DecodeManifest: %v", gotErr, wantErr)
+					}
+					if wantErr != nil {
+						return
+					}
+					gj, _ := json.Marshal(got)
+					wj, _ := json.Marshal(want)
+					if !bytes.Equal(gj, wj) || got.Type() != want.Type() || got.IsIndex() {
+						t.Fatalf("ManifestOf gave %.300s (type %q), DecodeManifest %.300s (type %q)", gj, got.Type(), wj, want.Type())
+					}
+				})
+			}
+		}
+	}
 }

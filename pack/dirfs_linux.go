@@ -24,7 +24,9 @@ func (d dirFS) Open(name string) (fs.File, error) {
 	}
 	full := d.dir + "/" + name
 	for {
-		fd, err := unix.Open(full, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		// O_NOFOLLOW: a file the listing saw as regular and that was
+		// replaced by a symlink since is refused, not followed.
+		fd, err := unix.Open(full, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 		if err == unix.EINTR {
 			continue
 		}

@@ -1,7 +1,6 @@
 package pack
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -92,7 +92,7 @@ func LoadWith(fsys fs.FS, opts LoadOptions) (*Pack, error) {
 	if err != nil {
 		return nil, err
 	}
-	files, err := walkFiles(fsys)
+	files, err := walkFiles(fsys, opts.Progress != nil)
 	if err != nil {
 		return nil, err
 	}
@@ -123,22 +123,28 @@ func LoadWith(fsys fs.FS, opts LoadOptions) (*Pack, error) {
 		var done atomic.Int64
 		add = func(n int64) { opts.Progress(done.Add(n), total) }
 	}
-	eg, failed := errgroup.WithContext(context.Background())
-	eg.SetLimit(max(opts.Concurrency, 1))
-	for i := range p.Files {
-		f := &p.Files[i]
+	// Concurrency readers take the files in turn (a goroutine each, not
+	// one a file: 10,000 files would be 10,000 goroutines started and
+	// waited for one after the other); the first error stops them all.
+	var next atomic.Int64
+	var eg errgroup.Group
+	for range min(max(opts.Concurrency, 1), len(p.Files)) {
 		eg.Go(func() error {
-			if failed.Err() != nil {
-				return nil // another file failed: read no more
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(p.Files) {
+					return nil
+				}
+				f := &p.Files[i]
+				err := readFile(fsys, f, opts.Read, add)
+				if err == nil && f.Path == ManifestFile && f.Digest != digest.FromBytes(raw) {
+					err = fmt.Errorf("%s: %w: it changed between its parse and its read", ManifestFile, ErrFileChanged)
+				}
+				if err != nil {
+					next.Store(int64(len(p.Files))) // read no more
+					return err
+				}
 			}
-			var err error
-			if f.Digest, f.Size, err = readFile(fsys, f.Path, opts.Read, add); err != nil {
-				return err
-			}
-			if f.Path == ManifestFile && f.Digest != digest.FromBytes(raw) {
-				return fmt.Errorf("%s: %w: it changed between its parse and its read", ManifestFile, ErrFileChanged)
-			}
-			return nil
 		})
 	}
 	if err := eg.Wait(); err != nil {
@@ -162,6 +168,9 @@ func underAny(path string, list []Problem) bool {
 
 func readLimited(fsys fs.FS, name string, limit int64) ([]byte, error) {
 	f, err := fsys.Open(name)
+	if errors.Is(err, syscall.ELOOP) { // opened without following a symlink (dirFS)
+		return nil, fmt.Errorf("%s is a symlink, not a regular file: %w", name, ErrUnsafePath)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -199,10 +208,12 @@ func CheckFilePath(p string) error {
 	return nil
 }
 
-// walkFiles lists every regular file, with its mode; Load reads them
-// (readFile) once the pack is valid. Hidden entries (a name starting with
+// walkFiles lists every regular file by the type its folder gives (no
+// stat a file), with its size only when sizes is set (a progress bar's
+// total); Load reads them (readFile, which takes size and mode from the
+// open file) once the pack is valid. Hidden entries (a name starting with
 // ".") are skipped; symlinks and special files are refused.
-func walkFiles(fsys fs.FS) ([]File, error) {
+func walkFiles(fsys fs.FS, sizes bool) ([]File, error) {
 	var files []File
 	data := 0 // files other than pack.yaml
 	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
@@ -230,15 +241,15 @@ func walkFiles(fsys fs.FS) ([]File, error) {
 			}
 			data++
 		}
-		info, err := d.Info()
-		if err != nil {
-			return err
+		f := File{Path: p}
+		if sizes {
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			f.Size = info.Size()
 		}
-		mode := fs.FileMode(0o644)
-		if info.Mode()&0o111 != 0 {
-			mode = 0o755
-		}
-		files = append(files, File{Path: p, Size: info.Size(), Mode: mode})
+		files = append(files, f)
 		return nil
 	})
 	if err != nil {
@@ -258,6 +269,8 @@ func typeName(m fs.FileMode) string {
 		return "named pipe"
 	case m&fs.ModeSocket != 0:
 		return "socket"
+	case m.IsDir():
+		return "folder"
 	}
 	return "special file"
 }

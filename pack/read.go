@@ -1,9 +1,11 @@
 package pack
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"syscall"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -51,24 +53,46 @@ func (c countingReader) Read(p []byte) (int, error) {
 // (ADR 0023; git calls such an entry racy).
 const racyWindow = 2 * time.Second
 
-// readFile reads the file name of fsys once, with read or by hashing it,
-// and checks that it did not change while it was read: its size,
-// modification time and (where the system has one) change time are the
-// same before and after the read, and the bytes read are its size. A file
-// modified within racyWindow of the read is read again and must hash the
-// same. A change fails with ErrFileChanged.
-func readFile(fsys fs.FS, name string, read ReadFunc, progress func(n int64)) (digest.Digest, int64, error) {
+// readFile reads the file file.Path of fsys once, with read or by hashing
+// it, and sets its digest, size and mode (0755 when any execute bit is
+// set, else 0644) from what it read and from the open file. It checks
+// that the file is still a regular file (ErrUnsafePath) and did not change
+// while it was read: its size, modification time and (where the system
+// has one) change time are the same before and after the read, and the
+// bytes read are its size. A file modified within racyWindow of the read
+// is read again and must hash the same. A change fails with
+// ErrFileChanged.
+func readFile(fsys fs.FS, file *File, read ReadFunc, progress func(n int64)) error {
+	d, n, mode, err := readOnce(fsys, file.Path, read, progress)
+	if err != nil {
+		return err
+	}
+	file.Digest, file.Size, file.Mode = d, n, mode
+	return nil
+}
+
+func readOnce(fsys fs.FS, name string, read ReadFunc, progress func(n int64)) (digest.Digest, int64, fs.FileMode, error) {
 	if read == nil {
 		read = hashReader
 	}
 	f, err := fsys.Open(name)
+	if errors.Is(err, syscall.ELOOP) { // opened without following a symlink (dirFS)
+		return "", 0, 0, fmt.Errorf("%s is a symlink, not a regular file (it changed after the folder was listed): %w", name, ErrUnsafePath)
+	}
 	if err != nil {
-		return "", 0, err
+		return "", 0, 0, err
 	}
 	defer f.Close()
 	before, err := f.Stat()
 	if err != nil {
-		return "", 0, err
+		return "", 0, 0, err
+	}
+	if !before.Mode().IsRegular() {
+		return "", 0, 0, fmt.Errorf("%s is a %s, not a regular file (it changed after the folder was listed): %w", name, typeName(before.Mode().Type()), ErrUnsafePath)
+	}
+	mode := fs.FileMode(0o644)
+	if before.Mode()&0o111 != 0 {
+		mode = 0o755
 	}
 	start := time.Now()
 	var r io.Reader = f
@@ -77,26 +101,26 @@ func readFile(fsys fs.FS, name string, read ReadFunc, progress func(n int64)) (d
 	}
 	d, n, err := read(name, r)
 	if err != nil {
-		return "", 0, fmt.Errorf("pack file %s: %w", name, err)
+		return "", 0, 0, fmt.Errorf("pack file %s: %w", name, err)
 	}
 	after, err := f.Stat()
 	if err != nil {
-		return "", 0, err
+		return "", 0, 0, err
 	}
 	if what := changed(before, after, n); what != "" {
-		return "", 0, fmt.Errorf("%s: %w: %s", name, ErrFileChanged, what)
+		return "", 0, 0, fmt.Errorf("%s: %w: %s", name, ErrFileChanged, what)
 	}
 	if !before.ModTime().Before(start.Add(-racyWindow)) {
 		again, m, err := hashFile(fsys, name)
 		if err != nil {
-			return "", 0, err
+			return "", 0, 0, err
 		}
 		if again != d || m != n {
-			return "", 0, fmt.Errorf("%s: %w: modified within %v of the read, and reading it again gave %s (%d bytes), not %s (%d bytes)",
+			return "", 0, 0, fmt.Errorf("%s: %w: modified within %v of the read, and reading it again gave %s (%d bytes), not %s (%d bytes)",
 				name, ErrFileChanged, racyWindow, again, m, d, n)
 		}
 	}
-	return d, n, nil
+	return d, n, mode, nil
 }
 
 // changed says what differs between the stat of a file before and after

@@ -4,6 +4,10 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"testing/fstest"
@@ -161,5 +165,95 @@ func TestFileChangingSizeWhileRead(t *testing.T) {
 				t.Fatalf("LoadWith: %v, want ErrFileChanged %v", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestReadTakesModeAndRefusesSwaps: a file's size and mode are those of
+// the file opened (the listing does not stat it); a symlink, in place of
+// pack.yaml or of any file, is refused, and so is a file that became a
+// symlink or a folder after the folder was listed.
+func TestReadTakesModeAndRefusesSwaps(t *testing.T) {
+	manifest := "apiVersion: stellaops.io/pack.v1\nkind: TaskPack\nmetadata: {name: modes, version: 1.0.0, description: Modes.}\nspec:\n  steps:\n    - {id: s, run: {command: [\"true\"]}}\n"
+	old := time.Now().Add(-time.Hour)
+	write := func(t *testing.T, dir, name, data string, mode os.FileMode) {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil { // past the umask
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	write(t, dir, ManifestFile, manifest, 0o644)
+	write(t, dir, "bin/run.sh", "#!/bin/sh\n", 0o750)
+	write(t, dir, "secret.txt", "abc", 0o600)
+	write(t, dir, "group-exec", "x", 0o614)
+	p, err := LoadDirWith(dir, LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]struct {
+		size int64
+		mode fs.FileMode
+	}{ManifestFile: {int64(len(manifest)), 0o644}, "bin/run.sh": {10, 0o755}, "secret.txt": {3, 0o644}, "group-exec": {1, 0o755}}
+	for _, f := range p.Files {
+		if w, ok := want[f.Path]; !ok || f.Size != w.size || f.Mode != w.mode || f.Digest == "" {
+			t.Errorf("%s: size %d, mode %04o, digest %q; want %+v", f.Path, f.Size, f.Mode, f.Digest, w)
+		}
+	}
+	if len(p.Files) != len(want) {
+		t.Errorf("%d files, want %d", len(p.Files), len(want))
+	}
+
+	t.Run("symlink listed", func(t *testing.T) {
+		d := t.TempDir()
+		write(t, d, ManifestFile, manifest, 0o644)
+		write(t, d, "target", "x", 0o644)
+		if err := os.Symlink("target", filepath.Join(d, "link")); err != nil {
+			t.Fatal(err)
+		}
+		_, err := LoadDirWith(d, LoadOptions{})
+		if !errors.Is(err, ErrUnsafePath) || !strings.Contains(err.Error(), "link is a symlink") {
+			t.Fatalf("err = %v, want ErrUnsafePath naming link", err)
+		}
+	})
+	t.Run("pack.yaml a symlink", func(t *testing.T) {
+		d := t.TempDir()
+		write(t, d, "real.yaml", manifest, 0o644)
+		if err := os.Symlink("real.yaml", filepath.Join(d, ManifestFile)); err != nil {
+			t.Fatal(err)
+		}
+		_, err := LoadDirWith(d, LoadOptions{})
+		if !errors.Is(err, ErrUnsafePath) || !strings.Contains(err.Error(), ManifestFile+" is a symlink") {
+			t.Fatalf("err = %v, want ErrUnsafePath naming %s", err, ManifestFile)
+		}
+	})
+	// What the listing saw as a regular file is read by readFile; these
+	// stand for a file swapped after the listing.
+	swapped := t.TempDir()
+	write(t, swapped, "target", "x", 0o644)
+	if err := os.Symlink("target", filepath.Join(swapped, "now-a-link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(swapped, "now-a-folder"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, says := range map[string]string{"now-a-folder": "is a folder", "now-a-link": "is a symlink"} {
+		if runtime.GOOS != "linux" && name == "now-a-link" {
+			continue // os.DirFS follows it: only the Linux dirFS opens without following
+		}
+		f := File{Path: name}
+		err := readFile(openDir(swapped), &f, nil, nil)
+		if !errors.Is(err, ErrUnsafePath) || !strings.Contains(err.Error(), name+" "+says) || f.Digest != "" {
+			t.Errorf("%s: err = %v, digest %q; want ErrUnsafePath saying %q", name, err, f.Digest, says)
+		}
 	}
 }
