@@ -21,3 +21,7 @@ func LockGCShared(ctx context.Context, s *Store) (func(), error) { return s.lock
 // SetAfterCompact sets the hook gc calls after it wrote the new segment of
 // a compaction, before its locked check.
 func SetAfterCompact(s *Store, fn func(next string, made bool)) { s.afterCompact = fn }
+
+// SetChunkWriting sets the hook called before each segment chunk an add
+// writes (nil: none).
+func SetChunkWriting(fn func()) { chunkWriting = fn }

@@ -90,32 +90,67 @@ type segmentWriter struct {
 	f       *os.File
 	tmp     string
 	off     int64  // bytes appended, buffered ones included
-	flushed int64  // bytes whose writeback was started
 	buf     []byte // appended, not yet written to f
 	entries map[digest.Digest]segEntry
 	sealed  bool // renamed into segments/: no more blobs
+
+	// A full buffer is written by the add that filled it, at its place
+	// in the file and outside mu, so the other adds go on meanwhile.
+	writing sync.WaitGroup // such writes under way
+	wmu     sync.Mutex     // guards werr and spare, never held with mu waited for
+	werr    error          // the first such write that failed
+	spare   [][]byte       // buffers written, to be filled again
 }
 
 // segmentBuffer is how much a segment writer gathers before a write: a
 // pack of many small files makes a write call per megabyte, not per file.
 const segmentBuffer = 1 << 20
 
-// flush writes the buffered bytes. The caller holds w.mu.
-func (w *segmentWriter) flush() error {
-	if len(w.buf) == 0 {
-		return nil
+// writeChunk writes b, a full buffer, at off (the add that filled it,
+// outside mu) and starts its writeback: as for a large blob
+// (writeIngest), the batch's sync finds most of the segment on its way to
+// disk already. A failure is kept, for flush and seal to report too.
+func (w *segmentWriter) writeChunk(b []byte, off int64) error {
+	defer w.writing.Done()
+	if chunkWriting != nil {
+		chunkWriting()
 	}
-	if _, err := w.f.Write(w.buf); err != nil {
-		return fmt.Errorf("write %s: %w", w.tmp, err)
+	_, err := w.f.WriteAt(b, off)
+	if err == nil {
+		startWriteback(w.f, off, int64(len(b)))
 	}
-	w.buf = w.buf[:0]
-	// As for a large blob (writeIngest): the batch's sync finds most of
-	// the segment on its way to disk already.
-	if written := w.off; written-w.flushed >= writebackChunk {
-		startWriteback(w.f, w.flushed, written-w.flushed)
-		w.flushed = written
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	if err != nil {
+		err = fmt.Errorf("write %s: %w", w.tmp, err)
+		if w.werr == nil {
+			w.werr = err
+		}
+		return err
+	}
+	if len(w.spare) < 2 {
+		w.spare = append(w.spare, b[:0])
 	}
 	return nil
+}
+
+// chunkWriting, when a test sets it, is called before each chunk an add
+// writes.
+var chunkWriting func()
+
+// flush writes the buffered bytes and waits for the chunks adds are
+// writing; it reports any of their failures. The caller holds w.mu.
+func (w *segmentWriter) flush() error {
+	if len(w.buf) > 0 {
+		if _, err := w.f.WriteAt(w.buf, w.off-int64(len(w.buf))); err != nil {
+			return fmt.Errorf("write %s: %w", w.tmp, err)
+		}
+		w.buf = w.buf[:0]
+	}
+	w.writing.Wait()
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	return w.werr
 }
 
 func newSegmentWriter(dir string) *segmentWriter {
@@ -131,33 +166,54 @@ func (w *segmentWriter) add(d digest.Digest, b []byte) error {
 	if !ok {
 		return fmt.Errorf("blob %s: not a sha256 digest", d)
 	}
+	full, at, err := w.append(d, sum, b)
+	if err != nil || full == nil {
+		return err
+	}
+	if err := w.writeChunk(full, at); err != nil {
+		return fmt.Errorf("blob %s: %w", d, err)
+	}
+	return nil
+}
+
+// append adds b to the buffer, under mu; when that filled a buffer, it
+// hands it back, with its place in the file, for the caller to write
+// (writeChunk).
+func (w *segmentWriter) append(d digest.Digest, sum [32]byte, b []byte) (full []byte, at int64, err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.sealed {
-		return errSegmentSealed
+		return nil, 0, errSegmentSealed
 	}
 	if _, dup := w.entries[d]; dup {
-		return nil
+		return nil, 0, nil
 	}
 	if w.f == nil {
 		f, err := createIngest(w.dir, "segment")
 		if err != nil {
-			return fmt.Errorf("blob %s: %w", d, err)
+			return nil, 0, fmt.Errorf("blob %s: %w", d, err)
 		}
 		w.f, w.tmp = f, f.Name()
 	}
-	if len(w.buf)+len(b) > segmentBuffer {
-		if err := w.flush(); err != nil {
-			return fmt.Errorf("blob %s: %w", d, err)
-		}
+	if len(w.buf) > 0 && len(w.buf)+len(b) > segmentBuffer {
+		full, at = w.buf, w.off-int64(len(w.buf))
+		w.buf = nil
+		w.writing.Add(1)
 	}
 	if w.buf == nil {
-		w.buf = make([]byte, 0, segmentBuffer)
+		w.wmu.Lock()
+		if n := len(w.spare); n > 0 {
+			w.buf, w.spare = w.spare[n-1], w.spare[:n-1]
+		}
+		w.wmu.Unlock()
+		if w.buf == nil {
+			w.buf = make([]byte, 0, segmentBuffer)
+		}
 	}
 	w.buf = append(w.buf, b...)
 	w.entries[d] = segEntry{sum: sum, off: w.off, size: int64(len(b))}
 	w.off += int64(len(b))
-	return nil
+	return full, at, nil
 }
 
 // read returns the bytes of blob d as written.
@@ -197,6 +253,7 @@ func (w *segmentWriter) discard() error {
 	if w.f == nil || w.sealed {
 		return nil
 	}
+	w.writing.Wait()
 	_ = w.f.Close()
 	w.sealed = true
 	if err := os.Remove(w.tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {

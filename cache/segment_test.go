@@ -662,3 +662,71 @@ func TestSegmentCopiesWithoutRecords(t *testing.T) {
 		t.Fatalf("gc: %d blobs, %d bytes (%v), want %d, %d", res.Blobs, res.Bytes, err, blobs, rep.UnreferencedBytes)
 	}
 }
+
+// Files staged by several readers at once fill the segment's buffers in
+// turns, each full buffer written at its place by the reader that filled
+// it while the others go on appending (and the commit waits for those
+// writes, made slow here): every blob reads back whole from
+// the one segment, at the place its entry gives (Fetch checks each by
+// digest), and the cache verifies.
+func TestStagedSegmentConcurrentAdds(t *testing.T) {
+	ctx := context.Background()
+	s := cachetest.Open(t)
+	st, err := s.Stage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	// Slow chunk writes: the import's seal must wait for them.
+	cache.SetChunkWriting(func() { time.Sleep(20 * time.Millisecond) })
+	defer cache.SetChunkWriting(nil)
+	const readers, each = 4, 700
+	contents := make([][]byte, readers*each)
+	layers := make([]ocispec.Descriptor, len(contents))
+	errs := make(chan error, readers)
+	for r := range readers {
+		go func() {
+			for i := r * each; i < (r+1)*each; i++ {
+				b := bytes.Repeat([]byte(fmt.Sprintf("reader %d file %d;", r, i)), 1+i*37%900)
+				d, n, err := st.Add(ctx, "file", bytes.NewReader(b))
+				if err != nil {
+					errs <- err
+					return
+				}
+				contents[i], layers[i] = b, ocispec.Descriptor{MediaType: typeLayer, Digest: d, Size: n}
+			}
+			errs <- nil
+		}()
+	}
+	var total int
+	for range readers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, b := range contents {
+		total += len(b)
+	}
+	if total < 8<<20 {
+		t.Fatalf("%d bytes staged: too few to fill several buffers", total)
+	}
+	src := newSource()
+	m := src.manifest(t, typePack, nil, layers...)
+	if _, err := s.Import(ctx, stagedSource{src}, []cache.Artifact{packArtifact(m, "many:1")}, cache.ImportRecord{}, cache.ImportOptions{Stage: st}); err != nil {
+		t.Fatal(err)
+	}
+	if got := segmentFiles(t, s); len(got) != 1 {
+		t.Fatalf("segments = %v, want one", got)
+	}
+	for i, l := range layers {
+		rc, err := s.Fetch(ctx, l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || !bytes.Equal(b, contents[i]) {
+			t.Fatalf("file %d: read back %d bytes (%v), want its %d", i, len(b), err, len(contents[i]))
+		}
+	}
+}
