@@ -215,7 +215,7 @@ func (s *session) packBuild(ctx context.Context, c *cli.Context) error {
 	}
 	// Three files at once, as an import copies three blobs at once.
 	bar := s.newProgress("reading " + filepath.Base(filepath.Clean(c.Args().First())))
-	p, a, err := s.loadPackWith(c.Args().First(), pack.LoadOptions{Read: read, Concurrency: 3, Progress: bar.set})
+	p, a, err := s.loadPackWith(c.Args().First(), pack.LoadOptions{Read: read, Concurrency: 3, Progress: bar.setter()})
 	bar.finish()
 	if err != nil {
 		return err

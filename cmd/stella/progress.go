@@ -43,6 +43,16 @@ func (p *progress) relabel(label string, total int64) {
 	p.label, p.total, p.done, p.start, p.drawn = display.Line(label), total, 0, time.Now(), false
 }
 
+// setter is p.set, or nil when p draws nothing: a loader told of no
+// progress skips what only a bar needs (a pack's listing then takes no
+// size, so no stat, a file).
+func (p *progress) setter() func(done, total int64) {
+	if p == nil || !p.enabled {
+		return nil
+	}
+	return p.set
+}
+
 func (p *progress) set(done, total int64) {
 	if p == nil || !p.enabled {
 		return
