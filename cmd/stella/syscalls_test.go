@@ -154,3 +154,42 @@ func straceCounts(path string) (map[string]int, error) {
 // tool it needs is missing or unusable: on CI (or STELLA_REQUIRE_TOOLS),
 // which installs every tool the tests use.
 func requireTools() bool { return os.Getenv("CI") != "" || os.Getenv("STELLA_REQUIRE_TOOLS") != "" }
+
+// TestExportStartsWriteback: a bundle is sent on its way to disk as it is
+// written, every 8 MiB (sync_file_range), so that the fsync that makes it
+// durable has little left to write: an export of a 40 MiB pack starts
+// the writeback of the bundle at least four times.
+func TestExportStartsWriteback(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("counts Linux system calls")
+	}
+	strace := requireTool(t, "strace", "strace")
+	dir := t.TempDir()
+	home := filepath.Join(dir, "home")
+	src := filepath.Join(dir, "big")
+	writeFile(t, filepath.Join(src, "pack.yaml"), "apiVersion: stellaops.io/pack.v1\nkind: TaskPack\nmetadata: {name: big, version: 1.0.0, description: Big.}\nspec:\n  steps:\n    - {id: s, run: {command: [\"true\"]}}\n")
+	writeFile(t, filepath.Join(src, "data.bin"), strings.Repeat("0123456789abcdef", 40<<20/16))
+	stella := func(prefix []string, args ...string) ([]byte, error) {
+		cmd := exec.Command(prefix[0], append(append(prefix[1:], os.Args[0], "--quiet"), args...)...)
+		cmd.Env = append(os.Environ(), "STELLA_RUN_MAIN=1", "STELLA_HOME="+home)
+		return cmd.CombinedOutput()
+	}
+	if b, err := stella([]string{"env"}, "pack", "build", src); err != nil {
+		t.Fatalf("pack build: %v\n%s", err, b)
+	}
+	out := filepath.Join(dir, "strace-export")
+	b, runErr := stella([]string{strace, "-f", "-c", "-o", out}, "pack", "export", "-o", filepath.Join(dir, "big.tar"), "big:1.0.0")
+	calls, err := straceCounts(out)
+	if err != nil || calls["total"] == 0 {
+		if requireTools() {
+			t.Fatalf("strace could not trace the export (%v, %v): %s", runErr, err, b)
+		}
+		t.Skipf("strace could not trace the export (%v, %v): %s", runErr, err, b)
+	}
+	if runErr != nil {
+		t.Fatalf("pack export: %v\n%s", runErr, b)
+	}
+	if got := calls["sync_file_range"]; got < 4 {
+		t.Errorf("export of 40 MiB started the writeback %d times, want at least 4 (every 8 MiB)", got)
+	}
+}

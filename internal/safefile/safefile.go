@@ -64,6 +64,26 @@ type File struct {
 	*os.File
 	path string
 	done bool
+
+	written, started int64 // bytes written by Write; bytes whose writeback was started
+}
+
+// writebackChunk: every this many bytes written, Write starts their way
+// to disk, so that Commit's fsync of a bundle of a GiB has little left to
+// write and the disk works while the writer hashes (as the cache does for
+// a large blob).
+const writebackChunk = 8 << 20
+
+// Write writes p at the file's offset and starts the writeback of every
+// full writebackChunk written.
+func (f *File) Write(p []byte) (int, error) {
+	n, err := f.File.Write(p)
+	f.written += int64(n)
+	if f.written-f.started >= writebackChunk {
+		startWriteback(f.File, f.started, f.written-f.started)
+		f.started = f.written
+	}
+	return n, err
 }
 
 // Create starts an atomic write of path. The directory is created if needed.
