@@ -3,16 +3,19 @@ package cache_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"testing"
 	"testing/fstest"
 	"time"
 
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.etcd.io/bbolt"
 	"oras.land/oras-go/v2/content"
 
 	"stellaops.io/stella/artifact"
 	"stellaops.io/stella/cache"
+	"stellaops.io/stella/cache/cachetest"
 	"stellaops.io/stella/pack"
 )
 
@@ -78,4 +81,56 @@ func dumpIndex(t *testing.T, s *cache.Store) []byte {
 		t.Fatal(err)
 	}
 	return out.Bytes()
+}
+
+// TestChildrenRecordIsSlim: a manifest's children record lists each child
+// by media type, digest and size only (its annotations are in the
+// manifest), in the manifest's order; a cache whose record holds the
+// whole descriptors, as stella wrote them before, verifies the same.
+func TestChildrenRecordIsSlim(t *testing.T) {
+	fsys := fstest.MapFS{pack.ManifestFile: {Data: []byte("apiVersion: stellaops.io/pack.v1\nkind: TaskPack\nmetadata: {name: slim, version: 1.0.0, description: d}\nspec:\n  steps:\n    - {id: s, run: {command: [\"true\"]}}\n")},
+		"run.sh": {Data: []byte("#!/bin/sh\n"), Mode: 0o755}}
+	p, err := pack.Load(fsys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := artifact.Build(p, artifact.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	s := cachetest.Open(t)
+	if _, err := s.Import(ctx, a, []cache.Artifact{{Descriptor: a.Manifest, Kind: artifact.KindPack, Ref: a.Ref}}, cache.ImportRecord{From: "test"}, cache.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var m ocispec.Manifest
+	if err := json.Unmarshal(a.ManifestBytes(), &m); err != nil {
+		t.Fatal(err)
+	}
+	var want bytes.Buffer
+	want.WriteString("[")
+	for i, c := range append([]ocispec.Descriptor{m.Config}, m.Layers...) {
+		if i > 0 {
+			want.WriteString(",")
+		}
+		fmt.Fprintf(&want, `{"mediaType":%q,"digest":%q,"size":%d}`, c.MediaType, c.Digest, c.Size)
+	}
+	want.WriteString("]")
+	children := []byte("cache.children")
+	err = cache.Update(ctx, s, func(tx *bbolt.Tx) error {
+		got := tx.Bucket(children).Get([]byte(a.Manifest.Digest))
+		if !bytes.Equal(got, want.Bytes()) {
+			t.Errorf("children record %s, want %s", got, want.Bytes())
+		}
+		// As an earlier stella wrote it: whole descriptors.
+		whole, err := json.Marshal(append([]ocispec.Descriptor{m.Config}, m.Layers...))
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(children).Put([]byte(a.Manifest.Digest), whole)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cachetest.Check(t, s)
 }

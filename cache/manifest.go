@@ -123,7 +123,10 @@ func (g *graph) encodeRecords() {
 }
 
 // childrenJSON is the children record of manifest d: the JSON array of its
-// children.
+// children, each with its media type, digest and size only. What reads it
+// (a graph's blobs, gc's mark, verify's comparison with the manifest)
+// needs no more; the rest (a pack file's title and mode) is in the
+// manifest, and held twice it was a third of the index.
 func (g *graph) childrenJSON(d digest.Digest) ([]byte, error) {
 	if raw, ok := g.encoded[d]; ok {
 		return raw, nil
@@ -132,9 +135,9 @@ func (g *graph) childrenJSON(d digest.Digest) ([]byte, error) {
 }
 
 func (g *graph) marshalChildren(d digest.Digest) ([]byte, error) {
-	cs := g.children[d]
-	if cs == nil {
-		cs = []ocispec.Descriptor{}
+	cs := make([]ocispec.Descriptor, len(g.children[d]))
+	for i, c := range g.children[d] {
+		cs[i] = ocispec.Descriptor{MediaType: c.MediaType, Digest: c.Digest, Size: c.Size}
 	}
 	return integrity.MarshalDescriptors(cs) // json.Marshal(cs), faster
 }
