@@ -16,31 +16,49 @@ const layersSentinel = "\x00stella layers\x00"
 
 // marshalManifest is json.Marshal(m), without encoding the layers by
 // reflection: a pack of 10,000 files spent a tenth of its build's CPU
-// there. The rest of the manifest goes through json.Marshal with the
-// layers replaced by one sentinel, and the layers are written in place of
-// its encoding by integrity.AppendDescriptors. Layers it does not take
-// send the whole manifest down the generic path;
+// there. The layers are encoded by integrity.AppendDescriptors
+// (encodeLayers), the rest of the manifest goes through json.Marshal with
+// the layers replaced by one sentinel, and the layers are written in place
+// of its encoding (marshalWithLayers). Layers AppendDescriptors does not
+// take send the whole manifest down the generic path;
 // TestMarshalManifestIsJSON holds the two equal.
 func marshalManifest(m ocispec.Manifest) ([]byte, error) {
-	layers := m.Layers
+	enc, ok := encodeLayers(m.Layers)
+	return marshalWithLayers(m, enc, ok)
+}
+
+// encodeLayers is the JSON array of layers as json.Marshal writes it, and
+// true, when integrity.AppendDescriptors takes them. A build runs it
+// beside the config's encoding.
+func encodeLayers(layers []ocispec.Descriptor) ([]byte, bool) {
 	if len(layers) == 0 {
-		return json.Marshal(m)
+		return nil, false
 	}
-	m.Layers = []ocispec.Descriptor{{MediaType: layersSentinel}}
-	rest, err := json.Marshal(m)
-	if err != nil {
-		return nil, err
-	}
-	sentinel := []byte(`"layers":[{"mediaType":"\u0000stella layers\u0000","digest":"","size":0}]`)
-	size := 0 // about what the layers take, so that the buffer is not grown
+	size := 2 // about what the layers take, so that the buffer is not grown
 	for _, l := range layers {
 		size += 64 + len(l.MediaType) + len(l.Digest)
 		for k, v := range l.Annotations {
 			size += len(k) + len(v) + 6
 		}
 	}
-	out, ok := splice(rest, sentinel, size, func(b []byte) ([]byte, bool) {
-		return integrity.AppendDescriptors(append(b, `"layers":`...), layers)
+	return integrity.AppendDescriptors(make([]byte, 0, size), layers)
+}
+
+// marshalWithLayers is marshalManifest of m whose layers encodeLayers
+// encoded as enc (ok false: json.Marshal(m) whole).
+func marshalWithLayers(m ocispec.Manifest, enc []byte, ok bool) ([]byte, error) {
+	if !ok {
+		return json.Marshal(m)
+	}
+	layers := m.Layers
+	m.Layers = []ocispec.Descriptor{{MediaType: layersSentinel}}
+	rest, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	sentinel := []byte(`"layers":[{"mediaType":"\u0000stella layers\u0000","digest":"","size":0}]`)
+	out, ok := splice(rest, sentinel, len(`"layers":`)+len(enc), func(b []byte) ([]byte, bool) {
+		return append(append(b, `"layers":`...), enc...), true
 	})
 	if !ok {
 		m.Layers = layers
