@@ -27,18 +27,11 @@ type fetchOnly struct{ content.ReadOnlyStorage }
 // as built (cache.BuiltManifests) writes the index, byte for byte, that
 // the same import writes decoding the manifest's bytes.
 func TestImportOfABuiltManifestIsTheSame(t *testing.T) {
-	fsys := fstest.MapFS{pack.ManifestFile: {Data: []byte("apiVersion: stellaops.io/pack.v1\nkind: TaskPack\nmetadata: {name: built, version: 1.0.0, description: d}\nspec:\n  steps:\n    - {id: s, run: {command: [\"true\"]}}\n")}}
+	files := fstest.MapFS{}
 	for i := range 200 {
-		fsys[fmt.Sprintf("d%d/f%03d.bin", i/100, i)] = &fstest.MapFile{Data: []byte(fmt.Sprint(i))}
+		files[fmt.Sprintf("d%d/f%03d.bin", i/100, i)] = &fstest.MapFile{Data: []byte(fmt.Sprint(i))}
 	}
-	p, err := pack.Load(fsys)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := artifact.Build(p, artifact.BuildOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := builtPack(t, "built", files)
 	if _, ok := any(a).(cache.BuiltManifests); !ok {
 		t.Fatal("artifact.Pack does not hand its built manifest")
 	}
@@ -62,6 +55,22 @@ func TestImportOfABuiltManifestIsTheSame(t *testing.T) {
 	if !bytes.Equal(dumps[0], dumps[1]) {
 		t.Fatalf("the index differs:\nbuilt   %.400s\ndecoded %.400s", dumps[0], dumps[1])
 	}
+}
+
+// builtPack builds a pack named name of one step and files, as `stella
+// pack build` would.
+func builtPack(t *testing.T, name string, files fstest.MapFS) *artifact.Pack {
+	t.Helper()
+	files[pack.ManifestFile] = &fstest.MapFile{Data: []byte("apiVersion: stellaops.io/pack.v1\nkind: TaskPack\nmetadata: {name: " + name + ", version: 1.0.0, description: d}\nspec:\n  steps:\n    - {id: s, run: {command: [\"true\"]}}\n")}
+	p, err := pack.Load(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := artifact.Build(p, artifact.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }
 
 // dumpIndex lists every bucket, key and value of s's index in order.
@@ -88,16 +97,7 @@ func dumpIndex(t *testing.T, s *cache.Store) []byte {
 // manifest), in the manifest's order; a cache whose record holds the
 // whole descriptors, as stella wrote them before, verifies the same.
 func TestChildrenRecordIsSlim(t *testing.T) {
-	fsys := fstest.MapFS{pack.ManifestFile: {Data: []byte("apiVersion: stellaops.io/pack.v1\nkind: TaskPack\nmetadata: {name: slim, version: 1.0.0, description: d}\nspec:\n  steps:\n    - {id: s, run: {command: [\"true\"]}}\n")},
-		"run.sh": {Data: []byte("#!/bin/sh\n"), Mode: 0o755}}
-	p, err := pack.Load(fsys)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := artifact.Build(p, artifact.BuildOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := builtPack(t, "slim", fstest.MapFS{"run.sh": {Data: []byte("#!/bin/sh\n"), Mode: 0o755}})
 	ctx := context.Background()
 	s := cachetest.Open(t)
 	if _, err := s.Import(ctx, a, []cache.Artifact{{Descriptor: a.Manifest, Kind: artifact.KindPack, Ref: a.Ref}}, cache.ImportRecord{From: "test"}, cache.ImportOptions{}); err != nil {
@@ -117,7 +117,7 @@ func TestChildrenRecordIsSlim(t *testing.T) {
 	}
 	want.WriteString("]")
 	children := []byte("cache.children")
-	err = cache.Update(ctx, s, func(tx *bbolt.Tx) error {
+	err := cache.Update(ctx, s, func(tx *bbolt.Tx) error {
 		got := tx.Bucket(children).Get([]byte(a.Manifest.Digest))
 		if !bytes.Equal(got, want.Bytes()) {
 			t.Errorf("children record %s, want %s", got, want.Bytes())

@@ -40,21 +40,7 @@ func TestBuildSyscallsPerFile(t *testing.T) {
 	home := filepath.Join(dir, "home")
 	count := func(src string) map[string]int {
 		t.Helper()
-		out := filepath.Join(dir, "strace-"+filepath.Base(src))
-		cmd := exec.Command(strace, "-f", "-c", "-o", out, os.Args[0], "--quiet", "pack", "build", src)
-		cmd.Env = append(os.Environ(), "STELLA_RUN_MAIN=1", "STELLA_HOME="+home)
-		b, runErr := cmd.CombinedOutput()
-		calls, err := straceCounts(out)
-		if err != nil || calls["total"] == 0 {
-			if requireTools() {
-				t.Fatalf("strace could not trace the build (%v, %v): %s", runErr, err, b)
-			}
-			t.Skipf("strace could not trace the build (%v, %v): %s", runErr, err, b)
-		}
-		if runErr != nil {
-			t.Fatalf("pack build %s: %v\n%s", src, runErr, b)
-		}
-		return calls
+		return straceStella(t, strace, home, filepath.Join(dir, "strace-"+filepath.Base(src)), "pack", "build", src)
 	}
 	sum := func(calls map[string]int, names ...string) int {
 		total := 0
@@ -95,6 +81,28 @@ func TestBuildSyscallsPerFile(t *testing.T) {
 	check("build into a new cache", count(smallFilesPack(t, dir, "first", n)), 12, 6)
 	// An existing cache: the build's transaction only.
 	check("build into an existing cache", count(smallFilesPack(t, dir, "second", n)), 8, 2)
+}
+
+// straceStella runs stella args in home under strace -f -c, its summary
+// written to out, and returns the calls it counted. It skips the test
+// where strace cannot trace (unless tools are required) and fails it when
+// the command fails.
+func straceStella(t *testing.T, strace, home, out string, args ...string) map[string]int {
+	t.Helper()
+	cmd := exec.Command(strace, append([]string{"-f", "-c", "-o", out, os.Args[0], "--quiet"}, args...)...)
+	cmd.Env = append(os.Environ(), "STELLA_RUN_MAIN=1", "STELLA_HOME="+home)
+	b, runErr := cmd.CombinedOutput()
+	calls, err := straceCounts(out)
+	if err != nil || calls["total"] == 0 {
+		if requireTools() {
+			t.Fatalf("strace could not trace %v (%v, %v): %s", args, runErr, err, b)
+		}
+		t.Skipf("strace could not trace %v (%v, %v): %s", args, runErr, err, b)
+	}
+	if runErr != nil {
+		t.Fatalf("%v: %v\n%s", args, runErr, b)
+	}
+	return calls
 }
 
 // smallFilesPack writes a pack named name of n files of 1 KiB in folders of
@@ -169,26 +177,12 @@ func TestExportStartsWriteback(t *testing.T) {
 	src := filepath.Join(dir, "big")
 	writeFile(t, filepath.Join(src, "pack.yaml"), "apiVersion: stellaops.io/pack.v1\nkind: TaskPack\nmetadata: {name: big, version: 1.0.0, description: Big.}\nspec:\n  steps:\n    - {id: s, run: {command: [\"true\"]}}\n")
 	writeFile(t, filepath.Join(src, "data.bin"), strings.Repeat("0123456789abcdef", 40<<20/16))
-	stella := func(prefix []string, args ...string) ([]byte, error) {
-		cmd := exec.Command(prefix[0], append(append(prefix[1:], os.Args[0], "--quiet"), args...)...)
-		cmd.Env = append(os.Environ(), "STELLA_RUN_MAIN=1", "STELLA_HOME="+home)
-		return cmd.CombinedOutput()
-	}
-	if b, err := stella([]string{"env"}, "pack", "build", src); err != nil {
+	cmd := exec.Command(os.Args[0], "--quiet", "pack", "build", src)
+	cmd.Env = append(os.Environ(), "STELLA_RUN_MAIN=1", "STELLA_HOME="+home)
+	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("pack build: %v\n%s", err, b)
 	}
-	out := filepath.Join(dir, "strace-export")
-	b, runErr := stella([]string{strace, "-f", "-c", "-o", out}, "pack", "export", "-o", filepath.Join(dir, "big.tar"), "big:1.0.0")
-	calls, err := straceCounts(out)
-	if err != nil || calls["total"] == 0 {
-		if requireTools() {
-			t.Fatalf("strace could not trace the export (%v, %v): %s", runErr, err, b)
-		}
-		t.Skipf("strace could not trace the export (%v, %v): %s", runErr, err, b)
-	}
-	if runErr != nil {
-		t.Fatalf("pack export: %v\n%s", runErr, b)
-	}
+	calls := straceStella(t, strace, home, filepath.Join(dir, "strace-export"), "pack", "export", "-o", filepath.Join(dir, "big.tar"), "big:1.0.0")
 	if got := calls["sync_file_range"]; got < 4 {
 		t.Errorf("export of 40 MiB started the writeback %d times, want at least 4 (every 8 MiB)", got)
 	}
