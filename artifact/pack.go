@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -212,15 +214,20 @@ func (a *Pack) Fetch(_ context.Context, d ocispec.Descriptor) (io.ReadCloser, er
 	return v, nil
 }
 
-// BuiltManifest hands the pack's manifest as the struct its bytes were
-// marshalled from (marshalManifest, which writes what json.Marshal does),
-// so an import into the cache checks it without decoding 10,000 layers
-// again (cache.BuiltManifests). Its callers do not modify it.
+// BuiltManifest hands a copy of the pack's manifest as the struct its
+// bytes were marshalled from (marshalManifest, which writes what
+// json.Marshal does), so an import into the cache checks it without
+// decoding 10,000 layers again (cache.BuiltManifests). The copy is the
+// caller's: changing it changes neither the pack nor a later copy (the
+// layers' annotation maps are shared; an import reads them only).
 func (a *Pack) BuiltManifest(d digest.Digest) (*ocispec.Manifest, bool) {
 	if a.built == nil || d != a.Manifest.Digest {
 		return nil, false
 	}
-	return a.built, true
+	m := *a.built
+	m.Layers = slices.Clone(m.Layers)
+	m.Annotations = maps.Clone(m.Annotations)
+	return &m, true
 }
 
 // Exists reports whether the blob is part of the artifact.

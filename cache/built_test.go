@@ -9,6 +9,7 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.etcd.io/bbolt"
 	"oras.land/oras-go/v2/content"
@@ -38,7 +39,8 @@ func TestImportOfABuiltManifestIsTheSame(t *testing.T) {
 	ctx := context.Background()
 	at := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 	var dumps [][]byte
-	for _, src := range []content.ReadOnlyStorage{a, fetchOnly{a}} {
+	handed := &countBuilt{Pack: a}
+	for _, src := range []content.ReadOnlyStorage{handed, fetchOnly{a}} {
 		s, err := cache.Open(ctx, t.TempDir(), cache.Options{Now: func() time.Time { return at }})
 		if err != nil {
 			t.Fatal(err)
@@ -55,6 +57,27 @@ func TestImportOfABuiltManifestIsTheSame(t *testing.T) {
 	if !bytes.Equal(dumps[0], dumps[1]) {
 		t.Fatalf("the index differs:\nbuilt   %.400s\ndecoded %.400s", dumps[0], dumps[1])
 	}
+	if handed.n == 0 {
+		t.Fatal("the import did not take the built manifest")
+	}
+	// What it hands is a copy: changing it changes the next one not.
+	m, _ := a.BuiltManifest(a.Manifest.Digest)
+	m.Layers[0].Digest, m.Annotations["x"] = "sha256:0", "y"
+	again, _ := a.BuiltManifest(a.Manifest.Digest)
+	if again.Layers[0].Digest == "sha256:0" || again.Annotations["x"] == "y" {
+		t.Fatal("a change to a built manifest handed out reached the pack's")
+	}
+}
+
+// countBuilt counts the built manifests a pack hands.
+type countBuilt struct {
+	*artifact.Pack
+	n int
+}
+
+func (c *countBuilt) BuiltManifest(d digest.Digest) (*ocispec.Manifest, bool) {
+	c.n++
+	return c.Pack.BuiltManifest(d)
 }
 
 // builtPack builds a pack named name of one step and files, as `stella

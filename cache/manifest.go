@@ -68,13 +68,15 @@ func infoOf(m *integrity.Manifest) manifestInfo {
 	return info
 }
 
-// BuiltManifests is a source that built the manifests it serves, such as
-// a pack built from a folder (artifact.Pack): BuiltManifest hands the
-// image manifest d as the struct its bytes were marshalled from, as
-// encoding/json marshals them, or false. The import then checks that
-// struct (integrity.ManifestOf) instead of decoding the bytes again; the
-// bytes are still read and checked against their digest, and are what
-// the cache stores.
+// BuiltManifests is a source that built the manifests it serves in this
+// process, such as a pack built from a folder (artifact.Pack):
+// BuiltManifest hands the image manifest d as the struct its bytes were
+// marshalled from, as encoding/json marshals them, or false. The import
+// then checks that struct (integrity.ManifestOf) instead of decoding the
+// bytes again; the bytes are still read and checked against their digest,
+// and are what the cache stores. The import trusts the struct to be what
+// the bytes decode to (the graph it records comes from it): no source of
+// content from outside the process (a bundle, a registry) implements it.
 type BuiltManifests interface {
 	BuiltManifest(d digest.Digest) (*ocispec.Manifest, bool)
 }

@@ -122,7 +122,9 @@ func (w *segmentWriter) writeChunk(b []byte, off int64) error {
 	w.wmu.Lock()
 	defer w.wmu.Unlock()
 	if err != nil {
-		err = fmt.Errorf("write %s: %w", w.tmp, err)
+		// The bytes lost are the blobs added before, not only the one
+		// whose add wrote them: the segment is lost.
+		err = fmt.Errorf("segment: the %d bytes at %d: %w", len(b), off, err)
 		if w.werr == nil {
 			w.werr = err
 		}
@@ -170,10 +172,7 @@ func (w *segmentWriter) add(d digest.Digest, b []byte) error {
 	if err != nil || full == nil {
 		return err
 	}
-	if err := w.writeChunk(full, at); err != nil {
-		return fmt.Errorf("blob %s: %w", d, err)
-	}
-	return nil
+	return w.writeChunk(full, at)
 }
 
 // append adds b to the buffer, under mu; when that filled a buffer, it
@@ -184,6 +183,12 @@ func (w *segmentWriter) append(d digest.Digest, sum [32]byte, b []byte) (full []
 	defer w.mu.Unlock()
 	if w.sealed {
 		return nil, 0, errSegmentSealed
+	}
+	w.wmu.Lock()
+	failed := w.werr
+	w.wmu.Unlock()
+	if failed != nil {
+		return nil, 0, failed // a chunk was lost: nothing more is written
 	}
 	if _, dup := w.entries[d]; dup {
 		return nil, 0, nil

@@ -65,3 +65,48 @@ func TestSegmentSealWaitsForChunkWrites(t *testing.T) {
 		}
 	}
 }
+
+// TestSegmentChunkWriteFailure: a chunk whose write fails fails the add
+// that wrote it, every add after it, the seal and the reads, even when
+// later writes would succeed: the segment has a hole.
+func TestSegmentChunkWriteFailure(t *testing.T) {
+	w := newSegmentWriter(t.TempDir())
+	var orig *os.File
+	chunkWriting = func() {
+		if orig == nil {
+			orig = w.f
+			ro, err := os.Open(orig.Name())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			w.f = ro // this chunk's WriteAt fails (EBADF: opened read-only)
+		}
+	}
+	defer func() { chunkWriting = nil }()
+	var ds []digest.Digest
+	failed := -1
+	for i := range 20 {
+		b := bytes.Repeat([]byte{byte(i + 1)}, segmentBlobMax)
+		d := digest.FromBytes(b)
+		ds = append(ds, d)
+		err := w.add(d, b)
+		switch {
+		case err != nil && failed < 0:
+			failed = i
+		case err == nil && failed >= 0:
+			t.Fatalf("add %d succeeded after the chunk of add %d was lost", i, failed)
+		}
+	}
+	if failed != 16 {
+		t.Fatalf("add %d failed first, want 16 (the one that wrote the first chunk)", failed)
+	}
+	_ = w.f.Close()
+	w.f = orig // later writes would succeed
+	if _, err := w.seal(ds[:failed]); err == nil {
+		t.Fatal("seal succeeded over a chunk that was never written")
+	}
+	if _, err := w.read(ds[0]); err == nil {
+		t.Fatal("read succeeded over a chunk that was never written")
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"syscall"
 	"time"
 
@@ -111,7 +112,7 @@ func readOnce(fsys fs.FS, name string, read ReadFunc, progress func(n int64)) (d
 		return "", 0, 0, fmt.Errorf("%s: %w: %s", name, ErrFileChanged, what)
 	}
 	if !before.ModTime().Before(start.Add(-racyWindow)) {
-		again, m, err := hashFile(fsys, name)
+		again, m, err := hashAgain(fsys, name, f)
 		if err != nil {
 			return "", 0, 0, err
 		}
@@ -121,6 +122,22 @@ func readOnce(fsys fs.FS, name string, read ReadFunc, progress func(n int64)) (d
 		}
 	}
 	return d, n, mode, nil
+}
+
+// hashAgain hashes the open file f again from its start, through the
+// same descriptor (the file that was read, wherever its name points now),
+// or by opening name anew where f cannot read at an offset.
+func hashAgain(fsys fs.FS, name string, f fs.File) (digest.Digest, int64, error) {
+	ra, ok := f.(io.ReaderAt)
+	if !ok {
+		return hashFile(fsys, name)
+	}
+	h := integrity.NewHash(digest.SHA256)
+	n, err := io.Copy(h, io.NewSectionReader(ra, 0, math.MaxInt64))
+	if err != nil {
+		return "", 0, fmt.Errorf("read %s: %w", name, err)
+	}
+	return integrity.SHA256Of(h), n, nil
 }
 
 // changed says what differs between the stat of a file before and after

@@ -1,7 +1,9 @@
 package pack
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -9,6 +11,8 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -16,25 +20,39 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// flipFS serves one file whose content changes at every open while its
-// stat stays the same: only a second read can show the change.
+// flipFS serves one file rewritten in place between its first read and
+// any read after, while its stat stays the same: only a second read can
+// show the change.
 type flipFS struct {
 	fstest.MapFS
-	mtime time.Time
-	opens int
+	mtime  time.Time
+	second int // reads of data.bin after the first
 }
 
 func (f *flipFS) Open(name string) (fs.File, error) {
 	if name != "data.bin" {
 		return f.MapFS.Open(name)
 	}
-	f.opens++
-	content := []byte("first")
-	if f.opens > 1 {
-		content = []byte("other")
+	m := fstest.MapFS{name: {Data: []byte("first"), ModTime: f.mtime}}
+	file, err := m.Open(name)
+	if err != nil {
+		return nil, err
 	}
-	m := fstest.MapFS{name: {Data: content, ModTime: f.mtime}}
-	return m.Open(name)
+	return &flipFile{File: file, fs: f}, nil
+}
+
+// flipFile reads "first" from its start, and "other" at an offset, the
+// read again that a racy file gets.
+type flipFile struct {
+	fs.File
+	fs *flipFS
+}
+
+func (f *flipFile) ReadAt(p []byte, off int64) (int, error) {
+	if off == 0 {
+		f.fs.second++
+	}
+	return bytes.NewReader([]byte("other")).ReadAt(p, off)
 }
 
 // TestRacyFileIsReadTwice: a file modified within racyWindow of its read
@@ -44,13 +62,13 @@ func TestRacyFileIsReadTwice(t *testing.T) {
 	manifest := []byte("apiVersion: stellaops.io/pack.v1\nkind: TaskPack\nmetadata:\n  name: racy\n  version: 1.0.0\n  description: Racy.\nspec:\n  steps:\n    - id: a\n      run: {command: [\"true\"]}\n")
 	base := fstest.MapFS{ManifestFile: {Data: manifest}, "data.bin": {Data: []byte("first")}}
 	for _, tc := range []struct {
-		name      string
-		mtime     time.Time
-		wantErr   bool
-		wantOpens int
+		name       string
+		mtime      time.Time
+		wantErr    bool
+		wantSecond int
 	}{
-		{"just modified", time.Now(), true, 2},
-		{"an hour old", time.Now().Add(-time.Hour), false, 1},
+		{"just modified", time.Now(), true, 1},
+		{"an hour old", time.Now().Add(-time.Hour), false, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fsys := &flipFS{MapFS: base, mtime: tc.mtime}
@@ -64,8 +82,8 @@ func TestRacyFileIsReadTwice(t *testing.T) {
 			if got := errors.Is(err, ErrFileChanged); got != tc.wantErr {
 				t.Fatalf("LoadWith: %v, want ErrFileChanged %v", err, tc.wantErr)
 			}
-			if fsys.opens != tc.wantOpens || reads != 1 {
-				t.Fatalf("data.bin opened %d times (want %d), given to Read %d times (want 1)", fsys.opens, tc.wantOpens, reads)
+			if fsys.second != tc.wantSecond || reads != 1 {
+				t.Fatalf("data.bin read again %d times (want %d), given to Read %d times (want 1)", fsys.second, tc.wantSecond, reads)
 			}
 		})
 	}
@@ -225,6 +243,25 @@ func TestReadTakesModeAndRefusesSwaps(t *testing.T) {
 			t.Fatalf("err = %v, want ErrUnsafePath naming link", err)
 		}
 	})
+	t.Run("pack.yaml a named pipe", func(t *testing.T) {
+		if runtime.GOOS != "linux" {
+			t.Skip("os.DirFS blocks opening a pipe")
+		}
+		d := t.TempDir()
+		if err := syscall.Mkfifo(filepath.Join(d, ManifestFile), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { _, err := LoadDirWith(d, LoadOptions{}); done <- err }()
+		select {
+		case err := <-done:
+			if !errors.Is(err, ErrUnsafePath) || !strings.Contains(err.Error(), ManifestFile+" is a named pipe") {
+				t.Fatalf("err = %v, want ErrUnsafePath naming %s", err, ManifestFile)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the load blocked opening a named pipe")
+		}
+	})
 	t.Run("pack.yaml a symlink", func(t *testing.T) {
 		d := t.TempDir()
 		write(t, d, "real.yaml", manifest, 0o644)
@@ -246,14 +283,49 @@ func TestReadTakesModeAndRefusesSwaps(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(swapped, "now-a-folder"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for name, says := range map[string]string{"now-a-folder": "is a folder", "now-a-link": "is a symlink"} {
-		if runtime.GOOS != "linux" && name == "now-a-link" {
-			continue // os.DirFS follows it: only the Linux dirFS opens without following
+	if err := syscall.Mkfifo(filepath.Join(swapped, "now-a-pipe"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name, says := range map[string]string{"now-a-folder": "is a folder", "now-a-link": "is a symlink", "now-a-pipe": "is a named pipe"} {
+		if runtime.GOOS != "linux" && name != "now-a-folder" {
+			continue // os.DirFS follows a symlink and blocks on a pipe: only the Linux dirFS opens neither
 		}
 		f := File{Path: name}
-		err := readFile(openDir(swapped), &f, nil, nil)
+		done := make(chan error, 1)
+		go func() { done <- readFile(openDir(swapped), &f, nil, nil) }()
+		var err error
+		select {
+		case err = <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: the read blocked opening it", name)
+		}
 		if !errors.Is(err, ErrUnsafePath) || !strings.Contains(err.Error(), name+" "+says) || f.Digest != "" {
 			t.Errorf("%s: err = %v, digest %q; want ErrUnsafePath saying %q", name, err, f.Digest, says)
 		}
+	}
+}
+
+// TestLoadStopsAfterFailure: once a file fails, no reader starts another:
+// at most one more a reader than the files before it.
+func TestLoadStopsAfterFailure(t *testing.T) {
+	manifest := "apiVersion: stellaops.io/pack.v1\nkind: TaskPack\nmetadata: {name: m, version: 1.0.0, description: d}\nspec:\n  steps:\n    - {id: s, run: {command: [\"true\"]}}\n"
+	fsys := fstest.MapFS{ManifestFile: {Data: []byte(manifest)}}
+	for i := range 100 {
+		fsys[fmt.Sprintf("f%03d", i)] = &fstest.MapFile{Data: []byte("x")}
+	}
+	boom := errors.New("boom")
+	var reads atomic.Int64
+	_, err := LoadWith(fsys, LoadOptions{Concurrency: 3, Read: func(name string, r io.Reader) (digest.Digest, int64, error) {
+		reads.Add(1)
+		if name == "f010" {
+			return "", 0, boom
+		}
+		return hashReader(name, r)
+	}})
+	if !errors.Is(err, boom) {
+		t.Fatalf("err = %v, want the failing file's", err)
+	}
+	if n := reads.Load(); n > 11+2 {
+		t.Fatalf("%d files read, want at most 13 (f000–f010, and one more for each of the two other readers)", n)
 	}
 }

@@ -74,6 +74,15 @@ type File struct {
 // a large blob).
 const writebackChunk = 8 << 20
 
+// ReadFrom copies r into the file through Write (the *os.File's own
+// ReadFrom would skip the writeback), as io.Copy into a File does.
+func (f *File) ReadFrom(r io.Reader) (int64, error) {
+	return io.Copy(struct{ io.Writer }{f}, r)
+}
+
+// WriteString is Write of s.
+func (f *File) WriteString(s string) (int, error) { return f.Write([]byte(s)) }
+
 // Write writes p at the file's offset and starts the writeback of every
 // full writebackChunk written.
 func (f *File) Write(p []byte) (int, error) {

@@ -1,7 +1,9 @@
 package safefile
 
 import (
+	"bytes"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -75,5 +77,27 @@ func assertNoTemp(t *testing.T, dir string) {
 		if strings.HasPrefix(e.Name(), TempPrefix) {
 			t.Fatalf("temp file left behind: %s", e.Name())
 		}
+	}
+}
+
+// TestFileCountsEveryWrite: whichever way bytes reach a File (Write,
+// io.Copy, WriteString), they count towards its writeback.
+func TestFileCountsEveryWrite(t *testing.T) {
+	f, err := Create(filepath.Join(t.TempDir(), "out"), 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Abort()
+	if _, err := f.Write(make([]byte, 3)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(f, struct{ io.Reader }{bytes.NewReader(make([]byte, writebackChunk))}); err != nil { // no WriterTo: io.Copy calls ReadFrom
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(f, "abcd"); err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(3 + writebackChunk + 4); f.written != want || f.started != 3+writebackChunk {
+		t.Fatalf("written %d, writeback started to %d; want %d and %d", f.written, f.started, want, 3+writebackChunk)
 	}
 }
