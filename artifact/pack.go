@@ -217,9 +217,10 @@ func (a *Pack) Fetch(_ context.Context, d ocispec.Descriptor) (io.ReadCloser, er
 // BuiltManifest hands a copy of the pack's manifest as the struct its
 // bytes were marshalled from (marshalManifest, which writes what
 // json.Marshal does), so an import into the cache checks it without
-// decoding 10,000 layers again (cache.BuiltManifests). The copy is the
-// caller's: changing it changes neither the pack nor a later copy (the
-// layers' annotation maps are shared; an import reads them only).
+// decoding 10,000 layers again (cache.BuiltManifests). Its layers slice
+// and annotations are the caller's: changing them changes neither the pack
+// nor a later copy. What they point to (each layer's annotations, the
+// config's, a subject) is shared, and an import reads it only.
 func (a *Pack) BuiltManifest(d digest.Digest) (*ocispec.Manifest, bool) {
 	if a.built == nil || d != a.Manifest.Digest {
 		return nil, false

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -310,7 +311,7 @@ func (l *layoutPlan) write(ctx context.Context, w io.Writer, src content.Fetcher
 	// The bundle's sha256 and the writes to w are done behind, in chunks,
 	// while the blobs are read and checked (writeBehind).
 	behind := newWriteBehind(w, integrity.NewHash(digest.SHA256))
-	defer behind.close()
+	defer behind.abort() // after close, nothing: a failed write writes no more
 	cw := &countingWriter{w: behind, total: tarSize(sizes), progress: progress}
 	tw := tar.NewWriter(cw)
 	for _, f := range []struct {
@@ -504,6 +505,26 @@ func (b *writeBehind) Write(p []byte) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// errWriteAborted: a bundle's write stopped on an error of its own.
+var errWriteAborted = errors.New("bundle write aborted")
+
+// abort drops the chunk being filled and every chunk not yet written, and
+// waits for the goroutines: a write that failed (a blob that did not check
+// out, a cancelled context) sends nothing more to w. After close it does
+// nothing.
+func (b *writeBehind) abort() {
+	if b.shut {
+		return
+	}
+	b.mu.Lock()
+	if b.err == nil {
+		b.err = errWriteAborted
+	}
+	b.mu.Unlock()
+	b.cur = nil
+	_ = b.close()
 }
 
 // close hands on the chunk being filled, waits for every write and

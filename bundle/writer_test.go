@@ -204,6 +204,15 @@ func TestWriteRefusesBadSource(t *testing.T) {
 			if len(left) != 0 {
 				t.Fatalf("a failed write left %v", left)
 			}
+			// What was gathered but not yet written when the blob failed
+			// (here the whole bundle, less than a chunk) is dropped.
+			var got bytes.Buffer
+			if _, err := Write(ctx, &got, src, entries, WriteOptions{}); !errors.Is(err, tt.want) {
+				t.Fatalf("Write: err = %v, want %v", err, tt.want)
+			}
+			if got.Len() != 0 {
+				t.Fatalf("a failed write sent %d bytes to its writer, want none", got.Len())
+			}
 		})
 	}
 }

@@ -23,8 +23,12 @@ import (
 // folder of the path replaced by a symlink is still followed: the build
 // guards against an honest race, not a writer who controls the folder,
 // ADR 0023), and with O_NONBLOCK, so a named pipe put there fails its
-// regular-file check instead of blocking the open. O_NONBLOCK does nothing
-// to reads of a regular file.
+// regular-file check instead of blocking the open. A regular file may
+// still answer O_NONBLOCK with EAGAIN: its open, while another process
+// holds a lease on it (Samba, an NFS server), and its reads on some FUSE
+// file systems. Then it is opened again, or its reads go on, without
+// O_NONBLOCK, waiting as a plain open and read would (a pipe opened for
+// reading with O_NONBLOCK never answers EAGAIN).
 type dirFS struct {
 	dir  string
 	fsys fs.FS
@@ -36,12 +40,16 @@ func (d dirFS) Open(name string) (fs.File, error) {
 	if !fs.ValidPath(name) {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrInvalid}
 	}
+	flags := unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOFOLLOW | unix.O_NONBLOCK
 	for {
-		fd, err := unix.Open(d.dir+"/"+name, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
-		if err == unix.EINTR {
+		fd, err := unix.Open(d.dir+"/"+name, flags, 0)
+		switch {
+		case err == unix.EINTR:
 			continue
-		}
-		if err != nil {
+		case err == unix.EAGAIN && flags&unix.O_NONBLOCK != 0:
+			flags &^= unix.O_NONBLOCK // a lease: wait for it, as open(2) does
+			continue
+		case err != nil:
 			return nil, &fs.PathError{Op: "open", Path: name, Err: err}
 		}
 		return &rawFile{fd: fd, name: name}, nil
@@ -59,6 +67,7 @@ type rawFile struct {
 	fd     int
 	name   string
 	closed bool
+	waits  bool // O_NONBLOCK cleared (blocking)
 }
 
 func (f *rawFile) Read(p []byte) (int, error) {
@@ -72,6 +81,8 @@ func (f *rawFile) Read(p []byte) (int, error) {
 		n, err := unix.Read(f.fd, p)
 		switch {
 		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN && f.blocking() == nil:
 			continue
 		case err != nil:
 			return 0, &fs.PathError{Op: "read", Path: f.name, Err: err}
@@ -93,6 +104,8 @@ func (f *rawFile) ReadAt(p []byte, off int64) (int, error) {
 		switch {
 		case err == unix.EINTR:
 			continue
+		case err == unix.EAGAIN && f.blocking() == nil:
+			continue
 		case err != nil:
 			return done, &fs.PathError{Op: "read", Path: f.name, Err: err}
 		case n == 0:
@@ -101,6 +114,22 @@ func (f *rawFile) ReadAt(p []byte, off int64) (int, error) {
 		done += n
 	}
 	return done, nil
+}
+
+// blocking clears O_NONBLOCK, once: a read that answered EAGAIN (a FUSE
+// file system's) then waits as a plain read does. It fails when the flag
+// was cleared already, so a read does not spin on EAGAIN.
+func (f *rawFile) blocking() error {
+	if f.waits {
+		return unix.EAGAIN
+	}
+	f.waits = true
+	fl, err := unix.FcntlInt(uintptr(f.fd), unix.F_GETFL, 0)
+	if err != nil {
+		return err
+	}
+	_, err = unix.FcntlInt(uintptr(f.fd), unix.F_SETFL, fl&^unix.O_NONBLOCK)
+	return err
 }
 
 func (f *rawFile) Stat() (fs.FileInfo, error) {
