@@ -77,20 +77,11 @@ func (f *rawFile) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	for {
-		n, err := unix.Read(f.fd, p)
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err == unix.EAGAIN && f.blocking() == nil:
-			continue
-		case err != nil:
-			return 0, &fs.PathError{Op: "read", Path: f.name, Err: err}
-		case n == 0:
-			return 0, io.EOF
-		}
-		return n, nil
+	n, err := f.read1(p, 0, false)
+	if err == nil && n == 0 {
+		return 0, io.EOF
 	}
+	return n, err
 }
 
 // ReadAt reads at off without moving the offset Read uses (pread(2)).
@@ -100,20 +91,39 @@ func (f *rawFile) ReadAt(p []byte, off int64) (int, error) {
 	}
 	done := 0
 	for done < len(p) {
-		n, err := unix.Pread(f.fd, p[done:], off+int64(done))
+		n, err := f.read1(p[done:], off+int64(done), true)
+		if err != nil {
+			return done, err
+		}
+		if n == 0 {
+			return done, io.EOF
+		}
+		done += n
+	}
+	return done, nil
+}
+
+// read1 is one read(2), or pread(2) at off when at is set, made again on
+// EINTR and, once O_NONBLOCK is cleared, on EAGAIN; 0 bytes is the end.
+func (f *rawFile) read1(p []byte, off int64, at bool) (int, error) {
+	for {
+		var n int
+		var err error
+		if at {
+			n, err = unix.Pread(f.fd, p, off)
+		} else {
+			n, err = unix.Read(f.fd, p)
+		}
 		switch {
 		case err == unix.EINTR:
 			continue
 		case err == unix.EAGAIN && f.blocking() == nil:
 			continue
 		case err != nil:
-			return done, &fs.PathError{Op: "read", Path: f.name, Err: err}
-		case n == 0:
-			return done, io.EOF
+			return 0, &fs.PathError{Op: "read", Path: f.name, Err: err}
 		}
-		done += n
+		return n, nil
 	}
-	return done, nil
 }
 
 // blocking clears O_NONBLOCK, once: a read that answered EAGAIN (a FUSE
