@@ -58,7 +58,7 @@ func TestRawFileIsAFile(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "f"), []byte("0123456789"), 0o640); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chmod(filepath.Join(dir, "f"), 0o4750); err != nil { // setuid: os's mode bits
+	if err := os.Chmod(filepath.Join(dir, "f"), 0o750|fs.ModeSetuid); err != nil { // os's mode bits
 		t.Fatal(err)
 	}
 	f, err := openDir(dir).Open("f")
